@@ -1,0 +1,3 @@
+from lie_ray.cli import main
+
+main()

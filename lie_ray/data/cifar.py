@@ -1,0 +1,107 @@
+"""CIFAR-10 from the standard "python version" directory, any number of images per file.
+
+The project's own data (``../shared/data/cifar-10-batches-py``) is a genuine subset of about
+1,000 images per file, so nothing here assumes 10,000. Problems with the files are reported in
+one line naming the file and what was expected.
+"""
+from __future__ import annotations
+
+import os
+import pickle
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from lie_ray.errors import LieRayError
+
+DIRECTORY_NAME = "cifar-10-batches-py"
+SPLIT_FILES = {"train": [f"data_batch_{i}" for i in range(1, 6)], "test": ["test_batch"]}
+DEFAULT_DATA_DIR = os.environ.get("LIE_RAY_DATA", "../shared/data/cifar-10-batches-py")
+IMAGE_SHAPE = (32, 32, 3)
+
+
+@dataclass(frozen=True)
+class Split:
+    """One split in memory: uint8 NHWC images, int64 labels, and stable int64 ids (row order)."""
+
+    name: str
+    images: np.ndarray
+    labels: np.ndarray
+
+    @property
+    def ids(self) -> np.ndarray:
+        return np.arange(len(self.labels), dtype=np.int64)
+
+    def head(self, limit: int | None) -> "Split":
+        """The first ``limit`` rows (all when None): ids stay the same, so keys do too."""
+        if limit is None:
+            return self
+        return Split(self.name, self.images[:limit], self.labels[:limit])
+
+
+def resolve_data_dir(path: str | os.PathLike, download: bool = False) -> Path:
+    """Accept the batches directory itself or its parent; download full CIFAR-10 if asked."""
+    root = Path(path).expanduser()
+    for candidate in (root, root / DIRECTORY_NAME):
+        if (candidate / "test_batch").is_file() or (candidate / "data_batch_1").is_file():
+            return candidate
+    if download:
+        return _download(root)
+    raise LieRayError(f"no CIFAR-10 data at {root}: expected a '{DIRECTORY_NAME}' directory with "
+                      "data_batch_1..5 and test_batch; pass --data DIR, or --download to fetch "
+                      "full CIFAR-10")
+
+
+def load_split(path: str | os.PathLike, split: str, download: bool = False) -> Split:
+    """Load ``train`` (data_batch_1..5, concatenated in order) or ``test`` (test_batch)."""
+    if split not in SPLIT_FILES:
+        raise LieRayError(f"unknown split {split!r}: use 'train' or 'test'")
+    directory = resolve_data_dir(path, download)
+    parts = [_read_batch(directory / name) for name in SPLIT_FILES[split]]
+    images = np.concatenate([p[0] for p in parts])
+    labels = np.concatenate([p[1] for p in parts])
+    if len(labels) == 0:
+        raise LieRayError(f"the {split} split in {directory} holds no images: the batch files "
+                          "are empty; restore the dataset")
+    return Split(split, images, labels)
+
+
+def _read_batch(path: Path) -> tuple[np.ndarray, np.ndarray]:
+    if not path.is_file():
+        raise LieRayError(f"CIFAR-10 batch file {path} is missing: the directory must hold "
+                          "data_batch_1..5 and test_batch (re-download with --download)")
+    try:
+        with open(path, "rb") as handle:
+            record = pickle.load(handle, encoding="latin1")
+    except Exception as err:  # truncated, corrupt or not a pickle at all
+        raise LieRayError(f"CIFAR-10 batch file {path} is corrupt or truncated "
+                          f"({type(err).__name__}): replace it with a fresh copy") from None
+    if not isinstance(record, dict) or "data" not in record or "labels" not in record:
+        raise LieRayError(f"CIFAR-10 batch file {path} lacks 'data' and 'labels': not a CIFAR-10 "
+                          "python-version batch")
+    data = np.asarray(record["data"])
+    labels = np.asarray(record["labels"], dtype=np.int64)
+    pixels = int(np.prod(IMAGE_SHAPE))
+    if data.dtype != np.uint8 or data.ndim != 2 or data.shape[1] != pixels:
+        raise LieRayError(f"CIFAR-10 batch file {path} holds data of shape {data.shape} and dtype "
+                          f"{data.dtype}; expected uint8 rows of {pixels} bytes (32x32x3)")
+    if len(labels) != len(data) or (labels.size and (labels.min() < 0 or labels.max() > 9)):
+        raise LieRayError(f"CIFAR-10 batch file {path} has {len(labels)} labels for {len(data)} "
+                          "images, or labels outside 0..9")
+    # Rows are 1024 R, 1024 G, 1024 B bytes; NHWC is what the cipher's NumPy path takes.
+    images = data.reshape(-1, 3, 32, 32).transpose(0, 2, 3, 1)
+    return np.ascontiguousarray(images), labels
+
+
+def _download(root: Path) -> Path:
+    """Full CIFAR-10 through torchvision (needs internet); returns the batches directory."""
+    from torchvision.datasets import CIFAR10
+
+    parent = root.parent if root.name == DIRECTORY_NAME else root
+    try:
+        CIFAR10(root=str(parent), train=True, download=True)
+    except Exception as err:
+        raise LieRayError(f"could not download CIFAR-10 into {parent} ({err}); check the network "
+                          "or pass --data with a local copy") from None
+    return parent / DIRECTORY_NAME

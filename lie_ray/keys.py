@@ -1,0 +1,190 @@
+"""Key files, key derivation and fingerprints.
+
+A key file holds ONE secret: either a 256-bit master secret from the OS CSPRNG (what
+``lie-ray keygen`` writes), from which every cipher key is derived on demand, or an imported
+permutation in the reference implementation's format. Deriving sub-keys (HKDF-SHA256, RFC 5869,
+label in, permutation out) means per-batch and per-shard keys are reproducible anywhere the
+master is, without ever being stored.
+
+Everything that leaves this module for logs, configs, tables or file names is a fingerprint.
+
+File format (JSON, mode 0600)::
+
+    {"format": "lie_ray-key", "version": 1, "block_size": 4, "channels": 3,
+     "kind": "master", "secret": "<base64 of 32 bytes>"}
+    {"format": "lie_ray-key", "version": 1, "block_size": 4, "channels": 3,
+     "kind": "permutation", "secret": [95, 3, ...]}
+"""
+from __future__ import annotations
+
+import base64
+import binascii
+import hashlib
+import hmac
+import json
+import os
+import secrets
+import stat
+from pathlib import Path
+
+import numpy as np
+
+from lie_ray import atomic
+from lie_ray.cipher.block import BlockCipher, nibble_count, validate_permutation
+from lie_ray.errors import LieRayError
+
+KEY_FORMAT = "lie_ray-key"
+KEY_VERSION = 1
+MASTER_SECRET_BYTES = 32
+FIXED_LABEL = "fixed"
+_HKDF_SALT = b"lie_ray/key-derivation/v1"
+_FINGERPRINT_PREFIX = b"lie_ray/master-fingerprint/v1\0"
+
+
+class Key:
+    """A loaded secret plus what it is for. ``cipher(label)`` gives the block cipher for a label.
+
+    ``repr`` and ``str`` show only the fingerprint, so a stray print or log line leaks nothing.
+    """
+
+    def __init__(self, kind: str, secret: bytes | np.ndarray, block_size: int, channels: int = 3):
+        self.kind = kind
+        self.block_size = block_size
+        self.channels = channels
+        self._secret = secret
+        self._ciphers: dict[str, BlockCipher] = {}
+        if kind == "master":
+            digest = hashlib.sha256(_FINGERPRINT_PREFIX + block_size.to_bytes(2, "little")
+                                    + channels.to_bytes(2, "little") + secret)
+            self.fingerprint = digest.hexdigest()[:16]
+        else:
+            self.fingerprint = BlockCipher(secret, block_size, channels).fingerprint
+
+    def __repr__(self) -> str:
+        return f"Key(kind={self.kind}, block_size={self.block_size}, fingerprint={self.fingerprint})"
+
+    __str__ = __repr__
+
+    @property
+    def derives_subkeys(self) -> bool:
+        return self.kind == "master"
+
+    def cipher(self, label: str = FIXED_LABEL) -> BlockCipher:
+        """The cipher for ``label`` (e.g. ``fixed`` or ``batch/train/17``), cached."""
+        if label not in self._ciphers:
+            if self.kind == "permutation":
+                if label != FIXED_LABEL:
+                    raise LieRayError(
+                        f"key {self.fingerprint} is an imported permutation and cannot derive "
+                        f"sub-key {label!r}: use a master key from 'lie-ray keygen' for per-batch "
+                        "policies")
+                perm = self._secret
+            else:
+                perm = derive_permutation(self._secret, label,
+                                          nibble_count(self.block_size, self.channels))
+            self._ciphers[label] = BlockCipher(perm, self.block_size, self.channels)
+        return self._ciphers[label]
+
+    def to_json(self) -> str:
+        secret = (base64.b64encode(self._secret).decode() if self.kind == "master"
+                  else [int(v) for v in self._secret])
+        return json.dumps({"format": KEY_FORMAT, "version": KEY_VERSION,
+                           "block_size": self.block_size, "channels": self.channels,
+                           "kind": self.kind, "secret": secret}) + "\n"
+
+
+def generate_key(block_size: int = 4, channels: int = 3) -> Key:
+    """A new master key from the operating system's CSPRNG."""
+    if block_size < 1:
+        raise LieRayError(f"block size must be a positive integer, got {block_size}")
+    return Key("master", secrets.token_bytes(MASTER_SECRET_BYTES), block_size, channels)
+
+
+def import_permutation(perm, block_size: int, channels: int = 3) -> Key:
+    """Wrap a reference-format permutation as a key (usable with the ``fixed`` policy only)."""
+    return Key("permutation", validate_permutation(perm, block_size, channels), block_size,
+               channels)
+
+
+def hkdf_sha256(secret: bytes, info: bytes, length: int, salt: bytes = _HKDF_SALT) -> bytes:
+    """HKDF (RFC 5869) extract-and-expand with HMAC-SHA256."""
+    prk = hmac.new(salt, secret, hashlib.sha256).digest()
+    blocks, previous = [], b""
+    for counter in range(1, -(-length // 32) + 1):
+        previous = hmac.new(prk, previous + info + bytes([counter]), hashlib.sha256).digest()
+        blocks.append(previous)
+    return b"".join(blocks)[:length]
+
+
+def derive_permutation(secret: bytes, label: str, size: int) -> np.ndarray:
+    """A uniformly random-looking permutation of 0..size-1 determined by (secret, label).
+
+    Sorting 64-bit pseudorandom values gives a uniform permutation up to ties, which occur with
+    probability below size**2 / 2**64 and are then broken by position (stable sort).
+    """
+    stream = hkdf_sha256(secret, f"permutation/{size}/{label}".encode(), 8 * size)
+    return np.argsort(np.frombuffer(stream, dtype="<u8"), kind="stable").astype(np.int64)
+
+
+def save_key(key: Key, path: str | os.PathLike, overwrite: bool = False) -> Path:
+    """Write ``key`` atomically with mode 0600. Refuses to clobber a key unless told to."""
+    target = Path(path)
+    if target.exists() and not overwrite:
+        raise LieRayError(f"{target} already exists: pick another path, or pass --force to "
+                          "replace it (the old key, and anything encrypted only with it, is lost)")
+    atomic.write_bytes(target, key.to_json().encode(), mode=0o600)
+    return target
+
+
+def load_key(path: str | os.PathLike, block_size: int | None = None) -> Key:
+    """Load and validate a key file; every problem is a one-line ``LieRayError``."""
+    source = Path(path)
+    if not source.is_file():
+        raise LieRayError(f"key file {source} not found: create one with "
+                          f"'lie-ray keygen --out {source}'")
+    mode = stat.S_IMODE(source.stat().st_mode)
+    if mode & 0o077:
+        raise LieRayError(f"key file {source} is readable by group or others (mode {mode:o}): "
+                          f"run 'chmod 600 {source}'")
+    try:
+        record = json.loads(source.read_text())
+    except (UnicodeDecodeError, json.JSONDecodeError):
+        raise LieRayError(f"key file {source} is truncated or not JSON: restore it from a backup "
+                          "or generate a new one with 'lie-ray keygen'") from None
+    key = _parse_key(record, source)
+    if block_size is not None and key.block_size != block_size:
+        raise LieRayError(f"key file {source} was made for block size {key.block_size}, but "
+                          f"block size {block_size} was asked for: use a key made with "
+                          f"'lie-ray keygen --block-size {block_size}'")
+    return key
+
+
+def _parse_key(record, source: Path) -> Key:
+    if not isinstance(record, dict) or record.get("format") != KEY_FORMAT:
+        raise LieRayError(f"{source} is not a lie_ray key file (no \"format\": \"{KEY_FORMAT}\")")
+    if record.get("version") != KEY_VERSION:
+        raise LieRayError(f"key file {source} has version {record.get('version')!r}, this lie_ray "
+                          f"reads version {KEY_VERSION}: upgrade lie_ray or re-create the key")
+    block_size, channels = record.get("block_size"), record.get("channels", 3)
+    if not isinstance(block_size, int) or block_size < 1 or not isinstance(channels, int) \
+            or channels < 1:
+        raise LieRayError(f"key file {source} has an invalid block_size or channels field")
+    kind, secret = record.get("kind"), record.get("secret")
+    if kind == "master":
+        try:
+            raw = base64.b64decode(secret, validate=True)
+        except (binascii.Error, TypeError, ValueError):
+            raise LieRayError(f"key file {source}: the secret is not valid base64") from None
+        if len(raw) != MASTER_SECRET_BYTES:
+            raise LieRayError(f"key file {source}: the master secret has {len(raw)} bytes, "
+                              f"expected {MASTER_SECRET_BYTES}; the file is damaged")
+        return Key("master", raw, block_size, channels)
+    if kind == "permutation":
+        if not isinstance(secret, list) or not all(isinstance(v, int) for v in secret):
+            raise LieRayError(f"key file {source}: a permutation key must be a list of integers")
+        try:
+            return import_permutation(secret, block_size, channels)
+        except LieRayError as err:
+            raise LieRayError(f"key file {source}: {err}") from None
+    raise LieRayError(f"key file {source} has unknown kind {kind!r}: expected 'master' or "
+                      "'permutation'")

@@ -1,0 +1,37 @@
+"""Start, join or reuse Ray, so every command works the same on a laptop and on a cluster.
+
+* Ray already initialised (tests, notebooks, an enclosing command): use it, leave it running.
+* ``RAY_ADDRESS`` set, or running inside ``ray job submit``: join that cluster.
+* Otherwise: start an embedded local Ray and stop it when the command ends.
+"""
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+from typing import Iterator
+
+import ray
+
+log = logging.getLogger("lie_ray")
+
+# Logical CPUs for the embedded Ray. More than 2 physical cores on purpose: a Tune trial, its
+# Train workers and Ray Data's actors each hold one, and with too few ingest stalls (RAY_NOTES).
+DEFAULT_LOCAL_CPUS = max(4, os.cpu_count() or 1)
+
+
+@contextlib.contextmanager
+def ray_session(num_cpus: int | None = None) -> Iterator[None]:
+    if ray.is_initialized():
+        yield
+        return
+    if os.environ.get("RAY_ADDRESS"):
+        log.info("joining the Ray cluster at %s", os.environ["RAY_ADDRESS"])
+        ray.init(log_to_driver=True)
+    else:
+        ray.init(address="local", num_cpus=num_cpus or DEFAULT_LOCAL_CPUS,
+                 include_dashboard=False, log_to_driver=True)
+    try:
+        yield
+    finally:
+        ray.shutdown()
