@@ -16,6 +16,7 @@ import numpy as np
 import torch
 
 from lie_ray.errors import LieRayError
+from lie_ray.cipher.quantise import from_bytes, to_bytes
 from lie_ray.cipher.tables import GatherTables, Layout, build_tables
 
 Direction = Literal["encrypt", "decrypt"]
@@ -62,9 +63,8 @@ class BlockCipher:
     Accepts NumPy uint8 arrays in NHWC (or HWC) and torch tensors in NCHW (or CHW), uint8 or
     float in [0, 1], on any device; returns the same kind, shape, dtype and device.
 
-    Floats are quantised by ROUNDING to the nearest of 256 levels, where the reference floors.
-    Rounding makes uint8 -> float (b/255, as torchvision's ToTensor gives) -> uint8 an identity;
-    flooring would turn values like 0.2196... * 255 = 55.99999 into 55, a silent off-by-one.
+    Floats are quantised by rounding to the nearest of 256 levels (``quantise.py`` says why the
+    reference's flooring is not kept).
     """
 
     def __init__(self, perm: np.ndarray | list[int], block_size: int, channels: int = 3):
@@ -177,28 +177,6 @@ def gather_bytes_torch(flat: torch.Tensor, t: dict[str, torch.Tensor]) -> torch.
     high = torch.bitwise_left_shift(flat.index_select(1, t["hi_src"]), t["hi_shift"]) & high_half
     low = torch.bitwise_right_shift(flat.index_select(1, t["lo_src"]), t["lo_shift"]) & low_half
     return (high | low) ^ t["xor_mask"]
-
-
-# -------------------------------------------------------------------- conversions
-def to_bytes(images: torch.Tensor) -> torch.Tensor:
-    """uint8 view of a tensor: uint8 passes through, floats in [0, 1] are rounded to 8 bits."""
-    if images.dtype == torch.uint8:
-        return images
-    if not images.is_floating_point():
-        raise LieRayError(f"tensor images must be uint8 or float in [0, 1], got {images.dtype}")
-    detached = images.detach()
-    if not torch.isfinite(detached).all():
-        raise LieRayError("images contain NaN or infinite values: the cipher needs finite "
-                          "pixels in [0, 1]; check the attack or the data loader upstream")
-    if detached.min() < -1e-6 or detached.max() > 1 + 1e-6:
-        raise LieRayError(f"float images must lie in [0, 1], got values in "
-                          f"[{detached.min().item():.4g}, {detached.max().item():.4g}]: "
-                          "clamp them, or divide uint8 images by 255")
-    return torch.round(detached.clamp(0, 1) * 255).to(torch.uint8)
-
-
-def from_bytes(as_bytes: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
-    return as_bytes if dtype == torch.uint8 else as_bytes.to(dtype) / 255
 
 
 def _as_batch(images: Union[np.ndarray, torch.Tensor], channel_axis: int, channels: int):

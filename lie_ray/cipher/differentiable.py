@@ -27,7 +27,8 @@ from typing import Literal, get_args
 import torch
 
 from lie_ray.errors import LieRayError
-from lie_ray.cipher.block import BlockCipher, Direction, to_bytes
+from lie_ray.cipher.block import BlockCipher, Direction
+from lie_ray.cipher.quantise import to_bytes
 
 BackwardMode = Literal["none", "bpda-high", "bpda-both"]
 BACKWARD_MODES: tuple[str, ...] = get_args(BackwardMode)
@@ -92,7 +93,7 @@ def _true_cipher_float(cipher: BlockCipher, images: torch.Tensor, direction: Dir
     to_bytes(images)  # validation only: finite, within [0, 1]
     n, _, h, w = images.shape
     t = cipher.torch_tables(direction, h, w, images.device)
-    levels = torch.round(images.clamp(0, 1) * 255).reshape(n, -1)
+    levels = torch.floor(images.clamp(0, 1) * 255 + 0.5).reshape(n, -1)
 
     def nibble(src: torch.Tensor, take_high: torch.Tensor) -> torch.Tensor:
         byte = levels.index_select(1, src)
@@ -117,7 +118,7 @@ def smooth_surrogate(cipher: BlockCipher, images: torch.Tensor, anchor: torch.Te
     m, c = cipher.block_size, cipher.channels
     d = m * m * c
     n, _, h, w = images.shape
-    level0 = torch.round(anchor.clamp(0, 1) * 255)
+    level0 = torch.floor(anchor.clamp(0, 1) * 255 + 0.5)
     high0 = torch.floor(level0 / 16)
     offset = 255 * (images - anchor)
     high = high0 + offset / 16
