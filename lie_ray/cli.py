@@ -86,7 +86,8 @@ def encrypt(
                                   help="Download full CIFAR-10 if --data holds none."),
 ):
     """Encrypt CIFAR-10 into Parquet shards with a Ray Data actor pool."""
-    from lie_ray.encryption import PolicySpec, run_encrypt
+    from lie_ray.encryption import run_encrypt
+    from lie_ray.policies import PolicySpec
     from lie_ray.runtime import ray_session
 
     spec = PolicySpec(policy, key_batch_size)
@@ -97,6 +98,65 @@ def encrypt(
     typer.echo(f"wrote {manifest['rows']['train']} train and {manifest['rows']['test']} test "
                f"images to {out} (key {manifest['master_fingerprint']}, policy {policy})"
                + (f"; preview {preview}" if preview else ""))
+
+
+@app.command()
+@user_errors
+def train(
+    preset: str = typer.Option("smoke", "--preset", help="Settings preset: smoke or paper."),
+    out: Path = typer.Option(Path("runs/train"), "--out", help="Output directory (all Ray "
+                             "storage, checkpoints and training.parquet go here)."),
+    data: Path = typer.Option(Path(DEFAULT_DATA_DIR), "--data", help="CIFAR-10 directory."),
+    scenarios: Optional[str] = typer.Option(None, "--scenarios",
+                                            help="Comma-separated scenario names (default: all)."),
+    scenario_file: Optional[Path] = typer.Option(None, "--scenario-file",
+                                                 help="TOML file with more [[scenario]] records."),
+    key: Optional[Path] = typer.Option(None, "--key", help="Master key file (needed by "
+                                       "encrypted scenarios)."),
+    epochs: Optional[int] = typer.Option(None, "--epochs", min=1),
+    batch_size: Optional[int] = typer.Option(None, "--batch-size", min=1),
+    lr: Optional[float] = typer.Option(None, "--lr"),
+    width: Optional[int] = typer.Option(None, "--width", min=1, help="ResNet18 base width."),
+    workers: Optional[int] = typer.Option(None, "--workers", min=1,
+                                          help="Ray Train DDP workers per trial."),
+    gpu: Optional[str] = typer.Option(None, "--gpu", help="auto, yes or no."),
+    pgd_steps: Optional[int] = typer.Option(None, "--pgd-steps",
+                                            help="PGD steps for adversarial training."),
+    pgd_step_size: Optional[float] = typer.Option(None, "--pgd-step-size"),
+    pgd_eps: Optional[float] = typer.Option(None, "--pgd-eps"),
+    train_limit: Optional[int] = typer.Option(None, "--train-limit", min=1,
+                                              help="Use only the first N training images."),
+    test_limit: Optional[int] = typer.Option(None, "--test-limit", min=1),
+):
+    """Train the scenarios: one Ray Tune trial each, running Ray Train DDP fed by Ray Data."""
+    from lie_ray.presets import get_preset
+    from lie_ray.runtime import ray_session
+    from lie_ray.scenarios import select_scenarios
+    from lie_ray.training.run import run_training
+
+    settings = get_preset(preset).replace(
+        epochs=epochs, batch_size=batch_size, lr=lr, width=width, num_workers=workers, gpu=gpu,
+        pgd_steps=pgd_steps, pgd_step_size=pgd_step_size, pgd_eps=pgd_eps,
+        train_limit=train_limit, test_limit=test_limit)
+    chosen = [s.with_attack(eps=settings.pgd_eps, step_size=settings.pgd_step_size,
+                            steps=settings.pgd_steps)
+              for s in select_scenarios(scenarios, scenario_file)]
+    with ray_session():
+        table = run_training(chosen, settings, data, out, key)
+    typer.echo(format_table(table, ["scenario", "train_error", "test_error", "epochs",
+                                    "key_fingerprint"]))
+    typer.echo(f"wrote {out / 'training.parquet'}")
+
+
+def format_table(table, columns: list[str]) -> str:
+    """A small fixed-width text table for the console."""
+    rows = table.select(columns).to_pylist()
+    cells = [[f"{v:.3f}" if isinstance(v, float) else str(v) for v in row.values()]
+             for row in rows]
+    widths = [max(len(c), *(len(r[i]) for r in cells)) for i, c in enumerate(columns)]
+    lines = ["  ".join(c.ljust(w) for c, w in zip(columns, widths))]
+    lines += ["  ".join(v.ljust(w) for v, w in zip(r, widths)) for r in cells]
+    return "\n".join(lines)
 
 
 def main() -> None:

@@ -9,7 +9,6 @@ from __future__ import annotations
 import json
 import logging
 import os
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -19,22 +18,10 @@ from lie_ray import atomic
 from lie_ray.data.cifar import load_split
 from lie_ray.data.dataset import to_ray_dataset, write_shards
 from lie_ray.keys import load_key
-from lie_ray.policies import make_policy
+from lie_ray.policies import PolicySpec
 from lie_ray.preview import save_grid
 
 log = logging.getLogger("lie_ray")
-
-
-@dataclass(frozen=True)
-class PolicySpec:
-    """A key policy by name plus its options: plain data, safe to put in configs and logs."""
-
-    name: str = "fixed"
-    key_batch_size: int = 128
-
-    def build(self):
-        options = {"batch_size": self.key_batch_size} if self.name == "per-batch" else {}
-        return make_policy(self.name, **options)
 
 
 class EncryptBatch:
@@ -61,13 +48,14 @@ class EncryptBatch:
 
 
 def encrypt_dataset(dataset: ray.data.Dataset, key_path: str | os.PathLike, policy: PolicySpec,
-                    split: str, actors: int = 2, batch_size: int = 256) -> ray.data.Dataset:
+                    split: str, actors: int = 2, batch_size: int = 256, num_cpus: float = 1
+                    ) -> ray.data.Dataset:
     """Encrypt a Dataset with columns id/image/label in an actor pool of ``actors`` actors."""
     return dataset.map_batches(
         EncryptBatch, compute=ray.data.ActorPoolStrategy(size=actors),
         fn_constructor_kwargs={"key_path": str(Path(key_path).resolve()), "policy": policy,
                                "split": split},
-        batch_size=batch_size, batch_format="numpy")
+        batch_size=batch_size, batch_format="numpy", num_cpus=num_cpus)
 
 
 def run_encrypt(data_dir: str | os.PathLike, key_path: str | os.PathLike, policy: PolicySpec,

@@ -9,10 +9,13 @@ subclass registered in ``POLICIES``.
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from dataclasses import dataclass
 from typing import ClassVar
 
 import numpy as np
+import torch
 
+from lie_ray.cipher.differentiable import BackwardMode, cipher_with_grad
 from lie_ray.errors import LieRayError
 from lie_ray.keys import FIXED_LABEL, Key
 
@@ -36,6 +39,24 @@ class KeyPolicy(ABC):
             rows = labels == label
             out[rows] = key.cipher(str(label)).encrypt(images[rows])
         return out, labels
+
+    def encrypt_torch(self, key: Key, images: torch.Tensor, ids: np.ndarray, split: str,
+                      backward: BackwardMode = "bpda-both") -> torch.Tensor:
+        """The autograd twin of ``encrypt`` for float NCHW tensors on any device: the same
+        ciphertext, with the chosen backward pass (see ``cipher_with_grad``)."""
+        labels = self.labels(np.asarray(ids), split)
+        distinct = np.unique(labels)
+        if len(distinct) == 1:
+            return cipher_with_grad(key.cipher(str(distinct[0])), images, backward)
+        order = np.argsort(labels, kind="stable")
+        pieces = []
+        for label in distinct:  # one call per distinct sub-key in the batch
+            rows = torch.from_numpy(np.flatnonzero(labels == label)).to(images.device)
+            pieces.append(cipher_with_grad(key.cipher(str(label)), images.index_select(0, rows),
+                                           backward))
+        grouped = torch.cat(pieces)  # rows in the order of ``order``
+        restore = torch.from_numpy(np.argsort(order, kind="stable")).to(images.device)
+        return grouped.index_select(0, restore)
 
 
 class FixedPolicy(KeyPolicy):
@@ -81,3 +102,15 @@ def make_policy(name: str, **options) -> KeyPolicy:
     if name not in POLICIES:
         raise LieRayError(f"unknown key policy {name!r}: choose one of {', '.join(POLICIES)}")
     return POLICIES[name](**options)
+
+
+@dataclass(frozen=True)
+class PolicySpec:
+    """A key policy by name plus its options: plain data, safe to put in configs and logs."""
+
+    name: str = "fixed"
+    key_batch_size: int = 128
+
+    def build(self) -> KeyPolicy:
+        options = {"batch_size": self.key_batch_size} if self.name == "per-batch" else {}
+        return make_policy(self.name, **options)

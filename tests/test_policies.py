@@ -6,7 +6,8 @@ import pytest
 
 from lie_ray.data.cifar import load_split
 from lie_ray.data.dataset import sorted_by_id, to_ray_dataset
-from lie_ray.encryption import PolicySpec, encrypt_dataset
+from lie_ray.encryption import encrypt_dataset
+from lie_ray.policies import PolicySpec
 from lie_ray.errors import LieRayError
 from lie_ray.keys import generate_key, import_permutation, load_key, save_key
 from lie_ray.policies import FixedPolicy, PerBatchPolicy, make_policy

@@ -42,7 +42,7 @@ class Split:
 
 def resolve_data_dir(path: str | os.PathLike, download: bool = False) -> Path:
     """Accept the batches directory itself or its parent; download full CIFAR-10 if asked."""
-    root = Path(path).expanduser()
+    root = Path(path).expanduser().resolve()  # absolute: Ray workers run in other directories
     for candidate in (root, root / DIRECTORY_NAME):
         if (candidate / "test_batch").is_file() or (candidate / "data_batch_1").is_file():
             return candidate

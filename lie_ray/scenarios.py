@@ -1,0 +1,98 @@
+"""Scenarios are records, not code branches: the paper's five ship by name, users add more in
+TOML.
+
+    [[scenario]]
+    name = "Encrypted-Adv-FGSM"
+    encrypted = true
+    key_policy = "fixed"          # or "per-batch"; omit for plain images
+    adversarial = true
+    eps = 0.1                     # adversarial-training attack, on the plain image
+    step_size = 0.1
+    steps = 1
+"""
+from __future__ import annotations
+
+import dataclasses
+import tomllib
+from dataclasses import dataclass
+from pathlib import Path
+
+from lie_ray.errors import LieRayError
+from lie_ray.policies import POLICIES
+
+
+@dataclass(frozen=True)
+class Scenario:
+    name: str
+    encrypted: bool
+    key_policy: str | None = None
+    adversarial: bool = False
+    eps: float = 0.1
+    step_size: float = 0.01
+    steps: int = 20
+
+    def __post_init__(self):
+        if self.encrypted and self.key_policy not in POLICIES:
+            raise LieRayError(f"scenario {self.name!r}: key_policy must be one of "
+                              f"{', '.join(POLICIES)}, got {self.key_policy!r}")
+        if not self.encrypted and self.key_policy is not None:
+            raise LieRayError(f"scenario {self.name!r} is not encrypted but names key_policy "
+                              f"{self.key_policy!r}: set encrypted = true or drop key_policy")
+        check_attack_settings(self.eps, self.step_size, self.steps, where=f"scenario {self.name!r}")
+
+    def with_attack(self, **overrides) -> "Scenario":
+        """A copy with attack settings replaced, skipping overrides that are None."""
+        return dataclasses.replace(self, **{k: v for k, v in overrides.items() if v is not None})
+
+
+def check_attack_settings(eps: float, step_size: float, steps: int, where: str) -> None:
+    if not 0 < eps <= 1:
+        raise LieRayError(f"{where}: eps must lie in (0, 1] (pixel scale), got {eps}")
+    if not 0 < step_size <= 1:
+        raise LieRayError(f"{where}: step size must lie in (0, 1], got {step_size}")
+    if not 1 <= steps <= 10_000:
+        raise LieRayError(f"{where}: steps must lie in 1..10000, got {steps}")
+
+
+PAPER_SCENARIOS: dict[str, Scenario] = {s.name: s for s in [
+    Scenario("Plain", encrypted=False),
+    Scenario("Encrypted", encrypted=True, key_policy="fixed"),
+    Scenario("Encrypted-Adv", encrypted=True, key_policy="fixed", adversarial=True),
+    Scenario("Encrypted-DK", encrypted=True, key_policy="per-batch"),
+    Scenario("Encrypted-Adv-DK", encrypted=True, key_policy="per-batch", adversarial=True),
+]}
+
+
+def load_scenario_file(path: str | Path) -> dict[str, Scenario]:
+    source = Path(path)
+    try:
+        records = tomllib.loads(source.read_text()).get("scenario", [])
+    except FileNotFoundError:
+        raise LieRayError(f"scenario file {source} not found") from None
+    except tomllib.TOMLDecodeError as err:
+        raise LieRayError(f"scenario file {source} is not valid TOML: {err}") from None
+    fields = {f.name for f in dataclasses.fields(Scenario)}
+    scenarios = {}
+    for record in records:
+        unknown = set(record) - fields
+        if unknown or "name" not in record or "encrypted" not in record:
+            raise LieRayError(f"scenario file {source}: each [[scenario]] needs name and "
+                              f"encrypted, and knows only {sorted(fields)}; got {sorted(record)}")
+        scenarios[record["name"]] = Scenario(**record)
+    return scenarios
+
+
+def select_scenarios(names: str | None, extra_file: str | Path | None = None) -> list[Scenario]:
+    """Scenarios by comma-separated name (all known ones when ``names`` is empty)."""
+    known = dict(PAPER_SCENARIOS)
+    if extra_file:
+        known.update(load_scenario_file(extra_file))
+    if not names:
+        return list(known.values())
+    chosen = []
+    for name in (n.strip() for n in names.split(",") if n.strip()):
+        if name not in known:
+            raise LieRayError(f"unknown scenario {name!r}: choose from {', '.join(known)}, or "
+                              "define it in a --scenario-file")
+        chosen.append(known[name])
+    return chosen

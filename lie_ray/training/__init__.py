@@ -1,0 +1,1 @@
+"""Training the scenarios: Ray Data pipelines, a Ray Train worker loop, a Tune trial each."""

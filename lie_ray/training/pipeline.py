@@ -1,0 +1,43 @@
+"""The Ray Data pipelines that feed one scenario's training.
+
+Train: plain images -> random crop + flip (tasks) -> [encryption, actor pool] -> workers.
+Test:  plain images -> [encryption, actor pool] -> workers.
+
+Encryption happens in Ray Data for non-adversarial encrypted scenarios. Adversarial scenarios
+need the PLAIN image in the worker (the attack perturbs it, then encrypts on the device inside
+the attack loop), so their train pipeline stops after augmentation.
+"""
+from __future__ import annotations
+
+import ray.data
+
+from lie_ray.data.cifar import load_split
+from lie_ray.data.dataset import to_ray_dataset
+from lie_ray.encryption import encrypt_dataset
+from lie_ray.policies import PolicySpec
+from lie_ray.presets import TrainSettings
+from lie_ray.scenarios import Scenario
+from lie_ray.training.augment import augment_batch
+
+COLUMNS = ["id", "image", "label"]
+
+
+def build_datasets(scenario: Scenario, settings: TrainSettings, data_dir: str,
+                   key_path: str | None) -> dict[str, ray.data.Dataset]:
+    train = load_split(data_dir, "train").head(settings.train_limit)
+    test = load_split(data_dir, "test").head(settings.test_limit)
+    train_ds = (to_ray_dataset(train, rows_per_block=settings.batch_size * 4)
+                .randomize_block_order()
+                .map_batches(augment_batch, batch_format="numpy", num_cpus=0.25))
+    test_ds = to_ray_dataset(test, rows_per_block=settings.batch_size * 4)
+    if scenario.encrypted:
+        spec = PolicySpec(scenario.key_policy, settings.key_batch_size)
+        if not scenario.adversarial:
+            train_ds = _encrypted(train_ds, key_path, spec, "train", settings)
+        test_ds = _encrypted(test_ds, key_path, spec, "test", settings)
+    return {"train": train_ds, "test": test_ds}
+
+
+def _encrypted(dataset, key_path, spec, split, settings) -> ray.data.Dataset:
+    return encrypt_dataset(dataset, key_path, spec, split, actors=settings.encrypt_actors,
+                           num_cpus=0.5).select_columns(COLUMNS)

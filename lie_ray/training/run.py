@@ -1,0 +1,114 @@
+"""``lie-ray train``: a Tune grid over scenarios, then ``training.parquet``.
+
+Storage layout under ``--out``:
+
+    OUT/ray/train/<scenario>/...     Tune experiment: trial dirs, TensorBoard event files
+    OUT/ray/runs/<run name>/...      Ray Train runs: checkpoints (resumable)
+    OUT/training.parquet             one row per scenario
+"""
+from __future__ import annotations
+
+import dataclasses
+import logging
+import time
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+import ray
+from ray import tune
+
+from lie_ray import atomic
+from lie_ray.data.cifar import resolve_data_dir
+from lie_ray.errors import LieRayError
+from lie_ray.keys import load_key
+from lie_ray.policies import PolicySpec
+from lie_ray.presets import TrainSettings
+from lie_ray.scenarios import Scenario
+from lie_ray.training.trial import train_scenario
+
+log = logging.getLogger("lie_ray")
+EXPERIMENT = "train"
+
+
+def wants_gpu(settings: TrainSettings) -> bool:
+    if settings.gpu == "yes":
+        return True
+    return settings.gpu == "auto" and ray.cluster_resources().get("GPU", 0) > 0
+
+
+def run_training(scenarios: list[Scenario], settings: TrainSettings, data_dir: str | Path,
+                 out_dir: str | Path, key_path: str | Path | None) -> pa.Table:
+    out = Path(out_dir).resolve()
+    data = resolve_data_dir(data_dir)
+    key_fingerprint = None
+    if any(s.encrypted for s in scenarios):
+        if key_path is None:
+            raise LieRayError("encrypted scenarios need a key: pass --key FILE "
+                              "(make one with 'lie-ray keygen')")
+        key = load_key(key_path, block_size=settings.block_size)
+        for scenario in scenarios:  # reject a key a policy cannot use before any Ray work
+            if scenario.encrypted:
+                PolicySpec(scenario.key_policy, settings.key_batch_size).build().check_key(key)
+        key_fingerprint = key.fingerprint
+    storage = out / "ray"
+    param_space = {
+        "scenario": tune.grid_search([dataclasses.asdict(s) for s in scenarios]),
+        "settings": dataclasses.asdict(settings),
+        "key_path": str(Path(key_path).resolve()) if key_path else None,
+        "key_fingerprint": key_fingerprint,
+        "data_dir": str(data),
+        "train_storage": str(storage / "runs"),
+        "use_gpu": wants_gpu(settings),
+        "max_failures": 2,
+    }
+    started = time.monotonic()
+    tuner = tune.Tuner(
+        train_scenario,
+        param_space=param_space,
+        tune_config=tune.TuneConfig(max_concurrent_trials=settings.max_concurrent_trials,
+                                    trial_name_creator=_trial_name,
+                                    trial_dirname_creator=_trial_name),
+        run_config=tune.RunConfig(name=EXPERIMENT, storage_path=str(storage),
+                                  failure_config=tune.FailureConfig(max_failures=1)),
+    )
+    results = tuner.fit()
+    table = results_table(results, scenarios, settings, time.monotonic() - started)
+    write_table(table, out / "training.parquet")
+    return table
+
+
+def _trial_name(trial) -> str:
+    return trial.config["scenario"]["name"]
+
+
+def results_table(results, scenarios: list[Scenario], settings: TrainSettings,
+                  wall_seconds: float) -> pa.Table:
+    by_name = {}
+    for result in results:
+        if result.error is not None:
+            raise LieRayError(f"training failed for scenario {result.config['scenario']['name']}: "
+                              f"{type(result.error).__name__}; see the trial logs under "
+                              f"{result.path}")
+        by_name[result.config["scenario"]["name"]] = result.metrics
+    rows = []
+    for scenario in scenarios:
+        metrics = by_name[scenario.name]
+        rows.append({
+            "scenario": scenario.name, "encrypted": scenario.encrypted,
+            "key_policy": scenario.key_policy or "", "adversarial": scenario.adversarial,
+            "train_error": float(metrics["train_error"]), "test_error": float(metrics["test_error"]),
+            "train_loss": float(metrics["train_loss"]), "epochs": int(metrics["epoch"]),
+            "train_images": int(metrics["train_images"]),
+            "test_images": int(metrics["test_images"]),
+            "key_fingerprint": metrics.get("key_fingerprint") or "",
+            "checkpoint": metrics.get("checkpoint_path", ""),
+            "width": settings.width, "workers": settings.num_workers,
+        })
+    table = pa.Table.from_pylist(rows)
+    return table.replace_schema_metadata({"wall_seconds": f"{wall_seconds:.1f}"})
+
+
+def write_table(table: pa.Table, path: Path) -> None:
+    with atomic.staged_file(path) as staging:
+        pq.write_table(table, staging)

@@ -1,0 +1,161 @@
+"""``train_func(config)``: what every Ray Train worker runs for one scenario.
+
+Per epoch: train on this worker's shard (DDP averages the gradients), measure clean test error
+on its test shard, sum the counts over workers, then report to Ray Train with a checkpoint.
+Every rank reports the same number of times (a report is a barrier); rank 0 attaches the
+checkpoint. A checkpoint holds the model, the optimiser and the epoch, plus metadata naming the
+key by FINGERPRINT only.
+"""
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from pathlib import Path
+
+import numpy as np
+import ray.train
+import ray.train.torch
+import torch
+import torch.distributed as dist
+import torch.nn.functional as F
+
+from lie_ray.attacks import PGD
+from lie_ray.keys import load_key
+from lie_ray.models import build_model
+from lie_ray.policies import PolicySpec
+from lie_ray.presets import TrainSettings
+from lie_ray.scenarios import Scenario
+
+STATE_FILE, META_FILE = "state.pt", "meta.json"
+
+
+def train_func(config: dict) -> None:
+    scenario, settings = Scenario(**config["scenario"]), TrainSettings(**config["settings"])
+    torch.set_num_threads(settings.torch_threads)
+    torch.manual_seed(settings.seed + ray.train.get_context().get_world_rank())
+    device = ray.train.torch.get_device()
+    model = ray.train.torch.prepare_model(build_model(
+        scenario.encrypted, settings.width, settings.block_size, settings.adaptation_channels))
+    optimizer = torch.optim.SGD(model.parameters(), lr=settings.lr, momentum=settings.momentum,
+                                weight_decay=settings.weight_decay)
+    start_epoch = restore(model, optimizer)
+    encrypt = worker_side_encryption(scenario, settings, config.get("key_path"))
+    train_shard = ray.train.get_dataset_shard("train")
+    test_shard = ray.train.get_dataset_shard("test")
+    per_worker_batch = settings.batch_size // ray.train.get_context().get_world_size()
+
+    for epoch in range(start_epoch, settings.epochs):
+        for group in optimizer.param_groups:
+            group["lr"] = settings.lr if epoch < settings.lr_drop_epoch else settings.lr_after_drop
+        loss_sum, wrong, seen = train_epoch(model, optimizer, scenario, encrypt, train_shard,
+                                            per_worker_batch, device)
+        test_wrong, test_seen = count_errors(model, test_shard, per_worker_batch, device)
+        totals = all_reduce([loss_sum, wrong, seen, test_wrong, test_seen], device)
+        metrics = {"epoch": epoch + 1, "train_loss": totals[0] / max(totals[2], 1),
+                   "train_error": totals[1] / max(totals[2], 1),
+                   "test_error": totals[3] / max(totals[4], 1),
+                   "train_images": int(totals[2]), "test_images": int(totals[4]),
+                   "key_fingerprint": config.get("key_fingerprint") or ""}
+        report(model, optimizer, metrics, scenario)
+
+
+def train_epoch(model, optimizer, scenario, encrypt, shard, batch_size, device):
+    loss_sum, wrong, seen = 0.0, 0, 0
+    for batch in shard.iter_batches(batch_size=batch_size, batch_format="numpy",
+                                    local_shuffle_buffer_size=4 * batch_size):
+        images, labels = to_tensors(batch, device)
+        if scenario.adversarial:
+            images = adversarial_inputs(model, scenario, encrypt, images, labels, batch["id"])
+        model.train()
+        optimizer.zero_grad(set_to_none=True)
+        with autocast(device):
+            logits = model(images)
+            loss = F.cross_entropy(logits, labels)
+        loss.backward()
+        optimizer.step()
+        loss_sum += loss.item() * len(labels)
+        wrong += (logits.argmax(1) != labels).sum().item()
+        seen += len(labels)
+    return loss_sum, wrong, seen
+
+
+def adversarial_inputs(model, scenario, encrypt, images, labels, ids):
+    """PGD on the PLAIN image (BN in eval mode, so the attack does not move running stats);
+    the model then trains on what it would see: the encrypted adversarial image."""
+    def classifier(plain):
+        return model(encrypt(plain, ids) if encrypt else plain)
+
+    model.eval()
+    adversarial = PGD(classifier, scenario.eps, scenario.step_size, scenario.steps)(images, labels)
+    with torch.no_grad():
+        return encrypt(adversarial, ids) if encrypt else adversarial
+
+
+def count_errors(model, shard, batch_size, device) -> tuple[int, int]:
+    model.eval()
+    wrong, seen = 0, 0
+    with torch.no_grad():
+        for batch in shard.iter_batches(batch_size=batch_size, batch_format="numpy"):
+            images, labels = to_tensors(batch, device)
+            with autocast(device):
+                wrong += (model(images).argmax(1) != labels).sum().item()
+            seen += len(labels)
+    return wrong, seen
+
+
+def worker_side_encryption(scenario: Scenario, settings: TrainSettings, key_path: str | None):
+    """For adversarial encrypted scenarios: the policy's autograd cipher (BPDA backward),
+    keyed by each row's id exactly as the Ray Data path keys it. None when not needed."""
+    if not (scenario.encrypted and scenario.adversarial):
+        return None
+    key = load_key(key_path)  # loaded here, in the worker: the key never rides in a config
+    policy = PolicySpec(scenario.key_policy, settings.key_batch_size).build()
+    return lambda plain, ids: policy.encrypt_torch(key, plain, np.asarray(ids), "train")
+
+
+def to_tensors(batch: dict, device) -> tuple[torch.Tensor, torch.Tensor]:
+    images = torch.from_numpy(np.ascontiguousarray(batch["image"])).to(device)
+    images = images.permute(0, 3, 1, 2).float().div_(255)
+    return images.contiguous(), torch.from_numpy(np.asarray(batch["label"])).long().to(device)
+
+
+def autocast(device: torch.device):
+    """bfloat16 mixed precision on GPUs, full precision on CPUs."""
+    return torch.autocast(device_type=device.type, dtype=torch.bfloat16,
+                          enabled=device.type == "cuda")
+
+
+def all_reduce(values: list[float], device) -> list[float]:
+    tensor = torch.tensor(values, dtype=torch.float64, device=device)
+    if dist.is_available() and dist.is_initialized():
+        dist.all_reduce(tensor)
+    return tensor.tolist()
+
+
+def unwrap(model: torch.nn.Module) -> torch.nn.Module:
+    return model.module if hasattr(model, "module") else model
+
+
+def restore(model, optimizer) -> int:
+    """Load the latest checkpoint if Ray Train has one; return the epoch to start from."""
+    checkpoint = ray.train.get_checkpoint()
+    if checkpoint is None:
+        return 0
+    with checkpoint.as_directory() as directory:
+        state = torch.load(Path(directory) / STATE_FILE, map_location="cpu", weights_only=True)
+    unwrap(model).load_state_dict(state["model"])
+    optimizer.load_state_dict(state["optimizer"])
+    return int(state["epoch"])
+
+
+def report(model, optimizer, metrics: dict, scenario: Scenario) -> None:
+    if ray.train.get_context().get_world_rank() != 0:
+        ray.train.report(metrics)
+        return
+    with tempfile.TemporaryDirectory() as directory:
+        torch.save({"model": unwrap(model).state_dict(), "optimizer": optimizer.state_dict(),
+                    "epoch": metrics["epoch"]}, os.path.join(directory, STATE_FILE))
+        meta = {"scenario": scenario.name, **metrics}
+        Path(directory, META_FILE).write_text(json.dumps(meta, indent=2))
+        ray.train.report(metrics, checkpoint=ray.train.Checkpoint.from_directory(directory))
