@@ -21,7 +21,7 @@ import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
 from lie_ray.cipher import cipher_with_grad, from_permutation  # noqa: E402
-from lie_ray.cipher.block import gather_bytes_torch  # noqa: E402
+from lie_ray.cipher.torch_path import device_tables, gather_bytes_torch  # noqa: E402
 from lie_ray.cipher.reference import reference_encrypt  # noqa: E402
 from lie_ray.models import ResNet18  # noqa: E402
 
@@ -41,7 +41,7 @@ def throughput(args, cipher, perm) -> None:
     nhwc = rng.integers(0, 256, (args.images, 32, 32, 3), dtype=np.uint8)
     nchw = torch.from_numpy(nhwc).permute(0, 3, 1, 2).contiguous()
     nchw_float = nchw.float() / 255
-    tables = cipher.torch_tables("encrypt", 32, 32, torch.device("cpu"))
+    tables = device_tables(cipher, "encrypt", 32, 32, torch.device("cpu"))
     flat = nchw.reshape(len(nchw), -1)
     cases = {
         "reference rendering (NumPy)": lambda: reference_encrypt(nhwc, perm, 4),

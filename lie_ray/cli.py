@@ -141,7 +141,7 @@ def train(
     chosen = [s.with_attack(eps=settings.pgd_eps, step_size=settings.pgd_step_size,
                             steps=settings.pgd_steps)
               for s in select_scenarios(scenarios, scenario_file)]
-    with ray_session():
+    with ray_session(num_cpus=settings.logical_cpus()):
         table = run_training(chosen, settings, data, out, key)
     typer.echo(format_table(table, ["scenario", "train_error", "test_error", "epochs",
                                     "key_fingerprint"]))

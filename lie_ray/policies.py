@@ -12,12 +12,15 @@ from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from typing import ClassVar
 
-import numpy as np
-import torch
+from typing import TYPE_CHECKING
 
-from lie_ray.cipher.differentiable import BackwardMode, cipher_with_grad
+import numpy as np
+
 from lie_ray.errors import LieRayError
 from lie_ray.keys import FIXED_LABEL, Key
+
+if TYPE_CHECKING:  # torch is imported only by the autograd path, never by Ray Data's actors
+    import torch
 
 
 class KeyPolicy(ABC):
@@ -40,10 +43,14 @@ class KeyPolicy(ABC):
             out[rows] = key.cipher(str(label)).encrypt(images[rows])
         return out, labels
 
-    def encrypt_torch(self, key: Key, images: torch.Tensor, ids: np.ndarray, split: str,
-                      backward: BackwardMode = "bpda-both") -> torch.Tensor:
+    def encrypt_torch(self, key: Key, images: "torch.Tensor", ids: np.ndarray, split: str,
+                      backward: str = "bpda-both") -> "torch.Tensor":
         """The autograd twin of ``encrypt`` for float NCHW tensors on any device: the same
         ciphertext, with the chosen backward pass (see ``cipher_with_grad``)."""
+        import torch
+
+        from lie_ray.cipher.differentiable import cipher_with_grad
+
         labels = self.labels(np.asarray(ids), split)
         distinct = np.unique(labels)
         if len(distinct) == 1:

@@ -17,6 +17,7 @@ log = logging.getLogger("lie_ray")
 
 # Logical CPUs for the embedded Ray. More than 2 physical cores on purpose: a Tune trial, its
 # Train workers and Ray Data's actors each hold one, and with too few ingest stalls (RAY_NOTES).
+# Logical CPUs are scheduling tokens; the OS shares the physical cores among the processes.
 DEFAULT_LOCAL_CPUS = max(4, os.cpu_count() or 1)
 
 
@@ -29,7 +30,7 @@ def ray_session(num_cpus: int | None = None) -> Iterator[None]:
         log.info("joining the Ray cluster at %s", os.environ["RAY_ADDRESS"])
         ray.init(log_to_driver=True)
     else:
-        ray.init(address="local", num_cpus=num_cpus or DEFAULT_LOCAL_CPUS,
+        ray.init(address="local", num_cpus=max(num_cpus or 0, DEFAULT_LOCAL_CPUS),
                  include_dashboard=False, log_to_driver=True)
     try:
         yield

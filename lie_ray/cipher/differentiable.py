@@ -29,6 +29,7 @@ import torch
 from lie_ray.errors import LieRayError
 from lie_ray.cipher.block import BlockCipher, Direction
 from lie_ray.cipher.quantise import to_bytes
+from lie_ray.cipher.torch_path import device_tables
 
 BackwardMode = Literal["none", "bpda-high", "bpda-both"]
 BACKWARD_MODES: tuple[str, ...] = get_args(BackwardMode)
@@ -50,7 +51,7 @@ class _BPDACipher(torch.autograd.Function):
     @staticmethod
     def forward(ctx, images, cipher: BlockCipher, backward: str, direction: str):
         _, _, h, w = images.shape
-        ctx.tables = cipher.torch_tables(direction, h, w, images.device)
+        ctx.tables = device_tables(cipher, direction, h, w, images.device)
         ctx.backward = backward
         return cipher.encrypt(images) if direction == "encrypt" else cipher.decrypt(images)
 
@@ -92,7 +93,7 @@ def _true_cipher_float(cipher: BlockCipher, images: torch.Tensor, direction: Dir
     """
     to_bytes(images)  # validation only: finite, within [0, 1]
     n, _, h, w = images.shape
-    t = cipher.torch_tables(direction, h, w, images.device)
+    t = device_tables(cipher, direction, h, w, images.device)
     levels = torch.floor(images.clamp(0, 1) * 255 + 0.5).reshape(n, -1)
 
     def nibble(src: torch.Tensor, take_high: torch.Tensor) -> torch.Tensor:

@@ -1,7 +1,7 @@
 """The Ray Data pipelines that feed one scenario's training.
 
 Train: plain images -> random crop + flip (tasks) -> [encryption, actor pool] -> workers.
-Test:  plain images -> [encryption, actor pool] -> workers.
+Test:  plain images -> [encryption, actor pool, once per trial] -> workers.
 
 Encryption happens in Ray Data for non-adversarial encrypted scenarios. Adversarial scenarios
 need the PLAIN image in the worker (the attack perturbs it, then encrypts on the device inside
@@ -28,13 +28,14 @@ def build_datasets(scenario: Scenario, settings: TrainSettings, data_dir: str,
     test = load_split(data_dir, "test").head(settings.test_limit)
     train_ds = (to_ray_dataset(train, rows_per_block=settings.batch_size * 4)
                 .randomize_block_order()
-                .map_batches(augment_batch, batch_format="numpy", num_cpus=0.25))
+                .map_batches(augment_batch, batch_format="numpy", num_cpus=0.5))
     test_ds = to_ray_dataset(test, rows_per_block=settings.batch_size * 4)
     if scenario.encrypted:
         spec = PolicySpec(scenario.key_policy, settings.key_batch_size)
         if not scenario.adversarial:
             train_ds = _encrypted(train_ds, key_path, spec, "train", settings)
-        test_ds = _encrypted(test_ds, key_path, spec, "test", settings)
+        # The test set is the same every epoch: encrypt it once, not once per epoch.
+        test_ds = _encrypted(test_ds, key_path, spec, "test", settings).materialize()
     return {"train": train_ds, "test": test_ds}
 
 

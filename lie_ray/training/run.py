@@ -23,7 +23,7 @@ from lie_ray.data.cifar import resolve_data_dir
 from lie_ray.errors import LieRayError
 from lie_ray.keys import load_key
 from lie_ray.policies import PolicySpec
-from lie_ray.presets import TrainSettings
+from lie_ray.presets import TRIAL_DRIVER_CPUS, TrainSettings
 from lie_ray.scenarios import Scenario
 from lie_ray.training.trial import train_scenario
 
@@ -53,7 +53,7 @@ def run_training(scenarios: list[Scenario], settings: TrainSettings, data_dir: s
         key_fingerprint = key.fingerprint
     storage = out / "ray"
     param_space = {
-        "scenario": tune.grid_search([dataclasses.asdict(s) for s in scenarios]),
+        "scenario": tune.grid_search([dataclasses.asdict(s) for s in by_expected_cost(scenarios)]),
         "settings": dataclasses.asdict(settings),
         "key_path": str(Path(key_path).resolve()) if key_path else None,
         "key_fingerprint": key_fingerprint,
@@ -64,7 +64,7 @@ def run_training(scenarios: list[Scenario], settings: TrainSettings, data_dir: s
     }
     started = time.monotonic()
     tuner = tune.Tuner(
-        train_scenario,
+        tune.with_resources(train_scenario, {"cpu": TRIAL_DRIVER_CPUS}),
         param_space=param_space,
         tune_config=tune.TuneConfig(max_concurrent_trials=settings.max_concurrent_trials,
                                     trial_name_creator=_trial_name,
@@ -76,6 +76,12 @@ def run_training(scenarios: list[Scenario], settings: TrainSettings, data_dir: s
     table = results_table(results, scenarios, settings, time.monotonic() - started)
     write_table(table, out / "training.parquet")
     return table
+
+
+def by_expected_cost(scenarios: list[Scenario]) -> list[Scenario]:
+    """Costliest first (adversarial, then encrypted): with trials running side by side, the
+    long ones then never run alone at the end."""
+    return sorted(scenarios, key=lambda s: (not s.adversarial, not s.encrypted))
 
 
 def _trial_name(trial) -> str:
@@ -101,6 +107,7 @@ def results_table(results, scenarios: list[Scenario], settings: TrainSettings,
             "train_loss": float(metrics["train_loss"]), "epochs": int(metrics["epoch"]),
             "train_images": int(metrics["train_images"]),
             "test_images": int(metrics["test_images"]),
+            "resumed_from_epoch": int(metrics["resumed_from_epoch"]),
             "key_fingerprint": metrics.get("key_fingerprint") or "",
             "checkpoint": metrics.get("checkpoint_path", ""),
             "width": settings.width, "workers": settings.num_workers,

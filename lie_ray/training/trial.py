@@ -11,11 +11,13 @@ only way to the key, and workers and actors open it themselves.
 """
 from __future__ import annotations
 
+import ray.data
 import ray.train
+from ray.data import ExecutionOptions, ExecutionResources
 from ray.train.torch import TorchTrainer
 from ray.tune.integration.ray_train import TuneReportCallback
 
-from lie_ray.presets import TrainSettings
+from lie_ray.presets import DATA_CPUS_PER_TRIAL, TrainSettings
 from lie_ray.scenarios import Scenario
 from lie_ray.training.pipeline import build_datasets
 from lie_ray.training.worker import train_func
@@ -25,10 +27,21 @@ def run_name(scenario: Scenario, key_fingerprint: str | None) -> str:
     return scenario.name if not scenario.encrypted else f"{scenario.name}-{key_fingerprint}"
 
 
+def data_config() -> ray.train.DataConfig:
+    """Split the training stream over workers; hand every worker the whole test set (rank 0
+    evaluates all of it, so no test image is dropped to even out shards). Each pipeline gets at
+    most one CPU, so concurrent trials cannot flood a small machine with Ray Data tasks."""
+    limited = ExecutionOptions(resource_limits=ExecutionResources(cpu=DATA_CPUS_PER_TRIAL))
+    return ray.train.DataConfig(datasets_to_split=["train"],
+                                execution_options={"train": limited, "test": limited})
+
+
 def train_scenario(config: dict) -> None:
     """Tune function trainable: train ``config['scenario']`` to completion (or resume it)."""
     scenario, settings = Scenario(**config["scenario"]), TrainSettings(**config["settings"])
     key_path = config["key_path"] if scenario.encrypted else None
+    # Tune's table shows per-epoch progress; per-trial Ray Data bars would interleave unreadably.
+    ray.data.DataContext.get_current().enable_progress_bars = False
     trainer = TorchTrainer(
         train_func,
         train_loop_config={"scenario": config["scenario"], "settings": config["settings"],
@@ -37,6 +50,7 @@ def train_scenario(config: dict) -> None:
         scaling_config=ray.train.ScalingConfig(num_workers=settings.num_workers,
                                                use_gpu=config["use_gpu"]),
         datasets=build_datasets(scenario, settings, config["data_dir"], key_path),
+        dataset_config=data_config(),
         run_config=ray.train.RunConfig(
             name=run_name(scenario, config["key_fingerprint"]),
             storage_path=config["train_storage"],

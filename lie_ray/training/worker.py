@@ -50,12 +50,14 @@ def train_func(config: dict) -> None:
             group["lr"] = settings.lr if epoch < settings.lr_drop_epoch else settings.lr_after_drop
         loss_sum, wrong, seen = train_epoch(model, optimizer, scenario, encrypt, train_shard,
                                             per_worker_batch, device)
-        test_wrong, test_seen = count_errors(model, test_shard, per_worker_batch, device)
+        test_wrong, test_seen = (count_errors(unwrap(model), test_shard, per_worker_batch, device)
+                                 if is_rank_zero() else (0, 0))
         totals = all_reduce([loss_sum, wrong, seen, test_wrong, test_seen], device)
         metrics = {"epoch": epoch + 1, "train_loss": totals[0] / max(totals[2], 1),
                    "train_error": totals[1] / max(totals[2], 1),
                    "test_error": totals[3] / max(totals[4], 1),
                    "train_images": int(totals[2]), "test_images": int(totals[4]),
+                   "resumed_from_epoch": start_epoch,
                    "key_fingerprint": config.get("key_fingerprint") or ""}
         report(model, optimizer, metrics, scenario)
 
@@ -93,6 +95,8 @@ def adversarial_inputs(model, scenario, encrypt, images, labels, ids):
 
 
 def count_errors(model, shard, batch_size, device) -> tuple[int, int]:
+    """Clean errors over a whole dataset iterator. Pass the UNWRAPPED model: a DDP forward is a
+    collective, and only rank 0 evaluates."""
     model.eval()
     wrong, seen = 0, 0
     with torch.no_grad():
@@ -149,8 +153,12 @@ def restore(model, optimizer) -> int:
     return int(state["epoch"])
 
 
+def is_rank_zero() -> bool:
+    return ray.train.get_context().get_world_rank() == 0
+
+
 def report(model, optimizer, metrics: dict, scenario: Scenario) -> None:
-    if ray.train.get_context().get_world_rank() != 0:
+    if not is_rank_zero():
         ray.train.report(metrics)
         return
     with tempfile.TemporaryDirectory() as directory:

@@ -1,0 +1,169 @@
+"""Training: DDP correctness, both encryption paths agreeing, resume, and no key on disk.
+
+One small five-scenario run (a slice of the real data, one epoch, a narrow network) is shared
+by the tests below it; it exercises exactly the code path of ``lie-ray train --preset smoke``.
+"""
+from __future__ import annotations
+
+import base64
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+import pyarrow.parquet as pq
+import pytest
+import ray.cloudpickle
+import ray.train
+import ray.train.torch
+import torch
+import torch.nn.functional as F
+from ray.train.torch import TorchTrainer
+from typer.testing import CliRunner
+
+from lie_ray.cli import app
+from lie_ray.data.cifar import load_split
+from lie_ray.data.dataset import sorted_by_id, to_ray_dataset
+from lie_ray.encryption import encrypt_dataset
+from lie_ray.keys import generate_key, load_key, save_key
+from lie_ray.models import build_model
+from lie_ray.policies import PolicySpec
+from lie_ray.presets import get_preset
+from lie_ray.scenarios import PAPER_SCENARIOS
+from lie_ray.training.run import run_training
+
+ray.cloudpickle.register_pickle_by_value(sys.modules[__name__])  # workers can't import tests/
+
+
+# ----------------------------------------------------------------------------- DDP gradients
+def fixed_batch():
+    generator = torch.Generator().manual_seed(0)
+    return torch.rand(8, 3, 32, 32, generator=generator), torch.randint(0, 10, (8,),
+                                                                       generator=generator)
+
+
+def fixed_model():
+    torch.manual_seed(0)
+    # Eval mode: BatchNorm uses running statistics, so the loss is a plain per-example mean and
+    # DDP's averaged gradient over equal halves must equal the full-batch gradient.
+    return build_model(encrypted=True, width=4, adaptation_channels=8).eval()
+
+
+def flat_grad(model) -> torch.Tensor:
+    return torch.cat([p.grad.reshape(-1) for p in model.parameters()])
+
+
+def ddp_gradient_worker(config):
+    model = ray.train.torch.prepare_model(fixed_model())
+    model.eval()
+    images, labels = fixed_batch()
+    rank, size = ray.train.get_context().get_world_rank(), ray.train.get_context().get_world_size()
+    shard = slice(rank * len(labels) // size, (rank + 1) * len(labels) // size)
+    F.cross_entropy(model(images[shard]), labels[shard]).backward()
+    if rank == 0:
+        torch.save({"grad": flat_grad(model.module), "wrapped": type(model).__name__},
+                   config["out"])
+    ray.train.report({"done": 1})
+
+
+def test_ddp_gradients_over_two_workers_equal_single_process(ray_cluster, tmp_path):
+    out = tmp_path / "ddp.pt"
+    TorchTrainer(ddp_gradient_worker, train_loop_config={"out": str(out)},
+                 scaling_config=ray.train.ScalingConfig(num_workers=2),
+                 run_config=ray.train.RunConfig(storage_path=str(tmp_path), name="ddp")).fit()
+    result = torch.load(out)
+    assert result["wrapped"] == "DistributedDataParallel"
+    model = fixed_model()
+    images, labels = fixed_batch()
+    F.cross_entropy(model(images), labels).backward()
+    np.testing.assert_allclose(result["grad"].numpy(), flat_grad(model).numpy(), rtol=1e-4,
+                               atol=1e-6)
+
+
+# --------------------------------------------------------------- the two encryption paths
+@pytest.mark.parametrize("policy_name", ["fixed", "per-batch"])
+def test_ray_data_and_worker_encryption_agree(ray_cluster, cifar_dir, tmp_path, policy_name):
+    key_path = save_key(generate_key(), tmp_path / "key.json")
+    split = load_split(cifar_dir, "train").head(300)
+    spec = PolicySpec(policy_name, key_batch_size=64)
+    rows = sorted_by_id(encrypt_dataset(to_ray_dataset(split, 100), key_path, spec, "train")
+                        .take_batch(1000, batch_format="numpy"))
+    plain = torch.from_numpy(split.images).permute(0, 3, 1, 2).float() / 255
+    on_worker = spec.build().encrypt_torch(load_key(key_path), plain, split.ids, "train")
+    as_bytes = torch.round(on_worker * 255).to(torch.uint8).permute(0, 2, 3, 1).numpy()
+    np.testing.assert_array_equal(as_bytes, rows["image"])
+
+
+# ------------------------------------------------------------- a real five-scenario run
+# Two workers, so the slice also runs DDP end to end.
+SLICE = {"epochs": 1, "train_limit": 256, "test_limit": 128, "width": 4, "batch_size": 64,
+         "num_workers": 2}
+CLI_NAMES = {"num_workers": "workers"}
+
+
+@pytest.fixture(scope="module")
+def smoke_run(ray_cluster, tmp_path_factory, cifar_dir):
+    root = tmp_path_factory.mktemp("smoke")
+    key_path = root / "keys" / "master.json"
+    runner = CliRunner()
+    assert runner.invoke(app, ["keygen", "--out", str(key_path)]).exit_code == 0
+    args = ["train", "--preset", "smoke", "--data", str(cifar_dir), "--out", str(root / "out"),
+            "--key", str(key_path)]
+    for name, value in SLICE.items():
+        args += [f"--{CLI_NAMES.get(name, name).replace('_', '-')}", str(value)]
+    result = runner.invoke(app, args)
+    assert result.exit_code == 0, result.output
+    return {"root": root, "out": root / "out", "key_path": key_path, "args": args,
+            "output": result.output}
+
+
+def test_smoke_slice_trains_all_five_scenarios(smoke_run):
+    table = pq.read_table(smoke_run["out"] / "training.parquet").to_pylist()
+    assert [row["scenario"] for row in table] == list(PAPER_SCENARIOS)
+    fingerprint = load_key(smoke_run["key_path"]).fingerprint
+    for row in table:
+        assert row["epochs"] == 1 and row["train_images"] == 256 and row["test_images"] == 128
+        assert 0 <= row["train_error"] <= 1 and 0 <= row["test_error"] <= 1
+        assert np.isfinite(row["train_loss"])
+        assert row["key_fingerprint"] == ("" if row["scenario"] == "Plain" else fingerprint)
+        meta = json.loads((Path(row["checkpoint"]) / "meta.json").read_text())
+        assert meta["scenario"] == row["scenario"] and meta["epoch"] == 1
+        assert (Path(row["checkpoint"]) / "state.pt").is_file()
+    assert "Encrypted-Adv-DK" in smoke_run["output"]
+
+
+def key_material_forms(key_path: Path) -> list[str]:
+    """Every form in which the key could leak: the file's secret as stored, its hex, and the
+    derived permutations (fixed, first per-batch keys) as text."""
+    record = json.loads(key_path.read_text())
+    raw = base64.b64decode(record["secret"])
+    key = load_key(key_path)
+    forms = [record["secret"], raw.hex(), base64.b64encode(raw).decode().rstrip("=")]
+    for label in ["fixed", "batch/train/0", "batch/train/1", "batch/test/0"]:
+        perm = key.cipher(label).perm.tolist()
+        forms += [", ".join(map(str, perm[:12])), " ".join(map(str, perm[:12])),
+                  ",".join(map(str, perm[:12]))]
+    return forms
+
+
+def test_no_key_material_in_any_file_of_the_run(smoke_run):
+    forms = key_material_forms(smoke_run["key_path"])
+    scanned = 0
+    for path in smoke_run["out"].rglob("*"):
+        if path.is_file():
+            blob = path.read_bytes()
+            scanned += 1
+            for form in forms:
+                assert form.encode() not in blob, f"key material in {path}"
+    assert scanned > 20
+    for form in forms:
+        assert form not in smoke_run["output"]
+
+
+def test_running_again_resumes_from_the_last_checkpoint(smoke_run, cifar_dir):
+    settings = get_preset("smoke").replace(**{**SLICE, "epochs": 2})
+    scenario = PAPER_SCENARIOS["Encrypted"]
+    table = run_training([scenario], settings, cifar_dir, smoke_run["out"],
+                         smoke_run["key_path"]).to_pylist()
+    assert table[0]["epochs"] == 2
+    assert table[0]["resumed_from_epoch"] == 1  # epoch 1 came from the checkpoint, not retrained
