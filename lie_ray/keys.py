@@ -31,6 +31,7 @@ import numpy as np
 
 from lie_ray import atomic
 from lie_ray.cipher.block import BlockCipher, nibble_count, validate_permutation
+from lie_ray.data.cifar import IMAGE_SHAPE
 from lie_ray.errors import LieRayError
 
 KEY_FORMAT = "lie_ray-key"
@@ -39,6 +40,7 @@ MASTER_SECRET_BYTES = 32
 FIXED_LABEL = "fixed"
 _HKDF_SALT = b"lie_ray/key-derivation/v1"
 _FINGERPRINT_PREFIX = b"lie_ray/master-fingerprint/v1\0"
+IMAGE_SIZE = IMAGE_SHAPE[:2]  # (height, width) of the images every job here encrypts
 
 
 class Key:
@@ -96,8 +98,26 @@ class Key:
 def generate_key(block_size: int = 4, channels: int = 3) -> Key:
     """A new master key from the operating system's CSPRNG."""
     if block_size < 1:
-        raise LieRayError(f"block size must be a positive integer, got {block_size}")
+        raise LieRayError(f"block size must be a positive integer, got {block_size}: pass "
+                          "--block-size 2, 4 or 8")
     return Key("master", secrets.token_bytes(MASTER_SECRET_BYTES), block_size, channels)
+
+
+def check_block_size(block_size: int, image_size: tuple[int, int] = IMAGE_SIZE) -> None:
+    """Raise unless ``block_size`` is a positive integer dividing both sides of the image.
+
+    ``generate_key`` stays permissive (the cipher itself works on any image size); jobs call
+    this before they write a key or start Ray, so a key no CIFAR image can use never exists.
+    """
+    height, width = image_size
+    if isinstance(block_size, bool) or not isinstance(block_size, int) or block_size < 1:
+        raise LieRayError(f"block size must be a positive integer, got {block_size!r}: pass "
+                          "--block-size 2, 4 or 8")
+    if height % block_size or width % block_size:
+        divisors = ", ".join(str(m) for m in range(1, min(height, width) + 1)
+                             if height % m == 0 and width % m == 0)
+        raise LieRayError(f"block size {block_size} does not divide the image size "
+                          f"{height}x{width}: use one of {divisors} (--block-size)")
 
 
 def import_permutation(perm, block_size: int, channels: int = 3) -> Key:
@@ -129,15 +149,27 @@ def derive_permutation(secret: bytes, label: str, size: int) -> np.ndarray:
 def save_key(key: Key, path: str | os.PathLike, overwrite: bool = False) -> Path:
     """Write ``key`` atomically with mode 0600. Refuses to clobber a key unless told to."""
     target = Path(path)
+    if target.is_dir():
+        raise LieRayError(f"{target} is a directory: pass a file path for the key, e.g. "
+                          f"--out {target / 'master.json'}")
     if target.exists() and not overwrite:
         raise LieRayError(f"{target} already exists: pick another path, or pass --force to "
                           "replace it (the old key, and anything encrypted only with it, is lost)")
-    atomic.write_bytes(target, key.to_json().encode(), mode=0o600)
+    try:
+        atomic.write_bytes(target, key.to_json().encode(), mode=0o600)
+    except OSError as err:
+        raise LieRayError(f"cannot write key file {target} ({type(err).__name__}: "
+                          f"{err.strerror or err}): choose a writable --out path") from None
     return target
 
 
-def load_key(path: str | os.PathLike, block_size: int | None = None) -> Key:
-    """Load and validate a key file; every problem is a one-line ``LieRayError``."""
+def load_key(path: str | os.PathLike, block_size: int | None = None,
+             image_size: tuple[int, int] | None = None) -> Key:
+    """Load and validate a key file; every problem is a one-line ``LieRayError``.
+
+    ``block_size``: the block size the caller needs. ``image_size``: (height, width) of the
+    images it will encrypt; the key's block size must divide both.
+    """
     source = Path(path)
     if not source.is_file():
         raise LieRayError(f"key file {source} not found: create one with "
@@ -147,7 +179,12 @@ def load_key(path: str | os.PathLike, block_size: int | None = None) -> Key:
         raise LieRayError(f"key file {source} is readable by group or others (mode {mode:o}): "
                           f"run 'chmod 600 {source}'")
     try:
-        record = json.loads(source.read_text())
+        blob = source.read_bytes()
+    except OSError as err:
+        raise LieRayError(f"key file {source} cannot be read ({type(err).__name__}): check its "
+                          f"owner and run 'chmod 600 {source}'") from None
+    try:
+        record = json.loads(blob.decode("utf-8"))
     except (UnicodeDecodeError, json.JSONDecodeError):
         raise LieRayError(f"key file {source} is truncated or not JSON: restore it from a backup "
                           "or generate a new one with 'lie-ray keygen'") from None
@@ -156,35 +193,49 @@ def load_key(path: str | os.PathLike, block_size: int | None = None) -> Key:
         raise LieRayError(f"key file {source} was made for block size {key.block_size}, but "
                           f"block size {block_size} was asked for: use a key made with "
                           f"'lie-ray keygen --block-size {block_size}'")
+    if image_size is not None:
+        try:
+            check_block_size(key.block_size, image_size)
+        except LieRayError as err:
+            raise LieRayError(f"key file {source}: {err}") from None
     return key
 
 
 def _parse_key(record, source: Path) -> Key:
     if not isinstance(record, dict) or record.get("format") != KEY_FORMAT:
-        raise LieRayError(f"{source} is not a lie_ray key file (no \"format\": \"{KEY_FORMAT}\")")
+        raise LieRayError(f"{source} is not a lie_ray key file (no \"format\": \"{KEY_FORMAT}\"): "
+                          "pass a key written by 'lie-ray keygen'")
     if record.get("version") != KEY_VERSION:
         raise LieRayError(f"key file {source} has version {record.get('version')!r}, this lie_ray "
                           f"reads version {KEY_VERSION}: upgrade lie_ray or re-create the key")
     block_size, channels = record.get("block_size"), record.get("channels", 3)
-    if not isinstance(block_size, int) or block_size < 1 or not isinstance(channels, int) \
-            or channels < 1:
-        raise LieRayError(f"key file {source} has an invalid block_size or channels field")
+    if not _positive_int(block_size) or not _positive_int(channels):
+        raise LieRayError(f"key file {source} has an invalid block_size or channels field: the "
+                          "file is damaged; restore it or generate a new one with 'lie-ray keygen'")
     kind, secret = record.get("kind"), record.get("secret")
     if kind == "master":
         try:
             raw = base64.b64decode(secret, validate=True)
         except (binascii.Error, TypeError, ValueError):
-            raise LieRayError(f"key file {source}: the secret is not valid base64") from None
+            raise LieRayError(f"key file {source}: the secret is not valid base64; the file is "
+                              "damaged, restore it or generate a new one with 'lie-ray keygen'"
+                              ) from None
         if len(raw) != MASTER_SECRET_BYTES:
             raise LieRayError(f"key file {source}: the master secret has {len(raw)} bytes, "
-                              f"expected {MASTER_SECRET_BYTES}; the file is damaged")
+                              f"expected {MASTER_SECRET_BYTES}; the file is damaged: restore it "
+                              "or generate a new one with 'lie-ray keygen'")
         return Key("master", raw, block_size, channels)
     if kind == "permutation":
         if not isinstance(secret, list) or not all(isinstance(v, int) for v in secret):
-            raise LieRayError(f"key file {source}: a permutation key must be a list of integers")
+            raise LieRayError(f"key file {source}: a permutation key must be a list of integers; "
+                              "the file is damaged, restore it from a backup")
         try:
             return import_permutation(secret, block_size, channels)
         except LieRayError as err:
             raise LieRayError(f"key file {source}: {err}") from None
-    raise LieRayError(f"key file {source} has unknown kind {kind!r}: expected 'master' or "
-                      "'permutation'")
+    raise LieRayError(f"key file {source} has unknown kind {kind!r}, expected 'master' or "
+                      "'permutation': restore it or generate a new one with 'lie-ray keygen'")
+
+
+def _positive_int(value) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and value >= 1

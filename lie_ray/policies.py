@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from lie_ray.errors import LieRayError
-from lie_ray.keys import FIXED_LABEL, Key
+from lie_ray.keys import FIXED_LABEL, IMAGE_SIZE, Key, load_key
 
 if TYPE_CHECKING:  # torch is imported only by the autograd path, never by Ray Data's actors
     import torch
@@ -86,7 +86,8 @@ class PerBatchPolicy(KeyPolicy):
 
     def __init__(self, batch_size: int = 128):
         if batch_size < 1:
-            raise LieRayError(f"per-batch key group size must be >= 1, got {batch_size}")
+            raise LieRayError(f"per-batch key group size must be >= 1, got {batch_size}: pass "
+                              "--key-batch-size 1 or more (128 by default)")
         self.batch_size = batch_size
 
     def labels(self, ids: np.ndarray, split: str) -> np.ndarray:
@@ -121,3 +122,20 @@ class PolicySpec:
     def build(self) -> KeyPolicy:
         options = {"batch_size": self.key_batch_size} if self.name == "per-batch" else {}
         return make_policy(self.name, **options)
+
+
+def load_key_for_policies(key_path, policies, key_batch_size: int = 128,
+                          block_size: int | None = None) -> Key:
+    """Load ``key_path`` and check it can serve every named policy on CIFAR-sized images.
+
+    What a job runs in its driver before Ray starts, so that a missing, exposed, damaged or
+    unsuitable key (wrong block size, one that does not divide 32x32, an imported permutation
+    under per-batch) is a one-line error, not a failure inside a Ray actor.
+    """
+    specs = {PolicySpec(name, key_batch_size) for name in policies}
+    for spec in specs:  # an unknown policy is the user's first mistake to hear about
+        spec.build()
+    key = load_key(key_path, block_size=block_size, image_size=IMAGE_SIZE)
+    for spec in specs:
+        spec.build().check_key(key)
+    return key

@@ -6,6 +6,7 @@ These settings are plain, non-secret values: they go into Tune's param_space and
 from __future__ import annotations
 
 import dataclasses
+import math
 from dataclasses import dataclass
 
 from lie_ray.errors import LieRayError
@@ -64,8 +65,9 @@ class TrainSettings:
                               f"{self.num_workers} workers")
         if self.gpu not in ("auto", "yes", "no"):
             raise LieRayError(f"gpu must be auto, yes or no, got {self.gpu!r}")
-        if self.lr <= 0 or self.lr_after_drop <= 0:
-            raise LieRayError("learning rates must be positive")
+        if not (0 < self.lr < math.inf and 0 < self.lr_after_drop < math.inf):  # NaN fails too
+            raise LieRayError(f"learning rates must be positive and finite, got lr {self.lr} "
+                              f"and lr_after_drop {self.lr_after_drop}: pass --lr > 0, e.g. 0.1")
 
 
 PRESETS: dict[str, TrainSettings] = {

@@ -18,7 +18,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from lie_ray.errors import LieRayError
-from lie_ray.policies import POLICIES
+from lie_ray.keys import Key
+from lie_ray.policies import POLICIES, load_key_for_policies
 
 
 @dataclass(frozen=True)
@@ -46,12 +47,20 @@ class Scenario:
 
 
 def check_attack_settings(eps: float, step_size: float, steps: int, where: str) -> None:
-    if not 0 < eps <= 1:
-        raise LieRayError(f"{where}: eps must lie in (0, 1] (pixel scale), got {eps}")
-    if not 0 < step_size <= 1:
-        raise LieRayError(f"{where}: step size must lie in (0, 1], got {step_size}")
-    if not 1 <= steps <= 10_000:
-        raise LieRayError(f"{where}: steps must lie in 1..10000, got {steps}")
+    """Adversarial-training attack settings; NaN and infinities fail the range checks too."""
+    if not _is_number(eps) or not 0 < eps <= 1:
+        raise LieRayError(f"{where}: eps must lie in (0, 1] (pixel scale), got {eps!r}: pass "
+                          "--pgd-eps (or the scenario's eps) in that range, e.g. 0.1")
+    if not _is_number(step_size) or not 0 < step_size <= 1:
+        raise LieRayError(f"{where}: step size must lie in (0, 1], got {step_size!r}: pass "
+                          "--pgd-step-size (or the scenario's step_size) in that range, e.g. 0.01")
+    if isinstance(steps, bool) or not isinstance(steps, int) or not 1 <= steps <= 10_000:
+        raise LieRayError(f"{where}: steps must be an integer in 1..10000, got {steps!r}: pass "
+                          "--pgd-steps (or the scenario's steps) in that range, e.g. 20")
+
+
+def _is_number(value) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
 
 
 PAPER_SCENARIOS: dict[str, Scenario] = {s.name: s for s in [
@@ -68,10 +77,18 @@ def load_scenario_file(path: str | Path) -> dict[str, Scenario]:
     try:
         records = tomllib.loads(source.read_text()).get("scenario", [])
     except FileNotFoundError:
-        raise LieRayError(f"scenario file {source} not found") from None
+        raise LieRayError(f"scenario file {source} not found: check the --scenario-file path"
+                          ) from None
+    except (OSError, UnicodeDecodeError) as err:
+        raise LieRayError(f"scenario file {source} cannot be read ({type(err).__name__}): pass "
+                          "a readable UTF-8 TOML file as --scenario-file") from None
     except tomllib.TOMLDecodeError as err:
-        raise LieRayError(f"scenario file {source} is not valid TOML: {err}") from None
+        raise LieRayError(f"scenario file {source} is not valid TOML ({err}): fix that line"
+                          ) from None
     fields = {f.name for f in dataclasses.fields(Scenario)}
+    if not isinstance(records, list) or not all(isinstance(r, dict) for r in records):
+        raise LieRayError(f"scenario file {source}: write each scenario as a [[scenario]] "
+                          "table (see the README)")
     scenarios = {}
     for record in records:
         unknown = set(record) - fields
@@ -95,4 +112,24 @@ def select_scenarios(names: str | None, extra_file: str | Path | None = None) ->
             raise LieRayError(f"unknown scenario {name!r}: choose from {', '.join(known)}, or "
                               "define it in a --scenario-file")
         chosen.append(known[name])
+    if not chosen:
+        raise LieRayError(f"--scenarios {names!r} names no scenario: pass comma-separated names "
+                          f"from {', '.join(known)}, or leave it out to run them all")
     return chosen
+
+
+def key_for_scenarios(scenarios: list[Scenario], key_path: str | Path | None, block_size: int,
+                      key_batch_size: int = 128) -> Key | None:
+    """The key checks of a job that runs ``scenarios``, for its driver before Ray starts.
+
+    Encrypted scenarios need a key; a key that is given must load (present, private, intact,
+    a known version), be made for ``block_size``, fit 32x32 images and serve every policy used.
+    Returns the key, or None when no key was given and none is needed.
+    """
+    policies = [s.key_policy for s in scenarios if s.encrypted]
+    if key_path is None:
+        if policies:
+            raise LieRayError("encrypted scenarios need a key: pass --key FILE (make one with "
+                              "'lie-ray keygen')")
+        return None
+    return load_key_for_policies(key_path, policies, key_batch_size, block_size=block_size)

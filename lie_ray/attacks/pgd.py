@@ -15,8 +15,8 @@ class PGD(Attack):
         super().__init__(classifier, eps)
         if not 0 < step_size <= 1:
             raise LieRayError(f"step size must lie in (0, 1], got {step_size}")
-        if steps < 1:
-            raise LieRayError(f"PGD needs at least 1 step, got {steps}")
+        if isinstance(steps, bool) or not isinstance(steps, int) or steps < 1:
+            raise LieRayError(f"PGD needs a whole number of steps, at least 1, got {steps!r}")
         self.step_size, self.steps, self.random_start = step_size, steps, random_start
 
     def forward(self, images: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
