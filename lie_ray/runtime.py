@@ -13,6 +13,8 @@ from typing import Iterator
 
 import ray
 
+from lie_ray.errors import LieRayError
+
 log = logging.getLogger("lie_ray")
 
 # Logical CPUs for the embedded Ray. More than 2 physical cores on purpose: a Tune trial, its
@@ -36,3 +38,11 @@ def ray_session(num_cpus: int | None = None) -> Iterator[None]:
         yield
     finally:
         ray.shutdown()
+
+
+def wants_gpu(choice: str) -> bool:
+    """``--gpu``: "yes" asks for GPUs (an autoscaling cluster then adds GPU nodes), "auto" uses
+    them only when the cluster has some now, "no" never."""
+    if choice not in ("auto", "yes", "no"):
+        raise LieRayError(f"--gpu must be auto, yes or no, got {choice!r}")
+    return choice == "yes" or (choice == "auto" and ray.cluster_resources().get("GPU", 0) > 0)

@@ -2,5 +2,6 @@
 from lie_ray.attacks.base import Attack, Classifier
 from lie_ray.attacks.fgsm import FGSM
 from lie_ray.attacks.pgd import PGD
+from lie_ray.attacks.square import SquareAttack
 
-__all__ = ["Attack", "Classifier", "FGSM", "PGD"]
+__all__ = ["Attack", "Classifier", "FGSM", "PGD", "SquareAttack"]

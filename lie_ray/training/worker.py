@@ -59,7 +59,11 @@ def train_func(config: dict) -> None:
                    "train_images": int(totals[2]), "test_images": int(totals[4]),
                    "resumed_from_epoch": start_epoch,
                    "key_fingerprint": config.get("key_fingerprint") or ""}
-        report(model, optimizer, metrics, scenario)
+        report(model, optimizer, metrics, scenario, model_config(scenario, settings))
+        if is_rank_zero():  # one progress line per epoch, forwarded to the driver's console
+            print(f"{scenario.name}: epoch {epoch + 1}/{settings.epochs} done: train loss "
+                  f"{metrics['train_loss']:.3f}, train error {metrics['train_error']:.3f}, "
+                  f"test error {metrics['test_error']:.3f}", flush=True)
 
 
 def train_epoch(model, optimizer, scenario, encrypt, shard, batch_size, device):
@@ -153,17 +157,24 @@ def restore(model, optimizer) -> int:
     return int(state["epoch"])
 
 
+def model_config(scenario: Scenario, settings: TrainSettings) -> dict:
+    """What ``build_model`` needs to rebuild this network from a checkpoint."""
+    return {"encrypted": scenario.encrypted, "width": settings.width,
+            "block_size": settings.block_size,
+            "adaptation_channels": settings.adaptation_channels}
+
+
 def is_rank_zero() -> bool:
     return ray.train.get_context().get_world_rank() == 0
 
 
-def report(model, optimizer, metrics: dict, scenario: Scenario) -> None:
+def report(model, optimizer, metrics: dict, scenario: Scenario, model_kwargs: dict) -> None:
     if not is_rank_zero():
         ray.train.report(metrics)
         return
     with tempfile.TemporaryDirectory() as directory:
         torch.save({"model": unwrap(model).state_dict(), "optimizer": optimizer.state_dict(),
                     "epoch": metrics["epoch"]}, os.path.join(directory, STATE_FILE))
-        meta = {"scenario": scenario.name, **metrics}
+        meta = {"scenario": scenario.name, "model": model_kwargs, **metrics}
         Path(directory, META_FILE).write_text(json.dumps(meta, indent=2))
         ray.train.report(metrics, checkpoint=ray.train.Checkpoint.from_directory(directory))

@@ -1,0 +1,1 @@
+"""Honest evaluation: the paper's PGD protocol beside adaptive attacks, over Ray."""

@@ -1,0 +1,112 @@
+"""The defended pipeline as an attacker meets it: plain image -> cipher -> network.
+
+``Defender`` rebuilds a trained scenario from its checkpoint and exposes classifiers of PLAIN
+images with the cipher's backward pass of the attacker's choosing, keyed per image exactly as
+in training (the scenario's key policy over the test ids).
+"""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import torch
+
+from lie_ray.cipher.differentiable import cipher_with_grad
+from lie_ray.errors import LieRayError
+from lie_ray.keys import Key, derive_permutation, load_key
+from lie_ray.models import build_model
+from lie_ray.policies import KeyPolicy, PolicySpec
+from lie_ray.cipher.block import BlockCipher, nibble_count
+from lie_ray.training.worker import META_FILE, STATE_FILE
+
+Classifier = Callable[[torch.Tensor], torch.Tensor]
+
+
+def load_network(checkpoint: str | Path) -> tuple[torch.nn.Module, dict]:
+    """The network in eval mode and its checkpoint metadata."""
+    directory = Path(checkpoint)
+    if not (directory / STATE_FILE).is_file():
+        raise LieRayError(f"no checkpoint at {directory}: run 'lie-ray train' first, and pass "
+                          "its --out directory as --runs")
+    meta = json.loads((directory / META_FILE).read_text())
+    model = build_model(**meta["model"])
+    state = torch.load(directory / STATE_FILE, map_location="cpu", weights_only=True)
+    model.load_state_dict(state["model"])
+    for parameter in model.parameters():  # attacks need input gradients only
+        parameter.requires_grad_(False)
+    return model.eval(), meta
+
+
+class Defender:
+    def __init__(self, model: torch.nn.Module, key: Key | None = None,
+                 policy: KeyPolicy | None = None):
+        self.model, self.key, self.policy = model, key, policy
+
+    @property
+    def encrypted(self) -> bool:
+        return self.key is not None
+
+    def encrypt(self, plain: torch.Tensor, ids: np.ndarray, backward: str = "none"
+                ) -> torch.Tensor:
+        if not self.encrypted:
+            return plain
+        return self.policy.encrypt_torch(self.key, plain, ids, "test", backward)
+
+    def classifier(self, ids: np.ndarray, backward: str) -> Classifier:
+        """model(encrypt(x)) with the chosen cipher backward: 'none' is the paper's protocol."""
+        return lambda plain: self.model(self.encrypt(plain, ids, backward))
+
+    def key_groups(self, ids: np.ndarray) -> list[np.ndarray]:
+        """Row indices of the batch, one array per sub-key (one array when unencrypted)."""
+        if not self.encrypted:
+            return [np.arange(len(ids))]
+        labels = self.policy.labels(np.asarray(ids), "test")
+        return [np.flatnonzero(labels == label) for label in np.unique(labels)]
+
+    def single_key_classifier(self, representative_id: int) -> Classifier:
+        """model(encrypt(x)) with the key of ``representative_id`` for EVERY row: for attacks
+        that query arbitrary subsets of a batch whose rows all share that key."""
+        return lambda plain: self.model(self.encrypt(
+            plain, np.full(len(plain), representative_id), "none"))
+
+    def predict(self, plain: torch.Tensor, ids: np.ndarray) -> torch.Tensor:
+        with torch.no_grad():
+            return self.model(self.encrypt(plain, ids)).argmax(1)
+
+
+def load_defender(checkpoint: str | Path, key_path: str | None, key_policy: str | None,
+                  key_batch_size: int) -> Defender:
+    model, meta = load_network(checkpoint)
+    if not meta["model"]["encrypted"]:
+        return Defender(model)
+    key = load_key(key_path, block_size=meta["model"]["block_size"])
+    if meta.get("key_fingerprint") and meta["key_fingerprint"] != key.fingerprint:
+        raise LieRayError(f"checkpoint {checkpoint} was trained with key "
+                          f"{meta['key_fingerprint']}, but --key is {key.fingerprint}: pass "
+                          "the key used for training")
+    return Defender(model, key, PolicySpec(key_policy, key_batch_size).build())
+
+
+def attacker_ciphers(block_size: int, count: int, seed: int, channels: int = 3
+                     ) -> list[BlockCipher]:
+    """Keys an attacker without the secret would draw: reproducible from the attacker's own
+    seed, independent of the defender's master key."""
+    secret = seed.to_bytes(32, "little")
+    size = nibble_count(block_size, channels)
+    return [BlockCipher(derive_permutation(secret, f"eot/{k}", size), block_size, channels)
+            for k in range(count)]
+
+
+def eot_classifier(model: torch.nn.Module, ciphers: list[BlockCipher]) -> Classifier:
+    """Expectation over Transformation (Athalye, Carlini & Wagner, ICML 2018) over keys.
+
+    Returns the mean log-probabilities over the keys, so the attack's cross-entropy is that of
+    the keys' geometric-mean prediction and its gradient averages the per-key gradients; with
+    one key it is exactly the BPDA gradient through that key (a test checks this)."""
+    def classify(plain: torch.Tensor) -> torch.Tensor:
+        log_probs = [torch.log_softmax(model(cipher_with_grad(c, plain, "bpda-both")), dim=1)
+                     for c in ciphers]
+        return torch.stack(log_probs).mean(0)
+    return classify

@@ -1,0 +1,185 @@
+"""``lie-ray evaluate``: every evaluation of every trained scenario, sharded over Ray actors.
+
+Reads what ``lie-ray train`` wrote (``RUNS/training.parquet`` and the checkpoints it names),
+evaluates the test set (and clean error on the train set) in Ray Data actor pools, and writes:
+
+    OUT/examples.parquet   one row per image per (scenario, evaluation, epsilon)
+    OUT/results.parquet    one row per (scenario, evaluation, epsilon): n, error, 95% CI
+    OUT/gallery.png        plain / encrypted / adversarial / encrypted adversarial images
+    OUT/report.md, OUT/curves.png   (``lie_ray.report``)
+"""
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import logging
+import math
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+import ray
+import ray.data
+import torch
+
+from lie_ray import atomic
+from lie_ray.attacks import PGD
+from lie_ray.data.cifar import load_split, resolve_data_dir
+from lie_ray.data.dataset import to_ray_dataset
+from lie_ray.errors import LieRayError
+from lie_ray.evaluation.actor import EvaluateShard
+from lie_ray.evaluation.defender import load_defender
+from lie_ray.evaluation.settings import PAPER_EPSILON, EvalSettings
+from lie_ray.preview import save_grid
+from lie_ray.runtime import wants_gpu
+
+log = logging.getLogger("lie_ray")
+Z_95 = 1.959963984540054
+
+
+def read_training(runs_dir: str | Path, scenarios: list[str] | None) -> list[dict]:
+    path = Path(runs_dir) / "training.parquet"
+    if not path.is_file():
+        raise LieRayError(f"no {path}: pass as --runs the --out directory of 'lie-ray train'")
+    rows = pq.read_table(path).to_pylist()
+    if scenarios:
+        unknown = set(scenarios) - {r["scenario"] for r in rows}
+        if unknown:
+            raise LieRayError(f"scenario(s) {sorted(unknown)} were not trained in {runs_dir}")
+        rows = [r for r in rows if r["scenario"] in scenarios]
+    return rows
+
+
+def run_evaluation(runs_dir: str | Path, data_dir: str | Path, out_dir: str | Path,
+                   key_path: str | Path | None, settings: EvalSettings, key_batch_size: int = 128,
+                   scenarios: list[str] | None = None, resume: bool = False,
+                   gpu: str = "auto") -> pa.Table:
+    """Evaluate every trained scenario; return the results table.
+
+    Each scenario's rows are kept in ``OUT/evaluations/<scenario>.parquet`` as soon as it is
+    done. With ``resume``, a scenario whose file was made from the same checkpoint and settings
+    is read back instead of being attacked again. ``gpu``: "yes" asks for a GPU per actor
+    (an autoscaling cluster then adds GPU nodes), "auto" only when the cluster has GPUs now.
+    """
+    out = Path(out_dir).resolve()
+    trained = read_training(runs_dir, scenarios)
+    if any(r["encrypted"] for r in trained) and key_path is None:
+        raise LieRayError("encrypted scenarios need the key they were trained with: pass --key")
+    key = str(Path(key_path).resolve()) if key_path else None
+    plain = next((r["checkpoint"] for r in read_training(runs_dir, None)
+                  if r["scenario"] == "Plain"), None)
+    data = resolve_data_dir(data_dir)
+    test = load_split(data, "test").head(settings.test_limit)
+    train = load_split(data, "train")
+    tables = []
+    for row in trained:
+        part = out / "evaluations" / f"{row['scenario']}.parquet"
+        digest = evaluation_digest(row, plain, settings, key_batch_size)
+        if resume and finished_part(part, digest):
+            log.info("%s: already evaluated (%s), not run again", row["scenario"], part)
+            tables.append(pq.read_table(part))
+            continue
+        log.info("evaluating %s on %d test images at eps %s", row["scenario"], len(test.labels),
+                 ", ".join(f"{e:.4f}" for e in settings.epsilons))
+        options = {"scenario": row["scenario"], "checkpoint": row["checkpoint"], "key_path": key,
+                   "key_policy": row["key_policy"] or None, "key_batch_size": key_batch_size,
+                   "settings": settings, "plain_checkpoint": plain}
+        scenario_tables = []
+        for split, data_split in (("test", test), ("train", train)):
+            dataset = to_ray_dataset(data_split, rows_per_block=settings.batch_size).map_batches(
+                EvaluateShard, fn_constructor_kwargs={**options, "split": split},
+                compute=ray.data.ActorPoolStrategy(size=settings.actors),
+                batch_size=settings.batch_size, batch_format="numpy",
+                num_gpus=1 if wants_gpu(gpu) else 0)
+            scenario_tables.append(pa.concat_tables(ray.get(dataset.to_arrow_refs())))
+        table = pa.concat_tables(scenario_tables).replace_schema_metadata({DIGEST_KEY: digest})
+        write_parquet(table, part)
+        tables.append(table)
+    examples = pa.concat_tables(t.replace_schema_metadata(None) for t in tables).sort_by(
+        [("scenario", "ascending"), ("evaluation", "ascending"), ("epsilon", "ascending"),
+         ("id", "ascending")])
+    write_parquet(examples, out / "examples.parquet")
+    results = summarise(examples)
+    write_parquet(results, out / "results.parquet")
+    write_gallery(trained, key, test, key_batch_size, settings, out / "gallery.png")
+    return results
+
+
+DIGEST_KEY = b"lie_ray.evaluation"
+
+
+
+def evaluation_digest(row: dict, plain_checkpoint: str | None, settings: EvalSettings,
+                      key_batch_size: int) -> str:
+    """What a scenario's evaluation depends on (checkpoints, key fingerprint, settings):
+    a saved part is reused only when this matches. Holds no key material."""
+    inputs = {"checkpoint": row["checkpoint"], "epochs": row["epochs"],
+              "key_fingerprint": row.get("key_fingerprint") or "", "plain": plain_checkpoint,
+              "settings": dataclasses.asdict(settings), "key_batch_size": key_batch_size}
+    return hashlib.sha256(json.dumps(inputs, sort_keys=True).encode()).hexdigest()
+
+
+def finished_part(path: Path, digest: str) -> bool:
+    if not path.is_file():
+        return False
+    try:
+        metadata = pq.read_schema(path).metadata or {}
+    except (OSError, pa.ArrowInvalid):
+        return False  # unreadable: evaluate again (the file is replaced atomically)
+    return metadata.get(DIGEST_KEY) == digest.encode()
+
+
+def wilson_interval(wrong: int, n: int) -> tuple[float, float]:
+    """95% Wilson score interval for an error rate: sane at 0 and 1, unlike the normal one."""
+    if n == 0:
+        return 0.0, 1.0
+    p = wrong / n
+    centre = (p + Z_95 ** 2 / (2 * n)) / (1 + Z_95 ** 2 / n)
+    half = Z_95 * math.sqrt(p * (1 - p) / n + Z_95 ** 2 / (4 * n * n)) / (1 + Z_95 ** 2 / n)
+    return max(0.0, centre - half), min(1.0, centre + half)
+
+
+def summarise(examples: pa.Table) -> pa.Table:
+    wrong = pc.invert(examples["correct"]).cast(pa.int64())
+    grouped = (examples.append_column("wrong", wrong)
+               .group_by(["scenario", "evaluation", "epsilon"])
+               .aggregate([("wrong", "sum"), ("wrong", "count"), ("linf", "max")]))
+    rows = []
+    for r in grouped.to_pylist():
+        n, errors = r["wrong_count"], r["wrong_sum"]
+        low, high = wilson_interval(errors, n)
+        rows.append({"scenario": r["scenario"], "evaluation": r["evaluation"],
+                     "epsilon": r["epsilon"], "n": n, "error": errors / n, "ci_low": low,
+                     "ci_high": high, "max_linf": r["linf_max"]})
+    return pa.Table.from_pylist(rows).sort_by([("scenario", "ascending"),
+                                               ("evaluation", "ascending"),
+                                               ("epsilon", "ascending")])
+
+
+def write_parquet(table: pa.Table, path: Path) -> None:
+    with atomic.staged_file(path) as staging:
+        pq.write_table(table, staging)
+
+
+def write_gallery(trained: list[dict], key_path: str | None, test, key_batch_size: int,
+                  settings: EvalSettings, path: Path) -> None:
+    """The paper's Fig. 1 and Fig. 4: plain, encrypted, adversarial (BPDA-PGD at eps 0.1) and
+    encrypted adversarial images for the first encrypted scenario."""
+    row = next((r for r in trained if r["encrypted"]), None)
+    if row is None:
+        return
+    defender = load_defender(row["checkpoint"], key_path, row["key_policy"], key_batch_size)
+    shown = test.head(8)
+    plain = torch.from_numpy(shown.images).permute(0, 3, 1, 2).float() / 255
+    labels = torch.from_numpy(shown.labels).long()
+    adversarial = PGD(defender.classifier(shown.ids, "bpda-both"), PAPER_EPSILON,
+                      settings.step_size(PAPER_EPSILON), settings.pgd_steps)(plain, labels)
+    with torch.no_grad():
+        images = [plain, defender.encrypt(plain, shown.ids), adversarial,
+                  defender.encrypt(adversarial, shown.ids)]
+    as_bytes = [torch.floor(x * 255 + 0.5).to(torch.uint8).permute(0, 2, 3, 1).numpy()
+                for x in images]
+    save_grid(as_bytes, path)

@@ -1,0 +1,59 @@
+"""Evaluation presets: which epsilons, how hard each attack tries, how much data.
+
+Attack step sizes scale with epsilon (step = eps / 10, the paper's 0.01 at 0.1), so curves
+over epsilon compare like with like.
+"""
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+
+from lie_ray.errors import LieRayError
+
+PAPER_EPSILON = 0.1
+EVALUATIONS = ("pgd", "bpda", "eot", "transfer", "encrypted-input", "gradient-free")
+WORST_CASE = "worst-case"
+
+
+@dataclass(frozen=True)
+class EvalSettings:
+    epsilons: tuple[float, ...] = (0.0, 2 / 255, 4 / 255, 8 / 255, 16 / 255, PAPER_EPSILON)
+    pgd_steps: int = 20
+    eot_keys: int = 10  # random keys the keyless attacker averages gradients over
+    square_queries: int = 1000
+    test_limit: int | None = None  # first N test images (ids stay stable)
+    actors: int = 2
+    batch_size: int = 128
+    torch_threads: int = 1
+    attacker_seed: int = 1234  # EOT keys and random starts: reproducible, never the defender's
+
+    def step_size(self, eps: float) -> float:
+        return eps / 10
+
+    def replace(self, **overrides) -> "EvalSettings":
+        updated = dataclasses.replace(self, **{k: v for k, v in overrides.items()
+                                               if v is not None})
+        updated.validate()
+        return updated
+
+    def validate(self) -> None:
+        if not self.epsilons or any(not 0 <= e <= 1 for e in self.epsilons):
+            raise LieRayError(f"epsilons must lie in [0, 1], got {self.epsilons}")
+        if self.pgd_steps < 1 or self.eot_keys < 1 or self.square_queries < 1:
+            raise LieRayError("PGD steps, EOT keys and Square queries must all be >= 1")
+        if self.actors < 1 or self.batch_size < 1:
+            raise LieRayError("actors and batch size must be >= 1")
+
+
+EVAL_PRESETS: dict[str, EvalSettings] = {
+    "paper": EvalSettings(),
+    # A few minutes on 2 cores: 3 epsilons, 100 test images, lighter attacks.
+    "smoke": EvalSettings(epsilons=(0.0, 8 / 255, PAPER_EPSILON), pgd_steps=10, eot_keys=2,
+                          square_queries=50, test_limit=100, actors=2, batch_size=50),
+}
+
+
+def get_eval_preset(name: str) -> EvalSettings:
+    if name not in EVAL_PRESETS:
+        raise LieRayError(f"unknown preset {name!r}: choose one of {', '.join(EVAL_PRESETS)}")
+    return EVAL_PRESETS[name]

@@ -1,0 +1,163 @@
+"""``write_report`` on small synthetic result tables: no Ray, no training, no data set."""
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+from PIL import Image
+
+from lie_ray.errors import LieRayError
+from lie_ray.report import PAPER_TABLE_I, write_report
+
+EPSILONS = (0.03, 0.1)
+ADAPTIVE = ("pgd", "bpda", "eot", "transfer", "encrypted-input", "gradient-free", "worst-case")
+# Error at epsilon 0.1 per scenario and attack; the worst case is each row's strict maximum.
+# Plain has no cipher, so no bpda / eot / encrypted-input.
+ERRORS = {
+    "Plain": {"pgd": 0.95, "transfer": 0.60, "gradient-free": 0.70, "worst-case": 0.98},
+    "Encrypted": {"pgd": 0.27, "bpda": 0.81, "eot": 0.77, "transfer": 0.55,
+                  "encrypted-input": 0.66, "gradient-free": 0.41, "worst-case": 0.91},
+    "Encrypted-DK": {"pgd": 0.79, "bpda": 0.84, "eot": 0.88, "transfer": 0.62,
+                     "gradient-free": 0.52, "worst-case": 0.93},
+    "Encrypted-Adv": {"pgd": 0.04, "bpda": 0.35, "eot": 0.31, "worst-case": 0.44},
+    "Encrypted-Adv-DK": {"pgd": 0.69, "eot": 0.72, "gradient-free": 0.58, "worst-case": 0.76},
+    "Custom-Scenario": {"pgd": 0.30, "bpda": 0.45, "worst-case": 0.50},
+}
+CLEAN = {"Plain": (0.01, 0.14), "Encrypted": (0.02, 0.17), "Encrypted-DK": (0.43, 0.51),
+         "Encrypted-Adv": (0.09, 0.83), "Encrypted-Adv-DK": (0.66, 0.62),
+         "Custom-Scenario": (0.05, 0.20)}
+
+
+def result_row(scenario: str, evaluation: str, epsilon: float, error: float) -> dict:
+    return {"scenario": scenario, "evaluation": evaluation, "epsilon": epsilon, "n": 1000,
+            "error": error, "ci_low": max(0.0, error - 0.03), "ci_high": min(1.0, error + 0.03)}
+
+
+def results_table(errors: dict = ERRORS, epsilons: tuple[float, ...] = EPSILONS,
+                  clean: bool = True) -> pa.Table:
+    rows = []
+    for scenario, attacks in errors.items():
+        if clean:
+            train, test = CLEAN[scenario]
+            rows += [result_row(scenario, "train", 0.0, train),
+                     result_row(scenario, "test", 0.0, test)]
+        for evaluation, error in attacks.items():
+            for epsilon in epsilons:  # smaller epsilon, smaller error
+                rows.append(result_row(scenario, evaluation, epsilon, error * epsilon / 0.1))
+    return pa.Table.from_pylist(rows)
+
+
+def training_table() -> pa.Table:
+    return pa.Table.from_pylist([
+        {"scenario": s, "train_error": train + 0.001, "test_error": test + 0.001, "epochs": 3}
+        for s, (train, test) in CLEAN.items()])
+
+
+@pytest.fixture
+def results_dir(tmp_path: Path) -> Path:
+    pq.write_table(results_table(), tmp_path / "results.parquet")
+    pq.write_table(training_table(), tmp_path / "training.parquet")
+    return tmp_path
+
+
+def table_rows(report: str, heading: str) -> dict[str, list[str]]:
+    """The cells of the markdown table under ``heading``, by first cell (header row included)."""
+    section = report.split(heading, 1)[1].split("\n## ", 1)[0]
+    rows = {}
+    for line in section.splitlines():
+        if line.startswith("|") and not line.startswith("|---"):
+            cells = [c.strip() for c in line.strip("|").split("|")]
+            rows[cells[0]] = cells[1:]
+    return rows
+
+
+def test_report_has_paper_numbers_and_every_scenario(results_dir: Path):
+    path = write_report(results_dir)
+    assert path == results_dir / "report.md" and path.is_file()
+    report = path.read_text()
+    for scenario in ERRORS:
+        assert scenario in report
+    table = table_rows(report, "## Table I")
+    for scenario, numbers in PAPER_TABLE_I.items():
+        assert table[scenario][-3:] == [f"{v:.3f}" for v in numbers]
+    # Ours beside the paper's: clean errors from results.parquet, adversarial = pgd at 0.1.
+    assert table["Encrypted"] == ["3", "0.020", "0.170", "0.270", "0.011", "0.166", "0.269"]
+    assert table["Custom-Scenario"][-3:] == ["-", "-", "-"]
+    assert "(the paper's)" in report
+    assert "worst-case" in report and "upper bound on robustness" in report
+    assert "![robustness curves](curves.png)" in report
+    assert "gallery.png" not in report
+
+
+def test_worst_value_is_the_only_bold_cell(results_dir: Path):
+    report = write_report(results_dir).read_text()
+    table = table_rows(report, "## Adaptive evaluation")
+    assert table["Scenario"] == list(ADAPTIVE)
+    for scenario, attacks in ERRORS.items():
+        cells = dict(zip(ADAPTIVE, table[scenario]))
+        bold = [name for name, cell in cells.items() if cell.startswith("**")]
+        assert bold == [max(attacks, key=attacks.get)] == ["worst-case"]
+        worst = attacks["worst-case"]
+        high = min(1.0, worst + 0.03)
+        assert cells["worst-case"] == f"**{worst:.3f} [{worst - 0.03:.2f}, {high:.2f}]**"
+        for name, cell in cells.items():
+            if name != "worst-case" and name in attacks:
+                assert re.fullmatch(r"\d\.\d{3} \[\d\.\d{2}, \d\.\d{2}\]", cell), cell
+
+
+def test_missing_evaluations_show_a_dash(results_dir: Path):
+    report = write_report(results_dir).read_text()
+    table = table_rows(report, "## Adaptive evaluation")
+    for scenario, attacks in ERRORS.items():
+        for name, cell in zip(ADAPTIVE, table[scenario]):
+            assert (cell == "-") == (name not in attacks), (scenario, name, cell)
+
+
+def test_curves_png_is_a_real_image(results_dir: Path):
+    write_report(results_dir)
+    path = results_dir / "curves.png"
+    assert path.stat().st_size > 10_000
+    with Image.open(path) as image:
+        assert image.format == "PNG"
+        image.load()
+        assert image.width >= 400 and image.height >= 300
+        assert len(set(image.convert("L").getdata())) > 10  # drawn on, not blank
+
+
+def test_missing_results_raise_a_user_error(tmp_path: Path):
+    with pytest.raises(LieRayError, match=r"results\.parquet.*lie-ray evaluate"):
+        write_report(tmp_path)
+    assert not (tmp_path / "report.md").exists()
+
+
+def test_report_is_deterministic(results_dir: Path):
+    first = write_report(results_dir).read_bytes()
+    second = write_report(results_dir).read_bytes()
+    assert first == second
+    assert not [p for p in results_dir.iterdir() if p.name.startswith(".")]  # no staged leftovers
+
+
+def test_training_table_fallback_and_largest_epsilon(tmp_path: Path):
+    """Without clean rows in results, train/test come from the training table; without 0.1,
+    the largest epsilon is the headline and the report says so."""
+    pq.write_table(results_table(epsilons=(0.02, 0.05), clean=False),
+                   tmp_path / "results.parquet")
+    (tmp_path / "gallery.png").write_bytes(b"")
+    report = write_report(tmp_path, training_table=training_table()).read_text()
+    table = table_rows(report, "## Table I")
+    assert table["Plain"][:4] == ["3", "0.011", "0.141", f"{0.95 * 0.05 / 0.1:.3f}"]
+    assert "epsilon = 0.05, the largest evaluated" in report
+    assert "![gallery](gallery.png)" in report
+
+
+def test_ties_are_all_bold(tmp_path: Path):
+    errors = {"Plain": {"pgd": 1.0, "transfer": 0.6, "worst-case": 1.0}}
+    pq.write_table(results_table(errors, epsilons=(0.1,), clean=False),
+                   tmp_path / "results.parquet")
+    report = write_report(tmp_path).read_text()
+    cells = dict(zip(ADAPTIVE, table_rows(report, "## Adaptive evaluation")["Plain"]))
+    assert [n for n, c in cells.items() if c.startswith("**")] == ["pgd", "worst-case"]
+    assert table_rows(report, "## Table I")["Plain"][:3] == ["-", "-", "-"]
