@@ -9,7 +9,7 @@ import functools
 import logging
 import sys
 from pathlib import Path
-from typing import Callable, Optional
+from typing import Annotated, Callable, Optional
 
 import typer
 
@@ -37,6 +37,10 @@ def user_errors(command: Callable) -> Callable:
 
 @app.callback()
 def main_options(verbose: bool = typer.Option(False, "--verbose", "-v", help="Debug logging.")):
+    configure_logging(verbose)
+
+
+def configure_logging(verbose: bool = False) -> None:
     logging.basicConfig(level=logging.DEBUG if verbose else logging.INFO, stream=sys.stderr,
                         format="%(asctime)s %(levelname)s %(message)s", force=True)
 
@@ -49,8 +53,9 @@ def keygen(
     force: bool = typer.Option(False, "--force", help="Replace an existing key file."),
 ):
     """Write a new master key (256 bits from the OS CSPRNG); prints its fingerprint."""
-    from lie_ray.keys import generate_key, save_key
+    from lie_ray.keys import check_block_size, generate_key, save_key
 
+    check_block_size(block_size)
     key = generate_key(block_size)
     save_key(key, out, overwrite=force)
     typer.echo(f"wrote {out} (block size {block_size}, fingerprint {key.fingerprint})")
@@ -86,12 +91,14 @@ def encrypt(
                                   help="Download full CIFAR-10 if --data holds none."),
 ):
     """Encrypt CIFAR-10 into Parquet shards with a Ray Data actor pool."""
+    from lie_ray.data.cifar import check_dataset
     from lie_ray.encryption import run_encrypt
-    from lie_ray.policies import PolicySpec
+    from lie_ray.policies import PolicySpec, load_key_for_policies
     from lie_ray.runtime import ray_session
 
     spec = PolicySpec(policy, key_batch_size)
-    spec.build()  # reject an unknown policy before starting Ray
+    load_key_for_policies(key, [policy], key_batch_size)  # fail before Ray starts
+    data = check_dataset(data, download)
     with ray_session():
         manifest = run_encrypt(data, key, spec, out, actors=actors, limit=limit,
                                preview=preview, download=download)
@@ -100,52 +107,204 @@ def encrypt(
                + (f"; preview {preview}" if preview else ""))
 
 
+# Options shared by train, evaluate and sweep: one definition each, so help and limits agree.
+Preset = Annotated[str, typer.Option("--preset", help="Settings preset: smoke or paper.")]
+DataDir = Annotated[Path, typer.Option("--data", help="CIFAR-10 'cifar-10-batches-py' "
+                                       "directory (or its parent).")]
+Scenarios = Annotated[Optional[str], typer.Option(
+    "--scenarios", help="Comma-separated scenario names (default: all).")]
+ScenarioFile = Annotated[Optional[Path], typer.Option(
+    "--scenario-file", help="TOML file with more [[scenario]] records.")]
+Epochs = Annotated[Optional[int], typer.Option("--epochs", min=1)]
+BatchSize = Annotated[Optional[int], typer.Option("--batch-size", min=1)]
+LearningRate = Annotated[Optional[float], typer.Option("--lr")]
+Width = Annotated[Optional[int], typer.Option("--width", min=1, help="ResNet18 base width.")]
+Workers = Annotated[Optional[int], typer.Option("--workers", min=1,
+                                                help="Ray Train DDP workers per trial.")]
+Gpu = Annotated[Optional[str], typer.Option("--gpu", help="auto, yes or no.")]
+PgdSteps = Annotated[Optional[int], typer.Option(
+    "--pgd-steps", help="PGD steps for adversarial training.")]
+PgdStepSize = Annotated[Optional[float], typer.Option("--pgd-step-size")]
+PgdEps = Annotated[Optional[float], typer.Option("--pgd-eps")]
+TrainLimit = Annotated[Optional[int], typer.Option(
+    "--train-limit", min=1, help="Use only the first N training images.")]
+TestLimit = Annotated[Optional[int], typer.Option(
+    "--test-limit", min=1, help="Use only the first N test images.")]
+Epsilons = Annotated[Optional[str], typer.Option(
+    "--epsilons", help="Comma-separated attack epsilons, e.g. 0,0.031,0.1.")]
+EvalLimit = Annotated[Optional[int], typer.Option(
+    "--eval-limit", min=1, help="Attack only the first N test images.")]
+EvalPgdSteps = Annotated[Optional[int], typer.Option(
+    "--eval-pgd-steps", min=1, help="PGD steps of the evaluation attacks.")]
+EotKeys = Annotated[Optional[int], typer.Option(
+    "--eot-keys", min=1, help="Random keys the keyless (EOT) attacker averages over.")]
+SquareQueries = Annotated[Optional[int], typer.Option(
+    "--square-queries", min=1, help="Queries of the gradient-free Square attack.")]
+Actors = Annotated[Optional[int], typer.Option("--actors", min=1,
+                                               help="Evaluation actors per scenario.")]
+
+
+def train_overrides(epochs, batch_size, lr, width, workers, gpu, pgd_steps, pgd_step_size,
+                    pgd_eps, train_limit, test_limit) -> dict:
+    return {"epochs": epochs, "batch_size": batch_size, "lr": lr, "width": width,
+            "num_workers": workers, "gpu": gpu, "pgd_steps": pgd_steps,
+            "pgd_step_size": pgd_step_size, "pgd_eps": pgd_eps, "train_limit": train_limit,
+            "test_limit": test_limit}
+
+
+def eval_overrides(epsilons, eval_limit, eval_pgd_steps, eot_keys, square_queries,
+                   actors) -> dict:
+    return {"epsilons": parse_floats(epsilons), "test_limit": eval_limit,
+            "pgd_steps": eval_pgd_steps, "eot_keys": eot_keys, "square_queries": square_queries,
+            "actors": actors}
+
+
 @app.command()
 @user_errors
 def train(
-    preset: str = typer.Option("smoke", "--preset", help="Settings preset: smoke or paper."),
+    preset: Preset = "smoke",
     out: Path = typer.Option(Path("runs/train"), "--out", help="Output directory (all Ray "
                              "storage, checkpoints and training.parquet go here)."),
-    data: Path = typer.Option(Path(DEFAULT_DATA_DIR), "--data", help="CIFAR-10 directory."),
-    scenarios: Optional[str] = typer.Option(None, "--scenarios",
-                                            help="Comma-separated scenario names (default: all)."),
-    scenario_file: Optional[Path] = typer.Option(None, "--scenario-file",
-                                                 help="TOML file with more [[scenario]] records."),
+    data: DataDir = Path(DEFAULT_DATA_DIR),
+    scenarios: Scenarios = None,
+    scenario_file: ScenarioFile = None,
     key: Optional[Path] = typer.Option(None, "--key", help="Master key file (needed by "
                                        "encrypted scenarios)."),
-    epochs: Optional[int] = typer.Option(None, "--epochs", min=1),
-    batch_size: Optional[int] = typer.Option(None, "--batch-size", min=1),
-    lr: Optional[float] = typer.Option(None, "--lr"),
-    width: Optional[int] = typer.Option(None, "--width", min=1, help="ResNet18 base width."),
-    workers: Optional[int] = typer.Option(None, "--workers", min=1,
-                                          help="Ray Train DDP workers per trial."),
-    gpu: Optional[str] = typer.Option(None, "--gpu", help="auto, yes or no."),
-    pgd_steps: Optional[int] = typer.Option(None, "--pgd-steps",
-                                            help="PGD steps for adversarial training."),
-    pgd_step_size: Optional[float] = typer.Option(None, "--pgd-step-size"),
-    pgd_eps: Optional[float] = typer.Option(None, "--pgd-eps"),
-    train_limit: Optional[int] = typer.Option(None, "--train-limit", min=1,
-                                              help="Use only the first N training images."),
-    test_limit: Optional[int] = typer.Option(None, "--test-limit", min=1),
+    epochs: Epochs = None, batch_size: BatchSize = None, lr: LearningRate = None,
+    width: Width = None, workers: Workers = None, gpu: Gpu = None, pgd_steps: PgdSteps = None,
+    pgd_step_size: PgdStepSize = None, pgd_eps: PgdEps = None, train_limit: TrainLimit = None,
+    test_limit: TestLimit = None,
 ):
     """Train the scenarios: one Ray Tune trial each, running Ray Train DDP fed by Ray Data."""
+    from lie_ray.data.cifar import check_dataset
     from lie_ray.presets import get_preset
     from lie_ray.runtime import ray_session
-    from lie_ray.scenarios import select_scenarios
+    from lie_ray.scenarios import key_for_scenarios, select_scenarios
     from lie_ray.training.run import run_training
 
-    settings = get_preset(preset).replace(
-        epochs=epochs, batch_size=batch_size, lr=lr, width=width, num_workers=workers, gpu=gpu,
-        pgd_steps=pgd_steps, pgd_step_size=pgd_step_size, pgd_eps=pgd_eps,
-        train_limit=train_limit, test_limit=test_limit)
+    settings = get_preset(preset).replace(**train_overrides(
+        epochs, batch_size, lr, width, workers, gpu, pgd_steps, pgd_step_size, pgd_eps,
+        train_limit, test_limit))
     chosen = [s.with_attack(eps=settings.pgd_eps, step_size=settings.pgd_step_size,
                             steps=settings.pgd_steps)
               for s in select_scenarios(scenarios, scenario_file)]
+    data = check_dataset(data)  # fail before Ray starts
+    key_for_scenarios(chosen, key, settings.block_size, settings.key_batch_size)
     with ray_session(num_cpus=settings.logical_cpus()):
         table = run_training(chosen, settings, data, out, key)
     typer.echo(format_table(table, ["scenario", "train_error", "test_error", "epochs",
                                     "key_fingerprint"]))
     typer.echo(f"wrote {out / 'training.parquet'}")
+
+
+@app.command()
+@user_errors
+def evaluate(
+    runs: Path = typer.Option(..., "--runs", help="The --out directory of 'lie-ray train'."),
+    out: Path = typer.Option(Path("runs/eval"), "--out", help="Where the tables, report and "
+                             "pictures go."),
+    preset: Preset = "smoke",
+    data: DataDir = Path(DEFAULT_DATA_DIR),
+    key: Optional[Path] = typer.Option(None, "--key", help="The key the scenarios were trained "
+                                       "with (needed by encrypted scenarios)."),
+    scenarios: Scenarios = None,
+    epsilons: Epsilons = None, test_limit: EvalLimit = None, pgd_steps: EvalPgdSteps = None,
+    eot_keys: EotKeys = None, square_queries: SquareQueries = None, actors: Actors = None,
+    resume: bool = typer.Option(False, "--resume", help="Reuse scenarios already evaluated "
+                                "into --out with the same checkpoint and settings."),
+    gpu: Gpu = None,
+):
+    """Evaluate trained scenarios: the paper's PGD beside BPDA, EOT, transfer, encrypted-input
+    and gradient-free attacks; writes examples.parquet, results.parquet and report.md."""
+    import pyarrow.compute as pc
+    import pyarrow.parquet as pq
+
+    from lie_ray.data.cifar import check_dataset
+    from lie_ray.evaluation.run import read_training, run_evaluation
+    from lie_ray.policies import load_key_for_policies
+    from lie_ray.evaluation.settings import get_eval_preset
+    from lie_ray.report import write_report
+    from lie_ray.runtime import ray_session
+
+    settings = get_eval_preset(preset).replace(**eval_overrides(
+        epsilons, test_limit, pgd_steps, eot_keys, square_queries, actors))
+    chosen = [n.strip() for n in scenarios.split(",")] if scenarios else None
+    trained = read_training(runs, chosen)  # fail before Ray starts
+    data = check_dataset(data)
+    policies = [row["key_policy"] for row in trained if row["encrypted"]]
+    if policies and key is None:
+        raise LieRayError("encrypted scenarios need the key they were trained with: pass --key")
+    if key is not None:
+        load_key_for_policies(key, policies)
+    with ray_session():
+        results = run_evaluation(runs, data, out, key, settings, scenarios=chosen,
+                                 resume=resume, gpu=gpu or "auto")
+    report = write_report(out, pq.read_table(Path(runs) / "training.parquet"))
+    headline = results.filter(pc.equal(results["epsilon"], max(settings.epsilons)))
+    typer.echo(format_table(headline, ["scenario", "evaluation", "epsilon", "n", "error"]))
+    typer.echo(f"wrote {out / 'examples.parquet'}, {out / 'results.parquet'} and {report}")
+
+
+@app.command()
+@user_errors
+def sweep(
+    preset: Preset = "smoke",
+    out: Path = typer.Option(Path("runs/sweep"), "--out", help="Where everything goes: key, "
+                             "encrypted shards, Ray storage, tables, report."),
+    data: DataDir = Path(DEFAULT_DATA_DIR),
+    scenarios: Scenarios = None,
+    scenario_file: ScenarioFile = None,
+    key: Optional[Path] = typer.Option(None, "--key", help="Master key file; default: a new "
+                                       "one made into OUT/keys/master.json (mode 0600)."),
+    resume: bool = typer.Option(False, "--resume", help="Continue an interrupted sweep in the "
+                                "same --out: finished trials and evaluations are kept."),
+    storage: Optional[str] = typer.Option(None, "--storage", help="Tune/Train storage every "
+                                          "node reaches, e.g. s3://bucket/lie_ray (default: "
+                                          "OUT/ray)."),
+    download: bool = typer.Option(False, "--download", help="Download full CIFAR-10 into "
+                                  "--data if it holds none."),
+    epochs: Epochs = None, batch_size: BatchSize = None, lr: LearningRate = None,
+    width: Width = None, workers: Workers = None, gpu: Gpu = None, pgd_steps: PgdSteps = None,
+    pgd_step_size: PgdStepSize = None, pgd_eps: PgdEps = None, train_limit: TrainLimit = None,
+    test_limit: TestLimit = None,
+    epsilons: Epsilons = None, eval_limit: EvalLimit = None, eval_pgd_steps: EvalPgdSteps = None,
+    eot_keys: EotKeys = None, square_queries: SquareQueries = None, actors: Actors = None,
+):
+    """The whole study: key, encryption, the scenarios trained, evaluation, report.
+
+    Runs on an embedded Ray, or joins the cluster named by RAY_ADDRESS (as under
+    'ray job submit')."""
+    from lie_ray.runtime import ray_session
+    from lie_ray.sweep import resolve_plan, run_sweep, summary, tensorboard_dir
+
+    plan = resolve_plan(out, data, preset, scenarios, scenario_file, key, resume, storage,
+                        train_overrides(epochs, batch_size, lr, width, workers, gpu, pgd_steps,
+                                        pgd_step_size, pgd_eps, train_limit, test_limit),
+                        eval_overrides(epsilons, eval_limit, eval_pgd_steps, eot_keys,
+                                       square_queries, actors), download)
+    with ray_session(num_cpus=plan.train.logical_cpus()):
+        tables = run_sweep(plan)
+    typer.echo(summary(tables["training"], tables["results"], out.resolve(),
+                       tensorboard_dir(plan)))
+
+
+@app.command()
+@user_errors
+def report(results: Path = typer.Option(..., "--results",
+                                        help="The --out directory of 'lie-ray evaluate'.")):
+    """Re-render report.md and curves.png from an evaluation's Parquet tables."""
+    from lie_ray.report import write_report
+
+    typer.echo(f"wrote {write_report(results)}")
+
+
+def parse_floats(text: Optional[str]) -> Optional[tuple[float, ...]]:
+    if text is None:
+        return None
+    try:
+        return tuple(float(v) for v in text.split(",") if v.strip())
+    except ValueError:
+        raise LieRayError(f"--epsilons must be comma-separated numbers, got {text!r}") from None
 
 
 def format_table(table, columns: list[str]) -> str:

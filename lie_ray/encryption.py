@@ -79,6 +79,6 @@ def run_encrypt(data_dir: str | os.PathLike, key_path: str | os.PathLike, policy
             save_grid([shown.images, ciphertexts], preview)
     manifest = {"master_fingerprint": key.fingerprint, "block_size": key.block_size,
                 "policy": policy.name, "key_batch_size": policy.key_batch_size,
-                "rows": counts}
+                "rows": counts, "limit": limit}
     atomic.write_bytes(out / "manifest.json", (json.dumps(manifest, indent=2) + "\n").encode())
     return manifest

@@ -2,6 +2,12 @@
 from __future__ import annotations
 
 import os
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
 from pathlib import Path
 
 import pytest
@@ -33,3 +39,81 @@ def cifar_dir() -> Path:
         pytest.fail(f"CIFAR-10 data not found at {path}: check out ../shared beside the repo or "
                     "set LIE_RAY_DATA", pytrace=False)
     return path
+
+
+# A slice of the real data, one epoch, a narrow network and two workers (so DDP runs end to
+# end), and light attacks: exactly the code path of the smoke sweep, in a few minutes.
+TRAIN_SLICE = {"epochs": 1, "train_limit": 256, "test_limit": 128, "width": 4, "batch_size": 64,
+               "num_workers": 2}
+EVAL_SLICE = {"eval_limit": 24, "epsilons": "0,0.1", "eval_pgd_steps": 3, "eot_keys": 2,
+              "square_queries": 10, "actors": 2}
+CLI_NAMES = {"num_workers": "workers"}
+
+
+def cli_args(settings: dict) -> list[str]:
+    """{"train_limit": 256} -> ["--train-limit", "256"]."""
+    args = []
+    for name, value in settings.items():
+        args += [f"--{CLI_NAMES.get(name, name).replace('_', '-')}", str(value)]
+    return args
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+RAY_CLI = str(Path(sys.executable).with_name("ray"))
+# Ray >= 2.52 enables token authentication on new clusters. Say so explicitly for the head and
+# every process that talks to it (they share the token in ~/.ray/auth_token): left unset, a
+# client's mode depends on whether an earlier ray.init in its parent happened to set it.
+HEAD_ENV = {**os.environ, "RAY_AUTH_MODE": "token", "PYTHONUNBUFFERED": "1"}
+
+
+@pytest.fixture(scope="session")
+def ray_head():
+    """A real Ray head with its dashboard and job server, as users start one: ``ray start
+    --head --block`` on free ports, stopped by terminating that process by its own id (never
+    ``ray stop``, which would stop every Ray on the host). Its logs go to a temp dir of its own,
+    so the secrets test can read them."""
+    temp_dir = Path(tempfile.mkdtemp(prefix="lr-head-", dir="/tmp"))
+    ports = {name: free_port() for name in ("port", "dashboard-port", "ray-client-server-port",
+                                            "dashboard-agent-listen-port",
+                                            "dashboard-agent-grpc-port", "metrics-export-port",
+                                            "runtime-env-agent-port")}
+    command = [RAY_CLI, "start", "--head", "--block", "--num-cpus=8", "--disable-usage-stats",
+               "--include-dashboard=true", "--dashboard-host=127.0.0.1", f"--temp-dir={temp_dir}",
+               *(f"--{name}={port}" for name, port in ports.items())]
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                               text=True, env=HEAD_ENV)
+    seen = []
+    for line in process.stdout:  # blocks until the head says it is up (or exits)
+        seen.append(line)
+        if "Ray runtime started" in line:
+            break
+    else:
+        pytest.fail("ray start --head failed:\n" + "".join(seen[-20:]), pytrace=False)
+    threading.Thread(target=process.stdout.read, daemon=True).start()  # keep the pipe drained
+    yield {"gcs": f"127.0.0.1:{ports['port']}",
+           "dashboard": f"http://127.0.0.1:{ports['dashboard-port']}", "temp_dir": temp_dir}
+    process.terminate()
+    process.wait(timeout=120)
+    shutil.rmtree(temp_dir, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def smoke_sweep(ray_head, tmp_path_factory, cifar_dir):
+    """The smoke sweep on a slice, submitted as users submit it: ``ray job submit
+    --working-dir . -- python -m lie_ray.sweep``. Training, evaluation and secrets tests read
+    what it wrote; its key is the one the sweep made itself."""
+    out = tmp_path_factory.mktemp("sweep") / "out"
+    command = [RAY_CLI, "job", "submit", "--address", ray_head["dashboard"], "--working-dir",
+               str(REPO_ROOT), "--", sys.executable, "-m", "lie_ray.sweep", "--preset", "smoke",
+               "--data", str(cifar_dir), "--out", str(out), *cli_args(TRAIN_SLICE),
+               *cli_args(EVAL_SLICE)]
+    result = subprocess.run(command, capture_output=True, text=True, timeout=1500,
+                            cwd=REPO_ROOT, env=HEAD_ENV)
+    output = result.stdout + result.stderr
+    assert result.returncode == 0, output[-5000:]
+    return {"out": out, "key_path": out / "keys" / "master.json", "output": output}

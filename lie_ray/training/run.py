@@ -24,6 +24,7 @@ from lie_ray.errors import LieRayError
 from lie_ray.keys import load_key
 from lie_ray.policies import PolicySpec
 from lie_ray.presets import TRIAL_DRIVER_CPUS, TrainSettings
+from lie_ray.runtime import wants_gpu
 from lie_ray.scenarios import Scenario
 from lie_ray.training.trial import train_scenario
 
@@ -31,14 +32,15 @@ log = logging.getLogger("lie_ray")
 EXPERIMENT = "train"
 
 
-def wants_gpu(settings: TrainSettings) -> bool:
-    if settings.gpu == "yes":
-        return True
-    return settings.gpu == "auto" and ray.cluster_resources().get("GPU", 0) > 0
-
-
 def run_training(scenarios: list[Scenario], settings: TrainSettings, data_dir: str | Path,
-                 out_dir: str | Path, key_path: str | Path | None) -> pa.Table:
+                 out_dir: str | Path, key_path: str | Path | None, resume: bool = False,
+                 storage: str | None = None) -> pa.Table:
+    """Train ``scenarios`` (one Tune trial each) and write ``OUT/training.parquet``.
+
+    ``resume`` restores an interrupted Tune experiment: finished trials keep their results and
+    are not run again, unfinished ones continue from their last checkpoint. ``storage`` (a path
+    or URI such as ``s3://bucket/prefix``, reachable from every node) replaces ``OUT/ray``.
+    """
     out = Path(out_dir).resolve()
     data = resolve_data_dir(data_dir)
     key_fingerprint = None
@@ -51,31 +53,48 @@ def run_training(scenarios: list[Scenario], settings: TrainSettings, data_dir: s
             if scenario.encrypted:
                 PolicySpec(scenario.key_policy, settings.key_batch_size).build().check_key(key)
         key_fingerprint = key.fingerprint
-    storage = out / "ray"
+    storage = storage or str(out / "ray")
     param_space = {
         "scenario": tune.grid_search([dataclasses.asdict(s) for s in by_expected_cost(scenarios)]),
         "settings": dataclasses.asdict(settings),
         "key_path": str(Path(key_path).resolve()) if key_path else None,
         "key_fingerprint": key_fingerprint,
         "data_dir": str(data),
-        "train_storage": str(storage / "runs"),
-        "use_gpu": wants_gpu(settings),
+        "train_storage": f"{storage}/runs",
+        "use_gpu": wants_gpu(settings.gpu),
         "max_failures": 2,
     }
     started = time.monotonic()
-    tuner = tune.Tuner(
-        tune.with_resources(train_scenario, {"cpu": TRIAL_DRIVER_CPUS}),
-        param_space=param_space,
-        tune_config=tune.TuneConfig(max_concurrent_trials=settings.max_concurrent_trials,
-                                    trial_name_creator=_trial_name,
-                                    trial_dirname_creator=_trial_name),
-        run_config=tune.RunConfig(name=EXPERIMENT, storage_path=str(storage),
-                                  failure_config=tune.FailureConfig(max_failures=1)),
-    )
+    trainable = tune.with_resources(train_scenario, {"cpu": TRIAL_DRIVER_CPUS})
+    experiment = f"{storage}/{EXPERIMENT}"
+    if resume and tune.Tuner.can_restore(experiment):
+        log.info("resuming the training experiment at %s: finished trials are kept", experiment)
+        tuner = tune.Tuner.restore(experiment, trainable=trainable, resume_unfinished=True,
+                                   resume_errored=True)
+    else:
+        tuner = tune.Tuner(
+            trainable,
+            param_space=param_space,
+            tune_config=tune.TuneConfig(max_concurrent_trials=settings.max_concurrent_trials,
+                                        trial_name_creator=_trial_name,
+                                        trial_dirname_creator=_trial_name),
+            run_config=tune.RunConfig(name=EXPERIMENT, storage_path=storage,
+                                      failure_config=tune.FailureConfig(max_failures=1),
+                                      callbacks=[AnnounceFinishedTrials()]),
+        )
     results = tuner.fit()
     table = results_table(results, scenarios, settings, time.monotonic() - started)
     write_table(table, out / "training.parquet")
     return table
+
+
+class AnnounceFinishedTrials(tune.Callback):
+    """One log line per finished scenario: progress a user (or a test) can wait for."""
+
+    def on_trial_complete(self, iteration, trials, trial, **info):
+        log.info("finished training %s: test error %.3f after %s epochs",
+                 trial.config["scenario"]["name"], trial.last_result.get("test_error", float("nan")),
+                 trial.last_result.get("epoch", "?"))
 
 
 def by_expected_cost(scenarios: list[Scenario]) -> list[Scenario]:
@@ -92,11 +111,17 @@ def results_table(results, scenarios: list[Scenario], settings: TrainSettings,
                   wall_seconds: float) -> pa.Table:
     by_name = {}
     for result in results:
+        if result.config["scenario"]["name"] not in {s.name for s in scenarios}:
+            continue
         if result.error is not None:
             raise LieRayError(f"training failed for scenario {result.config['scenario']['name']}: "
                               f"{type(result.error).__name__}; see the trial logs under "
                               f"{result.path}")
         by_name[result.config["scenario"]["name"]] = result.metrics
+    missing = [s.name for s in scenarios if s.name not in by_name]
+    if missing:
+        raise LieRayError(f"the experiment being resumed has no trial for {missing}: resume with "
+                          "the scenarios it was started with, or use a new --out")
     rows = []
     for scenario in scenarios:
         metrics = by_name[scenario.name]

@@ -11,16 +11,23 @@ only way to the key, and workers and actors open it themselves.
 """
 from __future__ import annotations
 
+import json
+import logging
+
+import pyarrow.fs
 import ray.data
 import ray.train
 from ray.data import ExecutionOptions, ExecutionResources
+from ray import tune
 from ray.train.torch import TorchTrainer
-from ray.tune.integration.ray_train import TuneReportCallback
+from ray.tune.integration.ray_train import CHECKPOINT_PATH_KEY, TuneReportCallback
 
 from lie_ray.presets import DATA_CPUS_PER_TRIAL, TrainSettings
 from lie_ray.scenarios import Scenario
 from lie_ray.training.pipeline import build_datasets
-from lie_ray.training.worker import train_func
+from lie_ray.training.worker import META_FILE, train_func
+
+log = logging.getLogger("lie_ray")
 
 
 def run_name(scenario: Scenario, key_fingerprint: str | None) -> str:
@@ -39,6 +46,17 @@ def data_config() -> ray.train.DataConfig:
 def train_scenario(config: dict) -> None:
     """Tune function trainable: train ``config['scenario']`` to completion (or resume it)."""
     scenario, settings = Scenario(**config["scenario"]), TrainSettings(**config["settings"])
+    name = run_name(scenario, config["key_fingerprint"])
+    finished = finished_checkpoint(f"{config['train_storage']}/{name}", settings.epochs)
+    if finished is not None:
+        # Trained to the end already (a sweep resumed, or the same command run again): hand
+        # Tune the final checkpoint's metrics instead of starting workers that have nothing
+        # to do. Tune's own experiment state may lag by seconds, so this is the safe check.
+        path, metrics = finished
+        print(f"{scenario.name}: already trained for {metrics['epoch']} epochs ({path}): "
+              "not trained again", flush=True)
+        tune.report({**metrics, CHECKPOINT_PATH_KEY: path})
+        return
     key_path = config["key_path"] if scenario.encrypted else None
     # Tune's table shows per-epoch progress; per-trial Ray Data bars would interleave unreadably.
     ray.data.DataContext.get_current().enable_progress_bars = False
@@ -52,10 +70,34 @@ def train_scenario(config: dict) -> None:
         datasets=build_datasets(scenario, settings, config["data_dir"], key_path),
         dataset_config=data_config(),
         run_config=ray.train.RunConfig(
-            name=run_name(scenario, config["key_fingerprint"]),
+            name=name,
             storage_path=config["train_storage"],
             checkpoint_config=ray.train.CheckpointConfig(num_to_keep=2),
             failure_config=ray.train.FailureConfig(max_failures=config["max_failures"]),
             callbacks=[TuneReportCallback()]),
     )
     trainer.fit()
+
+
+def finished_checkpoint(run_path: str, epochs: int) -> tuple[str, dict] | None:
+    """The run's checkpoint for its last epoch, as (path, metrics), if it has one.
+
+    Reads only ``meta.json`` (metrics and fingerprints, never a key) through pyarrow's
+    filesystems, so the run may live on local disk or in cloud storage alike."""
+    filesystem, root = pyarrow.fs.FileSystem.from_uri(run_path) if "://" in run_path else \
+        (pyarrow.fs.LocalFileSystem(), run_path)
+    selector = pyarrow.fs.FileSelector(root, allow_not_found=True)
+    for info in filesystem.get_file_info(selector):
+        if info.type != pyarrow.fs.FileType.Directory or \
+                not info.base_name.startswith("checkpoint_"):
+            continue
+        meta_path = f"{info.path}/{META_FILE}"
+        if filesystem.get_file_info(meta_path).type != pyarrow.fs.FileType.File:
+            continue  # a checkpoint still being written, or from an older layout
+        with filesystem.open_input_stream(meta_path) as stream:
+            meta = json.loads(stream.read())
+        if meta.get("epoch") == epochs:
+            metrics = {k: v for k, v in meta.items() if k not in ("scenario", "model")}
+            path = info.path if "://" not in run_path else f"{run_path}/{info.base_name}"
+            return path, metrics
+    return None

@@ -1,0 +1,189 @@
+"""The whole study in one command: ``python -m lie_ray.sweep`` (or ``lie-ray sweep``).
+
+    keys -> encryption (Ray Data) -> the scenarios trained (Tune + Train) -> distributed
+    evaluation (Ray Data actors) -> report
+
+Everything lands under ``--out`` (Tune/Train storage too, unless ``--storage`` names a place
+every node of a cluster reaches, such as S3):
+
+    OUT/keys/master.json     the master key, when the sweep made it (mode 0600)
+    OUT/encrypted/           the encrypted dataset as Parquet shards, with preview.png
+    OUT/ray/                 Tune experiment (TensorBoard) and Ray Train checkpoints
+    OUT/training.parquet     one row per scenario
+    OUT/evaluations/         one Parquet file per evaluated scenario (what --resume reuses)
+    OUT/examples.parquet, OUT/results.parquet, OUT/report.md, OUT/*.png
+
+On a laptop the sweep starts an embedded Ray and stops it at the end; with ``RAY_ADDRESS`` set,
+or under ``ray job submit``, it joins that cluster. ``--resume`` after an interruption keeps
+what is finished: the encrypted shards, finished Tune trials (``Tuner.restore``), and every
+scenario whose evaluation file matches its checkpoint and settings.
+"""
+from __future__ import annotations
+
+import json
+import logging
+import sys
+import time
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterator
+
+import pyarrow as pa
+
+from lie_ray.data.cifar import check_dataset
+from lie_ray.evaluation.settings import EvalSettings
+from lie_ray.keys import Key, generate_key, load_key, save_key
+from lie_ray.presets import TrainSettings
+from lie_ray.scenarios import Scenario
+
+log = logging.getLogger("lie_ray")
+PHASES = ("keys", "encryption", "training", "evaluation", "report")
+
+
+@dataclass(frozen=True)
+class SweepPlan:
+    """What one sweep runs: validated before any Ray work starts."""
+
+    out: Path
+    data: Path
+    scenarios: list[Scenario]
+    train: TrainSettings
+    evaluation: EvalSettings
+    key_path: Path | None = None  # None: the sweep's own key in OUT/keys/
+    resume: bool = False
+    storage: str | None = None  # Tune/Train storage; default OUT/ray
+
+
+def run_sweep(plan: SweepPlan) -> dict[str, pa.Table]:
+    """Run every phase in order; return the training and results tables."""
+    from lie_ray.encryption import run_encrypt
+    from lie_ray.evaluation.run import run_evaluation
+    from lie_ray.policies import PolicySpec
+    from lie_ray.report import write_report
+    from lie_ray.training.run import run_training
+
+    out = plan.out.resolve()
+    with phase("keys"):
+        key_path, key = prepare_key(plan, out)
+    with phase("encryption"):
+        encrypted = out / "encrypted"
+        if plan.resume and encryption_done(encrypted, key, plan.train.train_limit):
+            log.info("encrypted shards in %s are complete: not encrypted again", encrypted)
+        else:
+            run_encrypt(plan.data, key_path, PolicySpec("fixed", plan.train.key_batch_size),
+                        encrypted, limit=plan.train.train_limit,
+                        preview=encrypted / "preview.png")
+    with phase("training"):
+        training = run_training(plan.scenarios, plan.train, plan.data, out, key_path,
+                                resume=plan.resume, storage=plan.storage)
+    with phase("evaluation"):
+        results = run_evaluation(out, plan.data, out, key_path, plan.evaluation,
+                                 plan.train.key_batch_size, [s.name for s in plan.scenarios],
+                                 resume=plan.resume, gpu=plan.train.gpu)
+    with phase("report"):
+        write_report(out, training)
+    return {"training": training, "results": results}
+
+
+def tensorboard_dir(plan: SweepPlan) -> str:
+    return f"{plan.storage or plan.out.resolve() / 'ray'}/train"
+
+
+@contextmanager
+def phase(name: str) -> Iterator[None]:
+    """A line when a phase starts and one when it ends, with its wall time."""
+    number = PHASES.index(name) + 1
+    log.info("[%d/%d] %s ...", number, len(PHASES), name)
+    started = time.monotonic()
+    yield
+    log.info("[%d/%d] %s done in %.1f s", number, len(PHASES), name, time.monotonic() - started)
+
+
+def prepare_key(plan: SweepPlan, out: Path) -> tuple[Path, Key]:
+    """The user's key (validated: readable by its owner only, the right block size), else the
+    sweep's own, made once into OUT/keys/ and reused by every later run into the same OUT."""
+    if plan.key_path is not None:
+        return plan.key_path.resolve(), load_key(plan.key_path, block_size=plan.train.block_size)
+    path = out / "keys" / "master.json"
+    if path.exists():
+        key = load_key(path, block_size=plan.train.block_size)
+        log.info("using the sweep's key %s (%s)", key.fingerprint, path)
+        return path, key
+    key = generate_key(plan.train.block_size)
+    save_key(key, path)
+    log.info("made a new master key %s at %s (mode 0600)", key.fingerprint, path)
+    return path, key
+
+
+def encryption_done(directory: Path, key: Key, limit: int | None) -> bool:
+    """True when the encryption phase finished for this key: its manifest is written last."""
+    manifest = directory / "manifest.json"
+    if not manifest.is_file():
+        return False
+    try:
+        written = json.loads(manifest.read_text())
+    except (OSError, ValueError):
+        return False
+    return written.get("master_fingerprint") == key.fingerprint and \
+        written.get("limit") == limit
+
+
+def summary(training: pa.Table, results: pa.Table, out: Path, tensorboard: str) -> str:
+    """The headline per scenario: clean errors, the paper's PGD and the worst case at the
+    largest epsilon; then where everything is."""
+    epsilon = max(results.column("epsilon").to_pylist())
+    errors = {(r["scenario"], r["evaluation"]): r["error"] for r in results.to_pylist()
+              if r["epsilon"] == epsilon}
+    lines = [f"{'scenario':<18} {'train':>6} {'test':>6} {'pgd':>6} {'worst':>6}"
+             f"   (adversarial errors at eps {epsilon:.4f})"]
+    for row in training.to_pylist():
+        name = row["scenario"]
+        pgd, worst = errors.get((name, "pgd")), errors.get((name, "worst-case"))
+        lines.append(f"{name:<18} {row['train_error']:>6.3f} {row['test_error']:>6.3f} "
+                     f"{_cell(pgd):>6} {_cell(worst):>6}")
+    lines += ["", f"report      {out / 'report.md'}",
+              f"tables      {out / 'training.parquet'}, {out / 'results.parquet'}, "
+              f"{out / 'examples.parquet'}",
+              f"tensorboard tensorboard --logdir {tensorboard}"]
+    return "\n".join(lines)
+
+
+def _cell(value: float | None) -> str:
+    return "-" if value is None else f"{value:.3f}"
+
+
+def resolve_plan(out: Path, data: Path, preset: str, scenarios: str | None,
+                 scenario_file: Path | None, key: Path | None, resume: bool,
+                 storage: str | None, train_overrides: dict, eval_overrides: dict,
+                 download: bool = False) -> SweepPlan:
+    """Every check that can fail on the user's input, before Ray starts."""
+    from lie_ray.evaluation.settings import get_eval_preset
+    from lie_ray.presets import get_preset
+    from lie_ray.scenarios import key_for_scenarios, select_scenarios
+
+    train = get_preset(preset).replace(**train_overrides)
+    evaluation = get_eval_preset(preset).replace(**eval_overrides)
+    chosen = [s.with_attack(eps=train.pgd_eps, step_size=train.pgd_step_size,
+                            steps=train.pgd_steps)
+              for s in select_scenarios(scenarios, scenario_file)]
+    if key is not None:
+        key_for_scenarios(chosen, key, train.block_size, train.key_batch_size)
+    return SweepPlan(out=out, data=check_dataset(data, download), scenarios=chosen, train=train,
+                     evaluation=evaluation, key_path=key, resume=resume, storage=storage)
+
+
+def main() -> None:
+    """``python -m lie_ray.sweep``: the ``sweep`` command of the ``lie-ray`` CLI."""
+    import typer.main
+
+    from lie_ray.cli import app, configure_logging
+
+    configure_logging(verbose="--verbose" in sys.argv or "-v" in sys.argv)
+    command = typer.main.get_command(app).commands["sweep"]
+    command.main(args=[a for a in sys.argv[1:] if a not in ("--verbose", "-v")],
+                 prog_name="python -m lie_ray.sweep")
+
+
+if __name__ == "__main__":
+    main()

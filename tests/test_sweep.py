@@ -1,0 +1,170 @@
+"""The front door: the sweep submitted to a real Ray head, resumed after a kill, and a secrets
+audit of everything it wrote. Faults are real: processes are killed with SIGKILL."""
+from __future__ import annotations
+
+import base64
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import pyarrow.parquet as pq
+from PIL import Image
+
+from conftest import HEAD_ENV, REPO_ROOT, TRAIN_SLICE, cli_args
+from lie_ray.keys import load_key
+from lie_ray.scenarios import PAPER_SCENARIOS
+
+
+# --------------------------------------------------------------- ray job submit, end to end
+def test_job_submitted_sweep_writes_every_table_and_the_report(smoke_sweep):
+    out, output = smoke_sweep["out"], smoke_sweep["output"]
+    training = pq.read_table(out / "training.parquet").to_pylist()
+    assert [row["scenario"] for row in training] == list(PAPER_SCENARIOS)
+    results = pq.read_table(out / "results.parquet").to_pandas()
+    assert set(results.scenario) == set(PAPER_SCENARIOS)
+    assert set(results.epsilon) == {0.0, 0.1}
+    examples = pq.read_table(out / "examples.parquet")
+    assert examples.num_rows > 0 and "adv_pred" in examples.column_names
+    assert "| Encrypted-DK |" in (out / "report.md").read_text()
+    for picture in ("curves.png", "gallery.png", "encrypted/preview.png"):
+        with Image.open(out / picture) as png:
+            assert png.size[0] > 50
+    assert json.loads((out / "encrypted" / "manifest.json").read_text())["rows"]["train"] == 256
+    # Progress a user can follow: every phase announced with its time, then the summary.
+    for number, phase in enumerate(["keys", "encryption", "training", "evaluation", "report"]):
+        assert f"[{number + 1}/5] {phase} done in" in output
+    assert re.search(r"Encrypted-Adv-DK\s+[\d.]+\s+[\d.]+\s+[\d.]+\s+[\d.]+", output)
+    assert f"report      {out / 'report.md'}" in output
+
+
+def test_sweep_made_its_own_key_private(smoke_sweep):
+    key_path = smoke_sweep["key_path"]
+    assert key_path.stat().st_mode & 0o777 == 0o600
+    fingerprint = load_key(key_path).fingerprint
+    assert fingerprint in smoke_sweep["output"]
+
+
+# -------------------------------------------------------------------------------- secrets
+def key_material_forms(key_path: Path) -> list[str]:
+    """Every form in which the key could leak: the file's secret as stored, its hex, base64
+    and the derived permutations (fixed, first per-batch keys) as text."""
+    record = json.loads(key_path.read_text())
+    raw = base64.b64decode(record["secret"])
+    key = load_key(key_path)
+    forms = [record["secret"], raw.hex(), raw.hex().upper(),
+             base64.b64encode(raw).decode().rstrip("="),
+             base64.urlsafe_b64encode(raw).decode().rstrip("=")]
+    for label in ["fixed", "batch/train/0", "batch/train/1", "batch/test/0"]:
+        perm = key.cipher(label).perm.tolist()
+        forms += [", ".join(map(str, perm[:12])), " ".join(map(str, perm[:12])),
+                  ",".join(map(str, perm[:12]))]
+    return forms
+
+
+def test_no_key_material_in_any_file_log_or_console_output(smoke_sweep, ray_head):
+    forms = [form.encode() for form in key_material_forms(smoke_sweep["key_path"])]
+    # Everything the sweep wrote (but the key file itself), and every log of the Ray head it
+    # ran on: drivers, Tune and Train controllers, workers, Ray Data actors, the job server.
+    places = [smoke_sweep["out"], ray_head["temp_dir"]]
+    scanned = 0
+    for root in places:
+        for path in root.rglob("*"):
+            if not path.is_file() or path == smoke_sweep["key_path"] or path.is_socket():
+                continue
+            try:
+                blob = path.read_bytes()
+            except OSError:
+                continue  # a socket or a file Ray removed meanwhile
+            scanned += 1
+            for form in forms:
+                assert form not in blob, f"key material in {path}"
+    assert scanned > 50
+    for form in forms:
+        assert form.decode() not in smoke_sweep["output"]
+
+
+# ------------------------------------------------------------------ interrupted, then resumed
+def sweep_command(out: Path, cifar_dir: Path, *extra: str) -> list[str]:
+    # Two scenarios side by side (the smoke preset runs two trials at once), light attacks.
+    return [sys.executable, "-m", "lie_ray.sweep", "--preset", "smoke", "--data", str(cifar_dir),
+            "--out", str(out), "--scenarios", "Plain,Encrypted",
+            *cli_args({**TRAIN_SLICE, "num_workers": 1}), "--eval-limit", "8", "--epsilons",
+            "0.1", "--eval-pgd-steps", "2", "--eot-keys", "1", "--square-queries", "4",
+            "--actors", "1", *extra]
+
+
+def on_head(ray_head) -> dict:
+    return {**HEAD_ENV, "RAY_ADDRESS": ray_head["gcs"]}
+
+
+def test_killed_sweep_resumes_without_retraining_what_finished(ray_head, cifar_dir, tmp_path):
+    out = tmp_path / "out"
+    driver = subprocess.Popen(sweep_command(out, cifar_dir), cwd=REPO_ROOT, env=on_head(ray_head),
+                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    first = None
+    seen = []
+    for line in driver.stdout:  # blocks until the driver prints; no sleeping
+        seen.append(line)
+        match = re.search(r"finished training (\S+):", line)
+        if match:
+            first = match.group(1)
+            driver.send_signal(signal.SIGKILL)  # the driver dies mid-sweep, for real
+            break
+    driver.wait(timeout=120)
+    assert first is not None, "".join(seen[-40:])
+    assert driver.returncode == -signal.SIGKILL
+    assert not (out / "results.parquet").exists()
+    other = ({"Plain", "Encrypted"} - {first}).pop()
+
+    resumed = subprocess.run(sweep_command(out, cifar_dir, "--resume"), cwd=REPO_ROOT,
+                             env=on_head(ray_head), capture_output=True, text=True, timeout=900)
+    output = resumed.stdout + resumed.stderr
+    assert resumed.returncode == 0, output[-5000:]
+    assert "are complete: not encrypted again" in output
+    assert f"{first}: epoch" not in output  # the finished trial did no training at all
+    assert f"{other}: epoch 1/1 done" in output or \
+        f"{other}: already trained for 1 epochs" in output
+    training = {row["scenario"]: row for row in pq.read_table(out / "training.parquet").to_pylist()}
+    assert set(training) == {"Plain", "Encrypted"}
+    assert all(row["epochs"] == 1 for row in training.values())
+    results = pq.read_table(out / "results.parquet").to_pandas()
+    assert set(results.scenario) == {"Plain", "Encrypted"}
+
+    again = subprocess.run(sweep_command(out, cifar_dir, "--resume"), cwd=REPO_ROOT,
+                           env=on_head(ray_head), capture_output=True, text=True, timeout=900)
+    output = again.stdout + again.stderr
+    assert again.returncode == 0, output[-5000:]
+    for name in ("Plain", "Encrypted"):  # a finished sweep resumed redoes nothing
+        assert f"{name}: already evaluated" in output
+        assert f"{name}: epoch" not in output
+
+
+# ------------------------------------------------------------------- a worker killed mid-epoch
+def test_training_survives_a_worker_killed_mid_epoch(ray_head, cifar_dir, tmp_path):
+    # Four epochs of 512 images: rank 0 is killed as soon as it reports epoch 2, so during
+    # epoch 3. Ray Train's FailureConfig restarts the worker group from the latest checkpoint
+    # the controller has registered (epoch 2's, or epoch 1's if epoch 2's was still in flight).
+    command = [sys.executable, "-m", "lie_ray", "train", "--preset", "smoke", "--data",
+               str(cifar_dir), "--out", str(tmp_path / "out"), "--scenarios", "Plain",
+               *cli_args({**TRAIN_SLICE, "epochs": 4, "train_limit": 512, "num_workers": 2})]
+    trainer = subprocess.Popen(command, cwd=REPO_ROOT, env=on_head(ray_head),
+                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    killed, seen = None, []
+    for line in trainer.stdout:
+        seen.append(line)
+        match = re.search(r"RayTrainWorker pid=(\d+)\).*Plain: epoch 2/4 done", line)
+        if match and killed is None:
+            killed = int(match.group(1))
+            os.kill(killed, signal.SIGKILL)
+    trainer.wait(timeout=60)
+    output = "".join(seen)
+    assert killed is not None, output[-5000:]
+    assert trainer.returncode == 0, output[-5000:]
+    row = pq.read_table(tmp_path / "out" / "training.parquet").to_pylist()[0]
+    assert row["epochs"] == 4  # the final metrics arrived, with the right epoch count
+    assert row["resumed_from_epoch"] in (1, 2)  # restarted from a checkpoint, not epoch 0
+    assert "Plain: epoch 4/4 done" in output
