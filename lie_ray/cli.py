@@ -114,7 +114,7 @@ DataDir = Annotated[Path, typer.Option("--data", help="CIFAR-10 'cifar-10-batche
 Scenarios = Annotated[Optional[str], typer.Option(
     "--scenarios", help="Comma-separated scenario names (default: all).")]
 ScenarioFile = Annotated[Optional[Path], typer.Option(
-    "--scenario-file", help="TOML file with more [[scenario]] records.")]
+    "--scenario-file", help="TOML file of extra scenario records (README: Training).")]
 Epochs = Annotated[Optional[int], typer.Option("--epochs", min=1)]
 BatchSize = Annotated[Optional[int], typer.Option("--batch-size", min=1)]
 LearningRate = Annotated[Optional[float], typer.Option("--lr")]

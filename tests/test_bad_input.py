@@ -584,3 +584,12 @@ def test_attack_settings_out_of_range_are_one_line_errors(make, fragments):
     with pytest.raises(LieRayError) as caught:
         make()
     assert_one_line(caught, *fragments)
+
+
+@pytest.mark.parametrize("mode", [0o644, 0o640, 0o604], ids=["world", "group", "others-only"])
+def test_sweep_refuses_a_key_others_can_read(tmp_path, cifar, key_path, mode):
+    os.chmod(key_path, mode)
+    out = tmp_path / "out"
+    assert_rejected(invoke("sweep", "--data", cifar, "--key", key_path, "--out", out),
+                    "readable by group or others", f"chmod 600 {key_path}")
+    assert not out.exists()

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import sys
 import tempfile
 from pathlib import Path
 
@@ -60,10 +61,17 @@ def train_func(config: dict) -> None:
                    "resumed_from_epoch": start_epoch,
                    "key_fingerprint": config.get("key_fingerprint") or ""}
         report(model, optimizer, metrics, scenario, model_config(scenario, settings))
-        if is_rank_zero():  # one progress line per epoch, forwarded to the driver's console
-            print(f"{scenario.name}: epoch {epoch + 1}/{settings.epochs} done: train loss "
-                  f"{metrics['train_loss']:.3f}, train error {metrics['train_error']:.3f}, "
-                  f"test error {metrics['test_error']:.3f}", flush=True)
+        if is_rank_zero():
+            announce(f"{scenario.name}: epoch {epoch + 1}/{settings.epochs} done: train loss "
+                     f"{metrics['train_loss']:.3f}, train error {metrics['train_error']:.3f}, "
+                     f"test error {metrics['test_error']:.3f}")
+
+
+def announce(line: str) -> None:
+    """One progress line on the worker's real stdout, which Ray forwards to the driver's
+    console once. (Ray Train patches ``print`` to also feed its own logger, which doubled it.)"""
+    sys.__stdout__.write(line + "\n")
+    sys.__stdout__.flush()
 
 
 def train_epoch(model, optimizer, scenario, encrypt, shard, batch_size, device):
