@@ -1,6 +1,7 @@
 """Shared fixtures: one Ray instance per test session, and the project's real CIFAR-10 subset."""
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import socket
@@ -100,6 +101,12 @@ def ray_head():
     process.terminate()
     process.wait(timeout=120)
     shutil.rmtree(temp_dir, ignore_errors=True)
+    # 'ray start' records its address for later 'ray.init()' calls; 'ray stop' would remove
+    # it, terminating does not. Remove it when it still names this (now stopped) head.
+    current = Path(tempfile.gettempdir(), "ray", "ray_current_cluster")
+    with contextlib.suppress(OSError):
+        if current.read_text().strip().endswith(f":{ports['port']}"):
+            current.unlink()
 
 
 @pytest.fixture(scope="session")
