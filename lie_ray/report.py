@@ -334,7 +334,7 @@ def write_curves(rows: list[Row], scenarios: list[str], path: Path) -> None:
         axis.set_title(scenario)
     for axis in axes[len(scenarios):]:
         axis.set_visible(False)
-    handles, labels = {}, {}
+    handles = {}
     for axis in axes[:len(scenarios)]:
         for handle, label in zip(*axis.get_legend_handles_labels()):
             handles.setdefault(label, handle)

@@ -114,7 +114,7 @@ def test_missing_and_truncated_key_files(tmp_path, key_file):
 @pytest.mark.parametrize("mode", [0o640, 0o604, 0o644])
 def test_keys_readable_by_others_are_refused(key_file, mode):
     os.chmod(key_file, mode)
-    with pytest.raises(LieRayError, match=f"readable by group or others.*chmod 600"):
+    with pytest.raises(LieRayError, match="readable by group or others.*chmod 600"):
         load_key(key_file)
 
 

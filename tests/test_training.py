@@ -5,7 +5,6 @@ by the tests below it; it exercises exactly the code path of ``lie-ray train --p
 """
 from __future__ import annotations
 
-import base64
 import json
 import shutil
 import sys

@@ -24,7 +24,6 @@ import torch
 
 from lie_ray.attacks import PGD, SquareAttack
 from lie_ray.evaluation.defender import Defender, eot_classifier
-from lie_ray.evaluation.settings import EvalSettings
 
 
 @dataclass

@@ -15,7 +15,6 @@ from pathlib import Path
 
 import pyarrow as pa
 import pyarrow.parquet as pq
-import ray
 from ray import tune
 
 from lie_ray import atomic
