@@ -32,7 +32,8 @@ class EvaluateShard:
 
     def __call__(self, columns: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         torch.manual_seed(self.settings.attacker_seed)
-        images = torch.from_numpy(np.ascontiguousarray(columns["image"])).to(self.device)
+        # Ray Data may hand over read-only views: a copy (a few hundred KB) keeps torch quiet.
+        images = torch.from_numpy(np.array(columns["image"], dtype=np.uint8)).to(self.device)
         batch = Batch(images.permute(0, 3, 1, 2).float().div(255).contiguous(),
                       torch.from_numpy(np.asarray(columns["label"])).long().to(self.device),
                       np.asarray(columns["id"]))
