@@ -177,17 +177,14 @@ def train(
 ):
     """Train the scenarios: one Ray Tune trial each, running Ray Train DDP fed by Ray Data."""
     from lie_ray.data.cifar import check_dataset
-    from lie_ray.presets import get_preset
+    from lie_ray.presets import training_plan
     from lie_ray.runtime import ray_session
-    from lie_ray.scenarios import key_for_scenarios, select_scenarios
+    from lie_ray.scenarios import key_for_scenarios
     from lie_ray.training.run import run_training
 
-    settings = get_preset(preset).replace(**train_overrides(
+    settings, chosen = training_plan(preset, scenarios, scenario_file, train_overrides(
         epochs, batch_size, lr, width, workers, gpu, pgd_steps, pgd_step_size, pgd_eps,
         train_limit, test_limit))
-    chosen = [s.with_attack(eps=settings.pgd_eps, step_size=settings.pgd_step_size,
-                            steps=settings.pgd_steps)
-              for s in select_scenarios(scenarios, scenario_file)]
     data = check_dataset(data)  # fail before Ray starts
     key_for_scenarios(chosen, key, settings.block_size, settings.key_batch_size)
     with ray_session(num_cpus=settings.logical_cpus()):
@@ -221,8 +218,8 @@ def evaluate(
 
     from lie_ray.data.cifar import check_dataset
     from lie_ray.evaluation.run import read_training, run_evaluation
-    from lie_ray.policies import load_key_for_policies
     from lie_ray.evaluation.settings import get_eval_preset
+    from lie_ray.policies import load_key_for_policies
     from lie_ray.report import write_report
     from lie_ray.runtime import ray_session
 
@@ -231,11 +228,7 @@ def evaluate(
     chosen = [n.strip() for n in scenarios.split(",")] if scenarios else None
     trained = read_training(runs, chosen)  # fail before Ray starts
     data = check_dataset(data)
-    policies = [row["key_policy"] for row in trained if row["encrypted"]]
-    if policies and key is None:
-        raise LieRayError("encrypted scenarios need the key they were trained with: pass --key")
-    if key is not None:
-        load_key_for_policies(key, policies)
+    load_key_for_policies(key, [row["key_policy"] for row in trained if row["encrypted"]])
     with ray_session():
         results = run_evaluation(runs, data, out, key, settings, scenarios=chosen,
                                  resume=resume, gpu=gpu or "auto")

@@ -125,13 +125,19 @@ class PolicySpec:
 
 
 def load_key_for_policies(key_path, policies, key_batch_size: int = 128,
-                          block_size: int | None = None) -> Key:
+                          block_size: int | None = None) -> Key | None:
     """Load ``key_path`` and check it can serve every named policy on CIFAR-sized images.
 
     What a job runs in its driver before Ray starts, so that a missing, exposed, damaged or
     unsuitable key (wrong block size, one that does not divide 32x32, an imported permutation
-    under per-batch) is a one-line error, not a failure inside a Ray actor.
+    under per-batch) is a one-line error, not a failure inside a Ray actor. Without a key:
+    None when no policy needs one, else an error.
     """
+    if key_path is None:
+        if policies:
+            raise LieRayError("encrypted scenarios need a key: pass --key FILE (make one with "
+                              "'lie-ray keygen')")
+        return None
     specs = {PolicySpec(name, key_batch_size) for name in policies}
     for spec in specs:  # an unknown policy is the user's first mistake to hear about
         spec.build()

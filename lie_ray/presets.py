@@ -9,7 +9,12 @@ import dataclasses
 import math
 from dataclasses import dataclass
 
+from typing import TYPE_CHECKING
+
 from lie_ray.errors import LieRayError
+
+if TYPE_CHECKING:
+    from lie_ray.scenarios import Scenario
 
 
 TRIAL_DRIVER_CPUS = 0.25  # the Tune trial only builds pipelines and waits on its trainer
@@ -89,3 +94,16 @@ def get_preset(name: str) -> TrainSettings:
     if name not in PRESETS:
         raise LieRayError(f"unknown preset {name!r}: choose one of {', '.join(PRESETS)}")
     return PRESETS[name]
+
+
+def training_plan(preset: str, names: str | None, scenario_file: str | None,
+                  overrides: dict) -> tuple[TrainSettings, list["Scenario"]]:
+    """The settings and scenarios a training job runs: the preset with the user's overrides,
+    and the chosen scenarios with the adversarial-training overrides (--pgd-*) applied."""
+    from lie_ray.scenarios import select_scenarios
+
+    settings = get_preset(preset).replace(**overrides)
+    scenarios = [s.with_attack(eps=settings.pgd_eps, step_size=settings.pgd_step_size,
+                               steps=settings.pgd_steps)
+                 for s in select_scenarios(names, scenario_file)]
+    return settings, scenarios

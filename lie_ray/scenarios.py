@@ -126,10 +126,5 @@ def key_for_scenarios(scenarios: list[Scenario], key_path: str | Path | None, bl
     a known version), be made for ``block_size``, fit 32x32 images and serve every policy used.
     Returns the key, or None when no key was given and none is needed.
     """
-    policies = [s.key_policy for s in scenarios if s.encrypted]
-    if key_path is None:
-        if policies:
-            raise LieRayError("encrypted scenarios need a key: pass --key FILE (make one with "
-                              "'lie-ray keygen')")
-        return None
-    return load_key_for_policies(key_path, policies, key_batch_size, block_size=block_size)
+    return load_key_for_policies(key_path, [s.key_policy for s in scenarios if s.encrypted],
+                                 key_batch_size, block_size=block_size)

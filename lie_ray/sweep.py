@@ -159,14 +159,11 @@ def resolve_plan(out: Path, data: Path, preset: str, scenarios: str | None,
                  download: bool = False) -> SweepPlan:
     """Every check that can fail on the user's input, before Ray starts."""
     from lie_ray.evaluation.settings import get_eval_preset
-    from lie_ray.presets import get_preset
-    from lie_ray.scenarios import key_for_scenarios, select_scenarios
+    from lie_ray.presets import training_plan
+    from lie_ray.scenarios import key_for_scenarios
 
-    train = get_preset(preset).replace(**train_overrides)
+    train, chosen = training_plan(preset, scenarios, scenario_file, train_overrides)
     evaluation = get_eval_preset(preset).replace(**eval_overrides)
-    chosen = [s.with_attack(eps=train.pgd_eps, step_size=train.pgd_step_size,
-                            steps=train.pgd_steps)
-              for s in select_scenarios(scenarios, scenario_file)]
     if key is not None:
         key_for_scenarios(chosen, key, train.block_size, train.key_batch_size)
     return SweepPlan(out=out, data=check_dataset(data, download), scenarios=chosen, train=train,

@@ -32,6 +32,7 @@ from lie_ray.errors import LieRayError
 from lie_ray.evaluation.actor import EvaluateShard
 from lie_ray.evaluation.defender import load_defender
 from lie_ray.evaluation.settings import PAPER_EPSILON, EvalSettings
+from lie_ray.policies import load_key_for_policies
 from lie_ray.preview import save_grid
 from lie_ray.runtime import wants_gpu
 
@@ -65,8 +66,8 @@ def run_evaluation(runs_dir: str | Path, data_dir: str | Path, out_dir: str | Pa
     """
     out = Path(out_dir).resolve()
     trained = read_training(runs_dir, scenarios)
-    if any(r["encrypted"] for r in trained) and key_path is None:
-        raise LieRayError("encrypted scenarios need the key they were trained with: pass --key")
+    load_key_for_policies(key_path, [r["key_policy"] for r in trained if r["encrypted"]],
+                          key_batch_size)
     key = str(Path(key_path).resolve()) if key_path else None
     plain = next((r["checkpoint"] for r in read_training(runs_dir, None)
                   if r["scenario"] == "Plain"), None)

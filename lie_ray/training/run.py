@@ -20,11 +20,9 @@ from ray import tune
 from lie_ray import atomic
 from lie_ray.data.cifar import resolve_data_dir
 from lie_ray.errors import LieRayError
-from lie_ray.keys import load_key
-from lie_ray.policies import PolicySpec
 from lie_ray.presets import TRIAL_DRIVER_CPUS, TrainSettings
 from lie_ray.runtime import wants_gpu
-from lie_ray.scenarios import Scenario
+from lie_ray.scenarios import Scenario, key_for_scenarios
 from lie_ray.training.trial import train_scenario
 
 log = logging.getLogger("lie_ray")
@@ -42,16 +40,9 @@ def run_training(scenarios: list[Scenario], settings: TrainSettings, data_dir: s
     """
     out = Path(out_dir).resolve()
     data = resolve_data_dir(data_dir)
-    key_fingerprint = None
-    if any(s.encrypted for s in scenarios):
-        if key_path is None:
-            raise LieRayError("encrypted scenarios need a key: pass --key FILE "
-                              "(make one with 'lie-ray keygen')")
-        key = load_key(key_path, block_size=settings.block_size)
-        for scenario in scenarios:  # reject a key a policy cannot use before any Ray work
-            if scenario.encrypted:
-                PolicySpec(scenario.key_policy, settings.key_batch_size).build().check_key(key)
-        key_fingerprint = key.fingerprint
+    # Reject a missing key, or one a policy cannot use, before any Ray work.
+    key = key_for_scenarios(scenarios, key_path, settings.block_size, settings.key_batch_size)
+    key_fingerprint = key.fingerprint if key is not None else None
     storage = storage or str(out / "ray")
     param_space = {
         "scenario": tune.grid_search([dataclasses.asdict(s) for s in by_expected_cost(scenarios)]),
@@ -108,16 +99,16 @@ def _trial_name(trial) -> str:
 
 def results_table(results, scenarios: list[Scenario], settings: TrainSettings,
                   wall_seconds: float) -> pa.Table:
-    by_name = {}
+    wanted, by_name = {s.name for s in scenarios}, {}
     for result in results:
-        if result.config["scenario"]["name"] not in {s.name for s in scenarios}:
+        if result.config["scenario"]["name"] not in wanted:
             continue
         if result.error is not None:
             raise LieRayError(f"training failed for scenario {result.config['scenario']['name']}: "
                               f"{type(result.error).__name__}; see the trial logs under "
                               f"{result.path}")
         by_name[result.config["scenario"]["name"]] = result.metrics
-    missing = [s.name for s in scenarios if s.name not in by_name]
+    missing = sorted(wanted - set(by_name))
     if missing:
         raise LieRayError(f"the experiment being resumed has no trial for {missing}: resume with "
                           "the scenarios it was started with, or use a new --out")

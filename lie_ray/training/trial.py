@@ -12,7 +12,6 @@ only way to the key, and workers and actors open it themselves.
 from __future__ import annotations
 
 import json
-import logging
 
 import pyarrow.fs
 import ray.data
@@ -26,8 +25,6 @@ from lie_ray.presets import DATA_CPUS_PER_TRIAL, TrainSettings
 from lie_ray.scenarios import Scenario
 from lie_ray.training.pipeline import build_datasets
 from lie_ray.training.worker import META_FILE, train_func
-
-log = logging.getLogger("lie_ray")
 
 
 def run_name(scenario: Scenario, key_fingerprint: str | None) -> str:
@@ -84,8 +81,7 @@ def finished_checkpoint(run_path: str, epochs: int) -> tuple[str, dict] | None:
 
     Reads only ``meta.json`` (metrics and fingerprints, never a key) through pyarrow's
     filesystems, so the run may live on local disk or in cloud storage alike."""
-    filesystem, root = pyarrow.fs.FileSystem.from_uri(run_path) if "://" in run_path else \
-        (pyarrow.fs.LocalFileSystem(), run_path)
+    filesystem, root = pyarrow.fs.FileSystem.from_uri(run_path)  # a local path or a URI
     selector = pyarrow.fs.FileSelector(root, allow_not_found=True)
     for info in filesystem.get_file_info(selector):
         if info.type != pyarrow.fs.FileType.Directory or \
@@ -98,6 +94,5 @@ def finished_checkpoint(run_path: str, epochs: int) -> tuple[str, dict] | None:
             meta = json.loads(stream.read())
         if meta.get("epoch") == epochs:
             metrics = {k: v for k, v in meta.items() if k not in ("scenario", "model")}
-            path = info.path if "://" not in run_path else f"{run_path}/{info.base_name}"
-            return path, metrics
+            return f"{run_path}/{info.base_name}", metrics
     return None
