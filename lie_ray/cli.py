@@ -1,12 +1,15 @@
 """``lie-ray``: one subcommand per job.
 
-User mistakes (a ``LieRayError``) print one line, ``error: ...``, and exit with status 2; no
-traceback. Anything else is a bug and keeps its traceback.
+User mistakes (a ``LieRayError``, or a usage error click finds: an option out of range, a
+typo) print one line, ``error: ...``, and exit with status 2; no traceback. Ctrl-C or SIGTERM
+prints one line saying what is kept and exits with 130 or 143 (``lie_ray.interrupt``).
+Anything else is a bug and keeps its traceback.
 """
 from __future__ import annotations
 
 import functools
 import logging
+import signal
 import sys
 from pathlib import Path
 from typing import Annotated, Callable, Optional
@@ -15,6 +18,8 @@ import typer
 
 from lie_ray.data.cifar import DEFAULT_DATA_DIR
 from lie_ray.errors import LieRayError
+from lie_ray.interrupt import Interrupted, on_interrupt
+from lie_ray.outputs import check_output_dir, check_output_file, check_storage
 
 app = typer.Typer(
     name="lie-ray", no_args_is_help=True, pretty_exceptions_enable=False,
@@ -24,7 +29,8 @@ EXIT_USER_ERROR = 2
 
 
 def user_errors(command: Callable) -> Callable:
-    """Turn a LieRayError into a one-line message and exit status 2."""
+    """Turn a LieRayError into a one-line message and exit status 2, and an interruption into
+    one line and exit status 128 + the signal number."""
     @functools.wraps(command)
     def wrapper(*args, **kwargs):
         try:
@@ -32,6 +38,12 @@ def user_errors(command: Callable) -> Callable:
         except LieRayError as err:
             typer.echo(f"error: {err}", err=True)
             raise typer.Exit(EXIT_USER_ERROR) from None
+        except (Interrupted, KeyboardInterrupt) as err:
+            if not isinstance(err, Interrupted):  # outside a job's Ray work: nothing started
+                err = Interrupted(signal.SIGINT, "interrupted by SIGINT: stopped; files are "
+                                  "written whole or not at all, so run the command again")
+            typer.echo(str(err), err=True)
+            raise typer.Exit(err.exit_status) from None
     return wrapper
 
 
@@ -56,6 +68,7 @@ def keygen(
     from lie_ray.keys import check_block_size, generate_key, save_key
 
     check_block_size(block_size)
+    check_output_file(out, "--out", "master.json")
     key = generate_key(block_size)
     save_key(key, out, overwrite=force)
     typer.echo(f"wrote {out} (block size {block_size}, fingerprint {key.fingerprint})")
@@ -96,6 +109,9 @@ def encrypt(
     from lie_ray.policies import PolicySpec, load_key_for_policies
     from lie_ray.runtime import ray_session
 
+    check_output_dir(out)
+    if preview is not None:
+        check_output_file(preview, "--preview", "preview.png")
     spec = PolicySpec(policy, key_batch_size)
     load_key_for_policies(key, [policy], key_batch_size)  # fail before Ray starts
     data = check_dataset(data, download)
@@ -113,8 +129,9 @@ DataDir = Annotated[Path, typer.Option("--data", help="CIFAR-10 'cifar-10-batche
                                        "directory (or its parent).")]
 Scenarios = Annotated[Optional[str], typer.Option(
     "--scenarios", help="Comma-separated scenario names (default: all).")]
-ScenarioFile = Annotated[Optional[Path], typer.Option(
-    "--scenario-file", help="TOML file of extra scenario records (README: Training).")]
+ScenarioFile = Annotated[Optional[list[Path]], typer.Option(
+    "--scenario-file", help="TOML file of extra scenario records (README: Training); "
+    "repeat for several.")]
 Epochs = Annotated[Optional[int], typer.Option("--epochs", min=1)]
 BatchSize = Annotated[Optional[int], typer.Option("--batch-size", min=1)]
 LearningRate = Annotated[Optional[float], typer.Option("--lr")]
@@ -174,6 +191,8 @@ def train(
     width: Width = None, workers: Workers = None, gpu: Gpu = None, pgd_steps: PgdSteps = None,
     pgd_step_size: PgdStepSize = None, pgd_eps: PgdEps = None, train_limit: TrainLimit = None,
     test_limit: TestLimit = None,
+    resume: bool = typer.Option(False, "--resume", help="Continue an interrupted run in the "
+                                "same --out: finished trials are kept."),
 ):
     """Train the scenarios: one Ray Tune trial each, running Ray Train DDP fed by Ray Data."""
     from lie_ray.data.cifar import check_dataset
@@ -185,10 +204,11 @@ def train(
     settings, chosen = training_plan(preset, scenarios, scenario_file, train_overrides(
         epochs, batch_size, lr, width, workers, gpu, pgd_steps, pgd_step_size, pgd_eps,
         train_limit, test_limit))
-    data = check_dataset(data)  # fail before Ray starts
+    check_output_dir(out)  # fail before Ray starts
+    data = check_dataset(data)
     key_for_scenarios(chosen, key, settings.block_size, settings.key_batch_size)
-    with ray_session(num_cpus=settings.logical_cpus()):
-        table = run_training(chosen, settings, data, out, key)
+    with ray_session(num_cpus=settings.logical_cpus()), on_interrupt(out):
+        table = run_training(chosen, settings, data, out, key, resume=resume)
     typer.echo(format_table(table, ["scenario", "train_error", "test_error", "epochs",
                                     "key_fingerprint"]))
     typer.echo(f"wrote {out / 'training.parquet'}")
@@ -222,14 +242,16 @@ def evaluate(
     from lie_ray.policies import load_key_for_policies
     from lie_ray.report import write_report
     from lie_ray.runtime import ray_session
+    from lie_ray.scenarios import parse_names
 
     settings = get_eval_preset(preset).replace(**eval_overrides(
         epsilons, test_limit, pgd_steps, eot_keys, square_queries, actors))
-    chosen = [n.strip() for n in scenarios.split(",")] if scenarios else None
-    trained = read_training(runs, chosen)  # fail before Ray starts
+    chosen = parse_names(scenarios) if scenarios is not None else None
+    check_output_dir(out)  # fail before Ray starts
+    trained = read_training(runs, chosen)
     data = check_dataset(data)
     load_key_for_policies(key, [row["key_policy"] for row in trained if row["encrypted"]])
-    with ray_session():
+    with ray_session(), on_interrupt(out):
         results = run_evaluation(runs, data, out, key, settings, scenarios=chosen,
                                  resume=resume, gpu=gpu or "auto")
     report = write_report(out, pq.read_table(Path(runs) / "training.parquet"))
@@ -270,12 +292,14 @@ def sweep(
     from lie_ray.runtime import ray_session
     from lie_ray.sweep import resolve_plan, run_sweep, summary, tensorboard_dir
 
+    check_output_dir(out)  # fail before Ray starts
+    check_storage(storage)
     plan = resolve_plan(out, data, preset, scenarios, scenario_file, key, resume, storage,
                         train_overrides(epochs, batch_size, lr, width, workers, gpu, pgd_steps,
                                         pgd_step_size, pgd_eps, train_limit, test_limit),
                         eval_overrides(epsilons, eval_limit, eval_pgd_steps, eot_keys,
                                        square_queries, actors), download)
-    with ray_session(num_cpus=plan.train.logical_cpus()):
+    with ray_session(num_cpus=plan.train.logical_cpus()), on_interrupt(out):
         tables = run_sweep(plan)
     typer.echo(summary(tables["training"], tables["results"], out.resolve(),
                        tensorboard_dir(plan)))
@@ -288,6 +312,8 @@ def report(results: Path = typer.Option(..., "--results",
     """Re-render report.md and curves.png from an evaluation's Parquet tables."""
     from lie_ray.report import write_report
 
+    if results.is_dir():  # else write_report says where the results should come from
+        check_output_dir(results, "--results")
     typer.echo(f"wrote {write_report(results)}")
 
 
@@ -311,8 +337,29 @@ def format_table(table, columns: list[str]) -> str:
     return "\n".join(lines)
 
 
-def main() -> None:
-    app()
+def main(argv: Optional[list[str]] = None) -> None:
+    """``lie-ray``: the app, with click's own usage errors as one line."""
+    run_command(typer.main.get_command(app), argv, "lie-ray")
+
+
+def run_command(command, argv: Optional[list[str]], prog_name: str) -> None:
+    """Run a click command; a usage error (an option out of range, a typo, a missing value)
+    is one ``error:`` line naming the option and pointing at ``--help``, exit status 2,
+    instead of click's boxed block of usage text."""
+    try:
+        status = command.main(args=argv, prog_name=prog_name, standalone_mode=False)
+    except typer.TyperException as err:  # click's exceptions, as typer vendors them
+        if type(err).__name__ == "NoArgsIsHelpError":
+            sys.exit(EXIT_USER_ERROR)  # typer printed the help already
+        ctx = getattr(err, "ctx", None)
+        hint = f"; see '{ctx.command_path} --help'" if ctx is not None else ""
+        message = " ".join(err.format_message().split()).rstrip(".")
+        typer.echo(f"error: {message}{hint}", err=True)
+        sys.exit(err.exit_code)
+    except typer.Abort:
+        typer.echo("interrupted", err=True)
+        sys.exit(130)
+    sys.exit(status if isinstance(status, int) else 0)
 
 
 if __name__ == "__main__":

@@ -171,6 +171,9 @@ def load_key(path: str | os.PathLike, block_size: int | None = None,
     images it will encrypt; the key's block size must divide both.
     """
     source = Path(path)
+    if source.is_dir():
+        raise LieRayError(f"key file {source} is a directory: pass the key file itself, e.g. "
+                          f"--key {source / 'master.json'}")
     if not source.is_file():
         raise LieRayError(f"key file {source} not found: create one with "
                           f"'lie-ray keygen --out {source}'")

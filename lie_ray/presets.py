@@ -96,7 +96,7 @@ def get_preset(name: str) -> TrainSettings:
     return PRESETS[name]
 
 
-def training_plan(preset: str, names: str | None, scenario_file: str | None,
+def training_plan(preset: str, names: str | None, scenario_file: list | str | None,
                   overrides: dict) -> tuple[TrainSettings, list["Scenario"]]:
     """The settings and scenarios a training job runs: the preset with the user's overrides,
     and the chosen scenarios with the adversarial-training overrides (--pgd-*) applied."""

@@ -33,6 +33,13 @@ class Scenario:
     steps: int = 20
 
     def __post_init__(self):
+        if not isinstance(self.name, str) or not self.name.strip() or "," in self.name:
+            raise LieRayError(f"scenario name {self.name!r} must be a non-empty string without "
+                              "commas (--scenarios splits on them): rename the scenario")
+        for flag in ("encrypted", "adversarial"):
+            if not isinstance(getattr(self, flag), bool):
+                raise LieRayError(f"scenario {self.name!r}: {flag} must be true or false, got "
+                                  f"{getattr(self, flag)!r}: write {flag} = true (or false)")
         if self.encrypted and self.key_policy not in POLICIES:
             raise LieRayError(f"scenario {self.name!r}: key_policy must be one of "
                               f"{', '.join(POLICIES)}, got {self.key_policy!r}")
@@ -95,26 +102,53 @@ def load_scenario_file(path: str | Path) -> dict[str, Scenario]:
         if unknown or "name" not in record or "encrypted" not in record:
             raise LieRayError(f"scenario file {source}: each [[scenario]] needs name and "
                               f"encrypted, and knows only {sorted(fields)}; got {sorted(record)}")
+        if record["name"] in scenarios:  # a silent last-one-wins would run the wrong settings
+            raise LieRayError(f"scenario file {source} defines {record['name']!r} twice: give "
+                              "each [[scenario]] its own name")
         scenarios[record["name"]] = Scenario(**record)
     return scenarios
 
 
-def select_scenarios(names: str | None, extra_file: str | Path | None = None) -> list[Scenario]:
-    """Scenarios by comma-separated name (all known ones when ``names`` is empty)."""
+def known_scenarios(extra_files: str | Path | list | tuple | None = None) -> dict[str, Scenario]:
+    """The paper's scenarios plus those of every ``--scenario-file``. A name defined twice
+    (a paper scenario, or one of another file) is an error: results are keyed by name."""
     known = dict(PAPER_SCENARIOS)
-    if extra_file:
-        known.update(load_scenario_file(extra_file))
-    if not names:
+    files = [extra_files] if isinstance(extra_files, (str, Path)) else list(extra_files or [])
+    origin = {name: "a built-in scenario" for name in known}
+    for path in files:
+        for name, scenario in load_scenario_file(path).items():
+            if name in known:
+                raise LieRayError(f"scenario file {path} defines {name!r}, already "
+                                  f"{origin[name]}: give it another name")
+            known[name], origin[name] = scenario, f"defined in {path}"
+    return known
+
+
+def parse_names(names: str, option: str = "--scenarios") -> list[str]:
+    """Comma-separated names, each once: ``Plain,Plain`` would run (and report) it twice."""
+    chosen = [n.strip() for n in names.split(",") if n.strip()]
+    if not chosen:
+        raise LieRayError(f"{option} {names!r} names no scenario: pass comma-separated scenario "
+                          "names, or leave it out to run them all")
+    repeated = sorted({n for n in chosen if chosen.count(n) > 1})
+    if repeated:
+        raise LieRayError(f"{option} names {', '.join(map(repr, repeated))} more than once: "
+                          "list each scenario once")
+    return chosen
+
+
+def select_scenarios(names: str | None, extra_files: str | Path | list | None = None
+                     ) -> list[Scenario]:
+    """Scenarios by comma-separated name (all known ones when ``names`` is None)."""
+    known = known_scenarios(extra_files)
+    if names is None:
         return list(known.values())
     chosen = []
-    for name in (n.strip() for n in names.split(",") if n.strip()):
+    for name in parse_names(names):
         if name not in known:
             raise LieRayError(f"unknown scenario {name!r}: choose from {', '.join(known)}, or "
                               "define it in a --scenario-file")
         chosen.append(known[name])
-    if not chosen:
-        raise LieRayError(f"--scenarios {names!r} names no scenario: pass comma-separated names "
-                          f"from {', '.join(known)}, or leave it out to run them all")
     return chosen
 
 

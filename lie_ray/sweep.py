@@ -154,7 +154,7 @@ def _cell(value: float | None) -> str:
 
 
 def resolve_plan(out: Path, data: Path, preset: str, scenarios: str | None,
-                 scenario_file: Path | None, key: Path | None, resume: bool,
+                 scenario_file: list[Path] | None, key: Path | None, resume: bool,
                  storage: str | None, train_overrides: dict, eval_overrides: dict,
                  download: bool = False) -> SweepPlan:
     """Every check that can fail on the user's input, before Ray starts."""
@@ -174,12 +174,12 @@ def main() -> None:
     """``python -m lie_ray.sweep``: the ``sweep`` command of the ``lie-ray`` CLI."""
     import typer.main
 
-    from lie_ray.cli import app, configure_logging
+    from lie_ray.cli import app, configure_logging, run_command
 
     configure_logging(verbose="--verbose" in sys.argv or "-v" in sys.argv)
     command = typer.main.get_command(app).commands["sweep"]
-    command.main(args=[a for a in sys.argv[1:] if a not in ("--verbose", "-v")],
-                 prog_name="python -m lie_ray.sweep")
+    run_command(command, [a for a in sys.argv[1:] if a not in ("--verbose", "-v")],
+                "python -m lie_ray.sweep")
 
 
 if __name__ == "__main__":

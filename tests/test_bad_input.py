@@ -247,8 +247,8 @@ def test_keygen_into_a_directory_or_under_a_file_fails_cleanly(tmp_path):
                     f"--out {tmp_path / 'master.json'}")
     blocker = tmp_path / "file"
     blocker.write_text("x")
-    assert_rejected(invoke("keygen", "--out", blocker / "k.json"), "cannot write key file",
-                    "choose a writable --out path")
+    assert_rejected(invoke("keygen", "--out", blocker / "k.json"), "cannot be created",
+                    f"{blocker} is a file, not a directory", "choose another --out path")
     assert blocker.read_text() == "x"
 
 

@@ -143,6 +143,45 @@ def test_killed_sweep_resumes_without_retraining_what_finished(ray_head, cifar_d
         assert f"{name}: epoch" not in output
 
 
+# ----------------------------------------------------------- Ctrl-C mid-training, then --resume
+def test_ctrl_c_keeps_finished_work_says_how_to_resume_and_exits_130(ray_head, cifar_dir,
+                                                                       tmp_path):
+    # One scenario, two tiny epochs: SIGINT as soon as epoch 1 is reported, so the trial is
+    # unfinished. Tune stops gracefully; the sweep must not build a table from that trial.
+    out = tmp_path / "out"
+    command = [*sweep_command(out, cifar_dir, "--scenarios", "Plain", "--epochs", "2")]
+    driver = subprocess.Popen(command, cwd=REPO_ROOT, env=on_head(ray_head),
+                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    seen = []
+    for line in driver.stdout:  # blocks until the driver prints; no sleeping
+        seen.append(line)
+        if "Plain: epoch 1/2 done" in line and driver.poll() is None:
+            driver.send_signal(signal.SIGINT)  # Ctrl-C, for real
+            seen += driver.stdout.readlines()
+            break
+    driver.wait(timeout=120)
+    output = "".join(seen)
+    assert driver.returncode == 130, output[-5000:]
+    assert "Traceback" not in output and "KeyError" not in output, output[-5000:]
+    said = [line for line in seen if line.startswith("interrupted by")]
+    assert said == [f"interrupted by SIGINT: kept in {out}: the master key, the encrypted "
+                    "shards, the checkpoints of 1 scenario; no table was written from "
+                    "unfinished work; run the same command again with --resume to continue\n"
+                    ], output[-3000:]
+    assert "Tuner.restore" not in output  # Tune's own hint is not how our users resume
+    assert not (out / "training.parquet").exists() and not (out / "results.parquet").exists()
+
+    resumed = subprocess.run([*command, "--resume"], cwd=REPO_ROOT, env=on_head(ray_head),
+                             capture_output=True, text=True, timeout=900)
+    output = resumed.stdout + resumed.stderr
+    assert resumed.returncode == 0, output[-5000:]
+    assert "resuming the training experiment" in output
+    assert "Plain: epoch 1/2 done" not in output  # epoch 1 came from its checkpoint
+    row = pq.read_table(out / "training.parquet").to_pylist()[0]
+    assert (row["scenario"], row["epochs"]) == ("Plain", 2)
+    assert set(pq.read_table(out / "results.parquet").column("scenario").to_pylist()) == {"Plain"}
+
+
 # ------------------------------------------------------------------- a worker killed mid-epoch
 def test_training_survives_a_worker_killed_mid_epoch(ray_head, cifar_dir, tmp_path):
     # Four epochs of 512 images: rank 0 is killed as soon as it reports epoch 2, so during

@@ -32,10 +32,11 @@ class EvaluateShard:
 
     def __call__(self, columns: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         torch.manual_seed(self.settings.attacker_seed)
-        # Ray Data may hand over read-only views: a copy (a few hundred KB) keeps torch quiet.
+        # Ray Data may hand over read-only views: copies (a few hundred KB) keep torch quiet.
         images = torch.from_numpy(np.array(columns["image"], dtype=np.uint8)).to(self.device)
         batch = Batch(images.permute(0, 3, 1, 2).float().div(255).contiguous(),
-                      torch.from_numpy(np.asarray(columns["label"])).long().to(self.device),
+                      torch.from_numpy(np.array(columns["label"], dtype=np.int64))
+                      .to(self.device),
                       np.asarray(columns["id"]))
         clean = self.defender.predict(batch.images, batch.ids)
         zero = torch.zeros(len(clean), device=self.device)

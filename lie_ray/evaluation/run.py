@@ -41,10 +41,12 @@ Z_95 = 1.959963984540054
 
 
 def read_training(runs_dir: str | Path, scenarios: list[str] | None) -> list[dict]:
+    from lie_ray.report import read_table
+
     path = Path(runs_dir) / "training.parquet"
     if not path.is_file():
         raise LieRayError(f"no {path}: pass as --runs the --out directory of 'lie-ray train'")
-    rows = pq.read_table(path).to_pylist()
+    rows = read_table(path, ("scenario", "encrypted", "key_policy", "checkpoint")).to_pylist()
     if scenarios:
         unknown = set(scenarios) - {r["scenario"] for r in rows}
         if unknown:

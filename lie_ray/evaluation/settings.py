@@ -37,8 +37,16 @@ class EvalSettings:
         return updated
 
     def validate(self) -> None:
-        if not self.epsilons or any(not 0 <= e <= 1 for e in self.epsilons):
-            raise LieRayError(f"epsilons must lie in [0, 1], got {self.epsilons}")
+        if not self.epsilons:
+            raise LieRayError("--epsilons names no value: pass comma-separated epsilons in "
+                              "[0, 1], e.g. 0,0.031,0.1, or leave it out for the preset's")
+        if any(not 0 <= e <= 1 for e in self.epsilons):  # NaN fails the comparison too
+            raise LieRayError(f"epsilons must lie in [0, 1], got {self.epsilons}: pass "
+                              "--epsilons in that range, e.g. 0,0.031,0.1")
+        repeated = sorted({e for e in self.epsilons if self.epsilons.count(e) > 1})
+        if repeated:  # each epsilon's rows would be counted twice in the error rates
+            raise LieRayError(f"--epsilons lists {', '.join(map(str, repeated))} more than "
+                              "once: list each epsilon once")
         if self.pgd_steps < 1 or self.eot_keys < 1 or self.square_queries < 1:
             raise LieRayError("PGD steps, EOT keys and Square queries must all be >= 1")
         if self.actors < 1 or self.batch_size < 1:

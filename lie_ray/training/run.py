@@ -17,7 +17,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 from ray import tune
 
-from lie_ray import atomic
+from lie_ray import atomic, interrupt
 from lie_ray.data.cifar import resolve_data_dir
 from lie_ray.errors import LieRayError
 from lie_ray.presets import TRIAL_DRIVER_CPUS, TrainSettings
@@ -72,7 +72,7 @@ def run_training(scenarios: list[Scenario], settings: TrainSettings, data_dir: s
                                       failure_config=tune.FailureConfig(max_failures=1),
                                       callbacks=[AnnounceFinishedTrials()]),
         )
-    results = tuner.fit()
+    results = interrupt.tune_fit(tuner)  # a signal stops here: no table from unfinished trials
     table = results_table(results, scenarios, settings, time.monotonic() - started)
     write_table(table, out / "training.parquet")
     return table
