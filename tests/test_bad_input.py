@@ -13,7 +13,9 @@ import contextlib
 import json
 import os
 import pickle
+import sys
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 import pyarrow as pa
@@ -593,3 +595,279 @@ def test_sweep_refuses_a_key_others_can_read(tmp_path, cifar, key_path, mode):
     assert_rejected(invoke("sweep", "--data", cifar, "--key", key_path, "--out", out),
                     "readable by group or others", f"chmod 600 {key_path}")
     assert not out.exists()
+
+
+# ------------------------------------------- issue 15: output locations, before Ray starts
+def tree(root: Path) -> set[str]:
+    """Every path under ``root``: compared before and after, 'nothing left behind'."""
+    return {str(p.relative_to(root)) for p in root.rglob("*")}
+
+
+def encrypt_args(cifar: Path, key_path: Path) -> list:
+    return ["encrypt", "--data", cifar, "--key", key_path]
+
+
+OUTPUT_PROBLEMS = {  # how -> (the location to pass, given tmp_path; error fragments)
+    "a-file": (lambda t: t / "blocker", ("blocker is a file, not a directory",
+                                        "pass a directory path instead")),
+    "under-a-file": (lambda t: t / "blocker" / "sub", ("sub cannot be created",
+                                                      "blocker is a file, not a directory")),
+    "broken-link": (lambda t: t / "link", ("link is a broken symbolic link",
+                                          "pass a directory path instead")),
+    "under-a-broken-link": (lambda t: t / "link" / "sub", ("sub cannot be created",
+                                                          "link is a broken symbolic link")),
+}
+
+
+def make_blockers(tmp_path: Path) -> None:
+    (tmp_path / "blocker").write_text("x")
+    (tmp_path / "link").symlink_to(tmp_path / "nowhere")
+
+
+@pytest.mark.parametrize("how", sorted(OUTPUT_PROBLEMS))
+@pytest.mark.parametrize("command", ["train", "evaluate", "sweep", "encrypt"])
+def test_every_command_rejects_an_unusable_out_before_ray(tmp_path, cifar, key_path, command,
+                                                          how):
+    make_blockers(tmp_path)
+    location, fragments = OUTPUT_PROBLEMS[how]
+    args = {"train": ["train", "--data", cifar, "--scenarios", "Plain"],
+            "evaluate": ["evaluate", "--runs", runs_dir(tmp_path), "--data", cifar],
+            "sweep": ["sweep", "--data", cifar, "--scenarios", "Plain"],
+            "encrypt": encrypt_args(cifar, key_path)}[command]
+    before = tree(tmp_path)
+    assert_rejected(invoke(*args, "--out", location(tmp_path)), "--out", *fragments)
+    assert tree(tmp_path) == before and (tmp_path / "blocker").read_text() == "x"
+
+
+@pytest.mark.parametrize("how", ["a-file", "under-a-file"])
+def test_sweep_rejects_an_unusable_local_storage_before_ray(tmp_path, cifar, how):
+    make_blockers(tmp_path)
+    location, fragments = OUTPUT_PROBLEMS[how]
+    before = tree(tmp_path)
+    assert_rejected(invoke("sweep", "--data", cifar, "--out", tmp_path / "out", "--storage",
+                           f"file://{location(tmp_path)}"), "--storage", *fragments)
+    assert tree(tmp_path) == before
+
+
+@pytest.mark.parametrize("where, fragments", [
+    ("dir", ("--preview", "is a directory", "pass a file path, e.g. --preview")),
+    ("under-a-file", ("--preview", "cannot be created", "blocker is a file, not a directory")),
+])
+def test_encrypt_rejects_an_unusable_preview_before_ray(tmp_path, cifar, key_path, where,
+                                                        fragments):
+    make_blockers(tmp_path)
+    preview = tmp_path if where == "dir" else tmp_path / "blocker" / "p.png"
+    before = tree(tmp_path)
+    assert_rejected(invoke(*encrypt_args(cifar, key_path), "--out", tmp_path / "out",
+                           "--preview", preview), *fragments)
+    assert tree(tmp_path) == before
+
+
+@pytest.fixture
+def read_only(monkeypatch):
+    """Deny write access to the given directories as a non-root user sees it (root writes
+    anywhere, so chmod alone cannot show this under root)."""
+    denied = set()
+    real_access = os.access
+
+    def access(path, mode, *args, **kwargs):
+        if mode & os.W_OK and Path(path).resolve() in denied:
+            return False
+        return real_access(path, mode, *args, **kwargs)
+
+    monkeypatch.setattr(os, "access", access)
+    return lambda path: denied.add(Path(path).resolve())
+
+
+@pytest.mark.parametrize("exists", [True, False], ids=["out-itself", "its-parent"])
+def test_a_non_writable_out_is_rejected_before_ray(tmp_path, cifar, read_only, exists):
+    locked = tmp_path / "locked"
+    locked.mkdir()
+    read_only(locked)
+    out = locked if exists else locked / "out"
+    before = tree(tmp_path)
+    message = assert_rejected(invoke("sweep", "--data", cifar, "--out", out),
+                              "not writable by this user", f"chmod u+w {locked}",
+                              "choose another --out path")
+    assert ("cannot be created" in message) != exists
+    assert tree(tmp_path) == before
+
+
+def test_report_rejects_a_non_writable_results_directory(tmp_path, read_only):
+    read_only(tmp_path)
+    assert_rejected(invoke("report", "--results", tmp_path), "--results", "not writable")
+    assert tree(tmp_path) == set()
+
+
+def test_keygen_rejects_an_out_under_a_broken_link(tmp_path):
+    make_blockers(tmp_path)
+    before = tree(tmp_path)
+    assert_rejected(invoke("keygen", "--out", tmp_path / "link" / "k.json"),
+                    "cannot be created", "link is a broken symbolic link")
+    assert tree(tmp_path) == before
+
+
+# ------------------------------------------- issue 15: duplicates and empty lists, CLI level
+DUPLICATES = {
+    "train-scenarios": (["train", "--scenarios", "Plain,Plain"],
+                        ("--scenarios names 'Plain' more than once", "list each scenario once")),
+    "sweep-scenarios": (["sweep", "--scenarios", "Plain, Encrypted,Plain"],
+                        ("'Plain' more than once",)),
+    "evaluate-scenarios": (["evaluate", "--runs", "RUNS", "--scenarios", "Plain,Plain"],
+                           ("'Plain' more than once",)),
+    "train-empty-scenarios": (["train", "--scenarios", ""],
+                              ("--scenarios '' names no scenario", "leave it out")),
+    "evaluate-empty-scenarios": (["evaluate", "--runs", "RUNS", "--scenarios", " , "],
+                                 ("names no scenario",)),
+    "evaluate-epsilons": (["evaluate", "--runs", "RUNS", "--epsilons", "0.1,0,0.1"],
+                          ("--epsilons lists 0.1 more than once", "list each epsilon once")),
+    "sweep-epsilons-spelled-twice": (["sweep", "--epsilons", "0,0.1,0.10"],
+                                     ("lists 0.1 more than once",)),
+    "evaluate-empty-epsilons": (["evaluate", "--runs", "RUNS", "--epsilons", ","],
+                                ("--epsilons names no value", "leave it out")),
+    "evaluate-epsilon-inf": (["evaluate", "--runs", "RUNS", "--epsilons", "0,inf"],
+                             ("epsilons must lie in [0, 1]", "inf", "pass --epsilons")),
+    "sweep-epsilon-nan": (["sweep", "--epsilons", "0,nan"],
+                          ("epsilons must lie in [0, 1]", "nan")),
+}
+
+
+@pytest.mark.parametrize("case", sorted(DUPLICATES))
+def test_duplicate_and_empty_lists_are_rejected_before_ray(tmp_path, case):
+    args, fragments = DUPLICATES[case]
+    out = tmp_path / "out"
+    args = [runs_dir(tmp_path) if a == "RUNS" else a for a in args]
+    assert_rejected(invoke(*args, "--out", out), *fragments)
+    assert not out.exists()
+
+
+SCENARIO = "[[scenario]]\nname = '{}'\nencrypted = false\n"
+
+
+@pytest.mark.parametrize("files, fragments", [
+    ([SCENARIO.format("X") * 2], ("defines 'X' twice", "give each [[scenario]] its own name")),
+    ([SCENARIO.format("Plain")], ("defines 'Plain', already a built-in scenario",
+                                  "give it another name")),
+    ([SCENARIO.format("X"), SCENARIO.format("X")], ("1.toml defines 'X', already defined in",
+                                                    "0.toml")),
+    ([SCENARIO.format("A,B")], ("scenario name 'A,B' must be a non-empty string without "
+                                "commas", "rename")),
+    (["[[scenario]]\nname = 3\nencrypted = false\n"], ("scenario name 3 must be",)),
+    (["[[scenario]]\nname = 'X'\nencrypted = 'yes'\n"], ("encrypted must be true or false",
+                                                         "'yes'")),
+    (["[[scenario]]\nname = 'X'\nencrypted = false\nadversarial = 1\n"],
+     ("adversarial must be true or false",)),
+], ids=["twice-in-a-file", "a-built-in-name", "across-files", "comma", "number-name",
+        "text-flag", "number-flag"])
+def test_scenario_files_defining_a_name_twice_or_badly_are_rejected(tmp_path, files, fragments):
+    out, args = tmp_path / "out", []
+    for number, text in enumerate(files):
+        (tmp_path / f"{number}.toml").write_text(text)
+        args += ["--scenario-file", tmp_path / f"{number}.toml"]
+    assert_rejected(invoke("train", "--out", out, *args), *fragments)
+    assert not out.exists()
+
+
+def test_two_scenario_files_add_their_scenarios(tmp_path):
+    from lie_ray.scenarios import select_scenarios
+    for name in ("A", "B"):
+        (tmp_path / f"{name}.toml").write_text(SCENARIO.format(name))
+    chosen = select_scenarios("B,Plain,A", [tmp_path / "A.toml", tmp_path / "B.toml"])
+    assert [s.name for s in chosen] == ["B", "Plain", "A"]
+
+
+# ----------------------------------------------- issue 15: keys, data and runs that mislead
+@pytest.mark.parametrize("command", ["key-info", "train", "sweep", "encrypt", "evaluate"])
+def test_a_key_path_that_is_a_directory_says_so(tmp_path, cifar, command):
+    keys = tmp_path / "keys"
+    keys.mkdir()
+    out = tmp_path / "out"
+    args = {"key-info": ["key-info", keys],
+            "train": ["train", "--data", cifar, "--scenarios", "Encrypted", "--key", keys,
+                      "--out", out],
+            "sweep": ["sweep", "--data", cifar, "--key", keys, "--out", out],
+            "encrypt": ["encrypt", "--data", cifar, "--key", keys, "--out", out],
+            "evaluate": ["evaluate", "--runs", runs_dir(tmp_path, encrypted=True), "--data",
+                         cifar, "--key", keys, "--out", out]}[command]
+    message = assert_rejected(invoke(*args), f"key file {keys} is a directory",
+                              f"--key {keys / 'master.json'}")
+    assert "not found" not in message and "keygen" not in message
+    assert not out.exists()
+
+
+def test_data_that_is_a_file_is_one_line(tmp_path):
+    data = tmp_path / "cifar.tar.gz"
+    data.write_bytes(b"\x1f\x8b")
+    assert_rejected(invoke("train", "--data", data, "--out", tmp_path / "out"),
+                    f"no CIFAR-10 data at {data}", "pass --data DIR")
+    assert tree(tmp_path) == {"cifar.tar.gz"}
+
+
+@pytest.mark.parametrize("content, fragments", [
+    (b"junk", ("cannot read", "training.parquet", "rerun the step that wrote it")),
+    (None, ("lacks columns ['encrypted', 'key_policy', 'checkpoint']",)),
+], ids=["corrupt", "another-table"])
+def test_evaluate_rejects_a_damaged_training_table_before_ray(tmp_path, cifar, content,
+                                                              fragments):
+    runs = tmp_path / "runs"
+    runs.mkdir()
+    if content is None:  # a results table renamed: readable, but not what training wrote
+        pq.write_table(pa.table({"scenario": ["Plain"], "error": [0.5]}),
+                       runs / "training.parquet")
+    else:
+        (runs / "training.parquet").write_bytes(content)
+    out = tmp_path / "out"
+    assert_rejected(invoke("evaluate", "--runs", runs, "--data", cifar, "--out", out),
+                    *fragments)
+    assert not out.exists()
+
+
+# ------------------------------- issue 15: click's own usage errors, through the real entry
+USAGE_ERRORS = {
+    "epochs-zero": (["train", "--epochs", "0"],
+                    ("Invalid value for '--epochs'", "greater than or equal to 1",
+                     "see 'lie-ray train --help'")),
+    "width-text": (["train", "--width", "wide"], ("Invalid value for '--width'",
+                                                  "valid integer")),
+    "eval-limit-zero": (["evaluate", "--runs", ".", "--eval-limit", "0"],
+                        ("Invalid value for '--eval-limit'", "lie-ray evaluate --help")),
+    "typo": (["sweep", "--epoch", "2"], ("No such option: --epoch", "--epochs")),
+    "missing-option": (["evaluate"], ("Missing option '--runs'",)),
+    "missing-argument": (["key-info"], ("Missing argument 'key'",)),
+    "no-value": (["keygen", "--out"], ("Option '--out' requires an argument",)),
+    "unknown-command": (["trian"], ("No such command 'trian'", "see 'lie-ray --help'")),
+}
+
+
+def run_entry(capsys, entry, argv) -> SimpleNamespace:
+    """Run a console entry point as the shell does; its exit status and what it printed."""
+    with pytest.raises(SystemExit) as exit_:
+        entry(argv)
+    captured = capsys.readouterr()
+    return SimpleNamespace(exit_code=exit_.value.code, stdout=captured.out,
+                           stderr=captured.err, output=captured.out + captured.err,
+                           exception=None)
+
+
+@pytest.mark.parametrize("case", sorted(USAGE_ERRORS))
+def test_usage_errors_are_one_line_through_the_lie_ray_entry_point(tmp_path, capsys,
+                                                                   monkeypatch, case):
+    monkeypatch.chdir(tmp_path)
+    args, fragments = USAGE_ERRORS[case]
+    assert_rejected(run_entry(capsys, lie_ray.cli.main, args), *fragments)
+    assert tree(tmp_path) == set()
+
+
+def test_usage_errors_are_one_line_through_python_m_lie_ray_sweep(tmp_path, capsys,
+                                                                  monkeypatch):
+    import lie_ray.sweep
+
+    monkeypatch.chdir(tmp_path)
+
+    def sweep_main(argv):
+        monkeypatch.setattr(sys, "argv", ["lie_ray.sweep", *argv])
+        lie_ray.sweep.main()
+
+    assert_rejected(run_entry(capsys, sweep_main, ["--width", "0"]),
+                    "Invalid value for '--width'", "see 'python -m lie_ray.sweep --help'")
+    assert tree(tmp_path) == set()

@@ -88,13 +88,15 @@ def test_no_key_material_in_any_file_log_or_console_output(smoke_sweep, ray_head
 
 
 # ------------------------------------------------------------------ interrupted, then resumed
+LIGHT_EVAL = ["--eval-limit", "8", "--epsilons", "0.1", "--eval-pgd-steps", "2", "--eot-keys",
+              "1", "--square-queries", "4", "--actors", "1"]
+
+
 def sweep_command(out: Path, cifar_dir: Path, *extra: str) -> list[str]:
     # Two scenarios side by side (the smoke preset runs two trials at once), light attacks.
     return [sys.executable, "-m", "lie_ray.sweep", "--preset", "smoke", "--data", str(cifar_dir),
             "--out", str(out), "--scenarios", "Plain,Encrypted",
-            *cli_args({**TRAIN_SLICE, "num_workers": 1}), "--eval-limit", "8", "--epsilons",
-            "0.1", "--eval-pgd-steps", "2", "--eot-keys", "1", "--square-queries", "4",
-            "--actors", "1", *extra]
+            *cli_args({**TRAIN_SLICE, "num_workers": 1}), *LIGHT_EVAL, *extra]
 
 
 def on_head(ray_head) -> dict:
@@ -162,7 +164,8 @@ def test_ctrl_c_keeps_finished_work_says_how_to_resume_and_exits_130(ray_head, c
     driver.wait(timeout=120)
     output = "".join(seen)
     assert driver.returncode == 130, output[-5000:]
-    assert "Traceback" not in output and "KeyError" not in output, output[-5000:]
+    assert not any(line.startswith("Traceback") for line in seen), output[-5000:]  # the driver's
+    assert "KeyError" not in output, output[-5000:]
     said = [line for line in seen if line.startswith("interrupted by")]
     assert said == [f"interrupted by SIGINT: kept in {out}: the master key, the encrypted "
                     "shards, the checkpoints of 1 scenario; no table was written from "
@@ -176,10 +179,32 @@ def test_ctrl_c_keeps_finished_work_says_how_to_resume_and_exits_130(ray_head, c
     output = resumed.stdout + resumed.stderr
     assert resumed.returncode == 0, output[-5000:]
     assert "resuming the training experiment" in output
-    assert "Plain: epoch 1/2 done" not in output  # epoch 1 came from its checkpoint
     row = pq.read_table(out / "training.parquet").to_pylist()[0]
     assert (row["scenario"], row["epochs"]) == ("Plain", 2)
     assert set(pq.read_table(out / "results.parquet").column("scenario").to_pylist()) == {"Plain"}
+
+    # SIGTERM (as 'ray job stop' sends it) to 'lie-ray evaluate' once it has started: the same
+    # one line, status 143, and no table.
+    again = tmp_path / "again"
+    evaluate = subprocess.Popen(
+        [sys.executable, "-m", "lie_ray", "evaluate", "--runs", str(out), "--out", str(again),
+         "--data", str(cifar_dir), *LIGHT_EVAL], cwd=REPO_ROOT,
+        env=on_head(ray_head), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    seen = []
+    for line in evaluate.stdout:
+        seen.append(line)
+        if "evaluating Plain" in line and evaluate.poll() is None:
+            evaluate.send_signal(signal.SIGTERM)
+            seen += evaluate.stdout.readlines()
+            break
+    evaluate.wait(timeout=120)
+    output = "".join(seen)
+    assert evaluate.returncode == 143, output[-5000:]
+    assert not any(line.startswith("Traceback") for line in seen), output[-5000:]
+    assert [line for line in seen if line.startswith("interrupted by")] == [
+        "interrupted by SIGTERM: nothing was kept; no table was written from unfinished work; "
+        "run the same command again with --resume to continue\n"], output[-3000:]
+    assert not (again / "results.parquet").exists()
 
 
 # ------------------------------------------------------------------- a worker killed mid-epoch

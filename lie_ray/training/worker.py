@@ -133,7 +133,9 @@ def worker_side_encryption(scenario: Scenario, settings: TrainSettings, key_path
 def to_tensors(batch: dict, device) -> tuple[torch.Tensor, torch.Tensor]:
     images = torch.from_numpy(np.ascontiguousarray(batch["image"])).to(device)
     images = images.permute(0, 3, 1, 2).float().div_(255)
-    return images.contiguous(), torch.from_numpy(np.asarray(batch["label"])).long().to(device)
+    # A copy: Ray Data hands over read-only label arrays, which torch warns about.
+    labels = torch.from_numpy(np.array(batch["label"], dtype=np.int64)).to(device)
+    return images.contiguous(), labels
 
 
 def autocast(device: torch.device):
