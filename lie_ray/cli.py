@@ -241,12 +241,13 @@ def evaluate(
     from lie_ray.evaluation.settings import get_eval_preset
     from lie_ray.policies import load_key_for_policies
     from lie_ray.report import write_report
-    from lie_ray.runtime import ray_session
+    from lie_ray.runtime import check_gpu_choice, ray_session
     from lie_ray.scenarios import parse_names
 
     settings = get_eval_preset(preset).replace(**eval_overrides(
         epsilons, test_limit, pgd_steps, eot_keys, square_queries, actors))
     chosen = parse_names(scenarios) if scenarios is not None else None
+    check_gpu_choice(gpu or "auto")
     check_output_dir(out)  # fail before Ray starts
     trained = read_training(runs, chosen)
     data = check_dataset(data)

@@ -174,6 +174,9 @@ def load_key(path: str | os.PathLike, block_size: int | None = None,
     if source.is_dir():
         raise LieRayError(f"key file {source} is a directory: pass the key file itself, e.g. "
                           f"--key {source / 'master.json'}")
+    if source.exists() and not source.is_file():  # a device, a pipe: 'not found' would mislead
+        raise LieRayError(f"key file {source} is not a regular file: pass the key file written "
+                          "by 'lie-ray keygen'")
     if not source.is_file():
         raise LieRayError(f"key file {source} not found: create one with "
                           f"'lie-ray keygen --out {source}'")

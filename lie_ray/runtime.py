@@ -43,6 +43,11 @@ def ray_session(num_cpus: int | None = None) -> Iterator[None]:
 def wants_gpu(choice: str) -> bool:
     """``--gpu``: "yes" asks for GPUs (an autoscaling cluster then adds GPU nodes), "auto" uses
     them only when the cluster has some now, "no" never."""
+    check_gpu_choice(choice)
+    return choice == "yes" or (choice == "auto" and ray.cluster_resources().get("GPU", 0) > 0)
+
+
+def check_gpu_choice(choice: str) -> None:
+    """``--gpu``'s values; jobs check it in their driver, before Ray starts."""
     if choice not in ("auto", "yes", "no"):
         raise LieRayError(f"--gpu must be auto, yes or no, got {choice!r}")
-    return choice == "yes" or (choice == "auto" and ray.cluster_resources().get("GPU", 0) > 0)

@@ -314,7 +314,8 @@ def test_train_rejects_a_missing_scenario_file(tmp_path):
     (["--epsilons", "-0.1"], ("epsilons must lie in [0, 1]",)),
     (["--epsilons", "nan"], ("epsilons must lie in [0, 1]", "nan")),
     (["--epsilons", "a,b"], ("--epsilons must be comma-separated numbers", "'a,b'")),
-], ids=["preset", "eps-big", "eps-negative", "eps-nan", "eps-text"])
+    (["--gpu", "maybe"], ("--gpu must be auto, yes or no", "'maybe'")),
+], ids=["preset", "eps-big", "eps-negative", "eps-nan", "eps-text", "gpu"])
 def test_evaluate_rejects_bad_settings_before_ray(tmp_path, args, fragments):
     out = tmp_path / "out"
     assert_rejected(invoke("evaluate", "--runs", tmp_path, "--out", out, *args), *fragments)
@@ -793,6 +794,11 @@ def test_a_key_path_that_is_a_directory_says_so(tmp_path, cifar, command):
                               f"--key {keys / 'master.json'}")
     assert "not found" not in message and "keygen" not in message
     assert not out.exists()
+
+
+def test_a_key_path_that_is_a_device_says_so(tmp_path):
+    assert_rejected(invoke("key-info", os.devnull), f"key file {os.devnull} is not a regular "
+                    "file", "lie-ray keygen")
 
 
 def test_data_that_is_a_file_is_one_line(tmp_path):
