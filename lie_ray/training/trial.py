@@ -40,9 +40,11 @@ def data_config() -> ray.train.DataConfig:
                                 execution_options={"train": limited, "test": limited})
 
 
-def train_scenario(config: dict) -> None:
-    """Tune function trainable: train ``config['scenario']`` to completion (or resume it)."""
-    scenario, settings = Scenario(**config["scenario"]), TrainSettings(**config["settings"])
+def train_scenario(config: dict, scenarios: dict[str, dict]) -> None:
+    """Tune function trainable: train the scenario named ``config['scenario']`` (its record
+    in ``scenarios``) to completion, or resume it."""
+    record = scenarios[config["scenario"]]
+    scenario, settings = Scenario(**record), TrainSettings(**config["settings"])
     name = run_name(scenario, config["key_fingerprint"])
     finished = finished_checkpoint(f"{config['train_storage']}/{name}", settings.epochs)
     if finished is not None:
@@ -59,7 +61,7 @@ def train_scenario(config: dict) -> None:
     ray.data.DataContext.get_current().enable_progress_bars = False
     trainer = TorchTrainer(
         train_func,
-        train_loop_config={"scenario": config["scenario"], "settings": config["settings"],
+        train_loop_config={"scenario": record, "settings": config["settings"],
                            "key_path": key_path,
                            "key_fingerprint": config["key_fingerprint"] if key_path else None},
         scaling_config=ray.train.ScalingConfig(num_workers=settings.num_workers,
