@@ -49,16 +49,32 @@ def log_to_file(path: Path) -> logging.Handler:
     handler.setLevel(logging.INFO)
     handler.setFormatter(logging.Formatter(FORMAT))
     logging.getLogger().addHandler(handler)
-    quiet = not verbose()
     for name in RAY_LOGGERS:
         logger = logging.getLogger(name)
         if not logger.propagate:  # Ray's own loggers do not reach the root's handlers
             logger.addHandler(handler)
-        if quiet:
-            for console in logger.handlers:
-                if console is not handler and isinstance(console, logging.StreamHandler) \
-                        and not isinstance(console, logging.FileHandler):
-                    console.setLevel(logging.WARNING)
-    if quiet:  # progress bars draw on the terminal, not through logging
-        ray.data.DataContext.get_current().enable_progress_bars = False
+    if not verbose():
+        hold_ray_consoles()
+        ray.data.DataContext.get_current().enable_progress_bars = False  # drawn, not logged
     return handler
+
+
+def hold_ray_consoles() -> None:
+    """Ray's console handlers in THIS process print warnings and errors only (their files,
+    in Ray's session logs, keep everything)."""
+    for name in RAY_LOGGERS:
+        for handler in logging.getLogger(name).handlers:
+            if isinstance(handler, logging.StreamHandler) and \
+                    not isinstance(handler, logging.FileHandler):
+                handler.setLevel(logging.WARNING)
+
+
+def quiet_trial() -> None:
+    """Inside a Tune trial: hold Ray's consoles, and ask Ray Data not to announce each
+    execution (its DataContext travels on to the Train datasets' coordinators)."""
+    import ray.data
+
+    hold_ray_consoles()
+    context = ray.data.DataContext.get_current()
+    context.print_on_execution_start = False
+    context.enable_progress_bars = False

@@ -76,27 +76,27 @@ def plain_image_attack(defender: Defender, batch: Batch, adversarial: torch.Tens
                    applied_linf(defender, adversarial, batch.images))
 
 
-def pgd(defender, batch, eps, settings, context) -> Outcome:
-    attack = PGD(defender.classifier(batch.ids, "none"), eps, settings.step_size(eps),
-                 settings.pgd_steps)
-    return plain_image_attack(defender, batch, attack(batch.images, batch.labels))
-
-
-def bpda_pgd(defender: Defender, batch: Batch, eps: float, settings, backward: str) -> Outcome:
+def pgd_through_cipher(defender: Defender, batch: Batch, eps: float, settings, backward: str
+                       ) -> Outcome:
+    """PGD on the plain image, true cipher forward, the chosen backward ('none': autograd)."""
     attack = PGD(defender.classifier(batch.ids, backward), eps, settings.step_size(eps),
                  settings.pgd_steps)
     return plain_image_attack(defender, batch, attack(batch.images, batch.labels))
 
 
+def pgd(defender, batch, eps, settings, context) -> Outcome:
+    return pgd_through_cipher(defender, batch, eps, settings, "none")
+
+
 def bpda_identity(defender, batch, eps, settings, context) -> Outcome:
-    return bpda_pgd(defender, batch, eps, settings, "identity")
+    return pgd_through_cipher(defender, batch, eps, settings, "identity")
 
 
 def bpda(defender, batch, eps, settings, context) -> Outcome:
     """The worst over surrogates; reuses this batch's ``bpda-identity`` when it already ran."""
     identity = context.get("done", {}).get("bpda-identity")
     outcomes = [identity or bpda_identity(defender, batch, eps, settings, context)]
-    outcomes += [bpda_pgd(defender, batch, eps, settings, backward)
+    outcomes += [pgd_through_cipher(defender, batch, eps, settings, backward)
                  for backward in ("bpda-high", "bpda-both")]
     return worst_of(outcomes, batch.labels)
 

@@ -45,10 +45,11 @@ def run_training(scenarios: list[Scenario], settings: TrainSettings, data_dir: s
     key = key_for_scenarios(scenarios, key_path, settings.block_size, settings.key_batch_size)
     key_fingerprint = key.fingerprint if key is not None else None
     storage = storage or str(out / "ray")
-    param_space = {
-        # The grid is over NAMES, so Tune's table shows a scenario's name (the records go to
-        # the trials through tune.with_parameters, below).
-        "scenario": tune.grid_search([s.name for s in by_expected_cost(scenarios)]),
+    # Tune's config holds only the scenario's NAME (the grid): its table then shows the name,
+    # and a trial's start prints one line of config. The rest reaches the trial through
+    # tune.with_parameters (below).
+    param_space = {"scenario": tune.grid_search([s.name for s in by_expected_cost(scenarios)])}
+    job = {
         "settings": dataclasses.asdict(settings),
         "key_path": str(Path(key_path).resolve()) if key_path else None,
         "key_fingerprint": key_fingerprint,
@@ -56,10 +57,12 @@ def run_training(scenarios: list[Scenario], settings: TrainSettings, data_dir: s
         "train_storage": f"{storage}/runs",
         "use_gpu": wants_gpu(settings.gpu),
         "max_failures": 2,
+        "quiet": not verbose(),
     }
     started = time.monotonic()
     records = {s.name: dataclasses.asdict(s) for s in scenarios}
-    trainable = tune.with_resources(tune.with_parameters(train_scenario, scenarios=records),
+    trainable = tune.with_resources(tune.with_parameters(train_scenario, scenarios=records,
+                                                         job=job),
                                     {"cpu": TRIAL_DRIVER_CPUS})
     experiment = f"{storage}/{EXPERIMENT}"
     if resume and tune.Tuner.can_restore(experiment):
@@ -113,7 +116,7 @@ def results_table(results, scenarios: list[Scenario], settings: TrainSettings,
         if result.config["scenario"] not in wanted:
             continue
         if result.error is not None:
-            raise LieRayError(f"training failed for scenario {result.config['scenario']['name']}: "
+            raise LieRayError(f"training failed for scenario {result.config['scenario']}: "
                               f"{type(result.error).__name__}; see the trial logs under "
                               f"{result.path}")
         by_name[result.config["scenario"]] = result.metrics
