@@ -1,11 +1,13 @@
 """Attack throughput, and how the distributed evaluation scales with Ray actors.
 
-    python bench/attack.py [--images 256] [--width 8] [--skip-ray]
+    python bench/attack.py [--images 256] [--width 8] [--eval-images 16] [--skip-ray]
 
 Prints PGD-20 images/s on a fixed encrypted pipeline (adaptation network + ResNet18, BPDA
 backward through the cipher) for lie_ray's ``PGD`` class and for a minimal hand-written PGD
-loop on the same model; then images/s of the PGD evaluation run through Ray Data actor pools
-of 1 and 2 actors.
+loop on the same model; images/s of every evaluation at the ``paper`` preset's settings, with
+the resulting time for the paper's whole test set per GPU-free (one-thread) actor; the largest
+ciphertext-space L-inf change that plain-image perturbations of 0.1 produce; then images/s of
+the PGD evaluation run through Ray Data actor pools of 1 and 2 actors.
 """
 from __future__ import annotations
 
@@ -57,6 +59,52 @@ def single_process(args, defender) -> None:
     print(f"  lie_ray PGD class        {args.images / ours:8.1f} img/s")
     print(f"  hand-written PGD loop    {args.images / hand:8.1f} img/s   "
           f"(ours takes {100 * (ours / hand - 1):+.1f}% time)")
+
+
+def per_evaluation(args, defender) -> None:
+    """Every evaluation at the paper preset's settings, one eps, one thread. Labels are the
+    model's own clean predictions, so every image starts correctly classified and the attacks
+    that stop early on fooled images (Square, AutoAttack) are timed doing their full work."""
+    from lie_ray.evaluation.defender import attacker_ciphers
+    from lie_ray.evaluation.protocols import PROTOCOLS, Batch
+    from lie_ray.evaluation.settings import EVAL_PRESETS
+
+    torch.set_num_threads(1)
+    settings = EVAL_PRESETS["paper"]
+    images = torch.rand(args.eval_images, 3, 32, 32)
+    ids = np.arange(args.eval_images)
+    batch = Batch(images, defender.predict(images, ids), ids)
+    plain_model = build_model(False, width=args.width).eval()
+    context = {"eot_ciphers": attacker_ciphers(4, settings.eot_keys, settings.attacker_seed),
+               "plain_model": plain_model, "done": {}}
+    attacked = [e for e in settings.epsilons if e > 0]
+    test_set, total = 10_000, 0.0
+    print(f"every evaluation at the paper preset (PGD-{settings.pgd_steps}, {settings.eot_keys} "
+          f"EOT keys, Square {settings.square_queries} queries, AutoAttack "
+          f"{settings.autoattack}), eps {EPS}, {args.eval_images} images, width {args.width}, "
+          "1 thread")
+    for name, protocol in PROTOCOLS.items():
+        seconds = timed(lambda: context["done"].__setitem__(
+            name, protocol(defender, batch, EPS, settings, context)))
+        rate = args.eval_images / seconds
+        total += test_set * len(attacked) / rate
+        print(f"  {name:<18} {rate:8.2f} img/s")
+    print(f"  paper preset, whole test set ({test_set} images x {len(attacked)} epsilons): "
+          f"{total / 3600:.1f} h per GPU-free actor ({total / 3600 / settings.actors:.1f} h "
+          f"with its {settings.actors} actors)")
+
+
+def ciphertext_change(defender) -> None:
+    """Why encrypted-input bounds nothing: plain steps of at most 0.1 (25 of 255 levels) and
+    the largest change they make to any ciphertext byte."""
+    generator = torch.Generator().manual_seed(0)
+    levels = torch.randint(0, 256, (256, 3, 32, 32), generator=generator)
+    step = 25 * (2 * torch.randint(0, 2, levels.shape, generator=generator) - 1)
+    plain, moved = levels.float() / 255, (levels + step).clamp(0, 255).float() / 255
+    cipher = defender.key.cipher("fixed")
+    change = (cipher.encrypt(moved) - cipher.encrypt(plain)).abs().max().item()
+    print(f"plain-space L-inf {(moved - plain).abs().max().item():.3f} (<= 0.1) moves the "
+          f"ciphertext by up to L-inf {change:.3f} ({round(change * 255)}/255), 256 images")
 
 
 def ray_scaling(args, defender) -> None:
@@ -120,6 +168,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--images", type=int, default=256)
     parser.add_argument("--width", type=int, default=8)
+    parser.add_argument("--eval-images", type=int, default=16,
+                        help="images per evaluation in the per-evaluation timing")
     parser.add_argument("--skip-ray", action="store_true")
     args = parser.parse_args()
     torch.manual_seed(0)
@@ -128,6 +178,8 @@ def main() -> None:
         parameter.requires_grad_(False)
     defender = Defender(model, generate_key(), FixedPolicy())
     single_process(args, defender)
+    ciphertext_change(defender)
+    per_evaluation(args, defender)
     if not args.skip_ray:
         ray_scaling(args, defender)
 

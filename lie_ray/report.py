@@ -28,13 +28,26 @@ from matplotlib.figure import Figure
 
 from lie_ray import atomic
 from lie_ray.errors import LieRayError
-from lie_ray.evaluation.settings import PAPER_EPSILON, WORST_CASE
+from lie_ray.evaluation.settings import (CHANNEL, PAPER_EPSILON, PLAIN_SPACE, WORST_CASE,
+                                         WORST_CASE_CHANNEL)
 from lie_ray.scenarios import PAPER_SCENARIOS
 
 CLEAN_EVALUATIONS = ("test", "train")
-ADAPTIVE_EVALUATIONS = ("pgd", "bpda", "eot", "transfer", "encrypted-input", "gradient-free",
-                        "worst-case")
+# Plain-image attacks, their worst case (the headline), then the ciphertext-space ones.
+ADAPTIVE_EVALUATIONS = (*PLAIN_SPACE, WORST_CASE, *CHANNEL, WORST_CASE_CHANNEL)
 PAPER_PROTOCOL = "pgd"
+# Each reading of the paper's protocol, as its own evaluation (lie_ray.evaluation.protocols).
+PAPER_READINGS = ("pgd", "paper-literal", "bpda-identity")
+AMBIGUITY = ("The paper says only that it \"generated adversarial noise by PGD, added the noise "
+             "to the test images and then, encrypted them\", which leaves open where the PGD "
+             "gradient was taken: through the true cipher (`pgd`, zero gradient), on the "
+             "encrypted image the network sees (`paper-literal`), or on the plain image with "
+             "the identity as the cipher's backward (`bpda-identity`).")
+THREAT_MODELS = ("`worst-case` (the headline) models the paper's attacker, who perturbs the "
+                 "PLAIN image by at most epsilon (L-inf) before it is encrypted with the "
+                 "defender's key and classified. `worst-case-channel` adds an attacker who edits "
+                 "the ENCRYPTED image in transit by at most epsilon in ciphertext space, a "
+                 "different threat whose epsilon does not compare with the plain-image one.")
 # Table I of the paper: train / test / adversarial error.
 PAPER_TABLE_I: dict[str, tuple[float, float, float]] = {
     "Plain": (0.006, 0.137, 1.000),
@@ -47,7 +60,9 @@ RESULT_COLUMNS = ("scenario", "evaluation", "epsilon", "n", "error", "ci_low", "
 TRAINING_COLUMNS = ("scenario", "train_error", "test_error", "epochs")
 # Fixed colours, so an evaluation looks the same in every subplot and in every run.
 COLOURS = {"pgd": "tab:blue", "bpda": "tab:orange", "eot": "tab:green", "transfer": "tab:red",
-           "encrypted-input": "tab:purple", "gradient-free": "tab:brown"}
+           "encrypted-input": "tab:purple", "gradient-free": "tab:brown",
+           "paper-literal": "tab:cyan", "bpda-identity": "tab:olive", "autoattack": "tab:pink"}
+WORST_CASES = (WORST_CASE, WORST_CASE_CHANNEL)
 MISSING = "-"
 
 
@@ -177,7 +192,19 @@ def adaptive_columns(rows: list[Row]) -> list[str]:
     case rather than silently dropped."""
     present = {r.evaluation for r in rows if is_adversarial(r)}
     extra = sorted(present - set(ADAPTIVE_EVALUATIONS))
-    return list(ADAPTIVE_EVALUATIONS[:-1]) + extra + [WORST_CASE]
+    split = ADAPTIVE_EVALUATIONS.index(WORST_CASE)
+    return (list(ADAPTIVE_EVALUATIONS[:split]) + extra + list(ADAPTIVE_EVALUATIONS[split:]))
+
+
+def sample_size(rows: list[Row], evaluation: str | None = None,
+                epsilon: float | None = None) -> str:
+    """'n=100' for the rows matched (or 'n=24..100' when they differ): every figure says n."""
+    sizes = sorted({r.n for r in rows if (evaluation is None or r.evaluation == evaluation)
+                    and (evaluation is not None or is_adversarial(r))
+                    and (epsilon is None or same_epsilon(r.epsilon, epsilon))})
+    if not sizes:
+        return "n=?"
+    return f"n={sizes[0]}" if len(sizes) == 1 else f"n={sizes[0]}..{sizes[-1]}"
 
 
 # --- markdown ------------------------------------------------------------------------------
@@ -214,36 +241,71 @@ def markdown_table(header: list[str], body: list[list[str]]) -> str:
 
 
 def clean_error(rows: list[Row], training: dict[str, Training], scenario: str,
-                evaluation: str) -> float | None:
-    """From results.parquet when evaluated there (same test set as the attacks), else from
-    training."""
+                evaluation: str) -> tuple[float | None, bool]:
+    """(error, from training): from results.parquet when evaluated there (same test images as
+    the attacks), else from training.parquet's last epoch, which the caller must label."""
     row = find(rows, scenario, evaluation)
     if row is not None:
-        return row.error
+        return row.error, False
     metrics = training.get(scenario)
     if metrics is None:
-        return None
-    return metrics.train_error if evaluation == "train" else metrics.test_error
+        return None, False
+    return (metrics.train_error if evaluation == "train" else metrics.test_error), True
+
+
+def clean_cell(rows: list[Row], training: dict[str, Training], scenario: str,
+               evaluation: str) -> str:
+    value, from_training = clean_error(rows, training, scenario, evaluation)
+    return fmt(value) + ("*" if from_training and value is not None else "")
+
+
+def closest_reading(rows: list[Row], scenarios: list[str], epsilon: float | None) -> str:
+    """Which reading of the paper's protocol comes closest to its Table I: the smallest mean
+    absolute difference from the paper's adversarial errors, over the paper's scenarios."""
+    if epsilon is None:
+        return ""
+    gaps = {}
+    for reading in PAPER_READINGS:
+        pairs = [(found.error, PAPER_TABLE_I[s][2]) for s in scenarios if s in PAPER_TABLE_I
+                 for found in [find(rows, s, reading, epsilon)] if found is not None]
+        if pairs:
+            gaps[reading] = (sum(abs(ours - paper) for ours, paper in pairs) / len(pairs),
+                             len(pairs))
+    if not gaps:
+        return ""
+    best = min(gaps, key=lambda r: gaps[r][0])
+    listed = ", ".join(f"`{r}` {gap:.3f} over {k} scenario(s)" for r, (gap, k) in gaps.items())
+    return (f"Closest to the paper's adversarial column: **`{best}`** (mean absolute "
+            f"difference {listed}).\n\n")
 
 
 def table_one(rows: list[Row], training: dict[str, Training], scenarios: list[str],
               epsilon: float | None) -> str:
-    header = ["Scenario", "epochs", "train", "test", "adversarial (pgd)",
+    clean_n = {e: sample_size(rows, e) for e in CLEAN_EVALUATIONS}
+    attack_n = sample_size(rows, PAPER_PROTOCOL, epsilon)
+    header = ["Scenario", "epochs", f"train ({clean_n['train']})", f"test ({clean_n['test']})",
+              *(f"adversarial: {r}" for r in PAPER_READINGS),
               "paper train", "paper test", "paper adversarial"]
     body = []
     for scenario in scenarios:
-        adversarial = find(rows, scenario, PAPER_PROTOCOL, epsilon) if epsilon is not None else None
+        readings = [find(rows, scenario, r, epsilon) if epsilon is not None else None
+                    for r in PAPER_READINGS]
         paper = PAPER_TABLE_I.get(scenario)
         metrics = training.get(scenario)
         body.append([scenario, str(metrics.epochs) if metrics else MISSING,
-                     fmt(clean_error(rows, training, scenario, "train")),
-                     fmt(clean_error(rows, training, scenario, "test")),
-                     fmt(adversarial.error if adversarial else None),
+                     clean_cell(rows, training, scenario, "train"),
+                     clean_cell(rows, training, scenario, "test"),
+                     *(fmt(r.error if r else None) for r in readings),
                      *(fmt(v) for v in (paper or (None, None, None)))])
     return ("## Table I: error rates (lower is better)\n\n"
-            f"Adversarial error is the paper's protocol (`pgd`) at {describe_epsilon(epsilon)}. "
-            "The paper trained for 100 epochs; '-' marks a value that is not available.\n\n"
-            + markdown_table(header, body))
+            f"Ours from results.parquet: clean train and test error on the evaluation's images "
+            f"(n in the header; * marks a value from training.parquet's last epoch instead, "
+            f"measured on the training run's own images); adversarial error under each reading "
+            f"of the paper's protocol at {describe_epsilon(epsilon)} ({attack_n} test images). "
+            "The paper's figures are for the whole CIFAR-10 test set after 100 epochs; '-' "
+            "marks a value that is not available.\n\n"
+            + markdown_table(header, body) + "\n" + AMBIGUITY + " "
+            + closest_reading(rows, scenarios, epsilon))
 
 
 def interval_cell(row: Row) -> str:
@@ -255,13 +317,14 @@ def adaptive_row(rows: list[Row], scenario: str, columns: list[str],
     """Cells for one scenario, the largest error(s) in bold: the attack that hurt most."""
     found = {c: find(rows, scenario, c, epsilon) if epsilon is not None else None
              for c in columns}
-    worst = max((r.error for r in found.values() if r is not None), default=None)
+    plain_image = columns[:columns.index(WORST_CASE) + 1]  # bold: the plain-image attacker's
+    worst = max((found[c].error for c in plain_image if found[c] is not None), default=None)
     cells = []
     for column in columns:
         row = found[column]
         if row is None:
             cells.append(MISSING)
-        elif row.error == worst:
+        elif row.error == worst and column in plain_image:
             cells.append(f"**{interval_cell(row)}**")
         else:
             cells.append(interval_cell(row))
@@ -271,10 +334,14 @@ def adaptive_row(rows: list[Row], scenario: str, columns: list[str],
 def adaptive_table(rows: list[Row], scenarios: list[str], epsilon: float | None) -> str:
     columns = adaptive_columns(rows)
     body = [[scenario, *adaptive_row(rows, scenario, columns, epsilon)] for scenario in scenarios]
+    n = sample_size(rows, None, epsilon)
     return ("## Adaptive evaluation\n\n"
             f"Error under each attack at {describe_epsilon(epsilon)}, with its 95% Wilson "
-            "interval; the largest error in each row is in bold, and '-' marks an evaluation "
-            "that does not apply to (or was not run for) the scenario.\n\n"
+            f"interval (results.parquet, {n} test images per cell). Columns up to `worst-case` "
+            "perturb the plain image; `encrypted-input` edits the ciphertext, and "
+            "`worst-case-channel` takes it too. The largest plain-image error in each row is "
+            "in bold, and '-' marks an evaluation that does not apply to (or was not run for) "
+            "the scenario.\n\n"
             + markdown_table(["Scenario", *columns], body))
 
 
@@ -287,6 +354,7 @@ def worst_case_error(rows: list[Row], scenario: str, epsilon: float | None) -> s
     if row is not None:
         return interval_cell(row)
     attacks = [r for r in rows if r.scenario == scenario and is_adversarial(r)
+               and r.evaluation not in (*CHANNEL, WORST_CASE_CHANNEL)
                and same_epsilon(r.epsilon, epsilon)]
     if not attacks:
         return MISSING
@@ -296,7 +364,8 @@ def worst_case_error(rows: list[Row], scenario: str, epsilon: float | None) -> s
 
 def headline(rows: list[Row], scenarios: list[str], epsilon: float | None) -> str:
     bullets = "\n".join(f"- {s}: {worst_case_error(rows, s, epsilon)}" for s in scenarios)
-    return ("## Headline robustness\n\n"
+    n = sample_size(rows, WORST_CASE, epsilon)
+    return ("## Headline robustness\n\n" + THREAT_MODELS + "\n\n"
             "The headline robustness figure for each scenario is its **worst-case** error "
             "(per image, the strongest of all the attacks), not any single attack's. `pgd` is "
             "the paper's protocol, plain autograd through the true cipher, whose quantisation "
@@ -304,15 +373,17 @@ def headline(rows: list[Row], scenarios: list[str], epsilon: float | None) -> st
             "and its error is an upper bound on robustness (a lower bound on the error an "
             "attacker achieves), not evidence of robustness. A scenario is only as robust as "
             "its worst case, at "
-            f"{describe_epsilon(epsilon)}:\n\n{bullets}\n")
+            f"{describe_epsilon(epsilon)} (results.parquet, {n} test images):\n\n{bullets}\n")
 
 
 def figures(gallery: bool) -> str:
     text = ("## Figures\n\n"
             "Robustness curves: error against epsilon, one line per evaluation; the thick black "
-            "line is the worst case.\n\n![robustness curves](curves.png)\n")
+            "line is the worst case (dashed: with the ciphertext-space attack).\n\n![robustness curves](curves.png)\n")
     if gallery:
-        text += "\nClean, encrypted and attacked images:\n\n![gallery](gallery.png)\n"
+        text += ("\nRows: plain, encrypted, adversarial (BPDA-PGD at eps 0.1), encrypted "
+                 "adversarial; each image is labelled with its true and predicted class:\n\n"
+                 "![gallery](gallery.png)\n")
     return text
 
 
@@ -348,8 +419,8 @@ def write_curves(rows: list[Row], scenarios: list[str], path: Path) -> None:
 
 def legend_rank(evaluation: str) -> tuple[int, int, str]:
     """The adaptive table's column order: known attacks, then unknown ones, worst case last."""
-    if evaluation == WORST_CASE:
-        return (2, 0, evaluation)
+    if evaluation in WORST_CASES:
+        return (2, WORST_CASES.index(evaluation), evaluation)
     if evaluation in ADAPTIVE_EVALUATIONS:
         return (0, ADAPTIVE_EVALUATIONS.index(evaluation), evaluation)
     return (1, 0, evaluation)
@@ -360,11 +431,12 @@ def plot_scenario(axis, rows: list[Row]) -> None:
     for evaluation in evaluations:
         points = sorted((r for r in rows if r.evaluation == evaluation), key=lambda r: r.epsilon)
         x = [r.epsilon for r in points]
-        worst = evaluation == WORST_CASE
+        worst = evaluation in WORST_CASES
         colour = "black" if worst else COLOURS.get(evaluation, "tab:gray")
         axis.fill_between(x, [r.ci_low for r in points], [r.ci_high for r in points],
                           color=colour, alpha=0.12, linewidth=0)
         axis.plot(x, [r.error for r in points], marker="o", markersize=3 if not worst else 4,
+                  linestyle="--" if evaluation == WORST_CASE_CHANNEL else "-",
                   color=colour, linewidth=3.0 if worst else 1.2, zorder=3 if worst else 2,
                   label=evaluation)
     if not evaluations:

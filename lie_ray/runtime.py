@@ -25,15 +25,21 @@ DEFAULT_LOCAL_CPUS = max(4, os.cpu_count() or 1)
 
 @contextlib.contextmanager
 def ray_session(num_cpus: int | None = None) -> Iterator[None]:
+    from lie_ray.console import keep_driver_logging, worker_logging_config
+
     if ray.is_initialized():
         yield
         return
+    root = logging.getLogger()
+    handlers, level = list(root.handlers), root.level
+    quiet = {"logging_config": worker_logging_config()}  # workers log warnings unless verbose
     if os.environ.get("RAY_ADDRESS"):
         log.info("joining the Ray cluster at %s", os.environ["RAY_ADDRESS"])
-        ray.init(log_to_driver=True)
+        ray.init(log_to_driver=True, **quiet)
     else:
         ray.init(address="local", num_cpus=max(num_cpus or 0, DEFAULT_LOCAL_CPUS),
-                 include_dashboard=False, log_to_driver=True)
+                 include_dashboard=False, log_to_driver=True, **quiet)
+    keep_driver_logging(handlers, level)
     try:
         yield
     finally:

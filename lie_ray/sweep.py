@@ -12,6 +12,7 @@ every node of a cluster reaches, such as S3):
     OUT/training.parquet     one row per scenario
     OUT/evaluations/         one Parquet file per evaluated scenario (what --resume reuses)
     OUT/examples.parquet, OUT/results.parquet, OUT/report.md, OUT/*.png
+    OUT/logs/sweep.log       the driver's whole log (the console is quiet unless --verbose)
 
 On a laptop the sweep starts an embedded Ray and stops it at the end; with ``RAY_ADDRESS`` set,
 or under ``ray job submit``, it joins that cluster. ``--resume`` after an interruption keeps
@@ -57,6 +58,7 @@ class SweepPlan:
 
 def run_sweep(plan: SweepPlan) -> dict[str, pa.Table]:
     """Run every phase in order; return the training and results tables."""
+    from lie_ray.console import log_to_file
     from lie_ray.encryption import run_encrypt
     from lie_ray.evaluation.run import run_evaluation
     from lie_ray.policies import PolicySpec
@@ -64,6 +66,7 @@ def run_sweep(plan: SweepPlan) -> dict[str, pa.Table]:
     from lie_ray.training.run import run_training
 
     out = plan.out.resolve()
+    log_to_file(out / "logs" / "sweep.log")  # the console stays quiet; this file does not
     with phase("keys"):
         key_path, key = prepare_key(plan, out)
     with phase("encryption"):
@@ -130,27 +133,38 @@ def encryption_done(directory: Path, key: Key, limit: int | None) -> bool:
 
 
 def summary(training: pa.Table, results: pa.Table, out: Path, tensorboard: str) -> str:
-    """The headline per scenario: clean errors, the paper's PGD and the worst case at the
+    """The headline per scenario, every figure from results.parquet with its n (the same
+    numbers and labels as report.md): clean errors, the paper's PGD and the worst cases at the
     largest epsilon; then where everything is."""
     epsilon = max(results.column("epsilon").to_pylist())
-    errors = {(r["scenario"], r["evaluation"]): r["error"] for r in results.to_pylist()
-              if r["epsilon"] == epsilon}
-    lines = [f"{'scenario':<18} {'train':>6} {'test':>6} {'pgd':>6} {'worst':>6}"
-             f"   (adversarial errors at eps {epsilon:.4f})"]
+    rows = results.to_pylist()
+    found = {(r["scenario"], r["evaluation"]): r for r in rows
+             if r["epsilon"] == epsilon or r["evaluation"] in ("train", "test")}
+    n = {e: sorted({r["n"] for (_, name), r in found.items() if name == e})
+         for e in ("train", "test", "pgd")}
+    lines = [f"{'scenario':<18} {'train':>6} {'test':>6} {'pgd':>6} {'worst':>6} {'channel':>7}"]
     for row in training.to_pylist():
         name = row["scenario"]
-        pgd, worst = errors.get((name, "pgd")), errors.get((name, "worst-case"))
-        lines.append(f"{name:<18} {row['train_error']:>6.3f} {row['test_error']:>6.3f} "
-                     f"{_cell(pgd):>6} {_cell(worst):>6}")
-    lines += ["", f"report      {out / 'report.md'}",
+        cells = [_cell(found.get((name, e))) for e in ("train", "test", "pgd", "worst-case")]
+        lines.append(f"{name:<18} {cells[0]:>6} {cells[1]:>6} {cells[2]:>6} {cells[3]:>6} "
+                     f"{_cell(found.get((name, 'worst-case-channel'))):>7}")
+    lines += [f"(results.parquet: clean train error n={_sizes(n['train'])}, clean test error "
+              f"n={_sizes(n['test'])}; adversarial errors at eps {epsilon:.4f}, "
+              f"n={_sizes(n['pgd'])}: pgd = the paper's protocol, worst = worst case over "
+              "plain-image attacks, channel = with the ciphertext-space attack too)",
+              "", f"report      {out / 'report.md'}",
               f"tables      {out / 'training.parquet'}, {out / 'results.parquet'}, "
               f"{out / 'examples.parquet'}",
               f"tensorboard tensorboard --logdir {tensorboard}"]
     return "\n".join(lines)
 
 
-def _cell(value: float | None) -> str:
-    return "-" if value is None else f"{value:.3f}"
+def _sizes(sizes: list[int]) -> str:
+    return "?" if not sizes else "/".join(str(s) for s in sizes)
+
+
+def _cell(row: dict | None) -> str:
+    return "-" if row is None else f"{row['error']:.3f}"
 
 
 def resolve_plan(out: Path, data: Path, preset: str, scenarios: str | None,

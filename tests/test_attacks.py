@@ -11,7 +11,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from lie_ray.attacks import FGSM, PGD, SquareAttack
+from lie_ray.attacks import FGSM, PGD
 from lie_ray.errors import LieRayError
 
 SHAPE = (3, 8, 8)
@@ -56,7 +56,7 @@ def margins(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
 @pytest.fixture(autouse=True)
 def one_thread():
     """Tensors this small gain nothing from a second intra-op thread, and on a busy CPU it makes
-    every op wait (the Square Attack tests ran 40x slower)."""
+    every op wait (small attack tests ran 40x slower)."""
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     yield
@@ -95,8 +95,7 @@ def test_pgd_from_a_random_start_reaches_the_same_corner(labels):
 def every_attack(classifier, eps):
     return [FGSM(classifier, eps=eps),
             PGD(classifier, eps=eps, step_size=max(eps / 4, 0.01), steps=10, random_start=True),
-            PGD(classifier, eps=eps, step_size=0.05, steps=10, random_start=False),
-            SquareAttack(classifier, eps=eps, queries=50, p_init=0.3)]
+            PGD(classifier, eps=eps, step_size=0.05, steps=10, random_start=False)]
 
 
 @pytest.mark.parametrize("images", [mid_range_images(), edge_images()], ids=["mid", "edges"])
@@ -112,80 +111,6 @@ def test_every_attack_stays_in_the_eps_ball_and_the_pixel_range(images, eps, lab
         assert adversarial.min() >= 0 and adversarial.max() <= 1, name
 
 
-def square_attack_problem():
-    """Every example labelled 0, with margins in [s, 2s]: the eps that flips one is known."""
-    weight, bias = linear_classifier()
-    images = mid_range_images()
-    labels = torch.zeros(N, dtype=torch.long)
-    raw = margins(as_classifier(weight, torch.zeros(2, dtype=torch.float64))(images), labels)
-    spread = raw.max() - raw.min()
-    bias = torch.stack([spread - raw.min(), torch.zeros((), dtype=torch.float64)])
-    classifier = as_classifier(weight, bias)
-    start = margins(classifier(images), labels)
-    assert (start > 0).all()
-    # The smallest eps at which the optimal perturbation flips each example.
-    flip_eps = start / (weight[0] - weight[1]).abs().sum()
-    return classifier, images, labels, flip_eps
-
-
-def test_square_attack_fools_a_linear_model_when_eps_allows():
-    classifier, images, labels, flip_eps = square_attack_problem()
-    eps = 1.5 * flip_eps.max().item()
-    assert eps <= 0.3  # no clipping, so the optimum really does flip every example
-    adversarial = SquareAttack(classifier, eps=eps, queries=300)(images, labels)
-    fooled = margins(classifier(adversarial), labels) < 0
-    assert fooled.float().mean() >= 0.9
-
-
-def test_square_attack_fools_nothing_when_eps_cannot():
-    classifier, images, labels, flip_eps = square_attack_problem()
-    eps = 0.9 * flip_eps.min().item()
-    adversarial = SquareAttack(classifier, eps=eps, queries=300)(images, labels)
-    before, after = margins(classifier(images), labels), margins(classifier(adversarial), labels)
-    assert (after > 0).all()
-    # Not for want of trying: it found at least half of the largest drop any eps-bounded
-    # perturbation can make (eps * ||W[0] - W[1]||_1 = before * eps / flip_eps).
-    assert ((before - after) >= 0.5 * before * eps / flip_eps).all()
-
-
-def counting(classifier, calls: list[int]):
-    def count_then_classify(x):
-        calls.append(x.shape[0])
-        return classifier(x)
-    return count_then_classify
-
-
-def test_square_attack_never_worsens_the_margin_and_respects_the_query_budget():
-    classifier, images, labels, flip_eps = square_attack_problem()
-    calls: list[int] = []
-    eps = 0.5 * flip_eps.min().item()
-    stripes = SquareAttack(classifier, eps=eps, queries=1)(images, labels)
-    adversarial = SquareAttack(counting(classifier, calls), eps=eps, queries=40)(images, labels)
-    assert len(calls) <= 40 and max(calls) <= N
-    assert (margins(classifier(adversarial), labels)
-            <= margins(classifier(stripes), labels)).all()
-
-
-def test_square_attack_stops_querying_fooled_examples():
-    classifier, images, labels, flip_eps = square_attack_problem()
-    calls: list[int] = []
-    eps = 3 * flip_eps.max().item()
-    adversarial = SquareAttack(counting(classifier, calls), eps=eps, queries=200)(images, labels)
-    assert (margins(classifier(adversarial), labels) < 0).all()
-    assert len(calls) < 200  # it stopped once everything was fooled
-    assert sum(calls) < 0.5 * N * 200  # and stopped asking about each example once it was
-
-
-def test_square_attack_is_reproducible_with_its_seed():
-    classifier, images, labels, flip_eps = square_attack_problem()
-    eps = 0.5 * flip_eps.min().item()
-    first = SquareAttack(classifier, eps=eps, queries=50, seed=7)(images, labels)
-    again = SquareAttack(classifier, eps=eps, queries=50, seed=7)(images, labels)
-    other = SquareAttack(classifier, eps=eps, queries=50, seed=8)(images, labels)
-    assert torch.equal(first, again)
-    assert not torch.equal(first, other)
-
-
 @pytest.mark.parametrize("make", [
     lambda c: FGSM(c, eps=-0.1),
     lambda c: FGSM(c, eps=1.5),
@@ -194,13 +119,8 @@ def test_square_attack_is_reproducible_with_its_seed():
     lambda c: PGD(c, steps=0),
     lambda c: PGD(c, step_size=0.0),
     lambda c: PGD(c, step_size=-0.01),
-    lambda c: SquareAttack(c, eps=1.1),
-    lambda c: SquareAttack(c, queries=0),
-    lambda c: SquareAttack(c, p_init=0.0),
-    lambda c: SquareAttack(c, p_init=1.5),
 ], ids=["fgsm-eps-neg", "fgsm-eps-big", "pgd-eps-neg", "pgd-eps-big", "pgd-steps-0",
-        "pgd-step-0", "pgd-step-neg", "square-eps-big", "square-queries-0", "square-p-0",
-        "square-p-big"])
+        "pgd-step-0", "pgd-step-neg"])
 def test_bad_arguments_raise_lie_ray_error(make):
     with pytest.raises(LieRayError):
         make(as_classifier(*linear_classifier()))

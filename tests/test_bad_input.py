@@ -27,7 +27,7 @@ from typer.testing import CliRunner
 
 import lie_ray.cli
 import lie_ray.runtime
-from lie_ray.attacks import FGSM, PGD, SquareAttack
+from lie_ray.attacks import FGSM, PGD
 from lie_ray.cipher import cipher_with_grad, from_permutation
 from lie_ray.cli import app
 from lie_ray.data.cifar import SPLIT_FILES, check_dataset, load_split
@@ -573,16 +573,14 @@ def classifier(x):
     (lambda: PGD(classifier, eps=float("inf")), ("eps must lie in [0, 1]", "inf")),
     (lambda: PGD(classifier, step_size=float("nan")), ("step size must lie in (0, 1]",)),
     (lambda: PGD(classifier, steps=2.5), ("whole number of steps", "2.5")),
-    (lambda: SquareAttack(classifier, eps=float("nan")), ("eps must lie in [0, 1]",)),
-    (lambda: SquareAttack(classifier, queries=1.5), ("whole number of queries",)),
     (lambda: Scenario("S", encrypted=False, eps=float("nan")),
      ("scenario 'S': eps must lie in (0, 1]", "--pgd-eps")),
     (lambda: Scenario("S", encrypted=False, step_size="0.1"),
      ("step size must lie in (0, 1], got '0.1'", "--pgd-step-size")),
     (lambda: Scenario("S", encrypted=False, steps=True),
      ("steps must be an integer in 1..10000, got True", "--pgd-steps")),
-], ids=["fgsm-eps-nan", "pgd-eps-inf", "pgd-step-nan", "pgd-steps-float", "square-eps-nan",
-        "square-queries-float", "scenario-eps-nan", "scenario-step-text", "scenario-steps-bool"])
+], ids=["fgsm-eps-nan", "pgd-eps-inf", "pgd-step-nan", "pgd-steps-float", "scenario-eps-nan",
+        "scenario-step-text", "scenario-steps-bool"])
 def test_attack_settings_out_of_range_are_one_line_errors(make, fragments):
     with pytest.raises(LieRayError) as caught:
         make()

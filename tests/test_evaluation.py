@@ -11,7 +11,9 @@ from PIL import Image
 from lie_ray.attacks import PGD
 from lie_ray.data.cifar import load_split
 from lie_ray.evaluation.defender import Defender, eot_classifier
-from lie_ray.evaluation.protocols import Outcome, worst_of
+from lie_ray.evaluation.protocols import PROTOCOLS, Batch, Outcome, autoattack, worst_of
+from lie_ray.evaluation.settings import (CHANNEL, PLAIN_SPACE, WORST_CASE, WORST_CASE_CHANNEL,
+                                         EvalSettings)
 from lie_ray.evaluation.run import wilson_interval
 from lie_ray.keys import generate_key
 from lie_ray.models import build_model
@@ -94,9 +96,9 @@ def test_examples_have_one_row_per_image_per_evaluation(evaluation):
     test_rows = examples[examples.evaluation != "train"]
     counts = test_rows.groupby(["scenario", "evaluation", "epsilon"]).id.agg(["count", "nunique"])
     assert (counts["count"] == 24).all() and (counts["nunique"] == 24).all()
-    expected = {"Plain": {"test", "pgd", "gradient-free", "worst-case"}}
-    encrypted = {"test", "pgd", "bpda", "eot", "transfer", "encrypted-input", "gradient-free",
-                 "worst-case"}
+    expected = {"Plain": {"test", "pgd", "gradient-free", "autoattack", WORST_CASE,
+                          WORST_CASE_CHANNEL}}
+    encrypted = {"test", *PLAIN_SPACE, *CHANNEL, WORST_CASE, WORST_CASE_CHANNEL}
     for scenario, group in test_rows.groupby("scenario"):
         assert set(group.evaluation) == expected.get(scenario, encrypted), scenario
     train_rows = examples[examples.evaluation == "train"]
@@ -104,12 +106,21 @@ def test_examples_have_one_row_per_image_per_evaluation(evaluation):
     assert (examples.linf <= examples.epsilon + 0.5 / 255 + 1e-6).all()  # float32 pixels
 
 
-def test_worst_case_is_never_below_any_single_attack(evaluation):
+def test_worst_case_is_over_plain_image_attacks_only(evaluation):
+    # Per image: worst-case is wrong exactly when some plain-image attack fooled it (so it
+    # never takes encrypted-input, and never falls below any plain-image attack), and
+    # worst-case-channel exactly when any attack, ciphertext-space ones included, did.
+    examples = pq.read_table(evaluation["out"] / "examples.parquet").to_pandas()
+    attacked = examples[examples.epsilon > 0]
+    wrong = attacked.assign(wrong=~attacked.correct).pivot_table(
+        index=["scenario", "epsilon", "id"], columns="evaluation", values="wrong")
+    plain = wrong[[c for c in PLAIN_SPACE if c in wrong]].max(axis=1)
+    every = wrong[[c for c in (*PLAIN_SPACE, *CHANNEL) if c in wrong]].max(axis=1)
+    assert (wrong[WORST_CASE] == plain).all()
+    assert (wrong[WORST_CASE_CHANNEL] == every).all()
+    encrypted = wrong.xs("Encrypted", level="scenario")
+    assert set(CHANNEL) <= set(encrypted.dropna(axis=1).columns)
     results = pq.read_table(evaluation["out"] / "results.parquet").to_pandas()
-    attacks = results[~results.evaluation.isin(["test", "train", "worst-case"])]
-    worst = results[results.evaluation == "worst-case"].set_index(["scenario", "epsilon"]).error
-    for _, row in attacks.iterrows():
-        assert worst[(row.scenario, row.epsilon)] >= row.error - 1e-12
     assert ((results.ci_low <= results.error) & (results.error <= results.ci_high)).all()
 
 
@@ -121,30 +132,95 @@ def test_attacks_never_lower_the_error_below_clean(evaluation):
         assert row.error >= clean[row.scenario] - 1e-12
 
 
-def test_pgd_at_the_papers_eps_breaks_a_plain_model_that_learned(cifar_dir):
-    # The slice's one-epoch models are near chance; this model has learned something, and PGD
-    # (eps 0.1, step 0.01, the paper's 20 steps) must still fool it on nearly every image.
+@pytest.fixture(scope="module")
+def learned(cifar_dir):
+    """A Plain and an Encrypted (fixed key) model that learned something (3 epochs on 2048
+    images; the slice's one-epoch models are near chance), and 100 test images."""
     torch.manual_seed(0)
     torch.set_num_threads(2)
     train, test = load_split(cifar_dir, "train").head(2048), load_split(cifar_dir, "test").head(100)
-    as_float = lambda split: torch.from_numpy(split.images).permute(0, 3, 1, 2).float() / 255
+    as_float = lambda split: (torch.from_numpy(split.images).permute(0, 3, 1, 2).float() / 255
+                              ).contiguous()
     x, y = as_float(train), torch.from_numpy(train.labels).long()
-    model = build_model(encrypted=False, width=8)
-    optimizer = torch.optim.SGD(model.parameters(), lr=0.05, momentum=0.9)
-    for _ in range(3):
-        for rows in torch.randperm(len(y)).split(64):
-            optimizer.zero_grad()
-            F.cross_entropy(model(x[rows]), y[rows]).backward()
-            optimizer.step()
-    model.eval()
-    images, labels = as_float(test), torch.from_numpy(test.labels).long()
-    with torch.no_grad():
-        clean_error = (model(images).argmax(1) != labels).float().mean().item()
-    adversarial = PGD(model, eps=0.1, step_size=0.01, steps=20)(images, labels)
-    with torch.no_grad():
-        adversarial_error = (model(adversarial).argmax(1) != labels).float().mean().item()
-    assert clean_error < 0.8  # it learned: chance is 0.9
-    assert adversarial_error >= 0.95
+    key = generate_key()
+    defenders = {}
+    for encrypted in (False, True):
+        model = build_model(encrypted=encrypted, width=8, adaptation_channels=16)
+        inputs = key.cipher("fixed").encrypt(x) if encrypted else x
+        optimizer = torch.optim.SGD(model.parameters(), lr=0.05, momentum=0.9)
+        for _ in range(3):
+            for rows in torch.randperm(len(y)).split(64):
+                optimizer.zero_grad()
+                F.cross_entropy(model(inputs[rows]), y[rows]).backward()
+                optimizer.step()
+        for parameter in model.parameters():
+            parameter.requires_grad_(False)
+        defenders["Encrypted" if encrypted else "Plain"] = (
+            Defender(model.eval(), key, FixedPolicy()) if encrypted else Defender(model.eval()))
+    batch = Batch(as_float(test), torch.from_numpy(test.labels).long(), np.arange(100))
+    return defenders, batch
+
+
+def error(defender, batch, images=None) -> float:
+    predictions = defender.predict(batch.images if images is None else images, batch.ids)
+    return (predictions != batch.labels).float().mean().item()
+
+
+def test_pgd_at_the_papers_eps_breaks_a_plain_model_that_learned(learned):
+    # PGD (eps 0.1, step 0.01, the paper's 20 steps) must fool it on nearly every image.
+    defenders, batch = learned
+    plain = defenders["Plain"]
+    adversarial = PGD(plain.model, eps=0.1, step_size=0.01, steps=20)(batch.images, batch.labels)
+    assert error(plain, batch) < 0.8  # it learned: chance is 0.9
+    assert error(plain, batch, adversarial) >= 0.95
+
+
+def test_autoattack_wrapper_passes_real_gradients(learned):
+    # torchattacks' AutoAttack through lie_ray's nn.Module wrapper ('light': 10 steps, one
+    # target class, 50 Square queries): on Plain it must do what PGD does; through the cipher,
+    # with BPDA backward, it must beat random +-eps noise by far.
+    defenders, batch = learned
+    settings = EvalSettings(autoattack="light", autoattack_steps=10, square_queries=50)
+    assert autoattack(defenders["Plain"], batch, 0.1, settings, {}).predictions.ne(
+        batch.labels).float().mean() >= 0.95
+    encrypted = defenders["Encrypted"]
+    torch.manual_seed(0)
+    noisy = (batch.images + 0.1 * torch.randn_like(batch.images).sign()).clamp(0, 1)
+    outcome = autoattack(encrypted, batch, 0.1, settings, {})
+    through_cipher = outcome.predictions.ne(batch.labels).float().mean().item()
+    assert through_cipher >= error(encrypted, batch, noisy) + 0.2
+    assert (outcome.linf <= 0.1 + 0.5 / 255 + 1e-6).all()
+    assert not encrypted.model.training  # the library must not leave BatchNorm in train mode
+
+
+def test_each_reading_of_the_papers_protocol_and_bpda_includes_identity(learned):
+    defenders, batch = learned
+    encrypted = defenders["Encrypted"]
+    settings = EvalSettings(pgd_steps=5)
+    done = {"bpda-identity": PROTOCOLS["bpda-identity"](encrypted, batch, 0.1, settings, {})}
+    worst = PROTOCOLS["bpda"](encrypted, batch, 0.1, settings, {"done": done})
+    fooled_identity = done["bpda-identity"].predictions != batch.labels
+    assert (worst.predictions != batch.labels)[fooled_identity].all()  # bpda's worst includes it
+    literal = PROTOCOLS["paper-literal"](encrypted, batch, 0.1, settings, {})
+    for outcome in (literal, done["bpda-identity"], worst):
+        assert (outcome.linf <= 0.1 + 0.5 / 255 + 1e-6).all()
+    # Both readings with a real gradient beat the zero-gradient one on a model that learned.
+    paper_pgd = PROTOCOLS["pgd"](encrypted, batch, 0.1, settings, {})
+    assert fooled_identity.float().mean() > (paper_pgd.predictions != batch.labels).float().mean()
+
+
+def test_a_plain_eps_of_0_1_moves_ciphertext_bytes_by_far_more():
+    # Why encrypted-input is no bound on plain-image attacks: a plain step of 25/255 (< 0.1)
+    # changes a low nibble, which the cipher puts in some byte's HIGH half.
+    cipher = generate_key().cipher("fixed")
+    generator = torch.Generator().manual_seed(0)
+    levels = torch.randint(0, 256, (64, 3, 32, 32), generator=generator)
+    step = 25 * (2 * torch.randint(0, 2, levels.shape, generator=generator) - 1)
+    images, moved = levels.float() / 255, (levels + step).clamp(0, 255).float() / 255
+    assert (moved - images).abs().max() <= 0.1
+    change = (cipher.encrypt(moved) - cipher.encrypt(images)).abs().flatten(1).amax(1)
+    assert change.max() >= 0.9  # 254/255 here
+    assert change.min() > 0.5  # in every image, not just one
 
 
 def test_report_renders_with_its_pictures(evaluation):

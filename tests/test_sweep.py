@@ -39,6 +39,10 @@ def test_job_submitted_sweep_writes_every_table_and_the_report(smoke_sweep):
         assert f"[{number + 1}/5] {phase} done in" in output
     assert re.search(r"Encrypted-Adv-DK\s+[\d.]+\s+[\d.]+\s+[\d.]+\s+[\d.]+", output)
     assert f"report      {out / 'report.md'}" in output
+    # A quiet console (no Ray Data execution plans; Tune's table names each scenario rather
+    # than printing its record), while the driver's whole log is kept under OUT.
+    assert "Execution plan of Dataset" not in output and "'steps':" not in output
+    assert "[5/5] report done in" in (out / "logs" / "sweep.log").read_text()
 
 
 def test_sweep_made_its_own_key_private(smoke_sweep):

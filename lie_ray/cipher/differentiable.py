@@ -17,6 +17,10 @@ Backward modes:
 ``bpda-both``
     The local slope of both nibbles: the high one as above, the low one at 255 per unit (the
     slope of the sawtooth between its jumps).
+``identity``
+    The identity as the cipher's backward: the gradient at each encrypted pixel is applied to
+    the plain pixel at the same place (the simplest BPDA, and the reading of the paper's
+    protocol that the authors' later key-defence code used).
 
 For every mode, ``smooth_surrogate`` is the function whose Jacobian the backward pass applies.
 """
@@ -31,7 +35,7 @@ from lie_ray.cipher.block import BlockCipher, Direction
 from lie_ray.cipher.quantise import to_bytes
 from lie_ray.cipher.torch_path import device_tables
 
-BackwardMode = Literal["none", "bpda-high", "bpda-both"]
+BackwardMode = Literal["none", "bpda-high", "bpda-both", "identity"]
 BACKWARD_MODES: tuple[str, ...] = get_args(BackwardMode)
 
 
@@ -57,6 +61,8 @@ class _BPDACipher(torch.autograd.Function):
 
     @staticmethod
     def backward(ctx, grad_out):
+        if ctx.backward == "identity":
+            return grad_out, None, None, None
         n = grad_out.shape[0]
         weight_hi, weight_lo = bpda_weights(ctx.tables, ctx.backward, grad_out.dtype)
         g = grad_out.reshape(n, -1)
@@ -116,6 +122,8 @@ def smooth_surrogate(cipher: BlockCipher, images: torch.Tensor, anchor: torch.Te
     PAPER.md rather than the gather tables, so tests comparing the two check one against the
     other.
     """
+    if backward == "identity":
+        return images - anchor + cipher.encrypt(anchor)
     m, c = cipher.block_size, cipher.channels
     d = m * m * c
     n, _, h, w = images.shape

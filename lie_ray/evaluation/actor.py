@@ -10,7 +10,7 @@ import torch
 
 from lie_ray.evaluation.defender import attacker_ciphers, load_defender, load_network
 from lie_ray.evaluation.protocols import (PROTOCOLS, Batch, Outcome, applicable, worst_of)
-from lie_ray.evaluation.settings import WORST_CASE, EvalSettings
+from lie_ray.evaluation.settings import PLAIN_SPACE, WORST_CASE, WORST_CASE_CHANNEL, EvalSettings
 
 
 class EvaluateShard:
@@ -50,10 +50,15 @@ class EvaluateShard:
                                                     "plain_model" in self.context)]
         rows = []
         for eps in self.settings.epsilons:
-            outcomes = [PROTOCOLS[name](self.defender, batch, eps, self.settings, self.context)
-                        if eps > 0 else Outcome(clean, zero) for name in names]
-            rows += [(name, eps, outcome) for name, outcome in zip(names, outcomes)]
-            rows.append((WORST_CASE, eps, worst_of(outcomes, batch.labels)))
+            done: dict[str, Outcome] = {}  # what ran at this eps: bpda reuses bpda-identity
+            for name in names:
+                done[name] = (PROTOCOLS[name](self.defender, batch, eps, self.settings,
+                                              {**self.context, "done": done})
+                              if eps > 0 else Outcome(clean, zero))
+            rows += [(name, eps, outcome) for name, outcome in done.items()]
+            plain_space = [done[name] for name in names if name in PLAIN_SPACE]
+            rows.append((WORST_CASE, eps, worst_of(plain_space, batch.labels)))
+            rows.append((WORST_CASE_CHANNEL, eps, worst_of(list(done.values()), batch.labels)))
         return rows
 
     def to_columns(self, rows: list[tuple], batch: Batch, clean: torch.Tensor

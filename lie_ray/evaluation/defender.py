@@ -65,11 +65,12 @@ class Defender:
         labels = self.policy.labels(np.asarray(ids), "test")
         return [np.flatnonzero(labels == label) for label in np.unique(labels)]
 
-    def single_key_classifier(self, representative_id: int) -> Classifier:
+    def single_key_classifier(self, representative_id: int, backward: str = "none"
+                              ) -> Classifier:
         """model(encrypt(x)) with the key of ``representative_id`` for EVERY row: for attacks
         that query arbitrary subsets of a batch whose rows all share that key."""
         return lambda plain: self.model(self.encrypt(
-            plain, np.full(len(plain), representative_id), "none"))
+            plain, np.full(len(plain), representative_id), backward))
 
     def predict(self, plain: torch.Tensor, ids: np.ndarray) -> torch.Tensor:
         with torch.no_grad():

@@ -5,7 +5,8 @@ evaluates the test set (and clean error on the train set) in Ray Data actor pool
 
     OUT/examples.parquet   one row per image per (scenario, evaluation, epsilon)
     OUT/results.parquet    one row per (scenario, evaluation, epsilon): n, error, 95% CI
-    OUT/gallery.png        plain / encrypted / adversarial / encrypted adversarial images
+    OUT/gallery.png        plain / encrypted / adversarial / encrypted adversarial images,
+                           each captioned true class -> predicted class
     OUT/report.md, OUT/curves.png   (``lie_ray.report``)
 """
 from __future__ import annotations
@@ -33,7 +34,7 @@ from lie_ray.evaluation.actor import EvaluateShard
 from lie_ray.evaluation.defender import load_defender
 from lie_ray.evaluation.settings import PAPER_EPSILON, EvalSettings
 from lie_ray.policies import load_key_for_policies
-from lie_ray.preview import save_grid
+from lie_ray.preview import CIFAR_CLASSES, save_grid
 from lie_ray.runtime import wants_gpu
 
 log = logging.getLogger("lie_ray")
@@ -169,19 +170,27 @@ def write_parquet(table: pa.Table, path: Path) -> None:
 def write_gallery(trained: list[dict], key_path: str | None, test, key_batch_size: int,
                   settings: EvalSettings, path: Path) -> None:
     """The paper's Fig. 1 and Fig. 4: plain, encrypted, adversarial (BPDA-PGD at eps 0.1) and
-    encrypted adversarial images for the first encrypted scenario."""
+    encrypted adversarial images for the first encrypted scenario, each row named and each
+    image captioned with its true class and what the scenario's network predicts for it."""
     row = next((r for r in trained if r["encrypted"]), None)
     if row is None:
         return
     defender = load_defender(row["checkpoint"], key_path, row["key_policy"], key_batch_size)
     shown = test.head(8)
-    plain = torch.from_numpy(shown.images).permute(0, 3, 1, 2).float() / 255
+    plain = torch.from_numpy(shown.images).permute(0, 3, 1, 2).float().contiguous() / 255
     labels = torch.from_numpy(shown.labels).long()
     adversarial = PGD(defender.classifier(shown.ids, "bpda-both"), PAPER_EPSILON,
                       settings.step_size(PAPER_EPSILON), settings.pgd_steps)(plain, labels)
     with torch.no_grad():
         images = [plain, defender.encrypt(plain, shown.ids), adversarial,
                   defender.encrypt(adversarial, shown.ids)]
+    predicted = [defender.predict(x, shown.ids).tolist() for x in (plain, adversarial)]
     as_bytes = [torch.floor(x * 255 + 0.5).to(torch.uint8).permute(0, 2, 3, 1).numpy()
                 for x in images]
-    save_grid(as_bytes, path)
+    name = lambda k: CIFAR_CLASSES[k] if 0 <= k < len(CIFAR_CLASSES) else str(k)
+    captions = [[f"true {name(t)}\npred {name(p)}" for t, p in zip(labels.tolist(), guesses)]
+                for guesses in (predicted[0], predicted[0], predicted[1], predicted[1])]
+    save_grid(as_bytes, path, row_labels=[
+        f"plain\n({row['scenario']})", "encrypted\n(what it sees)",
+        f"adversarial\n(BPDA-PGD, eps {PAPER_EPSILON:g})", "encrypted\nadversarial"],
+        captions=captions)

@@ -11,8 +11,16 @@ from dataclasses import dataclass
 from lie_ray.errors import LieRayError
 
 PAPER_EPSILON = 0.1
-EVALUATIONS = ("pgd", "bpda", "eot", "transfer", "encrypted-input", "gradient-free")
-WORST_CASE = "worst-case"
+# Two threat models. PLAIN_SPACE attackers perturb the plain image within eps before it is
+# encrypted (the paper's); CHANNEL attackers edit the encrypted image in transit, with eps
+# measured in ciphertext space, which is a different (not a stronger or weaker) attacker.
+PLAIN_SPACE = ("pgd", "paper-literal", "bpda-identity", "bpda", "eot", "transfer",
+               "gradient-free", "autoattack")
+CHANNEL = ("encrypted-input",)
+EVALUATIONS = PLAIN_SPACE + CHANNEL
+WORST_CASE = "worst-case"  # per image, over PLAIN_SPACE: the headline
+WORST_CASE_CHANNEL = "worst-case-channel"  # per image, over PLAIN_SPACE + CHANNEL
+AUTOATTACK_VERSIONS = ("standard", "light")
 
 
 @dataclass(frozen=True)
@@ -21,6 +29,10 @@ class EvalSettings:
     pgd_steps: int = 20
     eot_keys: int = 10  # random keys the keyless attacker averages gradients over
     square_queries: int = 1000
+    # torchattacks' AutoAttack 'standard' (APGD-CE, APGD-T, FAB-T, Square-5000), or 'light':
+    # the same four attacks with autoattack_steps steps, one target class and square_queries.
+    autoattack: str = "standard"
+    autoattack_steps: int = 10
     test_limit: int | None = None  # first N test images (ids stay stable)
     actors: int = 2
     batch_size: int = 128
@@ -49,6 +61,11 @@ class EvalSettings:
                               "once: list each epsilon once")
         if self.pgd_steps < 1 or self.eot_keys < 1 or self.square_queries < 1:
             raise LieRayError("PGD steps, EOT keys and Square queries must all be >= 1")
+        if self.autoattack not in AUTOATTACK_VERSIONS:
+            raise LieRayError(f"AutoAttack version must be one of {AUTOATTACK_VERSIONS}, got "
+                              f"{self.autoattack!r}")
+        if self.autoattack_steps < 1:
+            raise LieRayError("AutoAttack steps must be >= 1")
         if self.actors < 1 or self.batch_size < 1:
             raise LieRayError("actors and batch size must be >= 1")
 
@@ -57,7 +74,8 @@ EVAL_PRESETS: dict[str, EvalSettings] = {
     "paper": EvalSettings(),
     # A few minutes on 2 cores: 3 epsilons, 100 test images, lighter attacks.
     "smoke": EvalSettings(epsilons=(0.0, 8 / 255, PAPER_EPSILON), pgd_steps=10, eot_keys=2,
-                          square_queries=50, test_limit=100, actors=2, batch_size=50),
+                          square_queries=50, autoattack="light", autoattack_steps=5,
+                          test_limit=100, actors=2, batch_size=50),
 }
 
 

@@ -18,6 +18,7 @@ import pyarrow.parquet as pq
 from ray import tune
 
 from lie_ray import atomic, interrupt
+from lie_ray.console import verbose
 from lie_ray.data.cifar import resolve_data_dir
 from lie_ray.errors import LieRayError
 from lie_ray.presets import TRIAL_DRIVER_CPUS, TrainSettings
@@ -44,8 +45,11 @@ def run_training(scenarios: list[Scenario], settings: TrainSettings, data_dir: s
     key = key_for_scenarios(scenarios, key_path, settings.block_size, settings.key_batch_size)
     key_fingerprint = key.fingerprint if key is not None else None
     storage = storage or str(out / "ray")
-    param_space = {
-        "scenario": tune.grid_search([dataclasses.asdict(s) for s in by_expected_cost(scenarios)]),
+    # Tune's config holds only the scenario's NAME (the grid): its table then shows the name,
+    # and a trial's start prints one line of config. The rest reaches the trial through
+    # tune.with_parameters (below).
+    param_space = {"scenario": tune.grid_search([s.name for s in by_expected_cost(scenarios)])}
+    job = {
         "settings": dataclasses.asdict(settings),
         "key_path": str(Path(key_path).resolve()) if key_path else None,
         "key_fingerprint": key_fingerprint,
@@ -53,9 +57,13 @@ def run_training(scenarios: list[Scenario], settings: TrainSettings, data_dir: s
         "train_storage": f"{storage}/runs",
         "use_gpu": wants_gpu(settings.gpu),
         "max_failures": 2,
+        "quiet": not verbose(),
     }
     started = time.monotonic()
-    trainable = tune.with_resources(train_scenario, {"cpu": TRIAL_DRIVER_CPUS})
+    records = {s.name: dataclasses.asdict(s) for s in scenarios}
+    trainable = tune.with_resources(tune.with_parameters(train_scenario, scenarios=records,
+                                                         job=job),
+                                    {"cpu": TRIAL_DRIVER_CPUS})
     experiment = f"{storage}/{EXPERIMENT}"
     if resume and tune.Tuner.can_restore(experiment):
         log.info("resuming the training experiment at %s: finished trials are kept", experiment)
@@ -68,7 +76,9 @@ def run_training(scenarios: list[Scenario], settings: TrainSettings, data_dir: s
             tune_config=tune.TuneConfig(max_concurrent_trials=settings.max_concurrent_trials,
                                         trial_name_creator=_trial_name,
                                         trial_dirname_creator=_trial_name),
+            # verbose 1: Tune's status table and trial events; 2 (--verbose): every result too.
             run_config=tune.RunConfig(name=EXPERIMENT, storage_path=storage,
+                                      verbose=2 if verbose() else 1,
                                       failure_config=tune.FailureConfig(max_failures=1),
                                       callbacks=[AnnounceFinishedTrials()]),
         )
@@ -82,9 +92,11 @@ class AnnounceFinishedTrials(tune.Callback):
     """One log line per finished scenario: progress a user (or a test) can wait for."""
 
     def on_trial_complete(self, iteration, trials, trial, **info):
-        log.info("finished training %s: test error %.3f after %s epochs",
-                 trial.config["scenario"]["name"], trial.last_result.get("test_error", float("nan")),
-                 trial.last_result.get("epoch", "?"))
+        result = trial.last_result
+        log.info("finished training %s: held-out error %.3f after %s epochs (training's own "
+                 "test split, n=%s)", trial.config["scenario"],
+                 result.get("test_error", float("nan")), result.get("epoch", "?"),
+                 result.get("test_images", "?"))
 
 
 def by_expected_cost(scenarios: list[Scenario]) -> list[Scenario]:
@@ -94,20 +106,20 @@ def by_expected_cost(scenarios: list[Scenario]) -> list[Scenario]:
 
 
 def _trial_name(trial) -> str:
-    return trial.config["scenario"]["name"]
+    return trial.config["scenario"]
 
 
 def results_table(results, scenarios: list[Scenario], settings: TrainSettings,
                   wall_seconds: float) -> pa.Table:
     wanted, by_name = {s.name for s in scenarios}, {}
     for result in results:
-        if result.config["scenario"]["name"] not in wanted:
+        if result.config["scenario"] not in wanted:
             continue
         if result.error is not None:
-            raise LieRayError(f"training failed for scenario {result.config['scenario']['name']}: "
+            raise LieRayError(f"training failed for scenario {result.config['scenario']}: "
                               f"{type(result.error).__name__}; see the trial logs under "
                               f"{result.path}")
-        by_name[result.config["scenario"]["name"]] = result.metrics
+        by_name[result.config["scenario"]] = result.metrics
     missing = sorted(wanted - set(by_name))
     if missing:
         raise LieRayError(f"the experiment being resumed has no trial for {missing}: resume with "

@@ -6,8 +6,9 @@ forwarding rank 0's reports to Tune. The Train run is named after the scenario a
 fingerprint, so fitting again (after a crash, or ``lie-ray train`` run a second time) resumes
 from its latest checkpoint; a different key is a different run.
 
-The trial config holds only plain settings, paths and fingerprints; the key FILE's path is the
-only way to the key, and workers and actors open it themselves.
+The trial config holds only the scenario's name; records, settings, paths and the key's
+fingerprint come through ``tune.with_parameters``. The key FILE's path is the only way to the
+key, and workers and actors open it themselves.
 """
 from __future__ import annotations
 
@@ -21,6 +22,7 @@ from ray import tune
 from ray.train.torch import TorchTrainer
 from ray.tune.integration.ray_train import CHECKPOINT_PATH_KEY, TuneReportCallback
 
+from lie_ray.console import quiet_trial
 from lie_ray.presets import DATA_CPUS_PER_TRIAL, TrainSettings
 from lie_ray.scenarios import Scenario
 from lie_ray.training.pipeline import build_datasets
@@ -40,9 +42,15 @@ def data_config() -> ray.train.DataConfig:
                                 execution_options={"train": limited, "test": limited})
 
 
-def train_scenario(config: dict) -> None:
-    """Tune function trainable: train ``config['scenario']`` to completion (or resume it)."""
-    scenario, settings = Scenario(**config["scenario"]), TrainSettings(**config["settings"])
+def train_scenario(config: dict, scenarios: dict[str, dict], job: dict) -> None:
+    """Tune function trainable: train the scenario named ``config['scenario']`` (its record
+    in ``scenarios``; the sweep's settings, paths and fingerprint in ``job``) to completion,
+    or resume it."""
+    record = scenarios[config["scenario"]]
+    config = {**job, **config}
+    if config["quiet"]:
+        quiet_trial()
+    scenario, settings = Scenario(**record), TrainSettings(**config["settings"])
     name = run_name(scenario, config["key_fingerprint"])
     finished = finished_checkpoint(f"{config['train_storage']}/{name}", settings.epochs)
     if finished is not None:
@@ -59,7 +67,7 @@ def train_scenario(config: dict) -> None:
     ray.data.DataContext.get_current().enable_progress_bars = False
     trainer = TorchTrainer(
         train_func,
-        train_loop_config={"scenario": config["scenario"], "settings": config["settings"],
+        train_loop_config={"scenario": record, "settings": config["settings"],
                            "key_path": key_path,
                            "key_fingerprint": config["key_fingerprint"] if key_path else None},
         scaling_config=ray.train.ScalingConfig(num_workers=settings.num_workers,
@@ -71,6 +79,10 @@ def train_scenario(config: dict) -> None:
             storage_path=config["train_storage"],
             checkpoint_config=ray.train.CheckpointConfig(num_to_keep=2),
             failure_config=ray.train.FailureConfig(max_failures=config["max_failures"]),
+            # Train's own INFO lines (worker group start-up, checkpoint reports) stay in its
+            # log files unless --verbose; the per-epoch line comes from the worker itself.
+            logging_config=ray.train.LoggingConfig(
+                log_level="WARNING" if config["quiet"] else "INFO"),
             callbacks=[TuneReportCallback()]),
     )
     trainer.fit()
