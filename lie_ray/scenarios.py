@@ -9,6 +9,9 @@ TOML.
     eps = 0.1                     # adversarial-training attack, on the plain image
     step_size = 0.1
     steps = 1
+    transform = "shuffle"         # which key-based transform (lie_ray.transforms); default "le"
+    block_size = 4                # its block size (default: the key's for le, else the paper's)
+    variant = "reference"         # a named variant (default: the faithful one)
 """
 from __future__ import annotations
 
@@ -20,6 +23,7 @@ from pathlib import Path
 from lie_ray.errors import LieRayError
 from lie_ray.keys import Key
 from lie_ray.policies import POLICIES, load_key_for_policies
+from lie_ray.transforms import TransformSpec
 
 
 @dataclass(frozen=True)
@@ -31,6 +35,9 @@ class Scenario:
     eps: float = 0.1
     step_size: float = 0.01
     steps: int = 20
+    transform: str = "le"
+    block_size: int | None = None
+    variant: str | None = None
 
     def __post_init__(self):
         if not isinstance(self.name, str) or not self.name.strip() or "," in self.name:
@@ -47,6 +54,19 @@ class Scenario:
             raise LieRayError(f"scenario {self.name!r} is not encrypted but names key_policy "
                               f"{self.key_policy!r}: set encrypted = true or drop key_policy")
         check_attack_settings(self.eps, self.step_size, self.steps, where=f"scenario {self.name!r}")
+        try:
+            self.transform_spec()
+        except LieRayError as err:
+            raise LieRayError(f"scenario {self.name!r}: {err}") from None
+
+    def transform_spec(self) -> TransformSpec:
+        """The scenario's transform with its parameters (block size None: the key's for LE)."""
+        return TransformSpec(self.transform, self.block_size, self.variant)
+
+    @property
+    def transform_label(self) -> str:
+        """What tables call the scenario's transform: its name, or ``none`` for plain images."""
+        return self.transform if self.encrypted else "none"
 
     def with_attack(self, **overrides) -> "Scenario":
         """A copy with attack settings replaced, skipping overrides that are None."""
@@ -77,6 +97,17 @@ PAPER_SCENARIOS: dict[str, Scenario] = {s.name: s for s in [
     Scenario("Encrypted-DK", encrypted=True, key_policy="per-batch"),
     Scenario("Encrypted-Adv-DK", encrypted=True, key_policy="per-batch", adversarial=True),
 ]}
+
+
+# One encrypted scenario per transform (fixed key, each at its paper's first block size),
+# beside Plain, all under the same honest evaluations: ``--preset family``.
+FAMILY_SCENARIOS: dict[str, Scenario] = {s.name: s for s in [
+    Scenario("Plain", encrypted=False),
+    *(Scenario(label, encrypted=True, key_policy="fixed", transform=name)
+      for label, name in (("LE", "le"), ("ELE", "ele"), ("PE", "pe"), ("EtC", "etc"),
+                          ("Shuffle", "shuffle"), ("NP", "np"), ("FFX", "ffx"))),
+]}
+PRESET_SCENARIOS = {"family": FAMILY_SCENARIOS}  # presets whose default is not the paper's five
 
 
 def load_scenario_file(path: str | Path) -> dict[str, Scenario]:
@@ -110,9 +141,9 @@ def load_scenario_file(path: str | Path) -> dict[str, Scenario]:
 
 
 def known_scenarios(extra_files: str | Path | list | tuple | None = None) -> dict[str, Scenario]:
-    """The paper's scenarios plus those of every ``--scenario-file``. A name defined twice
-    (a paper scenario, or one of another file) is an error: results are keyed by name."""
-    known = dict(PAPER_SCENARIOS)
+    """The built-in scenarios plus those of every ``--scenario-file``. A name defined twice
+    (a built-in scenario, or one of another file) is an error: results are keyed by name."""
+    known = {**FAMILY_SCENARIOS, **PAPER_SCENARIOS}
     files = [extra_files] if isinstance(extra_files, (str, Path)) else list(extra_files or [])
     origin = {name: "a built-in scenario" for name in known}
     for path in files:
@@ -137,12 +168,16 @@ def parse_names(names: str, option: str = "--scenarios") -> list[str]:
     return chosen
 
 
-def select_scenarios(names: str | None, extra_files: str | Path | list | None = None
-                     ) -> list[Scenario]:
-    """Scenarios by comma-separated name (all known ones when ``names`` is None)."""
+def select_scenarios(names: str | None, extra_files: str | Path | list | None = None,
+                     preset: str | None = None) -> list[Scenario]:
+    """Scenarios by comma-separated name; when ``names`` is None, the preset's own (the paper's
+    five unless the preset has others, e.g. ``family``) plus those of every scenario file."""
     known = known_scenarios(extra_files)
     if names is None:
-        return list(known.values())
+        builtin = {**FAMILY_SCENARIOS, **PAPER_SCENARIOS}
+        default = dict(PRESET_SCENARIOS.get(preset, PAPER_SCENARIOS))
+        default.update({n: s for n, s in known.items() if n not in builtin})
+        return list(default.values())
     chosen = []
     for name in parse_names(names):
         if name not in known:
