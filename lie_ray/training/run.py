@@ -18,11 +18,14 @@ import pyarrow.parquet as pq
 from ray import tune
 
 from lie_ray import atomic
+from lie_ray.capacity import concurrent_trials
 from lie_ray.data.cifar import resolve_data_dir
 from lie_ray.errors import LieRayError
+from lie_ray.keys import key_location
 from lie_ray.presets import TRIAL_DRIVER_CPUS, TrainSettings
 from lie_ray.runtime import wants_gpu
 from lie_ray.scenarios import Scenario, key_for_scenarios
+from lie_ray.storage import join, to_location
 from lie_ray.training.trial import train_scenario
 
 log = logging.getLogger("lie_ray")
@@ -43,20 +46,26 @@ def run_training(scenarios: list[Scenario], settings: TrainSettings, data_dir: s
     # Reject a missing key, or one a policy cannot use, before any Ray work.
     key = key_for_scenarios(scenarios, key_path, settings.block_size, settings.key_batch_size)
     key_fingerprint = key.fingerprint if key is not None else None
+    use_gpu = wants_gpu(settings.gpu)
+    # Fails at once, in one line, when the cluster cannot hold a single trial.
+    side_by_side = concurrent_trials(settings, use_gpu, len(scenarios),
+                                     settings.max_concurrent_trials)
+    log.info("training %d scenario(s), up to %d at once", len(scenarios), side_by_side)
     storage = storage or str(out / "ray")
+    runs = join(storage, "runs")
     param_space = {
         "scenario": tune.grid_search([dataclasses.asdict(s) for s in by_expected_cost(scenarios)]),
         "settings": dataclasses.asdict(settings),
-        "key_path": str(Path(key_path).resolve()) if key_path else None,
+        "key_path": key_location(key_path),
         "key_fingerprint": key_fingerprint,
         "data_dir": str(data),
-        "train_storage": f"{storage}/runs",
-        "use_gpu": wants_gpu(settings.gpu),
+        "train_storage": runs,
+        "use_gpu": use_gpu,
         "max_failures": 2,
     }
     started = time.monotonic()
     trainable = tune.with_resources(train_scenario, {"cpu": TRIAL_DRIVER_CPUS})
-    experiment = f"{storage}/{EXPERIMENT}"
+    experiment = join(storage, EXPERIMENT)
     if resume and tune.Tuner.can_restore(experiment):
         log.info("resuming the training experiment at %s: finished trials are kept", experiment)
         tuner = tune.Tuner.restore(experiment, trainable=trainable, resume_unfinished=True,
@@ -65,7 +74,7 @@ def run_training(scenarios: list[Scenario], settings: TrainSettings, data_dir: s
         tuner = tune.Tuner(
             trainable,
             param_space=param_space,
-            tune_config=tune.TuneConfig(max_concurrent_trials=settings.max_concurrent_trials,
+            tune_config=tune.TuneConfig(max_concurrent_trials=side_by_side,
                                         trial_name_creator=_trial_name,
                                         trial_dirname_creator=_trial_name),
             run_config=tune.RunConfig(name=EXPERIMENT, storage_path=storage,
@@ -73,7 +82,7 @@ def run_training(scenarios: list[Scenario], settings: TrainSettings, data_dir: s
                                       callbacks=[AnnounceFinishedTrials()]),
         )
     results = tuner.fit()
-    table = results_table(results, scenarios, settings, time.monotonic() - started)
+    table = results_table(results, scenarios, settings, time.monotonic() - started, runs)
     write_table(table, out / "training.parquet")
     return table
 
@@ -98,7 +107,9 @@ def _trial_name(trial) -> str:
 
 
 def results_table(results, scenarios: list[Scenario], settings: TrainSettings,
-                  wall_seconds: float) -> pa.Table:
+                  wall_seconds: float, runs: str = "") -> pa.Table:
+    """One row per scenario. ``checkpoint`` is a location every node can open (a URI under
+    ``runs`` when storage is remote); ``node`` is the node id of the trial's rank-0 worker."""
     wanted, by_name = {s.name for s in scenarios}, {}
     for result in results:
         if result.config["scenario"]["name"] not in wanted:
@@ -124,7 +135,8 @@ def results_table(results, scenarios: list[Scenario], settings: TrainSettings,
             "test_images": int(metrics["test_images"]),
             "resumed_from_epoch": int(metrics["resumed_from_epoch"]),
             "key_fingerprint": metrics.get("key_fingerprint") or "",
-            "checkpoint": metrics.get("checkpoint_path", ""),
+            "checkpoint": to_location(runs, metrics.get("checkpoint_path", "")),
+            "node": metrics.get("node", ""),
             "width": settings.width, "workers": settings.num_workers,
         })
     table = pa.Table.from_pylist(rows)
