@@ -27,6 +27,7 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
 from lie_ray import atomic
+from lie_ray.cluster_log import cluster_section
 from lie_ray.errors import LieRayError
 from lie_ray.evaluation.settings import PAPER_EPSILON, WORST_CASE
 from lie_ray.scenarios import PAPER_SCENARIOS
@@ -83,6 +84,7 @@ def write_report(results_dir: str | os.PathLike,
     write_curves(rows, scenarios, directory / "curves.png")
     text = render_report(rows, training, scenarios, epsilon,
                          gallery=(directory / "gallery.png").is_file())
+    text += cluster_section(directory)  # cluster.png, when the sweep recorded the cluster
     target = directory / "report.md"
     with atomic.staged_file(target) as staging:
         staging.write_text(text, encoding="utf-8")

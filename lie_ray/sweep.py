@@ -12,6 +12,7 @@ write then goes there (``STORAGE/encrypted``, ``STORAGE/train``, ``STORAGE/runs`
     OUT/encrypted/           the encrypted dataset as Parquet shards, with preview.png
     OUT/ray/                 Tune experiment (TensorBoard) and Ray Train checkpoints
     OUT/training.parquet     one row per scenario
+    OUT/cluster.parquet      the cluster over time: alive nodes, CPUs and GPUs total and in use
     OUT/evaluations/         one Parquet file per evaluated scenario (what --resume reuses)
     OUT/examples.parquet, OUT/results.parquet, OUT/report.md, OUT/*.png
 
@@ -36,6 +37,7 @@ import pyarrow as pa
 from lie_ray.data.cifar import check_dataset
 from lie_ray.evaluation.settings import EvalSettings
 from lie_ray import storage
+from lie_ray.cluster_log import ClusterRecorder, write_cluster_table
 from lie_ray.keys import Key, generate_key, key_location, load_key, save_key
 from lie_ray.presets import TrainSettings
 from lie_ray.scenarios import Scenario
@@ -67,13 +69,19 @@ def run_sweep(plan: SweepPlan) -> dict[str, pa.Table]:
     from lie_ray.encryption import run_encrypt
     from lie_ray.evaluation.run import run_evaluation
     from lie_ray.policies import PolicySpec
+    from lie_ray.capacity import concurrent_trials
     from lie_ray.report import write_report
+    from lie_ray.runtime import wants_gpu
     from lie_ray.training.run import run_training
 
     out = plan.out.resolve()
-    with phase("keys"):
+    # A cluster that cannot hold one training trial fails now, not after encrypting.
+    concurrent_trials(plan.train, wants_gpu(plan.train.gpu), len(plan.scenarios),
+                      plan.train.max_concurrent_trials)
+    recorder = ClusterRecorder().start()
+    with phase("keys", recorder):
         key_path, key = prepare_key(plan, out)
-    with phase("encryption"):
+    with phase("encryption", recorder):
         encrypted = plan.shared("encrypted")
         if plan.resume and encryption_done(encrypted, key, plan.train.train_limit):
             log.info("encrypted shards in %s are complete: not encrypted again", encrypted)
@@ -81,14 +89,16 @@ def run_sweep(plan: SweepPlan) -> dict[str, pa.Table]:
             run_encrypt(plan.data, key_path, PolicySpec("fixed", plan.train.key_batch_size),
                         encrypted, limit=plan.train.train_limit,
                         preview=out / "encrypted" / "preview.png")
-    with phase("training"):
+    with phase("training", recorder):
         training = run_training(plan.scenarios, plan.train, plan.data, out, key_path,
                                 resume=plan.resume, storage=plan.storage)
-    with phase("evaluation"):
+    with phase("evaluation", recorder):
         results = run_evaluation(out, plan.data, out, key_path, plan.evaluation,
                                  plan.train.key_batch_size, [s.name for s in plan.scenarios],
                                  resume=plan.resume, gpu=plan.train.gpu,
                                  parts=plan.shared("evaluations"))
+    recorder.stop()
+    write_cluster_table(recorder.table(), out / "cluster.parquet")
     with phase("report"):
         write_report(out, training)
     return {"training": training, "results": results}
@@ -99,12 +109,20 @@ def tensorboard_dir(plan: SweepPlan) -> str:
 
 
 @contextmanager
-def phase(name: str) -> Iterator[None]:
-    """A line when a phase starts and one when it ends, with its wall time."""
+def phase(name: str, recorder: ClusterRecorder | None = None) -> Iterator[None]:
+    """A line when a phase starts and one when it ends, with its wall time; the cluster
+    recorder labels its samples with the phase (and stops if the phase fails)."""
     number = PHASES.index(name) + 1
     log.info("[%d/%d] %s ...", number, len(PHASES), name)
     started = time.monotonic()
-    yield
+    if recorder is not None:
+        recorder.phase = name
+    try:
+        yield
+    except BaseException:
+        if recorder is not None:
+            recorder.stop()
+        raise
     log.info("[%d/%d] %s done in %.1f s", number, len(PHASES), name, time.monotonic() - started)
 
 

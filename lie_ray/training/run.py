@@ -137,6 +137,10 @@ def results_table(results, scenarios: list[Scenario], settings: TrainSettings,
             "key_fingerprint": metrics.get("key_fingerprint") or "",
             "checkpoint": to_location(runs, metrics.get("checkpoint_path", "")),
             "node": metrics.get("node", ""),
+            # when the trial started and last reported (unix seconds): shows trials side by side
+            "started_at": float(metrics.get("timestamp", "nan"))
+            - float(metrics.get("time_total_s", 0)),
+            "finished_at": float(metrics.get("timestamp", "nan")),
             "width": settings.width, "workers": settings.num_workers,
         })
     table = pa.Table.from_pylist(rows)
