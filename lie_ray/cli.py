@@ -160,6 +160,12 @@ SquareQueries = Annotated[Optional[int], typer.Option(
     "--square-queries", min=1, help="Queries of the gradient-free Square attack.")]
 Actors = Annotated[Optional[int], typer.Option("--actors", min=1,
                                                help="Evaluation actors per scenario.")]
+Storage = Annotated[Optional[str], typer.Option(
+    "--storage", help="Where cluster nodes write (checkpoints, shards, evaluation parts): a path "
+    "or URI every node reaches, e.g. s3://bucket/lie_ray?region=us-east-1.")]
+MaxTrials = Annotated[Optional[int], typer.Option(
+    "--max-concurrent-trials", min=1, help="At most N scenario trials at once (default: as "
+    "many as the cluster holds, or may grow to).")]
 
 
 def train_overrides(epochs, batch_size, lr, width, workers, gpu, pgd_steps, pgd_step_size,
@@ -186,12 +192,12 @@ def train(
     data: DataDir = Path(DEFAULT_DATA_DIR),
     scenarios: Scenarios = None,
     scenario_file: ScenarioFile = None,
-    key: Optional[Path] = typer.Option(None, "--key", help="Master key file (needed by "
-                                       "encrypted scenarios)."),
+    key: Optional[str] = typer.Option(None, "--key", help="Master key file or storage URI "
+                                      "(needed by encrypted scenarios)."),
     epochs: Epochs = None, batch_size: BatchSize = None, lr: LearningRate = None,
     width: Width = None, workers: Workers = None, gpu: Gpu = None, pgd_steps: PgdSteps = None,
     pgd_step_size: PgdStepSize = None, pgd_eps: PgdEps = None, train_limit: TrainLimit = None,
-    test_limit: TestLimit = None,
+    test_limit: TestLimit = None, storage: Storage = None, max_concurrent_trials: MaxTrials = None,
     resume: bool = typer.Option(False, "--resume", help="Continue an interrupted run in the "
                                 "same --out: finished trials are kept."),
 ):
@@ -202,14 +208,18 @@ def train(
     from lie_ray.scenarios import key_for_scenarios
     from lie_ray.training.run import run_training
 
-    settings, chosen = training_plan(preset, scenarios, scenario_file, train_overrides(
+    from lie_ray.storage import check_uri
+
+    settings, chosen = training_plan(preset, scenarios, scenario_file, {**train_overrides(
         epochs, batch_size, lr, width, workers, gpu, pgd_steps, pgd_step_size, pgd_eps,
-        train_limit, test_limit))
+        train_limit, test_limit), "max_concurrent_trials": max_concurrent_trials})
     check_output_dir(out)  # fail before Ray starts
+    check_storage(storage)
     data = check_dataset(data)
+    storage = check_uri(storage) if storage else None
     key_for_scenarios(chosen, key, settings.block_size, settings.key_batch_size)
     with ray_session(num_cpus=settings.logical_cpus()), on_interrupt(out):
-        table = run_training(chosen, settings, data, out, key, resume=resume)
+        table = run_training(chosen, settings, data, out, key, resume=resume, storage=storage)
     typer.echo(format_table(table, ["scenario", "train_error", "test_error", "epochs",
                                     "key_fingerprint"]))
     typer.echo(f"wrote {out / 'training.parquet'}")
@@ -223,14 +233,14 @@ def evaluate(
                              "pictures go."),
     preset: Preset = "smoke",
     data: DataDir = Path(DEFAULT_DATA_DIR),
-    key: Optional[Path] = typer.Option(None, "--key", help="The key the scenarios were trained "
+    key: Optional[str] = typer.Option(None, "--key", help="The key the scenarios were trained "
                                        "with (needed by encrypted scenarios)."),
     scenarios: Scenarios = None,
     epsilons: Epsilons = None, test_limit: EvalLimit = None, pgd_steps: EvalPgdSteps = None,
     eot_keys: EotKeys = None, square_queries: SquareQueries = None, actors: Actors = None,
     resume: bool = typer.Option(False, "--resume", help="Reuse scenarios already evaluated "
                                 "into --out with the same checkpoint and settings."),
-    gpu: Gpu = None,
+    gpu: Gpu = None, storage: Storage = None,
 ):
     """Evaluate trained scenarios: the paper's PGD beside BPDA, EOT, transfer, encrypted-input
     and gradient-free attacks; writes examples.parquet, results.parquet and report.md."""
@@ -244,18 +254,21 @@ def evaluate(
     from lie_ray.report import write_report
     from lie_ray.runtime import check_gpu_choice, ray_session
     from lie_ray.scenarios import parse_names
+    from lie_ray.storage import check_uri, join
 
     settings = get_eval_preset(preset).replace(**eval_overrides(
         epsilons, test_limit, pgd_steps, eot_keys, square_queries, actors))
     chosen = parse_names(scenarios) if scenarios is not None else None
     check_gpu_choice(gpu or "auto")
     check_output_dir(out)  # fail before Ray starts
+    check_storage(storage)
+    parts = join(check_uri(storage), "evaluations") if storage else None
     trained = read_training(runs, chosen)
     data = check_dataset(data)
     load_key_for_policies(key, [row["key_policy"] for row in trained if row["encrypted"]])
     with ray_session(), on_interrupt(out):
         results = run_evaluation(runs, data, out, key, settings, scenarios=chosen,
-                                 resume=resume, gpu=gpu or "auto")
+                                 resume=resume, gpu=gpu or "auto", parts=parts)
     report = write_report(out, pq.read_table(Path(runs) / "training.parquet"))
     headline = results.filter(pc.equal(results["epsilon"], max(settings.epsilons)))
     typer.echo(format_table(headline, ["scenario", "evaluation", "epsilon", "n", "error"]))
@@ -271,13 +284,11 @@ def sweep(
     data: DataDir = Path(DEFAULT_DATA_DIR),
     scenarios: Scenarios = None,
     scenario_file: ScenarioFile = None,
-    key: Optional[Path] = typer.Option(None, "--key", help="Master key file; default: a new "
+    key: Optional[str] = typer.Option(None, "--key", help="Master key file or URI; default: a new "
                                        "one made into OUT/keys/master.json (mode 0600)."),
     resume: bool = typer.Option(False, "--resume", help="Continue an interrupted sweep in the "
                                 "same --out: finished trials and evaluations are kept."),
-    storage: Optional[str] = typer.Option(None, "--storage", help="Tune/Train storage every "
-                                          "node reaches, e.g. s3://bucket/lie_ray (default: "
-                                          "OUT/ray)."),
+    storage: Storage = None, max_concurrent_trials: MaxTrials = None,
     download: bool = typer.Option(False, "--download", help="Download full CIFAR-10 into "
                                   "--data if it holds none."),
     epochs: Epochs = None, batch_size: BatchSize = None, lr: LearningRate = None,
@@ -297,8 +308,9 @@ def sweep(
     check_output_dir(out)  # fail before Ray starts
     check_storage(storage)
     plan = resolve_plan(out, data, preset, scenarios, scenario_file, key, resume, storage,
-                        train_overrides(epochs, batch_size, lr, width, workers, gpu, pgd_steps,
-                                        pgd_step_size, pgd_eps, train_limit, test_limit),
+                        {**train_overrides(epochs, batch_size, lr, width, workers, gpu, pgd_steps,
+                                           pgd_step_size, pgd_eps, train_limit, test_limit),
+                         "max_concurrent_trials": max_concurrent_trials},
                         eval_overrides(epsilons, eval_limit, eval_pgd_steps, eot_keys,
                                        square_queries, actors), download)
     with ray_session(num_cpus=plan.train.logical_cpus()), on_interrupt(out):

@@ -14,10 +14,10 @@ from pathlib import Path
 import numpy as np
 import ray.data
 
-from lie_ray import atomic
+from lie_ray import storage
 from lie_ray.data.cifar import load_split
 from lie_ray.data.dataset import to_ray_dataset, write_shards
-from lie_ray.keys import load_key
+from lie_ray.keys import key_location, load_key
 from lie_ray.policies import PolicySpec
 from lie_ray.preview import save_grid
 from lie_ray.transforms import TransformSpec
@@ -56,7 +56,7 @@ def encrypt_dataset(dataset: ray.data.Dataset, key_path: str | os.PathLike, poli
     """Encrypt a Dataset with columns id/image/label in an actor pool of ``actors`` actors."""
     return dataset.map_batches(
         EncryptBatch, compute=ray.data.ActorPoolStrategy(size=actors),
-        fn_constructor_kwargs={"key_path": str(Path(key_path).resolve()), "policy": policy,
+        fn_constructor_kwargs={"key_path": key_location(key_path), "policy": policy,
                                "split": split, "transform": transform},
         batch_size=batch_size, batch_format="numpy", num_cpus=num_cpus)
 
@@ -64,17 +64,22 @@ def encrypt_dataset(dataset: ray.data.Dataset, key_path: str | os.PathLike, poli
 def run_encrypt(data_dir: str | os.PathLike, key_path: str | os.PathLike, policy: PolicySpec,
                 out_dir: str | os.PathLike, actors: int = 2, limit: int | None = None,
                 preview: str | os.PathLike | None = None, download: bool = False) -> dict:
-    """Encrypt both splits into ``out_dir/{train,test}`` and write ``out_dir/manifest.json``."""
+    """Encrypt both splits into ``out_dir/{train,test}`` and write ``out_dir/manifest.json``.
+
+    ``out_dir`` may be a storage URI (``s3://...``): the actors' write tasks put the shards
+    there from whichever node they run on; the preview is drawn by this driver."""
     key = load_key(key_path)  # fail fast, in the driver, before any Ray work
     policy.build().check_key(key)
-    out = Path(out_dir)
+    out = str(out_dir) if storage.is_uri(out_dir) else Path(out_dir)
+    manifest_location = storage.join(out, "manifest.json")
+    storage.delete(manifest_location)  # written last: its presence means "complete"
     counts = {}
     for split_name in ("train", "test"):
         split = load_split(data_dir, split_name, download).head(limit)
         log.info("encrypting %d %s images with key %s, policy %s", len(split.labels), split_name,
                  key.fingerprint, policy.name)
         encrypted = encrypt_dataset(to_ray_dataset(split), key_path, policy, split_name, actors)
-        write_shards(encrypted, out / split_name)
+        write_shards(encrypted, storage.join(out, split_name))
         counts[split_name] = len(split.labels)
         if preview is not None and split_name == "test":
             shown = split.head(8)
@@ -83,5 +88,5 @@ def run_encrypt(data_dir: str | os.PathLike, key_path: str | os.PathLike, policy
     manifest = {"master_fingerprint": key.fingerprint, "block_size": key.block_size,
                 "policy": policy.name, "key_batch_size": policy.key_batch_size,
                 "rows": counts, "limit": limit}
-    atomic.write_bytes(out / "manifest.json", (json.dumps(manifest, indent=2) + "\n").encode())
+    storage.write_bytes(manifest_location, (json.dumps(manifest, indent=2) + "\n").encode())
     return manifest

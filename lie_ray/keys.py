@@ -33,6 +33,7 @@ from lie_ray import atomic
 from lie_ray.cipher.block import BlockCipher, nibble_count, validate_permutation
 from lie_ray.data.cifar import IMAGE_SHAPE
 from lie_ray.errors import LieRayError
+from lie_ray.storage import is_uri, read_bytes
 
 KEY_FORMAT = "lie_ray-key"
 KEY_VERSION = 1
@@ -154,6 +155,14 @@ def derive_permutation(secret: bytes, label: str, size: int) -> np.ndarray:
     return np.argsort(np.frombuffer(stream, dtype="<u8"), kind="stable").astype(np.int64)
 
 
+def key_location(path: str | os.PathLike | None) -> str | None:
+    """How jobs refer to a key: a URI as given, a local file by its absolute path (workers
+    chdir elsewhere). A reference, never the secret: safe in configs and task arguments."""
+    if path is None:
+        return None
+    return str(path) if is_uri(path) else str(Path(path).resolve())
+
+
 def save_key(key: Key, path: str | os.PathLike, overwrite: bool = False) -> Path:
     """Write ``key`` atomically with mode 0600. Refuses to clobber a key unless told to."""
     target = Path(path)
@@ -178,6 +187,8 @@ def load_key(path: str | os.PathLike, block_size: int | None = None,
     ``block_size``: the block size the caller needs. ``image_size``: (height, width) of the
     images it will encrypt; the key's block size must divide both.
     """
+    if is_uri(path):  # cluster storage: its access policy protects the key, not a file mode
+        return _key_from_blob(_read_uri(str(path)), str(path), block_size, image_size)
     source = Path(path)
     if source.is_dir():
         raise LieRayError(f"key file {source} is a directory: pass the key file itself, e.g. "
@@ -197,6 +208,23 @@ def load_key(path: str | os.PathLike, block_size: int | None = None,
     except OSError as err:
         raise LieRayError(f"key file {source} cannot be read ({type(err).__name__}): check its "
                           f"owner and run 'chmod 600 {source}'") from None
+    return _key_from_blob(blob, source, block_size, image_size)
+
+
+def _read_uri(location: str) -> bytes:
+    """A key object in storage, read by the process that needs it (never shipped by Ray)."""
+    try:
+        return read_bytes(location)
+    except FileNotFoundError:
+        raise LieRayError(f"key {location} not found: upload a key made by 'lie-ray keygen' "
+                          "there") from None
+    except (OSError, ValueError) as err:
+        raise LieRayError(f"key {location} cannot be read ({type(err).__name__}): check the "
+                          "URI and that this node's credentials may read it") from None
+
+
+def _key_from_blob(blob: bytes, source, block_size: int | None,
+                   image_size: tuple[int, int] | None) -> Key:
     try:
         record = json.loads(blob.decode("utf-8"))
     except (UnicodeDecodeError, json.JSONDecodeError):

@@ -43,14 +43,14 @@ class TrainSettings:
     pgd_eps: float | None = None
     train_limit: int | None = None  # use only the first N train images (ids stay stable)
     test_limit: int | None = None
-    max_concurrent_trials: int = 1
+    max_concurrent_trials: int | None = None  # cap; None: as many as the cluster holds
     seed: int = 0
 
     def logical_cpus(self) -> int:
         """Logical CPUs an embedded Ray needs to run ``max_concurrent_trials`` at once: per
         trial a quarter CPU for its driver, one per worker, one for Ray Data."""
         per_trial = TRIAL_DRIVER_CPUS + self.num_workers + DATA_CPUS_PER_TRIAL
-        return int(self.max_concurrent_trials * per_trial) + 1
+        return int((self.max_concurrent_trials or 1) * per_trial) + 1
 
     def replace(self, **overrides) -> "TrainSettings":
         fields = {f.name for f in dataclasses.fields(self)}

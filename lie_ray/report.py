@@ -27,6 +27,7 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
 from lie_ray import atomic
+from lie_ray.cluster_log import cluster_section
 from lie_ray.errors import LieRayError
 from lie_ray.evaluation.settings import (CHANNEL, PAPER_EPSILON, PLAIN_SPACE, WORST_CASE,
                                          WORST_CASE_CHANNEL)
@@ -100,6 +101,7 @@ def write_report(results_dir: str | os.PathLike,
     text = render_report(rows, training, scenarios, epsilon,
                          gallery=(directory / "gallery.png").is_file())
     text += family_section(directory, rows)  # empty unless several transforms were trained
+    text += cluster_section(directory)  # cluster.png, when the sweep recorded the cluster
     target = directory / "report.md"
     with atomic.staged_file(target) as staging:
         staging.write_text(text, encoding="utf-8")

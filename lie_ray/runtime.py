@@ -33,6 +33,9 @@ def ray_session(num_cpus: int | None = None) -> Iterator[None]:
     root = logging.getLogger()
     handlers, level = list(root.handlers), root.level
     quiet = {"logging_config": worker_logging_config()}  # workers log warnings unless verbose
+    # torch before ray.init: a job driver that loads torch only after joining a cluster died
+    # at once with "Intel oneMKL FATAL ERROR: Cannot load libtorch_cpu.so" (RAY_NOTES.md).
+    import torch  # noqa: F401
     if os.environ.get("RAY_ADDRESS"):
         log.info("joining the Ray cluster at %s", os.environ["RAY_ADDRESS"])
         ray.init(log_to_driver=True, **quiet)

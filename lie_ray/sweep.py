@@ -3,13 +3,16 @@
     keys -> encryption (Ray Data) -> the scenarios trained (Tune + Train) -> distributed
     evaluation (Ray Data actors) -> report
 
-Everything lands under ``--out`` (Tune/Train storage too, unless ``--storage`` names a place
-every node of a cluster reaches, such as S3):
+Everything lands under ``--out``, unless ``--storage`` names a place every node of a cluster
+reaches (a path, or a URI such as ``s3://bucket/prefix?region=us-east-1``): what cluster nodes
+write then goes there (``STORAGE/encrypted``, ``STORAGE/train``, ``STORAGE/runs``,
+``STORAGE/evaluations``) and only what this driver writes stays in ``--out``:
 
     OUT/keys/master.json     the master key, when the sweep made it (mode 0600)
     OUT/encrypted/           the encrypted dataset as Parquet shards, with preview.png
     OUT/ray/                 Tune experiment (TensorBoard) and Ray Train checkpoints
     OUT/training.parquet     one row per scenario
+    OUT/cluster.parquet      the cluster over time: alive nodes, CPUs and GPUs total and in use
     OUT/evaluations/         one Parquet file per evaluated scenario (what --resume reuses)
     OUT/examples.parquet, OUT/results.parquet, OUT/report.md, OUT/*.png
     OUT/logs/sweep.log       the driver's whole log (the console is quiet unless --verbose)
@@ -34,7 +37,9 @@ import pyarrow as pa
 
 from lie_ray.data.cifar import check_dataset
 from lie_ray.evaluation.settings import EvalSettings
-from lie_ray.keys import Key, generate_key, load_key, save_key
+from lie_ray import storage
+from lie_ray.cluster_log import ClusterRecorder, write_cluster_table
+from lie_ray.keys import Key, generate_key, key_location, load_key, save_key
 from lie_ray.presets import TrainSettings
 from lie_ray.scenarios import Scenario
 
@@ -51,9 +56,13 @@ class SweepPlan:
     scenarios: list[Scenario]
     train: TrainSettings
     evaluation: EvalSettings
-    key_path: Path | None = None  # None: the sweep's own key in OUT/keys/
+    key_path: str | None = None  # a file or URI; None: the sweep's own key in OUT/keys/
     resume: bool = False
-    storage: str | None = None  # Tune/Train storage; default OUT/ray
+    storage: str | None = None  # what nodes write (URI or path); default OUT (Ray's in OUT/ray)
+
+    def shared(self, *parts: str) -> str:
+        """Where cluster nodes write ``parts``: under ``--storage``, else under ``--out``."""
+        return storage.join(self.storage or self.out.resolve(), *parts)
 
 
 def run_sweep(plan: SweepPlan) -> dict[str, pa.Table]:
@@ -62,52 +71,70 @@ def run_sweep(plan: SweepPlan) -> dict[str, pa.Table]:
     from lie_ray.encryption import run_encrypt
     from lie_ray.evaluation.run import run_evaluation
     from lie_ray.policies import PolicySpec
+    from lie_ray.capacity import concurrent_trials
     from lie_ray.report import write_report
+    from lie_ray.runtime import wants_gpu
     from lie_ray.training.run import run_training
 
     out = plan.out.resolve()
     log_to_file(out / "logs" / "sweep.log")  # the console stays quiet; this file does not
-    with phase("keys"):
+    # A cluster that cannot hold one training trial fails now, not after encrypting.
+    concurrent_trials(plan.train, wants_gpu(plan.train.gpu), len(plan.scenarios),
+                      plan.train.max_concurrent_trials)
+    recorder = ClusterRecorder().start()
+    with phase("keys", recorder):
         key_path, key = prepare_key(plan, out)
-    with phase("encryption"):
-        encrypted = out / "encrypted"
+    with phase("encryption", recorder):
+        encrypted = plan.shared("encrypted")
         if plan.resume and encryption_done(encrypted, key, plan.train.train_limit):
             log.info("encrypted shards in %s are complete: not encrypted again", encrypted)
         else:
             run_encrypt(plan.data, key_path, PolicySpec("fixed", plan.train.key_batch_size),
                         encrypted, limit=plan.train.train_limit,
-                        preview=encrypted / "preview.png")
-    with phase("training"):
+                        preview=out / "encrypted" / "preview.png")
+    with phase("training", recorder):
         training = run_training(plan.scenarios, plan.train, plan.data, out, key_path,
                                 resume=plan.resume, storage=plan.storage)
-    with phase("evaluation"):
+    with phase("evaluation", recorder):
         results = run_evaluation(out, plan.data, out, key_path, plan.evaluation,
                                  plan.train.key_batch_size, [s.name for s in plan.scenarios],
-                                 resume=plan.resume, gpu=plan.train.gpu)
+                                 resume=plan.resume, gpu=plan.train.gpu,
+                                 parts=plan.shared("evaluations"))
+    recorder.stop()
+    write_cluster_table(recorder.table(), out / "cluster.parquet")
     with phase("report"):
         write_report(out, training)
     return {"training": training, "results": results}
 
 
 def tensorboard_dir(plan: SweepPlan) -> str:
-    return f"{plan.storage or plan.out.resolve() / 'ray'}/train"
+    return storage.join(plan.storage or plan.out.resolve() / "ray", "train")
 
 
 @contextmanager
-def phase(name: str) -> Iterator[None]:
-    """A line when a phase starts and one when it ends, with its wall time."""
+def phase(name: str, recorder: ClusterRecorder | None = None) -> Iterator[None]:
+    """A line when a phase starts and one when it ends, with its wall time; the cluster
+    recorder labels its samples with the phase (and stops if the phase fails)."""
     number = PHASES.index(name) + 1
     log.info("[%d/%d] %s ...", number, len(PHASES), name)
     started = time.monotonic()
-    yield
+    if recorder is not None:
+        recorder.phase = name
+    try:
+        yield
+    except BaseException:
+        if recorder is not None:
+            recorder.stop()
+        raise
     log.info("[%d/%d] %s done in %.1f s", number, len(PHASES), name, time.monotonic() - started)
 
 
-def prepare_key(plan: SweepPlan, out: Path) -> tuple[Path, Key]:
+def prepare_key(plan: SweepPlan, out: Path) -> tuple[str | Path, Key]:
     """The user's key (validated: readable by its owner only, the right block size), else the
     sweep's own, made once into OUT/keys/ and reused by every later run into the same OUT."""
     if plan.key_path is not None:
-        return plan.key_path.resolve(), load_key(plan.key_path, block_size=plan.train.block_size)
+        return (key_location(plan.key_path),
+                load_key(plan.key_path, block_size=plan.train.block_size))
     path = out / "keys" / "master.json"
     if path.exists():
         key = load_key(path, block_size=plan.train.block_size)
@@ -119,13 +146,10 @@ def prepare_key(plan: SweepPlan, out: Path) -> tuple[Path, Key]:
     return path, key
 
 
-def encryption_done(directory: Path, key: Key, limit: int | None) -> bool:
+def encryption_done(directory: str, key: Key, limit: int | None) -> bool:
     """True when the encryption phase finished for this key: its manifest is written last."""
-    manifest = directory / "manifest.json"
-    if not manifest.is_file():
-        return False
     try:
-        written = json.loads(manifest.read_text())
+        written = json.loads(storage.read_bytes(storage.join(directory, "manifest.json")))
     except (OSError, ValueError):
         return False
     return written.get("master_fingerprint") == key.fingerprint and \
@@ -168,18 +192,23 @@ def _cell(row: dict | None) -> str:
 
 
 def resolve_plan(out: Path, data: Path, preset: str, scenarios: str | None,
-                 scenario_file: list[Path] | None, key: Path | None, resume: bool,
+                 scenario_file: list[Path] | None, key: str | None, resume: bool,
                  storage: str | None, train_overrides: dict, eval_overrides: dict,
                  download: bool = False) -> SweepPlan:
     """Every check that can fail on the user's input, before Ray starts."""
     from lie_ray.evaluation.settings import get_eval_preset
     from lie_ray.presets import training_plan
     from lie_ray.scenarios import key_for_scenarios
+    from lie_ray.storage import check_uri, is_uri as storage_is_uri
 
     train, chosen = training_plan(preset, scenarios, scenario_file, train_overrides)
     evaluation = get_eval_preset(preset).replace(**eval_overrides)
     if key is not None:
+        if storage_is_uri(key):
+            check_uri(key, "--key")
         key_for_scenarios(chosen, key, train.block_size, train.key_batch_size)
+    if storage is not None:
+        storage = check_uri(storage)
     return SweepPlan(out=out, data=check_dataset(data, download), scenarios=chosen, train=train,
                      evaluation=evaluation, key_path=key, resume=resume, storage=storage)
 

@@ -14,7 +14,7 @@ import ray
 import ray.data
 from ray.data.extensions import ArrowTensorArray
 
-from lie_ray import atomic
+from lie_ray import atomic, storage
 from lie_ray.data.cifar import Split
 from lie_ray.errors import LieRayError
 
@@ -35,8 +35,15 @@ def to_ray_dataset(split: Split, rows_per_block: int = ROWS_PER_BLOCK) -> ray.da
     return ray.data.from_arrow(blocks)
 
 
-def write_shards(dataset: ray.data.Dataset, out_dir: str | os.PathLike) -> Path:
-    """Write ``dataset`` as Parquet shards into ``out_dir``, replacing it only when complete."""
+def write_shards(dataset: ray.data.Dataset, out_dir: str | os.PathLike) -> Path | str:
+    """Write ``dataset`` as Parquet shards into ``out_dir``, replacing it only when complete.
+
+    ``out_dir`` may be a storage URI: Ray Data's tasks then write straight to it from whichever
+    node runs them (an object store has no rename; callers mark completion with a manifest)."""
+    if storage.is_uri(out_dir):
+        filesystem, path = storage.resolve(out_dir)
+        dataset.write_parquet(path, filesystem=filesystem, mode="overwrite")
+        return out_dir
     target = Path(out_dir)
     with atomic.staged_directory(target) as staging:
         dataset.write_parquet(str(staging), mode="overwrite")

@@ -6,6 +6,7 @@ in training (the scenario's key policy over the test ids).
 """
 from __future__ import annotations
 
+import io
 import json
 from pathlib import Path
 from typing import Callable
@@ -13,6 +14,7 @@ from typing import Callable
 import numpy as np
 import torch
 
+from lie_ray import storage
 from lie_ray.errors import LieRayError
 from lie_ray.keys import Key, load_key
 from lie_ray.models import build_model
@@ -24,14 +26,15 @@ Classifier = Callable[[torch.Tensor], torch.Tensor]
 
 
 def load_network(checkpoint: str | Path) -> tuple[torch.nn.Module, dict]:
-    """The network in eval mode and its checkpoint metadata."""
-    directory = Path(checkpoint)
-    if not (directory / STATE_FILE).is_file():
-        raise LieRayError(f"no checkpoint at {directory}: run 'lie-ray train' first, and pass "
+    """The network in eval mode and its checkpoint metadata. ``checkpoint`` is a local
+    directory or a storage URI: each actor reads it itself, from whichever node it runs on."""
+    if not storage.exists(storage.join(checkpoint, STATE_FILE)):
+        raise LieRayError(f"no checkpoint at {checkpoint}: run 'lie-ray train' first, and pass "
                           "its --out directory as --runs")
-    meta = json.loads((directory / META_FILE).read_text())
+    meta = json.loads(storage.read_bytes(storage.join(checkpoint, META_FILE)))
     model = build_model(**meta["model"])
-    state = torch.load(directory / STATE_FILE, map_location="cpu", weights_only=True)
+    state = torch.load(io.BytesIO(storage.read_bytes(storage.join(checkpoint, STATE_FILE))),
+                       map_location="cpu", weights_only=True)
     model.load_state_dict(state["model"])
     for parameter in model.parameters():  # attacks need input gradients only
         parameter.requires_grad_(False)

@@ -25,7 +25,7 @@ import ray
 import ray.data
 import torch
 
-from lie_ray import atomic
+from lie_ray import atomic, storage
 from lie_ray.attacks import PGD
 from lie_ray.data.cifar import load_split, resolve_data_dir
 from lie_ray.data.dataset import to_ray_dataset
@@ -33,6 +33,7 @@ from lie_ray.errors import LieRayError
 from lie_ray.evaluation.actor import EvaluateShard
 from lie_ray.evaluation.defender import load_defender
 from lie_ray.evaluation.settings import PAPER_EPSILON, EvalSettings
+from lie_ray.keys import key_location
 from lie_ray.policies import load_key_for_policies
 from lie_ray.preview import CIFAR_CLASSES, save_grid
 from lie_ray.runtime import wants_gpu
@@ -59,19 +60,20 @@ def read_training(runs_dir: str | Path, scenarios: list[str] | None) -> list[dic
 def run_evaluation(runs_dir: str | Path, data_dir: str | Path, out_dir: str | Path,
                    key_path: str | Path | None, settings: EvalSettings, key_batch_size: int = 128,
                    scenarios: list[str] | None = None, resume: bool = False,
-                   gpu: str = "auto") -> pa.Table:
+                   gpu: str = "auto", parts: str | None = None) -> pa.Table:
     """Evaluate every trained scenario; return the results table.
 
     Each scenario's rows are kept in ``OUT/evaluations/<scenario>.parquet`` as soon as it is
     done. With ``resume``, a scenario whose file was made from the same checkpoint and settings
     is read back instead of being attacked again. ``gpu``: "yes" asks for a GPU per actor
     (an autoscaling cluster then adds GPU nodes), "auto" only when the cluster has GPUs now.
+    ``parts``: where the per-scenario files go instead (a path or storage URI).
     """
     out = Path(out_dir).resolve()
     trained = read_training(runs_dir, scenarios)
     load_key_for_policies(key_path, [r["key_policy"] for r in trained if r["encrypted"]],
                           key_batch_size)
-    key = str(Path(key_path).resolve()) if key_path else None
+    key = key_location(key_path)
     plain = next((r["checkpoint"] for r in read_training(runs_dir, None)
                   if r["scenario"] == "Plain"), None)
     data = resolve_data_dir(data_dir)
@@ -79,11 +81,11 @@ def run_evaluation(runs_dir: str | Path, data_dir: str | Path, out_dir: str | Pa
     train = load_split(data, "train")
     tables = []
     for row in trained:
-        part = out / "evaluations" / f"{row['scenario']}.parquet"
+        part = storage.join(parts or out / "evaluations", f"{row['scenario']}.parquet")
         digest = evaluation_digest(row, plain, settings, key_batch_size)
         if resume and finished_part(part, digest):
             log.info("%s: already evaluated (%s), not run again", row["scenario"], part)
-            tables.append(pq.read_table(part))
+            tables.append(storage.read_table(part))
             continue
         log.info("evaluating %s on %d test images at eps %s", row["scenario"], len(test.labels),
                  ", ".join(f"{e:.4f}" for e in settings.epsilons))
@@ -99,7 +101,7 @@ def run_evaluation(runs_dir: str | Path, data_dir: str | Path, out_dir: str | Pa
                 num_gpus=1 if wants_gpu(gpu) else 0)
             scenario_tables.append(pa.concat_tables(ray.get(dataset.to_arrow_refs())))
         table = pa.concat_tables(scenario_tables).replace_schema_metadata({DIGEST_KEY: digest})
-        write_parquet(table, part)
+        storage.write_table(table, part)
         tables.append(table)
     examples = pa.concat_tables(t.replace_schema_metadata(None) for t in tables).sort_by(
         [("scenario", "ascending"), ("evaluation", "ascending"), ("epsilon", "ascending"),
@@ -125,11 +127,9 @@ def evaluation_digest(row: dict, plain_checkpoint: str | None, settings: EvalSet
     return hashlib.sha256(json.dumps(inputs, sort_keys=True).encode()).hexdigest()
 
 
-def finished_part(path: Path, digest: str) -> bool:
-    if not path.is_file():
-        return False
+def finished_part(path: str, digest: str) -> bool:
     try:
-        metadata = pq.read_schema(path).metadata or {}
+        metadata = storage.read_schema(path).metadata or {}
     except (OSError, pa.ArrowInvalid):
         return False  # unreadable: evaluate again (the file is replaced atomically)
     return metadata.get(DIGEST_KEY) == digest.encode()

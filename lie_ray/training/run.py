@@ -18,12 +18,15 @@ import pyarrow.parquet as pq
 from ray import tune
 
 from lie_ray import atomic, interrupt
+from lie_ray.capacity import concurrent_trials
 from lie_ray.console import verbose
 from lie_ray.data.cifar import resolve_data_dir
 from lie_ray.errors import LieRayError
+from lie_ray.keys import key_location
 from lie_ray.presets import TRIAL_DRIVER_CPUS, TrainSettings
 from lie_ray.runtime import wants_gpu
 from lie_ray.scenarios import Scenario, key_for_scenarios
+from lie_ray.storage import join, to_location
 from lie_ray.training.trial import train_scenario
 
 log = logging.getLogger("lie_ray")
@@ -44,18 +47,24 @@ def run_training(scenarios: list[Scenario], settings: TrainSettings, data_dir: s
     # Reject a missing key, or one a policy cannot use, before any Ray work.
     key = key_for_scenarios(scenarios, key_path, settings.block_size, settings.key_batch_size)
     key_fingerprint = key.fingerprint if key is not None else None
+    use_gpu = wants_gpu(settings.gpu)
+    # Fails at once, in one line, when the cluster cannot hold a single trial.
+    side_by_side = concurrent_trials(settings, use_gpu, len(scenarios),
+                                     settings.max_concurrent_trials)
+    log.info("training %d scenario(s), up to %d at once", len(scenarios), side_by_side)
     storage = storage or str(out / "ray")
+    runs = join(storage, "runs")
     # Tune's config holds only the scenario's NAME (the grid): its table then shows the name,
     # and a trial's start prints one line of config. The rest reaches the trial through
     # tune.with_parameters (below).
     param_space = {"scenario": tune.grid_search([s.name for s in by_expected_cost(scenarios)])}
     job = {
         "settings": dataclasses.asdict(settings),
-        "key_path": str(Path(key_path).resolve()) if key_path else None,
+        "key_path": key_location(key_path),
         "key_fingerprint": key_fingerprint,
         "data_dir": str(data),
-        "train_storage": f"{storage}/runs",
-        "use_gpu": wants_gpu(settings.gpu),
+        "train_storage": runs,
+        "use_gpu": use_gpu,
         "max_failures": 2,
         "quiet": not verbose(),
     }
@@ -64,7 +73,7 @@ def run_training(scenarios: list[Scenario], settings: TrainSettings, data_dir: s
     trainable = tune.with_resources(tune.with_parameters(train_scenario, scenarios=records,
                                                          job=job),
                                     {"cpu": TRIAL_DRIVER_CPUS})
-    experiment = f"{storage}/{EXPERIMENT}"
+    experiment = join(storage, EXPERIMENT)
     if resume and tune.Tuner.can_restore(experiment):
         log.info("resuming the training experiment at %s: finished trials are kept", experiment)
         tuner = tune.Tuner.restore(experiment, trainable=trainable, resume_unfinished=True,
@@ -73,7 +82,7 @@ def run_training(scenarios: list[Scenario], settings: TrainSettings, data_dir: s
         tuner = tune.Tuner(
             trainable,
             param_space=param_space,
-            tune_config=tune.TuneConfig(max_concurrent_trials=settings.max_concurrent_trials,
+            tune_config=tune.TuneConfig(max_concurrent_trials=side_by_side,
                                         trial_name_creator=_trial_name,
                                         trial_dirname_creator=_trial_name),
             # verbose 1: Tune's status table and trial events; 2 (--verbose): every result too.
@@ -83,7 +92,7 @@ def run_training(scenarios: list[Scenario], settings: TrainSettings, data_dir: s
                                       callbacks=[AnnounceFinishedTrials()]),
         )
     results = interrupt.tune_fit(tuner)  # a signal stops here: no table from unfinished trials
-    table = results_table(results, scenarios, settings, time.monotonic() - started)
+    table = results_table(results, scenarios, settings, time.monotonic() - started, runs)
     write_table(table, out / "training.parquet")
     return table
 
@@ -110,7 +119,9 @@ def _trial_name(trial) -> str:
 
 
 def results_table(results, scenarios: list[Scenario], settings: TrainSettings,
-                  wall_seconds: float) -> pa.Table:
+                  wall_seconds: float, runs: str = "") -> pa.Table:
+    """One row per scenario. ``checkpoint`` is a location every node can open (a URI under
+    ``runs`` when storage is remote); ``node`` is the node id of the trial's rank-0 worker."""
     wanted, by_name = {s.name for s in scenarios}, {}
     for result in results:
         if result.config["scenario"] not in wanted:
@@ -137,7 +148,12 @@ def results_table(results, scenarios: list[Scenario], settings: TrainSettings,
             "test_images": int(metrics["test_images"]),
             "resumed_from_epoch": int(metrics["resumed_from_epoch"]),
             "key_fingerprint": metrics.get("key_fingerprint") or "",
-            "checkpoint": metrics.get("checkpoint_path", ""),
+            "checkpoint": to_location(runs, metrics.get("checkpoint_path", "")),
+            "node": metrics.get("node", ""),
+            # when the trial started and last reported (unix seconds): shows trials side by side
+            "started_at": float(metrics.get("timestamp", "nan"))
+            - float(metrics.get("time_total_s", 0)),
+            "finished_at": float(metrics.get("timestamp", "nan")),
             "width": settings.width, "workers": settings.num_workers,
         })
     table = pa.Table.from_pylist(rows)

@@ -25,6 +25,7 @@ from ray.tune.integration.ray_train import CHECKPOINT_PATH_KEY, TuneReportCallba
 from lie_ray.console import quiet_trial
 from lie_ray.presets import DATA_CPUS_PER_TRIAL, TrainSettings
 from lie_ray.scenarios import Scenario
+from lie_ray.storage import join, resolve
 from lie_ray.training.pipeline import build_datasets
 from lie_ray.training.worker import META_FILE, train_func
 
@@ -52,7 +53,7 @@ def train_scenario(config: dict, scenarios: dict[str, dict], job: dict) -> None:
         quiet_trial()
     scenario, settings = Scenario(**record), TrainSettings(**config["settings"])
     name = run_name(scenario, config["key_fingerprint"])
-    finished = finished_checkpoint(f"{config['train_storage']}/{name}", settings.epochs)
+    finished = finished_checkpoint(join(config["train_storage"], name), settings.epochs)
     if finished is not None:
         # Trained to the end already (a sweep resumed, or the same command run again): hand
         # Tune the final checkpoint's metrics instead of starting workers that have nothing
@@ -93,7 +94,7 @@ def finished_checkpoint(run_path: str, epochs: int) -> tuple[str, dict] | None:
 
     Reads only ``meta.json`` (metrics and fingerprints, never a key) through pyarrow's
     filesystems, so the run may live on local disk or in cloud storage alike."""
-    filesystem, root = pyarrow.fs.FileSystem.from_uri(run_path)  # a local path or a URI
+    filesystem, root = resolve(run_path)  # a local path or a URI
     selector = pyarrow.fs.FileSelector(root, allow_not_found=True)
     for info in filesystem.get_file_info(selector):
         if info.type != pyarrow.fs.FileType.Directory or \
@@ -107,5 +108,5 @@ def finished_checkpoint(run_path: str, epochs: int) -> tuple[str, dict] | None:
         if meta.get("epoch") == epochs:
             metrics = {k: v for k, v in meta.items()
                        if k not in ("scenario", "model", "transform")}
-            return f"{run_path}/{info.base_name}", metrics
+            return join(run_path, info.base_name), metrics
     return None

@@ -15,6 +15,7 @@ import tempfile
 from pathlib import Path
 
 import numpy as np
+import ray
 import ray.train
 import ray.train.torch
 import torch
@@ -59,7 +60,8 @@ def train_func(config: dict) -> None:
                    "test_error": totals[3] / max(totals[4], 1),
                    "train_images": int(totals[2]), "test_images": int(totals[4]),
                    "resumed_from_epoch": start_epoch,
-                   "key_fingerprint": config.get("key_fingerprint") or ""}
+                   "key_fingerprint": config.get("key_fingerprint") or "",
+                   "node": ray.get_runtime_context().get_node_id()}
         report(model, optimizer, metrics, scenario, model_config(scenario, settings),
                transform_meta(scenario, settings))
         if is_rank_zero():

@@ -1,0 +1,257 @@
+"""The sweep on a real multi-node Ray cluster on this machine, with S3 storage (moto).
+
+A ``ray.cluster_utils.Cluster`` (head with 0 CPUs and the dashboard, worker nodes with a few
+logical CPUs each) runs in a process of its own (tests/cluster_host.py), apart from the test
+session's embedded Ray. The smoke sweep on a slice is submitted with ``ray job submit``;
+``--storage`` and ``--key`` point into a bucket of a local moto S3 server; the credentials
+reach the job's driver, trial, worker and actor processes only through the job's runtime env.
+
+Run just these: ``python -m pytest -m multinode``.
+"""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import pyarrow.parquet as pq
+import pytest
+
+from lie_ray import storage
+from lie_ray.keys import generate_key
+from tests.conftest import EVAL_SLICE, HEAD_ENV, RAY_CLI, REPO_ROOT, cli_args
+from tests.s3 import CREDENTIALS, moto_bucket
+
+pytestmark = pytest.mark.multinode
+
+# One Train worker per trial (2.25 logical CPUs a trial), so 3 worker nodes of 2 CPUs hold
+# two trials at once and no single node holds both.
+SLICE = {"epochs": 1, "train_limit": 256, "test_limit": 128, "width": 4, "batch_size": 64,
+         "num_workers": 1}
+SCENARIOS = "Plain,Encrypted"
+# What the job driver writes into --out; everything written from other processes is in storage.
+DRIVER_FILES = {"training.parquet", "examples.parquet", "results.parquet", "report.md",
+                "curves.png", "gallery.png", "encrypted/preview.png", "cluster.parquet",
+                "cluster.png"}
+CLUSTER_ENV = {**{k: v for k, v in HEAD_ENV.items() if not k.startswith("AWS_")},
+               # notice a lost node within seconds (Ray's own job tests do the same)
+               "RAY_health_check_period_ms": "1000", "RAY_health_check_timeout_ms": "1000",
+               "RAY_health_check_failure_threshold": "3"}
+
+
+class ClusterHost:
+    """tests/cluster_host.py as a child process; its nodes end when it does."""
+
+    def __init__(self, workers: list[int], temp_dir: Path):
+        spec = json.dumps({"workers": workers, "temp_dir": str(temp_dir)})
+        self.process = subprocess.Popen(
+            [sys.executable, str(REPO_ROOT / "tests" / "cluster_host.py"), spec],
+            stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, env=CLUSTER_ENV,
+            cwd=REPO_ROOT)
+        self.info = self.read()
+
+    def read(self) -> dict:
+        line = self.process.stdout.readline()
+        if not line:
+            pytest.fail(f"the cluster host exited ({self.process.wait()})", pytrace=False)
+        return json.loads(line)
+
+    def ask(self, **command) -> dict:
+        self.process.stdin.write(json.dumps(command) + "\n")
+        self.process.stdin.flush()
+        return self.read()
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            self.ask(cmd="quit")
+            self.process.wait(timeout=120)
+
+
+@pytest.fixture(scope="module")
+def cluster():
+    temp_dir = Path(tempfile.mkdtemp(prefix="lr-mn-", dir="/tmp"))
+    host = ClusterHost([2, 2, 2], temp_dir)
+    try:
+        yield host
+    finally:
+        host.stop()
+        shutil.rmtree(temp_dir, ignore_errors=True)
+
+
+@pytest.fixture(scope="module")
+def bucket():
+    with moto_bucket() as made:
+        yield made
+
+
+def put_key(bucket) -> tuple[str, str]:
+    """A master key uploaded as an object, as a user puts one next to the data."""
+    key = generate_key(4)
+    uri = bucket.uri("keys/master.json")
+    with_credentials(lambda: storage.write_bytes(uri, key.to_json().encode()))
+    return uri, key.fingerprint
+
+
+def with_credentials(action):
+    saved = {k: os.environ.get(k) for k in CREDENTIALS}
+    os.environ.update(CREDENTIALS)
+    try:
+        return action()
+    finally:
+        for name, value in saved.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
+
+
+def submit_sweep(cluster: ClusterHost, out: Path, guard_log: Path, args: list[str],
+                 wait: bool = True):
+    """``ray job submit`` of the sweep; credentials and the write guard ride in the runtime env."""
+    runtime_env = {"env_vars": {**CREDENTIALS, "LIE_RAY_GUARDED": str(out),
+                                "LIE_RAY_GUARD_LOG": str(guard_log)},
+                   "worker_process_setup_hook": "tests.write_guard.install"}
+    command = [RAY_CLI, "job", "submit", "--address", cluster.info["dashboard"],
+               "--working-dir", str(REPO_ROOT), "--runtime-env-json", json.dumps(runtime_env),
+               "--", sys.executable, "-m", "lie_ray.sweep", "--preset", "smoke",
+               "--data", str(Path(os.environ.get("LIE_RAY_DATA", REPO_ROOT.parent / "shared" /
+                                                 "data" / "cifar-10-batches-py"))),
+               "--out", str(out), "--scenarios", SCENARIOS, *cli_args(SLICE),
+               *cli_args(EVAL_SLICE), *args]
+    if not wait:
+        return subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                                text=True, cwd=REPO_ROOT, env=CLUSTER_ENV)
+    return subprocess.run(command, capture_output=True, text=True, timeout=900, cwd=REPO_ROOT,
+                          env=CLUSTER_ENV)
+
+
+@pytest.fixture(scope="module")
+def s3_sweep(cluster, bucket, tmp_path_factory):
+    out = tmp_path_factory.mktemp("mn") / "out"
+    guard_log = tmp_path_factory.mktemp("guard") / "writes.log"
+    key_uri, fingerprint = put_key(bucket)
+    started = time.monotonic()
+    result = submit_sweep(cluster, out, guard_log,
+                          ["--storage", bucket.uri("study"), "--key", key_uri])
+    wall = time.monotonic() - started
+    output = result.stdout + result.stderr
+    assert result.returncode == 0, output[-6000:]
+    return {"out": out, "guard_log": guard_log, "output": output, "wall": wall,
+            "key_uri": key_uri, "fingerprint": fingerprint}
+
+
+def test_trials_ran_side_by_side_on_two_worker_nodes(cluster, s3_sweep):
+    training = pq.read_table(s3_sweep["out"] / "training.parquet").to_pylist()
+    assert sorted(r["scenario"] for r in training) == ["Encrypted", "Plain"]
+    nodes = {r["scenario"]: r["node"] for r in training}
+    print(f"job wall time {s3_sweep['wall']:.1f} s; rank-0 nodes: {nodes}")
+    assert set(nodes.values()) <= set(cluster.info["workers"])  # never the 0-CPU head
+    assert len(set(nodes.values())) == 2, nodes
+    first, second = sorted(training, key=lambda r: r["started_at"])
+    assert second["started_at"] < first["finished_at"], "the trials ran one after the other"
+    assert "up to 2 at once" in s3_sweep["output"]
+    for row in training:
+        assert row["epochs"] == 1 and row["train_images"] == 256 and row["test_images"] == 128
+        assert row["checkpoint"].startswith("s3://") and "endpoint_override=" in row["checkpoint"]
+    assert {r["key_fingerprint"] for r in training if r["encrypted"]} == {s3_sweep["fingerprint"]}
+
+
+def test_every_table_is_complete(s3_sweep):
+    out = s3_sweep["out"]
+    examples = pq.read_table(out / "examples.parquet")
+    results = pq.read_table(out / "results.parquet").to_pylist()
+    limit = EVAL_SLICE["eval_limit"]
+    for scenario in ("Plain", "Encrypted"):
+        rows = [r for r in results if r["scenario"] == scenario]
+        assert {r["evaluation"] for r in rows} >= {"test", "train", "pgd", "worst-case"}
+        assert all(r["n"] == limit for r in rows if r["evaluation"] not in ("test", "train"))
+    keys = examples.select(["scenario", "evaluation", "epsilon", "id"]).to_pylist()
+    assert len(keys) == len({tuple(k.values()) for k in keys})  # nothing duplicated
+    report = (out / "report.md").read_text()
+    assert "Plain" in report and "Encrypted" in report
+
+
+def test_nodes_wrote_to_storage_and_only_the_driver_to_out(bucket, s3_sweep):
+    out = s3_sweep["out"]
+    written = {p.relative_to(out).as_posix() for p in out.rglob("*") if p.is_file()}
+    assert written == DRIVER_FILES
+    assert not s3_sweep["guard_log"].exists(), s3_sweep["guard_log"].read_text()
+    objects = bucket.keys("study/")
+    prefixes = sorted({"/".join(k.split("/")[:3]) for k in objects if k.count("/") >= 2})
+    print("object prefixes:", prefixes)
+    for expected in ("study/encrypted/train", "study/encrypted/test", "study/runs/Plain",
+                     f"study/runs/Encrypted-{s3_sweep['fingerprint']}", "study/train/Plain",
+                     "study/evaluations/Plain.parquet", "study/evaluations/Encrypted.parquet"):
+        assert any(k.startswith(expected) for k in objects), (expected, prefixes)
+    assert "study/encrypted/manifest.json" in objects
+    assert any(k.startswith("study/encrypted/train/") and k.endswith(".parquet") for k in objects)
+    assert any("/checkpoint_" in k and k.endswith("/state.pt") for k in objects)
+
+
+def test_the_key_stayed_in_its_bucket(bucket, s3_sweep):
+    secret = json.loads(with_credentials(lambda: storage.read_bytes(s3_sweep["key_uri"])))["secret"]
+    assert secret not in s3_sweep["output"]
+    for name in bucket.keys("study/"):
+        if name.endswith((".json", ".pkl", ".csv")):
+            body = bucket.client().get_object(Bucket=bucket.name, Key=name)["Body"].read()
+            assert secret.encode() not in body, name
+
+
+# ---------------------------------------------------------------------------- a node lost
+
+
+def first_checkpoint(bucket, prefix: str, deadline: float) -> dict:
+    """The first checkpoint a run commits under ``prefix`` (its meta.json, read from S3): which
+    scenario, which epoch, and the node its rank-0 worker trains on."""
+    client = bucket.client()
+    while time.monotonic() < deadline:
+        for name in bucket.keys(prefix):
+            if name.endswith("/meta.json") and "/checkpoint_" in name:
+                meta = json.loads(client.get_object(Bucket=bucket.name, Key=name)["Body"].read())
+                return {**meta, "object": name}
+        time.sleep(0.5)  # polling storage for an event outside our control, not synchronising
+    pytest.fail("no checkpoint appeared in storage", pytrace=False)
+
+
+def test_a_node_lost_mid_training_costs_nothing(cluster, bucket, s3_sweep, tmp_path):
+    """Kill the node a trial trains on (ungracefully) after its first checkpoint; add a fresh
+    node so capacity remains. The sweep finishes, the trial resumes from its checkpoint in
+    storage, and the tables hold exactly what an undisturbed run holds."""
+    out, guard_log = tmp_path / "out", tmp_path / "writes.log"
+    key_uri, _ = put_key(bucket)
+    job = submit_sweep(cluster, out, guard_log,
+                       ["--storage", bucket.uri("lost"), "--key", key_uri, "--epochs", "3"],
+                       wait=False)
+    try:
+        meta = first_checkpoint(bucket, "lost/runs/", time.monotonic() + 600)
+        victim = meta["node"]
+        assert victim in cluster.ask(cmd="nodes")["workers"]
+        cluster.ask(cmd="remove", node_id=victim)
+        replacement = cluster.ask(cmd="add", num_cpus=2)["added"]
+        print(f"removed node {victim} after {meta['scenario']} checkpointed epoch "
+              f"{meta['epoch']}; added {replacement}")
+        output, _ = job.communicate(timeout=900)
+    finally:
+        if job.poll() is None:
+            job.kill()
+    assert job.returncode == 0, output[-6000:]
+    training = {r["scenario"]: r for r in pq.read_table(out / "training.parquet").to_pylist()}
+    hit = training[meta["scenario"]]
+    print("resumed_from_epoch:", {s: r["resumed_from_epoch"] for s, r in training.items()})
+    assert hit["epochs"] == 3 and hit["resumed_from_epoch"] >= 1
+    assert hit["node"] != victim
+    assert all(r["epochs"] == 3 for r in training.values())
+    examples = pq.read_table(out / "examples.parquet")
+    undisturbed = pq.read_table(s3_sweep["out"] / "examples.parquet")
+    counts = examples.group_by("scenario").aggregate([("id", "count")]).sort_by("scenario")
+    expected = undisturbed.group_by("scenario").aggregate([("id", "count")]).sort_by("scenario")
+    print("examples rows per scenario:", counts.to_pylist(), "undisturbed:", expected.to_pylist())
+    assert counts.equals(expected)
+    keys = examples.select(["scenario", "evaluation", "epsilon", "id"]).to_pylist()
+    assert len(keys) == len({tuple(k.values()) for k in keys})  # nothing duplicated
+    assert not guard_log.exists()
