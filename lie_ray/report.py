@@ -29,6 +29,7 @@ from matplotlib.figure import Figure
 from lie_ray import atomic
 from lie_ray.errors import LieRayError
 from lie_ray.evaluation.settings import PAPER_EPSILON, WORST_CASE
+from lie_ray.privacy.report import section as privacy_section
 from lie_ray.scenarios import PAPER_SCENARIOS
 
 CLEAN_EVALUATIONS = ("test", "train")
@@ -83,6 +84,7 @@ def write_report(results_dir: str | os.PathLike,
     write_curves(rows, scenarios, directory / "curves.png")
     text = render_report(rows, training, scenarios, epsilon,
                          gallery=(directory / "gallery.png").is_file())
+    text += privacy_section(directory)  # empty unless privacy.parquet is there
     target = directory / "report.md"
     with atomic.staged_file(target) as staging:
         staging.write_text(text, encoding="utf-8")

@@ -35,10 +35,11 @@ from lie_ray.data.cifar import check_dataset
 from lie_ray.evaluation.settings import EvalSettings
 from lie_ray.keys import Key, generate_key, load_key, save_key
 from lie_ray.presets import TrainSettings
+from lie_ray.privacy.settings import PrivacySettings
 from lie_ray.scenarios import Scenario
 
 log = logging.getLogger("lie_ray")
-PHASES = ("keys", "encryption", "training", "evaluation", "report")
+PHASES = ("keys", "encryption", "training", "evaluation", "privacy", "report")
 
 
 @dataclass(frozen=True)
@@ -53,6 +54,7 @@ class SweepPlan:
     key_path: Path | None = None  # None: the sweep's own key in OUT/keys/
     resume: bool = False
     storage: str | None = None  # Tune/Train storage; default OUT/ray
+    privacy: PrivacySettings | None = None  # None: --no-privacy, the phase is skipped
 
 
 def run_sweep(plan: SweepPlan) -> dict[str, pa.Table]:
@@ -81,6 +83,12 @@ def run_sweep(plan: SweepPlan) -> dict[str, pa.Table]:
         results = run_evaluation(out, plan.data, out, key_path, plan.evaluation,
                                  plan.train.key_batch_size, [s.name for s in plan.scenarios],
                                  resume=plan.resume, gpu=plan.train.gpu)
+    if plan.privacy is not None:
+        with phase("privacy"):
+            from lie_ray.privacy import targets
+            from lie_ray.privacy.run import run_privacy
+
+            run_privacy(plan.data, key, out, targets.names(), plan.privacy, plan.storage)
     with phase("report"):
         write_report(out, training)
     return {"training": training, "results": results}
@@ -156,10 +164,11 @@ def _cell(value: float | None) -> str:
 def resolve_plan(out: Path, data: Path, preset: str, scenarios: str | None,
                  scenario_file: Path | None, key: Path | None, resume: bool,
                  storage: str | None, train_overrides: dict, eval_overrides: dict,
-                 download: bool = False) -> SweepPlan:
+                 download: bool = False, privacy: bool = True) -> SweepPlan:
     """Every check that can fail on the user's input, before Ray starts."""
     from lie_ray.evaluation.settings import get_eval_preset
     from lie_ray.presets import training_plan
+    from lie_ray.privacy.settings import get_privacy_preset
     from lie_ray.scenarios import key_for_scenarios
 
     train, chosen = training_plan(preset, scenarios, scenario_file, train_overrides)
@@ -167,7 +176,8 @@ def resolve_plan(out: Path, data: Path, preset: str, scenarios: str | None,
     if key is not None:
         key_for_scenarios(chosen, key, train.block_size, train.key_batch_size)
     return SweepPlan(out=out, data=check_dataset(data, download), scenarios=chosen, train=train,
-                     evaluation=evaluation, key_path=key, resume=resume, storage=storage)
+                     evaluation=evaluation, key_path=key, resume=resume, storage=storage,
+                     privacy=get_privacy_preset(preset, train.block_size) if privacy else None)
 
 
 def main() -> None:
