@@ -87,6 +87,14 @@ class Key:
             self._ciphers[label] = BlockCipher(perm, self.block_size, self.channels)
         return self._ciphers[label]
 
+    def stream(self, info: str, length: int) -> bytes:
+        """``length`` pseudorandom bytes for ``info`` (HKDF-SHA256 of the master secret): the
+        source of every other transform's sub-keys. Only master keys derive."""
+        if self.kind != "master":
+            raise LieRayError(f"key {self.fingerprint} is an imported permutation and derives no "
+                              "sub-keys: use a master key from 'lie-ray keygen'")
+        return hkdf_sha256(self._secret, info.encode(), length)
+
     def to_json(self) -> str:
         secret = (base64.b64encode(self._secret).decode() if self.kind == "master"
                   else [int(v) for v in self._secret])

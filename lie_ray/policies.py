@@ -35,21 +35,28 @@ class KeyPolicy(ABC):
 
     def encrypt(self, key: Key, images: np.ndarray, ids: np.ndarray, split: str
                 ) -> tuple[np.ndarray, np.ndarray]:
-        """Encrypt uint8 NHWC ``images``; return them with each row's sub-key label."""
+        """Encrypt uint8 NHWC ``images``; return them with each row's sub-key label.
+
+        ``key`` is a ``Key`` (LE) or a ``transforms.KeyedTransform`` (any transform): both map
+        a label to a cipher with ``cipher(label)``. Output dtype is the transform's."""
         labels = self.labels(np.asarray(ids), split)
-        out = np.empty_like(images)
+        out = None
         for label in np.unique(labels):  # one pass per distinct sub-key, a handful per batch
             rows = labels == label
-            out[rows] = key.cipher(str(label)).encrypt(images[rows])
-        return out, labels
+            piece = key.cipher(str(label)).encrypt(images[rows])
+            if out is None:
+                out = np.empty(images.shape, dtype=piece.dtype)
+            out[rows] = piece
+        return (images.copy() if out is None else out), labels
 
     def encrypt_torch(self, key: Key, images: "torch.Tensor", ids: np.ndarray, split: str,
                       backward: str = "bpda-both") -> "torch.Tensor":
         """The autograd twin of ``encrypt`` for float NCHW tensors on any device: the same
-        ciphertext, with the chosen backward pass (see ``cipher_with_grad``)."""
+        ciphertext, with the chosen backward pass (``transforms.with_grad``: the true gradient
+        where the transform has one, else the named BPDA surrogate)."""
         import torch
 
-        from lie_ray.cipher.differentiable import cipher_with_grad
+        from lie_ray.transforms import with_grad as cipher_with_grad
 
         labels = self.labels(np.asarray(ids), split)
         distinct = np.unique(labels)
@@ -103,7 +110,22 @@ class PerBatchPolicy(KeyPolicy):
                               "make one with 'lie-ray keygen'")
 
 
-POLICIES: dict[str, type[KeyPolicy]] = {cls.name: cls for cls in (FixedPolicy, PerBatchPolicy)}
+class PerImagePolicy(PerBatchPolicy):
+    """A fresh key for every image (Random PE, Sirichotedumrong, Kinoshita & Kiya 2019):
+    ``image/<split>/<id>``, reproducible from the master key and the image's id."""
+
+    name = "per-image"
+
+    def __init__(self, batch_size: int = 1):
+        super().__init__(1)
+
+    def labels(self, ids: np.ndarray, split: str) -> np.ndarray:
+        return np.array([f"image/{split}/{int(i)}" for i in np.asarray(ids).reshape(-1)],
+                        dtype=object)
+
+
+POLICIES: dict[str, type[KeyPolicy]] = {cls.name: cls for cls in (FixedPolicy, PerBatchPolicy,
+                                                                  PerImagePolicy)}
 
 
 def make_policy(name: str, **options) -> KeyPolicy:

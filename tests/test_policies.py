@@ -77,5 +77,6 @@ def test_per_batch_refuses_imported_permutation():
 
 
 def test_unknown_policy():
-    with pytest.raises(LieRayError, match="unknown key policy 'per-image'.*fixed, per-batch"):
-        make_policy("per-image")
+    with pytest.raises(LieRayError,
+                       match="unknown key policy 'per-epoch'.*fixed, per-batch, per-image"):
+        make_policy("per-epoch")

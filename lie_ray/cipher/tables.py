@@ -71,19 +71,27 @@ def build_tables(perm: np.ndarray, reversed_mask: np.ndarray, height: int, width
     """Gather tables that apply ``z[i] = y[perm[i]] ^ 15*(rev[i] != rev[perm[i]])`` to every block.
 
     ``perm`` is the key (encryption) or its inverse (decryption); ``reversed_mask`` is the same
-    reversal set for both directions, as PAPER.md specifies.
+    reversal set for both directions, as PAPER.md specifies. Both are (2d,) for one key in every
+    block (LE), or (n_blocks, 2d) for a key per block (ELE, ``lie_ray.transforms.ele``).
     """
     d = block_size * block_size * channels
-    flip = reversed_mask != reversed_mask[perm]  # per nibble position i in 0..2d-1
+    offsets = block_element_offsets(height, width, channels, block_size, layout)
+    perm = np.broadcast_to(perm, (len(offsets), 2 * d))
+    reversed_mask = np.broadcast_to(reversed_mask, perm.shape)
+
+    def pick(values: np.ndarray, index: np.ndarray) -> np.ndarray:  # values[b, index[b, k]]
+        return np.take_along_axis(np.broadcast_to(values, (len(offsets), values.shape[-1])),
+                                  index, axis=1)
+
+    flip = reversed_mask != pick(reversed_mask, perm)  # per block and nibble position i
     src_nibble = perm  # nibble position each z[i] reads
 
     # Output element e takes its high nibble from z[d+e] and its low nibble from z[e].
-    hi_from, lo_from = src_nibble[d:], src_nibble[:d]
+    hi_from, lo_from = src_nibble[:, d:], src_nibble[:, :d]
     hi_elem, lo_elem = hi_from % d, lo_from % d
     hi_from_high, lo_from_high = hi_from >= d, lo_from >= d
-    mask = (flip[d:].astype(np.uint8) * 0xF0) | (flip[:d].astype(np.uint8) * 0x0F)
+    mask = (flip[:, d:].astype(np.uint8) * 0xF0) | (flip[:, :d].astype(np.uint8) * 0x0F)
 
-    offsets = block_element_offsets(height, width, channels, block_size, layout)
     n_bytes = height * width * channels
     flat_out = offsets.reshape(-1)
 
@@ -95,20 +103,20 @@ def build_tables(perm: np.ndarray, reversed_mask: np.ndarray, height: int, width
     # Inverse view for the backward pass: nibble position p (0..2d-1) of an input element lands in
     # z at position inv[p]; z position k < d is the low nibble of output element k, k >= d the high
     # nibble of element k - d.
-    inv = np.argsort(perm, kind="stable")
-    dest_of_lo, dest_of_hi = inv[:d], inv[d:]  # z positions receiving element e's low/high nibble
+    inv = np.argsort(perm, axis=1, kind="stable")
+    dest_of_lo, dest_of_hi = inv[:, :d], inv[:, d:]  # z positions receiving element e's nibbles
 
     def dest_tables(dest: np.ndarray):
-        return (per_output(offsets[:, dest % d], np.int64), per_output(dest >= d, bool),
-                per_output(flip[dest], bool))
+        return (per_output(pick(offsets, dest % d), np.int64), per_output(dest >= d, bool),
+                per_output(pick(flip, dest), bool))
 
     hi_dest, hi_dest_is_hi, hi_dest_flipped = dest_tables(dest_of_hi)
     lo_dest, lo_dest_is_hi, lo_dest_flipped = dest_tables(dest_of_lo)
 
     return GatherTables(
-        hi_src=per_output(offsets[:, hi_elem], np.int64),
+        hi_src=per_output(pick(offsets, hi_elem), np.int64),
         hi_shift=per_output(np.where(hi_from_high, 0, 4), np.uint8),
-        lo_src=per_output(offsets[:, lo_elem], np.int64),
+        lo_src=per_output(pick(offsets, lo_elem), np.int64),
         lo_shift=per_output(np.where(lo_from_high, 4, 0), np.uint8),
         xor_mask=per_output(mask, np.uint8),
         hi_dest=hi_dest, hi_dest_is_hi=hi_dest_is_hi, hi_dest_flipped=hi_dest_flipped,

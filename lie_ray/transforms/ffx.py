@@ -1,0 +1,144 @@
+"""FFX: block-wise format-preserving encryption (AprilPyone & Kiya, IEEE TIFS 2021;
+``fugokidi/block_transform``), with the ``pyffx`` package.
+
+A lookup table ``pyffx.Integer(password, length=3)`` over 0..255 (values 0..999) replaces the
+8-bit level of every value at the binary key's positions (one key for every block, drawn as
+``randperm(d) > d / 2`` like NP). Output is float32. Key arrays: ``flip`` (d booleans) and
+``lookup`` (256 distinct values in 0..999); ``from_arrays`` also takes ``password`` instead.
+
+Variants: ``paper`` (default) divides key positions by the lookup's maximum and the others by
+255, so untouched values keep their meaning, and quantises floats by rounding; ``reference``
+does what the reference code does: ``floor(255 x)`` and EVERY value divided by the maximum.
+A lookup is not differentiable: the attack's backward is BPDA (straight-through identity).
+"""
+from __future__ import annotations
+
+from functools import cached_property
+
+import numpy as np
+
+from lie_ray.errors import LieRayError
+from lie_ray.transforms.base import (Transform, derive_u64, numpy_batch, subkey_info,
+                                     tile_block_mask, torch_batch, torch_module)
+from lie_ray.transforms.negative import binary_key, check_flip, reference_key_space_log2
+
+LOOKUP_SIZE, CODE_SPACE = 256, 1000
+
+
+def ffx_lookup(password: str | bytes) -> np.ndarray:
+    """``pyffx.Integer(password, length=3).encrypt(v)`` for v in 0..255, as the reference."""
+    import pyffx
+
+    secret = password.encode() if isinstance(password, str) else password
+    cipher = pyffx.Integer(secret, length=3)
+    return np.array([cipher.encrypt(v) for v in range(LOOKUP_SIZE)], dtype=np.int64)
+
+
+class FFX(Transform):
+    name = "ffx"
+    gradient = "bpda"
+    adaptation = False
+    variants = ("paper", "reference")
+    paper_block_sizes = (4, 2, 8)
+    output_dtype = "float32"
+    backwards = ("bpda", "none")
+
+    @classmethod
+    def derive(cls, key, label, block_size, image_size):
+        password = derive_u64(key, subkey_info(cls.name, label, block_size, image_size)
+                              + "/password", 2).tobytes().hex()
+        return {"flip": binary_key(key, cls.name, label, block_size, image_size),
+                "lookup": ffx_lookup(password)}
+
+    def validate(self, arrays):
+        if "lookup" not in arrays and "password" in arrays:
+            arrays = {**arrays, "lookup": ffx_lookup(str(arrays["password"]))}
+        lookup = np.asarray(arrays["lookup"])
+        if lookup.shape != (LOOKUP_SIZE,) or len(np.unique(lookup)) != LOOKUP_SIZE or \
+                lookup.min() < 0 or lookup.max() >= CODE_SPACE:
+            raise LieRayError("FFX key 'lookup' must hold 256 distinct values in 0..999 (or pass "
+                              "'password')")
+        return {"flip": check_flip(arrays, self.block_size, self.name),
+                "lookup": lookup.astype(np.int64)}
+
+    @property
+    def key_space_log2(self) -> float:
+        return reference_key_space_log2(self.block_size)
+
+    # ------------------------------------------------------------ tables
+    @cached_property
+    def _hwc(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(flip mask, per-position divisor, inverse lookup) with images laid out HWC."""
+        flip = tile_block_mask(self.arrays["flip"], self.block_size, self.image_size)
+        peak = float(self.arrays["lookup"].max())
+        divisor = np.where(flip, peak, peak if self.variant == "reference" else 255.0)
+        inverse = np.full(CODE_SPACE, -1, dtype=np.int64)
+        inverse[self.arrays["lookup"]] = np.arange(LOOKUP_SIZE)
+        return flip, divisor.astype(np.float32), inverse
+
+    def _chw(self, device):
+        import torch
+
+        cache_key = ("chw", str(device))
+        if cache_key not in self.device_tables:
+            flip, divisor, inverse = self._hwc
+            self.device_tables[cache_key] = {
+                "flip": torch.from_numpy(np.ascontiguousarray(flip.transpose(2, 0, 1))).to(device),
+                "divisor": torch.from_numpy(np.ascontiguousarray(divisor.transpose(2, 0, 1))
+                                            ).to(device),
+                "lookup": torch.from_numpy(self.arrays["lookup"]).to(device),
+                "inverse": torch.from_numpy(inverse).to(device)}
+        return self.device_tables[cache_key]
+
+    # ------------------------------------------------------------ exact paths
+    def encrypt(self, images):
+        if isinstance(images, np.ndarray):
+            numpy_batch(images, self.image_size)
+            flip, divisor, _ = self._hwc
+            codes = np.where(flip, self.arrays["lookup"][images], images).astype(np.float32)
+            return codes / divisor
+        torch = torch_module(images)
+        t = self._chw(images.device)
+        levels = self._levels(torch_batch(images, self.image_size)).long()
+        codes = torch.where(t["flip"], t["lookup"][levels], levels).to(torch.float32)
+        return (codes / t["divisor"]).reshape(images.shape)
+
+    def decrypt(self, images, dtype=None):
+        """Back to levels: uint8 for NumPy; for torch, float32 in [0, 1] unless ``dtype``."""
+        if isinstance(images, np.ndarray):
+            flip, divisor, inverse = self._hwc
+            codes = np.rint(images * divisor).astype(np.int64)
+            return self._check(np.where(flip, inverse[codes.clip(0, CODE_SPACE - 1)], codes),
+                               np).astype(dtype or np.uint8)
+        torch = torch_module(images)
+        t = self._chw(images.device)
+        codes = torch.round(torch_batch(images, self.image_size) * t["divisor"]).long()
+        levels = self._check(torch.where(t["flip"], t["inverse"][codes.clamp(0, CODE_SPACE - 1)],
+                                         codes), torch)
+        dtype = dtype or torch.float32
+        out = levels.to(dtype) if dtype == torch.uint8 else levels.to(dtype) / 255
+        return out.reshape(images.shape)
+
+    def _levels(self, batch):
+        """8-bit levels of a torch batch: rounding (paper) or the reference's floor(255 x)."""
+        import torch
+
+        if batch.dtype == torch.uint8:
+            return batch
+        if self.variant == "reference":
+            return torch.floor(batch.detach().clamp(0, 1) * 255)
+        return torch.floor(batch.detach().clamp(0, 1) * 255 + 0.5)
+
+    @staticmethod
+    def _check(levels, xp):
+        if bool((levels < 0).any()) or bool((levels > 255).any()):
+            raise LieRayError("these values are not an FFX ciphertext of this key: decrypt with "
+                              "the key (and variant) that encrypted them")
+        return levels
+
+    # ------------------------------------------------------------ the attack's forward
+    def with_grad(self, images, backward=None):
+        encrypted = self.encrypt(images).to(images.dtype)
+        if self.backward_mode(backward) == "none":  # plain autograd through a lookup: zero
+            return encrypted + 0 * images
+        return images + (encrypted - images).detach()  # BPDA: straight-through identity
