@@ -15,6 +15,7 @@ import pyarrow.parquet as pq
 from PIL import Image
 
 from conftest import HEAD_ENV, REPO_ROOT, TRAIN_SLICE, cli_args
+from lie_ray import transforms
 from lie_ray.keys import load_key
 from lie_ray.scenarios import PAPER_SCENARIOS
 
@@ -35,8 +36,14 @@ def test_job_submitted_sweep_writes_every_table_and_the_report(smoke_sweep):
             assert png.size[0] > 50
     assert json.loads((out / "encrypted" / "manifest.json").read_text())["rows"]["train"] == 256
     # Progress a user can follow: every phase announced with its time, then the summary.
-    for number, phase in enumerate(["keys", "encryption", "training", "evaluation", "report"]):
-        assert f"[{number + 1}/5] {phase} done in" in output
+    for number, phase in enumerate(["keys", "encryption", "training", "evaluation", "privacy",
+                                    "report"]):
+        assert f"[{number + 1}/6] {phase} done in" in output
+    # The privacy phase: every transform attacked, its table beside the robustness tables.
+    privacy = pq.read_table(out / "privacy.parquet").to_pandas()
+    assert set(privacy.transform) == set(transforms.names())
+    assert privacy[privacy.attack == "known-plaintext"].key_recovered.all()
+    assert "## Privacy" in (out / "report.md").read_text()
     assert re.search(r"Encrypted-Adv-DK\s+[\d.]+\s+[\d.]+\s+[\d.]+\s+[\d.]+", output)
     assert f"report      {out / 'report.md'}" in output
 
@@ -94,7 +101,7 @@ def sweep_command(out: Path, cifar_dir: Path, *extra: str) -> list[str]:
             "--out", str(out), "--scenarios", "Plain,Encrypted",
             *cli_args({**TRAIN_SLICE, "num_workers": 1}), "--eval-limit", "8", "--epsilons",
             "0.1", "--eval-pgd-steps", "2", "--eot-keys", "1", "--square-queries", "4",
-            "--actors", "1", *extra]
+            "--actors", "1", "--no-privacy", *extra]
 
 
 def on_head(ray_head) -> dict:

@@ -55,14 +55,19 @@ class Itn(nn.Module):
         return self.body(x)
 
 
-def attacker_pairs(name: str, images: np.ndarray, block_size: int) -> np.ndarray:
-    """Encrypt each of the attacker's images under a fresh key of the attacker's own master.
+def attacker_pairs(name: str, images: np.ndarray, block_size: int, images_per_key: int = 1
+                   ) -> np.ndarray:
+    """Encrypt the attacker's images under fresh keys of the attacker's own master: one per
+    image, or one per ``images_per_key`` images (building a key costs up to ~10 ms: FFX's
+    lookup, ELE's per-block tables), so the smoke preset shares each among a few.
 
-    A loop over images, not pixels: every image has a different key, so a different transform.
+    A loop over keys, not pixels: every key is a different transform.
     """
     master = generate_key(block_size)
-    return np.stack([as_numpy_unit(targets.build(name, master, block_size, f"itn/{i}")
-                                   .encrypt(images[i:i + 1]))[0] for i in range(len(images))])
+    return np.concatenate([
+        as_numpy_unit(targets.build(name, master, block_size, f"itn/{start}")
+                      .encrypt(images[start:start + images_per_key]))
+        for start in range(0, len(images), images_per_key)])
 
 
 def as_numpy_unit(images: np.ndarray) -> np.ndarray:
@@ -118,8 +123,10 @@ def train_itns(names: list[str], attacker_images: np.ndarray, block_size: int,
 
     started = time.monotonic()
     plain = ray.put(as_numpy_unit(attacker_images))
-    jobs = [{"transform": name, "block_size": block_size, "pixelwise": name in PIXELWISE,
-             "pairs": ray.put((attacker_pairs(name, attacker_images, block_size),
+    jobs = [{"transform": name, "block_size": targets.block_size_for(name, block_size),
+             "pixelwise": name in PIXELWISE,
+             "pairs": ray.put((attacker_pairs(name, attacker_images, block_size,
+                                              settings.images_per_key),
                                ray.get(plain)))} for name in names]
     trainer = TorchTrainer(
         train_func, train_loop_config={"settings": asdict(settings), "jobs": jobs},
@@ -132,7 +139,8 @@ def train_itns(names: list[str], attacker_images: np.ndarray, block_size: int,
         states = torch.load(Path(directory) / STATE_FILE, weights_only=True)
     models = {}
     for name in names:
-        models[name] = Itn(block_size, settings.width, name in PIXELWISE)
+        models[name] = Itn(targets.block_size_for(name, block_size), settings.width,
+                           name in PIXELWISE)
         models[name].load_state_dict(states[name])
         models[name].eval()
     seconds = time.monotonic() - started

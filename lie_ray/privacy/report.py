@@ -21,7 +21,7 @@ GALLERY = "privacy_gallery.png"
 # SIA-GAN (MADONOKOUKI/SIA-GAN), CIFAR-10, same-dataset natural images, with adaptation network.
 SIA_GAN_LPIPS = {"le": 0.0914, "ele": 0.1512, "pe": 0.1719, "etc": 0.2090}
 ATTACK_ORDER = ("ciphertext", "fr-basic", "itn", "known-plaintext", "chosen-plaintext",
-                "key-space")
+                "brute-force", "key-space")
 
 
 def section(directory: str | Path) -> str:

@@ -27,7 +27,7 @@ from lie_ray import atomic
 from lie_ray.data.cifar import load_split
 from lie_ray.errors import LieRayError
 from lie_ray.keys import FIXED_LABEL, Key, generate_key
-from lie_ray.privacy import chosen_plaintext, keyspace, known_plaintext, targets
+from lie_ray.privacy import brute_force, chosen_plaintext, keyspace, known_plaintext, targets
 from lie_ray.privacy.ciphertext_only import fr_basic
 from lie_ray.privacy.scoring import score
 from lie_ray.privacy.settings import PrivacySettings
@@ -45,7 +45,8 @@ SCHEMA = pa.schema([
     ("key_fingerprint", pa.string()),
 ])
 THREATS = {"ciphertext": "none", "known-plaintext": "known-plaintext",
-           "chosen-plaintext": "chosen-plaintext", "fr-basic": "ciphertext-only",
+           "chosen-plaintext": "chosen-plaintext", "brute-force": "known-plaintext",
+           "fr-basic": "ciphertext-only",
            "itn": "ciphertext-only + own data", "key-space": "brute force"}
 
 
@@ -70,6 +71,8 @@ def run_privacy(data_dir: str | Path, key: Key, out_dir: str | Path, names: list
             cp_row, found["chosen-plaintext"] = chosen_plaintext_attack(
                 name, defender, plain, encrypted, settings)
             rows += [kp_row, cp_row]
+        if name in brute_force.APPLIES:
+            rows.append(brute_force_row(name, key, plain, settings))
         rows.append(key_space_row(name, defender, plain, settings))
         gallery.append((name, plain[:settings.gallery_images], found))
         encrypted_sets[name] = (defender, encrypted)
@@ -101,7 +104,7 @@ def resolve_privacy(key_path: Path, preset: str, data: Path, transforms: str | N
 
 
 def row(name: str, settings: PrivacySettings, attack: str, target, **values) -> dict:
-    return {"transform": name, "block_size": settings.block_size, "attack": attack,
+    return {"transform": name, "block_size": target.block_size, "attack": attack,
             "threat_model": THREATS[attack], "key_fingerprint": target.fingerprint, **values}
 
 
@@ -116,7 +119,7 @@ def known_plaintext_attack(name, key, pool, plain, encrypted, settings):
         k, arrays = known_plaintext.smallest_k(name, chosen, target.encrypt(chosen),
                                                settings.block_size)
         ks.append(k)
-        exact.append(known_plaintext.same_key(arrays, target.key_arrays()))
+        exact.append(known_plaintext.equivalent(name, arrays, target))
     k_all = None if None in ks else max(ks)
     log.info("known-plaintext %s: k per key %s, exact %d/%d", name, ks, sum(exact), len(exact))
     pairs = k_all or settings.kp_max_k  # the defender's own first pairs, then the rest decrypted
@@ -126,21 +129,39 @@ def known_plaintext_attack(name, key, pool, plain, encrypted, settings):
     recovered = targets.from_arrays(name, arrays, settings.block_size).decrypt(encrypted)
     values = score(recovered[pairs:], plain[pairs:])
     return row(name, settings, "known-plaintext", defender, k=k_all,
-               key_recovered=all(exact) and known_plaintext.same_key(
-                   arrays, defender.key_arrays()), keys_tested=len(exact),
+               key_recovered=all(exact) and known_plaintext.equivalent(name, arrays, defender),
+               keys_tested=len(exact),
                seconds=time.monotonic() - started, **values), recovered
 
 
 def chosen_plaintext_attack(name, defender, plain, encrypted, settings):
     started = time.monotonic()
-    probes = chosen_plaintext.noise_probes(settings.max_probes, seed=0, shape=plain.shape[1:])
+    probes = chosen_plaintext.crafted_probes(name, settings.max_probes, seed=0,
+                                             shape=plain.shape[1:])
     k, arrays = known_plaintext.smallest_k(name, probes, defender.encrypt(probes),
                                            settings.block_size)
     recovered = targets.from_arrays(name, arrays, settings.block_size).decrypt(encrypted)
     return row(name, settings, "chosen-plaintext", defender, k=k,
-               key_recovered=known_plaintext.same_key(arrays, defender.key_arrays()),
+               key_recovered=known_plaintext.equivalent(name, arrays, defender),
                keys_tested=1, seconds=time.monotonic() - started,
                **score(recovered, plain)), recovered
+
+
+def brute_force_row(name, key, plain, settings) -> dict:
+    """NP/FFX at M = 2: all 792 reference keys against one known pair, then the test set
+    decrypted with the survivor (when exactly one survives)."""
+    started = time.monotonic()
+    defender = targets.build(name, key, brute_force.BLOCK_SIZE, FIXED_LABEL)
+    encrypted = defender.encrypt(plain)
+    found, tried, _ = brute_force.brute_force(name, defender, plain[:1], encrypted[:1])
+    values = {}
+    if len(found) == 1:
+        recovered = targets.from_arrays(name, found[0], brute_force.BLOCK_SIZE)
+        values = score(recovered.decrypt(encrypted[1:]), plain[1:])
+    return row(name, settings, "brute-force", defender, k=1, keys_tested=tried,
+               key_recovered=len(found) == 1 and known_plaintext.equivalent(
+                   name, found[0], defender),
+               seconds=time.monotonic() - started, **values)
 
 
 def itn_rows(encrypted_sets: dict, attacker_images, plain, settings, storage, found) -> list:

@@ -10,7 +10,8 @@ from lie_ray.errors import LieRayError
 
 @dataclass(frozen=True)
 class ItnSettings:
-    images: int = 50000  # the attacker's own images (as many as --data holds), own key each
+    images: int = 50000  # the attacker's own images (as many as --data holds)
+    images_per_key: int = 1  # a fresh attacker key per image; smoke shares one among a few
     epochs: int = 50  # as the reference ITN
     batch_size: int = 64
     lr: float = 1e-3
@@ -25,7 +26,7 @@ class PrivacySettings:
     test_images: int = 1000  # the defender's test images every reconstruction is scored on
     kp_keys: int = 20  # keys the smallest-k search runs over
     kp_max_k: int = 16  # pairs offered per key before giving up
-    max_probes: int = 4  # chosen-plaintext probes offered before giving up
+    max_probes: int = 8  # chosen-plaintext probes offered before giving up (ELE needs ~6)
     audit_seconds: float = 1.0  # time spent measuring brute-force keys/s, per transform
     gallery_images: int = 8
     itn: ItnSettings = field(default_factory=ItnSettings)
@@ -34,7 +35,8 @@ class PrivacySettings:
 PRIVACY_PRESETS = {
     "paper": PrivacySettings(),
     "smoke": PrivacySettings(test_images=256, kp_keys=10, kp_max_k=8, audit_seconds=0.2,
-                             itn=ItnSettings(images=1024, epochs=4, width=32)),
+                             itn=ItnSettings(images=768, images_per_key=16, epochs=4,
+                                             width=32)),
 }
 
 
