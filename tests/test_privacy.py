@@ -19,7 +19,7 @@ from lie_ray.data.cifar import load_split
 from lie_ray.keys import generate_key, save_key
 from lie_ray.privacy import brute_force, known_plaintext, targets
 from lie_ray.privacy.chosen_plaintext import crafted_probes
-from lie_ray.privacy.ciphertext_only import fr_basic
+from lie_ray.privacy.ciphertext_only import block_mean, fr_basic
 from lie_ray.privacy.keyspace import brute_force_log10_years
 from lie_ray.privacy.report import section
 from lie_ray.privacy.run import run_privacy
@@ -108,6 +108,14 @@ def test_fr_basic_undoes_negative_positive(test_images):
     np.testing.assert_array_equal(fr_basic(255 - plain), fr_basic(plain))
     floats = plain.astype(np.float32) / 255
     np.testing.assert_allclose(fr_basic(1 - floats), fr_basic(floats), atol=1e-6)
+
+
+def test_block_means_survive_shuffle_and_show_the_image(test_images, master):
+    plain = test_images[:32]
+    encrypted = targets.build("shuffle", master, 4, "fixed").encrypt(plain)
+    np.testing.assert_array_equal(block_mean(encrypted, 4), block_mean(plain, 4))
+    assert ssim_per_image(block_mean(encrypted, 4), plain).mean() > \
+        ssim_per_image(encrypted, plain).mean() + 0.05
 
 
 def test_key_space_audit():

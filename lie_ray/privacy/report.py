@@ -20,7 +20,7 @@ SECTION = "privacy.md"
 GALLERY = "privacy_gallery.png"
 # SIA-GAN (MADONOKOUKI/SIA-GAN), CIFAR-10, same-dataset natural images, with adaptation network.
 SIA_GAN_LPIPS = {"le": 0.0914, "ele": 0.1512, "pe": 0.1719, "etc": 0.2090}
-ATTACK_ORDER = ("ciphertext", "fr-basic", "itn", "known-plaintext", "chosen-plaintext",
+ATTACK_ORDER = ("ciphertext", "fr-basic", "block-mean", "itn", "known-plaintext", "chosen-plaintext",
                 "brute-force", "key-space")
 
 

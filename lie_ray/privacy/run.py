@@ -7,6 +7,8 @@ Per transform, under the defender's key (the sweep's ``fixed`` sub-key of the ma
                       test set decrypted with the recovered key
     chosen-plaintext  the same from crafted noise probes, counted
     fr-basic          ciphertext-only folding v -> min(v, 255 - v)
+    block-mean        ciphertext-only block statistics (Shuffle: block means survive)
+    brute-force       NP/FFX at M = 2: every reference key against one known pair
     itn               learned inversion trained on the attacker's own images and keys (Ray Train)
     key-space         log2 of the key space and the brute-force time at the measured keys/s
 
@@ -28,7 +30,7 @@ from lie_ray.data.cifar import load_split
 from lie_ray.errors import LieRayError
 from lie_ray.keys import FIXED_LABEL, Key, generate_key
 from lie_ray.privacy import brute_force, chosen_plaintext, keyspace, known_plaintext, targets
-from lie_ray.privacy.ciphertext_only import fr_basic
+from lie_ray.privacy.ciphertext_only import BLOCK_STATISTICS, block_mean, fr_basic
 from lie_ray.privacy.scoring import score
 from lie_ray.privacy.settings import PrivacySettings
 
@@ -46,7 +48,7 @@ SCHEMA = pa.schema([
 ])
 THREATS = {"ciphertext": "none", "known-plaintext": "known-plaintext",
            "chosen-plaintext": "chosen-plaintext", "brute-force": "known-plaintext",
-           "fr-basic": "ciphertext-only",
+           "fr-basic": "ciphertext-only", "block-mean": "ciphertext-only",
            "itn": "ciphertext-only + own data", "key-space": "brute force"}
 
 
@@ -65,6 +67,10 @@ def run_privacy(data_dir: str | Path, key: Key, out_dir: str | Path, names: list
         found = {"ciphertext": encrypted, "fr-basic": fr_basic(encrypted)}
         rows += [row(name, settings, "ciphertext", defender, k=0, **score(encrypted, plain)),
                  row(name, settings, "fr-basic", defender, k=0, **score(found["fr-basic"], plain))]
+        if name in BLOCK_STATISTICS:
+            found["block-mean"] = block_mean(encrypted, defender.block_size)
+            rows.append(row(name, settings, "block-mean", defender, k=0,
+                            **score(found["block-mean"], plain)))
         if known_plaintext.recoverable(name):
             kp_row, found["known-plaintext"] = known_plaintext_attack(
                 name, key, test.images, plain, encrypted, settings)
