@@ -155,3 +155,14 @@ def test_privacy_command_rejects_bad_input_before_writing(tmp_path, master):
                                       "le,nope", "--out", str(tmp_path / "out")])
     assert result.exit_code == 2 and "unknown transform(s) nope" in result.output
     assert not (tmp_path / "out").exists()
+
+
+def test_the_sweep_runs_the_privacy_phase_unless_told_not_to(tmp_path, cifar_dir):
+    from lie_ray.sweep import PHASES, resolve_plan
+
+    args = (tmp_path / "out", cifar_dir, "smoke", "Plain", None, None, False, None, {}, {})
+    assert resolve_plan(*args).privacy == get_privacy_preset("smoke", 4)
+    assert resolve_plan(*args, privacy=False).privacy is None
+    assert PHASES.index("privacy") == PHASES.index("report") - 1
+    result = CliRunner().invoke(app, ["sweep", "--help"])
+    assert "--no-privacy" in result.output
