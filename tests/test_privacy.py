@@ -16,7 +16,7 @@ from typer.testing import CliRunner
 
 from lie_ray.cli import app
 from lie_ray.data.cifar import load_split
-from lie_ray.keys import generate_key, save_key
+from lie_ray.keys import generate_key, import_permutation, save_key
 from lie_ray.privacy import brute_force, known_plaintext, targets
 from lie_ray.privacy.chosen_plaintext import crafted_probes
 from lie_ray.privacy.ciphertext_only import block_mean, fr_basic
@@ -154,6 +154,11 @@ def test_privacy_command_rejects_bad_input_before_writing(tmp_path, master):
     result = CliRunner().invoke(app, ["privacy", "--key", str(key_path), "--transforms",
                                       "le,nope", "--out", str(tmp_path / "out")])
     assert result.exit_code == 2 and "unknown transform(s) nope" in result.output
+    assert not (tmp_path / "out").exists()
+    imported = save_key(import_permutation(np.arange(96), 4), tmp_path / "perm.json")
+    result = CliRunner().invoke(app, ["privacy", "--key", str(imported), "--out",
+                                      str(tmp_path / "out")])
+    assert result.exit_code == 2 and "imported permutation" in result.output
     assert not (tmp_path / "out").exists()
 
 

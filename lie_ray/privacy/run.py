@@ -101,6 +101,10 @@ def resolve_privacy(key_path: Path, preset: str, data: Path, transforms: str | N
     from lie_ray.privacy.settings import get_privacy_preset
 
     key = load_key(key_path)
+    if not key.derives_subkeys:
+        raise LieRayError(f"key {key.fingerprint} is an imported permutation: the privacy "
+                          "attacks derive many keys (one per transform, several per attack) "
+                          "from a master key; pass one made by 'lie-ray keygen'")
     settings = get_privacy_preset(preset, key.block_size)
     names = targets.check_names([n.strip() for n in transforms.split(",") if n.strip()]
                                 if transforms else targets.names())
