@@ -297,6 +297,8 @@ def sweep(
     test_limit: TestLimit = None,
     epsilons: Epsilons = None, eval_limit: EvalLimit = None, eval_pgd_steps: EvalPgdSteps = None,
     eot_keys: EotKeys = None, square_queries: SquareQueries = None, actors: Actors = None,
+    no_privacy: bool = typer.Option(False, "--no-privacy", help="Skip the privacy attacks "
+                                    "phase (see 'lie-ray privacy')."),
 ):
     """The whole study: key, encryption, the scenarios trained, evaluation, report.
 
@@ -312,11 +314,40 @@ def sweep(
                                            pgd_step_size, pgd_eps, train_limit, test_limit),
                          "max_concurrent_trials": max_concurrent_trials},
                         eval_overrides(epsilons, eval_limit, eval_pgd_steps, eot_keys,
-                                       square_queries, actors), download)
+                                       square_queries, actors), download,
+                        privacy=not no_privacy)
     with ray_session(num_cpus=plan.train.logical_cpus()), on_interrupt(out):
         tables = run_sweep(plan)
     typer.echo(summary(tables["training"], tables["results"], out.resolve(),
                        tensorboard_dir(plan)))
+
+
+@app.command()
+@user_errors
+def privacy(
+    key: Path = typer.Option(..., "--key", help="Master key file: the defender's key is its "
+                             "'fixed' sub-key, as in the sweep."),
+    preset: Preset = "smoke",
+    data: DataDir = Path(DEFAULT_DATA_DIR),
+    out: Path = typer.Option(Path("runs/privacy"), "--out", help="Where privacy.parquet, "
+                             "privacy.md and privacy_gallery.png go."),
+    transforms: Optional[str] = typer.Option(None, "--transforms", help="Comma-separated "
+                                             "transforms (default: all), e.g. le,shuffle."),
+):
+    """Privacy attacks on every transform: key recovery (known and chosen plaintext),
+    ciphertext-only FR-basic, the learned ITN inversion (Ray Train) and a key-space audit."""
+    import pyarrow.compute as pc
+
+    from lie_ray.privacy.run import resolve_privacy, run_privacy
+    from lie_ray.runtime import ray_session
+
+    loaded, names, settings, data = resolve_privacy(key, preset, data, transforms)
+    with ray_session():
+        table = run_privacy(data, loaded, out, names, settings)
+    typer.echo(format_table(table.filter(pc.not_equal(table["attack"], "key-space")),
+                            ["transform", "attack", "k", "ssim", "psnr", "key_recovered"]))
+    typer.echo(f"wrote {out / 'privacy.parquet'}, {out / 'privacy.md'} and "
+               f"{out / 'privacy_gallery.png'}")
 
 
 @app.command()

@@ -31,6 +31,7 @@ from lie_ray.cluster_log import cluster_section
 from lie_ray.errors import LieRayError
 from lie_ray.evaluation.settings import (CHANNEL, PAPER_EPSILON, PLAIN_SPACE, WORST_CASE,
                                          WORST_CASE_CHANNEL)
+from lie_ray.privacy.report import section as privacy_section
 from lie_ray.report_family import family_section
 from lie_ray.scenarios import PAPER_SCENARIOS
 
@@ -101,6 +102,7 @@ def write_report(results_dir: str | os.PathLike,
     text = render_report(rows, training, scenarios, epsilon,
                          gallery=(directory / "gallery.png").is_file())
     text += family_section(directory, rows)  # empty unless several transforms were trained
+    text += privacy_section(directory)  # empty unless privacy.parquet is there
     text += cluster_section(directory)  # cluster.png, when the sweep recorded the cluster
     target = directory / "report.md"
     with atomic.staged_file(target) as staging:

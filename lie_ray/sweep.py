@@ -41,10 +41,11 @@ from lie_ray import storage
 from lie_ray.cluster_log import ClusterRecorder, write_cluster_table
 from lie_ray.keys import Key, generate_key, key_location, load_key, save_key
 from lie_ray.presets import TrainSettings
+from lie_ray.privacy.settings import PrivacySettings
 from lie_ray.scenarios import Scenario
 
 log = logging.getLogger("lie_ray")
-PHASES = ("keys", "encryption", "training", "evaluation", "report")
+PHASES = ("keys", "encryption", "training", "evaluation", "privacy", "report")
 
 
 @dataclass(frozen=True)
@@ -59,6 +60,7 @@ class SweepPlan:
     key_path: str | None = None  # a file or URI; None: the sweep's own key in OUT/keys/
     resume: bool = False
     storage: str | None = None  # what nodes write (URI or path); default OUT (Ray's in OUT/ray)
+    privacy: PrivacySettings | None = None  # None: --no-privacy, the phase is skipped
 
     def shared(self, *parts: str) -> str:
         """Where cluster nodes write ``parts``: under ``--storage``, else under ``--out``."""
@@ -100,6 +102,12 @@ def run_sweep(plan: SweepPlan) -> dict[str, pa.Table]:
                                  plan.train.key_batch_size, [s.name for s in plan.scenarios],
                                  resume=plan.resume, gpu=plan.train.gpu,
                                  parts=plan.shared("evaluations"))
+    if plan.privacy is not None:
+        with phase("privacy", recorder):
+            from lie_ray.privacy import targets
+            from lie_ray.privacy.run import run_privacy
+
+            run_privacy(plan.data, key, out, targets.names(), plan.privacy, plan.storage)
     recorder.stop()
     write_cluster_table(recorder.table(), out / "cluster.parquet")
     with phase("report"):
@@ -194,10 +202,11 @@ def _cell(row: dict | None) -> str:
 def resolve_plan(out: Path, data: Path, preset: str, scenarios: str | None,
                  scenario_file: list[Path] | None, key: str | None, resume: bool,
                  storage: str | None, train_overrides: dict, eval_overrides: dict,
-                 download: bool = False) -> SweepPlan:
+                 download: bool = False, privacy: bool = True) -> SweepPlan:
     """Every check that can fail on the user's input, before Ray starts."""
     from lie_ray.evaluation.settings import get_eval_preset
     from lie_ray.presets import training_plan
+    from lie_ray.privacy.settings import get_privacy_preset
     from lie_ray.scenarios import key_for_scenarios
     from lie_ray.storage import check_uri, is_uri as storage_is_uri
 
@@ -210,7 +219,8 @@ def resolve_plan(out: Path, data: Path, preset: str, scenarios: str | None,
     if storage is not None:
         storage = check_uri(storage)
     return SweepPlan(out=out, data=check_dataset(data, download), scenarios=chosen, train=train,
-                     evaluation=evaluation, key_path=key, resume=resume, storage=storage)
+                     evaluation=evaluation, key_path=key, resume=resume, storage=storage,
+                     privacy=get_privacy_preset(preset, train.block_size) if privacy else None)
 
 
 def main() -> None:

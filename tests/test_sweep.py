@@ -15,6 +15,7 @@ import pyarrow.parquet as pq
 from PIL import Image
 
 from conftest import HEAD_ENV, REPO_ROOT, TRAIN_SLICE, cli_args
+from lie_ray import transforms
 from lie_ray.keys import load_key
 from lie_ray.scenarios import PAPER_SCENARIOS
 
@@ -35,14 +36,21 @@ def test_job_submitted_sweep_writes_every_table_and_the_report(smoke_sweep):
             assert png.size[0] > 50
     assert json.loads((out / "encrypted" / "manifest.json").read_text())["rows"]["train"] == 256
     # Progress a user can follow: every phase announced with its time, then the summary.
-    for number, phase in enumerate(["keys", "encryption", "training", "evaluation", "report"]):
-        assert f"[{number + 1}/5] {phase} done in" in output
+    for number, phase in enumerate(["keys", "encryption", "training", "evaluation", "privacy",
+                                    "report"]):
+        assert f"[{number + 1}/6] {phase} done in" in output
+    # The privacy phase: every transform attacked, its table beside the robustness tables.
+    privacy = pq.read_table(out / "privacy.parquet").to_pandas()
+    assert set(privacy.transform) == set(transforms.names())
+    recovered = privacy[privacy.attack == "known-plaintext"].set_index("transform").key_recovered
+    assert recovered["le"] and recovered["shuffle"]  # one real image pair is enough
+    assert "## Privacy" in (out / "report.md").read_text()
     assert re.search(r"Encrypted-Adv-DK\s+[\d.]+\s+[\d.]+\s+[\d.]+\s+[\d.]+", output)
     assert f"report      {out / 'report.md'}" in output
     # A quiet console (no Ray Data execution plans; Tune's table names each scenario rather
     # than printing its record), while the driver's whole log is kept under OUT.
     assert "Execution plan of Dataset" not in output and "'steps':" not in output
-    assert "[5/5] report done in" in (out / "logs" / "sweep.log").read_text()
+    assert "[6/6] report done in" in (out / "logs" / "sweep.log").read_text()
 
 
 def test_sweep_made_its_own_key_private(smoke_sweep):
@@ -100,7 +108,7 @@ def sweep_command(out: Path, cifar_dir: Path, *extra: str) -> list[str]:
     # Two scenarios side by side (the smoke preset runs two trials at once), light attacks.
     return [sys.executable, "-m", "lie_ray.sweep", "--preset", "smoke", "--data", str(cifar_dir),
             "--out", str(out), "--scenarios", "Plain,Encrypted",
-            *cli_args({**TRAIN_SLICE, "num_workers": 1}), *LIGHT_EVAL, *extra]
+            *cli_args({**TRAIN_SLICE, "num_workers": 1}), *LIGHT_EVAL, "--no-privacy", *extra]
 
 
 def on_head(ray_head) -> dict:
