@@ -26,6 +26,7 @@ from lie_ray.evaluation.defender import Defender
 from lie_ray.keys import generate_key, save_key
 from lie_ray.models import build_model
 from lie_ray.policies import FixedPolicy
+from lie_ray.transforms import TransformSpec
 
 EPS, STEP, STEPS = 0.1, 0.01, 20
 
@@ -75,7 +76,8 @@ def per_evaluation(args, defender) -> None:
     ids = np.arange(args.eval_images)
     batch = Batch(images, defender.predict(images, ids), ids)
     plain_model = build_model(False, width=args.width).eval()
-    context = {"eot_ciphers": attacker_ciphers(4, settings.eot_keys, settings.attacker_seed),
+    context = {"eot_ciphers": attacker_ciphers(TransformSpec().resolved(4), settings.eot_keys,
+                                             settings.attacker_seed),
                "plain_model": plain_model, "done": {}}
     attacked = [e for e in settings.epsilons if e > 0]
     test_set, total = 10_000, 0.0
@@ -176,7 +178,7 @@ def main() -> None:
     model = build_model(True, width=args.width, adaptation_channels=16).eval()
     for parameter in model.parameters():
         parameter.requires_grad_(False)
-    defender = Defender(model, generate_key(), FixedPolicy())
+    defender = Defender(model, TransformSpec().keyed(generate_key()), FixedPolicy())
     single_process(args, defender)
     ciphertext_change(defender)
     per_evaluation(args, defender)

@@ -341,8 +341,9 @@ def privacy(
     from lie_ray.privacy.run import resolve_privacy, run_privacy
     from lie_ray.runtime import ray_session
 
+    check_output_dir(out)  # fail before Ray starts
     loaded, names, settings, data = resolve_privacy(key, preset, data, transforms)
-    with ray_session():
+    with ray_session(), on_interrupt(out, resumable=False):
         table = run_privacy(data, loaded, out, names, settings)
     typer.echo(format_table(table.filter(pc.not_equal(table["attack"], "key-space")),
                             ["transform", "attack", "k", "ssim", "psnr", "key_recovered"]))

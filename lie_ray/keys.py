@@ -33,7 +33,7 @@ from lie_ray import atomic
 from lie_ray.cipher.block import BlockCipher, nibble_count, validate_permutation
 from lie_ray.data.cifar import IMAGE_SHAPE
 from lie_ray.errors import LieRayError
-from lie_ray.storage import is_uri, read_bytes
+from lie_ray.storage import check_uri, is_uri, read_bytes
 
 KEY_FORMAT = "lie_ray-key"
 KEY_VERSION = 1
@@ -188,6 +188,7 @@ def load_key(path: str | os.PathLike, block_size: int | None = None,
     images it will encrypt; the key's block size must divide both.
     """
     if is_uri(path):  # cluster storage: its access policy protects the key, not a file mode
+        check_uri(str(path), "--key")  # never credentials in a URI that lands in configs
         return _key_from_blob(_read_uri(str(path)), str(path), block_size, image_size)
     source = Path(path)
     if source.is_dir():

@@ -101,7 +101,7 @@ def write_report(results_dir: str | os.PathLike,
     write_curves(rows, scenarios, directory / "curves.png")
     text = render_report(rows, training, scenarios, epsilon,
                          gallery=(directory / "gallery.png").is_file())
-    text += family_section(directory, rows)  # empty unless several transforms were trained
+    text += family_section(directory, rows, training_table)  # "" unless several transforms
     text += privacy_section(directory)  # empty unless privacy.parquet is there
     text += cluster_section(directory)  # cluster.png, when the sweep recorded the cluster
     target = directory / "report.md"

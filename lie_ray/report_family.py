@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pyarrow as pa
 import pyarrow.parquet as pq
 
 from lie_ray.keys import Key
@@ -25,12 +26,13 @@ def key_space_log2(name: str, block_size: int, variant: str) -> float:
                  variant=variant or None).key_space_log2
 
 
-def family_section(directory: Path, rows: list) -> str:
-    """Markdown for the family table, or "" when the run holds fewer than two transforms."""
+def family_section(directory: Path, rows: list, training: pa.Table | None = None) -> str:
+    """Markdown for the family table, or "" when the run holds fewer than two transforms.
+    ``training``: the training table when it lives elsewhere (``lie-ray evaluate --runs``)."""
     path = directory / "training.parquet"
-    if not path.is_file():
+    if training is None and not path.is_file():
         return ""
-    table = pq.read_table(path)
+    table = training if training is not None else pq.read_table(path)
     if not set(FAMILY_COLUMNS) <= set(table.column_names):
         return ""
     trained = table.select(list(FAMILY_COLUMNS)).to_pylist()
@@ -58,7 +60,8 @@ def family_section(directory: Path, rows: list) -> str:
             "Error rates (lower is better). `pgd` is the paper's protocol: plain autograd "
             "through the pipeline as written, which is the true gradient for Shuffle, NP, PE and "
             "EtC and zero for LE, ELE and FFX; `worst` is the worst case per image over every "
-            "evaluation (BPDA, EOT, transfer, encrypted-input, Square). Key spaces as each "
+            "attack on the plain image (the paper's readings, BPDA, EOT, transfer, Square, "
+            "AutoAttack). Key spaces as each "
             "reference draws its keys (TRANSFORMS.md).\n\n" + "\n".join(lines) + "\n")
 
 

@@ -47,6 +47,11 @@ class Scenario:
             if not isinstance(getattr(self, flag), bool):
                 raise LieRayError(f"scenario {self.name!r}: {flag} must be true or false, got "
                                   f"{getattr(self, flag)!r}: write {flag} = true (or false)")
+        for field in ("key_policy", "transform", "variant"):
+            value = getattr(self, field)
+            if value is not None and not isinstance(value, str):
+                raise LieRayError(f"scenario {self.name!r}: {field} must be a string, got "
+                                  f"{value!r}: write {field} = \"...\"")
         if self.encrypted and self.key_policy not in POLICIES:
             raise LieRayError(f"scenario {self.name!r}: key_policy must be one of "
                               f"{', '.join(POLICIES)}, got {self.key_policy!r}")
@@ -62,11 +67,6 @@ class Scenario:
     def transform_spec(self) -> TransformSpec:
         """The scenario's transform with its parameters (block size None: the key's for LE)."""
         return TransformSpec(self.transform, self.block_size, self.variant)
-
-    @property
-    def transform_label(self) -> str:
-        """What tables call the scenario's transform: its name, or ``none`` for plain images."""
-        return self.transform if self.encrypted else "none"
 
     def with_attack(self, **overrides) -> "Scenario":
         """A copy with attack settings replaced, skipping overrides that are None."""
@@ -195,5 +195,14 @@ def key_for_scenarios(scenarios: list[Scenario], key_path: str | Path | None, bl
     a known version), be made for ``block_size``, fit 32x32 images and serve every policy used.
     Returns the key, or None when no key was given and none is needed.
     """
-    return load_key_for_policies(key_path, [s.key_policy for s in scenarios if s.encrypted],
-                                 key_batch_size, block_size=block_size)
+    key = load_key_for_policies(key_path, [s.key_policy for s in scenarios if s.encrypted],
+                                key_batch_size, block_size=block_size)
+    if key is not None and not key.derives_subkeys:
+        # An imported permutation is one LE key at its own block size; anything else derives.
+        derived = [s.name for s in scenarios if s.encrypted and
+                   (s.transform != "le" or (s.block_size or block_size) != key.block_size)]
+        if derived:
+            raise LieRayError(f"scenario(s) {', '.join(derived)} derive their keys from a master "
+                              f"key, but key {key.fingerprint} is an imported LE permutation: "
+                              "pass a key made by 'lie-ray keygen'")
+    return key

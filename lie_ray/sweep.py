@@ -36,6 +36,7 @@ from typing import Iterator
 import pyarrow as pa
 
 from lie_ray.data.cifar import check_dataset
+from lie_ray.errors import LieRayError
 from lie_ray.evaluation.settings import EvalSettings
 from lie_ray import storage
 from lie_ray.cluster_log import ClusterRecorder, write_cluster_table
@@ -215,7 +216,11 @@ def resolve_plan(out: Path, data: Path, preset: str, scenarios: str | None,
     if key is not None:
         if storage_is_uri(key):
             check_uri(key, "--key")
-        key_for_scenarios(chosen, key, train.block_size, train.key_batch_size)
+        loaded = key_for_scenarios(chosen, key, train.block_size, train.key_batch_size)
+        if privacy and loaded is not None and not loaded.derives_subkeys:
+            raise LieRayError(f"--key {key} is an imported permutation, but the privacy phase "
+                              "derives many keys from a master key: pass a key made by "
+                              "'lie-ray keygen', or add --no-privacy")
     if storage is not None:
         storage = check_uri(storage)
     return SweepPlan(out=out, data=check_dataset(data, download), scenarios=chosen, train=train,

@@ -18,13 +18,14 @@ from lie_ray.evaluation.run import wilson_interval
 from lie_ray.keys import generate_key
 from lie_ray.models import build_model
 from lie_ray.policies import FixedPolicy
+from lie_ray.transforms import TransformSpec
 
 
 @pytest.fixture
 def defender():
     torch.manual_seed(0)
     model = build_model(encrypted=True, width=4, adaptation_channels=8).eval()
-    return Defender(model, generate_key(), FixedPolicy())
+    return Defender(model, TransformSpec().keyed(generate_key()), FixedPolicy())
 
 
 @pytest.fixture
@@ -156,7 +157,8 @@ def learned(cifar_dir):
         for parameter in model.parameters():
             parameter.requires_grad_(False)
         defenders["Encrypted" if encrypted else "Plain"] = (
-            Defender(model.eval(), key, FixedPolicy()) if encrypted else Defender(model.eval()))
+            Defender(model.eval(), TransformSpec().keyed(key), FixedPolicy()) if encrypted
+            else Defender(model.eval()))
     batch = Batch(as_float(test), torch.from_numpy(test.labels).long(), np.arange(100))
     return defenders, batch
 

@@ -85,8 +85,7 @@ def load_defender(checkpoint: str | Path, key_path: str | None, key_policy: str 
     if not meta["model"]["encrypted"]:
         return Defender(model)
     spec = TransformSpec(**meta.get("transform", {"name": "le"}))
-    key = load_key(key_path, block_size=meta["model"]["block_size"] if spec.name == "le"
-                   else None)
+    key = load_key(key_path)  # its identity is checked by fingerprint below
     if meta.get("key_fingerprint") and meta["key_fingerprint"] != key.fingerprint:
         raise LieRayError(f"checkpoint {checkpoint} was trained with key "
                           f"{meta['key_fingerprint']}, but --key is {key.fingerprint}: pass "

@@ -33,6 +33,7 @@ from lie_ray.privacy import brute_force, chosen_plaintext, keyspace, known_plain
 from lie_ray.privacy.ciphertext_only import BLOCK_STATISTICS, block_mean, fr_basic
 from lie_ray.privacy.scoring import score
 from lie_ray.privacy.settings import PrivacySettings
+from lie_ray.storage import join
 
 log = logging.getLogger("lie_ray")
 
@@ -83,7 +84,8 @@ def run_privacy(data_dir: str | Path, key: Key, out_dir: str | Path, names: list
         gallery.append((name, plain[:settings.gallery_images], found))
         encrypted_sets[name] = (defender, encrypted)
         log.info("exact privacy attacks on %s done in %.1f s", name, time.monotonic() - started)
-    rows += itn_rows(encrypted_sets, attacker, plain, settings, storage or str(out / "ray"),
+    itn_storage = join(storage or str(out / "ray"), "privacy")  # beside Tune's, under --storage
+    rows += itn_rows(encrypted_sets, attacker, plain, settings, itn_storage,
                      {name: found for name, _, found in gallery})
     gallery = [(name, images, {a: v[:settings.gallery_images] for a, v in found.items()})
                for name, images, found in gallery]

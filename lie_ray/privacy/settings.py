@@ -38,6 +38,7 @@ PRIVACY_PRESETS = {
                              itn=ItnSettings(images=768, images_per_key=16, epochs=4,
                                              width=32)),
 }
+PRIVACY_PRESETS["family"] = PRIVACY_PRESETS["smoke"]  # the family study's privacy phase
 
 
 def get_privacy_preset(name: str, block_size: int | None = None) -> PrivacySettings:

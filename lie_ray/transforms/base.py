@@ -108,7 +108,10 @@ class Transform:
             return self.backwards[0]
         if backward in self.backwards:
             return backward
-        return self.backwards[0] if backward.startswith("bpda") else "none"
+        # Any BPDA surrogate, or the identity, maps onto this transform's own surrogate
+        # (FFX's is straight-through: the identity).
+        return self.backwards[0] if backward.startswith("bpda") or backward == "identity" \
+            else "none"
 
 
 def check_block_size(block_size: int, image_size: tuple[int, int]) -> int:

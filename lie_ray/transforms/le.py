@@ -15,11 +15,12 @@ from lie_ray.transforms.base import CHANNELS, Transform, log2_factorial
 
 class NibbleTransform(Transform):
     """A transform run by a ``BlockCipher``-like ``self.cipher``: LE's nibble kernels, with
-    ``cipher_with_grad``'s backward (BPDA surrogates, or ``none``: plain autograd)."""
+    ``cipher_with_grad``'s backward (BPDA surrogates, the identity, or ``none``: plain
+    autograd)."""
 
     gradient = "bpda"
     adaptation = True
-    backwards = ("bpda-both", "bpda-high", "none")
+    backwards = ("bpda-both", "bpda-high", "identity", "none")
 
     def encrypt(self, images):
         return self.cipher.encrypt(images)
