@@ -28,7 +28,7 @@ from pathlib import Path
 from typing import Iterator
 
 RESUME_HINT = "run the same command again with --resume to continue"
-_received: list[int] = []  # signals that stopped this process's current job, first first
+_received: list[int] = []  # the signals that stopped the current job, in order of arrival
 
 
 class Interrupted(Exception):
@@ -57,7 +57,7 @@ def _on_sigterm(signum, frame) -> None:
 
 
 @contextlib.contextmanager
-def on_interrupt(out: str | os.PathLike, resumable: bool = True) -> Iterator[None]:
+def on_interrupt(out: str | os.PathLike) -> Iterator[None]:
     """SIGINT and SIGTERM inside the block end the job with ``Interrupted``, naming what
     ``out`` keeps. A no-op off the main thread (signal handlers live there)."""
     if threading.current_thread() is not threading.main_thread():
@@ -70,7 +70,7 @@ def on_interrupt(out: str | os.PathLike, resumable: bool = True) -> Iterator[Non
         yield
     except (KeyboardInterrupt, Interrupted) as err:
         signum = _received[0] if _received else getattr(err, "signum", signal.SIGINT)
-        raise Interrupted(signum, describe(signum, out, resumable)) from None
+        raise Interrupted(signum, describe(signum, out)) from None
     finally:
         _received.clear()
         for sig, handler in previous.items():
@@ -108,13 +108,12 @@ def tune_handles_sigint() -> bool:
     return not int(os.environ.get("TUNE_DISABLE_SIGINT_HANDLER", "0"))
 
 
-def describe(signum: int, out: str | os.PathLike, resumable: bool = True) -> str:
+def describe(signum: int, out: str | os.PathLike) -> str:
     """One line: the signal, what ``out`` keeps, how to go on."""
     kept = kept_in(Path(out))
     where = f"kept in {Path(out).resolve()}: {', '.join(kept)}" if kept else "nothing was kept"
-    hint = RESUME_HINT if resumable else "run the same command again"
     return (f"interrupted by {signal.Signals(signum).name}: {where}; no table was written from "
-            f"unfinished work; {hint}")
+            f"unfinished work; {RESUME_HINT}")
 
 
 def kept_in(out: Path) -> list[str]:
