@@ -8,6 +8,9 @@ Prints images/s (best of --repeats, one thread) for:
   * the torch kernel that runs on GPUs, here timed on the CPU for comparison only;
 then the cost of the BPDA cipher (forward + backward) inside one PGD step next to a CIFAR
 ResNet18 forward + backward on the same batch. Target: NumPy path >= 5x the reference rendering.
+Then one line per transform of the family (``lie_ray.transforms``, each at its paper's first
+block size): NumPy and torch encrypt throughput, and its attack forward + backward
+(``with_grad``) as a share of the ResNet18 step. Target: under 1% of the network.
 """
 from __future__ import annotations
 
@@ -81,6 +84,36 @@ def pgd_step_share(args, cipher) -> None:
     print(f"  ResNet18 forward+backward   {net * 1000:9.1f} ms")
     print(f"  BPDA cipher fwd+bwd         {enc * 1000:9.1f} ms   ({100 * enc / net:.2f}% of the "
           "network)")
+    return net
+
+
+def family(args, network_seconds: float) -> None:
+    """Every transform: NumPy / torch encrypt throughput and the attack's fwd+bwd share."""
+    from lie_ray import transforms
+    from lie_ray.keys import generate_key
+
+    key = generate_key(4)
+    rng = np.random.default_rng(0)
+    nhwc = rng.integers(0, 256, (args.images, 32, 32, 3), dtype=np.uint8)
+    nchw = torch.from_numpy(nhwc).permute(0, 3, 1, 2).contiguous()
+    as_float = nchw.float() / 255
+    step = as_float[:args.batch]
+    print(f"transform family: encrypt img/s ({args.images} images), attack fwd+bwd at batch "
+          f"{args.batch} vs ResNet18 fwd+bwd {network_seconds * 1000:.1f} ms")
+    for name in transforms.names():
+        for variant in transforms.REGISTRY[name].variants:
+            t = transforms.build(name, key, variant=variant)
+
+            def attack_step():
+                x = step.clone().requires_grad_(True)
+                t.with_grad(x).sum().backward()
+            rates = [args.images / best_time(fn, args.repeats) for fn in (
+                lambda: t.encrypt(nhwc), lambda: t.encrypt(nchw), lambda: t.encrypt(as_float))]
+            seconds = best_time(attack_step, args.repeats)
+            print(f"  {name:7s} {variant:9s} M={t.block_size}  numpy {rates[0]:10,.0f}  "
+                  f"torch uint8 {rates[1]:10,.0f}  torch float {rates[2]:10,.0f}  "
+                  f"fwd+bwd {seconds * 1000:6.2f} ms ({100 * seconds / network_seconds:.2f}%, "
+                  f"{t.gradient})")
 
 
 def main() -> None:
@@ -93,7 +126,7 @@ def main() -> None:
     perm = np.random.default_rng(1).permutation(96)
     cipher = from_permutation(perm, block_size=4)
     throughput(args, cipher, perm)
-    pgd_step_share(args, cipher)
+    family(args, pgd_step_share(args, cipher))
 
 
 if __name__ == "__main__":

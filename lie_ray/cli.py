@@ -108,7 +108,8 @@ def encrypt(
 
 
 # Options shared by train, evaluate and sweep: one definition each, so help and limits agree.
-Preset = Annotated[str, typer.Option("--preset", help="Settings preset: smoke or paper.")]
+Preset = Annotated[str, typer.Option("--preset", help="Settings preset: smoke, paper or "
+                                     "family (one scenario per transform).")]
 DataDir = Annotated[Path, typer.Option("--data", help="CIFAR-10 'cifar-10-batches-py' "
                                        "directory (or its parent).")]
 Scenarios = Annotated[Optional[str], typer.Option(

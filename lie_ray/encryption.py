@@ -20,15 +20,18 @@ from lie_ray.data.dataset import to_ray_dataset, write_shards
 from lie_ray.keys import load_key
 from lie_ray.policies import PolicySpec
 from lie_ray.preview import save_grid
+from lie_ray.transforms import TransformSpec
 
 log = logging.getLogger("lie_ray")
 
 
 class EncryptBatch:
-    """Ray Data actor: loads the key once, then encrypts every batch it is handed."""
+    """Ray Data actor: loads the key once, then encrypts every batch it is handed with the
+    scenario's transform (LE unless told otherwise)."""
 
-    def __init__(self, key_path: str, policy: PolicySpec, split: str):
-        self.key = load_key(key_path)
+    def __init__(self, key_path: str, policy: PolicySpec, split: str,
+                 transform: TransformSpec = TransformSpec()):
+        self.key = transform.keyed(load_key(key_path))
         self.policy = policy.build()
         self.policy.check_key(self.key)
         self.split = split
@@ -48,13 +51,13 @@ class EncryptBatch:
 
 
 def encrypt_dataset(dataset: ray.data.Dataset, key_path: str | os.PathLike, policy: PolicySpec,
-                    split: str, actors: int = 2, batch_size: int = 256, num_cpus: float = 1
-                    ) -> ray.data.Dataset:
+                    split: str, actors: int = 2, batch_size: int = 256, num_cpus: float = 1,
+                    transform: TransformSpec = TransformSpec()) -> ray.data.Dataset:
     """Encrypt a Dataset with columns id/image/label in an actor pool of ``actors`` actors."""
     return dataset.map_batches(
         EncryptBatch, compute=ray.data.ActorPoolStrategy(size=actors),
         fn_constructor_kwargs={"key_path": str(Path(key_path).resolve()), "policy": policy,
-                               "split": split},
+                               "split": split, "transform": transform},
         batch_size=batch_size, batch_format="numpy", num_cpus=num_cpus)
 
 

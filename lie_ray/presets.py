@@ -88,6 +88,8 @@ PRESETS: dict[str, TrainSettings] = {
                            adaptation_channels=16, num_workers=1, torch_threads=1, gpu="no",
                            pgd_steps=1, pgd_step_size=0.125, max_concurrent_trials=2),
 }
+# The transform family (scenarios.FAMILY_SCENARIOS) at the smoke settings.
+PRESETS["family"] = PRESETS["smoke"]
 
 
 def get_preset(name: str) -> TrainSettings:
@@ -105,5 +107,5 @@ def training_plan(preset: str, names: str | None, scenario_file: str | None,
     settings = get_preset(preset).replace(**overrides)
     scenarios = [s.with_attack(eps=settings.pgd_eps, step_size=settings.pgd_step_size,
                                steps=settings.pgd_steps)
-                 for s in select_scenarios(names, scenario_file)]
+                 for s in select_scenarios(names, scenario_file, preset)]
     return settings, scenarios

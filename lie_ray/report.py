@@ -30,6 +30,7 @@ from lie_ray import atomic
 from lie_ray.errors import LieRayError
 from lie_ray.evaluation.settings import PAPER_EPSILON, WORST_CASE
 from lie_ray.privacy.report import section as privacy_section
+from lie_ray.report_family import family_section
 from lie_ray.scenarios import PAPER_SCENARIOS
 
 CLEAN_EVALUATIONS = ("test", "train")
@@ -84,6 +85,7 @@ def write_report(results_dir: str | os.PathLike,
     write_curves(rows, scenarios, directory / "curves.png")
     text = render_report(rows, training, scenarios, epsilon,
                          gallery=(directory / "gallery.png").is_file())
+    text += family_section(directory, rows)  # empty unless several transforms were trained
     text += privacy_section(directory)  # empty unless privacy.parquet is there
     target = directory / "report.md"
     with atomic.staged_file(target) as staging:

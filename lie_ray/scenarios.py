@@ -9,6 +9,9 @@ TOML.
     eps = 0.1                     # adversarial-training attack, on the plain image
     step_size = 0.1
     steps = 1
+    transform = "shuffle"         # which key-based transform (lie_ray.transforms); default "le"
+    block_size = 4                # its block size (default: the key's for le, else the paper's)
+    variant = "reference"         # a named variant (default: the faithful one)
 """
 from __future__ import annotations
 
@@ -20,6 +23,7 @@ from pathlib import Path
 from lie_ray.errors import LieRayError
 from lie_ray.keys import Key
 from lie_ray.policies import POLICIES, load_key_for_policies
+from lie_ray.transforms import TransformSpec
 
 
 @dataclass(frozen=True)
@@ -31,6 +35,9 @@ class Scenario:
     eps: float = 0.1
     step_size: float = 0.01
     steps: int = 20
+    transform: str = "le"
+    block_size: int | None = None
+    variant: str | None = None
 
     def __post_init__(self):
         if self.encrypted and self.key_policy not in POLICIES:
@@ -40,6 +47,19 @@ class Scenario:
             raise LieRayError(f"scenario {self.name!r} is not encrypted but names key_policy "
                               f"{self.key_policy!r}: set encrypted = true or drop key_policy")
         check_attack_settings(self.eps, self.step_size, self.steps, where=f"scenario {self.name!r}")
+        try:
+            self.transform_spec()
+        except LieRayError as err:
+            raise LieRayError(f"scenario {self.name!r}: {err}") from None
+
+    def transform_spec(self) -> TransformSpec:
+        """The scenario's transform with its parameters (block size None: the key's for LE)."""
+        return TransformSpec(self.transform, self.block_size, self.variant)
+
+    @property
+    def transform_label(self) -> str:
+        """What tables call the scenario's transform: its name, or ``none`` for plain images."""
+        return self.transform if self.encrypted else "none"
 
     def with_attack(self, **overrides) -> "Scenario":
         """A copy with attack settings replaced, skipping overrides that are None."""
@@ -72,6 +92,17 @@ PAPER_SCENARIOS: dict[str, Scenario] = {s.name: s for s in [
 ]}
 
 
+# One encrypted scenario per transform (fixed key, each at its paper's first block size),
+# beside Plain, all under the same honest evaluations: ``--preset family``.
+FAMILY_SCENARIOS: dict[str, Scenario] = {s.name: s for s in [
+    Scenario("Plain", encrypted=False),
+    *(Scenario(label, encrypted=True, key_policy="fixed", transform=name)
+      for label, name in (("LE", "le"), ("ELE", "ele"), ("PE", "pe"), ("EtC", "etc"),
+                          ("Shuffle", "shuffle"), ("NP", "np"), ("FFX", "ffx"))),
+]}
+PRESET_SCENARIOS = {"family": FAMILY_SCENARIOS}  # presets whose default is not the paper's five
+
+
 def load_scenario_file(path: str | Path) -> dict[str, Scenario]:
     source = Path(path)
     try:
@@ -99,13 +130,18 @@ def load_scenario_file(path: str | Path) -> dict[str, Scenario]:
     return scenarios
 
 
-def select_scenarios(names: str | None, extra_file: str | Path | None = None) -> list[Scenario]:
-    """Scenarios by comma-separated name (all known ones when ``names`` is empty)."""
-    known = dict(PAPER_SCENARIOS)
+def select_scenarios(names: str | None, extra_file: str | Path | None = None,
+                     preset: str | None = None) -> list[Scenario]:
+    """Scenarios by comma-separated name (when ``names`` is empty: the preset's own, else the
+    paper's five plus any from ``extra_file``)."""
+    default = dict(PRESET_SCENARIOS.get(preset, PAPER_SCENARIOS))
+    known = {**FAMILY_SCENARIOS, **PAPER_SCENARIOS}
     if extra_file:
-        known.update(load_scenario_file(extra_file))
+        extra = load_scenario_file(extra_file)
+        known.update(extra)
+        default.update(extra)
     if not names:
-        return list(known.values())
+        return list(default.values())
     chosen = []
     for name in (n.strip() for n in names.split(",") if n.strip()):
         if name not in known:

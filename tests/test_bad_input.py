@@ -287,11 +287,13 @@ def test_train_rejects_bad_settings_before_ray(tmp_path, case):
      ("scenario 'X': eps must lie in (0, 1]", "the scenario's eps")),
     ("[[scenario]]\nname = 'X'\nencrypted = true\nkey_policy = 'fixed'\nsteps = 0\n",
      ("scenario 'X': steps must be an integer", "the scenario's steps")),
-    ("[[scenario]]\nname = 'X'\nencrypted = true\nkey_policy = 'per-image'\n",
-     ("key_policy must be one of fixed, per-batch", "'per-image'")),
+    ("[[scenario]]\nname = 'X'\nencrypted = true\nkey_policy = 'per-epoch'\n",
+     ("key_policy must be one of fixed, per-batch", "'per-epoch'")),
+    ("[[scenario]]\nname = 'X'\nencrypted = true\nkey_policy = 'fixed'\ntransform = 'rot13'\n",
+     ("scenario 'X': unknown transform 'rot13'", "choose one of le, ele")),
     ("[[scenario]\nname =", ("is not valid TOML", "fix that line")),
     ("scenario = 3\n", ("[[scenario]] table", "see the README")),
-], ids=["eps", "steps", "policy", "syntax", "shape"])
+], ids=["eps", "steps", "policy", "transform", "syntax", "shape"])
 def test_train_rejects_bad_scenario_files_before_ray(tmp_path, text, fragments):
     path, out = tmp_path / "my.toml", tmp_path / "out"
     path.write_text(text)

@@ -24,7 +24,7 @@ class EvaluateShard:
         self.defender.model.to(self.device)
         self.context = {}
         if self.defender.encrypted:
-            self.context["eot_ciphers"] = attacker_ciphers(self.defender.key.block_size,
+            self.context["eot_ciphers"] = attacker_ciphers(self.defender.key.spec,
                                                            settings.eot_keys,
                                                            settings.attacker_seed)
         if plain_checkpoint and self.defender.encrypted:

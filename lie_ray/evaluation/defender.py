@@ -13,13 +13,12 @@ from typing import Callable
 import numpy as np
 import torch
 
-from lie_ray.cipher.differentiable import cipher_with_grad
 from lie_ray.errors import LieRayError
-from lie_ray.keys import Key, derive_permutation, load_key
+from lie_ray.keys import Key, load_key
 from lie_ray.models import build_model
 from lie_ray.policies import KeyPolicy, PolicySpec
-from lie_ray.cipher.block import BlockCipher, nibble_count
 from lie_ray.training.worker import META_FILE, STATE_FILE
+from lie_ray.transforms import KeyedTransform, Transform, TransformSpec, build, with_grad
 
 Classifier = Callable[[torch.Tensor], torch.Tensor]
 
@@ -40,7 +39,7 @@ def load_network(checkpoint: str | Path) -> tuple[torch.nn.Module, dict]:
 
 
 class Defender:
-    def __init__(self, model: torch.nn.Module, key: Key | None = None,
+    def __init__(self, model: torch.nn.Module, key: Key | KeyedTransform | None = None,
                  policy: KeyPolicy | None = None):
         self.model, self.key, self.policy = model, key, policy
 
@@ -81,32 +80,33 @@ def load_defender(checkpoint: str | Path, key_path: str | None, key_policy: str 
     model, meta = load_network(checkpoint)
     if not meta["model"]["encrypted"]:
         return Defender(model)
-    key = load_key(key_path, block_size=meta["model"]["block_size"])
+    spec = TransformSpec(**meta.get("transform", {"name": "le"}))
+    key = load_key(key_path, block_size=meta["model"]["block_size"] if spec.name == "le"
+                   else None)
     if meta.get("key_fingerprint") and meta["key_fingerprint"] != key.fingerprint:
         raise LieRayError(f"checkpoint {checkpoint} was trained with key "
                           f"{meta['key_fingerprint']}, but --key is {key.fingerprint}: pass "
                           "the key used for training")
-    return Defender(model, key, PolicySpec(key_policy, key_batch_size).build())
+    return Defender(model, spec.keyed(key), PolicySpec(key_policy, key_batch_size).build())
 
 
-def attacker_ciphers(block_size: int, count: int, seed: int, channels: int = 3
-                     ) -> list[BlockCipher]:
-    """Keys an attacker without the secret would draw: reproducible from the attacker's own
-    seed, independent of the defender's master key."""
-    secret = seed.to_bytes(32, "little")
-    size = nibble_count(block_size, channels)
-    return [BlockCipher(derive_permutation(secret, f"eot/{k}", size), block_size, channels)
+def attacker_ciphers(spec: TransformSpec, count: int, seed: int) -> list[Transform]:
+    """Keys an attacker without the secret would draw for the defender's transform:
+    reproducible from the attacker's own seed, independent of the defender's master key.
+    (For LE these are exactly the permutations earlier versions drew.)"""
+    attacker = Key("master", seed.to_bytes(32, "little"), spec.block_size)
+    return [build(spec.name, attacker, spec.block_size, f"eot/{k}", spec.variant)
             for k in range(count)]
 
 
-def eot_classifier(model: torch.nn.Module, ciphers: list[BlockCipher]) -> Classifier:
+def eot_classifier(model: torch.nn.Module, ciphers: list[Transform]) -> Classifier:
     """Expectation over Transformation (Athalye, Carlini & Wagner, ICML 2018) over keys.
 
     Returns the mean log-probabilities over the keys, so the attack's cross-entropy is that of
     the keys' geometric-mean prediction and its gradient averages the per-key gradients; with
     one key it is exactly the BPDA gradient through that key (a test checks this)."""
     def classify(plain: torch.Tensor) -> torch.Tensor:
-        log_probs = [torch.log_softmax(model(cipher_with_grad(c, plain, "bpda-both")), dim=1)
+        log_probs = [torch.log_softmax(model(with_grad(c, plain, "bpda-both")), dim=1)
                      for c in ciphers]
         return torch.stack(log_probs).mean(0)
     return classify

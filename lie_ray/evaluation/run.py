@@ -102,7 +102,7 @@ def run_evaluation(runs_dir: str | Path, data_dir: str | Path, out_dir: str | Pa
         [("scenario", "ascending"), ("evaluation", "ascending"), ("epsilon", "ascending"),
          ("id", "ascending")])
     write_parquet(examples, out / "examples.parquet")
-    results = summarise(examples)
+    results = with_transform(summarise(examples), read_training(runs_dir, None))
     write_parquet(results, out / "results.parquet")
     write_gallery(trained, key, test, key_batch_size, settings, out / "gallery.png")
     return results
@@ -157,6 +157,15 @@ def summarise(examples: pa.Table) -> pa.Table:
     return pa.Table.from_pylist(rows).sort_by([("scenario", "ascending"),
                                                ("evaluation", "ascending"),
                                                ("epsilon", "ascending")])
+
+
+def with_transform(results: pa.Table, trained: list[dict]) -> pa.Table:
+    """Add each scenario's ``transform`` (``none`` for plain images; ``le`` for tables written
+    before scenarios named one)."""
+    names = {r["scenario"]: r.get("transform") or ("le" if r["encrypted"] else "none")
+             for r in trained}
+    column = [names.get(s, "none") for s in results.column("scenario").to_pylist()]
+    return results.add_column(1, "transform", pa.array(column, pa.string()))
 
 
 def write_parquet(table: pa.Table, path: Path) -> None:

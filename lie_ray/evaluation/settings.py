@@ -53,6 +53,9 @@ EVAL_PRESETS: dict[str, EvalSettings] = {
 }
 
 
+EVAL_PRESETS["family"] = EVAL_PRESETS["smoke"]
+
+
 def get_eval_preset(name: str) -> EvalSettings:
     if name not in EVAL_PRESETS:
         raise LieRayError(f"unknown preset {name!r}: choose one of {', '.join(EVAL_PRESETS)}")

@@ -32,13 +32,14 @@ def build_datasets(scenario: Scenario, settings: TrainSettings, data_dir: str,
     test_ds = to_ray_dataset(test, rows_per_block=settings.batch_size * 4)
     if scenario.encrypted:
         spec = PolicySpec(scenario.key_policy, settings.key_batch_size)
+        transform = scenario.transform_spec()
         if not scenario.adversarial:
-            train_ds = _encrypted(train_ds, key_path, spec, "train", settings)
+            train_ds = _encrypted(train_ds, key_path, spec, "train", settings, transform)
         # The test set is the same every epoch: encrypt it once, not once per epoch.
-        test_ds = _encrypted(test_ds, key_path, spec, "test", settings).materialize()
+        test_ds = _encrypted(test_ds, key_path, spec, "test", settings, transform).materialize()
     return {"train": train_ds, "test": test_ds}
 
 
-def _encrypted(dataset, key_path, spec, split, settings) -> ray.data.Dataset:
+def _encrypted(dataset, key_path, spec, split, settings, transform) -> ray.data.Dataset:
     return encrypt_dataset(dataset, key_path, spec, split, actors=settings.encrypt_actors,
-                           num_cpus=0.5).select_columns(COLUMNS)
+                           num_cpus=0.5, transform=transform).select_columns(COLUMNS)

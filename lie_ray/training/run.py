@@ -118,6 +118,7 @@ def results_table(results, scenarios: list[Scenario], settings: TrainSettings,
         rows.append({
             "scenario": scenario.name, "encrypted": scenario.encrypted,
             "key_policy": scenario.key_policy or "", "adversarial": scenario.adversarial,
+            **transform_columns(scenario, settings),
             "train_error": float(metrics["train_error"]), "test_error": float(metrics["test_error"]),
             "train_loss": float(metrics["train_loss"]), "epochs": int(metrics["epoch"]),
             "train_images": int(metrics["train_images"]),
@@ -129,6 +130,15 @@ def results_table(results, scenarios: list[Scenario], settings: TrainSettings,
         })
     table = pa.Table.from_pylist(rows)
     return table.replace_schema_metadata({"wall_seconds": f"{wall_seconds:.1f}"})
+
+
+def transform_columns(scenario: Scenario, settings: TrainSettings) -> dict:
+    """``transform`` (``none`` for plain images), its block size and variant."""
+    if not scenario.encrypted:
+        return {"transform": "none", "transform_block_size": 0, "transform_variant": ""}
+    spec = scenario.transform_spec().resolved(settings.block_size)
+    return {"transform": spec.name, "transform_block_size": spec.block_size,
+            "transform_variant": spec.variant}
 
 
 def write_table(table: pa.Table, path: Path) -> None:

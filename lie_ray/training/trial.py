@@ -93,6 +93,7 @@ def finished_checkpoint(run_path: str, epochs: int) -> tuple[str, dict] | None:
         with filesystem.open_input_stream(meta_path) as stream:
             meta = json.loads(stream.read())
         if meta.get("epoch") == epochs:
-            metrics = {k: v for k, v in meta.items() if k not in ("scenario", "model")}
+            metrics = {k: v for k, v in meta.items()
+                       if k not in ("scenario", "model", "transform")}
             return f"{run_path}/{info.base_name}", metrics
     return None

@@ -27,6 +27,7 @@ from lie_ray.models import build_model
 from lie_ray.policies import PolicySpec
 from lie_ray.presets import TrainSettings
 from lie_ray.scenarios import Scenario
+from lie_ray.transforms import transform_class
 
 STATE_FILE, META_FILE = "state.pt", "meta.json"
 
@@ -36,8 +37,7 @@ def train_func(config: dict) -> None:
     torch.set_num_threads(settings.torch_threads)
     torch.manual_seed(settings.seed + ray.train.get_context().get_world_rank())
     device = ray.train.torch.get_device()
-    model = ray.train.torch.prepare_model(build_model(
-        scenario.encrypted, settings.width, settings.block_size, settings.adaptation_channels))
+    model = ray.train.torch.prepare_model(build_model(**model_config(scenario, settings)))
     optimizer = torch.optim.SGD(model.parameters(), lr=settings.lr, momentum=settings.momentum,
                                 weight_decay=settings.weight_decay)
     start_epoch = restore(model, optimizer)
@@ -60,7 +60,8 @@ def train_func(config: dict) -> None:
                    "train_images": int(totals[2]), "test_images": int(totals[4]),
                    "resumed_from_epoch": start_epoch,
                    "key_fingerprint": config.get("key_fingerprint") or ""}
-        report(model, optimizer, metrics, scenario, model_config(scenario, settings))
+        report(model, optimizer, metrics, scenario, model_config(scenario, settings),
+               transform_meta(scenario, settings))
         if is_rank_zero():
             announce(f"{scenario.name}: epoch {epoch + 1}/{settings.epochs} done: train loss "
                      f"{metrics['train_loss']:.3f}, train error {metrics['train_error']:.3f}, "
@@ -121,18 +122,22 @@ def count_errors(model, shard, batch_size, device) -> tuple[int, int]:
 
 
 def worker_side_encryption(scenario: Scenario, settings: TrainSettings, key_path: str | None):
-    """For adversarial encrypted scenarios: the policy's autograd cipher (BPDA backward),
-    keyed by each row's id exactly as the Ray Data path keys it. None when not needed."""
+    """For adversarial encrypted scenarios: the policy's autograd transform (its true gradient,
+    or BPDA where it has none), keyed by each row's id exactly as the Ray Data path keys it.
+    None when not needed."""
     if not (scenario.encrypted and scenario.adversarial):
         return None
-    key = load_key(key_path)  # loaded here, in the worker: the key never rides in a config
+    # Loaded here, in the worker: the key never rides in a config.
+    key = scenario.transform_spec().keyed(load_key(key_path))
     policy = PolicySpec(scenario.key_policy, settings.key_batch_size).build()
     return lambda plain, ids: policy.encrypt_torch(key, plain, np.asarray(ids), "train")
 
 
 def to_tensors(batch: dict, device) -> tuple[torch.Tensor, torch.Tensor]:
     images = torch.from_numpy(np.ascontiguousarray(batch["image"])).to(device)
-    images = images.permute(0, 3, 1, 2).float().div_(255)
+    images = images.permute(0, 3, 1, 2).float()
+    if batch["image"].dtype == np.uint8:  # bytes; a float transform (FFX) is fed as it is
+        images = images.div_(255)
     return images.contiguous(), torch.from_numpy(np.asarray(batch["label"])).long().to(device)
 
 
@@ -166,23 +171,34 @@ def restore(model, optimizer) -> int:
 
 
 def model_config(scenario: Scenario, settings: TrainSettings) -> dict:
-    """What ``build_model`` needs to rebuild this network from a checkpoint."""
+    """What ``build_model`` needs to rebuild this network from a checkpoint: the adaptation
+    network sized to the transform's blocks where its reference uses one."""
+    spec = scenario.transform_spec().resolved(settings.block_size)
     return {"encrypted": scenario.encrypted, "width": settings.width,
-            "block_size": settings.block_size,
-            "adaptation_channels": settings.adaptation_channels}
+            "block_size": spec.block_size,
+            "adaptation_channels": settings.adaptation_channels,
+            "adaptation": transform_class(spec.name).adaptation}
+
+
+def transform_meta(scenario: Scenario, settings: TrainSettings) -> dict:
+    """The scenario's transform, for checkpoint metadata (names and numbers, no key)."""
+    spec = scenario.transform_spec().resolved(settings.block_size)
+    return {"name": spec.name, "block_size": spec.block_size, "variant": spec.variant}
 
 
 def is_rank_zero() -> bool:
     return ray.train.get_context().get_world_rank() == 0
 
 
-def report(model, optimizer, metrics: dict, scenario: Scenario, model_kwargs: dict) -> None:
+def report(model, optimizer, metrics: dict, scenario: Scenario, model_kwargs: dict,
+           transform: dict) -> None:
     if not is_rank_zero():
         ray.train.report(metrics)
         return
     with tempfile.TemporaryDirectory() as directory:
         torch.save({"model": unwrap(model).state_dict(), "optimizer": optimizer.state_dict(),
                     "epoch": metrics["epoch"]}, os.path.join(directory, STATE_FILE))
-        meta = {"scenario": scenario.name, "model": model_kwargs, **metrics}
+        meta = {"scenario": scenario.name, "model": model_kwargs, "transform": transform,
+                **metrics}
         Path(directory, META_FILE).write_text(json.dumps(meta, indent=2))
         ray.train.report(metrics, checkpoint=ray.train.Checkpoint.from_directory(directory))

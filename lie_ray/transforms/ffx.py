@@ -76,17 +76,30 @@ class FFX(Transform):
         inverse[self.arrays["lookup"]] = np.arange(LOOKUP_SIZE)
         return flip, divisor.astype(np.float32), inverse
 
+    @cached_property
+    def _encrypt_table(self) -> tuple[np.ndarray, np.ndarray]:
+        """Encryption as ONE gather: a 512-entry float32 table (kept levels, then looked-up
+        ones, each already divided) indexed by level + 256 * flip (uint16, per HWC position)."""
+        flip, divisor, _ = self._hwc
+        peak = np.float32(self.arrays["lookup"].max())
+        kept = np.arange(LOOKUP_SIZE, dtype=np.float32) / (
+            peak if self.variant == "reference" else np.float32(255))
+        table = np.concatenate([kept, self.arrays["lookup"].astype(np.float32) / peak])
+        return table, flip.astype(np.uint16) * np.uint16(LOOKUP_SIZE)
+
     def _chw(self, device):
         import torch
 
         cache_key = ("chw", str(device))
         if cache_key not in self.device_tables:
             flip, divisor, inverse = self._hwc
+            table, offset = self._encrypt_table
             self.device_tables[cache_key] = {
                 "flip": torch.from_numpy(np.ascontiguousarray(flip.transpose(2, 0, 1))).to(device),
                 "divisor": torch.from_numpy(np.ascontiguousarray(divisor.transpose(2, 0, 1))
                                             ).to(device),
-                "lookup": torch.from_numpy(self.arrays["lookup"]).to(device),
+                "offset": np.ascontiguousarray(offset.transpose(2, 0, 1)),
+                "table": torch.from_numpy(table).to(device),
                 "inverse": torch.from_numpy(inverse).to(device)}
         return self.device_tables[cache_key]
 
@@ -94,14 +107,18 @@ class FFX(Transform):
     def encrypt(self, images):
         if isinstance(images, np.ndarray):
             numpy_batch(images, self.image_size)
-            flip, divisor, _ = self._hwc
-            codes = np.where(flip, self.arrays["lookup"][images], images).astype(np.float32)
-            return codes / divisor
+            table, offset = self._encrypt_table
+            return np.take(table, images + offset)  # uint8 + uint16: uint16 indices
         torch = torch_module(images)
         t = self._chw(images.device)
-        levels = self._levels(torch_batch(images, self.image_size)).long()
-        codes = torch.where(t["flip"], t["lookup"][levels], levels).to(torch.float32)
-        return (codes / t["divisor"]).reshape(images.shape)
+        levels = self._levels(torch_batch(images, self.image_size))
+        if levels.device.type == "cpu":  # NumPy's take is several times faster here
+            out = torch.from_numpy(np.take(t["table"].numpy(),
+                                           levels.contiguous().numpy() + t["offset"]))
+        else:
+            index = levels.long() + torch.from_numpy(t["offset"]).to(levels.device).long()
+            out = t["table"][index]
+        return out.reshape(images.shape)
 
     def decrypt(self, images, dtype=None):
         """Back to levels: uint8 for NumPy; for torch, float32 in [0, 1] unless ``dtype``."""
@@ -125,9 +142,8 @@ class FFX(Transform):
 
         if batch.dtype == torch.uint8:
             return batch
-        if self.variant == "reference":
-            return torch.floor(batch.detach().clamp(0, 1) * 255)
-        return torch.floor(batch.detach().clamp(0, 1) * 255 + 0.5)
+        rounding = 0 if self.variant == "reference" else 0.5
+        return torch.floor(batch.detach().clamp(0, 1) * 255 + rounding).to(torch.uint8)
 
     @staticmethod
     def _check(levels, xp):

@@ -9,7 +9,7 @@ from __future__ import annotations
 import numpy as np
 
 from lie_ray.cipher.block import BlockCipher, nibble_count, validate_permutation
-from lie_ray.keys import Key
+from lie_ray.keys import FIXED_LABEL, Key
 from lie_ray.transforms.base import CHANNELS, Transform, log2_factorial
 
 
@@ -39,7 +39,9 @@ class LE(NibbleTransform):
 
     @classmethod
     def from_key(cls, key: Key, label: str, block_size: int, variant, image_size) -> "LE":
-        if block_size == key.block_size:  # the Key's own cached cipher: same tables, same name
+        # The Key's own cipher for its fixed label (or an imported permutation); other labels
+        # are derived here, so per-image keys do not pile up in the Key's unbounded cache.
+        if block_size == key.block_size and (label == FIXED_LABEL or not key.derives_subkeys):
             return cls({"perm": key.cipher(label).perm}, block_size, variant, image_size)
         return super().from_key(key, label, block_size, variant, image_size)
 

@@ -1,0 +1,66 @@
+"""The family table of ``report.md``: every transform side by side under the same attacks.
+
+One row per scenario of a run that trained more than one transform (``--preset family``):
+transform, variant, block size, key space (log2, as the reference draws keys), clean test
+error, and at every epsilon the paper's protocol (``pgd``: plain autograd through the pipeline
+as written; the TRUE gradient for transforms that have one) beside the worst case over every
+evaluation. Built from ``training.parquet`` and ``results.parquet`` alone.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import pyarrow.parquet as pq
+
+from lie_ray.keys import Key
+from lie_ray.transforms import build
+
+FAMILY_COLUMNS = ("scenario", "encrypted", "transform", "transform_block_size",
+                  "transform_variant")
+
+
+def key_space_log2(name: str, block_size: int, variant: str) -> float:
+    """The key space does not depend on the key: measure it on an all-zero master."""
+    return build(name, Key("master", bytes(32), block_size), block_size,
+                 variant=variant or None).key_space_log2
+
+
+def family_section(directory: Path, rows: list) -> str:
+    """Markdown for the family table, or "" when the run holds fewer than two transforms."""
+    path = directory / "training.parquet"
+    if not path.is_file():
+        return ""
+    table = pq.read_table(path)
+    if not set(FAMILY_COLUMNS) <= set(table.column_names):
+        return ""
+    trained = table.select(list(FAMILY_COLUMNS)).to_pylist()
+    if len({r["transform"] for r in trained if r["encrypted"]}) < 2:
+        return ""
+    by_key = {(r.scenario, r.evaluation, round(r.epsilon, 9)): r.error for r in rows}
+    epsilons = sorted({r.epsilon for r in rows if r.evaluation == "pgd" and r.epsilon > 0})
+    header = ["scenario", "transform", "variant", "M", "key space (log2)", "clean test"]
+    for eps in epsilons:
+        header += [f"pgd {eps:.4f}", f"worst {eps:.4f}"]
+    body = []
+    for r in trained:
+        space = (f"{key_space_log2(r['transform'], r['transform_block_size'], r['transform_variant']):.1f}"
+                 if r["encrypted"] else "-")
+        cells = [r["scenario"], r["transform"], r["transform_variant"] or "-",
+                 str(r["transform_block_size"] or "-"), space,
+                 cell(by_key.get((r["scenario"], "test", 0.0)))]
+        for eps in epsilons:
+            cells += [cell(by_key.get((r["scenario"], "pgd", round(eps, 9)))),
+                      cell(by_key.get((r["scenario"], "worst-case", round(eps, 9))))]
+        body.append(cells)
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    lines += ["| " + " | ".join(c) + " |" for c in body]
+    return ("\n## The transform family under the same attacks\n\n"
+            "Error rates (lower is better). `pgd` is the paper's protocol: plain autograd "
+            "through the pipeline as written, which is the true gradient for Shuffle, NP, PE and "
+            "EtC and zero for LE, ELE and FFX; `worst` is the worst case per image over every "
+            "evaluation (BPDA, EOT, transfer, encrypted-input, Square). Key spaces as each "
+            "reference draws its keys (TRANSFORMS.md).\n\n" + "\n".join(lines) + "\n")
+
+
+def cell(value: float | None) -> str:
+    return "-" if value is None else f"{value:.3f}"

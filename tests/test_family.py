@@ -1,0 +1,99 @@
+"""Scenarios that name a transform: records, models, the Ray Data path, tables and report."""
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+import torch
+
+from lie_ray import transforms
+from lie_ray.data.cifar import load_split
+from lie_ray.data.dataset import to_ray_dataset
+from lie_ray.encryption import encrypt_dataset
+from lie_ray.errors import LieRayError
+from lie_ray.evaluation.run import with_transform
+from lie_ray.keys import generate_key, load_key, save_key
+from lie_ray.policies import PolicySpec
+from lie_ray.presets import get_preset, training_plan
+from lie_ray.report import write_report
+from lie_ray.scenarios import FAMILY_SCENARIOS, PAPER_SCENARIOS, Scenario, load_scenario_file
+from lie_ray.training.run import transform_columns
+from lie_ray.training.worker import model_config
+
+from test_report import result_row, table_rows
+from test_training import sorted_by_id
+
+
+def test_scenarios_name_a_transform_and_presets_pick_them(tmp_path):
+    settings, family = training_plan("family", None, None, {})
+    assert [s.transform for s in family if s.encrypted] == transforms.names()
+    assert [s.name for s in training_plan("smoke", None, None, {})[1]] == list(PAPER_SCENARIOS)
+    assert all(s.transform == "le" for s in PAPER_SCENARIOS.values())
+    toml = tmp_path / "s.toml"
+    toml.write_text('[[scenario]]\nname = "FFX-2"\nencrypted = true\nkey_policy = "fixed"\n'
+                    'transform = "ffx"\nblock_size = 2\nvariant = "reference"\n')
+    (ffx,) = load_scenario_file(toml).values()
+    assert transform_columns(ffx, settings) == {"transform": "ffx", "transform_block_size": 2,
+                                                "transform_variant": "reference"}
+    with pytest.raises(LieRayError, match="scenario 'X': unknown transform 'rot13'"):
+        Scenario("X", encrypted=True, key_policy="fixed", transform="rot13")
+    with pytest.raises(LieRayError, match="no variant 'reference'"):
+        Scenario("X", encrypted=True, key_policy="fixed", transform="np", variant="reference")
+
+
+def test_models_adapt_to_the_transform():
+    settings = get_preset("family")
+    configs = {s.name: model_config(s, settings) for s in FAMILY_SCENARIOS.values()}
+    assert {n for n, c in configs.items() if c["adaptation"] and c["encrypted"]} == \
+        {"LE", "ELE", "EtC"}
+    assert configs["Shuffle"]["block_size"] == 4 and configs["PE"]["block_size"] == 1
+
+
+@pytest.mark.parametrize("name,policy", [("ffx", "per-batch"), ("pe", "per-image")])
+def test_ray_data_and_worker_paths_agree_for_other_transforms(ray_cluster, cifar_dir, tmp_path,
+                                                              name, policy):
+    key_path = save_key(generate_key(), tmp_path / "key.json")
+    split = load_split(cifar_dir, "train").head(96)
+    spec, transform = PolicySpec(policy, key_batch_size=32), transforms.TransformSpec(name)
+    rows = sorted_by_id(encrypt_dataset(to_ray_dataset(split, 48), key_path, spec, "train",
+                                        actors=1, transform=transform)
+                        .take_batch(1000, batch_format="numpy"))
+    plain = torch.from_numpy(split.images).permute(0, 3, 1, 2).float() / 255
+    keyed = transform.keyed(load_key(key_path))
+    on_worker = spec.build().encrypt_torch(keyed, plain, split.ids, "train")
+    expected = torch.from_numpy(np.ascontiguousarray(rows["image"])).permute(0, 3, 1, 2).float()
+    expected = expected if name == "ffx" else expected / 255
+    assert (on_worker - expected).abs().max() < 1e-6
+    assert len(set(rows["key_fingerprint"])) == (3 if policy == "per-batch" else 96)
+
+
+def test_results_and_report_carry_the_family(tmp_path: Path):
+    trained = [{"scenario": "Plain", "encrypted": False, "transform": "none",
+                "transform_block_size": 0, "transform_variant": ""},
+               {"scenario": "Shuffle", "encrypted": True, "transform": "shuffle",
+                "transform_block_size": 4, "transform_variant": "paper"},
+               {"scenario": "FFX", "encrypted": True, "transform": "ffx",
+                "transform_block_size": 2, "transform_variant": "reference"}]
+    rows = []
+    for i, r in enumerate(trained):
+        rows += [result_row(r["scenario"], "test", 0.0, 0.2 + i / 10)]
+        rows += [result_row(r["scenario"], e, eps, 0.3 + i / 10 + eps + (e == "worst-case"))
+                 for e in ("pgd", "worst-case") for eps in (0.0, 0.1)]
+    results = with_transform(pa.Table.from_pylist(rows), trained)
+    assert dict(zip(results["scenario"].to_pylist(), results["transform"].to_pylist())) == \
+        {"Plain": "none", "Shuffle": "shuffle", "FFX": "ffx"}
+    pq.write_table(results, tmp_path / "results.parquet")
+    pq.write_table(pa.Table.from_pylist([{**r, "train_error": 0.1, "test_error": 0.2,
+                                          "epochs": 1} for r in trained]),
+                   tmp_path / "training.parquet")
+    table = table_rows(write_report(tmp_path).read_text(), "## The transform family")
+    assert table["scenario"][:5] == ["transform", "variant", "M", "key space (log2)",
+                                     "clean test"]
+    assert table["Shuffle"][:5] == ["shuffle", "paper", "4", f"{math.lgamma(49) / math.log(2):.1f}",
+                                    "0.300"]
+    assert table["FFX"][3:] == [f"{math.log2(792):.1f}", "0.400", "0.600", "1.600"]
+    assert table["Plain"][3] == "-"
