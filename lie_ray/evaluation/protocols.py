@@ -54,6 +54,11 @@ class Outcome:
     predictions: torch.Tensor
     linf: torch.Tensor
 
+    def __post_init__(self):
+        # A record of what happened, never part of a graph: an attack that hands back a tensor
+        # still attached to autograd must not leak it into the tables.
+        self.predictions, self.linf = self.predictions.detach(), self.linf.detach()
+
 
 @dataclass
 class Batch:

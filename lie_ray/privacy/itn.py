@@ -13,6 +13,7 @@ attacker's images and ciphertexts, never a key.
 """
 from __future__ import annotations
 
+import hashlib
 import logging
 import sys
 import tempfile
@@ -29,7 +30,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from lie_ray.keys import generate_key
+from lie_ray.keys import Key
 from lie_ray.privacy import targets
 from lie_ray.privacy.scoring import as_unit_nchw
 from lie_ray.privacy.settings import ItnSettings
@@ -55,15 +56,18 @@ class Itn(nn.Module):
         return self.body(x)
 
 
-def attacker_pairs(name: str, images: np.ndarray, block_size: int, images_per_key: int = 1
-                   ) -> np.ndarray:
+def attacker_pairs(name: str, images: np.ndarray, block_size: int, images_per_key: int = 1,
+                   seed: int = 0) -> np.ndarray:
     """Encrypt the attacker's images under fresh keys of the attacker's own master: one per
     image, or one per ``images_per_key`` images (building a key costs up to ~10 ms: FFX's
     lookup, ELE's per-block tables), so the smoke preset shares each among a few.
 
-    A loop over keys, not pixels: every key is a different transform.
+    The attacker's master comes from ``seed`` (it guards nothing: the attacker encrypts their
+    own images), so a rerun trains on the same pairs. A loop over keys, not pixels: every key
+    is a different transform.
     """
-    master = generate_key(block_size)
+    secret = hashlib.sha256(f"lie_ray/privacy/attacker/{seed}".encode()).digest()
+    master = Key("master", secret, block_size)
     return np.concatenate([
         as_numpy_unit(targets.build(name, master, block_size, f"itn/{start}")
                       .encrypt(images[start:start + images_per_key]))
@@ -126,7 +130,7 @@ def train_itns(names: list[str], attacker_images: np.ndarray, block_size: int,
     jobs = [{"transform": name, "block_size": targets.block_size_for(name, block_size),
              "pixelwise": name in PIXELWISE,
              "pairs": ray.put((attacker_pairs(name, attacker_images, block_size,
-                                              settings.images_per_key),
+                                              settings.images_per_key, settings.seed),
                                ray.get(plain)))} for name in names]
     trainer = TorchTrainer(
         train_func, train_loop_config={"settings": asdict(settings), "jobs": jobs},
