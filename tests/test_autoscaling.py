@@ -140,8 +140,12 @@ def test_the_sweep_scales_a_cluster_from_zero_and_back(autoscaling_head, cifar_d
     cluster = pq.read_table(out / "cluster.parquet").to_pylist()
     peak = max(row["alive_nodes"] for row in cluster) - 1  # minus the head
     peak_at = next(r["time"] for r in cluster if r["alive_nodes"] - 1 == peak)
+    changes = [(round(r["time"] - cluster[0]["time"]), r["phase"], r["alive_nodes"] - 1)
+               for i, r in enumerate(cluster)
+               if i == 0 or r["alive_nodes"] != cluster[i - 1]["alive_nodes"]]
     print(f"sweep {finished - started:.0f} s; peak {peak} worker nodes "
-          f"{peak_at - cluster[0]['time']:.0f} s into it")
+          f"{peak_at - cluster[0]['time']:.0f} s into it; (seconds, phase, worker nodes) "
+          f"whenever the count changed: {changes}")
     assert peak >= 2
     assert max(row["cpus_total"] for row in cluster) == 2 * peak
     training = pq.read_table(out / "training.parquet").to_pylist()

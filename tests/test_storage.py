@@ -3,6 +3,7 @@ and how many trials a cluster runs side by side. No Ray cluster is started here.
 from __future__ import annotations
 
 import pyarrow as pa
+import pyarrow.parquet  # noqa: F401  (pa.parquet)
 import pytest
 
 from lie_ray import capacity, storage
@@ -123,3 +124,42 @@ def test_a_cluster_too_small_for_one_trial_fails_at_once(monkeypatch):
     # an autoscaler whose reach Ray does not report: trust it, up to the cap
     fake_cluster(monkeypatch, {"CPU": 0.0}, autoscaler=True)
     assert capacity.concurrent_trials(smoke, False, trials=5, cap=3) == 3
+
+
+# ---------------------------------------------------------------- the command line, before Ray
+
+@pytest.mark.parametrize("command", ["train", "sweep", "evaluate"])
+def test_commands_refuse_credentials_in_a_storage_uri_before_ray(command, cifar_dir, tmp_path,
+                                                                   monkeypatch):
+    from typer.testing import CliRunner
+
+    import lie_ray.runtime
+    from lie_ray.cli import app
+
+    monkeypatch.setattr(lie_ray.runtime, "ray_session",
+                        lambda *a, **k: pytest.fail("Ray started"))
+    runs = tmp_path / "runs"
+    runs.mkdir()
+    pa.parquet.write_table(pa.table({"scenario": ["Plain"], "encrypted": [False],
+                                     "key_policy": [""]}), runs / "training.parquet")
+    uri = "s3://b/p?region=us-east-1&secret_key=S3CR3T"
+    args = {"train": ["train", "--scenarios", "Plain"], "sweep": ["sweep", "--scenarios", "Plain"],
+            "evaluate": ["evaluate", "--runs", str(runs)]}[command]
+    result = CliRunner().invoke(app, [*args, "--data", str(cifar_dir), "--out",
+                                      str(tmp_path / "out"), "--storage", uri])
+    assert result.exit_code == 2, result.output
+    assert result.stderr.startswith("error: --storage must not carry credentials (secret_key)")
+    assert result.stderr.count("\n") == 1 and "S3CR3T" not in result.output
+    assert not (tmp_path / "out").exists()
+
+
+def test_the_sweep_refuses_credentials_in_a_key_uri(cifar_dir, tmp_path):
+    from typer.testing import CliRunner
+
+    from lie_ray.cli import app
+
+    result = CliRunner().invoke(app, ["sweep", "--data", str(cifar_dir), "--out",
+                                      str(tmp_path / "out"), "--key",
+                                      "s3://b/k.json?region=us-east-1&access_key=AK"])
+    assert result.exit_code == 2
+    assert result.stderr.startswith("error: --key must not carry credentials (access_key)")

@@ -5,6 +5,9 @@ Storage layout under ``--out``:
     OUT/ray/train/<scenario>/...     Tune experiment: trial dirs, TensorBoard event files
     OUT/ray/runs/<run name>/...      Ray Train runs: checkpoints (resumable)
     OUT/training.parquet             one row per scenario
+
+With ``--storage URI`` (a path or ``s3://...`` every node reaches), ``STORAGE/train`` and
+``STORAGE/runs`` take the place of ``OUT/ray/...``; ``checkpoint`` in the table is then a URI.
 """
 from __future__ import annotations
 
