@@ -37,7 +37,7 @@ SCENARIOS = "Plain,Encrypted"
 # What the job driver writes into --out; everything written from other processes is in storage.
 DRIVER_FILES = {"training.parquet", "examples.parquet", "results.parquet", "report.md",
                 "curves.png", "gallery.png", "encrypted/preview.png", "cluster.parquet",
-                "cluster.png"}
+                "cluster.png", "logs/sweep.log"}
 CLUSTER_ENV = {**{k: v for k, v in HEAD_ENV.items() if not k.startswith("AWS_")},
                # notice a lost node within seconds (Ray's own job tests do the same)
                "RAY_health_check_period_ms": "1000", "RAY_health_check_timeout_ms": "1000",
@@ -121,7 +121,7 @@ def submit_sweep(cluster: ClusterHost, out: Path, guard_log: Path, args: list[st
                "--", sys.executable, "-m", "lie_ray.sweep", "--preset", "smoke",
                "--data", str(Path(os.environ.get("LIE_RAY_DATA", REPO_ROOT.parent / "shared" /
                                                  "data" / "cifar-10-batches-py"))),
-               "--out", str(out), "--scenarios", SCENARIOS, *cli_args(SLICE),
+               "--out", str(out), "--scenarios", SCENARIOS, "--no-privacy", *cli_args(SLICE),
                *cli_args(EVAL_SLICE), *args]
     if not wait:
         return subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,

@@ -41,7 +41,7 @@ def test_job_submitted_sweep_writes_every_table_and_the_report(smoke_sweep):
         assert f"[{number + 1}/6] {phase} done in" in output
     # The privacy phase: every transform attacked, its table beside the robustness tables.
     privacy = pq.read_table(out / "privacy.parquet").to_pandas()
-    assert set(privacy.transform) == set(transforms.names())
+    assert set(privacy["transform"]) == set(transforms.names())
     recovered = privacy[privacy.attack == "known-plaintext"].set_index("transform").key_recovered
     assert recovered["le"] and recovered["shuffle"]  # one real image pair is enough
     assert "## Privacy" in (out / "report.md").read_text()
