@@ -137,7 +137,7 @@ def learned(cifar_dir):
     """A Plain and an Encrypted (fixed key) model that learned something (3 epochs on 2048
     images; the slice's one-epoch models are near chance), and 100 test images."""
     torch.manual_seed(0)
-    torch.set_num_threads(2)
+    torch.set_num_threads(1)  # on a shared, busy CPU a second thread mostly spins waiting
     train, test = load_split(cifar_dir, "train").head(2048), load_split(cifar_dir, "test").head(100)
     as_float = lambda split: (torch.from_numpy(split.images).permute(0, 3, 1, 2).float() / 255
                               ).contiguous()
@@ -187,9 +187,13 @@ def test_autoattack_wrapper_passes_real_gradients(learned):
     torch.manual_seed(0)
     noisy = (batch.images + 0.1 * torch.randn_like(batch.images).sign()).clamp(0, 1)
     outcome = autoattack(encrypted, batch, 0.1, settings, {})
-    through_cipher = outcome.predictions.ne(batch.labels).float().mean().item()
-    assert through_cipher >= error(encrypted, batch, noisy) + 0.2
+    fooled = outcome.predictions != batch.labels
+    survived_noise = encrypted.predict(noisy, batch.ids) == batch.labels
+    assert survived_noise.sum() >= 10  # the model is not simply fooled by any noise
+    assert fooled.float().mean() >= 0.95
+    assert fooled[survived_noise].float().mean() >= 0.9  # it breaks what noise cannot
     assert (outcome.linf <= 0.1 + 0.5 / 255 + 1e-6).all()
+    assert not outcome.linf.requires_grad  # the actor turns it into NumPy
     assert not encrypted.model.training  # the library must not leave BatchNorm in train mode
 
 
