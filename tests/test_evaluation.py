@@ -15,7 +15,7 @@ from lie_ray.evaluation.protocols import PROTOCOLS, Batch, Outcome, autoattack, 
 from lie_ray.evaluation.settings import (CHANNEL, PLAIN_SPACE, WORST_CASE, WORST_CASE_CHANNEL,
                                          EvalSettings)
 from lie_ray.evaluation.run import wilson_interval
-from lie_ray.keys import generate_key
+from lie_ray.keys import Key, generate_key
 from lie_ray.models import build_model
 from lie_ray.policies import FixedPolicy
 from lie_ray.transforms import TransformSpec
@@ -138,12 +138,12 @@ def learned(cifar_dir):
     """A Plain and an Encrypted (fixed key) model that learned something (3 epochs on 2048
     images; the slice's one-epoch models are near chance), and 100 test images."""
     torch.manual_seed(0)
-    torch.set_num_threads(2)
+    torch.set_num_threads(1)  # on a shared, busy CPU a second thread mostly spins waiting
     train, test = load_split(cifar_dir, "train").head(2048), load_split(cifar_dir, "test").head(100)
     as_float = lambda split: (torch.from_numpy(split.images).permute(0, 3, 1, 2).float() / 255
                               ).contiguous()
     x, y = as_float(train), torch.from_numpy(train.labels).long()
-    key = generate_key()
+    key = Key("master", bytes(range(32)), block_size=4)  # fixed: the same models every run
     defenders = {}
     for encrypted in (False, True):
         model = build_model(encrypted=encrypted, width=8, adaptation_channels=16)
@@ -189,9 +189,13 @@ def test_autoattack_wrapper_passes_real_gradients(learned):
     torch.manual_seed(0)
     noisy = (batch.images + 0.1 * torch.randn_like(batch.images).sign()).clamp(0, 1)
     outcome = autoattack(encrypted, batch, 0.1, settings, {})
-    through_cipher = outcome.predictions.ne(batch.labels).float().mean().item()
-    assert through_cipher >= error(encrypted, batch, noisy) + 0.2
+    fooled = outcome.predictions != batch.labels
+    survived_noise = encrypted.predict(noisy, batch.ids) == batch.labels
+    assert survived_noise.sum() >= 10  # the model is not simply fooled by any noise
+    assert fooled.float().mean() >= 0.95
+    assert fooled[survived_noise].float().mean() >= 0.75  # it breaks what noise cannot
     assert (outcome.linf <= 0.1 + 0.5 / 255 + 1e-6).all()
+    assert not outcome.linf.requires_grad  # the actor turns it into NumPy
     assert not encrypted.model.training  # the library must not leave BatchNorm in train mode
 
 
@@ -206,9 +210,11 @@ def test_each_reading_of_the_papers_protocol_and_bpda_includes_identity(learned)
     literal = PROTOCOLS["paper-literal"](encrypted, batch, 0.1, settings, {})
     for outcome in (literal, done["bpda-identity"], worst):
         assert (outcome.linf <= 0.1 + 0.5 / 255 + 1e-6).all()
-    # Both readings with a real gradient beat the zero-gradient one on a model that learned.
+    # With its surrogates, BPDA beats the zero-gradient reading by far. (The identity alone
+    # need not: it ignores where the cipher moves each nibble.)
     paper_pgd = PROTOCOLS["pgd"](encrypted, batch, 0.1, settings, {})
-    assert fooled_identity.float().mean() > (paper_pgd.predictions != batch.labels).float().mean()
+    assert (worst.predictions != batch.labels).float().mean() >= \
+        (paper_pgd.predictions != batch.labels).float().mean() + 0.1
 
 
 def test_a_plain_eps_of_0_1_moves_ciphertext_bytes_by_far_more():

@@ -142,14 +142,15 @@ def paper_literal(defender, batch, eps, settings, context) -> Outcome:
 
 def per_key_group(defender: Defender, batch: Batch, backward: str, attack_for) -> Outcome:
     """Run a library attack one key group at a time (it queries ever smaller subsets of rows,
-    which is only safe when every row shares one key); ``attack_for(module)`` builds it."""
+    which is only safe when every row shares one key); ``attack_for(module)`` builds it.
+    Library attacks may hand back tensors still attached to their graph: detached here."""
     adversarial = batch.images.clone()
     for rows in defender.key_groups(batch.ids):
         module = PipelineModule(defender.single_key_classifier(int(batch.ids[rows[0]]), backward),
                                 defender.model)
         index = torch.from_numpy(rows).to(batch.images.device)
         adversarial[index] = attack_for(module)(batch.images[index].contiguous(),
-                                                batch.labels[index])
+                                                batch.labels[index]).detach()
     return plain_image_attack(defender, batch, adversarial)
 
 
