@@ -489,8 +489,8 @@ def test_key_pre_flight_checks(tmp_path, key_path):
          ("needs a master key", "lie-ray keygen")),
         (lambda: load_key_for_policies(bad_key("block-5", tmp_path), ["fixed"]),
          ("block size 5 does not divide the image size 32x32", "use one of 1, 2, 4, 8")),
-        (lambda: load_key_for_policies(key_path, ["per-image"]),
-         ("unknown key policy 'per-image'", "choose one of fixed, per-batch")),
+        (lambda: load_key_for_policies(key_path, ["per-epoch"]),
+         ("unknown key policy 'per-epoch'", "choose one of fixed, per-batch, per-image")),
         (lambda: load_key_for_policies(key_path, ["per-batch"], key_batch_size=0),
          ("group size must be >= 1", "--key-batch-size")),
     ]

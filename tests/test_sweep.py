@@ -3,6 +3,7 @@ audit of everything it wrote. Faults are real: processes are killed with SIGKILL
 from __future__ import annotations
 
 import base64
+import contextlib
 import json
 import os
 import re
@@ -157,6 +158,14 @@ def test_killed_sweep_resumes_without_retraining_what_finished(ray_head, cifar_d
         assert f"{name}: epoch" not in output
 
 
+def tracebacks_through_lie_ray(output: str) -> list[str]:
+    """Tracebacks that pass through lie_ray's code. Ray's own threads may print theirs: with
+    two Ray instances on one host (the tests' embedded one and this head), Train's
+    placement-group cleaner cannot tell which to query; that is not the driver failing."""
+    blocks = re.split(r"(?m)^Traceback \(most recent call last\):$", output)[1:]
+    return [b for b in blocks if re.search(r'File ".*/lie_ray/', b.split("\n\n")[0])]
+
+
 # ----------------------------------------------------------- Ctrl-C mid-training, then --resume
 def test_ctrl_c_keeps_finished_work_says_how_to_resume_and_exits_130(ray_head, cifar_dir,
                                                                        tmp_path):
@@ -176,7 +185,7 @@ def test_ctrl_c_keeps_finished_work_says_how_to_resume_and_exits_130(ray_head, c
     driver.wait(timeout=120)
     output = "".join(seen)
     assert driver.returncode == 130, output[-5000:]
-    assert not any(line.startswith("Traceback") for line in seen), output[-5000:]  # the driver's
+    assert not tracebacks_through_lie_ray(output), output[-5000:]  # the driver's own
     assert "KeyError" not in output, output[-5000:]
     said = [line for line in seen if line.startswith("interrupted by")]
     assert said == [f"interrupted by SIGINT: kept in {out}: the master key, the encrypted "
@@ -220,6 +229,21 @@ def test_ctrl_c_keeps_finished_work_says_how_to_resume_and_exits_130(ray_head, c
 
 
 # ------------------------------------------------------------------- a worker killed mid-epoch
+def train_worker_of(ray_head) -> int:
+    """The pid of a live Ray Train worker of this head: a process titled ``ray::RayTrainWorker``
+    whose raylet runs in the head's temp dir (other Ray instances on the host are left alone)."""
+    import psutil
+
+    for process in psutil.process_iter(["cmdline"]):
+        if not " ".join(process.info["cmdline"] or []).startswith("ray::RayTrainWorker"):
+            continue
+        with contextlib.suppress(psutil.Error):
+            if any(str(ray_head["temp_dir"]) in " ".join(parent.cmdline())
+                   for parent in process.parents()):
+                return process.pid
+    raise AssertionError("no Ray Train worker of the test head is running")
+
+
 def test_training_survives_a_worker_killed_mid_epoch(ray_head, cifar_dir, tmp_path):
     # Four epochs of 512 images: rank 0 is killed as soon as it reports epoch 2, so during
     # epoch 3. Ray Train's FailureConfig restarts the worker group from the latest checkpoint
@@ -232,9 +256,8 @@ def test_training_survives_a_worker_killed_mid_epoch(ray_head, cifar_dir, tmp_pa
     killed, seen = None, []
     for line in trainer.stdout:
         seen.append(line)
-        match = re.search(r"RayTrainWorker pid=(\d+)\).*Plain: epoch 2/4 done", line)
-        if match and killed is None:
-            killed = int(match.group(1))
+        if "Plain: epoch 2/4 done" in line and killed is None:
+            killed = train_worker_of(ray_head)
             os.kill(killed, signal.SIGKILL)
     trainer.wait(timeout=60)
     output = "".join(seen)

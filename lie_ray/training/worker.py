@@ -136,11 +136,12 @@ def worker_side_encryption(scenario: Scenario, settings: TrainSettings, key_path
 
 
 def to_tensors(batch: dict, device) -> tuple[torch.Tensor, torch.Tensor]:
-    images = torch.from_numpy(np.ascontiguousarray(batch["image"])).to(device)
+    # Copies: Ray Data hands over read-only arrays, which torch warns about (a batch of CIFAR
+    # bytes is a few hundred KB, nothing beside a training step).
+    images = torch.from_numpy(np.array(batch["image"])).to(device)
     images = images.permute(0, 3, 1, 2).float()
     if batch["image"].dtype == np.uint8:  # bytes; a float transform (FFX) is fed as it is
         images = images.div_(255)
-    # A copy: Ray Data hands over read-only label arrays, which torch warns about.
     labels = torch.from_numpy(np.array(batch["label"], dtype=np.int64)).to(device)
     return images.contiguous(), labels
 
