@@ -78,3 +78,14 @@ def quiet_trial() -> None:
     context = ray.data.DataContext.get_current()
     context.print_on_execution_start = False
     context.enable_progress_bars = False
+
+
+def quiet_worker() -> None:
+    """Inside a Ray Train worker: hold Train's line per report ("Reporting training result
+    ..."; two per epoch, each a whole metrics dict) to warnings. Train logs it under its
+    module's file name, not under ``ray.``, so the worker logging config does not reach it."""
+    try:
+        from ray.train.v2._internal.execution import context
+    except ImportError:  # another Ray layout: the line stays, nothing else changes
+        return
+    logging.getLogger(context.__file__).setLevel(logging.WARNING)

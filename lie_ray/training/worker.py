@@ -23,6 +23,7 @@ import torch.distributed as dist
 import torch.nn.functional as F
 
 from lie_ray.attacks import PGD
+from lie_ray.console import quiet_worker
 from lie_ray.keys import load_key
 from lie_ray.models import build_model
 from lie_ray.policies import PolicySpec
@@ -34,6 +35,8 @@ STATE_FILE, META_FILE = "state.pt", "meta.json"
 
 
 def train_func(config: dict) -> None:
+    if config.get("quiet"):
+        quiet_worker()
     scenario, settings = Scenario(**config["scenario"]), TrainSettings(**config["settings"])
     torch.set_num_threads(settings.torch_threads)
     torch.manual_seed(settings.seed + ray.train.get_context().get_world_rank())
