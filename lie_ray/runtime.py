@@ -40,8 +40,14 @@ def ray_session(num_cpus: int | None = None) -> Iterator[None]:
         log.info("joining the Ray cluster at %s", os.environ["RAY_ADDRESS"])
         ray.init(log_to_driver=True, **quiet)
     else:
-        ray.init(address="local", num_cpus=max(num_cpus or 0, DEFAULT_LOCAL_CPUS),
-                 include_dashboard=False, log_to_driver=True, **quiet)
+        # The dashboard: users watch jobs, actors and Train runs there, and without it Ray
+        # Train's placement-group cleaner warns once a second that it cannot query state.
+        context = ray.init(address="local", num_cpus=max(num_cpus or 0, DEFAULT_LOCAL_CPUS),
+                           include_dashboard=True, log_to_driver=True, **quiet)
+        keep_driver_logging(handlers, level)
+        if context.dashboard_url:
+            log.info("Ray dashboard (jobs, actors, Train runs): http://%s",
+                     context.dashboard_url)
     keep_driver_logging(handlers, level)
     try:
         yield
