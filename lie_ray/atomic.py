@@ -52,6 +52,14 @@ def staged_file(path: str | os.PathLike) -> Iterator[Path]:
         raise
 
 
+def write_parquet(table, path: str | os.PathLike) -> None:
+    """Write a pyarrow ``table`` to ``path`` as Parquet, whole or not at all."""
+    import pyarrow.parquet as pq  # keys import this module; most of them never write tables
+
+    with staged_file(path) as staging:
+        pq.write_table(table, staging)
+
+
 @contextlib.contextmanager
 def staged_directory(path: str | os.PathLike) -> Iterator[Path]:
     """Yield a temporary directory; on success it takes the place of ``path``.

@@ -65,15 +65,6 @@ class ClusterRecorder:
             self.sample()  # the state at the end, whatever the interval
 
 
-def write_cluster_table(table: pa.Table, path: Path) -> None:
-    import pyarrow.parquet as pq
-
-    from lie_ray import atomic
-
-    with atomic.staged_file(path) as staging:
-        pq.write_table(table, staging)
-
-
 def cluster_section(directory: Path) -> str:
     """Markdown for the report (and ``cluster.png``) when ``cluster.parquet`` is there."""
     path = Path(directory) / "cluster.parquet"

@@ -39,16 +39,15 @@ def ray_session(num_cpus: int | None = None) -> Iterator[None]:
     if os.environ.get("RAY_ADDRESS"):
         log.info("joining the Ray cluster at %s", os.environ["RAY_ADDRESS"])
         ray.init(log_to_driver=True, **quiet)
+        dashboard = None
     else:
         # The dashboard: users watch jobs, actors and Train runs there, and without it Ray
         # Train's placement-group cleaner warns once a second that it cannot query state.
-        context = ray.init(address="local", num_cpus=max(num_cpus or 0, DEFAULT_LOCAL_CPUS),
-                           include_dashboard=True, log_to_driver=True, **quiet)
-        keep_driver_logging(handlers, level)
-        if context.dashboard_url:
-            log.info("Ray dashboard (jobs, actors, Train runs): http://%s",
-                     context.dashboard_url)
+        dashboard = ray.init(address="local", num_cpus=max(num_cpus or 0, DEFAULT_LOCAL_CPUS),
+                             include_dashboard=True, log_to_driver=True, **quiet).dashboard_url
     keep_driver_logging(handlers, level)
+    if dashboard:
+        log.info("Ray dashboard (jobs, actors, Train runs): http://%s", dashboard)
     try:
         yield
     finally:

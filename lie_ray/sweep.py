@@ -38,8 +38,8 @@ import pyarrow as pa
 from lie_ray.data.cifar import check_dataset
 from lie_ray.errors import LieRayError
 from lie_ray.evaluation.settings import EvalSettings
-from lie_ray import storage
-from lie_ray.cluster_log import ClusterRecorder, write_cluster_table
+from lie_ray import atomic, storage
+from lie_ray.cluster_log import ClusterRecorder
 from lie_ray.keys import Key, generate_key, key_location, load_key, save_key
 from lie_ray.presets import TrainSettings
 from lie_ray.privacy.settings import PrivacySettings
@@ -110,7 +110,7 @@ def run_sweep(plan: SweepPlan) -> dict[str, pa.Table]:
 
             run_privacy(plan.data, key, out, targets.names(), plan.privacy, plan.storage)
     recorder.stop()
-    write_cluster_table(recorder.table(), out / "cluster.parquet")
+    atomic.write_parquet(recorder.table(), out / "cluster.parquet")
     with phase("report"):
         write_report(out, training)
     return {"training": training, "results": results}

@@ -15,7 +15,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from lie_ray import atomic
-from lie_ray.evaluation.run import write_parquet
+from lie_ray.atomic import write_parquet
 from lie_ray.keys import generate_key, load_key, save_key
 
 

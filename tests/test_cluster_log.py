@@ -4,7 +4,8 @@ from __future__ import annotations
 import pyarrow.parquet as pq
 import ray
 
-from lie_ray.cluster_log import ClusterRecorder, cluster_section, phase_spans, write_cluster_table
+from lie_ray.atomic import write_parquet
+from lie_ray.cluster_log import ClusterRecorder, cluster_section, phase_spans
 
 
 def test_samples_record_nodes_and_resources_in_use(monkeypatch, tmp_path):
@@ -28,7 +29,7 @@ def test_samples_record_nodes_and_resources_in_use(monkeypatch, tmp_path):
     assert [(r["phase"], r["alive_nodes"], r["cpus_total"], r["cpus_used"], r["gpus_total"],
              r["gpus_used"]) for r in rows] == [("encryption", 1, 4.0, 0.0, 0.0, 0.0),
                                                 ("training", 3, 8.0, 2.25, 2.0, 1.0)]
-    write_cluster_table(recorder.table(), tmp_path / "cluster.parquet")
+    write_parquet(recorder.table(), tmp_path / "cluster.parquet")
     assert pq.read_table(tmp_path / "cluster.parquet").num_rows == 2
     section = cluster_section(tmp_path)
     assert "![cluster](cluster.png)" in section and "Peak: 3 nodes, 2.25 CPUs in use" in section

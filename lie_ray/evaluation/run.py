@@ -20,12 +20,12 @@ from pathlib import Path
 
 import pyarrow as pa
 import pyarrow.compute as pc
-import pyarrow.parquet as pq
 import ray
 import ray.data
 import torch
 
-from lie_ray import atomic, storage
+from lie_ray import storage
+from lie_ray.atomic import write_parquet
 from lie_ray.attacks import PGD
 from lie_ray.data.cifar import load_split, resolve_data_dir
 from lie_ray.data.dataset import to_ray_dataset
@@ -169,11 +169,6 @@ def with_transform(results: pa.Table, trained: list[dict]) -> pa.Table:
              for r in trained}
     column = [names.get(s, "none") for s in results.column("scenario").to_pylist()]
     return results.add_column(1, "transform", pa.array(column, pa.string()))
-
-
-def write_parquet(table: pa.Table, path: Path) -> None:
-    with atomic.staged_file(path) as staging:
-        pq.write_table(table, staging)
 
 
 def write_gallery(trained: list[dict], key_path: str | None, test, key_batch_size: int,

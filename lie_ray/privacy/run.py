@@ -23,7 +23,6 @@ from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
-import pyarrow.parquet as pq
 
 from lie_ray import atomic
 from lie_ray.data.cifar import load_split
@@ -209,7 +208,6 @@ def write_outputs(table: pa.Table, gallery: list, out: Path) -> None:
     from lie_ray.privacy.report import write_gallery, write_section
 
     out.mkdir(parents=True, exist_ok=True)
-    with atomic.staged_file(out / "privacy.parquet") as staging:
-        pq.write_table(table, staging)
+    atomic.write_parquet(table, out / "privacy.parquet")
     write_gallery(gallery, out / "privacy_gallery.png")
     write_section(out)

@@ -17,7 +17,6 @@ import time
 from pathlib import Path
 
 import pyarrow as pa
-import pyarrow.parquet as pq
 from ray import tune
 
 from lie_ray import atomic, interrupt
@@ -31,6 +30,7 @@ from lie_ray.runtime import wants_gpu
 from lie_ray.scenarios import Scenario, key_for_scenarios
 from lie_ray.storage import join, to_location
 from lie_ray.training.trial import train_scenario
+from lie_ray.training.worker import transform_meta
 
 log = logging.getLogger("lie_ray")
 EXPERIMENT = "train"
@@ -96,7 +96,7 @@ def run_training(scenarios: list[Scenario], settings: TrainSettings, data_dir: s
         )
     results = interrupt.tune_fit(tuner)  # a signal stops here: no table from unfinished trials
     table = results_table(results, scenarios, settings, time.monotonic() - started, runs)
-    write_table(table, out / "training.parquet")
+    atomic.write_parquet(table, out / "training.parquet")
     return table
 
 
@@ -167,11 +167,7 @@ def transform_columns(scenario: Scenario, settings: TrainSettings) -> dict:
     """``transform`` (``none`` for plain images), its block size and variant."""
     if not scenario.encrypted:
         return {"transform": "none", "transform_block_size": 0, "transform_variant": ""}
-    spec = scenario.transform_spec().resolved(settings.block_size)
-    return {"transform": spec.name, "transform_block_size": spec.block_size,
-            "transform_variant": spec.variant}
+    meta = transform_meta(scenario, settings)  # what the checkpoint records, as columns
+    return {"transform": meta["name"], "transform_block_size": meta["block_size"],
+            "transform_variant": meta["variant"]}
 
-
-def write_table(table: pa.Table, path: Path) -> None:
-    with atomic.staged_file(path) as staging:
-        pq.write_table(table, staging)

@@ -42,10 +42,6 @@ def transform_class(name: str) -> type[Transform]:
     return REGISTRY[name]
 
 
-def default_block_size(name: str) -> int:
-    return transform_class(name).paper_block_sizes[0]
-
-
 def build(name: str, key: Key, block_size: int | None = None, label: str = FIXED_LABEL,
           variant: str | None = None, image_size: tuple[int, int] = IMAGE_SIZE) -> Transform:
     """The transform ``name`` keyed by ``label`` from lie_ray's master key ``key``."""
@@ -137,4 +133,4 @@ class KeyedTransform:
 
 
 __all__ = ["REGISTRY", "Transform", "TransformSpec", "KeyedTransform", "build", "from_arrays",
-           "names", "with_grad", "default_block_size"]
+           "names", "with_grad"]
