@@ -1,11 +1,21 @@
-"""Training throughput: Ray Train (2 CPU workers, DDP) versus a bare PyTorch loop (2 threads).
+"""Ray's overhead on training: the product's Ray Train path against a bare PyTorch loop.
 
-    python bench/train.py [--width 8] [--epochs 2] [--data DIR]
+    python bench/train.py [--width 8] [--epochs 2] [--data DIR] [--layouts 1x2,2x1]
 
-Both train the Plain scenario's ResNet18 on the same CIFAR-10 images with the same batch size,
-augmentation and optimiser; the first epoch warms up, the last is timed. The Ray figure is
-measured inside the workers (epoch time only) and, separately, as the wall time of the whole
-fit() including worker start-up. Target: Ray costs no more than 10% per epoch.
+The bare loop runs lie_ray's own ``train_epoch`` and ``count_errors`` (the same model,
+optimiser, augmentation, batch size and test pass) on in-memory arrays, in one process with 2
+intra-op threads. The Ray figures come from ``lie_ray.training.run.run_training``, exactly as
+``lie-ray train`` runs it (embedded Ray with its dashboard, a Tune trial, a Ray Train run, Ray
+Data feeding the workers), for one 2-thread worker (1x2) and two 1-thread workers (2x1). The
+first epoch warms up; the last is timed, inside the workers, from the start of the training
+pass to the end of the test pass (the checkpoint is not counted).
+
+While each timed epoch runs, a sampler in this process reads the CPU time of every process on
+the machine twice a second (psutil); the table shows, per kind of process, the cores it used on
+average over the epoch: what Ray costs besides the training itself. Target: Ray's epoch time at
+most 1.10x the bare loop's. The last line is read by scripts:
+
+    ray/bare epoch time: 1x2 threads R1, 2x1 threads R2
 """
 from __future__ import annotations
 
@@ -13,85 +23,168 @@ import argparse
 import json
 import os
 import tempfile
+import threading
 import time
+from collections import defaultdict
 from pathlib import Path
 
 import numpy as np
-import ray
-import ray.train
+import psutil
 import torch
-import torch.nn.functional as F
-from ray.train.torch import TorchTrainer
 
-from lie_ray.data.cifar import DEFAULT_DATA_DIR, load_split
+from lie_ray.data.cifar import DEFAULT_DATA_DIR, Split, load_split
 from lie_ray.models import build_model
 from lie_ray.presets import get_preset
+from lie_ray.runtime import ray_session
 from lie_ray.scenarios import PAPER_SCENARIOS
 from lie_ray.training.augment import random_crop_flip
-from lie_ray.training.pipeline import build_datasets
-from lie_ray.training.worker import to_tensors, train_epoch
+from lie_ray.training.run import run_training
+from lie_ray.training.worker import count_errors, train_epoch
+
+TRAINING = "training (bare loop / Train workers)"
+OTHERS = "outside this Ray (other programs)"
 
 
-def bare_loop(args) -> float:
-    """Images/s of one epoch in a single process with 2 intra-op threads."""
+class InMemoryShard:
+    """Stands in for a Ray Data shard: batches of in-memory arrays, reshuffled every epoch,
+    optionally cropped and flipped, in the batch format ``train_epoch`` expects."""
+
+    def __init__(self, split: Split, augment: bool, seed: int = 0):
+        self.split, self.augment, self.rng = split, augment, np.random.default_rng(seed)
+
+    def iter_batches(self, batch_size: int, **_):
+        order = self.rng.permutation(len(self.split.labels))
+        for first in range(0, len(order), batch_size):
+            rows = order[first:first + batch_size]
+            images = self.split.images[rows]
+            if self.augment:
+                images = random_crop_flip(images, self.rng)
+            yield {"id": self.split.ids[rows], "image": images, "label": self.split.labels[rows]}
+
+
+class CpuSampler:
+    """Every process's CPU time, sampled twice a second in a background thread, so that the
+    cores each kind of process used over any window of the run can be read off afterwards."""
+
+    def __init__(self, period: float = 0.5):
+        self.period, self.samples = period, []
+        self.stopped = threading.Event()
+        self.thread = threading.Thread(target=self._run, daemon=True)
+
+    def __enter__(self) -> "CpuSampler":
+        self.thread.start()
+        return self
+
+    def __exit__(self, *_) -> None:
+        self.stopped.set()
+        self.thread.join()
+
+    def _run(self) -> None:
+        while True:
+            self.samples.append((time.time(), snapshot()))
+            if self.stopped.wait(self.period):
+                self.samples.append((time.time(), snapshot()))
+                return
+
+    def cores(self, start: float, end: float) -> dict[str, float]:
+        """Cores used on average between ``start`` and ``end`` (unix seconds), per kind."""
+        while self.samples[-1][0] < end:  # wait for the sample that closes the window
+            time.sleep(self.period / 4)
+        before = max((s for s in self.samples if s[0] <= start), key=lambda s: s[0])
+        after = min((s for s in self.samples if s[0] >= end), key=lambda s: s[0])
+        seconds, used = after[0] - before[0], defaultdict(float)
+        for pid, (kind, cpu) in after[1].items():
+            used[kind] += (cpu - before[1].get(pid, (kind, 0.0))[1]) / seconds
+        return dict(used)
+
+
+def snapshot() -> dict[int, tuple[str, float]]:
+    """CPU seconds of every process on the machine. This bench's own Ray is its descendants
+    (the embedded Ray's daemons are its children, and their workers theirs); anything else,
+    another Ray on the same host included, counts as other programs."""
+    ours = {p.pid for p in psutil.Process().children(recursive=True)} | {os.getpid()}
+    processes = {}
+    for process in psutil.process_iter(["cmdline", "name"]):
+        try:
+            times = process.cpu_times()
+            kind = kind_of(process) if process.pid in ours else OTHERS
+        except (psutil.NoSuchProcess, psutil.AccessDenied):
+            continue
+        processes[process.pid] = (kind, times.user + times.system)
+    return processes
+
+
+def kind_of(process: psutil.Process) -> str:
+    """A readable kind: Ray worker processes by their title (``ray::TrainController``),
+    Ray's daemons by name, and this driver."""
+    if process.pid == os.getpid():
+        return "driver (Tune loop, this bench)"
+    cmdline = " ".join(process.info["cmdline"] or [process.info["name"] or "?"])
+    if cmdline.startswith("ray::"):
+        title = cmdline[5:].split()[0] if cmdline[5:].strip() else "?"
+        if title.startswith("RayTrainWorker"):
+            return TRAINING
+        return "ray::" + title.split(".")[0][:40]
+    for needle, kind in (("raylet", "raylet"), ("gcs_server", "GCS"),
+                         ("dashboard/agent.py", "dashboard agent"),
+                         ("dashboard.py", "dashboard"), ("log_monitor", "log monitor"),
+                         ("runtime_env/agent", "runtime env agent"),
+                         ("monitor.py", "autoscaler monitor")):
+        if needle in cmdline:
+            return kind
+    return "other Ray process: " + cmdline[:30]
+
+
+def bare_epochs(args, settings, sampler: CpuSampler) -> tuple[float, dict]:
+    """Seconds of the last epoch and the cores used during it, in one 2-thread process."""
     torch.set_num_threads(2)
     torch.manual_seed(0)
-    split = load_split(args.data, "train")
-    model = build_model(False, width=args.width)
-    optimizer = torch.optim.SGD(model.parameters(), lr=0.05, momentum=0.9, weight_decay=5e-4)
-    rng = np.random.default_rng(0)
-    rate = 0.0
-    for _ in range(args.epochs):
-        start, seen = time.perf_counter(), 0
-        order = rng.permutation(len(split.labels))
-        model.train()
-        for first in range(0, len(order), args.batch):
-            rows = order[first:first + args.batch]
-            batch = {"image": random_crop_flip(split.images[rows], rng),
-                     "label": split.labels[rows]}
-            images, labels = to_tensors(batch, torch.device("cpu"))
-            optimizer.zero_grad(set_to_none=True)
-            F.cross_entropy(model(images), labels).backward()
-            optimizer.step()
-            seen += len(rows)
-        rate = seen / (time.perf_counter() - start)
-    return rate
+    train = InMemoryShard(load_split(args.data, "train"), augment=True)
+    test = InMemoryShard(load_split(args.data, "test"), augment=False)
+    model = build_model(False, width=settings.width)
+    optimizer = torch.optim.SGD(model.parameters(), lr=settings.lr, momentum=settings.momentum,
+                                weight_decay=settings.weight_decay)
+    cpu, plain = torch.device("cpu"), PAPER_SCENARIOS["Plain"]
+    for _ in range(settings.epochs):
+        start_wall, start = time.time(), time.perf_counter()
+        train_epoch(model, optimizer, plain, None, train, settings.batch_size, cpu)
+        count_errors(model, test, settings.batch_size, cpu)
+        seconds = time.perf_counter() - start
+    return seconds, relabel_driver(sampler.cores(start_wall, start_wall + seconds))
 
 
-def ray_worker(config):
-    settings = get_preset("smoke").replace(width=config["width"], batch_size=config["batch"])
-    torch.set_num_threads(config["threads"])
-    torch.manual_seed(0)
-    model = ray.train.torch.prepare_model(build_model(False, width=settings.width))
-    optimizer = torch.optim.SGD(model.parameters(), lr=0.05, momentum=0.9, weight_decay=5e-4)
-    shard = ray.train.get_dataset_shard("train")
-    per_worker = settings.batch_size // ray.train.get_context().get_world_size()
-    rank = ray.train.get_context().get_world_rank()
-    for epoch in range(config["epochs"]):
-        start = time.perf_counter()
-        _, _, seen = train_epoch(model, optimizer, PAPER_SCENARIOS["Plain"], None, shard,
-                                 per_worker, torch.device("cpu"))
-        elapsed = time.perf_counter() - start
-        Path(config["timings"], f"rank{rank}.json").write_text(
-            json.dumps({"epoch": epoch, "images": seen, "seconds": elapsed}))
-        ray.train.report({"epoch": epoch})
+def relabel_driver(cores: dict[str, float]) -> dict[str, float]:
+    """In the bare run this process IS the training."""
+    cores[TRAINING] = cores.pop("driver (Tune loop, this bench)", 0.0)
+    return cores
 
 
-def ray_loop(args) -> tuple[float, float]:
-    settings = get_preset("smoke").replace(width=args.width, batch_size=args.batch)
-    datasets = build_datasets(PAPER_SCENARIOS["Plain"], settings, args.data, None)
-    timings = tempfile.mkdtemp(prefix="lie_ray_bench_")
-    start = time.perf_counter()
-    TorchTrainer(ray_worker, train_loop_config={"width": args.width, "batch": args.batch,
-                                                "epochs": args.epochs, "timings": timings,
-                                                "threads": 2 // args.workers},
-                 scaling_config=ray.train.ScalingConfig(num_workers=args.workers),
-                 datasets={"train": datasets["train"]},
-                 run_config=ray.train.RunConfig(storage_path=timings,
-                                                name=f"train-{os.getpid()}")).fit()
-    wall = time.perf_counter() - start
-    last = [json.loads(p.read_text()) for p in Path(timings).glob("rank*.json")]
-    return sum(m["images"] for m in last) / max(m["seconds"] for m in last), wall
+def ray_epochs(args, settings, workers: int, sampler: CpuSampler) -> tuple[float, dict]:
+    """Seconds of the last epoch (rank 0's figure, after gradients and counts of every rank
+    are in) and the cores used during it, through ``lie-ray train``'s own code."""
+    layout = settings.replace(num_workers=workers, torch_threads=2 // workers)
+    with tempfile.TemporaryDirectory(prefix="lie_ray_bench_") as out:
+        run_training([PAPER_SCENARIOS["Plain"]], layout, args.data, out, None)
+        results = next(Path(out, "ray", "train").glob("*/result.json"))
+        last = json.loads(results.read_text().splitlines()[-1])
+    start, seconds = last["epoch_started_at"], last["epoch_seconds"]
+    return seconds, sampler.cores(start, start + seconds)
+
+
+def print_table(columns: dict[str, tuple[float, dict]]) -> None:
+    kinds = sorted({k for _, cores in columns.values() for k in cores},
+                   key=lambda k: (k != TRAINING, -max(c.get(k, 0) for _, c in columns.values())))
+    print("\ncores used during the timed epoch (CPU seconds per wall second; 2 cores here)")
+    print(f"  {'process':44s}" + "".join(f"{name:>10s}" for name in columns))
+    for kind in kinds:
+        values = [cores.get(kind, 0.0) for _, cores in columns.values()]
+        if kind != TRAINING and max(values) < 0.005:
+            continue
+        print(f"  {kind:44s}" + "".join(f"{v:10.3f}" for v in values))
+    overhead = [sum(v for k, v in cores.items() if k not in (TRAINING, OTHERS))
+                for _, cores in columns.values()]
+    print(f"  {'all of Ray but the training':44s}" + "".join(f"{v:10.3f}" for v in overhead))
+    print(f"  {'epoch seconds':44s}" + "".join(f"{s:10.2f}" for s, _ in columns.values()))
 
 
 def main() -> None:
@@ -99,21 +192,27 @@ def main() -> None:
     parser.add_argument("--data", default=DEFAULT_DATA_DIR)
     parser.add_argument("--width", type=int, default=8)
     parser.add_argument("--batch", type=int, default=128)
-    parser.add_argument("--epochs", type=int, default=2)
-    parser.add_argument("--workers", type=int, default=2, choices=[1, 2],
-                        help="Ray Train workers (threads per worker: 2 / workers)")
+    parser.add_argument("--epochs", type=int, default=2, help="the last one is timed")
+    parser.add_argument("--layouts", default="1x2,2x1",
+                        help="Ray Train layouts, workers x threads (2 threads in all)")
     args = parser.parse_args()
-    bare = bare_loop(args)
-    ray.init(address="local", num_cpus=4, include_dashboard=False, log_to_driver=False)
-    distributed, wall = ray_loop(args)
-    ray.shutdown()
-    print(f"one training epoch, ResNet18 width {args.width}, batch {args.batch}, "
-          f"{args.epochs - 1} warm-up epoch(s)")
-    print(f"  {'bare PyTorch, 1 process x 2 threads':37s}{bare:9.1f} img/s")
-    label = f"Ray Train, {args.workers} worker(s) x {2 // args.workers} thread(s)"
-    print(f"  {label:37s}{distributed:9.1f} img/s  "
-          f"({100 * (bare / distributed - 1):+.1f}% time vs bare)")
-    print(f"  Ray fit() wall time, {args.epochs} epochs incl. start-up: {wall:.1f} s")
+    layouts = [int(layout.split("x")[0]) for layout in args.layouts.split(",")]
+    settings = get_preset("smoke").replace(width=args.width, batch_size=args.batch,
+                                           epochs=args.epochs, max_concurrent_trials=1)
+    columns = {}
+    with CpuSampler() as sampler:
+        columns["bare"] = bare_epochs(args, settings, sampler)
+        with ray_session():
+            for workers in layouts:
+                columns[f"ray {workers}x{2 // workers}"] = ray_epochs(args, settings, workers,
+                                                                    sampler)
+    print(f"\none epoch of Plain (train {settings.train_limit or 'all'} images + test pass), "
+          f"ResNet18 width {args.width}, batch {args.batch}, {args.epochs - 1} warm-up epoch(s)")
+    print_table(columns)
+    bare = columns["bare"][0]
+    ratios = {name: seconds / bare for name, (seconds, _) in columns.items() if name != "bare"}
+    print("\n" + "ray/bare epoch time: " + ", ".join(
+        f"{name[4:]} threads {ratio:.2f}" for name, ratio in ratios.items()))
 
 
 if __name__ == "__main__":

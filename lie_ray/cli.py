@@ -163,24 +163,27 @@ Actors = Annotated[Optional[int], typer.Option("--actors", min=1,
 Storage = Annotated[Optional[str], typer.Option(
     "--storage", help="Where cluster nodes write (checkpoints, shards, evaluation parts): a path "
     "or URI every node reaches, e.g. s3://bucket/lie_ray?region=us-east-1.")]
+Compile = Annotated[bool, typer.Option(
+    "--compile", help="torch.compile the networks for training and attacks: minutes of "
+    "compiling, paid back on long GPU runs (the paper preset), not on CPUs or smoke runs.")]
 MaxTrials = Annotated[Optional[int], typer.Option(
     "--max-concurrent-trials", min=1, help="At most N scenario trials at once (default: as "
     "many as the cluster holds, or may grow to).")]
 
 
 def train_overrides(epochs, batch_size, lr, width, workers, gpu, pgd_steps, pgd_step_size,
-                    pgd_eps, train_limit, test_limit) -> dict:
+                    pgd_eps, train_limit, test_limit, compile=False) -> dict:
     return {"epochs": epochs, "batch_size": batch_size, "lr": lr, "width": width,
             "num_workers": workers, "gpu": gpu, "pgd_steps": pgd_steps,
             "pgd_step_size": pgd_step_size, "pgd_eps": pgd_eps, "train_limit": train_limit,
-            "test_limit": test_limit}
+            "test_limit": test_limit, "compile": compile or None}
 
 
 def eval_overrides(epsilons, eval_limit, eval_pgd_steps, eot_keys, square_queries,
-                   actors) -> dict:
+                   actors, compile=False) -> dict:
     return {"epsilons": parse_floats(epsilons), "test_limit": eval_limit,
             "pgd_steps": eval_pgd_steps, "eot_keys": eot_keys, "square_queries": square_queries,
-            "actors": actors}
+            "actors": actors, "compile": compile or None}
 
 
 @app.command()
@@ -200,6 +203,7 @@ def train(
     test_limit: TestLimit = None, storage: Storage = None, max_concurrent_trials: MaxTrials = None,
     resume: bool = typer.Option(False, "--resume", help="Continue an interrupted run in the "
                                 "same --out: finished trials are kept."),
+    compile: Compile = False,
 ):
     """Train the scenarios: one Ray Tune trial each, running Ray Train DDP fed by Ray Data."""
     from lie_ray.data.cifar import check_dataset
@@ -212,7 +216,7 @@ def train(
 
     settings, chosen = training_plan(preset, scenarios, scenario_file, {**train_overrides(
         epochs, batch_size, lr, width, workers, gpu, pgd_steps, pgd_step_size, pgd_eps,
-        train_limit, test_limit), "max_concurrent_trials": max_concurrent_trials})
+        train_limit, test_limit, compile), "max_concurrent_trials": max_concurrent_trials})
     check_output_dir(out)  # fail before Ray starts
     check_storage(storage)
     data = check_dataset(data)
@@ -240,7 +244,7 @@ def evaluate(
     eot_keys: EotKeys = None, square_queries: SquareQueries = None, actors: Actors = None,
     resume: bool = typer.Option(False, "--resume", help="Reuse scenarios already evaluated "
                                 "into --out with the same checkpoint and settings."),
-    gpu: Gpu = None, storage: Storage = None,
+    gpu: Gpu = None, storage: Storage = None, compile: Compile = False,
 ):
     """Evaluate trained scenarios: the paper's PGD beside BPDA, EOT, transfer, encrypted-input
     and gradient-free attacks; writes examples.parquet, results.parquet and report.md."""
@@ -257,7 +261,7 @@ def evaluate(
     from lie_ray.storage import check_uri, join
 
     settings = get_eval_preset(preset).replace(**eval_overrides(
-        epsilons, test_limit, pgd_steps, eot_keys, square_queries, actors))
+        epsilons, test_limit, pgd_steps, eot_keys, square_queries, actors, compile))
     chosen = parse_names(scenarios) if scenarios is not None else None
     check_gpu_choice(gpu or "auto")
     check_output_dir(out)  # fail before Ray starts
@@ -299,6 +303,7 @@ def sweep(
     eot_keys: EotKeys = None, square_queries: SquareQueries = None, actors: Actors = None,
     no_privacy: bool = typer.Option(False, "--no-privacy", help="Skip the privacy attacks "
                                     "phase (see 'lie-ray privacy')."),
+    compile: Compile = False,
 ):
     """The whole study: key, encryption, the scenarios trained, evaluation, report.
 
@@ -311,10 +316,11 @@ def sweep(
     check_storage(storage)
     plan = resolve_plan(out, data, preset, scenarios, scenario_file, key, resume, storage,
                         {**train_overrides(epochs, batch_size, lr, width, workers, gpu, pgd_steps,
-                                           pgd_step_size, pgd_eps, train_limit, test_limit),
+                                           pgd_step_size, pgd_eps, train_limit, test_limit,
+                                           compile),
                          "max_concurrent_trials": max_concurrent_trials},
                         eval_overrides(epsilons, eval_limit, eval_pgd_steps, eot_keys,
-                                       square_queries, actors), download,
+                                       square_queries, actors, compile), download,
                         privacy=not no_privacy)
     with ray_session(num_cpus=plan.train.logical_cpus()), on_interrupt(out):
         tables = run_sweep(plan)

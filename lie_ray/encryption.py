@@ -6,6 +6,7 @@ which sub-key encrypted it (``key_label``), that sub-key's fingerprint and the m
 """
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import os
@@ -50,15 +51,38 @@ class EncryptBatch:
         }
 
 
+def encrypt_rows(batch: dict[str, np.ndarray], key_path: str, policy: PolicySpec, split: str,
+                 transform: TransformSpec) -> dict[str, np.ndarray]:
+    """Ray Data TASK function: ``EncryptBatch`` without an actor. A pipeline that runs again
+    every epoch would start a fresh actor pool every epoch (seconds each time); a task fuses
+    with the augmentation before it, and its worker process keeps the loaded key for the next
+    task (``_encrypter``)."""
+    stamp = None if storage.is_uri(key_path) else os.stat(key_path).st_mtime_ns
+    return _encrypter(key_path, stamp, policy, split, transform)(batch)
+
+
+@functools.lru_cache(maxsize=8)
+def _encrypter(key_path: str, stamp: int | None, policy: PolicySpec, split: str,
+               transform: TransformSpec) -> EncryptBatch:
+    """One ``EncryptBatch`` per key file (and version of it) per worker process."""
+    return EncryptBatch(key_path, policy, split, transform)
+
+
 def encrypt_dataset(dataset: ray.data.Dataset, key_path: str | os.PathLike, policy: PolicySpec,
-                    split: str, actors: int = 2, batch_size: int = 256, num_cpus: float = 1,
-                    transform: TransformSpec = TransformSpec()) -> ray.data.Dataset:
-    """Encrypt a Dataset with columns id/image/label in an actor pool of ``actors`` actors."""
+                    split: str, actors: int | None = 2, batch_size: int = 256,
+                    num_cpus: float = 1, transform: TransformSpec = TransformSpec()
+                    ) -> ray.data.Dataset:
+    """Encrypt a Dataset with columns id/image/label in an actor pool of ``actors`` actors, or
+    in tasks (``actors=None``: for pipelines that run once per epoch)."""
+    options = {"key_path": key_location(key_path), "policy": policy, "split": split,
+               "transform": transform}
+    if actors is None:
+        return dataset.map_batches(encrypt_rows, fn_kwargs=options, batch_size=batch_size,
+                                   batch_format="numpy", num_cpus=num_cpus)
     return dataset.map_batches(
         EncryptBatch, compute=ray.data.ActorPoolStrategy(size=actors),
-        fn_constructor_kwargs={"key_path": key_location(key_path), "policy": policy,
-                               "split": split, "transform": transform},
-        batch_size=batch_size, batch_format="numpy", num_cpus=num_cpus)
+        fn_constructor_kwargs=options, batch_size=batch_size, batch_format="numpy",
+        num_cpus=num_cpus)
 
 
 def run_encrypt(data_dir: str | os.PathLike, key_path: str | os.PathLike, policy: PolicySpec,

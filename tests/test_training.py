@@ -28,6 +28,7 @@ from lie_ray.models import build_model
 from lie_ray.policies import PolicySpec
 from lie_ray.presets import get_preset
 from lie_ray.scenarios import PAPER_SCENARIOS
+from lie_ray.training.augment import random_crop_flip
 from lie_ray.training.run import run_training
 
 from conftest import TRAIN_SLICE
@@ -80,13 +81,30 @@ def test_ddp_gradients_over_two_workers_equal_single_process(ray_cluster, tmp_pa
                                atol=1e-6)
 
 
+# ------------------------------------------------------------------------- augmentation
+def test_crop_and_flip_match_a_literal_per_image_rendering(cifar_dir):
+    images = load_split(cifar_dir, "test").images[:64]
+    crops = random_crop_flip(images, np.random.default_rng(3))
+    rng = np.random.default_rng(3)  # the same draws, in the same order
+    rows, cols, flips = rng.integers(0, 9, 64), rng.integers(0, 9, 64), rng.random(64) < 0.5
+    padded = np.pad(images, ((0, 0), (4, 4), (4, 4), (0, 0)))
+    for i in range(64):
+        expected = padded[i, rows[i]:rows[i] + 32, cols[i]:cols[i] + 32]
+        np.testing.assert_array_equal(crops[i], expected[:, ::-1] if flips[i] else expected)
+    assert crops.flags.c_contiguous and 0 < flips.sum() < 64 and (rows != 4).any()
+
+
 # --------------------------------------------------------------- the two encryption paths
-@pytest.mark.parametrize("policy_name", ["fixed", "per-batch"])
-def test_ray_data_and_worker_encryption_agree(ray_cluster, cifar_dir, tmp_path, policy_name):
+@pytest.mark.parametrize("policy_name,actors", [("fixed", 2), ("per-batch", 2),
+                                                 ("per-batch", None)])
+def test_ray_data_and_worker_encryption_agree(ray_cluster, cifar_dir, tmp_path, policy_name,
+                                              actors):
+    """Actors (the encrypt job) and tasks (the per-epoch train pipeline) alike."""
     key_path = save_key(generate_key(), tmp_path / "key.json")
     split = load_split(cifar_dir, "train").head(300)
     spec = PolicySpec(policy_name, key_batch_size=64)
-    rows = sorted_by_id(encrypt_dataset(to_ray_dataset(split, 100), key_path, spec, "train")
+    rows = sorted_by_id(encrypt_dataset(to_ray_dataset(split, 100), key_path, spec, "train",
+                                        actors=actors)
                         .take_batch(1000, batch_format="numpy"))
     plain = torch.from_numpy(split.images).permute(0, 3, 1, 2).float() / 255
     on_worker = spec.build().encrypt_torch(load_key(key_path), plain, split.ids, "train")

@@ -1,7 +1,8 @@
 """The Ray Data pipelines that feed one scenario's training.
 
-Train: plain images -> random crop + flip (tasks) -> [encryption, actor pool] -> workers.
-Test:  plain images -> [encryption, actor pool, once per trial] -> workers.
+Train: plain images -> random crop + flip -> [encryption] -> workers (one fused task per
+       block, every epoch).
+Test:  plain images -> [encryption, once per trial] -> workers.
 
 Encryption happens in Ray Data for non-adversarial encrypted scenarios. Adversarial scenarios
 need the PLAIN image in the worker (the attack perturbs it, then encrypts on the device inside
@@ -41,5 +42,7 @@ def build_datasets(scenario: Scenario, settings: TrainSettings, data_dir: str,
 
 
 def _encrypted(dataset, key_path, spec, split, settings, transform) -> ray.data.Dataset:
-    return encrypt_dataset(dataset, key_path, spec, split, actors=settings.encrypt_actors,
-                           num_cpus=0.5, transform=transform).select_columns(COLUMNS)
+    # Tasks, not an actor pool: the train pipeline runs again every epoch, and a new pool of
+    # actors every epoch cost seconds of start-up each time (bench/ingest.py).
+    return encrypt_dataset(dataset, key_path, spec, split, actors=None, num_cpus=0.5,
+                           transform=transform).select_columns(COLUMNS)

@@ -34,11 +34,11 @@ def run_name(scenario: Scenario, key_fingerprint: str | None) -> str:
     return scenario.name if not scenario.encrypted else f"{scenario.name}-{key_fingerprint}"
 
 
-def data_config() -> ray.train.DataConfig:
+def data_config(cpus: float = DATA_CPUS_PER_TRIAL) -> ray.train.DataConfig:
     """Split the training stream over workers; hand every worker the whole test set (rank 0
     evaluates all of it, so no test image is dropped to even out shards). Each pipeline gets at
-    most one CPU, so concurrent trials cannot flood a small machine with Ray Data tasks."""
-    limited = ExecutionOptions(resource_limits=ExecutionResources(cpu=DATA_CPUS_PER_TRIAL))
+    most ``cpus`` CPUs, so concurrent trials cannot flood a small machine with Ray Data tasks."""
+    limited = ExecutionOptions(resource_limits=ExecutionResources(cpu=cpus))
     return ray.train.DataConfig(datasets_to_split=["train"],
                                 execution_options={"train": limited, "test": limited})
 

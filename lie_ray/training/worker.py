@@ -12,6 +12,7 @@ import json
 import os
 import sys
 import tempfile
+import time
 from pathlib import Path
 
 import numpy as np
@@ -22,6 +23,7 @@ import torch
 import torch.distributed as dist
 import torch.nn.functional as F
 
+from lie_ray.accelerate import configure, images_to_device, prepare_network, to_device
 from lie_ray.attacks import PGD
 from lie_ray.console import quiet_worker
 from lie_ray.keys import load_key
@@ -41,7 +43,9 @@ def train_func(config: dict) -> None:
     torch.set_num_threads(settings.torch_threads)
     torch.manual_seed(settings.seed + ray.train.get_context().get_world_rank())
     device = ray.train.torch.get_device()
-    model = ray.train.torch.prepare_model(build_model(**model_config(scenario, settings)))
+    configure(device)
+    model = ray.train.torch.prepare_model(prepare_network(
+        build_model(**model_config(scenario, settings)), device, settings.compile))
     optimizer = torch.optim.SGD(model.parameters(), lr=settings.lr, momentum=settings.momentum,
                                 weight_decay=settings.weight_decay)
     start_epoch = restore(model, optimizer)
@@ -53,6 +57,7 @@ def train_func(config: dict) -> None:
     for epoch in range(start_epoch, settings.epochs):
         for group in optimizer.param_groups:
             group["lr"] = settings.lr if epoch < settings.lr_drop_epoch else settings.lr_after_drop
+        started_at, started = time.time(), time.perf_counter()
         loss_sum, wrong, seen = train_epoch(model, optimizer, scenario, encrypt, train_shard,
                                             per_worker_batch, device)
         test_wrong, test_seen = (count_errors(unwrap(model), test_shard, per_worker_batch, device)
@@ -64,7 +69,10 @@ def train_func(config: dict) -> None:
                    "train_images": int(totals[2]), "test_images": int(totals[4]),
                    "resumed_from_epoch": start_epoch,
                    "key_fingerprint": config.get("key_fingerprint") or "",
-                   "node": ray.get_runtime_context().get_node_id()}
+                   "node": ray.get_runtime_context().get_node_id(),
+                   # the epoch's training and test passes on every rank, checkpoint excluded
+                   "epoch_seconds": time.perf_counter() - started,
+                   "epoch_started_at": started_at}
         report(model, optimizer, metrics, scenario, model_config(scenario, settings),
                transform_meta(scenario, settings))
         if is_rank_zero():
@@ -82,8 +90,7 @@ def announce(line: str) -> None:
 
 def train_epoch(model, optimizer, scenario, encrypt, shard, batch_size, device):
     loss_sum, wrong, seen = 0.0, 0, 0
-    for batch in shard.iter_batches(batch_size=batch_size, batch_format="numpy",
-                                    local_shuffle_buffer_size=4 * batch_size):
+    for batch in read_batches(shard, batch_size):
         images, labels = to_tensors(batch, device)
         if scenario.adversarial:
             images = adversarial_inputs(model, scenario, encrypt, images, labels, batch["id"])
@@ -98,6 +105,12 @@ def train_epoch(model, optimizer, scenario, encrypt, shard, batch_size, device):
         wrong += (logits.argmax(1) != labels).sum().item()
         seen += len(labels)
     return loss_sum, wrong, seen
+
+
+def read_batches(shard, batch_size: int):
+    """One epoch of a worker's training shard, in the batches it trains on."""
+    return shard.iter_batches(batch_size=batch_size, batch_format="numpy",
+                              local_shuffle_buffer_size=4 * batch_size)
 
 
 def adversarial_inputs(model, scenario, encrypt, images, labels, ids):
@@ -139,14 +152,8 @@ def worker_side_encryption(scenario: Scenario, settings: TrainSettings, key_path
 
 
 def to_tensors(batch: dict, device) -> tuple[torch.Tensor, torch.Tensor]:
-    # Copies: Ray Data hands over read-only arrays, which torch warns about (a batch of CIFAR
-    # bytes is a few hundred KB, nothing beside a training step).
-    images = torch.from_numpy(np.array(batch["image"])).to(device)
-    images = images.permute(0, 3, 1, 2).float()
-    if batch["image"].dtype == np.uint8:  # bytes; a float transform (FFX) is fed as it is
-        images = images.div_(255)
-    labels = torch.from_numpy(np.array(batch["label"], dtype=np.int64)).to(device)
-    return images.contiguous(), labels
+    return (images_to_device(batch["image"], device),
+            to_device(np.asarray(batch["label"], dtype=np.int64), device))
 
 
 def autocast(device: torch.device):
