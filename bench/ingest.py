@@ -1,6 +1,6 @@
 """Ingest: can the training pipeline keep a GPU busy? Images/s per CPU that Ray Data may use.
 
-    python bench/ingest.py [--data DIR] [--cpus 1,2] [--epochs 3] [--scenarios ...]
+    python bench/ingest.py [--data DIR | --images 50000] [--cpus 1,2] [--epochs 2]
 
 For every scenario, the exact per-trial pipeline (``lie_ray.training.pipeline.build_datasets``:
 augmentation, encryption under the scenario's key policy where the pipeline encrypts, Ray
@@ -28,7 +28,8 @@ import ray.data
 import ray.train
 from ray.train.torch import TorchTrainer
 
-from lie_ray.data.cifar import DEFAULT_DATA_DIR
+from lie_ray.data.cifar import load_split
+from lie_ray.data.synthetic import FULL_TRAIN, write_dataset
 from lie_ray.keys import generate_key, save_key
 from lie_ray.presets import get_preset
 from lie_ray.runtime import ray_session
@@ -68,22 +69,28 @@ def images_per_second(scenario: Scenario, settings, data: str, key_path: str, cp
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--data", default=DEFAULT_DATA_DIR)
+    parser.add_argument("--data", help="CIFAR-10 directory (default: full-size generated "
+                        "images in a temporary directory, lie_ray.data.synthetic)")
+    parser.add_argument("--images", type=int, default=FULL_TRAIN,
+                        help="training images to generate when --data is not given")
     parser.add_argument("--cpus", default="1,2", help="Ray Data CPU budgets to measure")
-    parser.add_argument("--epochs", type=int, default=3, help="the first one warms up")
+    parser.add_argument("--epochs", type=int, default=2, help="the first one warms up")
     parser.add_argument("--batch", type=int, default=128)
     parser.add_argument("--scenarios", default=",".join(PAPER_SCENARIOS))
     args = parser.parse_args()
     budgets = [int(c) for c in args.cpus.split(",")]
     settings = get_preset("paper").replace(batch_size=args.batch, gpu="no")
     rates: dict[str, dict[int, float]] = {}
-    with tempfile.TemporaryDirectory(prefix="lie_ray_ingest_key_") as keys, \
+    with tempfile.TemporaryDirectory(prefix="lie_ray_ingest_") as scratch, \
             ray_session(num_cpus=max(budgets) + 2):
         ray.data.DataContext.get_current().enable_progress_bars = False
-        key_path = f"{keys}/master.json"
+        key_path = f"{scratch}/master.json"
         save_key(generate_key(block_size=settings.block_size), key_path)
+        data = args.data or write_dataset(scratch, train=args.images, test=1000)
+        print(f"one epoch = {len(load_split(data, 'train').labels)} training images of {data}; "
+              f"batch {args.batch}; {args.epochs - 1} timed epoch(s) after a warm-up")
         for name in args.scenarios.split(","):
-            rates[name] = {cpus: images_per_second(PAPER_SCENARIOS[name], settings, args.data,
+            rates[name] = {cpus: images_per_second(PAPER_SCENARIOS[name], settings, data,
                                                    key_path, cpus, args.epochs)
                            for cpus in budgets}
             print(f"  {name:18s}" + "".join(

@@ -37,9 +37,14 @@ class EncryptBatch:
         self.policy.check_key(self.key)
         self.split = split
 
-    def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    def __call__(self, batch: dict[str, np.ndarray], provenance: bool = True
+                 ) -> dict[str, np.ndarray]:
+        """``provenance``: add which sub-key encrypted each row (the encrypt job's shards
+        record it; training needs only id, image and label, and string columns cost)."""
         images = np.ascontiguousarray(batch["image"], dtype=np.uint8)
         encrypted, labels = self.policy.encrypt(self.key, images, batch["id"], self.split)
+        if not provenance:
+            return {"id": batch["id"], "image": encrypted, "label": batch["label"]}
         fingerprints = {label: self.key.cipher(label).fingerprint for label in set(labels)}
         return {
             "id": batch["id"],
@@ -53,12 +58,12 @@ class EncryptBatch:
 
 def encrypt_rows(batch: dict[str, np.ndarray], key_path: str, policy: PolicySpec, split: str,
                  transform: TransformSpec) -> dict[str, np.ndarray]:
-    """Ray Data TASK function: ``EncryptBatch`` without an actor. A pipeline that runs again
-    every epoch would start a fresh actor pool every epoch (seconds each time); a task fuses
-    with the augmentation before it, and its worker process keeps the loaded key for the next
-    task (``_encrypter``)."""
+    """Ray Data TASK function for training pipelines: id, image and label, encrypted. A
+    pipeline that runs again every epoch would start a fresh actor pool every epoch (seconds
+    each time); a task fuses with the augmentation before it, and its worker process keeps the
+    loaded key for the next task (``_encrypter``)."""
     stamp = None if storage.is_uri(key_path) else os.stat(key_path).st_mtime_ns
-    return _encrypter(key_path, stamp, policy, split, transform)(batch)
+    return _encrypter(key_path, stamp, policy, split, transform)(batch, provenance=False)
 
 
 @functools.lru_cache(maxsize=8)
@@ -72,8 +77,9 @@ def encrypt_dataset(dataset: ray.data.Dataset, key_path: str | os.PathLike, poli
                     split: str, actors: int | None = 2, batch_size: int = 256,
                     num_cpus: float = 1, transform: TransformSpec = TransformSpec()
                     ) -> ray.data.Dataset:
-    """Encrypt a Dataset with columns id/image/label in an actor pool of ``actors`` actors, or
-    in tasks (``actors=None``: for pipelines that run once per epoch)."""
+    """Encrypt a Dataset with columns id/image/label in an actor pool of ``actors`` actors,
+    adding each row's key provenance; or in tasks (``actors=None``: for pipelines that run
+    once per epoch), keeping only id, image and label."""
     options = {"key_path": key_location(key_path), "policy": policy, "split": split,
                "transform": transform}
     if actors is None:

@@ -28,7 +28,11 @@ def random_crop_flip(images: np.ndarray, rng: np.random.Generator, padding: int 
 
 
 def augment_batch(batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-    """Ray Data UDF: fresh randomness every call, so every epoch sees new crops and flips."""
-    out = dict(batch)
-    out["image"] = random_crop_flip(np.asarray(batch["image"]), np.random.default_rng())
+    """Ray Data UDF: fresh randomness every call, so every epoch sees new crops and flips, and
+    the block's rows in a new order (blocks hold runs of consecutive ids; the workers' local
+    shuffle buffer then mixes rows of a block that is already shuffled)."""
+    rng = np.random.default_rng()
+    order = rng.permutation(len(batch["image"]))
+    out = {name: np.asarray(column)[order] for name, column in batch.items()}
+    out["image"] = random_crop_flip(out["image"], rng)
     return out
