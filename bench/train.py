@@ -104,14 +104,19 @@ def snapshot() -> dict[int, tuple[str, float]]:
     another Ray on the same host included, counts as other programs."""
     ours = {p.pid for p in psutil.Process().children(recursive=True)} | {os.getpid()}
     processes = {}
-    for process in psutil.process_iter(["cmdline", "name"]):
+    for process in psutil.process_iter():  # cached: cmdlines are read once per process
         try:
             times = process.cpu_times()
-            kind = kind_of(process) if process.pid in ours else OTHERS
+            kind = _KINDS.get(process.pid) or kind_of(process) if process.pid in ours else OTHERS
         except (psutil.NoSuchProcess, psutil.AccessDenied):
             continue
+        if kind != OTHERS and not kind.startswith("ray::IDLE"):
+            _KINDS[process.pid] = kind  # an idle worker may yet take a task and a new title
         processes[process.pid] = (kind, times.user + times.system)
     return processes
+
+
+_KINDS: dict[int, str] = {}
 
 
 def kind_of(process: psutil.Process) -> str:
@@ -119,12 +124,14 @@ def kind_of(process: psutil.Process) -> str:
     Ray's daemons by name, and this driver."""
     if process.pid == os.getpid():
         return "driver (Tune loop, this bench)"
-    cmdline = " ".join(process.info["cmdline"] or [process.info["name"] or "?"])
+    cmdline = " ".join(process.cmdline() or [process.name()])
     if cmdline.startswith("ray::"):
         title = cmdline[5:].split()[0] if cmdline[5:].strip() else "?"
         if title.startswith("RayTrainWorker"):
             return TRAINING
         return "ray::" + title.split(".")[0][:40]
+    if "default_worker.py" in cmdline or "setup_worker.py" in cmdline:
+        return "ray::IDLE (starting)"  # its title comes once it has started
     for needle, kind in (("raylet", "raylet"), ("gcs_server", "GCS"),
                          ("dashboard/agent.py", "dashboard agent"),
                          ("dashboard.py", "dashboard"), ("log_monitor", "log monitor"),
