@@ -6,7 +6,10 @@ The real data is a 5,438-image subset, so this writes a full-size CIFAR-10 layou
 images (``lie_ray.data.synthetic``: 5 x 10,000 train + 10,000 test) into a temporary directory,
 deleted at the end. Then, for each size S, with the functions the product runs:
 
-* ``encrypt``: the encrypt job, ``run_encrypt(limit=S)`` (fixed key, 2 actors, Parquet out).
+* ``encrypt``: the encrypt job, ``run_encrypt(limit=S)`` (fixed key, Parquet out), with
+  ``--encrypt-actors`` actors (default 1: each actor holds a CPU, so 2 take both of this
+  bench's CPUs and leave none for the job's Parquet write tasks; measured 1.1-3x slower here.
+  The CLI's default of 2 actors runs on the product's embedded Ray of at least 4 logical CPUs).
   ``limit`` applies to each split (``Split.head``), so it encrypts S train images plus
   min(S, 10,000) test images: 10,876 at S=5,438, 60,000 at S=50,000 (a ratio of 5.52, not 9.19).
   Its ``train part`` (from the job's "encrypting ... train" log line to its "... test" line:
@@ -144,8 +147,8 @@ class Phase:
     linear: bool = False  # work proportional to the size: counts towards the final ratio
 
 
-def encrypt_phase(data: Path, key_path: Path, size: int, work: Path, sampler: MemorySampler
-                  ) -> list[Phase]:
+def encrypt_phase(data: Path, key_path: Path, size: int, work: Path, sampler: MemorySampler,
+                  actors: int) -> list[Phase]:
     splits = SplitTimes()
     logger = logging.getLogger("lie_ray")
     logger.addHandler(splits)
@@ -155,7 +158,7 @@ def encrypt_phase(data: Path, key_path: Path, size: int, work: Path, sampler: Me
         sampler.reset()
         start = time.perf_counter()
         manifest = run_encrypt(data, key_path, PolicySpec("fixed"), work / f"enc-{size}",
-                               actors=2, limit=size)
+                               actors=actors, limit=size)
         end = time.perf_counter()
         memory = sampler.peaks()
     finally:
@@ -196,8 +199,8 @@ def ingest_phases(data: Path, key_path: Path, size: int, scenario_name: str,
 
 
 def run_size(data: Path, key_path: Path, size: int, work: Path, sampler: MemorySampler,
-             scenarios: list[str]) -> list[Phase]:
-    phases = encrypt_phase(data, key_path, size, work, sampler)
+             scenarios: list[str], actors: int) -> list[Phase]:
+    phases = encrypt_phase(data, key_path, size, work, sampler, actors)
     for name in scenarios:
         phases += ingest_phases(data, key_path, size, name, sampler)
     return phases
@@ -229,11 +232,12 @@ def measure_size(args) -> None:
     try:
         if args.warmup:
             run_size(data, key_path, args.warmup, work / f"warmup-{args.child}", sampler,
-                     scenarios)
+                     scenarios, args.encrypt_actors)
         gc.collect()
         sampler.reset()
         idle = sampler.peaks()["total pss"]  # Ray up, workers warm, no data held
-        phases = run_size(data, key_path, args.child, work, sampler, scenarios)
+        phases = run_size(data, key_path, args.child, work, sampler, scenarios,
+                          args.encrypt_actors)
     finally:
         sampler.stop()
         ray.shutdown()
@@ -251,6 +255,8 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=2,
                         help="passes over both sizes; per phase the fastest time and the "
                              "highest memory peak are kept (default: %(default)s)")
+    parser.add_argument("--encrypt-actors", type=int, default=1,
+                        help="the encrypt job's actors (default: %(default)s; see above)")
     parser.add_argument("--seed", type=int, default=0)
     for internal in ("--child", "--data", "--key", "--work"):  # the parent passes these
         parser.add_argument(internal, type=int if internal == "--child" else str,
@@ -274,7 +280,8 @@ def main() -> None:
             for size in (small, large):
                 command = [sys.executable, __file__, "--child", str(size), "--data", str(data),
                            "--key", str(key_path), "--work", str(work / f"run-{repeat}"),
-                           "--warmup", str(args.warmup), "--scenarios", args.scenarios]
+                           "--warmup", str(args.warmup), "--scenarios", args.scenarios,
+                           "--encrypt-actors", str(args.encrypt_actors)]
                 result = subprocess.run(command, capture_output=True, text=True)
                 if result.returncode != 0:
                     raise SystemExit(f"error: the run at {size} images failed:\n"
