@@ -256,7 +256,8 @@ def main() -> None:
                         help="passes over both sizes; per phase the fastest time and the "
                              "highest memory peak are kept (default: %(default)s)")
     parser.add_argument("--encrypt-actors", type=int, default=1,
-                        help="the encrypt job's actors (default: %(default)s; see above)")
+                        help="the encrypt job's actors (default: %(default)s; 2 would take both of "
+                             "the 2 logical CPUs and starve its write tasks)")
     parser.add_argument("--seed", type=int, default=0)
     for internal in ("--child", "--data", "--key", "--work"):  # the parent passes these
         parser.add_argument(internal, type=int if internal == "--child" else str,
