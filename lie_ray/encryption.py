@@ -105,7 +105,7 @@ def run_encrypt(data_dir: str | os.PathLike, key_path: str | os.PathLike, policy
     storage.delete(manifest_location)  # written last: its presence means "complete"
     counts = {}
     for split_name in ("train", "test"):
-        split = load_split(data_dir, split_name, download).head(limit)
+        split = load_split(data_dir, split_name, download, limit=limit)
         log.info("encrypting %d %s images with key %s, policy %s", len(split.labels), split_name,
                  key.fingerprint, policy.name)
         encrypted = encrypt_dataset(to_ray_dataset(split), key_path, policy, split_name, actors)

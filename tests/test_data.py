@@ -38,6 +38,22 @@ def data_copy(tmp_path, cifar_dir):
     return copy
 
 
+def test_limit_reads_only_the_files_holding_the_rows(cifar_dir, data_copy):
+    full = load_split(cifar_dir, "train")
+    for name in ("data_batch_3", "data_batch_4", "data_batch_5"):
+        (data_copy / name).unlink()
+    first = 1102  # images in the real subset's data_batch_1
+    part = load_split(data_copy, "train", limit=first + 300)  # spans data_batch_1 and _2
+    np.testing.assert_array_equal(part.images, full.images[:first + 300])
+    np.testing.assert_array_equal(part.labels, full.labels[:first + 300])
+    assert part.images.flags.c_contiguous and part.images.base is None  # owns just its rows
+    test = load_split(cifar_dir, "test", limit=5)
+    np.testing.assert_array_equal(test.images, load_split(cifar_dir, "test").images[:5])
+    assert test.images.base is None  # a copy of 5 rows, not a view holding the whole file
+    with pytest.raises(LieRayError, match="data_batch_3 is missing"):
+        load_split(data_copy, "train", limit=len(full.labels))
+
+
 def test_missing_directory(tmp_path):
     with pytest.raises(LieRayError, match=f"no CIFAR-10 data at {tmp_path / 'nope'}.*--download"):
         load_split(tmp_path / "nope", "train")
