@@ -29,8 +29,8 @@ ROWS_PER_BLOCK = 2048
 
 def build_datasets(scenario: Scenario, settings: TrainSettings, data_dir: str,
                    key_path: str | None) -> dict[str, ray.data.Dataset]:
-    train = load_split(data_dir, "train").head(settings.train_limit)
-    test = load_split(data_dir, "test").head(settings.test_limit)
+    train = load_split(data_dir, "train", limit=settings.train_limit)
+    test = load_split(data_dir, "test", limit=settings.test_limit)
     train_ds = (to_ray_dataset(train, rows_per_block=ROWS_PER_BLOCK)
                 .randomize_block_order()
                 .map_batches(augment_batch, batch_format="numpy", num_cpus=0.5))
