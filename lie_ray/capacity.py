@@ -15,7 +15,7 @@ from dataclasses import dataclass
 import ray
 
 from lie_ray.errors import LieRayError
-from lie_ray.presets import DATA_CPUS_PER_TRIAL, TRIAL_DRIVER_CPUS, TrainSettings
+from lie_ray.presets import TRIAL_DRIVER_CPUS, TrainSettings, data_cpus
 
 log = logging.getLogger("lie_ray")
 AUTOSCALER_STATUS_KEY = "__autoscaling_status"  # written by a running autoscaler (v1 and v2)
@@ -25,18 +25,20 @@ AUTOSCALER_STATUS_KEY = "__autoscaling_status"  # written by a running autoscale
 class TrialNeeds:
     cpus: float
     gpus: int
+    data_cpus: float
 
     def describe(self, workers: int) -> str:
         worker = "1 GPU" if self.gpus else "1 CPU"
         return (f"{self.cpus:g} CPUs{f' and {self.gpus} GPUs' if self.gpus else ''} "
                 f"({TRIAL_DRIVER_CPUS:g} trial driver + {worker} per Train worker x {workers} "
-                f"+ {DATA_CPUS_PER_TRIAL:g} for Ray Data)")
+                f"+ {self.data_cpus:g} for Ray Data)")
 
 
 def trial_needs(settings: TrainSettings, use_gpu: bool) -> TrialNeeds:
     workers = settings.num_workers
-    cpus = TRIAL_DRIVER_CPUS + (0 if use_gpu else workers) + DATA_CPUS_PER_TRIAL
-    return TrialNeeds(cpus=cpus, gpus=workers if use_gpu else 0)
+    data = data_cpus(workers, use_gpu)
+    cpus = TRIAL_DRIVER_CPUS + (0 if use_gpu else workers) + data
+    return TrialNeeds(cpus=cpus, gpus=workers if use_gpu else 0, data_cpus=data)
 
 
 def cluster_capacity() -> tuple[dict[str, float], bool]:

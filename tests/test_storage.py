@@ -101,10 +101,15 @@ def test_trials_run_side_by_side_as_the_cluster_allows(monkeypatch):
     # an autoscaling cluster at zero workers: what it may grow to counts
     fake_cluster(monkeypatch, {"CPU": 0.0}, ceiling={"CPU": 9})
     assert capacity.concurrent_trials(smoke, False, trials=5) == 4
-    # GPUs: each trial asks for one per worker
+    # GPUs: each trial asks for one per worker, and two CPUs of Ray Data per GPU to feed it
     paper = get_preset("paper").replace(num_workers=2)
+    assert capacity.trial_needs(paper, True) == capacity.TrialNeeds(cpus=4.25, gpus=2,
+                                                                    data_cpus=4)
+    assert capacity.trial_needs(paper, False).data_cpus == 1
     fake_cluster(monkeypatch, {"CPU": 64.0, "GPU": 4.0})
     assert capacity.concurrent_trials(paper, True, trials=5) == 2
+    fake_cluster(monkeypatch, {"CPU": 8.0, "GPU": 4.0})  # 4.25 CPUs a trial: only one fits
+    assert capacity.concurrent_trials(paper, True, trials=5) == 1
 
 
 def test_a_cluster_too_small_for_one_trial_fails_at_once(monkeypatch):

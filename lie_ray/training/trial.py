@@ -23,7 +23,7 @@ from ray.train.torch import TorchTrainer
 from ray.tune.integration.ray_train import CHECKPOINT_PATH_KEY, TuneReportCallback
 
 from lie_ray.console import quiet_trial
-from lie_ray.presets import DATA_CPUS_PER_TRIAL, TrainSettings
+from lie_ray.presets import DATA_CPUS_PER_TRIAL, TrainSettings, data_cpus
 from lie_ray.scenarios import Scenario
 from lie_ray.storage import join, resolve
 from lie_ray.training.pipeline import build_datasets
@@ -75,7 +75,7 @@ def train_scenario(config: dict, scenarios: dict[str, dict], job: dict) -> None:
         scaling_config=ray.train.ScalingConfig(num_workers=settings.num_workers,
                                                use_gpu=config["use_gpu"]),
         datasets=build_datasets(scenario, settings, config["data_dir"], key_path),
-        dataset_config=data_config(),
+        dataset_config=data_config(data_cpus(settings.num_workers, config["use_gpu"])),
         run_config=ray.train.RunConfig(
             name=name,
             storage_path=config["train_storage"],
