@@ -19,6 +19,15 @@ from lie_ray.cli import app
 from lie_ray.interrupt import Interrupted, on_interrupt, tune_fit
 
 
+@pytest.fixture(autouse=True)
+def default_sigint():
+    """Python's own Ctrl-C handler for each test, whatever this process inherited: a test run
+    started in the background of a non-interactive shell begins with SIGINT ignored."""
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    yield
+    signal.signal(signal.SIGINT, previous)
+
+
 def fill_out(out):
     """What an interrupted sweep keeps: its key, shards, a Train checkpoint, an evaluation."""
     for path in ["keys/master.json", "encrypted/manifest.json",
