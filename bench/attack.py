@@ -1,7 +1,7 @@
 """Attack throughput, and how the distributed evaluation scales with Ray actors.
 
     python bench/attack.py [--images 256] [--width 8] [--eval-images 16] [--skip-ray]
-    python bench/attack.py --only-scaling [--scaling-images 192] [--ray-cpus 4]
+    python bench/attack.py --only-scaling [--scaling-images 320] [--ray-cpus 4]
 
 Prints PGD-20 images/s on a fixed encrypted pipeline (adaptation network + ResNet18, BPDA
 backward through the cipher) for lie_ray's ``PGD`` class and for a minimal hand-written PGD
@@ -15,8 +15,10 @@ one-thread actors, start-up included. The last line is
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import tempfile
+import threading
 import time
 from pathlib import Path
 
@@ -147,6 +149,35 @@ def write_runs(tmp: Path, width: int) -> tuple[Path, Path]:
     return tmp / "runs", key_path
 
 
+class ActorCpu:
+    """CPU seconds of every evaluation actor process (start-up included), sampled while the run
+    goes, since actors exit with their pool. On a shared machine wall times say little about
+    scaling; whether the actors' work was balanced, and how much was serial, they show."""
+
+    def __init__(self):
+        self.seconds: dict[int, float] = {}
+        self.done = threading.Event()
+        self.thread = threading.Thread(target=self.sample, daemon=True)
+
+    def sample(self) -> None:
+        import psutil
+
+        while not self.done.wait(0.25):
+            for process in psutil.process_iter(["cmdline"]):
+                if "EvaluateShard" in " ".join(process.info["cmdline"] or ()):
+                    with contextlib.suppress(psutil.Error):
+                        times = process.cpu_times()
+                        self.seconds[process.pid] = times.user + times.system
+
+    def __enter__(self) -> "ActorCpu":
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.done.set()
+        self.thread.join()
+
+
 def ray_scaling(args) -> float:
     """The real evaluation path (``run_evaluation``: every evaluation of three scenarios, test
     and train splits, tables and gallery) with actor pools of 1 and 2, one thread each, on one
@@ -178,10 +209,13 @@ def ray_scaling(args) -> float:
               f"clean error, {args.ray_cpus} Ray CPUs, 1 thread per actor")
         for actors in (1, 2):
             out = Path(tmp, f"out-{actors}")
-            seconds[actors] = timed(lambda: run_evaluation(
-                runs, data, out, key_path, settings.replace(actors=actors)))
-            print(f"  {actors} actor(s)               {seconds[actors]:8.1f} s "
-                  "(incl. actor start-up)")
+            driver = time.process_time()
+            with ActorCpu() as cpu:
+                seconds[actors] = timed(lambda: run_evaluation(
+                    runs, data, out, key_path, settings.replace(actors=actors)))
+            print(f"  {actors} actor(s)  {seconds[actors]:6.1f} s wall (incl. actor start-up);"
+                  f" CPU s: actors {', '.join(f'{c:.1f}' for c in cpu.seconds.values())}, "
+                  f"driver {time.process_time() - driver:.1f}")
         ray.shutdown()
     return seconds[1] / seconds[2]
 
@@ -195,7 +229,7 @@ def main() -> None:
     parser.add_argument("--skip-ray", action="store_true", help="skip the actor scaling part")
     parser.add_argument("--only-scaling", action="store_true",
                         help="run only the actor scaling part")
-    parser.add_argument("--scaling-images", type=int, default=192,
+    parser.add_argument("--scaling-images", type=int, default=320,
                         help="test images per scenario in the actor scaling part")
     parser.add_argument("--ray-cpus", type=int, default=4,
                         help="logical CPUs of the embedded Ray in the actor scaling part")

@@ -75,7 +75,10 @@ def evaluate(trained: list[dict], test: Split, train: Split, key_path: str | Non
         EvaluateShard, fn_constructor_kwargs={
             "scenarios": scenarios, "key_path": key_path, "key_batch_size": key_batch_size,
             "settings": settings, "plain_checkpoint": plain_checkpoint},
-        compute=ray.data.ActorPoolStrategy(size=settings.actors), batch_size=1,
+        # One chunk at a time per actor: a chunk queued behind a long attack would leave the
+        # other actors idle at the end; sending the next one costs milliseconds.
+        compute=ray.data.ActorPoolStrategy(size=settings.actors,
+                                           max_tasks_in_flight_per_actor=1), batch_size=1,
         batch_format="numpy", num_gpus=1 if wants_gpu(gpu) else 0)
     received: dict[str, list[pa.Table]] = defaultdict(list)
     counts: dict[str, int] = defaultdict(int)
