@@ -1,7 +1,7 @@
 """Attack throughput, and how the distributed evaluation scales with Ray actors.
 
     python bench/attack.py [--images 256] [--width 8] [--eval-images 16] [--skip-ray]
-    python bench/attack.py --only-scaling [--scaling-images 320] [--ray-cpus 4]
+    python bench/attack.py --only-scaling [--scaling-images 256] [--ray-cpus 4]
 
 Prints PGD-20 images/s on a fixed encrypted pipeline (adaptation network + ResNet18, BPDA
 backward through the cipher) for lie_ray's ``PGD`` class and for a minimal hand-written PGD
@@ -154,7 +154,8 @@ class ActorCpu:
     goes, since actors exit with their pool. On a shared machine wall times say little about
     scaling; whether the actors' work was balanced, and how much was serial, they show."""
 
-    def __init__(self):
+    def __init__(self, exclude: set[int]):
+        self.exclude = exclude  # an earlier pool's actors, which may still be exiting
         self.seconds: dict[int, float] = {}
         self.done = threading.Event()
         self.thread = threading.Thread(target=self.sample, daemon=True)
@@ -162,10 +163,12 @@ class ActorCpu:
     def sample(self) -> None:
         import psutil
 
+        ours = psutil.Process()  # this bench's Ray only: others may run the same actors
         while not self.done.wait(0.25):
-            for process in psutil.process_iter(["cmdline"]):
-                if "EvaluateShard" in " ".join(process.info["cmdline"] or ()):
-                    with contextlib.suppress(psutil.Error):
+            for process in ours.children(recursive=True):
+                with contextlib.suppress(psutil.Error):
+                    if process.pid not in self.exclude and \
+                            "EvaluateShard" in " ".join(process.cmdline()):
                         times = process.cpu_times()
                         self.seconds[process.pid] = times.user + times.system
 
@@ -187,6 +190,7 @@ def ray_scaling(args) -> float:
     import ray
     import ray.data
 
+    import lie_ray.report  # noqa: F401  run_evaluation imports it lazily: not in the 1-actor time
     from lie_ray.data.cifar import DEFAULT_DATA_DIR
     from lie_ray.evaluation.run import run_evaluation
     from lie_ray.evaluation.settings import EvalSettings
@@ -198,7 +202,7 @@ def ray_scaling(args) -> float:
     settings = EvalSettings(epsilons=(0.0, 8 / 255, EPS), pgd_steps=5, eot_keys=2,
                             square_queries=20, autoattack="light", autoattack_steps=3,
                             test_limit=args.scaling_images, batch_size=32, torch_threads=1)
-    seconds = {}
+    seconds, earlier = {}, {}
     with tempfile.TemporaryDirectory() as tmp:
         runs, key_path = write_runs(Path(tmp), args.width)
         ray.init(address="local", num_cpus=args.ray_cpus, include_dashboard=False,
@@ -210,12 +214,13 @@ def ray_scaling(args) -> float:
         for actors in (1, 2):
             out = Path(tmp, f"out-{actors}")
             driver = time.process_time()
-            with ActorCpu() as cpu:
+            with ActorCpu(exclude=set(earlier)) as cpu:
                 seconds[actors] = timed(lambda: run_evaluation(
                     runs, data, out, key_path, settings.replace(actors=actors)))
             print(f"  {actors} actor(s)  {seconds[actors]:6.1f} s wall (incl. actor start-up);"
                   f" CPU s: actors {', '.join(f'{c:.1f}' for c in cpu.seconds.values())}, "
                   f"driver {time.process_time() - driver:.1f}")
+            earlier.update(cpu.seconds)
         ray.shutdown()
     return seconds[1] / seconds[2]
 
@@ -229,7 +234,7 @@ def main() -> None:
     parser.add_argument("--skip-ray", action="store_true", help="skip the actor scaling part")
     parser.add_argument("--only-scaling", action="store_true",
                         help="run only the actor scaling part")
-    parser.add_argument("--scaling-images", type=int, default=320,
+    parser.add_argument("--scaling-images", type=int, default=256,
                         help="test images per scenario in the actor scaling part")
     parser.add_argument("--ray-cpus", type=int, default=4,
                         help="logical CPUs of the embedded Ray in the actor scaling part")
