@@ -7,8 +7,9 @@ scenario's models warm).
 
 A row of the dataset is a chunk of images of one scenario's split; a test chunk holds
 ``batch_size`` images, exactly what one batch was before: it is attacked whole and seeded alike,
-so the tables do not depend on the pool's size or on how Ray Data groups rows into batches. The driver streams the results
-and hands back each scenario as soon as all its rows are in, while later ones still run.
+so the tables do not depend on the pool's size or on how Ray Data groups rows into batches.
+The driver streams the results and hands back each scenario as soon as all its rows are in,
+while later ones still run.
 """
 from __future__ import annotations
 
