@@ -1,19 +1,24 @@
 """Attack throughput, and how the distributed evaluation scales with Ray actors.
 
     python bench/attack.py [--images 256] [--width 8] [--eval-images 16] [--skip-ray]
+    python bench/attack.py --only-scaling [--scaling-images 256] [--ray-cpus 4]
 
 Prints PGD-20 images/s on a fixed encrypted pipeline (adaptation network + ResNet18, BPDA
 backward through the cipher) for lie_ray's ``PGD`` class and for a minimal hand-written PGD
 loop on the same model; images/s of every evaluation at the ``paper`` preset's settings, with
 the resulting time for the paper's whole test set per GPU-free (one-thread) actor; the largest
-ciphertext-space L-inf change that plain-image perturbations of 0.1 produce; then images/s of
-the PGD evaluation run through Ray Data actor pools of 1 and 2 actors.
+ciphertext-space L-inf change that plain-image perturbations of 0.1 produce; then the wall time
+of the real evaluation (``run_evaluation``, three scenarios, every evaluation) with 1 and with 2
+one-thread actors, start-up included. The last line is
+``evaluation actors: 2 vs 1 speed-up S``.
 """
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import tempfile
+import threading
 import time
 from pathlib import Path
 
@@ -109,61 +114,115 @@ def ciphertext_change(defender) -> None:
           f"ciphertext by up to L-inf {change:.3f} ({round(change * 255)}/255), 256 images")
 
 
-def ray_scaling(args, defender) -> None:
+def write_runs(tmp: Path, width: int) -> tuple[Path, Path]:
+    """What 'lie-ray train' leaves behind, for three scenarios (Plain, Encrypted with a fixed
+    key, Encrypted with per-batch keys) of untrained networks: checkpoints, a key file and
+    ``training.parquet``. Returns (runs directory, key path)."""
+    import json
+
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from lie_ray.training.worker import META_FILE, STATE_FILE
+
+    key = generate_key()
+    key_path = save_key(key, tmp / "key.json")
+    rows = []
+    for scenario, policy in (("Plain", ""), ("Encrypted", "fixed"),
+                             ("Encrypted-Batch", "per-batch")):
+        encrypted = bool(policy)
+        model_kwargs = {"encrypted": encrypted, "width": width, "block_size": 4,
+                        "adaptation_channels": 16, "adaptation": True}
+        checkpoint = tmp / "runs" / scenario
+        checkpoint.mkdir(parents=True)
+        torch.save({"model": build_model(**model_kwargs).state_dict()}, checkpoint / STATE_FILE)
+        meta = {"scenario": scenario, "model": model_kwargs, "epoch": 1,
+                "key_fingerprint": key.fingerprint if encrypted else ""}
+        if encrypted:
+            meta["transform"] = {"name": "le", "block_size": 4, "variant": None}
+        (checkpoint / META_FILE).write_text(json.dumps(meta))
+        rows.append({"scenario": scenario, "encrypted": encrypted, "key_policy": policy,
+                     "checkpoint": str(checkpoint), "epochs": 1,
+                     "key_fingerprint": meta["key_fingerprint"],
+                     "transform": "le" if encrypted else "none"})
+    pq.write_table(pa.Table.from_pylist(rows), tmp / "runs" / "training.parquet")
+    return tmp / "runs", key_path
+
+
+class ActorCpu:
+    """CPU seconds of every evaluation actor process (start-up included), sampled while the run
+    goes, since actors exit with their pool. On a shared machine wall times say little about
+    scaling; whether the actors' work was balanced, and how much was serial, they show."""
+
+    def __init__(self, exclude: set[int]):
+        self.exclude = exclude  # an earlier pool's actors, which may still be exiting
+        self.seconds: dict[int, float] = {}
+        self.done = threading.Event()
+        self.thread = threading.Thread(target=self.sample, daemon=True)
+
+    def sample(self) -> None:
+        import psutil
+
+        ours = psutil.Process()  # this bench's Ray only: others may run the same actors
+        while not self.done.wait(0.25):
+            for process in ours.children(recursive=True):
+                with contextlib.suppress(psutil.Error):
+                    if process.pid not in self.exclude and \
+                            "EvaluateShard" in " ".join(process.cmdline()):
+                        times = process.cpu_times()
+                        self.seconds[process.pid] = times.user + times.system
+
+    def __enter__(self) -> "ActorCpu":
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.done.set()
+        self.thread.join()
+
+
+def ray_scaling(args) -> float:
+    """The real evaluation path (``run_evaluation``: every evaluation of three scenarios, test
+    and train splits, tables and gallery) with actor pools of 1 and 2, one thread each, on one
+    embedded Ray; wall time includes the actors' start-up. Returns the 2-vs-1 speed-up."""
+    import logging
+
     import ray
     import ray.data
 
-    from lie_ray.data.cifar import DEFAULT_DATA_DIR, load_split
-    from lie_ray.data.dataset import to_ray_dataset
+    import lie_ray.report  # noqa: F401  run_evaluation imports it lazily: not in the 1-actor time
+    from lie_ray.data.cifar import DEFAULT_DATA_DIR
+    from lie_ray.evaluation.run import run_evaluation
     from lie_ray.evaluation.settings import EvalSettings
-    from lie_ray.training.worker import META_FILE, STATE_FILE
 
+    for name in ("lie_ray", "ray.data"):  # the figures below are the output
+        logging.getLogger(name).setLevel(logging.WARNING)
+    torch.set_num_threads(1)  # the driver's own work (gallery) stays on one core
+    data = os.environ.get("LIE_RAY_DATA", DEFAULT_DATA_DIR)
+    settings = EvalSettings(epsilons=(0.0, 8 / 255, EPS), pgd_steps=5, eot_keys=2,
+                            square_queries=20, autoattack="light", autoattack_steps=3,
+                            test_limit=args.scaling_images, batch_size=32, torch_threads=1)
+    seconds, earlier = {}, {}
     with tempfile.TemporaryDirectory() as tmp:
-        checkpoint = Path(tmp, "checkpoint")
-        checkpoint.mkdir()
-        torch.save({"model": defender.model.state_dict()}, checkpoint / STATE_FILE)
-        (checkpoint / META_FILE).write_text(
-            '{"model": {"encrypted": true, "width": %d, "block_size": 4, '
-            '"adaptation_channels": 16}}' % args.width)
-        key_path = save_key(defender.key, Path(tmp, "key.json"))
-        split = load_split(os.environ.get("LIE_RAY_DATA", DEFAULT_DATA_DIR), "test").head(
-            args.images)
-        settings = EvalSettings(epsilons=(EPS,), pgd_steps=STEPS, batch_size=32)
-        ray.init(address="local", num_cpus=4, include_dashboard=False, log_to_driver=False)
-        print(f"distributed PGD-{STEPS} evaluation (pgd only), {args.images} test images")
+        runs, key_path = write_runs(Path(tmp), args.width)
+        ray.init(address="local", num_cpus=args.ray_cpus, include_dashboard=False,
+                 log_to_driver=False)
+        ray.data.DataContext.get_current().enable_progress_bars = False
+        print(f"evaluation (run_evaluation) of 3 scenarios, {args.scaling_images} test images "
+              f"at eps {', '.join(f'{e:.3f}' for e in settings.epsilons)} + the train split's "
+              f"clean error, {args.ray_cpus} Ray CPUs, 1 thread per actor")
         for actors in (1, 2):
-            dataset = to_ray_dataset(split, rows_per_block=32).map_batches(
-                PgdOnly, fn_constructor_kwargs={
-                    "scenario": "Encrypted", "checkpoint": str(checkpoint),
-                    "key_path": str(key_path), "key_policy": "fixed", "key_batch_size": 128,
-                    "settings": settings},
-                compute=ray.data.ActorPoolStrategy(size=actors), batch_size=32,
-                batch_format="numpy")
-            seconds = timed(lambda: dataset.materialize())
-            print(f"  {actors} actor(s)               {args.images / seconds:8.1f} img/s "
-                  "(incl. actor start-up)")
+            out = Path(tmp, f"out-{actors}")
+            driver = time.process_time()
+            with ActorCpu(exclude=set(earlier)) as cpu:
+                seconds[actors] = timed(lambda: run_evaluation(
+                    runs, data, out, key_path, settings.replace(actors=actors)))
+            print(f"  {actors} actor(s)  {seconds[actors]:6.1f} s wall (incl. actor start-up);"
+                  f" CPU s: actors {', '.join(f'{c:.1f}' for c in cpu.seconds.values())}, "
+                  f"driver {time.process_time() - driver:.1f}")
+            earlier.update(cpu.seconds)
         ray.shutdown()
-
-
-class PgdOnly:
-    """EvaluateShard restricted to the paper's protocol, so scaling is measured on one attack."""
-
-    def __init__(self, **kwargs):
-        from lie_ray.evaluation.actor import EvaluateShard
-        from lie_ray.evaluation.protocols import PROTOCOLS
-
-        self.shard = EvaluateShard(**kwargs)
-        self.pgd = PROTOCOLS["pgd"]
-
-    def __call__(self, columns):
-        from lie_ray.evaluation.protocols import Batch
-
-        images = torch.from_numpy(np.ascontiguousarray(columns["image"]))
-        batch = Batch(images.permute(0, 3, 1, 2).float().div(255).contiguous(),
-                      torch.from_numpy(np.asarray(columns["label"])).long(),
-                      np.asarray(columns["id"]))
-        outcome = self.pgd(self.shard.defender, batch, EPS, self.shard.settings, {})
-        return {"id": columns["id"], "adv_pred": outcome.predictions.numpy()}
+    return seconds[1] / seconds[2]
 
 
 def main() -> None:
@@ -172,8 +231,18 @@ def main() -> None:
     parser.add_argument("--width", type=int, default=8)
     parser.add_argument("--eval-images", type=int, default=16,
                         help="images per evaluation in the per-evaluation timing")
-    parser.add_argument("--skip-ray", action="store_true")
+    parser.add_argument("--skip-ray", action="store_true", help="skip the actor scaling part")
+    parser.add_argument("--only-scaling", action="store_true",
+                        help="run only the actor scaling part")
+    parser.add_argument("--scaling-images", type=int, default=256,
+                        help="test images per scenario in the actor scaling part")
+    parser.add_argument("--ray-cpus", type=int, default=4,
+                        help="logical CPUs of the embedded Ray in the actor scaling part")
     args = parser.parse_args()
+    if args.only_scaling:
+        speed_up = ray_scaling(args)
+        print(f"evaluation actors: 2 vs 1 speed-up {speed_up:.2f}")
+        return
     torch.manual_seed(0)
     model = build_model(True, width=args.width, adaptation_channels=16).eval()
     for parameter in model.parameters():
@@ -183,7 +252,8 @@ def main() -> None:
     ciphertext_change(defender)
     per_evaluation(args, defender)
     if not args.skip_ray:
-        ray_scaling(args, defender)
+        speed_up = ray_scaling(args)
+        print(f"evaluation actors: 2 vs 1 speed-up {speed_up:.2f}")
 
 
 if __name__ == "__main__":

@@ -1,59 +1,110 @@
-"""Ray Data actor: holds one scenario's trained pipeline and evaluates every batch it is given.
+"""Ray Data actor: evaluates chunks of images for any scenario of the run, its models kept warm.
 
-Models are loaded once per actor; the key is opened from its path inside the actor, so nothing
-secret travels with the task. Each output row is one (image, evaluation, epsilon).
+One actor pool serves a whole evaluation (``lie_ray.evaluation.pipeline``), so an actor meets
+every scenario: it loads a scenario's defender the first time one of its chunks arrives and
+keeps it, with the Plain model (for transfer attacks) and the attacker's EOT ciphers, which
+scenarios share. Start-up and loading are paid once per actor, not once per scenario and split.
+The key is opened from its path inside the actor, so nothing secret travels with the task.
+Each output row is one (image, evaluation, epsilon).
 """
 from __future__ import annotations
+
+from collections import Counter
 
 import numpy as np
 import torch
 
-from lie_ray.evaluation.defender import attacker_ciphers, load_defender, load_network
+from lie_ray.evaluation.defender import (Defender, attacker_ciphers, load_defender,
+                                         load_network)
 from lie_ray.evaluation.protocols import (PROTOCOLS, Batch, Outcome, applicable, worst_of)
 from lie_ray.evaluation.settings import PLAIN_SPACE, WORST_CASE, WORST_CASE_CHANNEL, EvalSettings
 
 
+def evaluations(encrypted: bool, has_plain_model: bool) -> list[str]:
+    """The protocols run on a scenario, in ``PROTOCOLS``' order (bpda reuses bpda-identity)."""
+    return [name for name in PROTOCOLS if applicable(name, encrypted, has_plain_model)]
+
+
+def rows_per_test_image(encrypted: bool, has_plain_model: bool, epsilons: tuple) -> int:
+    """Output rows per test image: its clean row, then at every epsilon each evaluation and
+    the two worst cases. (A train image gives one row.) The driver counts rows with this to
+    know when a scenario is complete."""
+    return 1 + len(epsilons) * (len(evaluations(encrypted, has_plain_model)) + 2)
+
+
 class EvaluateShard:
-    def __init__(self, scenario: str, checkpoint: str, key_path: str | None,
-                 key_policy: str | None, key_batch_size: int, settings: EvalSettings,
-                 plain_checkpoint: str | None = None, split: str = "test"):
+    """Called with chunks (one row = one chunk of one scenario's split: ``scenario``,
+    ``split``, ``ids``, ``labels``, ``images``); ``scenarios`` maps each name to its
+    ``checkpoint`` and ``key_policy``. A chunk is attacked as one batch, seeded alike, so
+    results do not depend on which actor, or which other chunks, it met."""
+
+    def __init__(self, scenarios: dict[str, dict], key_path: str | None, key_batch_size: int,
+                 settings: EvalSettings, plain_checkpoint: str | None = None):
         torch.set_num_threads(settings.torch_threads)
         self.device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
-        self.scenario, self.settings, self.split = scenario, settings, split
-        self.defender = load_defender(checkpoint, key_path, key_policy, key_batch_size)
-        self.defender.model.to(self.device)
-        self.context = {}
-        if self.defender.encrypted:
-            self.context["eot_ciphers"] = attacker_ciphers(self.defender.key.spec,
-                                                           settings.eot_keys,
-                                                           settings.attacker_seed)
-        if plain_checkpoint and self.defender.encrypted:
-            self.context["plain_model"] = load_network(plain_checkpoint)[0].to(self.device)
+        self.scenarios, self.settings = scenarios, settings
+        self.key_path, self.key_batch_size = key_path, key_batch_size
+        self.plain_checkpoint = plain_checkpoint
+        self.warm: dict[str, tuple[Defender, dict]] = {}
+        self.shared: dict = {}  # the Plain model and EOT ciphers, for every scenario
+        self.loads: Counter[str] = Counter()  # checkpoints read, by scenario (tests check 1)
 
-    def __call__(self, columns: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-        torch.manual_seed(self.settings.attacker_seed)
+    def __call__(self, chunks: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         # Ray Data may hand over read-only views: copies (a few hundred KB) keep torch quiet.
-        images = torch.from_numpy(np.array(columns["image"], dtype=np.uint8)).to(self.device)
-        batch = Batch(images.permute(0, 3, 1, 2).float().div(255).contiguous(),
-                      torch.from_numpy(np.array(columns["label"], dtype=np.int64))
-                      .to(self.device),
-                      np.asarray(columns["id"]))
-        clean = self.defender.predict(batch.images, batch.ids)
-        zero = torch.zeros(len(clean), device=self.device)
-        rows = [(self.split, 0.0, Outcome(clean, zero))]
-        if self.split == "test":
-            rows += self.attacks(batch, clean, zero)
-        return self.to_columns(rows, batch, clean)
+        parts = [self.evaluate(str(chunks["scenario"][i]), str(chunks["split"][i]),
+                               np.array(chunks["images"][i], dtype=np.uint8),
+                               np.array(chunks["labels"][i], dtype=np.int64),
+                               np.array(chunks["ids"][i], dtype=np.int64))
+                 for i in range(len(chunks["scenario"]))]
+        return {name: np.concatenate([part[name] for part in parts]) for name in parts[0]}
 
-    def attacks(self, batch: Batch, clean: torch.Tensor, zero: torch.Tensor) -> list[tuple]:
-        names = [n for n in PROTOCOLS if applicable(n, self.defender.encrypted,
-                                                    "plain_model" in self.context)]
+    def load(self, scenario: str) -> tuple[Defender, dict]:
+        """The scenario's defender and attack context, read on first use and then kept."""
+        if scenario not in self.warm:
+            entry = self.scenarios[scenario]
+            defender = load_defender(entry["checkpoint"], self.key_path,
+                                     entry["key_policy"] or None, self.key_batch_size)
+            self.loads[scenario] += 1
+            defender.model.to(self.device)
+            context = {}
+            if defender.encrypted:
+                spec = defender.key.spec
+                context["eot_ciphers"] = self.keep(("eot", spec), lambda: attacker_ciphers(
+                    spec, self.settings.eot_keys, self.settings.attacker_seed))
+                if self.plain_checkpoint:
+                    context["plain_model"] = self.keep("plain_model", lambda: load_network(
+                        self.plain_checkpoint)[0].to(self.device))
+            self.warm[scenario] = defender, context
+        return self.warm[scenario]
+
+    def keep(self, name, make):
+        """What several scenarios use (the Plain model, one transform's EOT ciphers), made once."""
+        if name not in self.shared:
+            self.shared[name] = make()
+        return self.shared[name]
+
+    def evaluate(self, scenario: str, split: str, images: np.ndarray, labels: np.ndarray,
+                 ids: np.ndarray) -> dict[str, np.ndarray]:
+        defender, context = self.load(scenario)
+        torch.manual_seed(self.settings.attacker_seed)
+        batch = Batch(torch.from_numpy(images).to(self.device).permute(0, 3, 1, 2).float()
+                      .div(255).contiguous(), torch.from_numpy(labels).to(self.device), ids)
+        clean = defender.predict(batch.images, batch.ids)
+        zero = torch.zeros(len(clean), device=self.device)
+        rows = [(split, 0.0, Outcome(clean, zero))]
+        if split == "test":
+            rows += self.attacks(defender, context, batch, clean, zero)
+        return to_columns(scenario, rows, batch, clean)
+
+    def attacks(self, defender: Defender, context: dict, batch: Batch, clean: torch.Tensor,
+                zero: torch.Tensor) -> list[tuple]:
+        names = evaluations(defender.encrypted, "plain_model" in context)
         rows = []
         for eps in self.settings.epsilons:
             done: dict[str, Outcome] = {}  # what ran at this eps: bpda reuses bpda-identity
             for name in names:
-                done[name] = (PROTOCOLS[name](self.defender, batch, eps, self.settings,
-                                              {**self.context, "done": done})
+                done[name] = (PROTOCOLS[name](defender, batch, eps, self.settings,
+                                              {**context, "done": done})
                               if eps > 0 else Outcome(clean, zero))
             rows += [(name, eps, outcome) for name, outcome in done.items()]
             plain_space = [done[name] for name in names if name in PLAIN_SPACE]
@@ -61,19 +112,20 @@ class EvaluateShard:
             rows.append((WORST_CASE_CHANNEL, eps, worst_of(list(done.values()), batch.labels)))
         return rows
 
-    def to_columns(self, rows: list[tuple], batch: Batch, clean: torch.Tensor
-                   ) -> dict[str, np.ndarray]:
-        n = len(batch.ids)
-        labels, clean_np = batch.labels.cpu().numpy(), clean.cpu().numpy()
-        predictions = np.concatenate([o.predictions.cpu().numpy() for _, _, o in rows])
-        return {
-            "scenario": np.full(n * len(rows), self.scenario),
-            "evaluation": np.repeat([name for name, _, _ in rows], n),
-            "epsilon": np.repeat([eps for _, eps, _ in rows], n).astype(np.float64),
-            "id": np.tile(batch.ids, len(rows)),
-            "label": np.tile(labels, len(rows)),
-            "clean_pred": np.tile(clean_np, len(rows)),
-            "adv_pred": predictions,
-            "correct": predictions == np.tile(labels, len(rows)),
-            "linf": np.concatenate([o.linf.cpu().numpy() for _, _, o in rows]).astype(np.float64),
-        }
+
+def to_columns(scenario: str, rows: list[tuple], batch: Batch, clean: torch.Tensor
+               ) -> dict[str, np.ndarray]:
+    n = len(batch.ids)
+    labels, clean_np = batch.labels.cpu().numpy(), clean.cpu().numpy()
+    predictions = np.concatenate([o.predictions.cpu().numpy() for _, _, o in rows])
+    return {
+        "scenario": np.full(n * len(rows), scenario),
+        "evaluation": np.repeat([name for name, _, _ in rows], n),
+        "epsilon": np.repeat([eps for _, eps, _ in rows], n).astype(np.float64),
+        "id": np.tile(batch.ids, len(rows)),
+        "label": np.tile(labels, len(rows)),
+        "clean_pred": np.tile(clean_np, len(rows)),
+        "adv_pred": predictions,
+        "correct": predictions == np.tile(labels, len(rows)),
+        "linf": np.concatenate([o.linf.cpu().numpy() for _, _, o in rows]).astype(np.float64),
+    }

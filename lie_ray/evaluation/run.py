@@ -1,7 +1,8 @@
 """``lie-ray evaluate``: every evaluation of every trained scenario, sharded over Ray actors.
 
 Reads what ``lie-ray train`` wrote (``RUNS/training.parquet`` and the checkpoints it names),
-evaluates the test set (and clean error on the train set) in Ray Data actor pools, and writes:
+evaluates the test set (and clean error on the train set) in one Ray Data actor pool
+(``lie_ray.evaluation.pipeline``), and writes:
 
     OUT/examples.parquet   one row per image per (scenario, evaluation, epsilon)
     OUT/results.parquet    one row per (scenario, evaluation, epsilon): n, error, 95% CI
@@ -20,23 +21,19 @@ from pathlib import Path
 
 import pyarrow as pa
 import pyarrow.compute as pc
-import ray
-import ray.data
 import torch
 
 from lie_ray import storage
 from lie_ray.atomic import write_parquet
 from lie_ray.attacks import PGD
 from lie_ray.data.cifar import load_split, resolve_data_dir
-from lie_ray.data.dataset import to_ray_dataset
 from lie_ray.errors import LieRayError
-from lie_ray.evaluation.actor import EvaluateShard
 from lie_ray.evaluation.defender import load_defender
+from lie_ray.evaluation.pipeline import evaluate
 from lie_ray.evaluation.settings import PAPER_EPSILON, EvalSettings
 from lie_ray.keys import key_location
 from lie_ray.policies import load_key_for_policies
 from lie_ray.preview import CIFAR_CLASSES, save_grid
-from lie_ray.runtime import wants_gpu
 
 log = logging.getLogger("lie_ray")
 Z_95 = 1.959963984540054
@@ -79,31 +76,26 @@ def run_evaluation(runs_dir: str | Path, data_dir: str | Path, out_dir: str | Pa
     data = resolve_data_dir(data_dir)
     test = load_split(data, "test").head(settings.test_limit)
     train = load_split(data, "train")
-    tables = []
+    tables, locations, digests, pending = {}, {}, {}, []
     for row in trained:
-        part = storage.join(parts or out / "evaluations", f"{row['scenario']}.parquet")
-        digest = evaluation_digest(row, plain, settings, key_batch_size)
-        if resume and finished_part(part, digest):
-            log.info("%s: already evaluated (%s), not run again", row["scenario"], part)
-            tables.append(storage.read_table(part))
-            continue
-        log.info("evaluating %s on %d test images at eps %s", row["scenario"], len(test.labels),
-                 ", ".join(f"{e:.4f}" for e in settings.epsilons))
-        options = {"scenario": row["scenario"], "checkpoint": row["checkpoint"], "key_path": key,
-                   "key_policy": row["key_policy"] or None, "key_batch_size": key_batch_size,
-                   "settings": settings, "plain_checkpoint": plain}
-        scenario_tables = []
-        for split, data_split in (("test", test), ("train", train)):
-            dataset = to_ray_dataset(data_split, rows_per_block=settings.batch_size).map_batches(
-                EvaluateShard, fn_constructor_kwargs={**options, "split": split},
-                compute=ray.data.ActorPoolStrategy(size=settings.actors),
-                batch_size=settings.batch_size, batch_format="numpy",
-                num_gpus=1 if wants_gpu(gpu) else 0)
-            scenario_tables.append(pa.concat_tables(ray.get(dataset.to_arrow_refs())))
-        table = pa.concat_tables(scenario_tables).replace_schema_metadata({DIGEST_KEY: digest})
-        storage.write_table(table, part)
-        tables.append(table)
-    examples = pa.concat_tables(t.replace_schema_metadata(None) for t in tables).sort_by(
+        name = row["scenario"]
+        locations[name] = storage.join(parts or out / "evaluations", f"{name}.parquet")
+        digests[name] = evaluation_digest(row, plain, settings, key_batch_size)
+        if resume and finished_part(locations[name], digests[name]):
+            log.info("%s: already evaluated (%s), not run again", name, locations[name])
+            tables[name] = storage.read_table(locations[name])
+        else:
+            log.info("evaluating %s on %d test images at eps %s", name, len(test.labels),
+                     ", ".join(f"{e:.4f}" for e in settings.epsilons))
+            pending.append(row)
+    if pending:  # one actor pool for every scenario left; each part is kept once complete
+        for name, table in evaluate(pending, test, train, key, settings, key_batch_size, plain,
+                                    gpu):
+            tables[name] = table.replace_schema_metadata({DIGEST_KEY: digests[name]})
+            storage.write_table(tables[name], locations[name])
+            log.info("evaluated %s (%d of %d)", name, len(tables), len(trained))
+    examples = pa.concat_tables(t.replace_schema_metadata(None)
+                                for t in tables.values()).sort_by(
         [("scenario", "ascending"), ("evaluation", "ascending"), ("epsilon", "ascending"),
          ("id", "ascending")])
     write_parquet(examples, out / "examples.parquet")

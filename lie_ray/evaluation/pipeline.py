@@ -1,0 +1,95 @@
+"""One Ray Data actor pool for a whole evaluation: every scenario's test and train split.
+
+A pool per scenario and split paid the actors' start-up (torch, checkpoints, key, ciphers) ten
+times for the paper's five scenarios and left actors idle at every pool's tail. One pool pays
+it once, and its actors stay busy from one scenario to the next (``EvaluateShard`` keeps each
+scenario's models warm).
+
+A row of the dataset is a chunk of images of one scenario's split; a test chunk holds
+``batch_size`` images, exactly what one batch was before: it is attacked whole and seeded alike,
+so the tables do not depend on the pool's size or on how Ray Data groups rows into batches.
+The driver streams the results and hands back each scenario as soon as all its rows are in,
+while later ones still run.
+"""
+from __future__ import annotations
+
+from collections import defaultdict
+from typing import Iterator
+
+import pyarrow as pa
+import pyarrow.compute as pc
+import ray
+import ray.data
+from ray.data.extensions import ArrowVariableShapedTensorArray
+
+from lie_ray.data.cifar import Split
+from lie_ray.evaluation.actor import EvaluateShard, rows_per_test_image
+from lie_ray.evaluation.settings import EvalSettings
+from lie_ray.runtime import wants_gpu
+
+
+def chunks(scenario: str, split: Split, size: int) -> list[pa.Table]:
+    """``split`` in chunks of ``size`` images, one one-row table (one Ray Data block) each, so
+    the pool hands out work a chunk at a time."""
+    def chunk(start: int) -> pa.Table:
+        stop = start + size
+        return pa.table({
+            "scenario": [scenario], "split": [split.name],
+            "ids": ArrowVariableShapedTensorArray.from_numpy([split.ids[start:stop]]),
+            "labels": ArrowVariableShapedTensorArray.from_numpy([split.labels[start:stop]]),
+            "images": ArrowVariableShapedTensorArray.from_numpy([split.images[start:stop]])})
+    return [chunk(start) for start in range(0, len(split.labels), size)]
+
+
+def train_chunk(settings: EvalSettings) -> int:
+    """The train split only gets clean predictions (eval mode, no randomness: the same for any
+    chunking: the old and the new tables are equal), so it goes in chunks of at least 512
+    images: far fewer Ray tasks, each of which has its own overhead."""
+    return max(settings.batch_size, 512)
+
+
+def expected_rows(row: dict, plain_checkpoint: str | None, settings: EvalSettings,
+                  test_images: int, train_images: int) -> int:
+    """How many example rows a scenario's evaluation produces (test and train split)."""
+    encrypted = bool(row["encrypted"])
+    per_image = rows_per_test_image(encrypted, encrypted and plain_checkpoint is not None,
+                                    settings.epsilons)
+    return test_images * per_image + train_images
+
+
+def evaluate(trained: list[dict], test: Split, train: Split, key_path: str | None,
+             settings: EvalSettings, key_batch_size: int, plain_checkpoint: str | None,
+             gpu: str = "auto") -> Iterator[tuple[str, pa.Table]]:
+    """Evaluate every scenario of ``trained`` (rows of ``training.parquet``) on ``test`` (every
+    evaluation) and ``train`` (clean predictions; the splits' names say which is which) in one
+    pool of ``settings.actors`` actors. Yields (scenario, its example rows) as each scenario
+    completes."""
+    expected = {row["scenario"]: expected_rows(row, plain_checkpoint, settings,
+                                               len(test.labels), len(train.labels))
+                for row in trained}
+    blocks = [block for row in trained for split, size in ((test, settings.batch_size),
+                                                           (train, train_chunk(settings)))
+              for block in chunks(row["scenario"], split, size)]
+    scenarios = {row["scenario"]: {"checkpoint": row["checkpoint"],
+                                   "key_policy": row["key_policy"]} for row in trained}
+    results = ray.data.from_arrow(blocks).map_batches(
+        EvaluateShard, fn_constructor_kwargs={
+            "scenarios": scenarios, "key_path": key_path, "key_batch_size": key_batch_size,
+            "settings": settings, "plain_checkpoint": plain_checkpoint},
+        # One chunk at a time per actor: a chunk queued behind a long attack would leave the
+        # other actors idle at the end; sending the next one costs milliseconds.
+        compute=ray.data.ActorPoolStrategy(size=settings.actors,
+                                           max_tasks_in_flight_per_actor=1), batch_size=1,
+        batch_format="numpy", num_gpus=1 if wants_gpu(gpu) else 0)
+    received: dict[str, list[pa.Table]] = defaultdict(list)
+    counts: dict[str, int] = defaultdict(int)
+    for block in results.iter_batches(batch_size=None, batch_format="pyarrow"):
+        for scenario in pc.unique(block["scenario"]).to_pylist():
+            rows = block.filter(pc.equal(block["scenario"], scenario))
+            received[scenario].append(rows)
+            counts[scenario] += rows.num_rows
+            if counts[scenario] == expected[scenario]:
+                yield scenario, pa.concat_tables(received.pop(scenario))
+    if received:  # a miscount here would silently drop a scenario's part
+        raise RuntimeError(f"evaluation rows {dict(counts)} do not match the expected "
+                           f"{expected} for {sorted(received)}")

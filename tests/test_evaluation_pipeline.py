@@ -1,0 +1,141 @@
+"""One actor pool for a whole evaluation: the same tables as each scenario alone, each actor
+loading each scenario once, a part per scenario, and --resume running only what is missing."""
+from __future__ import annotations
+
+import json
+import logging
+import os
+import sys
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+import ray.cloudpickle
+import torch
+from ray.data.block import BlockAccessor
+
+from lie_ray.data.cifar import load_split
+from lie_ray.evaluation import pipeline
+from lie_ray.evaluation.actor import EvaluateShard
+from lie_ray.evaluation.run import DIGEST_KEY, run_evaluation
+from lie_ray.evaluation.settings import EvalSettings
+from lie_ray.keys import generate_key, save_key
+from lie_ray.models import build_model
+from lie_ray.training.worker import META_FILE, STATE_FILE
+
+# 24 test images in chunks of 10 (the last one short), light attacks, two actors.
+SETTINGS = EvalSettings(epsilons=(0.0, 0.1), pgd_steps=2, eot_keys=1, square_queries=4,
+                        autoattack="light", autoattack_steps=2, test_limit=24, actors=2,
+                        batch_size=10)
+ORDER = [("scenario", "ascending"), ("evaluation", "ascending"), ("epsilon", "ascending"),
+         ("id", "ascending")]
+
+
+class CountingShard(EvaluateShard):
+    """Records every checkpoint an actor reads as '<pid> <scenario>' lines in ``record``."""
+
+    record = ""
+
+    def load(self, scenario):
+        if scenario not in self.warm:
+            with open(self.record, "a") as lines:
+                lines.write(f"{os.getpid()} {scenario}\n")
+        return super().load(scenario)
+
+
+ray.cloudpickle.register_pickle_by_value(sys.modules[__name__])  # actors cannot import tests/
+
+
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory):
+    """What 'lie-ray train' leaves for Plain and Encrypted (untrained width-4 networks)."""
+    tmp = tmp_path_factory.mktemp("runs")
+    torch.manual_seed(0)
+    key = generate_key()
+    rows = []
+    for scenario, encrypted in (("Plain", False), ("Encrypted", True)):
+        model = {"encrypted": encrypted, "width": 4, "block_size": 4, "adaptation_channels": 8,
+                 "adaptation": True}
+        checkpoint = tmp / scenario
+        checkpoint.mkdir()
+        torch.save({"model": build_model(**model).state_dict()}, checkpoint / STATE_FILE)
+        fingerprint = key.fingerprint if encrypted else ""
+        (checkpoint / META_FILE).write_text(json.dumps(
+            {"model": model, "key_fingerprint": fingerprint,
+             **({"transform": {"name": "le", "block_size": 4}} if encrypted else {})}))
+        rows.append({"scenario": scenario, "encrypted": encrypted,
+                     "key_policy": "fixed" if encrypted else "", "checkpoint": str(checkpoint),
+                     "epochs": 1, "key_fingerprint": fingerprint})
+    pq.write_table(pa.Table.from_pylist(rows), tmp / "training.parquet")
+    return {"dir": tmp, "key": str(save_key(key, tmp / "key.json")), "rows": rows}
+
+
+@pytest.fixture(scope="module")
+def evaluated(ray_cluster, runs, cifar_dir, tmp_path_factory):
+    out = tmp_path_factory.mktemp("evaluated")
+    record = out / "loads.txt"
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(pipeline, "EvaluateShard", CountingShard)
+        patch.setattr(CountingShard, "record", str(record))
+        run_evaluation(runs["dir"], cifar_dir, out, runs["key"], SETTINGS)
+    return {"out": out, "loads": record.read_text().split("\n")[:-1]}
+
+
+def each_scenario_alone(runs, cifar_dir) -> pa.Table:
+    """The old way: each scenario on its own, batch by batch (chunks of ``batch_size`` from
+    id 0), here in one process; one actor, fed chunks two at a time, mixing scenarios."""
+    test = load_split(cifar_dir, "test").head(SETTINGS.test_limit)
+    train = load_split(cifar_dir, "train")
+    plain = runs["rows"][0]["checkpoint"]
+    shard = EvaluateShard({r["scenario"]: r for r in runs["rows"]}, runs["key"], 128, SETTINGS,
+                          plain)
+    blocks = [b for r in runs["rows"] for s in (test, train)
+              for b in pipeline.chunks(r["scenario"], s, SETTINGS.batch_size)]
+    tables = []
+    for start in range(0, len(blocks), 2):
+        chunks = BlockAccessor.for_block(pa.concat_tables(blocks[start:start + 2]))
+        tables.append(pa.table(shard(chunks.to_batch_format("numpy"))))
+    assert dict(shard.loads) == {"Plain": 1, "Encrypted": 1}  # warm across calls
+    return pa.concat_tables(tables).sort_by(ORDER)
+
+
+def test_one_pool_gives_each_scenarios_own_results(evaluated, runs, cifar_dir):
+    examples = pq.read_table(evaluated["out"] / "examples.parquet")
+    expected = each_scenario_alone(runs, cifar_dir)
+    assert examples.num_rows == expected.num_rows
+    for name in expected.column_names:
+        assert np.array_equal(examples[name].to_numpy(), expected[name].to_numpy()), name
+    counts = examples.group_by(["scenario", "evaluation"]).aggregate([("id", "count")])
+    sizes = {(r["scenario"], r["evaluation"]): r["id_count"] for r in counts.to_pylist()}
+    assert sizes[("Plain", "train")] == sizes[("Encrypted", "train")] == 5438
+    assert sizes[("Encrypted", "bpda")] == 2 * 24 and sizes[("Plain", "pgd")] == 2 * 24
+    assert ("Plain", "bpda") not in sizes
+
+
+def test_each_actor_loads_each_scenario_once(evaluated):
+    loads = evaluated["loads"]
+    assert len(loads) == len(set(loads)), loads  # no actor read a checkpoint twice
+    assert len({line.split()[0] for line in loads}) == SETTINGS.actors  # both actors worked
+    assert {line.split()[1] for line in loads} == {"Plain", "Encrypted"}
+
+
+def test_a_part_per_scenario_and_resume_runs_only_what_is_missing(evaluated, runs, cifar_dir,
+                                                                   caplog):
+    out = evaluated["out"]
+    examples = pq.read_table(out / "examples.parquet")
+    for scenario in ("Plain", "Encrypted"):
+        part = pq.read_table(out / "evaluations" / f"{scenario}.parquet")
+        assert DIGEST_KEY in part.schema.metadata
+        assert set(part["scenario"].to_pylist()) == {scenario}
+        assert part.num_rows == examples.filter(
+            pa.compute.equal(examples["scenario"], scenario)).num_rows
+    (out / "evaluations" / "Encrypted.parquet").unlink()
+    (out / "examples.parquet").unlink()
+    with caplog.at_level(logging.INFO, logger="lie_ray"):
+        run_evaluation(runs["dir"], cifar_dir, out, runs["key"], SETTINGS, resume=True)
+    said = caplog.text
+    assert "Plain: already evaluated" in said and "evaluating Plain" not in said
+    assert "evaluating Encrypted" in said and "evaluated Encrypted (2 of 2)" in said
+    assert pq.read_table(out / "examples.parquet").equals(examples)
+    assert (out / "evaluations" / "Encrypted.parquet").is_file()
