@@ -123,7 +123,7 @@ def write_runs(tmp: Path, width: int) -> tuple[Path, Path]:
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    from lie_ray.training.worker import META_FILE, STATE_FILE
+    from lie_ray.checkpoints import META_FILE, STATE_FILE
 
     key = generate_key()
     key_path = save_key(key, tmp / "key.json")

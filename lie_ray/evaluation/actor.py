@@ -14,6 +14,7 @@ from collections import Counter
 import numpy as np
 import torch
 
+from lie_ray.accelerate import configure, images_to_device, prepare_network, to_device
 from lie_ray.evaluation.defender import (Defender, attacker_ciphers, load_defender,
                                          load_network)
 from lie_ray.evaluation.protocols import (PROTOCOLS, Batch, Outcome, applicable, worst_of)
@@ -42,6 +43,7 @@ class EvaluateShard:
                  settings: EvalSettings, plain_checkpoint: str | None = None):
         torch.set_num_threads(settings.torch_threads)
         self.device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+        configure(self.device)
         self.scenarios, self.settings = scenarios, settings
         self.key_path, self.key_batch_size = key_path, key_batch_size
         self.plain_checkpoint = plain_checkpoint
@@ -65,15 +67,17 @@ class EvaluateShard:
             defender = load_defender(entry["checkpoint"], self.key_path,
                                      entry["key_policy"] or None, self.key_batch_size)
             self.loads[scenario] += 1
-            defender.model.to(self.device)
+            defender.model = prepare_network(defender.model, self.device,
+                                             self.settings.compile)
             context = {}
             if defender.encrypted:
                 spec = defender.key.spec
                 context["eot_ciphers"] = self.keep(("eot", spec), lambda: attacker_ciphers(
                     spec, self.settings.eot_keys, self.settings.attacker_seed))
                 if self.plain_checkpoint:
-                    context["plain_model"] = self.keep("plain_model", lambda: load_network(
-                        self.plain_checkpoint)[0].to(self.device))
+                    context["plain_model"] = self.keep("plain_model", lambda: prepare_network(
+                        load_network(self.plain_checkpoint)[0], self.device,
+                        self.settings.compile))
             self.warm[scenario] = defender, context
         return self.warm[scenario]
 
@@ -87,8 +91,8 @@ class EvaluateShard:
                  ids: np.ndarray) -> dict[str, np.ndarray]:
         defender, context = self.load(scenario)
         torch.manual_seed(self.settings.attacker_seed)
-        batch = Batch(torch.from_numpy(images).to(self.device).permute(0, 3, 1, 2).float()
-                      .div(255).contiguous(), torch.from_numpy(labels).to(self.device), ids)
+        batch = Batch(images_to_device(images, self.device), to_device(labels, self.device),
+                      ids)
         clean = defender.predict(batch.images, batch.ids)
         zero = torch.zeros(len(clean), device=self.device)
         rows = [(split, 0.0, Outcome(clean, zero))]

@@ -19,7 +19,7 @@ from lie_ray.errors import LieRayError
 from lie_ray.keys import Key, load_key
 from lie_ray.models import build_model
 from lie_ray.policies import KeyPolicy, PolicySpec
-from lie_ray.training.worker import META_FILE, STATE_FILE
+from lie_ray.checkpoints import META_FILE, STATE_FILE
 from lie_ray.transforms import KeyedTransform, Transform, TransformSpec, build, with_grad
 
 Classifier = Callable[[torch.Tensor], torch.Tensor]

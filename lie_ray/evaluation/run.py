@@ -74,7 +74,7 @@ def run_evaluation(runs_dir: str | Path, data_dir: str | Path, out_dir: str | Pa
     plain = next((r["checkpoint"] for r in read_training(runs_dir, None)
                   if r["scenario"] == "Plain"), None)
     data = resolve_data_dir(data_dir)
-    test = load_split(data, "test").head(settings.test_limit)
+    test = load_split(data, "test", limit=settings.test_limit)
     train = load_split(data, "train")
     tables, locations, digests, pending = {}, {}, {}, []
     for row in trained:

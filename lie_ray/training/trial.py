@@ -27,7 +27,8 @@ from lie_ray.presets import DATA_CPUS_PER_TRIAL, TrainSettings, data_cpus
 from lie_ray.scenarios import Scenario
 from lie_ray.storage import join, resolve
 from lie_ray.training.pipeline import build_datasets
-from lie_ray.training.worker import META_FILE, train_func
+from lie_ray.checkpoints import META_FILE
+from lie_ray.training.worker import train_func
 
 
 def run_name(scenario: Scenario, key_fingerprint: str | None) -> str:
