@@ -102,7 +102,11 @@ def main() -> None:
             print(f"  {name:18s}" + "".join(
                 f"{rate:10.0f} img/s at {cpus} CPU ({rate / cpus:8.0f} per CPU)"
                 for cpus, rate in rates[name].items()), flush=True)
-    lowest = {cpus: min(r[cpus] / cpus for r in rates.values()) for cpus in budgets}
+    if "Random-PE" in rates:
+        print("  (Random PE is in no preset: its per-image keys cost an HKDF-SHA256 expansion "
+              "of 32 KB per image, so it is not in the minimum below)")
+    shipped = [r for name, r in rates.items() if name != "Random-PE"] or list(rates.values())
+    lowest = {cpus: min(r[cpus] / cpus for r in shipped) for cpus in budgets}
     print("ingest images/s per CPU: min over scenarios " + ", ".join(
         f"{rate:.0f} at {cpus} CPU{'s' if cpus > 1 else ''}" for cpus, rate in lowest.items()))
 

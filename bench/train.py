@@ -174,7 +174,9 @@ def ray_epochs(args, settings, workers: int, sampler: CpuSampler) -> tuple[float
         run_training([PAPER_SCENARIOS["Plain"]], layout, args.data, out, None)
         results = next(Path(out, "ray", "train").glob("*/result.json"))
         last = json.loads(results.read_text().splitlines()[-1])
-    start, seconds = last["epoch_started_at"], last["epoch_seconds"]
+    # Older lie_ray reported no epoch timing: Tune's iteration time (checkpoint included).
+    seconds = last.get("epoch_seconds", last["time_this_iter_s"])
+    start = last.get("epoch_started_at", last["timestamp"] - seconds)
     return seconds, sampler.cores(start, start + seconds)
 
 

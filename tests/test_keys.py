@@ -62,6 +62,9 @@ def test_rfc5869_test_case_1():
     okm = hkdf_sha256(bytes([0x0B] * 22), bytes(range(0xF0, 0xFA)), 42, salt=bytes(range(13)))
     assert okm.hex() == ("3cb25f25faacd57a90434f64d0362f2a2d2d0a90cf1a5a4c5db02d56ecc4c5bf"
                          "34007208d5b887185865")
+    assert len(hkdf_sha256(b"k" * 32, b"info", 8160)) == 8160  # RFC 5869's 255 blocks
+    with pytest.raises(ValueError):
+        hkdf_sha256(b"k" * 32, b"info", 8161)
 
 
 def test_derivation_is_deterministic_label_dependent_and_a_permutation():
