@@ -18,8 +18,8 @@ deleted at the end. Then, for each size S, with the functions the product runs:
 * ``build <scenario>``: ``build_datasets`` of a training trial (paper preset, batch 128,
   train_limit S, test_limit S // 5, the full set's test:train proportion): reads both splits and
   encrypts and materialises the test set (encrypted scenarios).
-* ``epoch <scenario>``: one epoch of the train dataset (augment, then encrypt in an actor pool
-  for Encrypted), iterated to the end with ``iter_batches(128)`` by a consumer that only counts
+* ``epoch <scenario>``: one epoch of the train dataset (augment, then encrypt, in one fused
+  task per block for Encrypted), iterated to the end with ``iter_batches(128)`` by a consumer that only counts
   rows, under the trial's Ray Data budget of one CPU (as Train's ``DataConfig`` sets it).
 
 A background thread samples, every 0.1 s, the memory of this driver and of every process under

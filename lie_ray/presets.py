@@ -90,8 +90,8 @@ PRESETS: dict[str, TrainSettings] = {
     # trials at a time (one's start-up overlaps the other's training), and single-step PGD
     # with random start for adversarial training (same eps; step 1.25 eps as in Wong, Rice &
     # Kolter, ICLR 2020). One 1-thread worker per trial, so two trials fill the two cores
-    # without oversubscribing them: on 2 cores, two 1-thread DDP workers train 1.6x slower than
-    # one 2-thread worker (bench/train.py); pass --workers 2 to run DDP anyway.
+    # without oversubscribing them (one trial alone trains about as fast with one 2-thread
+    # worker as with two 1-thread DDP workers: bench/train.py); pass --workers 2 for DDP.
     "smoke": TrainSettings(epochs=4, lr=0.05, lr_drop_epoch=3, lr_after_drop=0.01, width=8,
                            adaptation_channels=16, num_workers=1, torch_threads=1, gpu="no",
                            pgd_steps=1, pgd_step_size=0.125, max_concurrent_trials=2),
