@@ -57,7 +57,7 @@ class TrainSettings:
     def logical_cpus(self) -> int:
         """Logical CPUs an embedded Ray needs to run ``max_concurrent_trials`` at once: per
         trial a quarter CPU for its driver, one per worker, one for Ray Data."""
-        per_trial = TRIAL_DRIVER_CPUS + self.num_workers + DATA_CPUS_PER_TRIAL
+        per_trial = TRIAL_DRIVER_CPUS + self.num_workers + data_cpus(self.num_workers, False)
         return int((self.max_concurrent_trials or 1) * per_trial) + 1
 
     def replace(self, **overrides) -> "TrainSettings":

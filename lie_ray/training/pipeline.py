@@ -39,13 +39,13 @@ def build_datasets(scenario: Scenario, settings: TrainSettings, data_dir: str,
         spec = PolicySpec(scenario.key_policy, settings.key_batch_size)
         transform = scenario.transform_spec()
         if not scenario.adversarial:
-            train_ds = _encrypted(train_ds, key_path, spec, "train", settings, transform)
+            train_ds = _encrypted(train_ds, key_path, spec, "train", transform)
         # The test set is the same every epoch: encrypt it once, not once per epoch.
-        test_ds = _encrypted(test_ds, key_path, spec, "test", settings, transform).materialize()
+        test_ds = _encrypted(test_ds, key_path, spec, "test", transform).materialize()
     return {"train": train_ds, "test": test_ds}
 
 
-def _encrypted(dataset, key_path, spec, split, settings, transform) -> ray.data.Dataset:
+def _encrypted(dataset, key_path, spec, split, transform) -> ray.data.Dataset:
     # Tasks, not an actor pool: the train pipeline runs again every epoch, and a new pool of
     # actors every epoch cost seconds of start-up each time (bench/ingest.py).
     return encrypt_dataset(dataset, key_path, spec, split, actors=None, num_cpus=0.5,
