@@ -30,7 +30,7 @@ from lie_ray.attacks import PGD
 from lie_ray.evaluation.defender import Defender
 from lie_ray.keys import generate_key, save_key
 from lie_ray.models import build_model
-from lie_ray.policies import FixedPolicy
+from lie_ray.keys.policies import FixedPolicy
 from lie_ray.transforms import TransformSpec
 
 EPS, STEP, STEPS = 0.1, 0.01, 20
@@ -123,7 +123,7 @@ def write_runs(tmp: Path, width: int) -> tuple[Path, Path]:
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    from lie_ray.checkpoints import META_FILE, STATE_FILE
+    from lie_ray.infra.checkpoints import META_FILE, STATE_FILE
 
     key = generate_key()
     key_path = save_key(key, tmp / "key.json")

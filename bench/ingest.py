@@ -31,8 +31,8 @@ from ray.train.torch import TorchTrainer
 from lie_ray.data.cifar import load_split
 from lie_ray.data.synthetic import FULL_TRAIN, write_dataset
 from lie_ray.keys import generate_key, save_key
-from lie_ray.presets import get_preset
-from lie_ray.runtime import ray_session
+from lie_ray.training.settings import get_preset
+from lie_ray.infra.session import ray_session
 from lie_ray.scenarios import PAPER_SCENARIOS, Scenario
 from lie_ray.training.pipeline import build_datasets
 from lie_ray.training.trial import data_config

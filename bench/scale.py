@@ -60,12 +60,12 @@ import ray
 import ray.data
 from ray.data import ExecutionOptions, ExecutionResources
 
-from lie_ray.console import hold_ray_consoles
+from lie_ray.infra.console import hold_ray_consoles
 from lie_ray.data.synthetic import FULL_TEST, FULL_TRAIN, write_dataset
-from lie_ray.encryption import run_encrypt
+from lie_ray.encryption.run import run_encrypt
 from lie_ray.keys import generate_key, save_key
-from lie_ray.policies import PolicySpec
-from lie_ray.presets import DATA_CPUS_PER_TRIAL, get_preset
+from lie_ray.keys.policies import PolicySpec
+from lie_ray.training.settings import DATA_CPUS_PER_TRIAL, get_preset
 from lie_ray.scenarios import PAPER_SCENARIOS
 from lie_ray.training.pipeline import build_datasets
 

@@ -34,8 +34,8 @@ import torch
 
 from lie_ray.data.cifar import DEFAULT_DATA_DIR, Split, load_split
 from lie_ray.models import build_model
-from lie_ray.presets import get_preset
-from lie_ray.runtime import ray_session
+from lie_ray.training.settings import get_preset
+from lie_ray.infra.session import ray_session
 from lie_ray.scenarios import PAPER_SCENARIOS
 from lie_ray.training.augment import random_crop_flip
 from lie_ray.training.run import run_training

@@ -1,3 +1,3 @@
-from lie_ray.cli import main
+from lie_ray.app.cli import main
 
 main()

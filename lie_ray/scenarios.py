@@ -22,7 +22,7 @@ from pathlib import Path
 
 from lie_ray.errors import LieRayError
 from lie_ray.keys import Key
-from lie_ray.policies import POLICIES, load_key_for_policies
+from lie_ray.keys.policies import POLICIES, load_key_for_policies
 from lie_ray.transforms import TransformSpec
 
 

@@ -1,11 +1,11 @@
-"""The GPU path's switches (``lie_ray.accelerate``) on the CPU this suite runs on: off where
+"""The GPU path's switches (``lie_ray.models.device``) on the CPU this suite runs on: off where
 they do not help, and ``--compile`` leaving checkpoints' state-dict keys as they were."""
 from __future__ import annotations
 
 import numpy as np
 import torch
 
-from lie_ray.accelerate import images_to_device, prepare_network, to_device
+from lie_ray.models.device import images_to_device, prepare_network, to_device
 from lie_ray.models import build_model
 
 CPU = torch.device("cpu")

@@ -1,7 +1,7 @@
 """A crash never leaves a half-written file where a finished one belongs.
 
 Every writer of a key, a Parquet table, the report or a manifest goes through
-``lie_ray.atomic``: it writes a hidden temporary beside the target and renames it into place.
+``lie_ray.infra.atomic``: it writes a hidden temporary beside the target and renames it into place.
 These tests crash writers halfway, by exception and by killing the process outright.
 """
 from __future__ import annotations
@@ -14,8 +14,8 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from lie_ray import atomic
-from lie_ray.atomic import write_parquet
+from lie_ray.infra import atomic
+from lie_ray.infra.atomic import write_parquet
 from lie_ray.keys import generate_key, load_key, save_key
 
 
@@ -41,7 +41,7 @@ def test_a_process_killed_mid_write_never_replaces_the_finished_file(tmp_path):
     # (os._exit skips every finally block, as SIGKILL would).
     script = f"""
 import os
-from lie_ray import atomic
+from lie_ray.infra import atomic
 with atomic.staged_file({str(target)!r}) as staging:
     staging.write_bytes(b"PAR1" + b"x" * 1000)
     os._exit(9)

@@ -25,16 +25,16 @@ import ray
 import torch
 from typer.testing import CliRunner
 
-import lie_ray.cli
-import lie_ray.runtime
+import lie_ray.app.cli
+import lie_ray.infra.session
 from lie_ray.attacks import FGSM, PGD
 from lie_ray.cipher import cipher_with_grad, from_permutation
-from lie_ray.cli import app
+from lie_ray.app.cli import app
 from lie_ray.data.cifar import SPLIT_FILES, check_dataset, load_split
 from lie_ray.errors import LieRayError
 from lie_ray.keys import (check_block_size, generate_key, import_permutation, load_key,
                           save_key)
-from lie_ray.policies import load_key_for_policies
+from lie_ray.keys.policies import load_key_for_policies
 from lie_ray.scenarios import PAPER_SCENARIOS, Scenario, key_for_scenarios
 
 runner = CliRunner()
@@ -51,8 +51,8 @@ def no_ray(monkeypatch):
         refuse()
         yield
 
-    monkeypatch.setattr(lie_ray.runtime, "ray_session", refuse_session)
-    monkeypatch.setattr(lie_ray.cli, "ray_session", refuse_session, raising=False)
+    monkeypatch.setattr(lie_ray.infra.session, "ray_session", refuse_session)
+    monkeypatch.setattr(lie_ray.app.cli, "ray_session", refuse_session, raising=False)
     monkeypatch.setattr(ray, "init", refuse)
 
 
@@ -860,7 +860,7 @@ def test_usage_errors_are_one_line_through_the_lie_ray_entry_point(tmp_path, cap
                                                                    monkeypatch, case):
     monkeypatch.chdir(tmp_path)
     args, fragments = USAGE_ERRORS[case]
-    assert_rejected(run_entry(capsys, lie_ray.cli.main, args), *fragments)
+    assert_rejected(run_entry(capsys, lie_ray.app.cli.main, args), *fragments)
     assert tree(tmp_path) == set()
 
 

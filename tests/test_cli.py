@@ -12,7 +12,7 @@ import pytest
 from PIL import Image
 from typer.testing import CliRunner
 
-from lie_ray.cli import app
+from lie_ray.app.cli import app
 from lie_ray.data.cifar import load_split
 from lie_ray.data.dataset import read_shards, sorted_by_id
 from lie_ray.keys import load_key

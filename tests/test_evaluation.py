@@ -17,7 +17,7 @@ from lie_ray.evaluation.settings import (CHANNEL, PLAIN_SPACE, WORST_CASE, WORST
 from lie_ray.evaluation.run import wilson_interval
 from lie_ray.keys import Key, generate_key
 from lie_ray.models import build_model
-from lie_ray.policies import FixedPolicy
+from lie_ray.keys.policies import FixedPolicy
 from lie_ray.transforms import TransformSpec
 
 
@@ -245,7 +245,7 @@ def test_gradient_free_keys_every_row_with_its_own_sub_key():
     # each row with its group's key even while it queries shrinking subsets of rows.
     from lie_ray.evaluation.protocols import Batch, gradient_free
     from lie_ray.evaluation.settings import EvalSettings
-    from lie_ray.policies import PerBatchPolicy
+    from lie_ray.keys.policies import PerBatchPolicy
 
     torch.manual_seed(0)
     model = build_model(encrypted=True, width=4, adaptation_channels=8).eval()

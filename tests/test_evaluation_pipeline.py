@@ -22,7 +22,7 @@ from lie_ray.evaluation.run import DIGEST_KEY, run_evaluation
 from lie_ray.evaluation.settings import EvalSettings
 from lie_ray.keys import generate_key, save_key
 from lie_ray.models import build_model
-from lie_ray.checkpoints import META_FILE, STATE_FILE
+from lie_ray.infra.checkpoints import META_FILE, STATE_FILE
 
 # 24 test images in chunks of 10 (the last one short), light attacks, two actors.
 SETTINGS = EvalSettings(epsilons=(0.0, 0.1), pgd_steps=2, eot_keys=1, square_queries=4,

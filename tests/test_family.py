@@ -13,12 +13,12 @@ import torch
 from lie_ray import transforms
 from lie_ray.data.cifar import load_split
 from lie_ray.data.dataset import to_ray_dataset
-from lie_ray.encryption import encrypt_dataset
+from lie_ray.encryption.run import encrypt_dataset
 from lie_ray.errors import LieRayError
 from lie_ray.evaluation.run import with_transform
 from lie_ray.keys import generate_key, load_key, save_key
-from lie_ray.policies import PolicySpec
-from lie_ray.presets import get_preset, training_plan
+from lie_ray.keys.policies import PolicySpec
+from lie_ray.training.settings import get_preset, training_plan
 from lie_ray.report import write_report
 from lie_ray.scenarios import FAMILY_SCENARIOS, PAPER_SCENARIOS, Scenario, load_scenario_file
 from lie_ray.training.run import transform_columns

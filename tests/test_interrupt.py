@@ -15,8 +15,8 @@ from ray import tune
 from typer.testing import CliRunner
 
 import lie_ray.data.cifar
-from lie_ray.cli import app
-from lie_ray.interrupt import Interrupted, on_interrupt, tune_fit
+from lie_ray.app.cli import app
+from lie_ray.infra.interrupt import Interrupted, on_interrupt, tune_fit
 
 
 @pytest.fixture(autouse=True)
@@ -78,7 +78,7 @@ def test_sigterm_during_tune_fit_stops_it_gracefully_and_raises(ray_cluster, tmp
         assert results.num_terminated == 1
         # Tune leaves its SIGINT handler installed after a fit; ours must be back, or the next
         # Ctrl-C would be swallowed.
-        assert signal.getsignal(signal.SIGINT).__module__ == "lie_ray.interrupt"
+        assert signal.getsignal(signal.SIGINT).__module__ == "lie_ray.infra.interrupt"
         with pytest.raises(Interrupted) as caught:
             tune_fit(tuner(tmp_path, "stopped", int(signal.SIGTERM)))
     assert caught.value.signum == signal.SIGTERM and caught.value.exit_status == 143

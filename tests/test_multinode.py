@@ -22,7 +22,7 @@ from pathlib import Path
 import pyarrow.parquet as pq
 import pytest
 
-from lie_ray import storage
+from lie_ray.infra import storage
 from lie_ray.keys import generate_key
 from tests.conftest import EVAL_SLICE, HEAD_ENV, RAY_CLI, REPO_ROOT, cli_args
 from tests.s3 import CREDENTIALS, moto_bucket

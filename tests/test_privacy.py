@@ -14,7 +14,7 @@ import pytest
 from PIL import Image
 from typer.testing import CliRunner
 
-from lie_ray.cli import app
+from lie_ray.app.cli import app
 from lie_ray.data.cifar import load_split
 from lie_ray.keys import generate_key, import_permutation, save_key
 from lie_ray.privacy import brute_force, known_plaintext, targets
@@ -163,7 +163,7 @@ def test_privacy_command_rejects_bad_input_before_writing(tmp_path, master):
 
 
 def test_the_sweep_runs_the_privacy_phase_unless_told_not_to(tmp_path, cifar_dir):
-    from lie_ray.sweep import PHASES, resolve_plan
+    from lie_ray.app.study import PHASES, resolve_plan
 
     args = (tmp_path / "out", cifar_dir, "smoke", "Plain", None, None, False, None, {}, {})
     assert resolve_plan(*args).privacy == get_privacy_preset("smoke", 4)

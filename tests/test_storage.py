@@ -6,10 +6,12 @@ import pyarrow as pa
 import pyarrow.parquet  # noqa: F401  (pa.parquet)
 import pytest
 
-from lie_ray import capacity, storage
+from lie_ray.training import capacity
+
+from lie_ray.infra import storage
 from lie_ray.errors import LieRayError
 from lie_ray.keys import generate_key, key_location, load_key, save_key
-from lie_ray.presets import get_preset
+from lie_ray.training.settings import get_preset
 from tests.s3 import CREDENTIALS, moto_bucket
 
 
@@ -138,10 +140,10 @@ def test_commands_refuse_credentials_in_a_storage_uri_before_ray(command, cifar_
                                                                    monkeypatch):
     from typer.testing import CliRunner
 
-    import lie_ray.runtime
-    from lie_ray.cli import app
+    import lie_ray.infra.session
+    from lie_ray.app.cli import app
 
-    monkeypatch.setattr(lie_ray.runtime, "ray_session",
+    monkeypatch.setattr(lie_ray.infra.session, "ray_session",
                         lambda *a, **k: pytest.fail("Ray started"))
     runs = tmp_path / "runs"
     runs.mkdir()
@@ -161,7 +163,7 @@ def test_commands_refuse_credentials_in_a_storage_uri_before_ray(command, cifar_
 def test_the_sweep_refuses_credentials_in_a_key_uri(cifar_dir, tmp_path):
     from typer.testing import CliRunner
 
-    from lie_ray.cli import app
+    from lie_ray.app.cli import app
 
     result = CliRunner().invoke(app, ["sweep", "--data", str(cifar_dir), "--out",
                                       str(tmp_path / "out"), "--key",

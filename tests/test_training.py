@@ -22,11 +22,11 @@ from ray.train.torch import TorchTrainer
 
 from lie_ray.data.cifar import load_split
 from lie_ray.data.dataset import sorted_by_id, to_ray_dataset
-from lie_ray.encryption import encrypt_dataset
+from lie_ray.encryption.run import encrypt_dataset
 from lie_ray.keys import generate_key, load_key, save_key
 from lie_ray.models import build_model
-from lie_ray.policies import PolicySpec
-from lie_ray.presets import get_preset
+from lie_ray.keys.policies import PolicySpec
+from lie_ray.training.settings import get_preset
 from lie_ray.scenarios import PAPER_SCENARIOS
 from lie_ray.training.augment import random_crop_flip
 from lie_ray.training.run import run_training

@@ -12,7 +12,7 @@ from lie_ray import transforms
 from lie_ray.data.cifar import load_split
 from lie_ray.errors import LieRayError
 from lie_ray.keys import generate_key
-from lie_ray.policies import make_policy
+from lie_ray.keys.policies import make_policy
 from lie_ray.transforms.ffx import ffx_lookup
 
 from literal_cipher import literal_encrypt_image

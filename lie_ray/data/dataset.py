@@ -14,7 +14,7 @@ import ray
 import ray.data
 from ray.data.extensions import ArrowTensorArray
 
-from lie_ray import atomic, storage
+from lie_ray.infra import atomic, storage
 from lie_ray.data.cifar import Split
 from lie_ray.errors import LieRayError
 

@@ -26,7 +26,7 @@ from typing import BinaryIO, Iterator
 
 import numpy as np
 
-from lie_ray import atomic
+from lie_ray.infra import atomic
 from lie_ray.data.cifar import DIRECTORY_NAME, IMAGE_SHAPE, SPLIT_FILES
 from lie_ray.errors import LieRayError
 

@@ -14,7 +14,7 @@ from collections import Counter
 import numpy as np
 import torch
 
-from lie_ray.accelerate import configure, images_to_device, prepare_network, to_device
+from lie_ray.models.device import configure, images_to_device, prepare_network, to_device
 from lie_ray.evaluation.defender import (Defender, attacker_ciphers, load_defender,
                                          load_network)
 from lie_ray.evaluation.protocols import (PROTOCOLS, Batch, Outcome, applicable, worst_of)

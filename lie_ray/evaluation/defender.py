@@ -14,12 +14,12 @@ from typing import Callable
 import numpy as np
 import torch
 
-from lie_ray import storage
+from lie_ray.infra import storage
 from lie_ray.errors import LieRayError
 from lie_ray.keys import Key, load_key
 from lie_ray.models import build_model
-from lie_ray.policies import KeyPolicy, PolicySpec
-from lie_ray.checkpoints import META_FILE, STATE_FILE
+from lie_ray.keys.policies import KeyPolicy, PolicySpec
+from lie_ray.infra.checkpoints import META_FILE, STATE_FILE
 from lie_ray.transforms import KeyedTransform, Transform, TransformSpec, build, with_grad
 
 Classifier = Callable[[torch.Tensor], torch.Tensor]

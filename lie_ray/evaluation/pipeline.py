@@ -25,7 +25,7 @@ from ray.data.extensions import ArrowVariableShapedTensorArray
 from lie_ray.data.cifar import Split
 from lie_ray.evaluation.actor import EvaluateShard, rows_per_test_image
 from lie_ray.evaluation.settings import EvalSettings
-from lie_ray.runtime import wants_gpu
+from lie_ray.infra.session import wants_gpu
 
 
 def chunks(scenario: str, split: Split, size: int) -> list[pa.Table]:

@@ -23,8 +23,8 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import torch
 
-from lie_ray import storage
-from lie_ray.atomic import write_parquet
+from lie_ray.infra import storage
+from lie_ray.infra.atomic import write_parquet
 from lie_ray.attacks import PGD
 from lie_ray.data.cifar import load_split, resolve_data_dir
 from lie_ray.errors import LieRayError
@@ -32,8 +32,8 @@ from lie_ray.evaluation.defender import load_defender
 from lie_ray.evaluation.pipeline import evaluate
 from lie_ray.evaluation.settings import PAPER_EPSILON, EvalSettings
 from lie_ray.keys import key_location
-from lie_ray.policies import load_key_for_policies
-from lie_ray.preview import CIFAR_CLASSES, save_grid
+from lie_ray.keys.policies import load_key_for_policies
+from lie_ray.infra.images import CIFAR_CLASSES, save_grid
 
 log = logging.getLogger("lie_ray")
 Z_95 = 1.959963984540054

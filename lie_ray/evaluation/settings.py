@@ -37,7 +37,7 @@ class EvalSettings:
     actors: int = 2
     batch_size: int = 128
     torch_threads: int = 1
-    compile: bool = False  # torch.compile each actor's networks (lie_ray.accelerate)
+    compile: bool = False  # torch.compile each actor's networks (lie_ray.models.device)
     attacker_seed: int = 1234  # EOT keys and random starts: reproducible, never the defender's
 
     def step_size(self, eps: float) -> float:

@@ -12,8 +12,8 @@ from pathlib import Path
 import numpy as np
 import pyarrow.parquet as pq
 
-from lie_ray import atomic
-from lie_ray.preview import save_grid
+from lie_ray.infra import atomic
+from lie_ray.infra.images import save_grid
 
 TABLE = "privacy.parquet"
 SECTION = "privacy.md"

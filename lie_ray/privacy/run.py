@@ -24,7 +24,7 @@ from pathlib import Path
 import numpy as np
 import pyarrow as pa
 
-from lie_ray import atomic
+from lie_ray.infra import atomic
 from lie_ray.data.cifar import load_split
 from lie_ray.errors import LieRayError
 from lie_ray.keys import FIXED_LABEL, Key, generate_key
@@ -32,7 +32,7 @@ from lie_ray.privacy import brute_force, chosen_plaintext, keyspace, known_plain
 from lie_ray.privacy.ciphertext_only import BLOCK_STATISTICS, block_mean, fr_basic
 from lie_ray.privacy.scoring import score
 from lie_ray.privacy.settings import PrivacySettings
-from lie_ray.storage import join
+from lie_ray.infra.storage import join
 
 log = logging.getLogger("lie_ray")
 

@@ -14,9 +14,9 @@ import ray.data
 
 from lie_ray.data.cifar import load_split
 from lie_ray.data.dataset import to_ray_dataset
-from lie_ray.encryption import encrypt_dataset
-from lie_ray.policies import PolicySpec
-from lie_ray.presets import TrainSettings
+from lie_ray.encryption.run import encrypt_dataset
+from lie_ray.keys.policies import PolicySpec
+from lie_ray.training.settings import TrainSettings
 from lie_ray.scenarios import Scenario
 from lie_ray.training.augment import augment_batch
 

@@ -19,16 +19,16 @@ from pathlib import Path
 import pyarrow as pa
 from ray import tune
 
-from lie_ray import atomic, interrupt
-from lie_ray.capacity import concurrent_trials
-from lie_ray.console import verbose
+from lie_ray.infra import atomic, interrupt
+from lie_ray.training.capacity import concurrent_trials
+from lie_ray.infra.console import verbose
 from lie_ray.data.cifar import resolve_data_dir
 from lie_ray.errors import LieRayError
 from lie_ray.keys import key_location
-from lie_ray.presets import TRIAL_DRIVER_CPUS, TrainSettings
-from lie_ray.runtime import wants_gpu
+from lie_ray.training.settings import TRIAL_DRIVER_CPUS, TrainSettings
+from lie_ray.infra.session import wants_gpu
 from lie_ray.scenarios import Scenario, key_for_scenarios
-from lie_ray.storage import join, to_location
+from lie_ray.infra.storage import join, to_location
 from lie_ray.training.trial import train_scenario
 from lie_ray.training.worker import transform_meta
 

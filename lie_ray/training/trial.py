@@ -22,12 +22,12 @@ from ray import tune
 from ray.train.torch import TorchTrainer
 from ray.tune.integration.ray_train import CHECKPOINT_PATH_KEY, TuneReportCallback
 
-from lie_ray.console import quiet_trial
-from lie_ray.presets import DATA_CPUS_PER_TRIAL, TrainSettings, data_cpus
+from lie_ray.infra.console import quiet_trial
+from lie_ray.training.settings import DATA_CPUS_PER_TRIAL, TrainSettings, data_cpus
 from lie_ray.scenarios import Scenario
-from lie_ray.storage import join, resolve
+from lie_ray.infra.storage import join, resolve
 from lie_ray.training.pipeline import build_datasets
-from lie_ray.checkpoints import META_FILE
+from lie_ray.infra.checkpoints import META_FILE
 from lie_ray.training.worker import train_func
 
 

@@ -109,7 +109,7 @@ class TransformSpec:
 
 class KeyedTransform:
     """A master key seen through one transform: ``cipher(label)`` is the transform for a
-    sub-key label, so key policies (``lie_ray.policies``) serve every transform alike."""
+    sub-key label, so key policies (``lie_ray.keys.policies``) serve every transform alike."""
 
     def __init__(self, spec: TransformSpec, key: Key):
         self.spec, self.key = spec.resolved(key.block_size), key

@@ -26,13 +26,13 @@ import pyarrow.parquet as pq
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
-from lie_ray import atomic
-from lie_ray.cluster_log import cluster_section
+from lie_ray.infra import atomic
+from lie_ray.infra.cluster_log import cluster_section
 from lie_ray.errors import LieRayError
 from lie_ray.evaluation.settings import (CHANNEL, PAPER_EPSILON, PLAIN_SPACE, WORST_CASE,
                                          WORST_CASE_CHANNEL)
 from lie_ray.privacy.report import section as privacy_section
-from lie_ray.report_family import family_section
+from lie_ray.report.family import family_section
 from lie_ray.scenarios import PAPER_SCENARIOS
 
 CLEAN_EVALUATIONS = ("test", "train")

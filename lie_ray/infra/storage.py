@@ -92,7 +92,7 @@ def write_bytes(location: str | os.PathLike, data: bytes) -> None:
     """Write a whole object. Local files go through ``atomic`` (write, then rename); an object
     store makes a PUT visible only once complete, so readers never see half an object."""
     if not is_uri(location):
-        from lie_ray import atomic
+        from lie_ray.infra import atomic
 
         atomic.write_bytes(location, data)
         return

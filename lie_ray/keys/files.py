@@ -30,11 +30,11 @@ import numpy as np
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
-from lie_ray import atomic
+from lie_ray.infra import atomic
 from lie_ray.cipher.block import BlockCipher, nibble_count, validate_permutation
 from lie_ray.data.cifar import IMAGE_SHAPE
 from lie_ray.errors import LieRayError
-from lie_ray.storage import check_uri, is_uri, read_bytes
+from lie_ray.infra.storage import check_uri, is_uri, read_bytes
 
 KEY_FORMAT = "lie_ray-key"
 KEY_VERSION = 1

@@ -25,7 +25,7 @@ DEFAULT_LOCAL_CPUS = max(4, os.cpu_count() or 1)
 
 @contextlib.contextmanager
 def ray_session(num_cpus: int | None = None) -> Iterator[None]:
-    from lie_ray.console import keep_driver_logging, worker_logging_config
+    from lie_ray.infra.console import keep_driver_logging, worker_logging_config
 
     if ray.is_initialized():
         yield

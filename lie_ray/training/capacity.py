@@ -15,7 +15,7 @@ from dataclasses import dataclass
 import ray
 
 from lie_ray.errors import LieRayError
-from lie_ray.presets import TRIAL_DRIVER_CPUS, TrainSettings, data_cpus
+from lie_ray.training.settings import TRIAL_DRIVER_CPUS, TrainSettings, data_cpus
 
 log = logging.getLogger("lie_ray")
 AUTOSCALER_STATUS_KEY = "__autoscaling_status"  # written by a running autoscaler (v1 and v2)

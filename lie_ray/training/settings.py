@@ -45,7 +45,7 @@ class TrainSettings:
     num_workers: int = 1  # Ray Train DDP workers per trial
     gpu: str = "auto"  # auto: use GPUs when the cluster has any
     torch_threads: int = 1  # intra-op threads per worker
-    compile: bool = False  # torch.compile the network (lie_ray.accelerate): for long GPU runs
+    compile: bool = False  # torch.compile the network (lie_ray.models.device): for long GPU runs
     pgd_steps: int | None = None  # None: the scenario's own adversarial-training settings
     pgd_step_size: float | None = None
     pgd_eps: float | None = None

@@ -1,6 +1,6 @@
 """Ctrl-C and SIGTERM: stop, keep what is finished, say in one line how to resume.
 
-Every job writes its results whole or not at all (``lie_ray.atomic``) and keeps finished work
+Every job writes its results whole or not at all (``lie_ray.infra.atomic``) and keeps finished work
 (Tune trials, Train checkpoints, evaluated scenarios), so an interrupted job loses only the
 unfinished part. What it must not do is carry on with half the work: before this module,
 Ray Tune caught Ctrl-C, saved its state and returned, and the training job then built

@@ -87,7 +87,7 @@ def plot_cluster(rows: list[dict], path: Path) -> None:
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
-    from lie_ray import atomic
+    from lie_ray.infra import atomic
 
     start = rows[0]["time"]
     minutes = [(r["time"] - start) / 60 for r in rows]

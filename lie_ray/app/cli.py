@@ -2,7 +2,7 @@
 
 User mistakes (a ``LieRayError``, or a usage error click finds: an option out of range, a
 typo) print one line, ``error: ...``, and exit with status 2; no traceback. Ctrl-C or SIGTERM
-prints one line saying what is kept and exits with 130 or 143 (``lie_ray.interrupt``).
+prints one line saying what is kept and exits with 130 or 143 (``lie_ray.infra.interrupt``).
 Anything else is a bug and keeps its traceback.
 """
 from __future__ import annotations
@@ -18,8 +18,8 @@ import typer
 
 from lie_ray.data.cifar import DEFAULT_DATA_DIR
 from lie_ray.errors import LieRayError
-from lie_ray.interrupt import Interrupted, on_interrupt
-from lie_ray.outputs import check_output_dir, check_output_file, check_storage
+from lie_ray.infra.interrupt import Interrupted, on_interrupt
+from lie_ray.infra.outputs import check_output_dir, check_output_file, check_storage
 
 app = typer.Typer(
     name="lie-ray", no_args_is_help=True, pretty_exceptions_enable=False,
@@ -105,9 +105,9 @@ def encrypt(
 ):
     """Encrypt CIFAR-10 into Parquet shards with a Ray Data actor pool."""
     from lie_ray.data.cifar import check_dataset
-    from lie_ray.encryption import run_encrypt
-    from lie_ray.policies import PolicySpec, load_key_for_policies
-    from lie_ray.runtime import ray_session
+    from lie_ray.encryption.run import run_encrypt
+    from lie_ray.keys.policies import PolicySpec, load_key_for_policies
+    from lie_ray.infra.session import ray_session
 
     check_output_dir(out)
     if preview is not None:
@@ -207,12 +207,12 @@ def train(
 ):
     """Train the scenarios: one Ray Tune trial each, running Ray Train DDP fed by Ray Data."""
     from lie_ray.data.cifar import check_dataset
-    from lie_ray.presets import training_plan
-    from lie_ray.runtime import ray_session
+    from lie_ray.training.settings import training_plan
+    from lie_ray.infra.session import ray_session
     from lie_ray.scenarios import key_for_scenarios
     from lie_ray.training.run import run_training
 
-    from lie_ray.storage import check_uri
+    from lie_ray.infra.storage import check_uri
 
     settings, chosen = training_plan(preset, scenarios, scenario_file, {**train_overrides(
         epochs, batch_size, lr, width, workers, gpu, pgd_steps, pgd_step_size, pgd_eps,
@@ -254,11 +254,11 @@ def evaluate(
     from lie_ray.data.cifar import check_dataset
     from lie_ray.evaluation.run import read_training, run_evaluation
     from lie_ray.evaluation.settings import get_eval_preset
-    from lie_ray.policies import load_key_for_policies
+    from lie_ray.keys.policies import load_key_for_policies
     from lie_ray.report import write_report
-    from lie_ray.runtime import check_gpu_choice, ray_session
+    from lie_ray.infra.session import check_gpu_choice, ray_session
     from lie_ray.scenarios import parse_names
-    from lie_ray.storage import check_uri, join
+    from lie_ray.infra.storage import check_uri, join
 
     settings = get_eval_preset(preset).replace(**eval_overrides(
         epsilons, test_limit, pgd_steps, eot_keys, square_queries, actors, compile))
@@ -309,8 +309,8 @@ def sweep(
 
     Runs on an embedded Ray, or joins the cluster named by RAY_ADDRESS (as under
     'ray job submit')."""
-    from lie_ray.runtime import ray_session
-    from lie_ray.sweep import resolve_plan, run_sweep, summary, tensorboard_dir
+    from lie_ray.infra.session import ray_session
+    from lie_ray.app.study import resolve_plan, run_sweep, summary, tensorboard_dir
 
     check_output_dir(out)  # fail before Ray starts
     check_storage(storage)
@@ -345,7 +345,7 @@ def privacy(
     import pyarrow.compute as pc
 
     from lie_ray.privacy.run import resolve_privacy, run_privacy
-    from lie_ray.runtime import ray_session
+    from lie_ray.infra.session import ray_session
 
     check_output_dir(out)  # fail before Ray starts
     loaded, names, settings, data = resolve_privacy(key, preset, data, transforms)
@@ -392,6 +392,14 @@ def format_table(table, columns: list[str]) -> str:
 def main(argv: Optional[list[str]] = None) -> None:
     """``lie-ray``: the app, with click's own usage errors as one line."""
     run_command(typer.main.get_command(app), argv, "lie-ray")
+
+
+def sweep_main() -> None:
+    """``python -m lie_ray.sweep``: the ``sweep`` command of the ``lie-ray`` CLI."""
+    configure_logging(verbose="--verbose" in sys.argv or "-v" in sys.argv)
+    command = typer.main.get_command(app).commands["sweep"]
+    run_command(command, [a for a in sys.argv[1:] if a not in ("--verbose", "-v")],
+                "python -m lie_ray.sweep")
 
 
 def run_command(command, argv: Optional[list[str]], prog_name: str) -> None:

@@ -6,7 +6,7 @@ import os
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
-from lie_ray import atomic
+from lie_ray.infra import atomic
 
 CIFAR_CLASSES = ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse",
                  "ship", "truck")

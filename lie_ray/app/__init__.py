@@ -1,0 +1,1 @@
+"""The command layer: parse, validate before Ray starts, run the jobs, print."""

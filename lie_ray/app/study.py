@@ -1,0 +1,227 @@
+"""The whole study in one command: ``python -m lie_ray.sweep`` (or ``lie-ray sweep``).
+
+    keys -> encryption (Ray Data) -> the scenarios trained (Tune + Train) -> distributed
+    evaluation (Ray Data actors) -> report
+
+Everything lands under ``--out``, unless ``--storage`` names a place every node of a cluster
+reaches (a path, or a URI such as ``s3://bucket/prefix?region=us-east-1``): what cluster nodes
+write then goes there (``STORAGE/encrypted``, ``STORAGE/train``, ``STORAGE/runs``,
+``STORAGE/evaluations``) and only what this driver writes stays in ``--out``:
+
+    OUT/keys/master.json     the master key, when the sweep made it (mode 0600)
+    OUT/encrypted/           the encrypted dataset as Parquet shards, with preview.png
+    OUT/ray/                 Tune experiment (TensorBoard) and Ray Train checkpoints
+    OUT/training.parquet     one row per scenario
+    OUT/cluster.parquet      the cluster over time: alive nodes, CPUs and GPUs total and in use
+    OUT/evaluations/         one Parquet file per evaluated scenario (what --resume reuses)
+    OUT/examples.parquet, OUT/results.parquet, OUT/report.md, OUT/*.png
+    OUT/logs/sweep.log       the driver's whole log (the console is quiet unless --verbose)
+
+On a laptop the sweep starts an embedded Ray and stops it at the end; with ``RAY_ADDRESS`` set,
+or under ``ray job submit``, it joins that cluster. ``--resume`` after an interruption keeps
+what is finished: the encrypted shards, finished Tune trials (``Tuner.restore``), and every
+scenario whose evaluation file matches its checkpoint and settings.
+"""
+from __future__ import annotations
+
+import json
+import logging
+import time
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterator
+
+import pyarrow as pa
+
+from lie_ray.data.cifar import check_dataset
+from lie_ray.errors import LieRayError
+from lie_ray.evaluation.settings import EvalSettings
+from lie_ray.infra import atomic, storage
+from lie_ray.infra.cluster_log import ClusterRecorder
+from lie_ray.keys import Key, generate_key, key_location, load_key, save_key
+from lie_ray.training.settings import TrainSettings
+from lie_ray.privacy.settings import PrivacySettings
+from lie_ray.scenarios import Scenario
+
+log = logging.getLogger("lie_ray")
+PHASES = ("keys", "encryption", "training", "evaluation", "privacy", "report")
+
+
+@dataclass(frozen=True)
+class SweepPlan:
+    """What one sweep runs: validated before any Ray work starts."""
+
+    out: Path
+    data: Path
+    scenarios: list[Scenario]
+    train: TrainSettings
+    evaluation: EvalSettings
+    key_path: str | None = None  # a file or URI; None: the sweep's own key in OUT/keys/
+    resume: bool = False
+    storage: str | None = None  # what nodes write (URI or path); default OUT (Ray's in OUT/ray)
+    privacy: PrivacySettings | None = None  # None: --no-privacy, the phase is skipped
+
+    def shared(self, *parts: str) -> str:
+        """Where cluster nodes write ``parts``: under ``--storage``, else under ``--out``."""
+        return storage.join(self.storage or self.out.resolve(), *parts)
+
+
+def run_sweep(plan: SweepPlan) -> dict[str, pa.Table]:
+    """Run every phase in order; return the training and results tables."""
+    from lie_ray.infra.console import log_to_file
+    from lie_ray.encryption.run import run_encrypt
+    from lie_ray.evaluation.run import run_evaluation
+    from lie_ray.keys.policies import PolicySpec
+    from lie_ray.training.capacity import concurrent_trials
+    from lie_ray.report import write_report
+    from lie_ray.infra.session import wants_gpu
+    from lie_ray.training.run import run_training
+
+    out = plan.out.resolve()
+    log_to_file(out / "logs" / "sweep.log")  # the console stays quiet; this file does not
+    # A cluster that cannot hold one training trial fails now, not after encrypting.
+    concurrent_trials(plan.train, wants_gpu(plan.train.gpu), len(plan.scenarios),
+                      plan.train.max_concurrent_trials)
+    recorder = ClusterRecorder().start()
+    with phase("keys", recorder):
+        key_path, key = prepare_key(plan, out)
+    with phase("encryption", recorder):
+        encrypted = plan.shared("encrypted")
+        if plan.resume and encryption_done(encrypted, key, plan.train.train_limit):
+            log.info("encrypted shards in %s are complete: not encrypted again", encrypted)
+        else:
+            run_encrypt(plan.data, key_path, PolicySpec("fixed", plan.train.key_batch_size),
+                        encrypted, limit=plan.train.train_limit,
+                        preview=out / "encrypted" / "preview.png")
+    with phase("training", recorder):
+        training = run_training(plan.scenarios, plan.train, plan.data, out, key_path,
+                                resume=plan.resume, storage=plan.storage)
+    with phase("evaluation", recorder):
+        results = run_evaluation(out, plan.data, out, key_path, plan.evaluation,
+                                 plan.train.key_batch_size, [s.name for s in plan.scenarios],
+                                 resume=plan.resume, gpu=plan.train.gpu,
+                                 parts=plan.shared("evaluations"))
+    if plan.privacy is not None:
+        with phase("privacy", recorder):
+            from lie_ray.privacy import targets
+            from lie_ray.privacy.run import run_privacy
+
+            run_privacy(plan.data, key, out, targets.names(), plan.privacy, plan.storage)
+    recorder.stop()
+    atomic.write_parquet(recorder.table(), out / "cluster.parquet")
+    with phase("report"):
+        write_report(out, training)
+    return {"training": training, "results": results}
+
+
+def tensorboard_dir(plan: SweepPlan) -> str:
+    return storage.join(plan.storage or plan.out.resolve() / "ray", "train")
+
+
+@contextmanager
+def phase(name: str, recorder: ClusterRecorder | None = None) -> Iterator[None]:
+    """A line when a phase starts and one when it ends, with its wall time; the cluster
+    recorder labels its samples with the phase (and stops if the phase fails)."""
+    number = PHASES.index(name) + 1
+    log.info("[%d/%d] %s ...", number, len(PHASES), name)
+    started = time.monotonic()
+    if recorder is not None:
+        recorder.phase = name
+    try:
+        yield
+    except BaseException:
+        if recorder is not None:
+            recorder.stop()
+        raise
+    log.info("[%d/%d] %s done in %.1f s", number, len(PHASES), name, time.monotonic() - started)
+
+
+def prepare_key(plan: SweepPlan, out: Path) -> tuple[str | Path, Key]:
+    """The user's key (validated: readable by its owner only, the right block size), else the
+    sweep's own, made once into OUT/keys/ and reused by every later run into the same OUT."""
+    if plan.key_path is not None:
+        return (key_location(plan.key_path),
+                load_key(plan.key_path, block_size=plan.train.block_size))
+    path = out / "keys" / "master.json"
+    if path.exists():
+        key = load_key(path, block_size=plan.train.block_size)
+        log.info("using the sweep's key %s (%s)", key.fingerprint, path)
+        return path, key
+    key = generate_key(plan.train.block_size)
+    save_key(key, path)
+    log.info("made a new master key %s at %s (mode 0600)", key.fingerprint, path)
+    return path, key
+
+
+def encryption_done(directory: str, key: Key, limit: int | None) -> bool:
+    """True when the encryption phase finished for this key: its manifest is written last."""
+    try:
+        written = json.loads(storage.read_bytes(storage.join(directory, "manifest.json")))
+    except (OSError, ValueError):
+        return False
+    return written.get("master_fingerprint") == key.fingerprint and \
+        written.get("limit") == limit
+
+
+def summary(training: pa.Table, results: pa.Table, out: Path, tensorboard: str) -> str:
+    """The headline per scenario, every figure from results.parquet with its n (the same
+    numbers and labels as report.md): clean errors, the paper's PGD and the worst cases at the
+    largest epsilon; then where everything is."""
+    epsilon = max(results.column("epsilon").to_pylist())
+    rows = results.to_pylist()
+    found = {(r["scenario"], r["evaluation"]): r for r in rows
+             if r["epsilon"] == epsilon or r["evaluation"] in ("train", "test")}
+    n = {e: sorted({r["n"] for (_, name), r in found.items() if name == e})
+         for e in ("train", "test", "pgd")}
+    lines = [f"{'scenario':<18} {'train':>6} {'test':>6} {'pgd':>6} {'worst':>6} {'channel':>7}"]
+    for row in training.to_pylist():
+        name = row["scenario"]
+        cells = [_cell(found.get((name, e))) for e in ("train", "test", "pgd", "worst-case")]
+        lines.append(f"{name:<18} {cells[0]:>6} {cells[1]:>6} {cells[2]:>6} {cells[3]:>6} "
+                     f"{_cell(found.get((name, 'worst-case-channel'))):>7}")
+    lines += [f"(results.parquet: clean train error n={_sizes(n['train'])}, clean test error "
+              f"n={_sizes(n['test'])}; adversarial errors at eps {epsilon:.4f}, "
+              f"n={_sizes(n['pgd'])}: pgd = the paper's protocol, worst = worst case over "
+              "plain-image attacks, channel = with the ciphertext-space attack too)",
+              "", f"report      {out / 'report.md'}",
+              f"tables      {out / 'training.parquet'}, {out / 'results.parquet'}, "
+              f"{out / 'examples.parquet'}",
+              f"tensorboard tensorboard --logdir {tensorboard}"]
+    return "\n".join(lines)
+
+
+def _sizes(sizes: list[int]) -> str:
+    return "?" if not sizes else "/".join(str(s) for s in sizes)
+
+
+def _cell(row: dict | None) -> str:
+    return "-" if row is None else f"{row['error']:.3f}"
+
+
+def resolve_plan(out: Path, data: Path, preset: str, scenarios: str | None,
+                 scenario_file: list[Path] | None, key: str | None, resume: bool,
+                 storage: str | None, train_overrides: dict, eval_overrides: dict,
+                 download: bool = False, privacy: bool = True) -> SweepPlan:
+    """Every check that can fail on the user's input, before Ray starts."""
+    from lie_ray.evaluation.settings import get_eval_preset
+    from lie_ray.training.settings import training_plan
+    from lie_ray.privacy.settings import get_privacy_preset
+    from lie_ray.scenarios import key_for_scenarios
+    from lie_ray.infra.storage import check_uri, is_uri as storage_is_uri
+
+    train, chosen = training_plan(preset, scenarios, scenario_file, train_overrides)
+    evaluation = get_eval_preset(preset).replace(**eval_overrides)
+    if key is not None:
+        if storage_is_uri(key):
+            check_uri(key, "--key")
+        loaded = key_for_scenarios(chosen, key, train.block_size, train.key_batch_size)
+        if privacy and loaded is not None and not loaded.derives_subkeys:
+            raise LieRayError(f"--key {key} is an imported permutation, but the privacy phase "
+                              "derives many keys from a master key: pass a key made by "
+                              "'lie-ray keygen', or add --no-privacy")
+    if storage is not None:
+        storage = check_uri(storage)
+    return SweepPlan(out=out, data=check_dataset(data, download), scenarios=chosen, train=train,
+                     evaluation=evaluation, key_path=key, resume=resume, storage=storage,
+                     privacy=get_privacy_preset(preset, train.block_size) if privacy else None)
