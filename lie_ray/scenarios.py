@@ -23,7 +23,7 @@ from pathlib import Path
 from lie_ray.errors import LieRayError
 from lie_ray.keys import Key
 from lie_ray.keys.policies import POLICIES, load_key_for_policies
-from lie_ray.transforms import TransformSpec
+from lie_ray.transforms import REGISTRY, TransformSpec, transform_class
 
 
 @dataclass(frozen=True)
@@ -103,9 +103,8 @@ PAPER_SCENARIOS: dict[str, Scenario] = {s.name: s for s in [
 # beside Plain, all under the same honest evaluations: ``--preset family``.
 FAMILY_SCENARIOS: dict[str, Scenario] = {s.name: s for s in [
     Scenario("Plain", encrypted=False),
-    *(Scenario(label, encrypted=True, key_policy="fixed", transform=name)
-      for label, name in (("LE", "le"), ("ELE", "ele"), ("PE", "pe"), ("EtC", "etc"),
-                          ("Shuffle", "shuffle"), ("NP", "np"), ("FFX", "ffx"))),
+    *(Scenario(cls.label, encrypted=True, key_policy="fixed", transform=name)
+      for name, cls in REGISTRY.items()),
 ]}
 PRESET_SCENARIOS = {"family": FAMILY_SCENARIOS}  # presets whose default is not the paper's five
 
@@ -200,9 +199,9 @@ def key_for_scenarios(scenarios: list[Scenario], key_path: str | Path | None, bl
     if key is not None and not key.derives_subkeys:
         # An imported permutation is one LE key at its own block size; anything else derives.
         derived = [s.name for s in scenarios if s.encrypted and
-                   (s.transform != "le" or (s.block_size or block_size) != key.block_size)]
+                   (not transform_class(s.transform).block_size_from_key
+                    or (s.block_size or block_size) != key.block_size)]
         if derived:
-            raise LieRayError(f"scenario(s) {', '.join(derived)} derive their keys from a master "
-                              f"key, but key {key.fingerprint} is an imported LE permutation: "
-                              "pass a key made by 'lie-ray keygen'")
+            key.require_master(f"scenario(s) {', '.join(derived)} derive their keys from a "
+                               "master key", fix="pass a key made by 'lie-ray keygen'")
     return key

@@ -6,9 +6,9 @@ import pytest
 import torch
 
 from lie_ray.cipher import BlockCipher, from_permutation
-from lie_ray.cipher.block import gather_bytes_numpy
-from lie_ray.cipher.torch_path import device_tables, gather_bytes_torch
-from lie_ray.cipher.reference import reference_decrypt, reference_encrypt
+from lie_ray.transforms.nibble.kernels_numpy import gather_bytes_numpy
+from lie_ray.transforms.nibble.kernels_torch import device_tables, gather_bytes_torch
+from lie_ray.transforms.nibble.reference import reference_decrypt, reference_encrypt
 from lie_ray.data.cifar import load_split
 from lie_ray.errors import LieRayError
 
@@ -144,7 +144,7 @@ def test_repr_shows_fingerprint_not_key():
 
 
 def test_cpu_and_gpu_quantisation_agree_and_round_half_up():
-    from lie_ray.cipher.quantise import levels_numpy, levels_torch
+    from lie_ray.transforms.quantise import levels_numpy, levels_torch
 
     values = torch.cat([torch.rand(10_000, dtype=torch.float64),
                         (torch.arange(255, dtype=torch.float64) + 0.5) / 255,  # exact halves

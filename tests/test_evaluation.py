@@ -8,6 +8,7 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 
+from lie_ray import transforms
 from lie_ray.attacks import PGD
 from lie_ray.data.cifar import load_split
 from lie_ray.evaluation.defender import Defender, eot_classifier
@@ -147,7 +148,7 @@ def learned(cifar_dir):
     defenders = {}
     for encrypted in (False, True):
         model = build_model(encrypted=encrypted, width=8, adaptation_channels=16)
-        inputs = key.cipher("fixed").encrypt(x) if encrypted else x
+        inputs = transforms.build("le", key).encrypt(x) if encrypted else x
         optimizer = torch.optim.SGD(model.parameters(), lr=0.05, momentum=0.9)
         for _ in range(3):
             for rows in torch.randperm(len(y)).split(64):
@@ -220,7 +221,7 @@ def test_each_reading_of_the_papers_protocol_and_bpda_includes_identity(learned)
 def test_a_plain_eps_of_0_1_moves_ciphertext_bytes_by_far_more():
     # Why encrypted-input is no bound on plain-image attacks: a plain step of 25/255 (< 0.1)
     # changes a low nibble, which the cipher puts in some byte's HIGH half.
-    cipher = generate_key().cipher("fixed")
+    cipher = transforms.build("le", generate_key())
     generator = torch.Generator().manual_seed(0)
     levels = torch.randint(0, 256, (64, 3, 32, 32), generator=generator)
     step = 25 * (2 * torch.randint(0, 2, levels.shape, generator=generator) - 1)
@@ -249,7 +250,8 @@ def test_gradient_free_keys_every_row_with_its_own_sub_key():
 
     torch.manual_seed(0)
     model = build_model(encrypted=True, width=4, adaptation_channels=8).eval()
-    defender = Defender(model, generate_key(), PerBatchPolicy(batch_size=4))
+    defender = Defender(model, TransformSpec().keyed(generate_key()),
+                        PerBatchPolicy(batch_size=4))
     seen = []
     original_encrypt = defender.encrypt
 

@@ -14,6 +14,7 @@ import pytest
 from PIL import Image
 from typer.testing import CliRunner
 
+from lie_ray import transforms
 from lie_ray.app.cli import app
 from lie_ray.data.cifar import load_split
 from lie_ray.keys import generate_key, import_permutation, save_key
@@ -83,7 +84,7 @@ def test_ele_needs_several_probes_and_then_has_every_block_key(master, test_imag
     assert wrong[0] is None and not known_plaintext.equivalent("ele", wrong[1], truth)
 
 
-@pytest.mark.parametrize("name", brute_force.APPLIES)
+@pytest.mark.parametrize("name", [n for n, c in transforms.REGISTRY.items() if c.brute_forceable])
 def test_brute_force_at_m2_finds_exactly_the_true_key_among_792(name, test_images, master):
     truth = targets.build(name, master, 2, "fixed")
     found, tried, rate = brute_force.brute_force(name, truth, test_images[:1],

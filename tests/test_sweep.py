@@ -72,7 +72,7 @@ def key_material_forms(key_path: Path) -> list[str]:
              base64.b64encode(raw).decode().rstrip("="),
              base64.urlsafe_b64encode(raw).decode().rstrip("=")]
     for label in ["fixed", "batch/train/0", "batch/train/1", "batch/test/0"]:
-        perm = key.cipher(label).perm.tolist()
+        perm = transforms.build("le", key, label=label).perm.tolist()
         forms += [", ".join(map(str, perm[:12])), " ".join(map(str, perm[:12])),
                   ",".join(map(str, perm[:12]))]
     return forms

@@ -11,8 +11,10 @@ import literal_transforms as literal
 from lie_ray import transforms
 from lie_ray.data.cifar import load_split
 from lie_ray.errors import LieRayError
-from lie_ray.keys import generate_key
+from lie_ray.cipher import from_permutation
+from lie_ray.keys import generate_key, le_permutation
 from lie_ray.keys.policies import make_policy
+from lie_ray.transforms import registry
 from lie_ray.transforms.ffx import ffx_lookup
 
 from literal_cipher import literal_encrypt_image
@@ -128,7 +130,8 @@ def test_keys_derive_by_label_and_round_trip_through_arrays(tmp_path):
         assert copy.fingerprint == fixed.fingerprint
         assert fixed.gradient in ("true", "bpda") and fixed.key_space_log2 > 5
         assert str(fixed.key_arrays()) not in repr(fixed)
-    assert transforms.build("le", key).fingerprint == key.cipher().fingerprint
+    assert transforms.build("le", key).fingerprint == from_permutation(
+        le_permutation(key, "fixed", 96), block_size=4).fingerprint
     np_key = transforms.build("np", key, block_size=4).key_arrays()["flip"]
     assert np_key.sum() == 23  # randperm(48) > 24, as the reference draws it
     assert round(transforms.build("np", key, block_size=2).key_space_log2, 3) == \
@@ -184,3 +187,26 @@ def test_bad_keys_and_names_are_one_line_errors():
         transforms.from_arrays("np", {"flip": np.ones(48, bool)}, variant="reference")
     with pytest.raises(LieRayError, match="does not divide"):
         transforms.build("np", generate_key(4), block_size=5)
+
+
+# ---------------------------------------------------------------- facts on the classes
+def test_every_registered_transform_has_every_fact_other_parts_read():
+    for name, cls in transforms.REGISTRY.items():
+        assert registry.check_facts(cls) is cls and cls.name == name
+        assert set(cls.key_fields) <= set(transforms.build(name, generate_key()).key_arrays())
+    assert len({cls.label for cls in transforms.REGISTRY.values()}) == len(transforms.REGISTRY)
+
+
+def test_a_transform_lacking_a_fact_is_refused():
+    class Unlabelled(transforms.REGISTRY["shuffle"].__base__):  # a GatherTransform, no facts
+        name, gradient, adaptation, key_fields = "unlabelled", "true", False, ("perm",)
+
+    with pytest.raises(LieRayError, match="Unlabelled lacks the class attribute.*label"):
+        registry.check_facts(Unlabelled)
+
+
+def test_known_plaintext_recoveries_cover_exactly_the_transforms_that_claim_one():
+    from lie_ray.privacy.known_plaintext import RECOVERERS
+
+    claimed = {name for name, cls in transforms.REGISTRY.items() if cls.known_plaintext}
+    assert set(RECOVERERS) == claimed and "ffx" not in claimed

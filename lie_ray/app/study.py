@@ -216,10 +216,9 @@ def resolve_plan(out: Path, data: Path, preset: str, scenarios: str | None,
         if storage_is_uri(key):
             check_uri(key, "--key")
         loaded = key_for_scenarios(chosen, key, train.block_size, train.key_batch_size)
-        if privacy and loaded is not None and not loaded.derives_subkeys:
-            raise LieRayError(f"--key {key} is an imported permutation, but the privacy phase "
-                              "derives many keys from a master key: pass a key made by "
-                              "'lie-ray keygen', or add --no-privacy")
+        if privacy and loaded is not None:
+            loaded.require_master(f"the privacy phase derives many keys from --key {key}",
+                                  fix="pass a key made by 'lie-ray keygen', or add --no-privacy")
     if storage is not None:
         storage = check_uri(storage)
     return SweepPlan(out=out, data=check_dataset(data, download), scenarios=chosen, train=train,

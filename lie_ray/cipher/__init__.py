@@ -1,19 +1,8 @@
-"""Tanaka's learnable block-wise image encryption: exact cipher, autograd views, reference.
+"""Compatibility name for LE's nibble kernels, now ``lie_ray.transforms.nibble`` (README's
+``from lie_ray.cipher import from_permutation, cipher_with_grad`` keeps working). Nothing in
+the package imports this module: it sits above every layer."""
+from lie_ray.transforms.nibble import (BlockCipher, NibbleCipher, from_permutation, nibble_count,
+                                       validate_permutation)
+from lie_ray.transforms.nibble import __all__, __getattr__  # noqa: F401  the lazy torch exports
 
-The autograd exports load torch on first use, so NumPy-only users (Ray Data actors) never pay
-for importing it.
-"""
-from lie_ray.cipher.block import BlockCipher, from_permutation, nibble_count, validate_permutation
-
-_TORCH_EXPORTS = {"BACKWARD_MODES", "cipher_with_grad", "smooth_surrogate"}
-
-__all__ = ["BlockCipher", "from_permutation", "nibble_count", "validate_permutation",
-           *sorted(_TORCH_EXPORTS)]
-
-
-def __getattr__(name: str):
-    if name in _TORCH_EXPORTS:
-        from lie_ray.cipher import differentiable
-
-        return getattr(differentiable, name)
-    raise AttributeError(f"module 'lie_ray.cipher' has no attribute {name!r}")
+__all__ = list(__all__)

@@ -34,7 +34,7 @@ class EncryptBatch:
                  transform: TransformSpec = TransformSpec()):
         self.key = transform.keyed(load_key(key_path))
         self.policy = policy.build()
-        self.policy.check_key(self.key)
+        self.policy.check_key(self.key.key)
         self.split = split
 
     def __call__(self, batch: dict[str, np.ndarray], provenance: bool = True
@@ -113,7 +113,8 @@ def run_encrypt(data_dir: str | os.PathLike, key_path: str | os.PathLike, policy
         counts[split_name] = len(split.labels)
         if preview is not None and split_name == "test":
             shown = split.head(8)
-            ciphertexts, _ = policy.build().encrypt(key, shown.images, shown.ids, split_name)
+            ciphertexts, _ = policy.build().encrypt(TransformSpec().keyed(key), shown.images,
+                                                    shown.ids, split_name)
             save_grid([shown.images, ciphertexts], preview)
     manifest = {"master_fingerprint": key.fingerprint, "block_size": key.block_size,
                 "policy": policy.name, "key_batch_size": policy.key_batch_size,

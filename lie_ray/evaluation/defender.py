@@ -20,7 +20,7 @@ from lie_ray.keys import Key, load_key
 from lie_ray.models import build_model
 from lie_ray.keys.policies import KeyPolicy, PolicySpec
 from lie_ray.infra.checkpoints import META_FILE, STATE_FILE
-from lie_ray.transforms import KeyedTransform, Transform, TransformSpec, build, with_grad
+from lie_ray.transforms import KeyedTransform, Transform, TransformSpec, build
 
 Classifier = Callable[[torch.Tensor], torch.Tensor]
 
@@ -42,7 +42,7 @@ def load_network(checkpoint: str | Path) -> tuple[torch.nn.Module, dict]:
 
 
 class Defender:
-    def __init__(self, model: torch.nn.Module, key: Key | KeyedTransform | None = None,
+    def __init__(self, model: torch.nn.Module, key: KeyedTransform | None = None,
                  policy: KeyPolicy | None = None):
         self.model, self.key, self.policy = model, key, policy
 
@@ -109,7 +109,7 @@ def eot_classifier(model: torch.nn.Module, ciphers: list[Transform]) -> Classifi
     the keys' geometric-mean prediction and its gradient averages the per-key gradients; with
     one key it is exactly the BPDA gradient through that key (a test checks this)."""
     def classify(plain: torch.Tensor) -> torch.Tensor:
-        log_probs = [torch.log_softmax(model(with_grad(c, plain, "bpda-both")), dim=1)
+        log_probs = [torch.log_softmax(model(c.with_grad(plain, "bpda-both")), dim=1)
                      for c in ciphers]
         return torch.stack(log_probs).mean(0)
     return classify

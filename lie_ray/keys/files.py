@@ -1,10 +1,10 @@
-"""Key files, key derivation and fingerprints.
+"""Key files and fingerprints.
 
 A key file holds ONE secret: either a 256-bit master secret from the OS CSPRNG (what
-``lie-ray keygen`` writes), from which every cipher key is derived on demand, or an imported
-permutation in the reference implementation's format. Deriving sub-keys (HKDF-SHA256, RFC 5869,
-label in, permutation out) means per-batch and per-shard keys are reproducible anywhere the
-master is, without ever being stored.
+``lie-ray keygen`` writes), from which every transform's key is derived on demand
+(``keys.derive``), or an imported LE permutation in the reference implementation's format
+(``keys.permutation``). A ``Key`` is the secret, its ``stream`` and its fingerprint; turning a
+key and a sub-key label into a transform is ``transforms.KeyedTransform``'s job alone.
 
 Everything that leaves this module for logs, configs, tables or file names is a fingerprint.
 
@@ -27,26 +27,24 @@ import stat
 from pathlib import Path
 
 import numpy as np
-from cryptography.hazmat.primitives import hashes
-from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
-from lie_ray.infra import atomic
-from lie_ray.cipher.block import BlockCipher, nibble_count, validate_permutation
 from lie_ray.data.cifar import IMAGE_SHAPE
 from lie_ray.errors import LieRayError
+from lie_ray.infra import atomic
 from lie_ray.infra.storage import check_uri, is_uri, read_bytes
+from lie_ray.keys.derive import hkdf_sha256
+from lie_ray.keys.permutation import permutation_fingerprint, validate_permutation
 
 KEY_FORMAT = "lie_ray-key"
 KEY_VERSION = 1
 MASTER_SECRET_BYTES = 32
 FIXED_LABEL = "fixed"
-_HKDF_SALT = b"lie_ray/key-derivation/v1"
 _FINGERPRINT_PREFIX = b"lie_ray/master-fingerprint/v1\0"
 IMAGE_SIZE = IMAGE_SHAPE[:2]  # (height, width) of the images every job here encrypts
 
 
 class Key:
-    """A loaded secret plus what it is for. ``cipher(label)`` gives the block cipher for a label.
+    """A loaded secret plus what it is for: ``stream`` draws sub-key material from a master.
 
     ``repr`` and ``str`` show only the fingerprint, so a stray print or log line leaks nothing.
     """
@@ -56,13 +54,12 @@ class Key:
         self.block_size = block_size
         self.channels = channels
         self._secret = secret
-        self._ciphers: dict[str, BlockCipher] = {}
         if kind == "master":
             digest = hashlib.sha256(_FINGERPRINT_PREFIX + block_size.to_bytes(2, "little")
                                     + channels.to_bytes(2, "little") + secret)
             self.fingerprint = digest.hexdigest()[:16]
         else:
-            self.fingerprint = BlockCipher(secret, block_size, channels).fingerprint
+            self.fingerprint = permutation_fingerprint(secret, block_size)
 
     def __repr__(self) -> str:
         return f"Key(kind={self.kind}, block_size={self.block_size}, fingerprint={self.fingerprint})"
@@ -73,28 +70,26 @@ class Key:
     def derives_subkeys(self) -> bool:
         return self.kind == "master"
 
-    def cipher(self, label: str = FIXED_LABEL) -> BlockCipher:
-        """The cipher for ``label`` (e.g. ``fixed`` or ``batch/train/17``), cached."""
-        if label not in self._ciphers:
-            if self.kind == "permutation":
-                if label != FIXED_LABEL:
-                    raise LieRayError(
-                        f"key {self.fingerprint} is an imported permutation and cannot derive "
-                        f"sub-key {label!r}: use a master key from 'lie-ray keygen' for per-batch "
-                        "policies")
-                perm = self._secret
-            else:
-                perm = derive_permutation(self._secret, label,
-                                          nibble_count(self.block_size, self.channels))
-            self._ciphers[label] = BlockCipher(perm, self.block_size, self.channels)
-        return self._ciphers[label]
+    def require_master(self, reason: str, derives: str = "sub-keys",
+                       fix: str = "make one with 'lie-ray keygen'") -> None:
+        """The one refusal of an imported permutation where a master key is needed.
+        ``reason``: a clause saying who needs the master key and why."""
+        if not self.derives_subkeys:
+            raise LieRayError(f"key {self.fingerprint} is an imported permutation and cannot "
+                              f"derive {derives}: {reason}; {fix}")
+
+    def imported_permutation(self) -> np.ndarray:
+        """The LE permutation an imported key holds (a copy); master keys hold none."""
+        if self.kind != "permutation":
+            raise LieRayError(f"key {self.fingerprint} is a master key, not an imported "
+                              "permutation: derive its LE key with transforms.build('le', key)")
+        return np.array(self._secret)
 
     def stream(self, info: str, length: int) -> bytes:
         """``length`` pseudorandom bytes for ``info`` (HKDF-SHA256 of the master secret): the
-        source of every other transform's sub-keys. Only master keys derive."""
-        if self.kind != "master":
-            raise LieRayError(f"key {self.fingerprint} is an imported permutation and derives no "
-                              "sub-keys: use a master key from 'lie-ray keygen'")
+        source of every transform's sub-keys (``keys.derive``). Only master keys derive."""
+        self.require_master("every transform but LE at the key's own block size needs a master "
+                            "key")
         return hkdf_sha256(self._secret, info.encode(), length)
 
     def to_json(self) -> str:
@@ -134,24 +129,6 @@ def import_permutation(perm, block_size: int, channels: int = 3) -> Key:
     """Wrap a reference-format permutation as a key (usable with the ``fixed`` policy only)."""
     return Key("permutation", validate_permutation(perm, block_size, channels), block_size,
                channels)
-
-
-def hkdf_sha256(secret: bytes, info: bytes, length: int, salt: bytes = _HKDF_SALT) -> bytes:
-    """HKDF (RFC 5869) extract-and-expand with HMAC-SHA256, by the ``cryptography`` package:
-    4x faster than HMAC in a Python loop, which matters where every image has its own key
-    (Random PE derives 32 KB per image). At most 255 hash blocks (8,160 bytes) per call, as the
-    RFC says; longer streams come in chunks of their own info (``transforms.base.derive_u64``)."""
-    return HKDF(hashes.SHA256(), length, salt, info).derive(secret)
-
-
-def derive_permutation(secret: bytes, label: str, size: int) -> np.ndarray:
-    """A uniformly random-looking permutation of 0..size-1 determined by (secret, label).
-
-    Sorting 64-bit pseudorandom values gives a uniform permutation up to ties, which occur with
-    probability below size**2 / 2**64 and are then broken by position (stable sort).
-    """
-    stream = hkdf_sha256(secret, f"permutation/{size}/{label}".encode(), 8 * size)
-    return np.argsort(np.frombuffer(stream, dtype="<u8"), kind="stable").astype(np.int64)
 
 
 def key_location(path: str | os.PathLike | None) -> str | None:

@@ -1,7 +1,8 @@
 """Key policies: which sub-key encrypts which image.
 
 A policy maps each row's stable ``id`` (carried with the data from the moment it is loaded) to
-a sub-key label; the master key turns the label into a cipher. Keying on ids, never on a batch's
+a sub-key label; a ``transforms.KeyedTransform`` (a master key seen through one transform)
+turns the label into that transform's key. Keying on ids, never on a batch's
 position in a stream, makes the result independent of how Ray Data splits, orders or batches the
 rows, and reproducible in any later run. A new policy (per-epoch, per-client, ...) is one small
 subclass registered in ``POLICIES``.
@@ -10,9 +11,7 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
-from typing import ClassVar
-
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, ClassVar
 
 import numpy as np
 
@@ -21,6 +20,8 @@ from lie_ray.keys import FIXED_LABEL, IMAGE_SIZE, Key, load_key
 
 if TYPE_CHECKING:  # torch is imported only by the autograd path, never by Ray Data's actors
     import torch
+
+    from lie_ray.transforms import KeyedTransform
 
 
 class KeyPolicy(ABC):
@@ -33,12 +34,10 @@ class KeyPolicy(ABC):
     def check_key(self, key: Key) -> None:
         """Raise if ``key`` cannot serve this policy."""
 
-    def encrypt(self, key: Key, images: np.ndarray, ids: np.ndarray, split: str
+    def encrypt(self, key: "KeyedTransform", images: np.ndarray, ids: np.ndarray, split: str
                 ) -> tuple[np.ndarray, np.ndarray]:
         """Encrypt uint8 NHWC ``images``; return them with each row's sub-key label.
-
-        ``key`` is a ``Key`` (LE) or a ``transforms.KeyedTransform`` (any transform): both map
-        a label to a cipher with ``cipher(label)``. Output dtype is the transform's."""
+        Output dtype is the transform's."""
         labels = self.labels(np.asarray(ids), split)
         out = None
         for label in np.unique(labels):  # one pass per distinct sub-key, a handful per batch
@@ -49,25 +48,23 @@ class KeyPolicy(ABC):
             out[rows] = piece
         return (images.copy() if out is None else out), labels
 
-    def encrypt_torch(self, key: Key, images: "torch.Tensor", ids: np.ndarray, split: str,
-                      backward: str = "bpda-both") -> "torch.Tensor":
+    def encrypt_torch(self, key: "KeyedTransform", images: "torch.Tensor", ids: np.ndarray,
+                      split: str, backward: str | None = None) -> "torch.Tensor":
         """The autograd twin of ``encrypt`` for float NCHW tensors on any device: the same
-        ciphertext, with the chosen backward pass (``transforms.with_grad``: the true gradient
-        where the transform has one, else the named BPDA surrogate)."""
+        ciphertext, with the chosen backward pass (``Transform.with_grad``: the true gradient
+        where the transform has one, else the named BPDA surrogate; None: its default)."""
         import torch
-
-        from lie_ray.transforms import with_grad as cipher_with_grad
 
         labels = self.labels(np.asarray(ids), split)
         distinct = np.unique(labels)
         if len(distinct) == 1:
-            return cipher_with_grad(key.cipher(str(distinct[0])), images, backward)
+            return key.cipher(str(distinct[0])).with_grad(images, backward)
         order = np.argsort(labels, kind="stable")
         pieces = []
         for label in distinct:  # one call per distinct sub-key in the batch
             rows = torch.from_numpy(np.flatnonzero(labels == label)).to(images.device)
-            pieces.append(cipher_with_grad(key.cipher(str(label)), images.index_select(0, rows),
-                                           backward))
+            pieces.append(key.cipher(str(label)).with_grad(images.index_select(0, rows),
+                                                           backward))
         grouped = torch.cat(pieces)  # rows in the order of ``order``
         restore = torch.from_numpy(np.argsort(order, kind="stable")).to(images.device)
         return grouped.index_select(0, restore)
@@ -104,10 +101,7 @@ class PerBatchPolicy(KeyPolicy):
         return names[row_group.reshape(-1)]
 
     def check_key(self, key: Key) -> None:
-        if not key.derives_subkeys:
-            raise LieRayError(f"the per-batch policy needs a master key that derives sub-keys; "
-                              f"key {key.fingerprint} is an imported permutation: "
-                              "make one with 'lie-ray keygen'")
+        key.require_master(f"the {self.name} policy needs a master key")
 
 
 class PerImagePolicy(PerBatchPolicy):

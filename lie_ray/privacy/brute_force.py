@@ -16,7 +16,6 @@ import numpy as np
 from lie_ray.privacy import targets
 
 BLOCK_SIZE = 2
-APPLIES = ("np", "ffx")
 
 
 def reference_binary_keys(block_size: int = BLOCK_SIZE, channels: int = 3) -> np.ndarray:

@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from lie_ray.transforms import transform_class
+
 IMAGE_SHAPE = (32, 32, 3)
 
 
@@ -22,9 +24,10 @@ PIXEL_PROBE = np.array([10, 100, 200], dtype=np.uint8)
 
 def crafted_probes(name: str, count: int, seed: int, shape: tuple[int, int, int] = IMAGE_SHAPE
                    ) -> np.ndarray:
-    """The probes offered for transform ``name``: PE's flat colour first, else noise."""
+    """The probes offered for transform ``name``: a flat colour first where one reveals the
+    key (PE), else noise."""
     probes = noise_probes(count, seed, shape)
-    if name == "pe":
+    if transform_class(name).flat_colour_probe:
         probes[0] = PIXEL_PROBE
     return probes
 

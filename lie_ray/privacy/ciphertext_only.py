@@ -26,10 +26,6 @@ def fr_basic(encrypted: np.ndarray) -> np.ndarray:
     return np.minimum(values, 1.0 - values) * 2.0
 
 
-# Transforms that only move values within their block, so block statistics survive.
-BLOCK_STATISTICS = ("shuffle",)
-
-
 def block_mean(encrypted: np.ndarray, block_size: int) -> np.ndarray:
     """Each M x M block replaced by the mean of all its values (every channel): uint8 NHWC."""
     n, h, w, c = encrypted.shape

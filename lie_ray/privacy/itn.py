@@ -34,9 +34,9 @@ from lie_ray.keys import Key
 from lie_ray.privacy import targets
 from lie_ray.privacy.scoring import as_unit_nchw
 from lie_ray.privacy.settings import ItnSettings
+from lie_ray.transforms import transform_class
 
 log = logging.getLogger("lie_ray")
-PIXELWISE = {"pe"}  # transforms whose key acts per pixel: no block structure to read
 STATE_FILE = "itn.pt"
 
 
@@ -128,7 +128,7 @@ def train_itns(names: list[str], attacker_images: np.ndarray, block_size: int,
     started = time.monotonic()
     plain = ray.put(as_numpy_unit(attacker_images))
     jobs = [{"transform": name, "block_size": targets.block_size_for(name, block_size),
-             "pixelwise": name in PIXELWISE,
+             "pixelwise": transform_class(name).pixelwise,
              "pairs": ray.put((attacker_pairs(name, attacker_images, block_size,
                                               settings.images_per_key, settings.seed),
                                ray.get(plain)))} for name in names]
@@ -144,7 +144,7 @@ def train_itns(names: list[str], attacker_images: np.ndarray, block_size: int,
     models = {}
     for name in names:
         models[name] = Itn(targets.block_size_for(name, block_size), settings.width,
-                           name in PIXELWISE)
+                           transform_class(name).pixelwise)
         models[name].load_state_dict(states[name])
         models[name].eval()
     seconds = time.monotonic() - started

@@ -16,14 +16,15 @@ from lie_ray.privacy.recover_blocks import EtcCandidates
 from lie_ray.privacy.recover_ele import EleCandidates
 from lie_ray.privacy.recover_pixels import PixelCandidates
 from lie_ray.privacy.recover_positions import LeCandidates, NpCandidates, ShuffleCandidates
+from lie_ray.transforms import transform_class
 
-# Transforms whose key this module recovers from plain/encrypted pairs.
+# The recovery of every transform whose class says ``known_plaintext`` (a test checks both agree).
 RECOVERERS = {"le": LeCandidates, "shuffle": ShuffleCandidates, "np": NpCandidates,
               "pe": PixelCandidates, "etc": EtcCandidates, "ele": EleCandidates}
 
 
 def recoverable(name: str) -> bool:
-    return name in RECOVERERS
+    return transform_class(name).known_plaintext
 
 
 def smallest_k(name: str, plain: np.ndarray, cipher: np.ndarray, block_size: int

@@ -29,10 +29,11 @@ from lie_ray.data.cifar import load_split
 from lie_ray.errors import LieRayError
 from lie_ray.keys import FIXED_LABEL, Key, generate_key
 from lie_ray.privacy import brute_force, chosen_plaintext, keyspace, known_plaintext, targets
-from lie_ray.privacy.ciphertext_only import BLOCK_STATISTICS, block_mean, fr_basic
+from lie_ray.privacy.ciphertext_only import block_mean, fr_basic
 from lie_ray.privacy.scoring import score
 from lie_ray.privacy.settings import PrivacySettings
 from lie_ray.infra.storage import join
+from lie_ray.transforms import transform_class
 
 log = logging.getLogger("lie_ray")
 
@@ -67,7 +68,7 @@ def run_privacy(data_dir: str | Path, key: Key, out_dir: str | Path, names: list
         found = {"ciphertext": encrypted, "fr-basic": fr_basic(encrypted)}
         rows += [row(name, settings, "ciphertext", defender, k=0, **score(encrypted, plain)),
                  row(name, settings, "fr-basic", defender, k=0, **score(found["fr-basic"], plain))]
-        if name in BLOCK_STATISTICS:
+        if transform_class(name).keeps_block_stats:
             found["block-mean"] = block_mean(encrypted, defender.block_size)
             rows.append(row(name, settings, "block-mean", defender, k=0,
                             **score(found["block-mean"], plain)))
@@ -77,7 +78,7 @@ def run_privacy(data_dir: str | Path, key: Key, out_dir: str | Path, names: list
             cp_row, found["chosen-plaintext"] = chosen_plaintext_attack(
                 name, defender, plain, encrypted, settings)
             rows += [kp_row, cp_row]
-        if name in brute_force.APPLIES:
+        if transform_class(name).brute_forceable:
             rows.append(brute_force_row(name, key, plain, settings))
         rows.append(key_space_row(name, defender, plain, settings))
         gallery.append((name, plain[:settings.gallery_images], found))
@@ -102,10 +103,8 @@ def resolve_privacy(key_path: Path, preset: str, data: Path, transforms: str | N
     from lie_ray.privacy.settings import get_privacy_preset
 
     key = load_key(key_path)
-    if not key.derives_subkeys:
-        raise LieRayError(f"key {key.fingerprint} is an imported permutation: the privacy "
-                          "attacks derive many keys (one per transform, several per attack) "
-                          "from a master key; pass one made by 'lie-ray keygen'")
+    key.require_master("the privacy attacks derive many keys (one per transform, several per "
+                       "attack) from a master key", fix="pass one made by 'lie-ray keygen'")
     settings = get_privacy_preset(preset, key.block_size)
     names = targets.check_names([n.strip() for n in transforms.split(",") if n.strip()]
                                 if transforms else targets.names())

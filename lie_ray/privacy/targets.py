@@ -35,8 +35,9 @@ def check_names(chosen: list[str]) -> list[str]:
 def block_size_for(name: str, block_size: int) -> int:
     """``block_size`` if transform ``name`` is used at it in its papers (LE: any), else the
     transform's first paper block size."""
-    sizes = transforms.transform_class(name).paper_block_sizes
-    return block_size if name == "le" or block_size in sizes else sizes[0]
+    cls = transforms.transform_class(name)
+    return block_size if cls.block_size_from_key or block_size in cls.paper_block_sizes \
+        else cls.paper_block_sizes[0]
 
 
 def build(name: str, key: Key, block_size: int, label: str) -> Transform:

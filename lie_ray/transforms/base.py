@@ -3,8 +3,8 @@
 A transform is built from key ARRAYS in its reference implementation's format (``key_arrays``
 gives them back: the ground truth a key-recovery test compares against), or derived from
 lie_ray's master key by label. It encrypts and decrypts exactly on uint8 NHWC NumPy arrays and
-on torch NCHW tensors (uint8, or float in [0, 1], quantised by rounding as ``lie_ray.cipher``
-does), and offers ``with_grad``: the forward an attack differentiates, with the TRUE gradient
+on torch NCHW tensors (uint8, or float in [0, 1], quantised by rounding as ``transforms.quantise``
+says), and offers ``with_grad``: the forward an attack differentiates, with the TRUE gradient
 where the transform is differentiable on floats and a BPDA backward where it is not.
 
 Most of the family (Shuffle, NP, PE, EtC) is a fixed rearrangement of the image's values with
@@ -16,7 +16,6 @@ never loops over blocks or pixels.
 from __future__ import annotations
 
 import hashlib
-import math
 import sys
 from functools import lru_cache
 from typing import TYPE_CHECKING, Any, ClassVar
@@ -34,15 +33,35 @@ CHANNELS = 3
 
 
 class Transform:
-    """One keyed transform. Subclasses set the class attributes and implement the hooks."""
+    """One keyed transform. Subclasses set the class attributes and implement the hooks.
 
-    name: ClassVar[str]
-    gradient: ClassVar[str]  # "true": differentiable on floats; "bpda": needs a surrogate
-    adaptation: ClassVar[bool]  # does its reference put Tanaka's adaptation network in front?
+    Everything true of a transform is a class attribute here, read by the parts that need it
+    (training, evaluation, privacy attacks, report); none of them keeps a table keyed by name.
+    ``REQUIRED_FACTS`` have no default: the registry refuses a class that lacks one.
+    """
+
+    REQUIRED_FACTS: ClassVar[tuple[str, ...]] = ("name", "label", "gradient", "adaptation",
+                                                 "key_fields")
+    # -- identity
+    name: ClassVar[str]  # registry, scenario records and tables
+    label: ClassVar[str]  # how reports and the family's scenario names call it
+    # -- key
+    key_fields: ClassVar[tuple[str, ...]]  # required key arrays, in the reference's format
     variants: ClassVar[tuple[str, ...]] = ("paper",)  # the first is the default
-    paper_block_sizes: ClassVar[tuple[int, ...]] = (4,)
-    output_dtype: ClassVar[str] = "uint8"
+    paper_block_sizes: ClassVar[tuple[int, ...]] = (4,)  # the first is the default
+    block_size_from_key: ClassVar[bool] = False  # default block size: the key file's (LE)
+    # -- learning and attacks
+    adaptation: ClassVar[bool]  # does its reference put Tanaka's adaptation network in front?
+    gradient: ClassVar[str]  # "true": differentiable on floats; "bpda": needs a surrogate
     backwards: ClassVar[tuple[str, ...]] = ("true",)  # accepted by with_grad; first = default
+    output_dtype: ClassVar[str] = "uint8"
+    # -- which privacy attacks apply (lie_ray.privacy)
+    pixelwise: ClassVar[bool] = False  # key acts per pixel: no block structure for the ITN
+    keeps_block_stats: ClassVar[bool] = False  # values stay in their block: block means leak
+    brute_forceable: ClassVar[bool] = False  # a binary key per block small enough to enumerate
+    known_plaintext: ClassVar[bool] = True  # a known-plaintext key recovery exists
+    flat_colour_probe: ClassVar[bool] = False  # chosen plaintext: a flat colour reveals the key
+    sia_gan_lpips: ClassVar[float | None] = None  # SIA-GAN's published LPIPS (TRANSFORMS.md)
 
     def __init__(self, arrays: dict[str, np.ndarray], block_size: int = 4,
                  variant: str | None = None, image_size: tuple[int, int] = IMAGE_SIZE):
@@ -88,6 +107,13 @@ class Transform:
         raise NotImplementedError
 
     # ------------------------------------------------------------ shared
+    @classmethod
+    def default_block_size(cls, block_size: int | None, key_block_size: int) -> int:
+        """``block_size`` when given, else the key file's (LE) or the paper's first."""
+        if block_size is not None:
+            return block_size
+        return key_block_size if cls.block_size_from_key else cls.paper_block_sizes[0]
+
     def key_arrays(self) -> dict[str, np.ndarray]:
         """Copies of the key in the reference format (ground truth for key-recovery tests)."""
         return {name: np.array(value) for name, value in self.arrays.items()}
@@ -130,42 +156,6 @@ def fingerprint(name: str, block_size: int, variant: str, arrays: dict[str, np.n
         digest.update(f"\0{field}/{value.dtype.str}/{value.shape}\0".encode())
         digest.update(value.tobytes())
     return digest.hexdigest()[:16]
-
-
-# ---------------------------------------------------------------- key derivation
-def derive_u64(key: Key, info: str, count: int) -> np.ndarray:
-    """``count`` pseudorandom 64-bit values from (master secret, info): HKDF-SHA256, as LE.
-    HKDF expands at most 255 hash blocks per info, so long keys (PE, ELE) come in chunks."""
-    if count <= _HKDF_MAX_U64:
-        return np.frombuffer(key.stream(info, 8 * count), dtype="<u8").copy()
-    chunks = [key.stream(f"{info}/chunk/{start}", 8 * min(_HKDF_MAX_U64, count - start))
-              for start in range(0, count, _HKDF_MAX_U64)]
-    return np.frombuffer(b"".join(chunks), dtype="<u8").copy()
-
-
-_HKDF_MAX_U64 = 255 * 32 // 8
-
-
-def derive_permutation(key: Key, info: str, size: int) -> np.ndarray:
-    """A uniform permutation of 0..size-1 (argsort of 64-bit draws, as ``keys.py`` does)."""
-    return np.argsort(derive_u64(key, f"{info}/perm/{size}", size), kind="stable").astype(np.int64)
-
-
-def derive_choices(key: Key, info: str, count: int, high: int) -> np.ndarray:
-    """``count`` values in 0..high-1 (modulo bias below 2**-58 for the small ``high`` used)."""
-    return (derive_u64(key, f"{info}/choice/{count}/{high}", count) % high).astype(np.int64)
-
-
-def subkey_info(name: str, label: str, block_size: int, image_size) -> str:
-    return f"transform/{name}/{block_size}/{image_size[0]}x{image_size[1]}/{label}"
-
-
-def log2_factorial(n: int) -> float:
-    return math.lgamma(n + 1) / math.log(2)
-
-
-def log2_binomial(n: int, k: int) -> float:
-    return log2_factorial(n) - log2_factorial(k) - log2_factorial(n - k)
 
 
 # ---------------------------------------------------------------- block layout helpers
@@ -251,7 +241,7 @@ class GatherTransform(Transform):
             out ^= negated_bytes(negated)
             return out.reshape(images.shape)
         torch = torch_module(images)
-        from lie_ray.cipher.quantise import from_bytes, to_bytes
+        from lie_ray.transforms.quantise import from_bytes, to_bytes
 
         batch = torch_batch(images, self.image_size)
         levels = to_bytes(batch).reshape(len(batch), -1)

@@ -5,7 +5,7 @@ LE's nibble operation with a DIFFERENT key in every block (the block at grid row
 uses key r * (W/M) + c), then the blocks are shuffled: output block i = input block
 ``block_perm[i]``. Key arrays: ``perms`` (n_blocks, 2d) and ``block_perm`` (n_blocks,).
 
-Runs on LE's own gather kernels: ``lie_ray.cipher.tables`` builds per-block tables, and the
+Runs on LE's own gather kernels: ``transforms.nibble.tables`` builds per-block tables, and the
 block shuffle is folded into them, so encryption is the same two gathers as LE and the BPDA
 backward of ``cipher_with_grad`` applies unchanged.
 """
@@ -15,12 +15,13 @@ import dataclasses
 
 import numpy as np
 
-from lie_ray.cipher.block import BlockCipher, nibble_count
-from lie_ray.cipher.tables import GatherTables, block_element_offsets, build_tables
 from lie_ray.errors import LieRayError
-from lie_ray.transforms.base import (CHANNELS, derive_permutation, derive_u64, log2_factorial,
-                                     subkey_info)
+from lie_ray.keys.derive import derive_permutation, derive_u64, log2_factorial, subkey_info
+from lie_ray.keys.permutation import nibble_count
+from lie_ray.transforms.base import CHANNELS
 from lie_ray.transforms.le import NibbleTransform
+from lie_ray.transforms.nibble.block import NibbleCipher
+from lie_ray.transforms.nibble.tables import GatherTables, block_element_offsets, build_tables
 
 SOURCE_FIELDS = ("hi_src", "hi_shift", "lo_src", "lo_shift", "xor_mask")
 DEST_FIELDS = ("hi_dest", "hi_dest_is_hi", "hi_dest_flipped", "lo_dest", "lo_dest_is_hi",
@@ -46,16 +47,14 @@ def compose(tables: GatherTables, pre: np.ndarray | None = None,
     return dataclasses.replace(tables, **fields)
 
 
-class PerBlockCipher(BlockCipher):
-    """A ``BlockCipher`` whose tables use a key per block and end with a block shuffle."""
+class PerBlockCipher(NibbleCipher):
+    """Nibble tables with a key per block, ending with a block shuffle, for one image size."""
 
     def __init__(self, perms: np.ndarray, block_perm: np.ndarray, block_size: int,
                  image_size: tuple[int, int], fingerprint: str):
-        self.block_size, self.channels, self.image_size = block_size, CHANNELS, image_size
-        self.perms, self.block_perm = perms, block_perm
+        super().__init__(block_size, CHANNELS, fingerprint)
+        self.image_size, self.perms, self.block_perm = image_size, perms, block_perm
         self.reversed_mask = perms > block_size * block_size * CHANNELS
-        self.fingerprint = fingerprint
-        self.device_tables = {}
         self._tables: dict[tuple, GatherTables] = {}
 
     def tables(self, direction, height, width, layout) -> GatherTables:
@@ -82,7 +81,10 @@ class PerBlockCipher(BlockCipher):
 
 class ELE(NibbleTransform):
     name = "ele"
+    label = "ELE"
+    key_fields = ("perms", "block_perm")
     paper_block_sizes = (4,)
+    sia_gan_lpips = 0.1512
 
     @classmethod
     def derive(cls, key, label, block_size, image_size):

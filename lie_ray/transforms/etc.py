@@ -19,9 +19,8 @@ import math
 import numpy as np
 
 from lie_ray.errors import LieRayError
-from lie_ray.transforms.base import (CHANNELS, GatherTransform, derive_choices,
-                                     derive_permutation, from_blocks, log2_factorial,
-                                     subkey_info, to_blocks)
+from lie_ray.keys.derive import derive_choices, derive_permutation, log2_factorial, subkey_info
+from lie_ray.transforms.base import CHANNELS, GatherTransform, from_blocks, to_blocks
 from lie_ray.transforms.pe import COLOUR_TABLE, colour_shuffle
 
 LOSSY_TABLE = np.array([[0, 1, 2], [1, 1, 2], [2, 1, 2], [0, 2, 2], [2, 2, 2], [1, 2, 1]])
@@ -36,6 +35,9 @@ def per_block(m: int, image_size, operation):
 
 class EtC(GatherTransform):
     name = "etc"
+    label = "EtC"
+    key_fields = ("rotate", "negaposi", "reverse", "channel", "shuffle")
+    sia_gan_lpips = 0.2090
     gradient = "true"
     adaptation = True
     variants = ("paper", "reference")

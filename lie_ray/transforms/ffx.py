@@ -18,8 +18,9 @@ from functools import cached_property
 import numpy as np
 
 from lie_ray.errors import LieRayError
-from lie_ray.transforms.base import (Transform, derive_u64, numpy_batch, subkey_info,
-                                     tile_block_mask, torch_batch, torch_module)
+from lie_ray.keys.derive import derive_u64, subkey_info
+from lie_ray.transforms.base import (Transform, numpy_batch, tile_block_mask, torch_batch,
+                                     torch_module)
 from lie_ray.transforms.negative import binary_key, check_flip, reference_key_space_log2
 
 LOOKUP_SIZE, CODE_SPACE = 256, 1000
@@ -36,6 +37,10 @@ def ffx_lookup(password: str | bytes) -> np.ndarray:
 
 class FFX(Transform):
     name = "ffx"
+    label = "FFX"
+    key_fields = ("flip",)  # and "lookup", or the "password" it is made from
+    brute_forceable = True  # binary flip keys per block (privacy.brute_force)
+    known_plaintext = False  # FFX's lookup is a keyed PRP: no recovery from pairs here
     gradient = "bpda"
     adaptation = False
     variants = ("paper", "reference")

@@ -10,8 +10,8 @@ from __future__ import annotations
 import numpy as np
 
 from lie_ray.errors import LieRayError
-from lie_ray.transforms.base import (CHANNELS, GatherTransform, derive_permutation,
-                                     log2_binomial, subkey_info, tile_block_mask)
+from lie_ray.keys.derive import derive_permutation, log2_binomial, subkey_info
+from lie_ray.transforms.base import CHANNELS, GatherTransform, tile_block_mask
 
 
 def binary_key(key, name: str, label: str, block_size: int, image_size) -> np.ndarray:
@@ -37,6 +37,9 @@ def reference_key_space_log2(block_size: int) -> float:
 
 class NP(GatherTransform):
     name = "np"
+    label = "NP"
+    key_fields = ("flip",)
+    brute_forceable = True  # binary flip keys per block (privacy.brute_force)
     gradient = "true"
     adaptation = False
     paper_block_sizes = (4, 2, 8)

@@ -13,7 +13,8 @@ import math
 import numpy as np
 
 from lie_ray.errors import LieRayError
-from lie_ray.transforms.base import CHANNELS, GatherTransform, derive_choices, subkey_info
+from lie_ray.keys.derive import derive_choices, subkey_info
+from lie_ray.transforms.base import CHANNELS, GatherTransform
 
 COLOUR_TABLE = np.array([[0, 1, 2], [0, 2, 1], [1, 0, 2], [1, 2, 0], [2, 0, 1], [2, 1, 0]])
 
@@ -29,6 +30,11 @@ def colour_shuffle(table: np.ndarray, codes: np.ndarray):
 
 class PE(GatherTransform):
     name = "pe"
+    label = "PE"
+    key_fields = ("inv", "colour")
+    pixelwise = True
+    flat_colour_probe = True
+    sia_gan_lpips = 0.1719
     gradient = "true"
     adaptation = False  # PE was designed for unmodified networks
     paper_block_sizes = (1,)

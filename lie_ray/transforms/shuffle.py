@@ -8,12 +8,15 @@ from __future__ import annotations
 import numpy as np
 
 from lie_ray.errors import LieRayError
-from lie_ray.transforms.base import (CHANNELS, GatherTransform, derive_permutation, from_blocks,
-                                     log2_factorial, subkey_info, to_blocks)
+from lie_ray.keys.derive import derive_permutation, log2_factorial, subkey_info
+from lie_ray.transforms.base import CHANNELS, GatherTransform, from_blocks, to_blocks
 
 
 class Shuffle(GatherTransform):
     name = "shuffle"
+    label = "Shuffle"
+    key_fields = ("perm",)
+    keeps_block_stats = True
     gradient = "true"
     adaptation = False  # the TIFS defences train a plain ResNet18
     paper_block_sizes = (4, 2, 8)

@@ -6,14 +6,19 @@ torch with the tables cached per device.
 """
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import numpy as np
 import torch
 
-from lie_ray.cipher.block import BlockCipher, Direction, as_batch, gather_bytes_numpy
-from lie_ray.cipher.quantise import from_bytes, to_bytes
+from lie_ray.transforms.nibble.kernels_numpy import Direction, as_batch, gather_bytes_numpy
+from lie_ray.transforms.quantise import from_bytes, to_bytes
+
+if TYPE_CHECKING:
+    from lie_ray.transforms.nibble.block import NibbleCipher
 
 
-def apply_torch(cipher: BlockCipher, images: torch.Tensor, direction: Direction) -> torch.Tensor:
+def apply_torch(cipher: "NibbleCipher", images: torch.Tensor, direction: Direction) -> torch.Tensor:
     batch = as_batch(images, channel_axis=1, channels=cipher.channels)
     n, _, h, w = batch.shape
     flat = to_bytes(batch).reshape(n, -1)
@@ -25,7 +30,7 @@ def apply_torch(cipher: BlockCipher, images: torch.Tensor, direction: Direction)
     return from_bytes(out.reshape(batch.shape), images.dtype).reshape(images.shape)
 
 
-def device_tables(cipher: BlockCipher, direction: Direction, height: int, width: int,
+def device_tables(cipher: "NibbleCipher", direction: Direction, height: int, width: int,
                   device: torch.device) -> dict[str, torch.Tensor]:
     """The CHW tables as tensors on ``device``, cached on the cipher per device."""
     key = (direction, height, width, str(device))

@@ -31,16 +31,18 @@ from typing import Literal, get_args
 import torch
 
 from lie_ray.errors import LieRayError
-from lie_ray.cipher.block import BlockCipher, Direction
-from lie_ray.cipher.quantise import to_bytes
-from lie_ray.cipher.torch_path import device_tables
+from lie_ray.transforms.nibble.block import BlockCipher, NibbleCipher
+from lie_ray.transforms.nibble.kernels_numpy import Direction
+from lie_ray.transforms.nibble.kernels_torch import device_tables
+from lie_ray.transforms.quantise import to_bytes
 
 BackwardMode = Literal["none", "bpda-high", "bpda-both", "identity"]
 BACKWARD_MODES: tuple[str, ...] = get_args(BackwardMode)
 
 
-def cipher_with_grad(cipher: BlockCipher, images: torch.Tensor, backward: BackwardMode = "bpda-both",
-                     direction: Direction = "encrypt") -> torch.Tensor:
+def cipher_with_grad(cipher: NibbleCipher, images: torch.Tensor,
+                     backward: BackwardMode = "bpda-both", direction: Direction = "encrypt"
+                     ) -> torch.Tensor:
     """Run the true cipher on float NCHW images in [0, 1] with the chosen backward pass."""
     if backward not in BACKWARD_MODES:
         raise LieRayError(f"unknown backward mode {backward!r}: choose one of {BACKWARD_MODES}")
@@ -53,7 +55,7 @@ def cipher_with_grad(cipher: BlockCipher, images: torch.Tensor, backward: Backwa
 
 class _BPDACipher(torch.autograd.Function):
     @staticmethod
-    def forward(ctx, images, cipher: BlockCipher, backward: str, direction: str):
+    def forward(ctx, images, cipher: NibbleCipher, backward: str, direction: str):
         _, _, h, w = images.shape
         ctx.tables = device_tables(cipher, direction, h, w, images.device)
         ctx.backward = backward
@@ -90,7 +92,7 @@ def bpda_weights(tables: dict[str, torch.Tensor], backward: str, dtype: torch.dt
     return weight_hi, weight_lo
 
 
-def _true_cipher_float(cipher: BlockCipher, images: torch.Tensor, direction: Direction
+def _true_cipher_float(cipher: NibbleCipher, images: torch.Tensor, direction: Direction
                        ) -> torch.Tensor:
     """The true cipher written in differentiable float ops (round, floor, gather, 15 - v).
 
