@@ -3,6 +3,8 @@
 The project's real data is a 5,438-image subset, and this machine has no internet, so how time
 and memory grow to full CIFAR-10 (5 x 10,000 train + 10,000 test) can only be measured on
 generated images. ``bench/scale.py`` writes them into a temporary directory; never commit them.
+It lives in the package (``data/``), not beside the benches, because the tests and users run
+it too (``python -m lie_ray.data.synthetic``), and it depends only on ``data.cifar``'s format.
 
     python -m lie_ray.data.synthetic OUT [--train 50000] [--test 10000] [--seed 0]
 
