@@ -164,11 +164,11 @@ def test_privacy_command_rejects_bad_input_before_writing(tmp_path, master):
 
 
 def test_the_sweep_runs_the_privacy_phase_unless_told_not_to(tmp_path, cifar_dir):
-    from lie_ray.app.study import PHASES, resolve_plan
+    from lie_ray.app.study import PHASES, SweepRequest, resolve_plan
 
-    args = (tmp_path / "out", cifar_dir, "smoke", "Plain", None, None, False, None, {}, {})
-    assert resolve_plan(*args).privacy == get_privacy_preset("smoke", 4)
-    assert resolve_plan(*args, privacy=False).privacy is None
+    request = SweepRequest(tmp_path / "out", cifar_dir, "smoke", scenarios="Plain")
+    assert resolve_plan(request).privacy == get_privacy_preset("smoke", 4)
+    assert resolve_plan(dataclasses.replace(request, privacy=False)).privacy is None
     assert PHASES.index("privacy") == PHASES.index("report") - 1
     result = CliRunner().invoke(app, ["sweep", "--help"])
     assert "--no-privacy" in result.output

@@ -12,11 +12,11 @@ import logging
 import signal
 import sys
 from pathlib import Path
-from typing import Annotated, Callable, Optional
+from typing import Callable, Optional
 
 import typer
 
-from lie_ray.data.cifar import DEFAULT_DATA_DIR
+from lie_ray.app.options import EVALUATION, TRAINING, Given, takes
 from lie_ray.errors import LieRayError
 from lie_ray.infra.interrupt import Interrupted, on_interrupt
 from lie_ray.infra.outputs import check_output_dir, check_output_file, check_storage
@@ -87,11 +87,12 @@ def key_info(key: Path = typer.Argument(..., help="Key file to inspect.")):
 
 @app.command()
 @user_errors
+@takes("key", "out", "data", "policy", "key_batch_size", "preview", "actors", "limit",
+       "download")
 def encrypt(
+    given: Given,
     key: Path = typer.Option(..., "--key", help="Key file from 'lie-ray keygen'."),
     out: Path = typer.Option(..., "--out", help="Output directory for train/ and test/ shards."),
-    data: Path = typer.Option(Path(DEFAULT_DATA_DIR), "--data",
-                              help="CIFAR-10 'cifar-10-batches-py' directory (or its parent)."),
     policy: str = typer.Option("fixed", "--policy", help="Key policy: fixed or per-batch."),
     key_batch_size: int = typer.Option(128, "--key-batch-size",
                                        help="Images per key under the per-batch policy."),
@@ -114,7 +115,7 @@ def encrypt(
         check_output_file(preview, "--preview", "preview.png")
     spec = PolicySpec(policy, key_batch_size)
     load_key_for_policies(key, [policy], key_batch_size)  # fail before Ray starts
-    data = check_dataset(data, download)
+    data = check_dataset(given.data, download)
     with ray_session():
         manifest = run_encrypt(data, key, spec, out, actors=actors, limit=limit,
                                preview=preview, download=download)
@@ -123,90 +124,22 @@ def encrypt(
                + (f"; preview {preview}" if preview else ""))
 
 
-# Options shared by train, evaluate and sweep: one definition each, so help and limits agree.
-Preset = Annotated[str, typer.Option("--preset", help="Settings preset: smoke, paper or "
-                                     "family (one scenario per transform).")]
-DataDir = Annotated[Path, typer.Option("--data", help="CIFAR-10 'cifar-10-batches-py' "
-                                       "directory (or its parent).")]
-Scenarios = Annotated[Optional[str], typer.Option(
-    "--scenarios", help="Comma-separated scenario names (default: all).")]
-ScenarioFile = Annotated[Optional[list[Path]], typer.Option(
-    "--scenario-file", help="TOML file of extra scenario records (README: Training); "
-    "repeat for several.")]
-Epochs = Annotated[Optional[int], typer.Option("--epochs", min=1)]
-BatchSize = Annotated[Optional[int], typer.Option("--batch-size", min=1)]
-LearningRate = Annotated[Optional[float], typer.Option("--lr")]
-Width = Annotated[Optional[int], typer.Option("--width", min=1, help="ResNet18 base width.")]
-Workers = Annotated[Optional[int], typer.Option("--workers", min=1,
-                                                help="Ray Train DDP workers per trial.")]
-Gpu = Annotated[Optional[str], typer.Option("--gpu", help="auto, yes or no.")]
-PgdSteps = Annotated[Optional[int], typer.Option(
-    "--pgd-steps", help="PGD steps for adversarial training.")]
-PgdStepSize = Annotated[Optional[float], typer.Option("--pgd-step-size")]
-PgdEps = Annotated[Optional[float], typer.Option("--pgd-eps")]
-TrainLimit = Annotated[Optional[int], typer.Option(
-    "--train-limit", min=1, help="Use only the first N training images.")]
-TestLimit = Annotated[Optional[int], typer.Option(
-    "--test-limit", min=1, help="Use only the first N test images.")]
-Epsilons = Annotated[Optional[str], typer.Option(
-    "--epsilons", help="Comma-separated attack epsilons, e.g. 0,0.031,0.1.")]
-EvalLimit = Annotated[Optional[int], typer.Option(
-    "--eval-limit", min=1, help="Attack only the first N test images.")]
-EvalPgdSteps = Annotated[Optional[int], typer.Option(
-    "--eval-pgd-steps", min=1, help="PGD steps of the evaluation attacks.")]
-EotKeys = Annotated[Optional[int], typer.Option(
-    "--eot-keys", min=1, help="Random keys the keyless (EOT) attacker averages over.")]
-SquareQueries = Annotated[Optional[int], typer.Option(
-    "--square-queries", min=1, help="Queries of the gradient-free Square attack.")]
-Actors = Annotated[Optional[int], typer.Option("--actors", min=1,
-                                               help="Evaluation actors per scenario.")]
-Storage = Annotated[Optional[str], typer.Option(
-    "--storage", help="Where cluster nodes write (checkpoints, shards, evaluation parts): a path "
-    "or URI every node reaches, e.g. s3://bucket/lie_ray?region=us-east-1.")]
-Compile = Annotated[bool, typer.Option(
-    "--compile", help="torch.compile the networks for training and attacks: minutes of "
-    "compiling, paid back on long GPU runs (the paper preset), not on CPUs or smoke runs.")]
-MaxTrials = Annotated[Optional[int], typer.Option(
-    "--max-concurrent-trials", min=1, help="At most N scenario trials at once (default: as "
-    "many as the cluster holds, or may grow to).")]
-
-
-def train_overrides(epochs, batch_size, lr, width, workers, gpu, pgd_steps, pgd_step_size,
-                    pgd_eps, train_limit, test_limit, compile=False) -> dict:
-    return {"epochs": epochs, "batch_size": batch_size, "lr": lr, "width": width,
-            "num_workers": workers, "gpu": gpu, "pgd_steps": pgd_steps,
-            "pgd_step_size": pgd_step_size, "pgd_eps": pgd_eps, "train_limit": train_limit,
-            "test_limit": test_limit, "compile": compile or None}
-
-
-def eval_overrides(epsilons, eval_limit, eval_pgd_steps, eot_keys, square_queries,
-                   actors, compile=False) -> dict:
-    return {"epsilons": parse_floats(epsilons), "test_limit": eval_limit,
-            "pgd_steps": eval_pgd_steps, "eot_keys": eot_keys, "square_queries": square_queries,
-            "actors": actors, "compile": compile or None}
-
-
 @app.command()
 @user_errors
+@takes("preset", "out", "data", "scenarios", "scenario_file", "key", *TRAINING, "storage",
+       "max_concurrent_trials", "resume", "compile")
 def train(
-    preset: Preset = "smoke",
+    given: Given,
     out: Path = typer.Option(Path("runs/train"), "--out", help="Output directory (all Ray "
                              "storage, checkpoints and training.parquet go here)."),
-    data: DataDir = Path(DEFAULT_DATA_DIR),
-    scenarios: Scenarios = None,
-    scenario_file: ScenarioFile = None,
     key: Optional[str] = typer.Option(None, "--key", help="Master key file or storage URI "
                                       "(needed by encrypted scenarios)."),
-    epochs: Epochs = None, batch_size: BatchSize = None, lr: LearningRate = None,
-    width: Width = None, workers: Workers = None, gpu: Gpu = None, pgd_steps: PgdSteps = None,
-    pgd_step_size: PgdStepSize = None, pgd_eps: PgdEps = None, train_limit: TrainLimit = None,
-    test_limit: TestLimit = None, storage: Storage = None, max_concurrent_trials: MaxTrials = None,
     resume: bool = typer.Option(False, "--resume", help="Continue an interrupted run in the "
                                 "same --out: finished trials are kept."),
-    compile: Compile = False,
 ):
     """Train the scenarios: one Ray Tune trial each, running Ray Train DDP fed by Ray Data."""
     from lie_ray.data.cifar import check_dataset
+    from lie_ray.training.capacity import embedded_cpus
     from lie_ray.training.settings import training_plan
     from lie_ray.infra.session import ray_session
     from lie_ray.scenarios import key_for_scenarios
@@ -214,15 +147,14 @@ def train(
 
     from lie_ray.infra.storage import check_uri
 
-    settings, chosen = training_plan(preset, scenarios, scenario_file, {**train_overrides(
-        epochs, batch_size, lr, width, workers, gpu, pgd_steps, pgd_step_size, pgd_eps,
-        train_limit, test_limit, compile), "max_concurrent_trials": max_concurrent_trials})
+    settings, chosen = training_plan(given.preset, given.scenarios, given.scenario_file,
+                                     given.overrides("train"))
     check_output_dir(out)  # fail before Ray starts
-    check_storage(storage)
-    data = check_dataset(data)
-    storage = check_uri(storage) if storage else None
+    check_storage(given.storage)
+    data = check_dataset(given.data)
+    storage = check_uri(given.storage) if given.storage else None
     key_for_scenarios(chosen, key, settings.block_size, settings.key_batch_size)
-    with ray_session(num_cpus=settings.logical_cpus()), on_interrupt(out):
+    with ray_session(num_cpus=embedded_cpus(settings)), on_interrupt(out):
         table = run_training(chosen, settings, data, out, key, resume=resume, storage=storage)
     typer.echo(format_table(table, ["scenario", "train_error", "test_error", "epochs",
                                     "key_fingerprint"]))
@@ -231,20 +163,17 @@ def train(
 
 @app.command()
 @user_errors
+@takes("runs", "out", "preset", "data", "key", "scenarios", *EVALUATION, "resume", "gpu",
+       "storage", "compile")
 def evaluate(
+    given: Given,
     runs: Path = typer.Option(..., "--runs", help="The --out directory of 'lie-ray train'."),
     out: Path = typer.Option(Path("runs/eval"), "--out", help="Where the tables, report and "
                              "pictures go."),
-    preset: Preset = "smoke",
-    data: DataDir = Path(DEFAULT_DATA_DIR),
     key: Optional[str] = typer.Option(None, "--key", help="The key the scenarios were trained "
                                        "with (needed by encrypted scenarios)."),
-    scenarios: Scenarios = None,
-    epsilons: Epsilons = None, test_limit: EvalLimit = None, pgd_steps: EvalPgdSteps = None,
-    eot_keys: EotKeys = None, square_queries: SquareQueries = None, actors: Actors = None,
     resume: bool = typer.Option(False, "--resume", help="Reuse scenarios already evaluated "
                                 "into --out with the same checkpoint and settings."),
-    gpu: Gpu = None, storage: Storage = None, compile: Compile = False,
 ):
     """Evaluate trained scenarios: the paper's PGD beside BPDA, EOT, transfer, encrypted-input
     and gradient-free attacks; writes examples.parquet, results.parquet and report.md."""
@@ -260,15 +189,15 @@ def evaluate(
     from lie_ray.scenarios import parse_names
     from lie_ray.infra.storage import check_uri, join
 
-    settings = get_eval_preset(preset).replace(**eval_overrides(
-        epsilons, test_limit, pgd_steps, eot_keys, square_queries, actors, compile))
-    chosen = parse_names(scenarios) if scenarios is not None else None
+    settings = get_eval_preset(given.preset).replace(**given.overrides("eval"))
+    chosen = parse_names(given.scenarios) if given.scenarios is not None else None
+    gpu = given.gpu
     check_gpu_choice(gpu or "auto")
     check_output_dir(out)  # fail before Ray starts
-    check_storage(storage)
-    parts = join(check_uri(storage), "evaluations") if storage else None
+    check_storage(given.storage)
+    parts = join(check_uri(given.storage), "evaluations") if given.storage else None
     trained = read_training(runs, chosen)
-    data = check_dataset(data)
+    data = check_dataset(given.data)
     load_key_for_policies(key, [row["key_policy"] for row in trained if row["encrypted"]])
     with ray_session(), on_interrupt(out):
         results = run_evaluation(runs, data, out, key, settings, scenarios=chosen,
@@ -281,48 +210,37 @@ def evaluate(
 
 @app.command()
 @user_errors
+@takes("preset", "out", "data", "scenarios", "scenario_file", "key", "resume", "storage",
+       "max_concurrent_trials", "download", *TRAINING, *EVALUATION, "no_privacy", "compile")
 def sweep(
-    preset: Preset = "smoke",
+    given: Given,
     out: Path = typer.Option(Path("runs/sweep"), "--out", help="Where everything goes: key, "
                              "encrypted shards, Ray storage, tables, report."),
-    data: DataDir = Path(DEFAULT_DATA_DIR),
-    scenarios: Scenarios = None,
-    scenario_file: ScenarioFile = None,
     key: Optional[str] = typer.Option(None, "--key", help="Master key file or URI; default: a new "
                                        "one made into OUT/keys/master.json (mode 0600)."),
     resume: bool = typer.Option(False, "--resume", help="Continue an interrupted sweep in the "
                                 "same --out: finished trials and evaluations are kept."),
-    storage: Storage = None, max_concurrent_trials: MaxTrials = None,
     download: bool = typer.Option(False, "--download", help="Download full CIFAR-10 into "
                                   "--data if it holds none."),
-    epochs: Epochs = None, batch_size: BatchSize = None, lr: LearningRate = None,
-    width: Width = None, workers: Workers = None, gpu: Gpu = None, pgd_steps: PgdSteps = None,
-    pgd_step_size: PgdStepSize = None, pgd_eps: PgdEps = None, train_limit: TrainLimit = None,
-    test_limit: TestLimit = None,
-    epsilons: Epsilons = None, eval_limit: EvalLimit = None, eval_pgd_steps: EvalPgdSteps = None,
-    eot_keys: EotKeys = None, square_queries: SquareQueries = None, actors: Actors = None,
     no_privacy: bool = typer.Option(False, "--no-privacy", help="Skip the privacy attacks "
                                     "phase (see 'lie-ray privacy')."),
-    compile: Compile = False,
 ):
     """The whole study: key, encryption, the scenarios trained, evaluation, report.
 
     Runs on an embedded Ray, or joins the cluster named by RAY_ADDRESS (as under
     'ray job submit')."""
     from lie_ray.infra.session import ray_session
-    from lie_ray.app.study import resolve_plan, run_sweep, summary, tensorboard_dir
+    from lie_ray.app.study import SweepRequest, resolve_plan, run_sweep, summary, tensorboard_dir
+    from lie_ray.training.capacity import embedded_cpus
 
     check_output_dir(out)  # fail before Ray starts
-    check_storage(storage)
-    plan = resolve_plan(out, data, preset, scenarios, scenario_file, key, resume, storage,
-                        {**train_overrides(epochs, batch_size, lr, width, workers, gpu, pgd_steps,
-                                           pgd_step_size, pgd_eps, train_limit, test_limit,
-                                           compile),
-                         "max_concurrent_trials": max_concurrent_trials},
-                        eval_overrides(epsilons, eval_limit, eval_pgd_steps, eot_keys,
-                                       square_queries, actors, compile), download,
-                        privacy=not no_privacy)
-    with ray_session(num_cpus=plan.train.logical_cpus()), on_interrupt(out):
+    check_storage(given.storage)
+    plan = resolve_plan(SweepRequest(
+        out=out, data=given.data, preset=given.preset, scenarios=given.scenarios,
+        scenario_files=given.scenario_file, key=key, resume=resume, storage=given.storage,
+        download=download, privacy=not no_privacy, train_overrides=given.overrides("train"),
+        eval_overrides=given.overrides("eval")))
+    with ray_session(num_cpus=embedded_cpus(plan.train)), on_interrupt(out):
         tables = run_sweep(plan)
     typer.echo(summary(tables["training"], tables["results"], out.resolve(),
                        tensorboard_dir(plan)))
@@ -330,11 +248,11 @@ def sweep(
 
 @app.command()
 @user_errors
+@takes("key", "preset", "data", "out", "transforms")
 def privacy(
+    given: Given,
     key: Path = typer.Option(..., "--key", help="Master key file: the defender's key is its "
                              "'fixed' sub-key, as in the sweep."),
-    preset: Preset = "smoke",
-    data: DataDir = Path(DEFAULT_DATA_DIR),
     out: Path = typer.Option(Path("runs/privacy"), "--out", help="Where privacy.parquet, "
                              "privacy.md and privacy_gallery.png go."),
     transforms: Optional[str] = typer.Option(None, "--transforms", help="Comma-separated "
@@ -348,7 +266,7 @@ def privacy(
     from lie_ray.infra.session import ray_session
 
     check_output_dir(out)  # fail before Ray starts
-    loaded, names, settings, data = resolve_privacy(key, preset, data, transforms)
+    loaded, names, settings, data = resolve_privacy(key, given.preset, given.data, transforms)
     with ray_session(), on_interrupt(out, resumable=False):
         table = run_privacy(data, loaded, out, names, settings)
     typer.echo(format_table(table.filter(pc.not_equal(table["attack"], "key-space")),
@@ -367,15 +285,6 @@ def report(results: Path = typer.Option(..., "--results",
     if results.is_dir():  # else write_report says where the results should come from
         check_output_dir(results, "--results")
     typer.echo(f"wrote {write_report(results)}")
-
-
-def parse_floats(text: Optional[str]) -> Optional[tuple[float, ...]]:
-    if text is None:
-        return None
-    try:
-        return tuple(float(v) for v in text.split(",") if v.strip())
-    except ValueError:
-        raise LieRayError(f"--epsilons must be comma-separated numbers, got {text!r}") from None
 
 
 def format_table(table, columns: list[str]) -> str:

@@ -28,9 +28,9 @@ import json
 import logging
 import time
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterator
+from typing import Any, Iterator, Mapping
 
 import pyarrow as pa
 
@@ -46,6 +46,24 @@ from lie_ray.scenarios import Scenario
 
 log = logging.getLogger("lie_ray")
 PHASES = ("keys", "encryption", "training", "evaluation", "privacy", "report")
+
+
+@dataclass(frozen=True)
+class SweepRequest:
+    """What the user asked the sweep for, as given: ``resolve_plan`` checks it."""
+
+    out: Path
+    data: Path
+    preset: str
+    scenarios: str | None = None  # comma-separated names; None: the preset's
+    scenario_files: list[Path] | None = None  # TOML files of extra scenario records
+    key: str | None = None  # a file or URI; None: the sweep makes its own
+    resume: bool = False
+    storage: str | None = None
+    download: bool = False
+    privacy: bool = True  # False: --no-privacy
+    train_overrides: Mapping[str, Any] = field(default_factory=dict)  # TrainSettings.replace
+    eval_overrides: Mapping[str, Any] = field(default_factory=dict)  # EvalSettings.replace
 
 
 @dataclass(frozen=True)
@@ -199,10 +217,7 @@ def _cell(row: dict | None) -> str:
     return "-" if row is None else f"{row['error']:.3f}"
 
 
-def resolve_plan(out: Path, data: Path, preset: str, scenarios: str | None,
-                 scenario_file: list[Path] | None, key: str | None, resume: bool,
-                 storage: str | None, train_overrides: dict, eval_overrides: dict,
-                 download: bool = False, privacy: bool = True) -> SweepPlan:
+def resolve_plan(request: SweepRequest) -> SweepPlan:
     """Every check that can fail on the user's input, before Ray starts."""
     from lie_ray.evaluation.settings import get_eval_preset
     from lie_ray.training.settings import training_plan
@@ -210,8 +225,10 @@ def resolve_plan(out: Path, data: Path, preset: str, scenarios: str | None,
     from lie_ray.scenarios import key_for_scenarios
     from lie_ray.infra.storage import check_uri, is_uri as storage_is_uri
 
-    train, chosen = training_plan(preset, scenarios, scenario_file, train_overrides)
-    evaluation = get_eval_preset(preset).replace(**eval_overrides)
+    key, privacy = request.key, request.privacy
+    train, chosen = training_plan(request.preset, request.scenarios, request.scenario_files,
+                                  dict(request.train_overrides))
+    evaluation = get_eval_preset(request.preset).replace(**request.eval_overrides)
     if key is not None:
         if storage_is_uri(key):
             check_uri(key, "--key")
@@ -219,8 +236,9 @@ def resolve_plan(out: Path, data: Path, preset: str, scenarios: str | None,
         if privacy and loaded is not None:
             loaded.require_master(f"the privacy phase derives many keys from --key {key}",
                                   fix="pass a key made by 'lie-ray keygen', or add --no-privacy")
-    if storage is not None:
-        storage = check_uri(storage)
-    return SweepPlan(out=out, data=check_dataset(data, download), scenarios=chosen, train=train,
-                     evaluation=evaluation, key_path=key, resume=resume, storage=storage,
-                     privacy=get_privacy_preset(preset, train.block_size) if privacy else None)
+    storage = check_uri(request.storage) if request.storage is not None else None
+    return SweepPlan(out=request.out, data=check_dataset(request.data, request.download),
+                     scenarios=chosen, train=train, evaluation=evaluation, key_path=key,
+                     resume=request.resume, storage=storage,
+                     privacy=get_privacy_preset(request.preset, train.block_size)
+                     if privacy else None)

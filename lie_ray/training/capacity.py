@@ -35,10 +35,17 @@ class TrialNeeds:
 
 
 def trial_needs(settings: TrainSettings, use_gpu: bool) -> TrialNeeds:
+    """What one trial holds: the only statement of this rule (the module docstring's)."""
     workers = settings.num_workers
     data = data_cpus(workers, use_gpu)
     cpus = TRIAL_DRIVER_CPUS + (0 if use_gpu else workers) + data
     return TrialNeeds(cpus=cpus, gpus=workers if use_gpu else 0, data_cpus=data)
+
+
+def embedded_cpus(settings: TrainSettings) -> int:
+    """Logical CPUs an embedded Ray needs to run ``max_concurrent_trials`` at once: what each
+    CPU trial holds (``trial_needs``), plus one."""
+    return int((settings.max_concurrent_trials or 1) * trial_needs(settings, False).cpus) + 1
 
 
 def cluster_capacity() -> tuple[dict[str, float], bool]:

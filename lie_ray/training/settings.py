@@ -54,12 +54,6 @@ class TrainSettings:
     max_concurrent_trials: int | None = None  # cap; None: as many as the cluster holds
     seed: int = 0
 
-    def logical_cpus(self) -> int:
-        """Logical CPUs an embedded Ray needs to run ``max_concurrent_trials`` at once: per
-        trial a quarter CPU for its driver, one per worker, one for Ray Data."""
-        per_trial = TRIAL_DRIVER_CPUS + self.num_workers + data_cpus(self.num_workers, False)
-        return int((self.max_concurrent_trials or 1) * per_trial) + 1
-
     def replace(self, **overrides) -> "TrainSettings":
         fields = {f.name for f in dataclasses.fields(self)}
         unknown = set(overrides) - fields
@@ -76,8 +70,9 @@ class TrainSettings:
         if self.batch_size % self.num_workers:
             raise LieRayError(f"batch size {self.batch_size} must divide evenly over "
                               f"{self.num_workers} workers")
-        if self.gpu not in ("auto", "yes", "no"):
-            raise LieRayError(f"gpu must be auto, yes or no, got {self.gpu!r}")
+        from lie_ray.infra.session import check_gpu_choice  # imports Ray: not for --help
+
+        check_gpu_choice(self.gpu)
         if not (0 < self.lr < math.inf and 0 < self.lr_after_drop < math.inf):  # NaN fails too
             raise LieRayError(f"learning rates must be positive and finite, got lr {self.lr} "
                               f"and lr_after_drop {self.lr_after_drop}: pass --lr > 0, e.g. 0.1")

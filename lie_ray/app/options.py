@@ -1,0 +1,178 @@
+"""The command-line options, each declared once: flag, type, limits, help, and the settings
+field it fills (as robustness's ``defaults.py`` declares its arguments).
+
+``OPTIONS`` is the table. ``@takes(...)`` builds a typer command's parameters from it: the
+command names, in ``--help`` order, the table's rows it takes and its own parameters (the few
+options whose help or default is the command's alone, such as ``--out``), and receives the
+table's values as one ``given: Given``. ``given.overrides("train")`` is then what
+``TrainSettings.replace`` takes, ``given.overrides("eval")`` what ``EvalSettings.replace``
+takes: an option left out is ``None``, which keeps the preset's value.
+
+typer reads a command's parameters from ``inspect.signature``, so ``takes`` writes the
+function's ``__signature__`` (and ``__annotations__``, which typer reads for the types).
+"""
+from __future__ import annotations
+
+import dataclasses
+import functools
+import inspect
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Annotated, Any, Callable, Mapping, Optional
+
+import typer
+
+from lie_ray.data.cifar import DEFAULT_DATA_DIR
+from lie_ray.errors import LieRayError
+from lie_ray.evaluation.settings import EvalSettings
+from lie_ray.training.settings import TrainSettings
+
+# The settings objects an option may fill, by the name its rows use ("train.epochs").
+# No option fills PrivacySettings today: the privacy phase takes the preset at the key's
+# block size. A row that did would add "privacy" here and be applied where that is resolved.
+SETTINGS: dict[str, type] = {"train": TrainSettings, "eval": EvalSettings}
+
+
+def parse_floats(text: Optional[str]) -> Optional[tuple[float, ...]]:
+    if text is None:
+        return None
+    try:
+        return tuple(float(v) for v in text.split(",") if v.strip())
+    except ValueError:
+        raise LieRayError(f"--epsilons must be comma-separated numbers, got {text!r}") from None
+
+
+def given_only(flag: bool) -> Optional[bool]:
+    """A switch that only turns a setting on: off leaves the preset's value."""
+    return flag or None
+
+
+@dataclass(frozen=True)
+class Option:
+    flag: str
+    type: Any
+    default: Any = None
+    help: Optional[str] = None
+    min: Optional[int] = None
+    fills: tuple[str, ...] = ()  # "train.num_workers", "eval.test_limit": settings.field
+    parse: Optional[Callable[[Any], Any]] = None  # the value as given -> the setting's
+
+    def __post_init__(self):
+        for target in self.fills:
+            settings, _, name = target.partition(".")
+            if name not in {f.name for f in dataclasses.fields(SETTINGS[settings])}:
+                raise TypeError(f"{self.flag} fills {target}, which {settings} settings lack")
+
+    def parameter(self, name: str) -> inspect.Parameter:
+        declared = typer.Option(self.flag, help=self.help, min=self.min)
+        return inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, default=self.default,
+                                 annotation=Annotated[self.type, declared])
+
+    def setting(self, value: Any) -> Any:
+        return value if self.parse is None else self.parse(value)
+
+
+OPTIONS: dict[str, Option] = {
+    # What to run, and on what (train, evaluate, sweep, privacy; --data encrypt too).
+    "preset": Option("--preset", str, "smoke", help="Settings preset: smoke, paper or family "
+                     "(one scenario per transform)."),
+    "data": Option("--data", Path, Path(DEFAULT_DATA_DIR), help="CIFAR-10 "
+                   "'cifar-10-batches-py' directory (or its parent)."),
+    "scenarios": Option("--scenarios", Optional[str], help="Comma-separated scenario names "
+                        "(default: all)."),
+    "scenario_file": Option("--scenario-file", Optional[list[Path]], help="TOML file of extra "
+                            "scenario records (README: Training); repeat for several."),
+    "storage": Option("--storage", Optional[str], help="Where cluster nodes write "
+                      "(checkpoints, shards, evaluation parts): a path or URI every node "
+                      "reaches, e.g. s3://bucket/lie_ray?region=us-east-1."),
+    # TrainSettings (train, sweep).
+    "epochs": Option("--epochs", Optional[int], min=1, fills=("train.epochs",)),
+    "batch_size": Option("--batch-size", Optional[int], min=1, fills=("train.batch_size",)),
+    "lr": Option("--lr", Optional[float], fills=("train.lr",)),
+    "width": Option("--width", Optional[int], min=1, help="ResNet18 base width.",
+                    fills=("train.width",)),
+    "workers": Option("--workers", Optional[int], min=1, help="Ray Train DDP workers per "
+                      "trial.", fills=("train.num_workers",)),
+    "gpu": Option("--gpu", Optional[str], help="auto, yes or no.", fills=("train.gpu",)),
+    "pgd_steps": Option("--pgd-steps", Optional[int], help="PGD steps for adversarial "
+                        "training.", fills=("train.pgd_steps",)),
+    "pgd_step_size": Option("--pgd-step-size", Optional[float], fills=("train.pgd_step_size",)),
+    "pgd_eps": Option("--pgd-eps", Optional[float], fills=("train.pgd_eps",)),
+    "train_limit": Option("--train-limit", Optional[int], min=1, help="Use only the first N "
+                          "training images.", fills=("train.train_limit",)),
+    "test_limit": Option("--test-limit", Optional[int], min=1, help="Use only the first N "
+                         "test images.", fills=("train.test_limit",)),
+    "max_concurrent_trials": Option(
+        "--max-concurrent-trials", Optional[int], min=1, help="At most N scenario trials at "
+        "once (default: as many as the cluster holds, or may grow to).",
+        fills=("train.max_concurrent_trials",)),
+    # EvalSettings (evaluate, sweep).
+    "epsilons": Option("--epsilons", Optional[str], help="Comma-separated attack epsilons, "
+                       "e.g. 0,0.031,0.1.", fills=("eval.epsilons",), parse=parse_floats),
+    "eval_limit": Option("--eval-limit", Optional[int], min=1, help="Attack only the first N "
+                         "test images.", fills=("eval.test_limit",)),
+    "eval_pgd_steps": Option("--eval-pgd-steps", Optional[int], min=1, help="PGD steps of the "
+                             "evaluation attacks.", fills=("eval.pgd_steps",)),
+    "eot_keys": Option("--eot-keys", Optional[int], min=1, help="Random keys the keyless "
+                       "(EOT) attacker averages over.", fills=("eval.eot_keys",)),
+    "square_queries": Option("--square-queries", Optional[int], min=1, help="Queries of the "
+                             "gradient-free Square attack.", fills=("eval.square_queries",)),
+    "actors": Option("--actors", Optional[int], min=1, help="Evaluation actors per scenario.",
+                     fills=("eval.actors",)),
+    # Both.
+    "compile": Option("--compile", bool, False, help="torch.compile the networks for training "
+                      "and attacks: minutes of compiling, paid back on long GPU runs (the "
+                      "paper preset), not on CPUs or smoke runs.",
+                      fills=("train.compile", "eval.compile"), parse=given_only),
+}
+# The rows that fill TrainSettings and EvalSettings, in --help order (train, evaluate, sweep).
+TRAINING = ("epochs", "batch_size", "lr", "width", "workers", "gpu", "pgd_steps",
+            "pgd_step_size", "pgd_eps", "train_limit", "test_limit")
+EVALUATION = ("epsilons", "eval_limit", "eval_pgd_steps", "eot_keys", "square_queries",
+              "actors")
+
+
+@dataclass(frozen=True)
+class Given:
+    """The values one command took for the table's options: ``given.preset``, and the
+    settings overrides they make."""
+
+    values: Mapping[str, Any]
+
+    def __getattr__(self, name: str) -> Any:
+        try:
+            return self.__dict__["values"][name]
+        except KeyError:
+            raise AttributeError(f"this command takes no option {name!r}") from None
+
+    def overrides(self, settings: str) -> dict[str, Any]:
+        """``field: value`` for every option of this command that fills ``settings``."""
+        return {target.partition(".")[2]: OPTIONS[name].setting(value)
+                for name, value in self.values.items() for target in OPTIONS[name].fills
+                if target.partition(".")[0] == settings}
+
+
+def takes(*names: str) -> Callable[[Callable], Callable]:
+    """The command's parameters, in ``--help`` order: rows of ``OPTIONS`` and the command's
+    own parameters (an own parameter named like a row is the command's own option, as
+    encrypt's ``--actors``). The command gets the rows' values as its ``given`` parameter."""
+    def decorate(command: Callable) -> Callable:
+        own = {n: p for n, p in inspect.signature(command, eval_str=True).parameters.items()
+               if n != "given"}
+        unknown = [n for n in names if n not in own and n not in OPTIONS]
+        left_out = [n for n in own if n not in names]
+        if unknown or left_out:
+            raise TypeError(f"@takes on {command.__name__}: no option {unknown}, "
+                            f"parameters not listed {left_out}")
+        parameters = [own[n].replace(kind=inspect.Parameter.KEYWORD_ONLY) if n in own
+                      else OPTIONS[n].parameter(n) for n in names]
+
+        @functools.wraps(command)
+        def wrapper(**values):
+            given = Given({n: values.pop(n) for n in names if n not in own})
+            return command(**values, given=given)
+
+        wrapper.__signature__ = inspect.Signature(parameters)
+        wrapper.__annotations__ = {p.name: p.annotation for p in parameters}
+        return wrapper
+    return decorate
