@@ -249,12 +249,12 @@ def evaluate(
     """Evaluate trained scenarios: the paper's PGD beside BPDA, EOT, transfer, encrypted-input
     and gradient-free attacks; writes examples.parquet, results.parquet and report.md."""
     import pyarrow.compute as pc
-    import pyarrow.parquet as pq
 
     from lie_ray.data.cifar import check_dataset
     from lie_ray.evaluation.run import read_training, run_evaluation
     from lie_ray.evaluation.settings import get_eval_preset
     from lie_ray.keys.policies import load_key_for_policies
+    from lie_ray.infra.tables import read_training as read_training_table
     from lie_ray.report import write_report
     from lie_ray.infra.session import check_gpu_choice, ray_session
     from lie_ray.scenarios import parse_names
@@ -273,7 +273,7 @@ def evaluate(
     with ray_session(), on_interrupt(out):
         results = run_evaluation(runs, data, out, key, settings, scenarios=chosen,
                                  resume=resume, gpu=gpu or "auto", parts=parts)
-    report = write_report(out, pq.read_table(Path(runs) / "training.parquet"))
+    report = write_report(out, read_training_table(runs))
     headline = results.filter(pc.equal(results["epsilon"], max(settings.epsilons)))
     typer.echo(format_table(headline, ["scenario", "evaluation", "epsilon", "n", "error"]))
     typer.echo(f"wrote {out / 'examples.parquet'}, {out / 'results.parquet'} and {report}")
