@@ -345,12 +345,14 @@ def privacy(
     import pyarrow.compute as pc
 
     from lie_ray.privacy.run import resolve_privacy, run_privacy
+    from lie_ray.report import write_privacy
     from lie_ray.infra.session import ray_session
 
     check_output_dir(out)  # fail before Ray starts
     loaded, names, settings, data = resolve_privacy(key, preset, data, transforms)
     with ray_session(), on_interrupt(out, resumable=False):
         table = run_privacy(data, loaded, out, names, settings)
+        write_privacy(out)  # privacy.md, from the table the job wrote
     typer.echo(format_table(table.filter(pc.not_equal(table["attack"], "key-space")),
                             ["transform", "attack", "k", "ssim", "psnr", "key_recovered"]))
     typer.echo(f"wrote {out / 'privacy.parquet'}, {out / 'privacy.md'} and "
