@@ -98,12 +98,12 @@ def read_cluster(location: Location) -> pa.Table | None:
 
 def read_table(location: Location, columns: tuple[str, ...]) -> pa.Table:
     """Any of the tables, checked for ``columns``; unreadable is a one-line error."""
-    try:
-        table = storage.read_table(location) if storage.is_uri(location) else \
-            pq.read_table(location)
+    try:  # a local path straight to pyarrow, so its errors read as they always have
+        table = (storage.read_table(location) if storage.is_uri(location)
+                 else pq.read_table(location))
     except (OSError, pa.ArrowInvalid) as err:
-        raise LieRayError(f"cannot read {location} ({err}): rerun the step that wrote it") \
-            from None
+        raise LieRayError(f"cannot read {location} ({err}): rerun the step that wrote it"
+                          ) from None
     check_columns(table, columns, str(location))
     return table
 
