@@ -190,7 +190,6 @@ def ray_scaling(args) -> float:
     import ray
     import ray.data
 
-    import lie_ray.report  # noqa: F401  run_evaluation imports it lazily: not in the 1-actor time
     from lie_ray.data.cifar import DEFAULT_DATA_DIR
     from lie_ray.evaluation.run import run_evaluation
     from lie_ray.evaluation.settings import EvalSettings

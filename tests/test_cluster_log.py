@@ -5,7 +5,8 @@ import pyarrow.parquet as pq
 import ray
 
 from lie_ray.infra.atomic import write_parquet
-from lie_ray.infra.cluster_log import ClusterRecorder, cluster_section, phase_spans
+from lie_ray.infra.cluster_log import ClusterRecorder
+from lie_ray.report.cluster import cluster_section, phase_spans
 
 
 def test_samples_record_nodes_and_resources_in_use(monkeypatch, tmp_path):

@@ -178,12 +178,12 @@ def evaluate(
     """Evaluate trained scenarios: the paper's PGD beside BPDA, EOT, transfer, encrypted-input
     and gradient-free attacks; writes examples.parquet, results.parquet and report.md."""
     import pyarrow.compute as pc
-    import pyarrow.parquet as pq
 
     from lie_ray.data.cifar import check_dataset
     from lie_ray.evaluation.run import read_training, run_evaluation
     from lie_ray.evaluation.settings import get_eval_preset
     from lie_ray.keys.policies import load_key_for_policies
+    from lie_ray.infra.tables import read_training as read_training_table
     from lie_ray.report import write_report
     from lie_ray.infra.session import check_gpu_choice, ray_session
     from lie_ray.scenarios import parse_names
@@ -202,7 +202,7 @@ def evaluate(
     with ray_session(), on_interrupt(out):
         results = run_evaluation(runs, data, out, key, settings, scenarios=chosen,
                                  resume=resume, gpu=gpu or "auto", parts=parts)
-    report = write_report(out, pq.read_table(Path(runs) / "training.parquet"))
+    report = write_report(out, read_training_table(runs))
     headline = results.filter(pc.equal(results["epsilon"], max(settings.epsilons)))
     typer.echo(format_table(headline, ["scenario", "evaluation", "epsilon", "n", "error"]))
     typer.echo(f"wrote {out / 'examples.parquet'}, {out / 'results.parquet'} and {report}")
@@ -263,12 +263,14 @@ def privacy(
     import pyarrow.compute as pc
 
     from lie_ray.privacy.run import resolve_privacy, run_privacy
+    from lie_ray.report import write_privacy
     from lie_ray.infra.session import ray_session
 
     check_output_dir(out)  # fail before Ray starts
     loaded, names, settings, data = resolve_privacy(key, given.preset, given.data, transforms)
     with ray_session(), on_interrupt(out, resumable=False):
         table = run_privacy(data, loaded, out, names, settings)
+        write_privacy(out)  # privacy.md, from the table the job wrote
     typer.echo(format_table(table.filter(pc.not_equal(table["attack"], "key-space")),
                             ["transform", "attack", "k", "ssim", "psnr", "key_recovered"]))
     typer.echo(f"wrote {out / 'privacy.parquet'}, {out / 'privacy.md'} and "

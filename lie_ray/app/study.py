@@ -124,8 +124,10 @@ def run_sweep(plan: SweepPlan) -> dict[str, pa.Table]:
         with phase("privacy", recorder):
             from lie_ray.privacy import targets
             from lie_ray.privacy.run import run_privacy
+            from lie_ray.report import write_privacy
 
             run_privacy(plan.data, key, out, targets.names(), plan.privacy, plan.storage)
+            write_privacy(out)  # privacy.md, from the table the job wrote
     recorder.stop()
     atomic.write_parquet(recorder.table(), out / "cluster.parquet")
     with phase("report"):

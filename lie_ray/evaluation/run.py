@@ -25,6 +25,7 @@ import torch
 
 from lie_ray.infra import storage
 from lie_ray.infra.atomic import write_parquet
+from lie_ray.infra.tables import read_training as training_table
 from lie_ray.attacks import PGD
 from lie_ray.data.cifar import load_split, resolve_data_dir
 from lie_ray.errors import LieRayError
@@ -40,12 +41,8 @@ Z_95 = 1.959963984540054
 
 
 def read_training(runs_dir: str | Path, scenarios: list[str] | None) -> list[dict]:
-    from lie_ray.report import read_table
-
-    path = Path(runs_dir) / "training.parquet"
-    if not path.is_file():
-        raise LieRayError(f"no {path}: pass as --runs the --out directory of 'lie-ray train'")
-    rows = read_table(path, ("scenario", "encrypted", "key_policy", "checkpoint")).to_pylist()
+    """The trained scenarios in ``RUNS/training.parquet`` (all, or those in ``scenarios``)."""
+    rows = training_table(runs_dir).to_pylist()
     if scenarios:
         unknown = set(scenarios) - {r["scenario"] for r in rows}
         if unknown:

@@ -12,8 +12,9 @@ Per transform, under the defender's key (the sweep's ``fixed`` sub-key of the ma
     itn               learned inversion trained on the attacker's own images and keys (Ray Train)
     key-space         log2 of the key space and the brute-force time at the measured keys/s
 
-Writes ``OUT/privacy.parquet`` (one row per transform x attack), ``OUT/privacy.md`` and
-``OUT/privacy_gallery.png``. Keys appear only as fingerprints.
+Writes ``OUT/privacy.parquet`` (one row per transform x attack) and ``OUT/privacy_gallery.png``;
+whoever runs the job then renders ``OUT/privacy.md`` from the table (``lie_ray.report``, a layer
+above the jobs). Keys appear only as fingerprints.
 """
 from __future__ import annotations
 
@@ -55,7 +56,7 @@ THREATS = {"ciphertext": "none", "known-plaintext": "known-plaintext",
 
 def run_privacy(data_dir: str | Path, key: Key, out_dir: str | Path, names: list[str],
                 settings: PrivacySettings, storage: str | None = None) -> pa.Table:
-    """Run every attack on every transform in ``names``; write the table, section, gallery."""
+    """Run every attack on every transform in ``names``; write the table and the gallery."""
     out = Path(out_dir).resolve()
     test = load_split(data_dir, "test")
     attacker = load_split(data_dir, "train").images[:settings.itn.images]
@@ -204,9 +205,8 @@ def key_space_row(name, defender, plain, settings) -> dict:
 
 
 def write_outputs(table: pa.Table, gallery: list, out: Path) -> None:
-    from lie_ray.privacy.report import write_gallery, write_section
+    from lie_ray.privacy.gallery import GALLERY, write_gallery
 
     out.mkdir(parents=True, exist_ok=True)
     atomic.write_parquet(table, out / "privacy.parquet")
-    write_gallery(gallery, out / "privacy_gallery.png")
-    write_section(out)
+    write_gallery(gallery, out / GALLERY)

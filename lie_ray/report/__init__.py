@@ -1,4 +1,4 @@
-"""``report.md`` and ``curves.png``: the paper's Table I beside the adaptive evaluation.
+"""``report.md`` and its pictures, from the result tables alone.
 
 The paper reads a low error under its own PGD (plain autograd through the true cipher) as
 robustness. That gradient is zero through the cipher's quantisation and nibble split, so the
@@ -6,85 +6,35 @@ report puts the paper's protocol next to the adaptive attacks and makes the wors
 headline. Everything is derived from the result tables alone, so the report can be rebuilt
 at any time without Ray, and rebuilding it from the same tables gives the same bytes.
 
-Reads from the results directory:
+Reads from the results directory (through ``lie_ray.infra.tables``, one checked reader each):
 
     results.parquet    one row per (scenario, evaluation, epsilon), with a 95% Wilson interval
     training.parquet   optional, one row per scenario (train/test error, epochs)
+    privacy.parquet    optional, the privacy attacks (also rendered alone as ``privacy.md``)
+    cluster.parquet    optional, the cluster sampled over a sweep
     gallery.png        optional, linked as is
 
-Writes beside them: ``curves.png`` and ``report.md``.
+Writes beside them: ``curves.png``, ``cluster.png`` (with the cluster table) and ``report.md``.
+The sections, one module each: ``paper`` (Table I, the adaptive table, the headline),
+``curves``, ``family``, ``privacy``, ``cluster``; ``markdown`` holds the table and cell format.
 """
 from __future__ import annotations
 
-import math
 import os
-from dataclasses import dataclass
 from pathlib import Path
 
 import pyarrow as pa
-import pyarrow.parquet as pq
-from matplotlib.backends.backend_agg import FigureCanvasAgg
-from matplotlib.figure import Figure
 
 from lie_ray.infra import atomic
-from lie_ray.infra.cluster_log import cluster_section
-from lie_ray.errors import LieRayError
-from lie_ray.evaluation.settings import (CHANNEL, PAPER_EPSILON, PLAIN_SPACE, WORST_CASE,
-                                         WORST_CASE_CHANNEL)
-from lie_ray.privacy.report import section as privacy_section
+from lie_ray.infra.tables import TRAINING_COLUMNS, check_columns, read_training
+from lie_ray.report.cluster import cluster_section
+from lie_ray.report.curves import write_curves
 from lie_ray.report.family import family_section
-from lie_ray.scenarios import PAPER_SCENARIOS
+from lie_ray.report.paper import (AMBIGUITY, PAPER_TABLE_I, THREAT_MODELS, headline_epsilon,
+                                  load_results, render_report, scenario_order, training_metrics)
+from lie_ray.report.privacy import section as privacy_section, write_privacy
 
-CLEAN_EVALUATIONS = ("test", "train")
-# Plain-image attacks, their worst case (the headline), then the ciphertext-space ones.
-ADAPTIVE_EVALUATIONS = (*PLAIN_SPACE, WORST_CASE, *CHANNEL, WORST_CASE_CHANNEL)
-PAPER_PROTOCOL = "pgd"
-# Each reading of the paper's protocol, as its own evaluation (lie_ray.evaluation.protocols).
-PAPER_READINGS = ("pgd", "paper-literal", "bpda-identity")
-AMBIGUITY = ("The paper says only that it \"generated adversarial noise by PGD, added the noise "
-             "to the test images and then, encrypted them\", which leaves open where the PGD "
-             "gradient was taken: through the true cipher (`pgd`, zero gradient), on the "
-             "encrypted image the network sees (`paper-literal`), or on the plain image with "
-             "the identity as the cipher's backward (`bpda-identity`).")
-THREAT_MODELS = ("`worst-case` (the headline) models the paper's attacker, who perturbs the "
-                 "PLAIN image by at most epsilon (L-inf) before it is encrypted with the "
-                 "defender's key and classified. `worst-case-channel` adds an attacker who edits "
-                 "the ENCRYPTED image in transit by at most epsilon in ciphertext space, a "
-                 "different threat whose epsilon does not compare with the plain-image one.")
-# Table I of the paper: train / test / adversarial error.
-PAPER_TABLE_I: dict[str, tuple[float, float, float]] = {
-    "Plain": (0.006, 0.137, 1.000),
-    "Encrypted": (0.011, 0.166, 0.269),
-    "Encrypted-Adv": (0.093, 0.830, 0.040),
-    "Encrypted-DK": (0.431, 0.506, 0.792),
-    "Encrypted-Adv-DK": (0.657, 0.617, 0.690),
-}
-RESULT_COLUMNS = ("scenario", "evaluation", "epsilon", "n", "error", "ci_low", "ci_high")
-TRAINING_COLUMNS = ("scenario", "train_error", "test_error", "epochs")
-# Fixed colours, so an evaluation looks the same in every subplot and in every run.
-COLOURS = {"pgd": "tab:blue", "bpda": "tab:orange", "eot": "tab:green", "transfer": "tab:red",
-           "encrypted-input": "tab:purple", "gradient-free": "tab:brown",
-           "paper-literal": "tab:cyan", "bpda-identity": "tab:olive", "autoattack": "tab:pink"}
-WORST_CASES = (WORST_CASE, WORST_CASE_CHANNEL)
-MISSING = "-"
-
-
-@dataclass(frozen=True)
-class Row:
-    scenario: str
-    evaluation: str
-    epsilon: float
-    n: int
-    error: float
-    ci_low: float
-    ci_high: float
-
-
-@dataclass(frozen=True)
-class Training:
-    train_error: float
-    test_error: float
-    epochs: int
+__all__ = ["AMBIGUITY", "PAPER_TABLE_I", "THREAT_MODELS", "write_privacy", "write_report"]
 
 
 def write_report(results_dir: str | os.PathLike,
@@ -94,361 +44,21 @@ def write_report(results_dir: str | os.PathLike,
     ``training_table`` stands in for ``training.parquet`` when the caller already holds it.
     """
     directory = Path(results_dir)
-    rows = load_results(directory / "results.parquet")
-    training = load_training(directory / "training.parquet", training_table)
+    rows = load_results(directory)
+    if training_table is None:
+        training_table = read_training(directory, TRAINING_COLUMNS, optional=True)
+    else:
+        check_columns(training_table, TRAINING_COLUMNS, "the training table")
+    training = training_metrics(training_table)
     scenarios = scenario_order(rows, training)
     epsilon = headline_epsilon(rows)
     write_curves(rows, scenarios, directory / "curves.png")
     text = render_report(rows, training, scenarios, epsilon,
                          gallery=(directory / "gallery.png").is_file())
-    text += family_section(directory, rows, training_table)  # "" unless several transforms
+    text += family_section(rows, training_table)  # "" unless several transforms
     text += privacy_section(directory)  # empty unless privacy.parquet is there
     text += cluster_section(directory)  # cluster.png, when the sweep recorded the cluster
     target = directory / "report.md"
     with atomic.staged_file(target) as staging:
         staging.write_text(text, encoding="utf-8")
     return target
-
-
-# --- loading -------------------------------------------------------------------------------
-
-def load_results(path: Path) -> list[Row]:
-    if not path.is_file():
-        raise LieRayError(f"no evaluation results at {path}: run 'lie-ray evaluate' first")
-    table = read_table(path, RESULT_COLUMNS)
-    if table.num_rows == 0:
-        raise LieRayError(f"{path} has no rows: rerun 'lie-ray evaluate'")
-    return [Row(scenario=str(r["scenario"]), evaluation=str(r["evaluation"]),
-                epsilon=float(r["epsilon"]), n=int(r["n"]), error=float(r["error"]),
-                ci_low=float(r["ci_low"]), ci_high=float(r["ci_high"]))
-            for r in table.select(list(RESULT_COLUMNS)).to_pylist()]
-
-
-def load_training(path: Path, table: pa.Table | None) -> dict[str, Training]:
-    """Training metrics by scenario; empty when there are none (the report then shows '-')."""
-    if table is None:
-        if not path.is_file():
-            return {}
-        table = read_table(path, TRAINING_COLUMNS)
-    else:
-        check_columns(table, TRAINING_COLUMNS, "the training table")
-    return {str(r["scenario"]): Training(float(r["train_error"]), float(r["test_error"]),
-                                         int(r["epochs"]))
-            for r in table.select(list(TRAINING_COLUMNS)).to_pylist()}
-
-
-def read_table(path: Path, columns: tuple[str, ...]) -> pa.Table:
-    try:
-        table = pq.read_table(path)
-    except (OSError, pa.ArrowInvalid) as err:
-        raise LieRayError(f"cannot read {path} ({err}): rerun the step that wrote it") from None
-    check_columns(table, columns, str(path))
-    return table
-
-
-def check_columns(table: pa.Table, columns: tuple[str, ...], where: str) -> None:
-    missing = [c for c in columns if c not in table.column_names]
-    if missing:
-        raise LieRayError(f"{where} lacks columns {missing}: it was written by another version; "
-                          "rerun the step that wrote it")
-
-
-# --- selection -----------------------------------------------------------------------------
-
-def scenario_order(rows: list[Row], training: dict[str, Training]) -> list[str]:
-    """The paper's five in its order, then any others in the order they first appear.
-
-    Sorting by name would put Encrypted-Adv-DK before Encrypted-DK and scatter the paper's
-    table; first appearance keeps the user's own order, which is also deterministic.
-    """
-    seen = dict.fromkeys([r.scenario for r in rows] + list(training))
-    paper = [name for name in PAPER_SCENARIOS if name in seen]
-    return paper + [name for name in seen if name not in PAPER_SCENARIOS]
-
-
-def is_adversarial(row: Row) -> bool:
-    return row.evaluation not in CLEAN_EVALUATIONS
-
-
-def same_epsilon(a: float, b: float) -> bool:
-    """Epsilons may have passed through float32 on the way, so compare with a tolerance."""
-    return math.isclose(a, b, rel_tol=0.0, abs_tol=1e-6)
-
-
-def headline_epsilon(rows: list[Row]) -> float | None:
-    """The paper's 0.1 when it was evaluated, else the largest epsilon that was."""
-    epsilons = [r.epsilon for r in rows if is_adversarial(r)]
-    if not epsilons:
-        return None
-    if any(same_epsilon(e, PAPER_EPSILON) for e in epsilons):
-        return PAPER_EPSILON
-    return max(epsilons)
-
-
-def find(rows: list[Row], scenario: str, evaluation: str,
-         epsilon: float | None = None) -> Row | None:
-    """The matching row; for clean evaluations (no ``epsilon``) the smallest epsilon wins."""
-    matches = [r for r in rows if r.scenario == scenario and r.evaluation == evaluation
-               and (epsilon is None or same_epsilon(r.epsilon, epsilon))]
-    return min(matches, key=lambda r: r.epsilon, default=None)
-
-
-def adaptive_columns(rows: list[Row]) -> list[str]:
-    """The known evaluations in a fixed order; unknown ones are kept (sorted) before the worst
-    case rather than silently dropped."""
-    present = {r.evaluation for r in rows if is_adversarial(r)}
-    extra = sorted(present - set(ADAPTIVE_EVALUATIONS))
-    split = ADAPTIVE_EVALUATIONS.index(WORST_CASE)
-    return (list(ADAPTIVE_EVALUATIONS[:split]) + extra + list(ADAPTIVE_EVALUATIONS[split:]))
-
-
-def sample_size(rows: list[Row], evaluation: str | None = None,
-                epsilon: float | None = None) -> str:
-    """'n=100' for the rows matched (or 'n=24..100' when they differ): every figure says n."""
-    sizes = sorted({r.n for r in rows if (evaluation is None or r.evaluation == evaluation)
-                    and (evaluation is not None or is_adversarial(r))
-                    and (epsilon is None or same_epsilon(r.epsilon, epsilon))})
-    if not sizes:
-        return "n=?"
-    return f"n={sizes[0]}" if len(sizes) == 1 else f"n={sizes[0]}..{sizes[-1]}"
-
-
-# --- markdown ------------------------------------------------------------------------------
-
-def render_report(rows: list[Row], training: dict[str, Training], scenarios: list[str],
-                  epsilon: float | None, gallery: bool) -> str:
-    sections = [
-        "# Adversarial test of learnable image encryption\n",
-        table_one(rows, training, scenarios, epsilon),
-        adaptive_table(rows, scenarios, epsilon),
-        headline(rows, scenarios, epsilon),
-        figures(gallery),
-    ]
-    return "\n".join(sections)
-
-
-def fmt(value: float | None) -> str:
-    return MISSING if value is None else f"{value:.3f}"
-
-
-def describe_epsilon(epsilon: float | None) -> str:
-    if epsilon is None:
-        return "no adversarial evaluation was found in results.parquet"
-    if same_epsilon(epsilon, PAPER_EPSILON):
-        return f"epsilon = {PAPER_EPSILON:g} (the paper's)"
-    return (f"epsilon = {epsilon:g}, the largest evaluated (the paper used {PAPER_EPSILON:g}, "
-            "which is absent from these results)")
-
-
-def markdown_table(header: list[str], body: list[list[str]]) -> str:
-    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-    lines += ["| " + " | ".join(cells) + " |" for cells in body]
-    return "\n".join(lines) + "\n"
-
-
-def clean_error(rows: list[Row], training: dict[str, Training], scenario: str,
-                evaluation: str) -> tuple[float | None, bool]:
-    """(error, from training): from results.parquet when evaluated there (same test images as
-    the attacks), else from training.parquet's last epoch, which the caller must label."""
-    row = find(rows, scenario, evaluation)
-    if row is not None:
-        return row.error, False
-    metrics = training.get(scenario)
-    if metrics is None:
-        return None, False
-    return (metrics.train_error if evaluation == "train" else metrics.test_error), True
-
-
-def clean_cell(rows: list[Row], training: dict[str, Training], scenario: str,
-               evaluation: str) -> str:
-    value, from_training = clean_error(rows, training, scenario, evaluation)
-    return fmt(value) + ("*" if from_training and value is not None else "")
-
-
-def closest_reading(rows: list[Row], scenarios: list[str], epsilon: float | None) -> str:
-    """Which reading of the paper's protocol comes closest to its Table I: the smallest mean
-    absolute difference from the paper's adversarial errors, over the paper's scenarios where
-    every reading ran (on Plain, with no cipher, they would coincide)."""
-    if epsilon is None:
-        return ""
-    found = {s: [find(rows, s, r, epsilon) for r in PAPER_READINGS] for s in scenarios
-             if s in PAPER_TABLE_I}
-    common = [s for s, readings in found.items() if all(readings)]
-    if not common:
-        return ""
-    gaps = {reading: sum(abs(found[s][i].error - PAPER_TABLE_I[s][2]) for s in common)
-            / len(common) for i, reading in enumerate(PAPER_READINGS)}
-    best = min(gaps, key=gaps.get)
-    listed = ", ".join(f"`{r}` {gap:.3f}" for r, gap in gaps.items())
-    return (f"Closest to the paper's adversarial column: **`{best}`** (mean absolute "
-            f"difference over {', '.join(common)}: {listed}).\n\n")
-
-
-def table_one(rows: list[Row], training: dict[str, Training], scenarios: list[str],
-              epsilon: float | None) -> str:
-    clean_n = {e: sample_size(rows, e) for e in CLEAN_EVALUATIONS}
-    attack_n = sample_size(rows, PAPER_PROTOCOL, epsilon)
-    header = ["Scenario", "epochs", f"train ({clean_n['train']})", f"test ({clean_n['test']})",
-              *(f"adversarial: {r}" for r in PAPER_READINGS),
-              "paper train", "paper test", "paper adversarial"]
-    body = []
-    for scenario in scenarios:
-        readings = [find(rows, scenario, r, epsilon) if epsilon is not None else None
-                    for r in PAPER_READINGS]
-        paper = PAPER_TABLE_I.get(scenario)
-        metrics = training.get(scenario)
-        body.append([scenario, str(metrics.epochs) if metrics else MISSING,
-                     clean_cell(rows, training, scenario, "train"),
-                     clean_cell(rows, training, scenario, "test"),
-                     *(fmt(r.error if r else None) for r in readings),
-                     *(fmt(v) for v in (paper or (None, None, None)))])
-    return ("## Table I: error rates (lower is better)\n\n"
-            f"Ours from results.parquet: clean train and test error on the evaluation's images "
-            f"(n in the header; * marks a value from training.parquet's last epoch instead, "
-            f"measured on the training run's own images); adversarial error under each reading "
-            f"of the paper's protocol at {describe_epsilon(epsilon)} ({attack_n} test images). "
-            "The paper's figures are for the whole CIFAR-10 test set after 100 epochs; '-' "
-            "marks a value that is not available.\n\n"
-            + markdown_table(header, body) + "\n" + AMBIGUITY + " "
-            + closest_reading(rows, scenarios, epsilon))
-
-
-def interval_cell(row: Row) -> str:
-    return f"{row.error:.3f} [{row.ci_low:.2f}, {row.ci_high:.2f}]"
-
-
-def adaptive_row(rows: list[Row], scenario: str, columns: list[str],
-                 epsilon: float | None) -> list[str]:
-    """Cells for one scenario, the largest error(s) in bold: the attack that hurt most."""
-    found = {c: find(rows, scenario, c, epsilon) if epsilon is not None else None
-             for c in columns}
-    plain_image = columns[:columns.index(WORST_CASE) + 1]  # bold: the plain-image attacker's
-    worst = max((found[c].error for c in plain_image if found[c] is not None), default=None)
-    cells = []
-    for column in columns:
-        row = found[column]
-        if row is None:
-            cells.append(MISSING)
-        elif row.error == worst and column in plain_image:
-            cells.append(f"**{interval_cell(row)}**")
-        else:
-            cells.append(interval_cell(row))
-    return cells
-
-
-def adaptive_table(rows: list[Row], scenarios: list[str], epsilon: float | None) -> str:
-    columns = adaptive_columns(rows)
-    body = [[scenario, *adaptive_row(rows, scenario, columns, epsilon)] for scenario in scenarios]
-    n = sample_size(rows, None, epsilon)
-    return ("## Adaptive evaluation\n\n"
-            f"Error under each attack at {describe_epsilon(epsilon)}, with its 95% Wilson "
-            f"interval (results.parquet, {n} test images per cell). Columns up to `worst-case` "
-            "perturb the plain image; `encrypted-input` edits the ciphertext, and "
-            "`worst-case-channel` takes it too. The largest plain-image error in each row is "
-            "in bold, and '-' marks an evaluation that does not apply to (or was not run for) "
-            "the scenario.\n\n"
-            + markdown_table(["Scenario", *columns], body))
-
-
-def worst_case_error(rows: list[Row], scenario: str, epsilon: float | None) -> str:
-    """The worst-case row; failing that, the largest error among the attacks that were run,
-    labelled as such so it is not mistaken for the real worst case."""
-    if epsilon is None:
-        return MISSING
-    row = find(rows, scenario, WORST_CASE, epsilon)
-    if row is not None:
-        return interval_cell(row)
-    attacks = [r for r in rows if r.scenario == scenario and is_adversarial(r)
-               and r.evaluation not in (*CHANNEL, WORST_CASE_CHANNEL)
-               and same_epsilon(r.epsilon, epsilon)]
-    if not attacks:
-        return MISSING
-    top = max(attacks, key=lambda r: (r.error, r.evaluation))
-    return f"{interval_cell(top)} (no worst-case row; largest single attack, `{top.evaluation}`)"
-
-
-def headline(rows: list[Row], scenarios: list[str], epsilon: float | None) -> str:
-    bullets = "\n".join(f"- {s}: {worst_case_error(rows, s, epsilon)}" for s in scenarios)
-    n = sample_size(rows, WORST_CASE, epsilon)
-    return ("## Headline robustness\n\n" + THREAT_MODELS + "\n\n"
-            "The headline robustness figure for each scenario is its **worst-case** error "
-            "(per image, the strongest of all the attacks), not any single attack's. `pgd` is "
-            "the paper's protocol, plain autograd through the true cipher, whose quantisation "
-            "and nibble split have zero gradient; the attack therefore sees almost nothing, "
-            "and its error is an upper bound on robustness (a lower bound on the error an "
-            "attacker achieves), not evidence of robustness. A scenario is only as robust as "
-            "its worst case, at "
-            f"{describe_epsilon(epsilon)} (results.parquet, {n} test images):\n\n{bullets}\n")
-
-
-def figures(gallery: bool) -> str:
-    text = ("## Figures\n\n"
-            "Robustness curves: error against epsilon, one line per evaluation; the thick black "
-            "line is the worst case (dashed: with the ciphertext-space attack).\n\n![robustness curves](curves.png)\n")
-    if gallery:
-        text += ("\nRows: plain, encrypted, adversarial (BPDA-PGD at eps 0.1), encrypted "
-                 "adversarial; each image is labelled with its true and predicted class:\n\n"
-                 "![gallery](gallery.png)\n")
-    return text
-
-
-# --- curves --------------------------------------------------------------------------------
-
-def write_curves(rows: list[Row], scenarios: list[str], path: Path) -> None:
-    """One subplot per scenario, sharing the 0..1 error axis so scenarios compare at a glance.
-
-    Uses a bare ``Figure`` with the Agg canvas rather than pyplot: no global state, no
-    display, safe in any thread or Ray worker.
-    """
-    columns = min(3, len(scenarios))
-    lines = math.ceil(len(scenarios) / columns)
-    figure = Figure(figsize=(4.2 * columns, 3.4 * lines), layout="constrained")
-    FigureCanvasAgg(figure)
-    axes = figure.subplots(lines, columns, squeeze=False, sharey=True).ravel()
-    for axis, scenario in zip(axes, scenarios):
-        plot_scenario(axis, [r for r in rows if r.scenario == scenario and is_adversarial(r)])
-        axis.set_title(scenario)
-    for axis in axes[len(scenarios):]:
-        axis.set_visible(False)
-    handles = {}
-    for axis in axes[:len(scenarios)]:
-        for handle, label in zip(*axis.get_legend_handles_labels()):
-            handles.setdefault(label, handle)
-    if handles:
-        order = sorted(handles, key=legend_rank)
-        figure.legend([handles[k] for k in order], order, loc="outside lower center",
-                      ncols=min(len(order), 7), frameon=False)
-    with atomic.staged_file(path) as staging:
-        figure.savefig(staging, format="png", dpi=100)
-
-
-def legend_rank(evaluation: str) -> tuple[int, int, str]:
-    """The adaptive table's column order: known attacks, then unknown ones, worst case last."""
-    if evaluation in WORST_CASES:
-        return (2, WORST_CASES.index(evaluation), evaluation)
-    if evaluation in ADAPTIVE_EVALUATIONS:
-        return (0, ADAPTIVE_EVALUATIONS.index(evaluation), evaluation)
-    return (1, 0, evaluation)
-
-
-def plot_scenario(axis, rows: list[Row]) -> None:
-    evaluations = sorted({r.evaluation for r in rows}, key=legend_rank)
-    for evaluation in evaluations:
-        points = sorted((r for r in rows if r.evaluation == evaluation), key=lambda r: r.epsilon)
-        x = [r.epsilon for r in points]
-        worst = evaluation in WORST_CASES
-        colour = "black" if worst else COLOURS.get(evaluation, "tab:gray")
-        axis.fill_between(x, [r.ci_low for r in points], [r.ci_high for r in points],
-                          color=colour, alpha=0.12, linewidth=0)
-        axis.plot(x, [r.error for r in points], marker="o", markersize=3 if not worst else 4,
-                  linestyle="--" if evaluation == WORST_CASE_CHANNEL else "-",
-                  color=colour, linewidth=3.0 if worst else 1.2, zorder=3 if worst else 2,
-                  label=evaluation)
-    if not evaluations:
-        axis.text(0.5, 0.5, "no adversarial evaluation", ha="center", va="center",
-                  transform=axis.transAxes)
-    axis.set_ylim(0, 1)
-    axis.set_xlabel("epsilon (L-inf, pixel scale)")
-    if axis.get_subplotspec().is_first_col():  # the error axis is shared along each row
-        axis.set_ylabel("error")
-    axis.grid(alpha=0.3)

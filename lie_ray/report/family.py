@@ -8,16 +8,12 @@ evaluation. Built from ``training.parquet`` and ``results.parquet`` alone.
 """
 from __future__ import annotations
 
-from pathlib import Path
-
 import pyarrow as pa
-import pyarrow.parquet as pq
 
+from lie_ray.infra.tables import FAMILY_COLUMNS
 from lie_ray.keys import Key
+from lie_ray.report.markdown import cell, markdown_table
 from lie_ray.transforms import build
-
-FAMILY_COLUMNS = ("scenario", "encrypted", "transform", "transform_block_size",
-                  "transform_variant")
 
 
 def key_space_log2(name: str, block_size: int, variant: str) -> float:
@@ -26,16 +22,12 @@ def key_space_log2(name: str, block_size: int, variant: str) -> float:
                  variant=variant or None).key_space_log2
 
 
-def family_section(directory: Path, rows: list, training: pa.Table | None = None) -> str:
-    """Markdown for the family table, or "" when the run holds fewer than two transforms.
-    ``training``: the training table when it lives elsewhere (``lie-ray evaluate --runs``)."""
-    path = directory / "training.parquet"
-    if training is None and not path.is_file():
+def family_section(rows: list, training: pa.Table | None) -> str:
+    """Markdown for the family table, or "" when the run holds fewer than two transforms
+    (or ``training``, the training table, is absent or older than the family's columns)."""
+    if training is None or not set(FAMILY_COLUMNS) <= set(training.column_names):
         return ""
-    table = training if training is not None else pq.read_table(path)
-    if not set(FAMILY_COLUMNS) <= set(table.column_names):
-        return ""
-    trained = table.select(list(FAMILY_COLUMNS)).to_pylist()
+    trained = training.select(list(FAMILY_COLUMNS)).to_pylist()
     if len({r["transform"] for r in trained if r["encrypted"]}) < 2:
         return ""
     by_key = {(r.scenario, r.evaluation, round(r.epsilon, 9)): r.error for r in rows}
@@ -54,16 +46,10 @@ def family_section(directory: Path, rows: list, training: pa.Table | None = None
             cells += [cell(by_key.get((r["scenario"], "pgd", round(eps, 9)))),
                       cell(by_key.get((r["scenario"], "worst-case", round(eps, 9))))]
         body.append(cells)
-    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-    lines += ["| " + " | ".join(c) + " |" for c in body]
     return ("\n## The transform family under the same attacks\n\n"
             "Error rates (lower is better). `pgd` is the paper's protocol: plain autograd "
             "through the pipeline as written, which is the true gradient for Shuffle, NP, PE and "
             "EtC and zero for LE, ELE and FFX; `worst` is the worst case per image over every "
             "attack on the plain image (the paper's readings, BPDA, EOT, transfer, Square, "
             "AutoAttack). Key spaces as each "
-            "reference draws its keys (TRANSFORMS.md).\n\n" + "\n".join(lines) + "\n")
-
-
-def cell(value: float | None) -> str:
-    return "-" if value is None else f"{value:.3f}"
+            "reference draws its keys (TRANSFORMS.md).\n\n" + markdown_table(header, body))

@@ -1,42 +1,39 @@
-"""The privacy section of ``report.md`` and the reconstruction gallery, from privacy.parquet.
+"""The privacy section of ``report.md``, and ``privacy.md``, from ``privacy.parquet``.
 
 Rebuildable from the table alone (no Ray, no key). The SIA-GAN anchor is a published LPIPS
 (lower = better reconstruction), beside our SSIM (higher = better): a different metric, given
-for orientation, not compared number to number.
+for orientation, not compared number to number. The job draws the reconstruction gallery
+(``lie_ray.privacy.gallery``); the section links it when it is there.
 """
 from __future__ import annotations
 
 import math
 from pathlib import Path
 
-import numpy as np
-import pyarrow.parquet as pq
-
 from lie_ray.infra import atomic
-from lie_ray.infra.images import save_grid
+from lie_ray.infra.tables import read_privacy
+from lie_ray.privacy.gallery import ATTACK_ORDER, GALLERY
+from lie_ray.report.markdown import cell, markdown_table
 
-TABLE = "privacy.parquet"
 SECTION = "privacy.md"
-GALLERY = "privacy_gallery.png"
 # SIA-GAN (MADONOKOUKI/SIA-GAN), CIFAR-10, same-dataset natural images, with adaptation network.
 SIA_GAN_LPIPS = {"le": 0.0914, "ele": 0.1512, "pe": 0.1719, "etc": 0.2090}
-ATTACK_ORDER = ("ciphertext", "fr-basic", "block-mean", "itn", "known-plaintext", "chosen-plaintext",
-                "brute-force", "key-space")
+DIGITS = 4  # the privacy tables' floats (LPIPS) carry four decimals
 
 
 def section(directory: str | Path) -> str:
     """Markdown for the privacy results in ``directory``; empty when there are none."""
-    path = Path(directory) / TABLE
-    if not path.is_file():
+    table = read_privacy(Path(directory))
+    if table is None:
         return ""
-    rows = pq.read_table(path).to_pylist()
+    rows = table.to_pylist()
     rows.sort(key=lambda r: (r["transform"], ATTACK_ORDER.index(r["attack"])
                              if r["attack"] in ATTACK_ORDER else 99))
     header = ["transform", "attack", "threat model", "k", "SSIM (95% CI)", "PSNR dB",
               "key recovered", "SIA-GAN LPIPS"]
-    body = [[r["transform"], r["attack"], r["threat_model"], cell(r["k"]), ssim_cell(r),
-             psnr_cell(r["psnr"]), cell(r["key_recovered"]),
-             cell(SIA_GAN_LPIPS.get(r["transform"])) if r["attack"] == "itn" else "-"]
+    body = [[r["transform"], r["attack"], r["threat_model"], cell(r["k"], DIGITS), ssim_cell(r),
+             psnr_cell(r["psnr"]), cell(r["key_recovered"], DIGITS),
+             cell(SIA_GAN_LPIPS.get(r["transform"]), DIGITS) if r["attack"] == "itn" else "-"]
             for r in rows if r["attack"] != "key-space"]
     audit = [[r["transform"], f"{r['key_space_log2']:.1f}", f"{r['keys_per_second']:.0f}",
               years_cell(r["brute_force_log10_years"])]
@@ -48,49 +45,21 @@ def section(directory: str | Path) -> str:
             "or probes (chosen-plaintext) the attacker needed; 0 for ciphertext-only attacks. "
             "`ciphertext` scores the encrypted image itself. SIA-GAN's published LPIPS (lower "
             "= better reconstruction, a different metric) is the anchor for the learned "
-            "attack.\n\n" + table(header, body) + "\n\nKey-space audit (brute force with one "
-            "known pair, at this machine's measured rate):\n\n"
-            + table(["transform", "log2 keys", "keys/s", "expected time"], audit)
-            + (f"\n\n![reconstructions]({GALLERY})\n" if (Path(directory) / GALLERY).is_file()
-               else "\n"))
+            "attack.\n\n" + markdown_table(header, body) + "\nKey-space audit (brute force with "
+            "one known pair, at this machine's measured rate):\n\n"
+            + markdown_table(["transform", "log2 keys", "keys/s", "expected time"], audit)
+            + (f"\n![reconstructions]({GALLERY})\n" if (Path(directory) / GALLERY).is_file()
+               else ""))
     return text
 
 
-def write_section(directory: Path) -> Path:
-    target = directory / SECTION
+def write_privacy(directory: str | Path) -> Path:
+    """``privacy.md``: the section under its own title, after the privacy job has run."""
+    target = Path(directory) / SECTION
     with atomic.staged_file(target) as staging:
         staging.write_text("# Privacy attacks\n\n" + section(directory).split("\n", 2)[2],
                            encoding="utf-8")
     return target
-
-
-def write_gallery(gallery: list, path: Path) -> None:
-    """Per transform: plain, then each attack's reconstruction (and the ciphertext) as rows."""
-    rows = []
-    for _, plain, found in gallery:
-        rows.append(plain)
-        rows += [to_uint8(found[a]) for a in ATTACK_ORDER if a in found]
-    if rows:
-        save_grid(rows, path, scale=2)
-
-
-def to_uint8(images: np.ndarray) -> np.ndarray:
-    if images.dtype == np.uint8:
-        return images
-    return (np.clip(images, 0.0, 1.0) * 255).round().astype(np.uint8)
-
-
-def table(header: list[str], body: list[list[str]]) -> str:
-    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-    return "\n".join(lines + ["| " + " | ".join(r) + " |" for r in body])
-
-
-def cell(value) -> str:
-    if value is None:
-        return "-"
-    if isinstance(value, bool):
-        return "yes" if value else "no"
-    return f"{value:.4f}" if isinstance(value, float) else str(value)
 
 
 def ssim_cell(r: dict) -> str:
