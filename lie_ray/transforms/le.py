@@ -6,7 +6,6 @@ stores it. Nibble operations are piecewise constant: the attack's backward is BP
 """
 from __future__ import annotations
 
-from typing import ClassVar
 
 import numpy as np
 
@@ -45,7 +44,7 @@ class LE(NibbleTransform):
     key_fields = ("perm",)
     paper_block_sizes = (4,)
     block_size_from_key = True
-    sia_gan_lpips: ClassVar[float | None] = 0.0914
+    sia_gan_lpips = 0.0914
     cipher: BlockCipher
 
     @classmethod
