@@ -6,7 +6,6 @@ stores it. Nibble operations are piecewise constant: the attack's backward is BP
 """
 from __future__ import annotations
 
-
 import numpy as np
 
 from lie_ray.keys import FIXED_LABEL, Key
