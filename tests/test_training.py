@@ -30,6 +30,7 @@ from lie_ray.training.settings import get_preset
 from lie_ray.scenarios import PAPER_SCENARIOS
 from lie_ray.training.augment import random_crop_flip
 from lie_ray.training.run import run_training
+from lie_ray.transforms import TransformSpec
 
 from conftest import TRAIN_SLICE
 
@@ -107,7 +108,8 @@ def test_ray_data_and_worker_encryption_agree(ray_cluster, cifar_dir, tmp_path, 
                                         actors=actors)
                         .take_batch(1000, batch_format="numpy"))
     plain = torch.from_numpy(split.images).permute(0, 3, 1, 2).float() / 255
-    on_worker = spec.build().encrypt_torch(load_key(key_path), plain, split.ids, "train")
+    on_worker = spec.build().encrypt_torch(TransformSpec().keyed(load_key(key_path)), plain,
+                                           split.ids, "train")
     as_bytes = torch.round(on_worker * 255).to(torch.uint8).permute(0, 2, 3, 1).numpy()
     np.testing.assert_array_equal(as_bytes, rows["image"])
 
