@@ -50,9 +50,8 @@ class LE(NibbleTransform):
     def derive(cls, key: Key, label, block_size, image_size) -> dict[str, np.ndarray]:
         if not key.derives_subkeys and label == FIXED_LABEL and block_size == key.block_size:
             return {"perm": key.imported_permutation()}  # the one key an import holds
-        if not key.derives_subkeys:
-            key.require_master("only LE's fixed key at the key file's block size comes from an "
-                               "imported permutation", derives=f"sub-key {label!r}")
+        key.require_master("only LE's fixed key at the key file's block size comes from an "
+                           "imported permutation", derives=f"sub-key {label!r}")
         return {"perm": le_permutation(key, label, nibble_count(block_size, CHANNELS))}
 
     def validate(self, arrays):

@@ -106,10 +106,6 @@ class KeyedTransform:
     def __repr__(self) -> str:
         return f"KeyedTransform({self.spec.name}, key={self.fingerprint})"
 
-    @property
-    def derives_subkeys(self) -> bool:
-        return self.key.derives_subkeys
-
     def cipher(self, label: str = FIXED_LABEL) -> Transform:
         if label not in self._cache:
             if len(self._cache) > 512:  # per-image keys: keep memory bounded
