@@ -3,11 +3,15 @@
 Without this, a bad ``--out`` surfaced only when the first file was written, minutes into a
 job and as a traceback (``FileExistsError`` for a regular file, ``NotADirectoryError`` or
 ``FileNotFoundError`` under one). The check creates nothing: a rejected command leaves no
-trace, and a good one makes its directories when it first writes.
+trace, and a good one makes its directories when it first writes. Permission bits do not
+say everything (root passes ``os.access`` on ``/proc``, where nothing can be made; a
+read-only mount, a full disk), so the nearest existing ancestor is also probed: a uniquely
+named directory is made in it and removed at once.
 """
 from __future__ import annotations
 
 import os
+import tempfile
 from pathlib import Path
 
 from lie_ray.errors import LieRayError
@@ -56,6 +60,12 @@ def _check_writable_ancestor(directory: Path, option: str, named: str) -> None:
             f"cannot be created: {existing} is not writable"
         raise LieRayError(f"{named} {whose} by this user: choose another {option} path, or "
                           f"grant write access (e.g. chmod u+w {existing})")
+    try:
+        os.rmdir(tempfile.mkdtemp(prefix=".lie-ray-probe-", dir=existing))
+    except OSError as err:
+        reason = err.strerror or type(err).__name__
+        raise LieRayError(f"{named} cannot be written: making anything in {existing} fails "
+                          f"({reason}); choose another {option} path") from None
 
 
 def _what(path: Path) -> str:

@@ -57,7 +57,7 @@ class FFX(Transform):
 
     def validate(self, arrays):
         if "lookup" not in arrays and "password" in arrays:
-            arrays = {**arrays, "lookup": ffx_lookup(str(arrays["password"]))}
+            arrays = {**arrays, "lookup": ffx_lookup(arrays["password"])}
         lookup = np.asarray(arrays["lookup"])
         if lookup.shape != (LOOKUP_SIZE,) or len(np.unique(lookup)) != LOOKUP_SIZE or \
                 lookup.min() < 0 or lookup.max() >= CODE_SPACE:

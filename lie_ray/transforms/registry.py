@@ -66,7 +66,35 @@ def from_arrays(name: str, arrays: dict[str, np.ndarray], block_size: int | None
     if missing:
         raise LieRayError(f"transform {name!r} needs key arrays {sorted(cls.key_fields)}, "
                           f"missing {sorted(missing)}")
-    return cls(dict(arrays), block_size or cls.paper_block_sizes[0], variant, tuple(image_size))
+    normalised = {field: key_array(name, field, value) for field, value in arrays.items()}
+    return cls(normalised, block_size or cls.paper_block_sizes[0], variant, tuple(image_size))
+
+
+def key_array(name: str, field: str, value):
+    """One key array as the transform's validator expects it: integers (or booleans), from
+    whatever a user passes (a list, any integer dtype, floats holding whole numbers); a
+    ``password`` stays a str or bytes (pyffx's own key type; ``"pw"`` and ``b"pw"`` are one
+    key). Anything else is refused: silently converting it would key another transform."""
+    if field == "password":
+        if not isinstance(value, (str, bytes)):
+            raise LieRayError(f"transform {name!r}: key 'password' must be a str or bytes, got "
+                              f"{type(value).__name__}: pass e.g. 'password' or b'password'")
+        return value
+    if isinstance(value, (str, bytes)):
+        raise LieRayError(f"transform {name!r}: key array {field!r} must hold integers, got a "
+                          f"{type(value).__name__}: pass a list or numpy array")
+    try:
+        array = np.asarray(value)
+    except (TypeError, ValueError):
+        array = np.asarray(value, dtype=object)
+    if array.dtype.kind in "biu":
+        return array
+    if array.dtype.kind == "f" and np.isfinite(array).all() and \
+            (array == np.round(array)).all():
+        return array.astype(np.int64)
+    raise LieRayError(f"transform {name!r}: key array {field!r} must hold integers (or "
+                      f"booleans), got {array.dtype} values: pass the key as the reference "
+                      "implementation writes it")
 
 
 @dataclass(frozen=True)
