@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import Iterator
 
 RESUME_HINT = "run the same command again with --resume to continue"
+RERUN_HINT = "run the same command again to start over"  # a job without --resume
 _received: list[int] = []  # the signals that stopped the current job, in order of arrival
 
 
@@ -57,9 +58,10 @@ def _on_sigterm(signum, frame) -> None:
 
 
 @contextlib.contextmanager
-def on_interrupt(out: str | os.PathLike) -> Iterator[None]:
+def on_interrupt(out: str | os.PathLike, resumable: bool = True) -> Iterator[None]:
     """SIGINT and SIGTERM inside the block end the job with ``Interrupted``, naming what
-    ``out`` keeps. A no-op off the main thread (signal handlers live there)."""
+    ``out`` keeps; ``resumable`` False: the job has no ``--resume``, so the line does not
+    promise one. A no-op off the main thread (signal handlers live there)."""
     if threading.current_thread() is not threading.main_thread():
         yield
         return
@@ -70,7 +72,7 @@ def on_interrupt(out: str | os.PathLike) -> Iterator[None]:
         yield
     except (KeyboardInterrupt, Interrupted) as err:
         signum = _received[0] if _received else getattr(err, "signum", signal.SIGINT)
-        raise Interrupted(signum, describe(signum, out)) from None
+        raise Interrupted(signum, describe(signum, out, resumable)) from None
     finally:
         _received.clear()
         for sig, handler in previous.items():
@@ -108,12 +110,12 @@ def tune_handles_sigint() -> bool:
     return not int(os.environ.get("TUNE_DISABLE_SIGINT_HANDLER", "0"))
 
 
-def describe(signum: int, out: str | os.PathLike) -> str:
+def describe(signum: int, out: str | os.PathLike, resumable: bool = True) -> str:
     """One line: the signal, what ``out`` keeps, how to go on."""
     kept = kept_in(Path(out))
     where = f"kept in {Path(out).resolve()}: {', '.join(kept)}" if kept else "nothing was kept"
     return (f"interrupted by {signal.Signals(signum).name}: {where}; no table was written from "
-            f"unfinished work; {RESUME_HINT}")
+            f"unfinished work; {RESUME_HINT if resumable else RERUN_HINT}")
 
 
 def kept_in(out: Path) -> list[str]:

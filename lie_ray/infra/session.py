@@ -2,7 +2,13 @@
 
 * Ray already initialised (tests, notebooks, an enclosing command): use it, leave it running.
 * ``RAY_ADDRESS`` set, or running inside ``ray job submit``: join that cluster.
-* Otherwise: start an embedded local Ray and stop it when the command ends.
+* Otherwise: start an embedded local Ray and stop it when the command ends. Its processes
+  (GCS, raylet, and through the raylet every worker) run in a session of their own: Ctrl-C
+  in a terminal signals the whole foreground process group, and ``kill -TERM -- -PGID`` (a
+  batch scheduler) the whole group, and Ray's processes in the user's group died under the
+  driver (the GCS first, so the driver hung on it, then died in Ray's C++ code). Out of the
+  group, the signal reaches only the driver, which stops the job and then Ray. They still
+  die with the driver: Ray starts them with the kernel's parent-death signal.
 """
 from __future__ import annotations
 
@@ -43,8 +49,11 @@ def ray_session(num_cpus: int | None = None) -> Iterator[None]:
     else:
         # The dashboard: users watch jobs, actors and Train runs there, and without it Ray
         # Train's placement-group cleaner warns once a second that it cannot query state.
-        dashboard = ray.init(address="local", num_cpus=max(num_cpus or 0, DEFAULT_LOCAL_CPUS),
-                             include_dashboard=True, log_to_driver=True, **quiet).dashboard_url
+        with own_session_for_ray_processes():
+            dashboard = ray.init(address="local",
+                                 num_cpus=max(num_cpus or 0, DEFAULT_LOCAL_CPUS),
+                                 include_dashboard=True, log_to_driver=True,
+                                 **quiet).dashboard_url
     keep_driver_logging(handlers, level)
     if dashboard:
         log.info("Ray dashboard (jobs, actors, Train runs): http://%s", dashboard)
@@ -52,6 +61,30 @@ def ray_session(num_cpus: int | None = None) -> Iterator[None]:
         yield
     finally:
         ray.shutdown()
+
+
+@contextlib.contextmanager
+def own_session_for_ray_processes() -> Iterator[None]:
+    """Processes Ray starts inside the block begin a new session (``setsid``), out of the
+    terminal's process group. Ray has no option for it; every process it starts goes through
+    ``ray._private.services.ConsolePopen``, so that is the one place to ask."""
+    from ray._private import services
+
+    original = services.ConsolePopen
+    if os.name != "posix":
+        yield
+        return
+
+    class OwnSessionPopen(original):
+        def __init__(self, *args, **kwargs):
+            kwargs.setdefault("start_new_session", True)
+            super().__init__(*args, **kwargs)
+
+    services.ConsolePopen = OwnSessionPopen
+    try:
+        yield
+    finally:
+        services.ConsolePopen = original
 
 
 def wants_gpu(choice: str) -> bool:
