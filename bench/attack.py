@@ -118,34 +118,16 @@ def write_runs(tmp: Path, width: int) -> tuple[Path, Path]:
     """What 'lie-ray train' leaves behind, for three scenarios (Plain, Encrypted with a fixed
     key, Encrypted with per-batch keys) of untrained networks: checkpoints, a key file and
     ``training.parquet``. Returns (runs directory, key path)."""
-    import json
-
-    import pyarrow as pa
-    import pyarrow.parquet as pq
-
-    from lie_ray.infra.checkpoints import META_FILE, STATE_FILE
+    from lie_ray.scenarios import Scenario
+    from lie_ray.training.settings import TrainSettings
+    from lie_ray.training.untrained import write_runs as write_untrained
 
     key = generate_key()
     key_path = save_key(key, tmp / "key.json")
-    rows = []
-    for scenario, policy in (("Plain", ""), ("Encrypted", "fixed"),
-                             ("Encrypted-Batch", "per-batch")):
-        encrypted = bool(policy)
-        model_kwargs = {"encrypted": encrypted, "width": width, "block_size": 4,
-                        "adaptation_channels": 16, "adaptation": True}
-        checkpoint = tmp / "runs" / scenario
-        checkpoint.mkdir(parents=True)
-        torch.save({"model": build_model(**model_kwargs).state_dict()}, checkpoint / STATE_FILE)
-        meta = {"scenario": scenario, "model": model_kwargs, "epoch": 1,
-                "key_fingerprint": key.fingerprint if encrypted else ""}
-        if encrypted:
-            meta["transform"] = {"name": "le", "block_size": 4, "variant": None}
-        (checkpoint / META_FILE).write_text(json.dumps(meta))
-        rows.append({"scenario": scenario, "encrypted": encrypted, "key_policy": policy,
-                     "checkpoint": str(checkpoint), "epochs": 1,
-                     "key_fingerprint": meta["key_fingerprint"],
-                     "transform": "le" if encrypted else "none"})
-    pq.write_table(pa.Table.from_pylist(rows), tmp / "runs" / "training.parquet")
+    write_untrained(tmp / "runs", [Scenario("Plain", False),
+                                   Scenario("Encrypted", True, "fixed"),
+                                   Scenario("Encrypted-Batch", True, "per-batch")], key,
+                    TrainSettings(width=width, adaptation_channels=16, epochs=1))
     return tmp / "runs", key_path
 
 

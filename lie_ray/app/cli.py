@@ -94,8 +94,6 @@ def encrypt(
     key: Path = typer.Option(..., "--key", help="Key file from 'lie-ray keygen'."),
     out: Path = typer.Option(..., "--out", help="Output directory for train/ and test/ shards."),
     policy: str = typer.Option("fixed", "--policy", help="Key policy: fixed or per-batch."),
-    key_batch_size: int = typer.Option(128, "--key-batch-size",
-                                       help="Images per key under the per-batch policy."),
     preview: Optional[Path] = typer.Option(None, "--preview",
                                            help="Also write a PNG of plain vs encrypted images."),
     actors: int = typer.Option(2, "--actors", min=1, help="Ray Data encryption actors."),
@@ -109,7 +107,9 @@ def encrypt(
     from lie_ray.encryption.run import run_encrypt
     from lie_ray.keys.policies import PolicySpec, load_key_for_policies
     from lie_ray.infra.session import ray_session
+    from lie_ray.training.settings import TrainSettings
 
+    key_batch_size = given.key_batch_size or TrainSettings.key_batch_size  # training's default
     check_output_dir(out)
     if preview is not None:
         check_output_file(preview, "--preview", "preview.png")
@@ -180,9 +180,8 @@ def evaluate(
     import pyarrow.compute as pc
 
     from lie_ray.data.cifar import check_dataset
-    from lie_ray.evaluation.run import read_training, run_evaluation
+    from lie_ray.evaluation.run import check_keys, read_training, run_evaluation, trained_record
     from lie_ray.evaluation.settings import get_eval_preset
-    from lie_ray.keys.policies import load_key_for_policies
     from lie_ray.infra.tables import read_training as read_training_table
     from lie_ray.report import write_report
     from lie_ray.infra.session import check_gpu_choice, ray_session
@@ -198,7 +197,7 @@ def evaluate(
     parts = join(check_uri(given.storage), "evaluations") if given.storage else None
     trained = read_training(runs, chosen)
     data = check_dataset(given.data)
-    load_key_for_policies(key, [row["key_policy"] for row in trained if row["encrypted"]])
+    check_keys(key, [trained_record(row) for row in trained])  # each at its own key batch
     with ray_session(), on_interrupt(out):
         results = run_evaluation(runs, data, out, key, settings, scenarios=chosen,
                                  resume=resume, gpu=gpu or "auto", parts=parts)

@@ -102,6 +102,10 @@ OPTIONS: dict[str, Option] = {
                           "training images.", fills=("train.train_limit",)),
     "test_limit": Option("--test-limit", Optional[int], min=1, help="Use only the first N "
                          "test images.", fills=("train.test_limit",)),
+    "key_batch_size": Option("--key-batch-size", Optional[int], min=1, help="Images per key "
+                             "under the per-batch policy (default 128); evaluation reads it "
+                             "from each run's record.",
+                             fills=("train.key_batch_size",)),
     "max_concurrent_trials": Option(
         "--max-concurrent-trials", Optional[int], min=1, help="At most N scenario trials at "
         "once (default: as many as the cluster holds, or may grow to).",
@@ -127,7 +131,7 @@ OPTIONS: dict[str, Option] = {
 }
 # The rows that fill TrainSettings and EvalSettings, in --help order (train, evaluate, sweep).
 TRAINING = ("epochs", "batch_size", "lr", "width", "workers", "gpu", "pgd_steps",
-            "pgd_step_size", "pgd_eps", "train_limit", "test_limit")
+            "pgd_step_size", "pgd_eps", "key_batch_size", "train_limit", "test_limit")
 EVALUATION = ("epsilons", "eval_limit", "eval_pgd_steps", "eot_keys", "square_queries",
               "actors")
 

@@ -35,7 +35,6 @@ from typing import Any, Iterator, Mapping
 import pyarrow as pa
 
 from lie_ray.data.cifar import check_dataset
-from lie_ray.errors import LieRayError
 from lie_ray.evaluation.settings import EvalSettings
 from lie_ray.infra import atomic, storage
 from lie_ray.infra.cluster_log import ClusterRecorder
@@ -117,7 +116,7 @@ def run_sweep(plan: SweepPlan) -> dict[str, pa.Table]:
                                 resume=plan.resume, storage=plan.storage)
     with phase("evaluation", recorder):
         results = run_evaluation(out, plan.data, out, key_path, plan.evaluation,
-                                 plan.train.key_batch_size, [s.name for s in plan.scenarios],
+                                 [s.name for s in plan.scenarios],
                                  resume=plan.resume, gpu=plan.train.gpu,
                                  parts=plan.shared("evaluations"))
     if plan.privacy is not None:

@@ -14,6 +14,7 @@ from pathlib import Path
 import numpy as np
 
 from lie_ray.errors import LieRayError
+from lie_ray.infra import provenance
 
 DIRECTORY_NAME = "cifar-10-batches-py"
 SPLIT_FILES = {"train": [f"data_batch_{i}" for i in range(1, 6)], "test": ["test_batch"]}
@@ -74,6 +75,14 @@ def load_split(path: str | os.PathLike, split: str, download: bool = False,
         return Split(split, *parts[0])
     return Split(split, np.concatenate([p[0] for p in parts]),
                  np.concatenate([p[1] for p in parts]))
+
+
+def data_record(path: str | os.PathLike, **limits: int | None) -> dict:
+    """What a run record says of the data: the batches directory, each batch file's SHA-256
+    and the limits (``lie_ray.infra.provenance``)."""
+    directory = resolve_data_dir(path)
+    names = [name for split in ("train", "test") for name in SPLIT_FILES[split]]
+    return provenance.files_record(directory, names + ["batches.meta"], **limits)
 
 
 def check_dataset(path: str | os.PathLike, download: bool = False,

@@ -36,16 +36,16 @@ def rows_per_test_image(encrypted: bool, has_plain_model: bool, epsilons: tuple)
 class EvaluateShard:
     """Called with chunks (one row = one chunk of one scenario's split: ``scenario``,
     ``split``, ``ids``, ``labels``, ``images``); ``scenarios`` maps each name to its
-    ``checkpoint`` and ``key_policy``. A chunk is attacked as one batch, seeded alike, so
-    results do not depend on which actor, or which other chunks, it met."""
+    ``checkpoint``, whose run record defines the defender. A chunk is attacked as one batch,
+    seeded alike, so results do not depend on which actor, or which other chunks, it met."""
 
-    def __init__(self, scenarios: dict[str, dict], key_path: str | None, key_batch_size: int,
+    def __init__(self, scenarios: dict[str, dict], key_path: str | None,
                  settings: EvalSettings, plain_checkpoint: str | None = None):
         torch.set_num_threads(settings.torch_threads)
         self.device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
         configure(self.device)
         self.scenarios, self.settings = scenarios, settings
-        self.key_path, self.key_batch_size = key_path, key_batch_size
+        self.key_path = key_path
         self.plain_checkpoint = plain_checkpoint
         self.warm: dict[str, tuple[Defender, dict]] = {}
         self.shared: dict = {}  # the Plain model and EOT ciphers, for every scenario
@@ -64,8 +64,7 @@ class EvaluateShard:
         """The scenario's defender and attack context, read on first use and then kept."""
         if scenario not in self.warm:
             entry = self.scenarios[scenario]
-            defender = load_defender(entry["checkpoint"], self.key_path,
-                                     entry["key_policy"] or None, self.key_batch_size)
+            defender = load_defender(entry["checkpoint"], self.key_path)
             self.loads[scenario] += 1
             defender.model = prepare_network(defender.model, self.device,
                                              self.settings.compile)

@@ -79,18 +79,32 @@ class Defender:
             return self.model(self.encrypt(plain, ids)).argmax(1)
 
 
-def load_defender(checkpoint: str | Path, key_path: str | None, key_policy: str | None,
-                  key_batch_size: int) -> Defender:
+def checkpoint_record(checkpoint: str | Path, meta: dict | None = None) -> dict:
+    """The run record a checkpoint was written with (``lie_ray.training.record``)."""
+    if meta is None:
+        meta = json.loads(storage.read_bytes(storage.join(checkpoint, META_FILE)))
+    if "record" not in meta:
+        raise LieRayError(f"checkpoint {checkpoint} has no run record (an older lie_ray wrote "
+                          "it): train the scenario again")
+    return meta["record"]
+
+
+def load_defender(checkpoint: str | Path, key_path: str | None) -> Defender:
+    """The defender a checkpoint was trained as: its network, and the transform, key policy
+    and key-batch size of its run record (never a default)."""
     model, meta = load_network(checkpoint)
     if not meta["model"]["encrypted"]:
         return Defender(model)
-    spec = TransformSpec(**meta.get("transform", {"name": "le"}))
+    definition = checkpoint_record(checkpoint, meta)["scenario"]
+    spec = TransformSpec(**definition["transform"])
     key = load_key(key_path)  # its identity is checked by fingerprint below
     if meta.get("key_fingerprint") and meta["key_fingerprint"] != key.fingerprint:
         raise LieRayError(f"checkpoint {checkpoint} was trained with key "
                           f"{meta['key_fingerprint']}, but --key is {key.fingerprint}: pass "
                           "the key used for training")
-    return Defender(model, spec.keyed(key), PolicySpec(key_policy, key_batch_size).build())
+    policy = (PolicySpec(definition["key_policy"], definition["key_batch_size"])
+              if definition["key_batch_size"] else PolicySpec(definition["key_policy"]))
+    return Defender(model, spec.keyed(key), policy.build())
 
 
 def attacker_ciphers(spec: TransformSpec, count: int, seed: int) -> list[Transform]:

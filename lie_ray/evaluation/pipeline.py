@@ -59,7 +59,7 @@ def expected_rows(row: dict, plain_checkpoint: str | None, settings: EvalSetting
 
 
 def evaluate(trained: list[dict], test: Split, train: Split, key_path: str | None,
-             settings: EvalSettings, key_batch_size: int, plain_checkpoint: str | None,
+             settings: EvalSettings, plain_checkpoint: str | None,
              gpu: str = "auto") -> Iterator[tuple[str, pa.Table]]:
     """Evaluate every scenario of ``trained`` (rows of ``training.parquet``) on ``test`` (every
     evaluation) and ``train`` (clean predictions; the splits' names say which is which) in one
@@ -75,12 +75,10 @@ def evaluate(trained: list[dict], test: Split, train: Split, key_path: str | Non
     blocks = [block for row in by_cost for split, size in ((test, settings.batch_size),
                                                            (train, train_chunk(settings)))
               for block in chunks(row["scenario"], split, size)]
-    scenarios = {row["scenario"]: {"checkpoint": row["checkpoint"],
-                                   "key_policy": row["key_policy"]} for row in trained}
+    scenarios = {row["scenario"]: {"checkpoint": row["checkpoint"]} for row in trained}
     results = ray.data.from_arrow(blocks).map_batches(
         EvaluateShard, fn_constructor_kwargs={
-            "scenarios": scenarios, "key_path": key_path, "key_batch_size": key_batch_size,
-            "settings": settings, "plain_checkpoint": plain_checkpoint},
+            "scenarios": scenarios, "key_path": key_path, "settings": settings, "plain_checkpoint": plain_checkpoint},
         # One chunk at a time per actor: a chunk queued behind a long attack would leave the
         # other actors idle at the end; sending the next one costs milliseconds.
         compute=ray.data.ActorPoolStrategy(size=settings.actors,

@@ -13,7 +13,6 @@ evaluates the test set (and clean error on the train set) in one Ray Data actor 
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import json
 import logging
 import math
@@ -23,13 +22,13 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import torch
 
-from lie_ray.infra import storage
+from lie_ray.infra import provenance, storage
 from lie_ray.infra.atomic import write_parquet
 from lie_ray.infra.tables import read_training as training_table
 from lie_ray.attacks import PGD
-from lie_ray.data.cifar import load_split, resolve_data_dir
+from lie_ray.data.cifar import data_record, load_split, resolve_data_dir
 from lie_ray.errors import LieRayError
-from lie_ray.evaluation.defender import load_defender
+from lie_ray.evaluation.defender import checkpoint_record, load_defender
 from lie_ray.evaluation.pipeline import evaluate
 from lie_ray.evaluation.settings import PAPER_EPSILON, EvalSettings
 from lie_ray.keys import key_location
@@ -52,32 +51,39 @@ def read_training(runs_dir: str | Path, scenarios: list[str] | None) -> list[dic
 
 
 def run_evaluation(runs_dir: str | Path, data_dir: str | Path, out_dir: str | Path,
-                   key_path: str | Path | None, settings: EvalSettings, key_batch_size: int = 128,
+                   key_path: str | Path | None, settings: EvalSettings,
                    scenarios: list[str] | None = None, resume: bool = False,
                    gpu: str = "auto", parts: str | None = None) -> pa.Table:
     """Evaluate every trained scenario; return the results table.
 
-    Each scenario's rows are kept in ``OUT/evaluations/<scenario>.parquet`` as soon as it is
-    done. With ``resume``, a scenario whose file was made from the same checkpoint and settings
-    is read back instead of being attacked again. ``gpu``: "yes" asks for a GPU per actor
-    (an autoscaling cluster then adds GPU nodes), "auto" only when the cluster has GPUs now.
-    ``parts``: where the per-scenario files go instead (a path or storage URI).
+    Each scenario's defender (transform, key policy, key-batch size) is the one its run
+    record names, checked against its checkpoint. Each scenario's rows are kept in
+    ``OUT/evaluations/<scenario>.parquet`` as soon as it is done. With ``resume``, a scenario
+    whose file was made from the same run records, data and settings is read back instead of
+    being attacked again. ``gpu``: "yes" asks for a GPU per actor (an autoscaling cluster then
+    adds GPU nodes), "auto" only when the cluster has GPUs now. ``parts``: where the
+    per-scenario files go instead (a path or storage URI).
     """
     out = Path(out_dir).resolve()
     trained = read_training(runs_dir, scenarios)
-    load_key_for_policies(key_path, [r["key_policy"] for r in trained if r["encrypted"]],
-                          key_batch_size)
+    every = read_training(runs_dir, None)
+    records = {row["scenario"]: trained_record(row) for row in every}
+    check_keys(key_path, [records[row["scenario"]] for row in trained])
     key = key_location(key_path)
-    plain = next((r["checkpoint"] for r in read_training(runs_dir, None)
-                  if r["scenario"] == "Plain"), None)
+    plain = next((r["checkpoint"] for r in every if r["scenario"] == "Plain"), None)
+    plain_run = records["Plain"]["run_id"] if plain else None
     data = resolve_data_dir(data_dir)
     test = load_split(data, "test", limit=settings.test_limit)
     train = load_split(data, "train")
+    record = {"kind": "evaluation", "settings": dataclasses.asdict(settings),
+              "data": data_record(data, test_limit=settings.test_limit),
+              "code": provenance.code(), "plain_run_id": plain_run,
+              "training": {row["scenario"]: records[row["scenario"]] for row in trained}}
     tables, locations, digests, pending = {}, {}, {}, []
     for row in trained:
         name = row["scenario"]
         locations[name] = storage.join(parts or out / "evaluations", f"{name}.parquet")
-        digests[name] = evaluation_digest(row, plain, settings, key_batch_size)
+        digests[name] = evaluation_digest(records[name], plain_run, record)
         if resume and finished_part(locations[name], digests[name]):
             log.info("%s: already evaluated (%s), not run again", name, locations[name])
             tables[name] = storage.read_table(locations[name])
@@ -86,8 +92,7 @@ def run_evaluation(runs_dir: str | Path, data_dir: str | Path, out_dir: str | Pa
                      ", ".join(f"{e:.4f}" for e in settings.epsilons))
             pending.append(row)
     if pending:  # one actor pool for every scenario left; each part is kept once complete
-        for name, table in evaluate(pending, test, train, key, settings, key_batch_size, plain,
-                                    gpu):
+        for name, table in evaluate(pending, test, train, key, settings, plain, gpu):
             tables[name] = table.replace_schema_metadata({DIGEST_KEY: digests[name]})
             storage.write_table(tables[name], locations[name])
             log.info("evaluated %s (%d of %d)", name, len(tables), len(trained))
@@ -95,25 +100,46 @@ def run_evaluation(runs_dir: str | Path, data_dir: str | Path, out_dir: str | Pa
                                 for t in tables.values()).sort_by(
         [("scenario", "ascending"), ("evaluation", "ascending"), ("epsilon", "ascending"),
          ("id", "ascending")])
-    write_parquet(examples, out / "examples.parquet")
-    results = with_transform(summarise(examples), read_training(runs_dir, None))
-    write_parquet(results, out / "results.parquet")
-    write_gallery(trained, key, test, key_batch_size, settings, out / "gallery.png")
+    write_parquet(provenance.with_record(examples, record), out / "examples.parquet")
+    results = with_training_columns(summarise(examples), every)
+    write_parquet(provenance.with_record(results, record), out / "results.parquet")
+    write_gallery(trained, key, test, settings, out / "gallery.png")
     return results
 
 
 DIGEST_KEY = b"lie_ray.evaluation"
 
 
+def trained_record(row: dict) -> dict:
+    """A row's run record, which must be the one its checkpoint was written with: a
+    checkpoint replaced since ``training.parquet`` was written is refused, not evaluated as
+    if it were the recorded run."""
+    record = json.loads(row["record"])
+    written = checkpoint_record(row["checkpoint"])
+    if written.get("run_id") != row["run_id"]:
+        raise LieRayError(f"checkpoint {row['checkpoint']} of {row['scenario']} holds run "
+                          f"{str(written.get('run_id'))[:12]}, but training.parquet records "
+                          f"{row['run_id'][:12]}: train again into that --runs directory")
+    return record
 
-def evaluation_digest(row: dict, plain_checkpoint: str | None, settings: EvalSettings,
-                      key_batch_size: int) -> str:
-    """What a scenario's evaluation depends on (checkpoints, key fingerprint, settings):
-    a saved part is reused only when this matches. Holds no key material."""
-    inputs = {"checkpoint": row["checkpoint"], "epochs": row["epochs"],
-              "key_fingerprint": row.get("key_fingerprint") or "", "plain": plain_checkpoint,
-              "settings": dataclasses.asdict(settings), "key_batch_size": key_batch_size}
-    return hashlib.sha256(json.dumps(inputs, sort_keys=True).encode()).hexdigest()
+
+def check_keys(key_path: str | Path | None, records: list[dict]) -> None:
+    """The key can serve every encrypted scenario's policy, at its own key-batch size."""
+    for record in records:
+        definition = record["scenario"]
+        if definition["encrypted"]:
+            load_key_for_policies(key_path, [definition["key_policy"]],
+                                  definition["key_batch_size"] or 128)
+
+
+def evaluation_digest(record: dict, plain_run: str | None, evaluation: dict) -> str:
+    """What a scenario's evaluation depends on (its run record, the Plain run the transfer
+    attack uses, the evaluation's settings and data): a saved part is reused only when this
+    matches. Holds no key material."""
+    return provenance.digest({"run_id": record["run_id"], "plain": plain_run,
+                              "settings": evaluation["settings"],
+                              "data": evaluation["data"]["files"],
+                              "test_limit": evaluation["settings"]["test_limit"]})
 
 
 def finished_part(path: str, digest: str) -> bool:
@@ -151,24 +177,32 @@ def summarise(examples: pa.Table) -> pa.Table:
                                                ("epsilon", "ascending")])
 
 
-def with_transform(results: pa.Table, trained: list[dict]) -> pa.Table:
-    """Add each scenario's ``transform`` (``none`` for plain images; ``le`` for tables written
-    before scenarios named one)."""
-    names = {r["scenario"]: r.get("transform") or ("le" if r["encrypted"] else "none")
-             for r in trained}
-    column = [names.get(s, "none") for s in results.column("scenario").to_pylist()]
-    return results.add_column(1, "transform", pa.array(column, pa.string()))
+def with_training_columns(results: pa.Table, trained: list[dict]) -> pa.Table:
+    """Add each scenario's ``transform`` (``none`` for plain images), and the ``run_id`` and
+    ``key_fingerprint`` of the training run its rows come from."""
+    by_name = {r["scenario"]: json.loads(r["record"]) for r in trained}
+    names = results.column("scenario").to_pylist()
+
+    def transform(name: str) -> str:
+        definition = by_name[name]["scenario"]
+        return definition["transform"]["name"] if definition["transform"] else "none"
+
+    results = results.add_column(1, "transform", pa.array([transform(n) for n in names], pa.string()))
+    results = results.append_column("run_id", pa.array(
+        [by_name[n]["run_id"] for n in names], pa.string()))
+    return results.append_column("key_fingerprint", pa.array(
+        [by_name[n]["key_fingerprint"] or "" for n in names], pa.string()))
 
 
-def write_gallery(trained: list[dict], key_path: str | None, test, key_batch_size: int,
-                  settings: EvalSettings, path: Path) -> None:
+def write_gallery(trained: list[dict], key_path: str | None, test, settings: EvalSettings,
+                  path: Path) -> None:
     """The paper's Fig. 1 and Fig. 4: plain, encrypted, adversarial (BPDA-PGD at eps 0.1) and
     encrypted adversarial images for the first encrypted scenario, each row named and each
     image captioned with its true class and what the scenario's network predicts for it."""
     row = next((r for r in trained if r["encrypted"]), None)
     if row is None:
         return
-    defender = load_defender(row["checkpoint"], key_path, row["key_policy"], key_batch_size)
+    defender = load_defender(row["checkpoint"], key_path)
     shown = test.head(8)
     plain = torch.from_numpy(shown.images).permute(0, 3, 1, 2).float().contiguous() / 255
     labels = torch.from_numpy(shown.labels).long()

@@ -32,8 +32,9 @@ EXAMPLES = "examples.parquet"
 PRIVACY = "privacy.parquet"
 CLUSTER = "cluster.parquet"
 
-# What evaluation needs of a trained scenario: which checkpoint, and how its key was drawn.
-TRAINED_COLUMNS = ("scenario", "encrypted", "key_policy", "checkpoint")
+# What evaluation needs of a trained scenario: which checkpoint, and its run record (the
+# definition it was trained with: transform, key policy and key-batch size, key fingerprint).
+TRAINED_COLUMNS = ("scenario", "encrypted", "key_policy", "checkpoint", "run_id", "record")
 # Table I's fallback: clean errors from the training run's last epoch.
 TRAINING_COLUMNS = ("scenario", "train_error", "test_error", "epochs")
 # What the family table shows of each scenario (optional: older runs trained LE only).

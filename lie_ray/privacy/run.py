@@ -18,6 +18,7 @@ above the jobs). Keys appear only as fingerprints.
 """
 from __future__ import annotations
 
+import dataclasses
 import logging
 import time
 from pathlib import Path
@@ -25,8 +26,8 @@ from pathlib import Path
 import numpy as np
 import pyarrow as pa
 
-from lie_ray.infra import atomic
-from lie_ray.data.cifar import load_split
+from lie_ray.infra import atomic, provenance
+from lie_ray.data.cifar import data_record, load_split
 from lie_ray.errors import LieRayError
 from lie_ray.keys import FIXED_LABEL, Key, generate_key
 from lie_ray.privacy import brute_force, chosen_plaintext, keyspace, known_plaintext, targets
@@ -90,7 +91,10 @@ def run_privacy(data_dir: str | Path, key: Key, out_dir: str | Path, names: list
                      {name: found for name, _, found in gallery})
     gallery = [(name, images, {a: v[:settings.gallery_images] for a, v in found.items()})
                for name, images, found in gallery]
-    table = pa.Table.from_pylist(rows, schema=SCHEMA)
+    table = provenance.with_record(pa.Table.from_pylist(rows, schema=SCHEMA), {
+        "kind": "privacy", "settings": dataclasses.asdict(settings), "transforms": names,
+        "key_fingerprint": key.fingerprint, "data": data_record(data_dir),
+        "code": provenance.code()})
     write_outputs(table, gallery, out)
     return table
 

@@ -33,6 +33,7 @@ from lie_ray.report.family import family_section
 from lie_ray.report.paper import (AMBIGUITY, PAPER_TABLE_I, THREAT_MODELS, headline_epsilon,
                                   load_results, render_report, scenario_order, training_metrics)
 from lie_ray.report.privacy import section as privacy_section, write_privacy
+from lie_ray.report.provenance import section as provenance_section
 
 __all__ = ["AMBIGUITY", "PAPER_TABLE_I", "THREAT_MODELS", "write_privacy", "write_report"]
 
@@ -58,6 +59,7 @@ def write_report(results_dir: str | os.PathLike,
     text += family_section(rows, training_table)  # "" unless several transforms
     text += privacy_section(directory)  # empty unless privacy.parquet is there
     text += cluster_section(directory)  # cluster.png, when the sweep recorded the cluster
+    text += provenance_section(directory)  # the code, data and keys the tables came from
     target = directory / "report.md"
     with atomic.staged_file(target) as staging:
         staging.write_text(text, encoding="utf-8")

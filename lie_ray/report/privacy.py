@@ -13,6 +13,7 @@ from pathlib import Path
 from lie_ray.infra import atomic
 from lie_ray.infra.tables import read_privacy
 from lie_ray.privacy.gallery import ATTACK_ORDER, GALLERY
+from lie_ray.report.provenance import section as provenance_section
 from lie_ray.report.markdown import cell, markdown_table
 from lie_ray.transforms import REGISTRY
 
@@ -63,7 +64,8 @@ def write_privacy(directory: str | Path) -> Path:
     """``privacy.md``: the section under its own title, after the privacy job has run."""
     target = Path(directory) / SECTION
     with atomic.staged_file(target) as staging:
-        staging.write_text("# Privacy attacks\n\n" + section(directory).split("\n", 2)[2],
+        staging.write_text("# Privacy attacks\n\n" + section(directory).split("\n", 2)[2]
+                           + provenance_section(directory, "privacy.parquet"),
                            encoding="utf-8")
     return target
 

@@ -12,6 +12,7 @@ With ``--storage URI`` (a path or ``s3://...`` every node reaches), ``STORAGE/tr
 from __future__ import annotations
 
 import dataclasses
+import json
 import logging
 import time
 from pathlib import Path
@@ -19,18 +20,18 @@ from pathlib import Path
 import pyarrow as pa
 from ray import tune
 
-from lie_ray.infra import atomic, interrupt
+from lie_ray.infra import atomic, interrupt, provenance, storage as storage_io
 from lie_ray.training.capacity import concurrent_trials
 from lie_ray.infra.console import verbose
-from lie_ray.data.cifar import resolve_data_dir
+from lie_ray.data.cifar import data_record, resolve_data_dir
 from lie_ray.errors import LieRayError
 from lie_ray.keys import key_location
 from lie_ray.training.settings import TRIAL_DRIVER_CPUS, TrainSettings
 from lie_ray.infra.session import wants_gpu
 from lie_ray.scenarios import Scenario, key_for_scenarios
 from lie_ray.infra.storage import join, to_location
+from lie_ray.training.record import training_record
 from lie_ray.training.trial import train_scenario
-from lie_ray.training.worker import transform_meta
 
 log = logging.getLogger("lie_ray")
 EXPERIMENT = "train"
@@ -57,6 +58,10 @@ def run_training(scenarios: list[Scenario], settings: TrainSettings, data_dir: s
     log.info("training %d scenario(s), up to %d at once", len(scenarios), side_by_side)
     storage = storage or str(out / "ray")
     runs = join(storage, "runs")
+    data_used = data_record(data, train_limit=settings.train_limit,
+                            test_limit=settings.test_limit)
+    records = {s.name: training_record(s, settings, key_fingerprint, data_used)
+               for s in scenarios}
     # Tune's config holds only the scenario's NAME (the grid): its table then shows the name,
     # and a trial's start prints one line of config. The rest reaches the trial through
     # tune.with_parameters (below).
@@ -72,12 +77,13 @@ def run_training(scenarios: list[Scenario], settings: TrainSettings, data_dir: s
         "quiet": not verbose(),
     }
     started = time.monotonic()
-    records = {s.name: dataclasses.asdict(s) for s in scenarios}
-    trainable = tune.with_resources(tune.with_parameters(train_scenario, scenarios=records,
-                                                         job=job),
-                                    {"cpu": TRIAL_DRIVER_CPUS})
+    trainable = tune.with_resources(tune.with_parameters(
+        train_scenario, scenarios={s.name: dataclasses.asdict(s) for s in scenarios},
+        run_records=records, job=job), {"cpu": TRIAL_DRIVER_CPUS})
     experiment = join(storage, EXPERIMENT)
-    if resume and tune.Tuner.can_restore(experiment):
+    plan_file = join(storage, PLAN_FILE)
+    if resume and tune.Tuner.can_restore(experiment) and \
+            same_plan(plan_file, records):
         log.info("resuming the training experiment at %s: finished trials are kept", experiment)
         tuner = tune.Tuner.restore(experiment, trainable=trainable, resume_unfinished=True,
                                    resume_errored=True)
@@ -94,10 +100,43 @@ def run_training(scenarios: list[Scenario], settings: TrainSettings, data_dir: s
                                       failure_config=tune.FailureConfig(max_failures=1),
                                       callbacks=[AnnounceFinishedTrials()]),
         )
+        storage_io.write_bytes(plan_file, json.dumps(plan(records), sort_keys=True).encode())
     results = interrupt.tune_fit(tuner)  # a signal stops here: no table from unfinished trials
-    table = results_table(results, scenarios, settings, time.monotonic() - started, runs)
+    table = results_table(results, scenarios, records, time.monotonic() - started, runs)
+    table = provenance.with_record(table, {"kind": "training", "code": provenance.code(),
+                                           "settings": dataclasses.asdict(settings),
+                                           "data": data_used})
     atomic.write_parquet(table, out / "training.parquet")
     return table
+
+
+PLAN_FILE = "train-plan.json"  # what the Tune experiment trains: each scenario's record digest
+
+
+def plan(records: dict[str, dict]) -> dict[str, str]:
+    """Each scenario's whole record (every setting, epochs included; not the code version)
+    as a digest: a Tune experiment is restored only for exactly the same plan."""
+    return {name: provenance.identity(record) for name, record in records.items()}
+
+
+def same_plan(plan_file: str, records: dict[str, dict]) -> bool:
+    """Whether the experiment being resumed trains exactly these runs. Tune restores finished
+    trials with their old results, so a scenario redefined since (another transform, key,
+    data, setting or number of epochs) would come back as if it were the new one. When the
+    plan differs, a new experiment starts instead: unchanged scenarios find their finished
+    checkpoints (``trial.finished_checkpoint``) and are not trained again; changed ones are
+    trained (or continue from their last checkpoint when only the epochs grew)."""
+    try:
+        before = json.loads(storage_io.read_bytes(plan_file))
+    except (OSError, ValueError):
+        before = {}
+    now = plan(records)
+    changed = sorted(name for name in now if before.get(name) != now[name])
+    if changed:
+        log.info("scenario(s) %s changed since the experiment being resumed (or it has no "
+                 "plan): starting a new experiment; finished runs of unchanged scenarios are "
+                 "reused", ", ".join(changed))
+    return before == now
 
 
 class AnnounceFinishedTrials(tune.Callback):
@@ -121,10 +160,11 @@ def _trial_name(trial) -> str:
     return trial.config["scenario"]
 
 
-def results_table(results, scenarios: list[Scenario], settings: TrainSettings,
+def results_table(results, scenarios: list[Scenario], records: dict[str, dict],
                   wall_seconds: float, runs: str = "") -> pa.Table:
     """One row per scenario. ``checkpoint`` is a location every node can open (a URI under
-    ``runs`` when storage is remote); ``node`` is the node id of the trial's rank-0 worker."""
+    ``runs`` when storage is remote); ``node`` is the node id of the trial's rank-0 worker;
+    ``record`` the scenario's run record (JSON), ``run_id`` its digest."""
     wanted, by_name = {s.name for s in scenarios}, {}
     for result in results:
         if result.config["scenario"] not in wanted:
@@ -138,13 +178,20 @@ def results_table(results, scenarios: list[Scenario], settings: TrainSettings,
     if missing:
         raise LieRayError(f"the experiment being resumed has no trial for {missing}: resume with "
                           "the scenarios it was started with, or use a new --out")
+    stale = sorted(name for name, metrics in by_name.items()
+                   if metrics.get("run_id") != records[name]["run_id"])
+    if stale:  # never a table that pairs one definition with another's checkpoint
+        raise LieRayError(f"the trials of {stale} were trained from another definition than "
+                          "the one asked for: run again without --resume, or use a new --out")
     rows = []
     for scenario in scenarios:
-        metrics = by_name[scenario.name]
+        metrics, record = by_name[scenario.name], records[scenario.name]
+        definition = record["scenario"]
         rows.append({
             "scenario": scenario.name, "encrypted": scenario.encrypted,
             "key_policy": scenario.key_policy or "", "adversarial": scenario.adversarial,
-            **transform_columns(scenario, settings),
+            **transform_columns(definition),
+            "key_batch_size": definition["key_batch_size"] or 0,
             "train_error": float(metrics["train_error"]), "test_error": float(metrics["test_error"]),
             "train_loss": float(metrics["train_loss"]), "epochs": int(metrics["epoch"]),
             "train_images": int(metrics["train_images"]),
@@ -157,17 +204,22 @@ def results_table(results, scenarios: list[Scenario], settings: TrainSettings,
             "started_at": float(metrics.get("timestamp", "nan"))
             - float(metrics.get("time_total_s", 0)),
             "finished_at": float(metrics.get("timestamp", "nan")),
-            "width": settings.width, "workers": settings.num_workers,
+            "width": record["settings"]["width"], "workers": record["settings"]["num_workers"],
+            "device": metrics.get("device", ""),
+            "run_id": record["run_id"],
+            "record": json.dumps({**record, "device": metrics.get("device", "")},
+                                 sort_keys=True),
         })
     table = pa.Table.from_pylist(rows)
     return table.replace_schema_metadata({"wall_seconds": f"{wall_seconds:.1f}"})
 
 
-def transform_columns(scenario: Scenario, settings: TrainSettings) -> dict:
-    """``transform`` (``none`` for plain images), its block size and variant."""
-    if not scenario.encrypted:
+def transform_columns(definition: dict) -> dict:
+    """``transform`` (``none`` for plain images), its block size and variant, as the run
+    record defines them."""
+    transform = definition["transform"]
+    if transform is None:
         return {"transform": "none", "transform_block_size": 0, "transform_variant": ""}
-    meta = transform_meta(scenario, settings)  # what the checkpoint records, as columns
-    return {"transform": meta["name"], "transform_block_size": meta["block_size"],
-            "transform_variant": meta["variant"]}
+    return {"transform": transform["name"], "transform_block_size": transform["block_size"],
+            "transform_variant": transform["variant"]}
 

@@ -2,9 +2,10 @@
 
 Ray Train V2 trainers are not Tune trainables (RAY_NOTES.md), so the trial is a plain function
 that builds the scenario's Ray Data pipelines and its trainer, with ``TuneReportCallback``
-forwarding rank 0's reports to Tune. The Train run is named after the scenario and the key's
-fingerprint, so fitting again (after a crash, or ``lie-ray train`` run a second time) resumes
-from its latest checkpoint; a different key is a different run.
+forwarding rank 0's reports to Tune. The Train run is named after the scenario and its run id
+(``lie_ray.training.record``), so fitting again (after a crash, or ``lie-ray train`` run a
+second time) resumes from its latest checkpoint; a different key, transform, data or setting
+is a different run.
 
 The trial config holds only the scenario's name; records, settings, paths and the key's
 fingerprint come through ``tune.with_parameters``. The key FILE's path is the only way to the
@@ -27,12 +28,9 @@ from lie_ray.training.settings import DATA_CPUS_PER_TRIAL, TrainSettings, data_c
 from lie_ray.scenarios import Scenario
 from lie_ray.infra.storage import join, resolve
 from lie_ray.training.pipeline import build_datasets
+from lie_ray.training.record import run_name
 from lie_ray.infra.checkpoints import META_FILE
 from lie_ray.training.worker import train_func
-
-
-def run_name(scenario: Scenario, key_fingerprint: str | None) -> str:
-    return scenario.name if not scenario.encrypted else f"{scenario.name}-{key_fingerprint}"
 
 
 def data_config(cpus: float = DATA_CPUS_PER_TRIAL) -> ray.train.DataConfig:
@@ -44,17 +42,20 @@ def data_config(cpus: float = DATA_CPUS_PER_TRIAL) -> ray.train.DataConfig:
                                 execution_options={"train": limited, "test": limited})
 
 
-def train_scenario(config: dict, scenarios: dict[str, dict], job: dict) -> None:
-    """Tune function trainable: train the scenario named ``config['scenario']`` (its record
-    in ``scenarios``; the sweep's settings, paths and fingerprint in ``job``) to completion,
-    or resume it."""
+def train_scenario(config: dict, scenarios: dict[str, dict], run_records: dict[str, dict],
+                   job: dict) -> None:
+    """Tune function trainable: train the scenario named ``config['scenario']`` (its fields
+    in ``scenarios``, its run record in ``run_records``; the sweep's settings, paths and
+    fingerprint in ``job``) to completion, or resume it."""
     record = scenarios[config["scenario"]]
+    run_record = run_records[config["scenario"]]
     config = {**job, **config}
     if config["quiet"]:
         quiet_trial()
     scenario, settings = Scenario(**record), TrainSettings(**config["settings"])
-    name = run_name(scenario, config["key_fingerprint"])
-    finished = finished_checkpoint(join(config["train_storage"], name), settings.epochs)
+    name = run_name(run_record)
+    finished = finished_checkpoint(join(config["train_storage"], name), settings.epochs,
+                                   run_record["run_id"])
     if finished is not None:
         # Trained to the end already (a sweep resumed, or the same command run again): hand
         # Tune the final checkpoint's metrics instead of starting workers that have nothing
@@ -72,6 +73,7 @@ def train_scenario(config: dict, scenarios: dict[str, dict], job: dict) -> None:
         train_loop_config={"scenario": record, "settings": config["settings"],
                            "key_path": key_path,
                            "key_fingerprint": config["key_fingerprint"] if key_path else None,
+                           "run_record": run_record,
                            "quiet": config["quiet"]},
         scaling_config=ray.train.ScalingConfig(num_workers=settings.num_workers,
                                                use_gpu=config["use_gpu"]),
@@ -91,8 +93,9 @@ def train_scenario(config: dict, scenarios: dict[str, dict], job: dict) -> None:
     trainer.fit()
 
 
-def finished_checkpoint(run_path: str, epochs: int) -> tuple[str, dict] | None:
-    """The run's checkpoint for its last epoch, as (path, metrics), if it has one.
+def finished_checkpoint(run_path: str, epochs: int, run_id: str) -> tuple[str, dict] | None:
+    """The run's checkpoint for its last epoch, as (path, metrics), if it has one and it was
+    made for the run record ``run_id``.
 
     Reads only ``meta.json`` (metrics and fingerprints, never a key) through pyarrow's
     filesystems, so the run may live on local disk or in cloud storage alike."""
@@ -107,8 +110,8 @@ def finished_checkpoint(run_path: str, epochs: int) -> tuple[str, dict] | None:
             continue  # a checkpoint still being written, or from an older layout
         with filesystem.open_input_stream(meta_path) as stream:
             meta = json.loads(stream.read())
-        if meta.get("epoch") == epochs:
+        if meta.get("epoch") == epochs and meta.get("run_id") == run_id:
             metrics = {k: v for k, v in meta.items()
-                       if k not in ("scenario", "model", "transform")}
+                       if k not in ("scenario", "model", "transform", "record")}
             return join(run_path, info.base_name), metrics
     return None

@@ -71,9 +71,10 @@ def train_func(config: dict) -> None:
                    "node": ray.get_runtime_context().get_node_id(),
                    # the epoch's training and test passes on every rank, checkpoint excluded
                    "epoch_seconds": time.perf_counter() - started,
-                   "epoch_started_at": started_at}
+                   "epoch_started_at": started_at,
+                   "run_id": config["run_record"]["run_id"], "device": device_name(device)}
         report(model, optimizer, metrics, scenario, model_config(scenario, settings),
-               transform_meta(scenario, settings))
+               transform_meta(scenario, settings), config["run_record"])
         if is_rank_zero():
             announce(f"{scenario.name}: epoch {epoch + 1}/{settings.epochs} done: train loss "
                      f"{metrics['train_loss']:.3f}, train error {metrics['train_error']:.3f}, "
@@ -204,8 +205,15 @@ def is_rank_zero() -> bool:
     return ray.train.get_context().get_world_rank() == 0
 
 
+def device_name(device: torch.device) -> str:
+    """``cpu``, or ``cuda:<name of the GPU>``: the device the run record names."""
+    if device.type == "cuda":
+        return f"cuda:{torch.cuda.get_device_name(device)}"
+    return device.type
+
+
 def report(model, optimizer, metrics: dict, scenario: Scenario, model_kwargs: dict,
-           transform: dict) -> None:
+           transform: dict, record: dict) -> None:
     if not is_rank_zero():
         ray.train.report(metrics)
         return
@@ -213,6 +221,6 @@ def report(model, optimizer, metrics: dict, scenario: Scenario, model_kwargs: di
         torch.save({"model": unwrap(model).state_dict(), "optimizer": optimizer.state_dict(),
                     "epoch": metrics["epoch"]}, os.path.join(directory, STATE_FILE))
         meta = {"scenario": scenario.name, "model": model_kwargs, "transform": transform,
-                **metrics}
+                "record": {**record, "device": metrics["device"]}, **metrics}
         Path(directory, META_FILE).write_text(json.dumps(meta, indent=2))
         ray.train.report(metrics, checkpoint=ray.train.Checkpoint.from_directory(directory))
