@@ -36,6 +36,7 @@ from lie_ray.keys import (check_block_size, generate_key, import_permutation, lo
                           save_key)
 from lie_ray.keys.policies import load_key_for_policies
 from lie_ray.scenarios import PAPER_SCENARIOS, Scenario, key_for_scenarios
+from lie_ray.training.untrained import write_runs
 
 runner = CliRunner()
 
@@ -433,14 +434,10 @@ def test_encrypt_rejects_damaged_data_before_ray(tmp_path, cifar, key_path, how)
 
 
 def runs_dir(tmp_path: Path, encrypted: bool = False) -> Path:
-    """What 'lie-ray evaluate --runs' reads: a training.parquet naming one scenario."""
+    """What 'lie-ray evaluate --runs' reads: a training.parquet naming one scenario, and its
+    (untrained) checkpoint with its run record."""
     runs = tmp_path / "runs"
-    runs.mkdir(exist_ok=True)
-    name, policy = ("Encrypted", "fixed") if encrypted else ("Plain", "")
-    pq.write_table(pa.Table.from_pylist([{
-        "scenario": name, "encrypted": encrypted, "key_policy": policy, "adversarial": False,
-        "checkpoint": str(runs / "checkpoint"), "train_error": 0.5, "test_error": 0.5}]),
-        runs / "training.parquet")
+    write_runs(runs, [PAPER_SCENARIOS["Encrypted" if encrypted else "Plain"]], generate_key())
     return runs
 
 
@@ -811,7 +808,7 @@ def test_data_that_is_a_file_is_one_line(tmp_path):
 
 @pytest.mark.parametrize("content, fragments", [
     (b"junk", ("cannot read", "training.parquet", "rerun the step that wrote it")),
-    (None, ("lacks columns ['encrypted', 'key_policy', 'checkpoint']",)),
+    (None, ("lacks columns ['encrypted', 'key_policy', 'checkpoint', 'run_id', 'record']",)),
 ], ids=["corrupt", "another-table"])
 def test_evaluate_rejects_a_damaged_training_table_before_ray(tmp_path, cifar, content,
                                                               fragments):
@@ -877,3 +874,48 @@ def test_usage_errors_are_one_line_through_python_m_lie_ray_sweep(tmp_path, caps
     assert_rejected(run_entry(capsys, sweep_main, ["--width", "0"]),
                     "Invalid value for '--width'", "see 'python -m lie_ray.sweep --help'")
     assert tree(tmp_path) == set()
+
+
+# ------------------------------------------------------------- issue 20: bad input, round three
+@pytest.mark.parametrize("option", ["--out", "--preview"])
+def test_an_output_whose_parent_cannot_be_made_is_one_line_before_ray(tmp_path, cifar,
+                                                                      key_path, option):
+    """/proc exists and passes os.access for root, yet nothing can be made in it: mkdir says
+    FileNotFoundError, which no permission check foresees."""
+    where = {"--out": ["--out", "/proc/nope/o", "--preview", tmp_path / "p.png"],
+             "--preview": ["--out", tmp_path / "o", "--preview", "/proc/nope/p.png"]}[option]
+    assert_rejected(invoke("encrypt", "--data", cifar, "--key", key_path, *where),
+                    f"{option} /proc/nope", "cannot be written", "/proc",
+                    f"choose another {option} path")
+    assert not (tmp_path / "o").exists() and not Path("/proc/nope").exists()
+
+
+def test_key_arrays_of_any_type_mean_the_same_key_or_are_refused():
+    import pyffx
+
+    from lie_ray import transforms
+
+    rng = np.random.default_rng(0)
+    images = rng.integers(0, 256, (4, 32, 32, 3), dtype=np.uint8)
+    flip = rng.permutation(48) > 24
+    as_str = transforms.from_arrays("ffx", {"flip": flip, "password": "password"}, 4)
+    as_bytes = transforms.from_arrays("ffx", {"flip": flip.tolist(), "password": b"password"}, 4)
+    oracle = [pyffx.Integer(b"password", length=3).encrypt(v) for v in range(256)]
+    assert as_bytes.key_arrays()["lookup"].tolist() == oracle  # pyffx's own bytes key
+    assert np.array_equal(as_str.encrypt(images), as_bytes.encrypt(images))
+    perm = rng.permutation(48)
+    expected = transforms.from_arrays("shuffle", {"perm": perm}, 4).encrypt(images)
+    for given in (perm.tolist(), perm.astype(np.int16), perm.astype(np.uint8),
+                  perm.astype(np.float32)):
+        assert np.array_equal(transforms.from_arrays("shuffle", {"perm": given}, 4)
+                              .encrypt(images), expected), type(given)
+    refused = [("shuffle", {"perm": perm + 0.5}, "'perm' must hold integers"),
+               ("shuffle", {"perm": ",".join(map(str, perm))}, "'perm' must hold integers"),
+               ("shuffle", {"perm": [None] * 48}, "'perm' must hold integers"),
+               ("ffx", {"flip": flip, "password": 1234}, "'password' must be a str or bytes"),
+               ("ffx", {"flip": flip, "password": np.frombuffer(b"pw", np.uint8)},
+                "'password' must be a str or bytes")]
+    for name, arrays, fragment in refused:
+        with pytest.raises(LieRayError, match=fragment) as caught:
+            transforms.from_arrays(name, arrays, 4)
+        assert_one_line(caught)

@@ -2,7 +2,6 @@
 loading each scenario once, a part per scenario, and --resume running only what is missing."""
 from __future__ import annotations
 
-import json
 import logging
 import os
 import sys
@@ -21,8 +20,8 @@ from lie_ray.evaluation.actor import EvaluateShard
 from lie_ray.evaluation.run import DIGEST_KEY, run_evaluation
 from lie_ray.evaluation.settings import EvalSettings
 from lie_ray.keys import generate_key, save_key
-from lie_ray.models import build_model
-from lie_ray.infra.checkpoints import META_FILE, STATE_FILE
+from lie_ray.scenarios import PAPER_SCENARIOS
+from lie_ray.training.untrained import write_runs
 
 # 24 test images in chunks of 10 (the last one short), light attacks, two actors.
 SETTINGS = EvalSettings(epsilons=(0.0, 0.1), pgd_steps=2, eot_keys=1, square_queries=4,
@@ -53,21 +52,7 @@ def runs(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("runs")
     torch.manual_seed(0)
     key = generate_key()
-    rows = []
-    for scenario, encrypted in (("Plain", False), ("Encrypted", True)):
-        model = {"encrypted": encrypted, "width": 4, "block_size": 4, "adaptation_channels": 8,
-                 "adaptation": True}
-        checkpoint = tmp / scenario
-        checkpoint.mkdir()
-        torch.save({"model": build_model(**model).state_dict()}, checkpoint / STATE_FILE)
-        fingerprint = key.fingerprint if encrypted else ""
-        (checkpoint / META_FILE).write_text(json.dumps(
-            {"model": model, "key_fingerprint": fingerprint,
-             **({"transform": {"name": "le", "block_size": 4}} if encrypted else {})}))
-        rows.append({"scenario": scenario, "encrypted": encrypted,
-                     "key_policy": "fixed" if encrypted else "", "checkpoint": str(checkpoint),
-                     "epochs": 1, "key_fingerprint": fingerprint})
-    pq.write_table(pa.Table.from_pylist(rows), tmp / "training.parquet")
+    rows = write_runs(tmp, [PAPER_SCENARIOS["Plain"], PAPER_SCENARIOS["Encrypted"]], key)
     return {"dir": tmp, "key": str(save_key(key, tmp / "key.json")), "rows": rows}
 
 
@@ -88,7 +73,7 @@ def each_scenario_alone(runs, cifar_dir) -> pa.Table:
     test = load_split(cifar_dir, "test").head(SETTINGS.test_limit)
     train = load_split(cifar_dir, "train")
     plain = runs["rows"][0]["checkpoint"]
-    shard = EvaluateShard({r["scenario"]: r for r in runs["rows"]}, runs["key"], 128, SETTINGS,
+    shard = EvaluateShard({r["scenario"]: r for r in runs["rows"]}, runs["key"], SETTINGS,
                           plain)
     blocks = [b for r in runs["rows"] for s in (test, train)
               for b in pipeline.chunks(r["scenario"], s, SETTINGS.batch_size)]

@@ -1,6 +1,8 @@
 """Scenarios that name a transform: records, models, the Ray Data path, tables and report."""
 from __future__ import annotations
 
+import json
+
 import math
 from pathlib import Path
 
@@ -15,15 +17,17 @@ from lie_ray.data.cifar import load_split
 from lie_ray.data.dataset import to_ray_dataset
 from lie_ray.encryption.run import encrypt_dataset
 from lie_ray.errors import LieRayError
-from lie_ray.evaluation.run import with_transform
+from lie_ray.evaluation.run import with_training_columns
 from lie_ray.keys import generate_key, load_key, save_key
 from lie_ray.keys.policies import PolicySpec
 from lie_ray.training.settings import get_preset, training_plan
 from lie_ray.report import write_report
 from lie_ray.scenarios import FAMILY_SCENARIOS, PAPER_SCENARIOS, Scenario, load_scenario_file
+from lie_ray.training.record import scenario_definition, training_record
 from lie_ray.training.run import transform_columns
 from lie_ray.training.worker import model_config
 
+from lie_ray.training.untrained import NO_DATA
 from test_report import result_row, table_rows
 from test_training import sorted_by_id
 
@@ -37,7 +41,7 @@ def test_scenarios_name_a_transform_and_presets_pick_them(tmp_path):
     toml.write_text('[[scenario]]\nname = "FFX-2"\nencrypted = true\nkey_policy = "fixed"\n'
                     'transform = "ffx"\nblock_size = 2\nvariant = "reference"\n')
     (ffx,) = load_scenario_file(toml).values()
-    assert transform_columns(ffx, settings) == {"transform": "ffx", "transform_block_size": 2,
+    assert transform_columns(scenario_definition(ffx, settings)) == {"transform": "ffx", "transform_block_size": 2,
                                                 "transform_variant": "reference"}
     with pytest.raises(LieRayError, match="scenario 'X': unknown transform 'rot13'"):
         Scenario("X", encrypted=True, key_policy="fixed", transform="rot13")
@@ -78,12 +82,19 @@ def test_results_and_report_carry_the_family(tmp_path: Path):
                 "transform_block_size": 4, "transform_variant": "paper"},
                {"scenario": "FFX", "encrypted": True, "transform": "ffx",
                 "transform_block_size": 2, "transform_variant": "reference"}]
+    for r in trained:  # each row's run record, as training writes it
+        scenario = Scenario(r["scenario"], r["encrypted"], "fixed" if r["encrypted"] else None,
+                            transform=r["transform"] if r["encrypted"] else "le",
+                            block_size=r["transform_block_size"] or None,
+                            variant=r["transform_variant"] or None)
+        r["record"] = json.dumps(training_record(scenario, get_preset("smoke"), "f" * 16,
+                                                 NO_DATA))
     rows = []
     for i, r in enumerate(trained):
         rows += [result_row(r["scenario"], "test", 0.0, 0.2 + i / 10)]
         rows += [result_row(r["scenario"], e, eps, 0.3 + i / 10 + eps + (e == "worst-case"))
                  for e in ("pgd", "worst-case") for eps in (0.0, 0.1)]
-    results = with_transform(pa.Table.from_pylist(rows), trained)
+    results = with_training_columns(pa.Table.from_pylist(rows), trained)
     assert dict(zip(results["scenario"].to_pylist(), results["transform"].to_pylist())) == \
         {"Plain": "none", "Shuffle": "shuffle", "FFX": "ffx"}
     pq.write_table(results, tmp_path / "results.parquet")

@@ -166,68 +166,6 @@ def tracebacks_through_lie_ray(output: str) -> list[str]:
     return [b for b in blocks if re.search(r'File ".*/lie_ray/', b.split("\n\n")[0])]
 
 
-# ----------------------------------------------------------- Ctrl-C mid-training, then --resume
-def test_ctrl_c_keeps_finished_work_says_how_to_resume_and_exits_130(ray_head, cifar_dir,
-                                                                       tmp_path):
-    # One scenario, two tiny epochs: SIGINT as soon as epoch 1 is reported, so the trial is
-    # unfinished. Tune stops gracefully; the sweep must not build a table from that trial.
-    out = tmp_path / "out"
-    command = [*sweep_command(out, cifar_dir, "--scenarios", "Plain", "--epochs", "2")]
-    driver = subprocess.Popen(command, cwd=REPO_ROOT, env=on_head(ray_head),
-                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    seen = []
-    for line in driver.stdout:  # blocks until the driver prints; no sleeping
-        seen.append(line)
-        if "Plain: epoch 1/2 done" in line and driver.poll() is None:
-            driver.send_signal(signal.SIGINT)  # Ctrl-C, for real
-            seen += driver.stdout.readlines()
-            break
-    driver.wait(timeout=120)
-    output = "".join(seen)
-    assert driver.returncode == 130, output[-5000:]
-    assert not tracebacks_through_lie_ray(output), output[-5000:]  # the driver's own
-    assert "KeyError" not in output, output[-5000:]
-    said = [line for line in seen if line.startswith("interrupted by")]
-    assert said == [f"interrupted by SIGINT: kept in {out}: the master key, the encrypted "
-                    "shards, the checkpoints of 1 scenario; no table was written from "
-                    "unfinished work; run the same command again with --resume to continue\n"
-                    ], output[-3000:]
-    assert "Tuner.restore" not in output  # Tune's own hint is not how our users resume
-    assert not (out / "training.parquet").exists() and not (out / "results.parquet").exists()
-
-    resumed = subprocess.run([*command, "--resume"], cwd=REPO_ROOT, env=on_head(ray_head),
-                             capture_output=True, text=True, timeout=900)
-    output = resumed.stdout + resumed.stderr
-    assert resumed.returncode == 0, output[-5000:]
-    assert "resuming the training experiment" in output
-    row = pq.read_table(out / "training.parquet").to_pylist()[0]
-    assert (row["scenario"], row["epochs"]) == ("Plain", 2)
-    assert set(pq.read_table(out / "results.parquet").column("scenario").to_pylist()) == {"Plain"}
-
-    # SIGTERM (as 'ray job stop' sends it) to 'lie-ray evaluate' once it has started: the same
-    # one line, status 143, and no table.
-    again = tmp_path / "again"
-    evaluate = subprocess.Popen(
-        [sys.executable, "-m", "lie_ray", "evaluate", "--runs", str(out), "--out", str(again),
-         "--data", str(cifar_dir), *LIGHT_EVAL], cwd=REPO_ROOT,
-        env=on_head(ray_head), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    seen = []
-    for line in evaluate.stdout:
-        seen.append(line)
-        if "evaluating Plain" in line and evaluate.poll() is None:
-            evaluate.send_signal(signal.SIGTERM)
-            seen += evaluate.stdout.readlines()
-            break
-    evaluate.wait(timeout=120)
-    output = "".join(seen)
-    assert evaluate.returncode == 143, output[-5000:]
-    assert not any(line.startswith("Traceback") for line in seen), output[-5000:]
-    assert [line for line in seen if line.startswith("interrupted by")] == [
-        "interrupted by SIGTERM: nothing was kept; no table was written from unfinished work; "
-        "run the same command again with --resume to continue\n"], output[-3000:]
-    assert not (again / "results.parquet").exists()
-
-
 # ------------------------------------------------------------------- a worker killed mid-epoch
 def train_worker_of(ray_head) -> int:
     """The pid of a live Ray Train worker of this head: a process titled ``ray::RayTrainWorker``

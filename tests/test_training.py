@@ -133,7 +133,8 @@ def test_smoke_slice_trains_all_five_scenarios(smoke_sweep):
     assert "finished training Encrypted-Adv-DK" in smoke_sweep["output"]
 
 
-def test_running_again_resumes_from_the_last_checkpoint(smoke_sweep, cifar_dir, tmp_path):
+def test_running_again_resumes_from_the_last_checkpoint(ray_cluster, smoke_sweep, cifar_dir,
+                                                        tmp_path):
     # A copy of the finished 1-epoch run, asked for 2 epochs: as if it had been stopped after
     # epoch 1's checkpoint. (A copy, so the session's run stays as other tests expect it.)
     shutil.copytree(smoke_sweep["out"] / "ray", tmp_path / "ray")

@@ -1,0 +1,150 @@
+"""Signals the way people send them, to commands on the embedded Ray they start themselves.
+
+Ctrl-C in a terminal reaches the whole foreground process group, and a batch scheduler's
+SIGTERM (``kill -TERM -- -PGID``) the whole group too; before, Ray's own processes sat in that
+group and died under the command (a Ctrl-C'd sweep hung, a SIGTERM'd train died in Ray's C++
+code). Here the command runs in a real pseudo-terminal (pexpect) or its own process group
+(``os.killpg``); it must stop within 15 s with its one line and 130/143, and ``--resume`` (or,
+for privacy, running it again) must then complete.
+"""
+from __future__ import annotations
+
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+
+import pexpect
+import pyarrow.parquet as pq
+
+from conftest import REPO_ROOT
+from test_commands import EVALUATE, LIE_RAY, USER_ENV
+
+STOP_WITHIN = 15  # seconds from the signal to the command's exit
+SLICE = ["--train-limit", "256", "--test-limit", "128", "--width", "4", "--batch-size", "64"]
+LIGHT = ["--eval-limit", "8", "--epsilons", "0.1", "--eval-pgd-steps", "2", "--eot-keys", "1",
+         "--square-queries", "4", "--actors", "1"]
+
+
+def in_terminal(args: list[str]) -> pexpect.spawn:
+    child = pexpect.spawn(args[0], args[1:], cwd=str(REPO_ROOT), env=USER_ENV,
+                          encoding="utf-8", timeout=600, dimensions=(50, 200))
+    return child
+
+
+def ctrl_c_after(child: pexpect.spawn, pattern: str) -> tuple[float, str, int]:
+    """Wait for ``pattern``, press Ctrl-C; return (seconds to exit, all output, exit status)."""
+    child.expect(pattern)
+    seen = child.before + child.after
+    child.sendintr()  # the terminal's ^C: SIGINT to the whole foreground process group
+    pressed = time.monotonic()
+    child.expect(pexpect.EOF, timeout=120)
+    seconds = time.monotonic() - pressed
+    child.close()
+    return seconds, seen + child.before, child.exitstatus
+
+
+def interrupted_lines(output: str) -> list[str]:
+    """Our one line, wherever it starts: in a terminal it may follow the echoed ^C."""
+    return [match.strip() for match in re.findall(r"interrupted by SIG\w+: [^\r\n\x1b]*",
+                                                  output)]
+
+
+def test_ctrl_c_in_a_terminal_stops_the_sweep_then_evaluate_and_resume_completes(cifar_dir,
+                                                                                   tmp_path):
+    out = tmp_path / "sweep"
+    sweep = [sys.executable, "-m", "lie_ray.sweep", "--preset", "smoke", "--data", str(cifar_dir),
+             "--out", str(out), "--scenarios", "Plain,Encrypted", "--epochs", "2", *SLICE,
+             *LIGHT, "--no-privacy"]
+    first_epoch = r"(Plain|Encrypted): epoch 1/2 done"
+    seconds, output, status = ctrl_c_after(in_terminal(sweep), first_epoch)
+    print(f"sweep: Ctrl-C in a pty -> exit {status} after {seconds:.1f} s")  # shown by -rP
+    assert status == 130, output[-4000:]
+    assert seconds < STOP_WITHIN, (seconds, output[-3000:])
+    assert interrupted_lines(output) == [
+        f"interrupted by SIGINT: kept in {out}: the master key, the encrypted shards, the "
+        f"checkpoints of 2 scenarios; no table was written from unfinished work; run the same "
+        "command again with --resume to continue"], output[-3000:]
+    assert not (out / "training.parquet").exists()
+
+    resumed = subprocess.run([*sweep, "--resume"], cwd=REPO_ROOT, env=USER_ENV,
+                             capture_output=True, text=True, timeout=900)
+    assert resumed.returncode == 0, (resumed.stdout + resumed.stderr)[-4000:]
+    training = pq.read_table(out / "training.parquet").to_pylist()
+    assert {(r["scenario"], r["epochs"]) for r in training} == {("Plain", 2), ("Encrypted", 2)}
+    # Finished work is kept: a trial stopped after its epoch-1 checkpoint was registered
+    # resumes from it. (One whose epoch-1 line was out but whose checkpoint Ray Train had not
+    # yet registered may start over: its epoch is not finished in Train's own bookkeeping.)
+    resumed = {r["scenario"]: r["resumed_from_epoch"] for r in training}
+    assert 1 in resumed.values(), resumed
+
+    # 'lie-ray evaluate' in the terminal, Ctrl-C once it attacks, then --resume.
+    again = tmp_path / "again"
+    evaluate = [LIE_RAY, "evaluate", "--runs", str(out), "--out", str(again), "--data",
+                str(cifar_dir), "--key", str(out / "keys" / "master.json"), *EVALUATE]
+    seconds, output, status = ctrl_c_after(in_terminal(evaluate), r"evaluating Plain")
+    print(f"evaluate: Ctrl-C in a pty -> exit {status} after {seconds:.1f} s")
+    assert (status, seconds < STOP_WITHIN) == (130, True), (seconds, output[-4000:])
+    assert len(interrupted_lines(output)) == 1 and "--resume" in interrupted_lines(output)[0]
+    assert not (again / "results.parquet").exists()
+    finished = subprocess.run([*evaluate, "--resume"], cwd=REPO_ROOT, env=USER_ENV,
+                              capture_output=True, text=True, timeout=900)
+    assert finished.returncode == 0, (finished.stdout + finished.stderr)[-4000:]
+    assert set(pq.read_table(again / "results.parquet").column("scenario").to_pylist()) == \
+        {"Plain", "Encrypted"}
+
+
+def in_own_group(args: list[str]) -> subprocess.Popen:
+    """The command as a scheduler starts it: the leader of a new process group."""
+    return subprocess.Popen(args, cwd=REPO_ROOT, env=USER_ENV, stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True, start_new_session=True)
+
+
+def killpg_after(process: subprocess.Popen, text: str, signum: int) -> tuple[float, str]:
+    seen = []
+    for line in process.stdout:  # blocks until the command prints; no sleeping
+        seen.append(line)
+        if text in line:
+            os.killpg(process.pid, signum)  # the whole group, as 'kill -TERM -- -PGID'
+            break
+    sent = time.monotonic()
+    seen += process.stdout.readlines()
+    process.wait(timeout=120)
+    return time.monotonic() - sent, "".join(seen)
+
+
+def test_sigterm_to_the_process_group_stops_train_and_privacy(cifar_dir, tmp_path):
+    key = tmp_path / "key.json"
+    subprocess.run([LIE_RAY, "keygen", "--out", str(key)], check=True, env=USER_ENV,
+                   capture_output=True)
+    out = tmp_path / "train"
+    train = [LIE_RAY, "train", "--preset", "smoke", "--data", str(cifar_dir), "--key", str(key),
+             "--out", str(out), "--scenarios", "Plain", "--epochs", "2", *SLICE]
+    process = in_own_group(train)
+    seconds, output = killpg_after(process, "Plain: epoch 1/2 done", signal.SIGTERM)
+    print(f"train: SIGTERM to the group -> exit {process.returncode} after {seconds:.1f} s")
+    assert (process.returncode, seconds < STOP_WITHIN) == (143, True), (seconds, output[-4000:])
+    assert "Failed to connect to GCS" not in output, output[-4000:]
+    assert interrupted_lines(output) == [
+        f"interrupted by SIGTERM: kept in {out}: the checkpoints of 1 scenario; no table was "
+        "written from unfinished work; run the same command again with --resume to continue"
+    ], output[-3000:]
+    resumed = subprocess.run([*train, "--resume"], cwd=REPO_ROOT, env=USER_ENV,
+                             capture_output=True, text=True, timeout=900)
+    assert resumed.returncode == 0, (resumed.stdout + resumed.stderr)[-4000:]
+    (row,) = pq.read_table(out / "training.parquet").to_pylist()
+    assert (row["epochs"], row["resumed_from_epoch"]) == (2, 1)
+
+    privacy_out = tmp_path / "privacy"
+    privacy = [LIE_RAY, "privacy", "--preset", "smoke", "--data", str(cifar_dir), "--key",
+               str(key), "--out", str(privacy_out), "--transforms", "le"]
+    process = in_own_group(privacy)
+    seconds, output = killpg_after(process, "exact privacy attacks on le done", signal.SIGTERM)
+    print(f"privacy: SIGTERM to the group -> exit {process.returncode} after {seconds:.1f} s")
+    assert (process.returncode, seconds < STOP_WITHIN) == (143, True), (seconds, output[-4000:])
+    assert interrupted_lines(output) == [
+        "interrupted by SIGTERM: nothing was kept; no table was written from unfinished work; "
+        "run the same command again to start over"], output[-3000:]
+    assert not (privacy_out / "privacy.parquet").exists()
