@@ -184,8 +184,12 @@ def test_nodes_wrote_to_storage_and_only_the_driver_to_out(bucket, s3_sweep):
     objects = bucket.keys("study/")
     prefixes = sorted({"/".join(k.split("/")[:3]) for k in objects if k.count("/") >= 2})
     print("object prefixes:", prefixes)
-    for expected in ("study/encrypted/train", "study/encrypted/test", "study/runs/Plain",
-                     f"study/runs/Encrypted-{s3_sweep['fingerprint']}", "study/train/Plain",
+    run_ids = {r["scenario"]: r["run_id"]
+               for r in pq.read_table(out / "training.parquet").to_pylist()}
+    for expected in ("study/encrypted/train", "study/encrypted/test",
+                     f"study/runs/Plain-{run_ids['Plain'][:12]}/checkpoint_",  # run-id names
+                     f"study/runs/Encrypted-{run_ids['Encrypted'][:12]}/checkpoint_",
+                     "study/train-plan.json", "study/train/Plain",
                      "study/evaluations/Plain.parquet", "study/evaluations/Encrypted.parquet"):
         assert any(k.startswith(expected) for k in objects), (expected, prefixes)
     assert "study/encrypted/manifest.json" in objects
