@@ -132,7 +132,8 @@ def test_evaluate_rebuilds_the_defender_from_the_record(chain):
         assert clean[name]["run_id"] == trained[name]["run_id"]
     examples = pq.read_table(home / "eval" / "examples.parquet")
     assert record_of(examples.schema) == record
-    assert "wrote" in chain["printed"]["evaluate"] and "Encrypted-DK" in chain["printed"]["evaluate"]
+    printed = chain["printed"]["evaluate"]
+    assert "wrote" in printed and "Encrypted-DK" in printed
 
 
 def test_report_rerenders_with_one_provenance_section(chain):

@@ -41,8 +41,8 @@ def test_scenarios_name_a_transform_and_presets_pick_them(tmp_path):
     toml.write_text('[[scenario]]\nname = "FFX-2"\nencrypted = true\nkey_policy = "fixed"\n'
                     'transform = "ffx"\nblock_size = 2\nvariant = "reference"\n')
     (ffx,) = load_scenario_file(toml).values()
-    assert transform_columns(scenario_definition(ffx, settings)) == {"transform": "ffx", "transform_block_size": 2,
-                                                "transform_variant": "reference"}
+    assert transform_columns(scenario_definition(ffx, settings)) == {
+        "transform": "ffx", "transform_block_size": 2, "transform_variant": "reference"}
     with pytest.raises(LieRayError, match="scenario 'X': unknown transform 'rot13'"):
         Scenario("X", encrypted=True, key_policy="fixed", transform="rot13")
     with pytest.raises(LieRayError, match="no variant 'reference'"):

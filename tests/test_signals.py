@@ -29,9 +29,8 @@ LIGHT = ["--eval-limit", "8", "--epsilons", "0.1", "--eval-pgd-steps", "2", "--e
 
 
 def in_terminal(args: list[str]) -> pexpect.spawn:
-    child = pexpect.spawn(args[0], args[1:], cwd=str(REPO_ROOT), env=USER_ENV,
-                          encoding="utf-8", timeout=600, dimensions=(50, 200))
-    return child
+    return pexpect.spawn(args[0], args[1:], cwd=str(REPO_ROOT), env=USER_ENV,
+                         encoding="utf-8", timeout=600, dimensions=(50, 200))
 
 
 def ctrl_c_after(child: pexpect.spawn, pattern: str) -> tuple[float, str, int]:

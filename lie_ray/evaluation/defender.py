@@ -102,9 +102,15 @@ def load_defender(checkpoint: str | Path, key_path: str | None) -> Defender:
         raise LieRayError(f"checkpoint {checkpoint} was trained with key "
                           f"{meta['key_fingerprint']}, but --key is {key.fingerprint}: pass "
                           "the key used for training")
-    policy = (PolicySpec(definition["key_policy"], definition["key_batch_size"])
-              if definition["key_batch_size"] else PolicySpec(definition["key_policy"]))
-    return Defender(model, spec.keyed(key), policy.build())
+    return Defender(model, spec.keyed(key), policy_spec(definition).build())
+
+
+def policy_spec(definition: dict) -> PolicySpec:
+    """The key policy a scenario definition names, at its recorded key-batch size (recorded
+    for per-batch only; the fixed policy has none)."""
+    if definition["key_batch_size"]:
+        return PolicySpec(definition["key_policy"], definition["key_batch_size"])
+    return PolicySpec(definition["key_policy"])
 
 
 def attacker_ciphers(spec: TransformSpec, count: int, seed: int) -> list[Transform]:

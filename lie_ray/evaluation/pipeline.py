@@ -78,7 +78,8 @@ def evaluate(trained: list[dict], test: Split, train: Split, key_path: str | Non
     scenarios = {row["scenario"]: {"checkpoint": row["checkpoint"]} for row in trained}
     results = ray.data.from_arrow(blocks).map_batches(
         EvaluateShard, fn_constructor_kwargs={
-            "scenarios": scenarios, "key_path": key_path, "settings": settings, "plain_checkpoint": plain_checkpoint},
+            "scenarios": scenarios, "key_path": key_path, "settings": settings,
+            "plain_checkpoint": plain_checkpoint},
         # One chunk at a time per actor: a chunk queued behind a long attack would leave the
         # other actors idle at the end; sending the next one costs milliseconds.
         compute=ray.data.ActorPoolStrategy(size=settings.actors,

@@ -28,7 +28,7 @@ from lie_ray.infra.tables import read_training as training_table
 from lie_ray.attacks import PGD
 from lie_ray.data.cifar import data_record, load_split, resolve_data_dir
 from lie_ray.errors import LieRayError
-from lie_ray.evaluation.defender import checkpoint_record, load_defender
+from lie_ray.evaluation.defender import checkpoint_record, load_defender, policy_spec
 from lie_ray.evaluation.pipeline import evaluate
 from lie_ray.evaluation.settings import PAPER_EPSILON, EvalSettings
 from lie_ray.keys import key_location
@@ -124,12 +124,11 @@ def trained_record(row: dict) -> dict:
 
 
 def check_keys(key_path: str | Path | None, records: list[dict]) -> None:
-    """The key can serve every encrypted scenario's policy, at its own key-batch size."""
-    for record in records:
-        definition = record["scenario"]
-        if definition["encrypted"]:
-            load_key_for_policies(key_path, [definition["key_policy"]],
-                                  definition["key_batch_size"] or 128)
+    """The key can serve every encrypted scenario's policy, at its own key-batch size (the
+    key file is read once per distinct policy, not once per scenario)."""
+    specs = {policy_spec(r["scenario"]) for r in records if r["scenario"]["encrypted"]}
+    for spec in specs:
+        load_key_for_policies(key_path, [spec.name], spec.key_batch_size)
 
 
 def evaluation_digest(record: dict, plain_run: str | None, evaluation: dict) -> str:
@@ -137,9 +136,8 @@ def evaluation_digest(record: dict, plain_run: str | None, evaluation: dict) -> 
     attack uses, the evaluation's settings and data): a saved part is reused only when this
     matches. Holds no key material."""
     return provenance.digest({"run_id": record["run_id"], "plain": plain_run,
-                              "settings": evaluation["settings"],
-                              "data": evaluation["data"]["files"],
-                              "test_limit": evaluation["settings"]["test_limit"]})
+                              "settings": evaluation["settings"],  # test_limit included
+                              "data": evaluation["data"]["files"]})
 
 
 def finished_part(path: str, digest: str) -> bool:
@@ -187,7 +185,8 @@ def with_training_columns(results: pa.Table, trained: list[dict]) -> pa.Table:
         definition = by_name[name]["scenario"]
         return definition["transform"]["name"] if definition["transform"] else "none"
 
-    results = results.add_column(1, "transform", pa.array([transform(n) for n in names], pa.string()))
+    results = results.add_column(1, "transform",
+                                 pa.array([transform(n) for n in names], pa.string()))
     results = results.append_column("run_id", pa.array(
         [by_name[n]["run_id"] for n in names], pa.string()))
     return results.append_column("key_fingerprint", pa.array(

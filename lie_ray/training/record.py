@@ -15,6 +15,7 @@ from typing import Any
 from lie_ray.infra import provenance
 from lie_ray.scenarios import Scenario
 from lie_ray.training.settings import TrainSettings
+from lie_ray.training.worker import transform_meta
 
 # Settings that say how a run is executed, not what it learns: they are recorded, but a run
 # resumed with another value is still the same run.
@@ -30,10 +31,7 @@ DEFINITION_SETTINGS = ("block_size", "key_batch_size", "pgd_steps", "pgd_step_si
 def scenario_definition(scenario: Scenario, settings: TrainSettings) -> dict[str, Any]:
     """The scenario with every default resolved: transform, block size, variant, key policy
     and its key-batch size, adversarial-training attack."""
-    transform = None
-    if scenario.encrypted:
-        spec = scenario.transform_spec().resolved(settings.block_size)
-        transform = {"name": spec.name, "block_size": spec.block_size, "variant": spec.variant}
+    transform = transform_meta(scenario, settings) if scenario.encrypted else None
     return {
         "name": scenario.name, "encrypted": scenario.encrypted,
         "key_policy": scenario.key_policy if scenario.encrypted else None,
