@@ -133,14 +133,49 @@ def test_smoke_slice_trains_all_five_scenarios(smoke_sweep):
     assert "finished training Encrypted-Adv-DK" in smoke_sweep["output"]
 
 
+@pytest.mark.parametrize("train_recorded_it", [True, False],
+                         ids=["train-recorded-it", "only-on-disk"])
 def test_running_again_resumes_from_the_last_checkpoint(ray_cluster, smoke_sweep, cifar_dir,
-                                                        tmp_path):
+                                                        tmp_path, train_recorded_it):
     # A copy of the finished 1-epoch run, asked for 2 epochs: as if it had been stopped after
     # epoch 1's checkpoint. (A copy, so the session's run stays as other tests expect it.)
+    # Without Ray Train's checkpoint-manager snapshot, as when a signal stops the controller
+    # before it records the epoch's report, the checkpoint on disk is still found.
     shutil.copytree(smoke_sweep["out"] / "ray", tmp_path / "ray")
+    if not train_recorded_it:
+        snapshots = list((tmp_path / "ray").rglob("checkpoint_manager_snapshot.json"))
+        assert snapshots, "the run layout changed: Ray Train's snapshot is not where it was"
+        for snapshot in snapshots:
+            snapshot.unlink()
     settings = get_preset("smoke").replace(**{**TRAIN_SLICE, "epochs": 2})
     scenario = PAPER_SCENARIOS["Encrypted"]
     table = run_training([scenario], settings, cifar_dir, tmp_path,
                          smoke_sweep["key_path"]).to_pylist()
     assert table[0]["epochs"] == 2
     assert table[0]["resumed_from_epoch"] == 1  # epoch 1 came from the checkpoint, not retrained
+
+
+# ----------------------------------------------------------------------------- checkpoint scan
+def write_checkpoint(run: Path, name: str, epoch: int, run_id: str, state: bool = True) -> None:
+    directory = run / name
+    directory.mkdir(parents=True)
+    (directory / "meta.json").write_text(json.dumps({"epoch": epoch, "run_id": run_id}))
+    if state:
+        torch.save({"epoch": epoch}, directory / "state.pt")
+
+
+def test_the_resume_scan_finds_the_newest_complete_checkpoint_of_this_run(tmp_path):
+    from lie_ray.training.trial import finished_checkpoint, latest_checkpoint
+    run = tmp_path / "Plain-abc"
+    assert latest_checkpoint(str(run), "abc") is None  # no run directory yet
+    write_checkpoint(run, "checkpoint_2026-12-02_10-00-00.000001", 1, "abc")
+    write_checkpoint(run, "checkpoint_2026-12-02_10-00-09.000001", 3, "other")  # another run
+    write_checkpoint(run, "checkpoint_2026-12-02_10-00-05.000001", 2, "abc", state=False)
+    (run / "checkpoint_tmp_unfinished").mkdir()  # an upload cut short: no files at all
+    assert latest_checkpoint(str(run), "abc") == str(run / "checkpoint_2026-12-02_10-00-00.000001")
+    assert finished_checkpoint(str(run), 2, "abc") is None  # epoch 2 never finished writing
+    write_checkpoint(run, "checkpoint_2026-12-02_10-00-07.000001", 2, "abc")
+    assert latest_checkpoint(str(run), "abc") == str(run / "checkpoint_2026-12-02_10-00-07.000001")
+    path, metrics = finished_checkpoint(str(run), 2, "abc")
+    assert (Path(path).name, metrics) == ("checkpoint_2026-12-02_10-00-07.000001",
+                                          {"epoch": 2, "run_id": "abc"})

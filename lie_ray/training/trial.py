@@ -29,7 +29,7 @@ from lie_ray.scenarios import Scenario
 from lie_ray.infra.storage import join, resolve
 from lie_ray.training.pipeline import build_datasets
 from lie_ray.training.record import run_name
-from lie_ray.infra.checkpoints import META_FILE
+from lie_ray.infra.checkpoints import META_FILE, STATE_FILE
 from lie_ray.training.worker import train_func
 
 
@@ -54,8 +54,8 @@ def train_scenario(config: dict, scenarios: dict[str, dict], run_records: dict[s
         quiet_trial()
     scenario, settings = Scenario(**record), TrainSettings(**config["settings"])
     name = run_name(run_record)
-    finished = finished_checkpoint(join(config["train_storage"], name), settings.epochs,
-                                   run_record["run_id"])
+    run_path = join(config["train_storage"], name)
+    finished = finished_checkpoint(run_path, settings.epochs, run_record["run_id"])
     if finished is not None:
         # Trained to the end already (a sweep resumed, or the same command run again): hand
         # Tune the final checkpoint's metrics instead of starting workers that have nothing
@@ -74,6 +74,7 @@ def train_scenario(config: dict, scenarios: dict[str, dict], run_records: dict[s
                            "key_path": key_path,
                            "key_fingerprint": config["key_fingerprint"] if key_path else None,
                            "run_record": run_record,
+                           "resume_from": latest_checkpoint(run_path, run_record["run_id"]),
                            "quiet": config["quiet"]},
         scaling_config=ray.train.ScalingConfig(num_workers=settings.num_workers,
                                                use_gpu=config["use_gpu"]),
@@ -93,25 +94,45 @@ def train_scenario(config: dict, scenarios: dict[str, dict], run_records: dict[s
     trainer.fit()
 
 
-def finished_checkpoint(run_path: str, epochs: int, run_id: str) -> tuple[str, dict] | None:
-    """The run's checkpoint for its last epoch, as (path, metrics), if it has one and it was
-    made for the run record ``run_id``.
+def run_checkpoints(run_path: str, run_id: str) -> list[tuple[str, dict]]:
+    """The run's complete checkpoints made for the run record ``run_id``, as (path, metrics),
+    oldest epoch first.
 
     Reads only ``meta.json`` (metrics and fingerprints, never a key) through pyarrow's
-    filesystems, so the run may live on local disk or in cloud storage alike."""
+    filesystems, so the run may live on local disk or in cloud storage alike. A checkpoint is
+    complete once both its files are there: a worker writes them into a temporary directory
+    and Ray Train copies it into storage inside ``ray.train.report``."""
     filesystem, root = resolve(run_path)  # a local path or a URI
     selector = pyarrow.fs.FileSelector(root, allow_not_found=True)
+    found = []
     for info in filesystem.get_file_info(selector):
         if info.type != pyarrow.fs.FileType.Directory or \
                 not info.base_name.startswith("checkpoint_"):
             continue
-        meta_path = f"{info.path}/{META_FILE}"
-        if filesystem.get_file_info(meta_path).type != pyarrow.fs.FileType.File:
+        files = filesystem.get_file_info([f"{info.path}/{META_FILE}", f"{info.path}/{STATE_FILE}"])
+        if any(file.type != pyarrow.fs.FileType.File for file in files):
             continue  # a checkpoint still being written, or from an older layout
-        with filesystem.open_input_stream(meta_path) as stream:
+        with filesystem.open_input_stream(files[0].path) as stream:
             meta = json.loads(stream.read())
-        if meta.get("epoch") == epochs and meta.get("run_id") == run_id:
+        if meta.get("run_id") == run_id and isinstance(meta.get("epoch"), int):
             metrics = {k: v for k, v in meta.items()
                        if k not in ("scenario", "model", "transform", "record")}
-            return join(run_path, info.base_name), metrics
-    return None
+            found.append((join(run_path, info.base_name), metrics))
+    return sorted(found, key=lambda checkpoint: checkpoint[1]["epoch"])
+
+
+def finished_checkpoint(run_path: str, epochs: int, run_id: str) -> tuple[str, dict] | None:
+    """The run's checkpoint for its last epoch, as (path, metrics), if it has one."""
+    finished = [c for c in run_checkpoints(run_path, run_id) if c[1]["epoch"] == epochs]
+    return finished[-1] if finished else None
+
+
+def latest_checkpoint(run_path: str, run_id: str) -> str | None:
+    """The path of the run's newest complete checkpoint, if any.
+
+    Ray Train restores its own latest checkpoint only when its controller recorded it before
+    the run stopped; a Ctrl-C or SIGTERM right after an epoch's report often lands before it
+    does, and the restarted trial began at epoch 0 (3 of 6 signalled runs). The worker starts
+    from whichever of the two is further along."""
+    checkpoints = run_checkpoints(run_path, run_id)
+    return checkpoints[-1][0] if checkpoints else None

@@ -47,7 +47,7 @@ def train_func(config: dict) -> None:
         build_model(**model_config(scenario, settings)), device, settings.compile))
     optimizer = torch.optim.SGD(model.parameters(), lr=settings.lr, momentum=settings.momentum,
                                 weight_decay=settings.weight_decay)
-    start_epoch = restore(model, optimizer)
+    start_epoch = restore(model, optimizer, config.get("resume_from"))
     encrypt = worker_side_encryption(scenario, settings, config.get("key_path"))
     train_shard = ray.train.get_dataset_shard("train")
     test_shard = ray.train.get_dataset_shard("test")
@@ -173,16 +173,24 @@ def unwrap(model: torch.nn.Module) -> torch.nn.Module:
     return model.module if hasattr(model, "module") else model
 
 
-def restore(model, optimizer) -> int:
-    """Load the latest checkpoint if Ray Train has one; return the epoch to start from."""
-    checkpoint = ray.train.get_checkpoint()
-    if checkpoint is None:
+def restore(model, optimizer, resume_from: str | None) -> int:
+    """Load the furthest checkpoint of this run, Ray Train's own or ``resume_from`` (the newest
+    the trial found in the run's storage, which Train's controller may not have recorded
+    before a signal stopped it); return the epoch to start from."""
+    states = [load_state(checkpoint) for checkpoint in
+              (ray.train.get_checkpoint(), resume_from and ray.train.Checkpoint(resume_from))
+              if checkpoint]
+    if not states:
         return 0
-    with checkpoint.as_directory() as directory:
-        state = torch.load(Path(directory) / STATE_FILE, map_location="cpu", weights_only=True)
+    state = max(states, key=lambda loaded: int(loaded["epoch"]))
     unwrap(model).load_state_dict(state["model"])
     optimizer.load_state_dict(state["optimizer"])
     return int(state["epoch"])
+
+
+def load_state(checkpoint: ray.train.Checkpoint) -> dict:
+    with checkpoint.as_directory() as directory:
+        return torch.load(Path(directory) / STATE_FILE, map_location="cpu", weights_only=True)
 
 
 def model_config(scenario: Scenario, settings: TrainSettings) -> dict:
