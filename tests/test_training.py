@@ -165,17 +165,21 @@ def write_checkpoint(run: Path, name: str, epoch: int, run_id: str, state: bool 
 
 
 def test_the_resume_scan_finds_the_newest_complete_checkpoint_of_this_run(tmp_path):
-    from lie_ray.training.trial import finished_checkpoint, latest_checkpoint
+    from lie_ray.training.trial import finished_checkpoint, run_checkpoints
     run = tmp_path / "Plain-abc"
-    assert latest_checkpoint(str(run), "abc") is None  # no run directory yet
+
+    def scan() -> list[tuple[str, dict]]:
+        return run_checkpoints(str(run), "abc")
+
+    assert scan() == []  # no run directory yet
     write_checkpoint(run, "checkpoint_2026-12-02_10-00-00.000001", 1, "abc")
     write_checkpoint(run, "checkpoint_2026-12-02_10-00-09.000001", 3, "other")  # another run
     write_checkpoint(run, "checkpoint_2026-12-02_10-00-05.000001", 2, "abc", state=False)
     (run / "checkpoint_tmp_unfinished").mkdir()  # an upload cut short: no files at all
-    assert latest_checkpoint(str(run), "abc") == str(run / "checkpoint_2026-12-02_10-00-00.000001")
-    assert finished_checkpoint(str(run), 2, "abc") is None  # epoch 2 never finished writing
+    assert scan()[-1][0] == str(run / "checkpoint_2026-12-02_10-00-00.000001")
+    assert finished_checkpoint(scan(), 2) is None  # epoch 2 never finished writing
     write_checkpoint(run, "checkpoint_2026-12-02_10-00-07.000001", 2, "abc")
-    assert latest_checkpoint(str(run), "abc") == str(run / "checkpoint_2026-12-02_10-00-07.000001")
-    path, metrics = finished_checkpoint(str(run), 2, "abc")
+    assert scan()[-1][0] == str(run / "checkpoint_2026-12-02_10-00-07.000001")
+    path, metrics = finished_checkpoint(scan(), 2)
     assert (Path(path).name, metrics) == ("checkpoint_2026-12-02_10-00-07.000001",
                                           {"epoch": 2, "run_id": "abc"})

@@ -54,8 +54,8 @@ def train_scenario(config: dict, scenarios: dict[str, dict], run_records: dict[s
         quiet_trial()
     scenario, settings = Scenario(**record), TrainSettings(**config["settings"])
     name = run_name(run_record)
-    run_path = join(config["train_storage"], name)
-    finished = finished_checkpoint(run_path, settings.epochs, run_record["run_id"])
+    checkpoints = run_checkpoints(join(config["train_storage"], name), run_record["run_id"])
+    finished = finished_checkpoint(checkpoints, settings.epochs)
     if finished is not None:
         # Trained to the end already (a sweep resumed, or the same command run again): hand
         # Tune the final checkpoint's metrics instead of starting workers that have nothing
@@ -74,7 +74,12 @@ def train_scenario(config: dict, scenarios: dict[str, dict], run_records: dict[s
                            "key_path": key_path,
                            "key_fingerprint": config["key_fingerprint"] if key_path else None,
                            "run_record": run_record,
-                           "resume_from": latest_checkpoint(run_path, run_record["run_id"]),
+                           # Ray Train restores its own latest checkpoint only when its
+                           # controller recorded it before the run stopped; a Ctrl-C or
+                           # SIGTERM right after an epoch's report often lands first, and the
+                           # trial restarted at epoch 0 (3 of 6 signalled runs). The worker
+                           # starts from whichever of the two is further along.
+                           "resume_from": checkpoints[-1][0] if checkpoints else None,
                            "quiet": config["quiet"]},
         scaling_config=ray.train.ScalingConfig(num_workers=settings.num_workers,
                                                use_gpu=config["use_gpu"]),
@@ -121,18 +126,8 @@ def run_checkpoints(run_path: str, run_id: str) -> list[tuple[str, dict]]:
     return sorted(found, key=lambda checkpoint: checkpoint[1]["epoch"])
 
 
-def finished_checkpoint(run_path: str, epochs: int, run_id: str) -> tuple[str, dict] | None:
-    """The run's checkpoint for its last epoch, as (path, metrics), if it has one."""
-    finished = [c for c in run_checkpoints(run_path, run_id) if c[1]["epoch"] == epochs]
+def finished_checkpoint(checkpoints: list[tuple[str, dict]], epochs: int
+                        ) -> tuple[str, dict] | None:
+    """Of ``run_checkpoints``' answer, the checkpoint of the last epoch, if there is one."""
+    finished = [c for c in checkpoints if c[1]["epoch"] == epochs]
     return finished[-1] if finished else None
-
-
-def latest_checkpoint(run_path: str, run_id: str) -> str | None:
-    """The path of the run's newest complete checkpoint, if any.
-
-    Ray Train restores its own latest checkpoint only when its controller recorded it before
-    the run stopped; a Ctrl-C or SIGTERM right after an epoch's report often lands before it
-    does, and the restarted trial began at epoch 0 (3 of 6 signalled runs). The worker starts
-    from whichever of the two is further along."""
-    checkpoints = run_checkpoints(run_path, run_id)
-    return checkpoints[-1][0] if checkpoints else None

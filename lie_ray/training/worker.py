@@ -177,20 +177,23 @@ def restore(model, optimizer, resume_from: str | None) -> int:
     """Load the furthest checkpoint of this run, Ray Train's own or ``resume_from`` (the newest
     the trial found in the run's storage, which Train's controller may not have recorded
     before a signal stopped it); return the epoch to start from."""
-    states = [load_state(checkpoint) for checkpoint in
-              (ray.train.get_checkpoint(), resume_from and ray.train.Checkpoint(resume_from))
-              if checkpoint]
-    if not states:
+    candidates = [checkpoint for checkpoint in
+                  (ray.train.get_checkpoint(), resume_from and ray.train.Checkpoint(resume_from))
+                  if checkpoint]
+    if not candidates:
         return 0
-    state = max(states, key=lambda loaded: int(loaded["epoch"]))
+    with max(candidates, key=checkpoint_epoch).as_directory() as directory:
+        state = torch.load(Path(directory) / STATE_FILE, map_location="cpu", weights_only=True)
     unwrap(model).load_state_dict(state["model"])
     optimizer.load_state_dict(state["optimizer"])
     return int(state["epoch"])
 
 
-def load_state(checkpoint: ray.train.Checkpoint) -> dict:
-    with checkpoint.as_directory() as directory:
-        return torch.load(Path(directory) / STATE_FILE, map_location="cpu", weights_only=True)
+def checkpoint_epoch(checkpoint: ray.train.Checkpoint) -> int:
+    """From meta.json alone, so only the chosen checkpoint's state is loaded (or, from cloud
+    storage, downloaded)."""
+    with checkpoint.filesystem.open_input_stream(f"{checkpoint.path}/{META_FILE}") as stream:
+        return int(json.loads(stream.read())["epoch"])
 
 
 def model_config(scenario: Scenario, settings: TrainSettings) -> dict:
