@@ -71,7 +71,6 @@ def per_evaluation(args, defender) -> None:
     """Every evaluation at the paper preset's settings, one eps, one thread. Labels are the
     model's own clean predictions, so every image starts correctly classified and the attacks
     that stop early on fooled images (Square, AutoAttack) are timed doing their full work."""
-    from lie_ray.evaluation.defender import attacker_ciphers
     from lie_ray.evaluation.protocols import PROTOCOLS, Batch
     from lie_ray.evaluation.settings import EVAL_PRESETS
 
@@ -81,13 +80,11 @@ def per_evaluation(args, defender) -> None:
     ids = np.arange(args.eval_images)
     batch = Batch(images, defender.predict(images, ids), ids)
     plain_model = build_model(False, width=args.width).eval()
-    context = {"eot_ciphers": attacker_ciphers(TransformSpec().resolved(4), settings.eot_keys,
-                                             settings.attacker_seed),
-               "plain_model": plain_model, "done": {}}
+    context = {"plain_model": plain_model, "done": {}}
     attacked = [e for e in settings.epsilons if e > 0]
     test_set, total = 10_000, 0.0
-    print(f"every evaluation at the paper preset (PGD-{settings.pgd_steps}, {settings.eot_keys} "
-          f"EOT keys, Square {settings.square_queries} queries, AutoAttack "
+    print(f"every evaluation at the paper preset (PGD-{settings.pgd_steps}, "
+          f"{settings.pgd_restarts} restarts, {settings.eot_keys} fresh EOT keys per step, Square {settings.square_queries} queries, AutoAttack "
           f"{settings.autoattack}), eps {EPS}, {args.eval_images} images, width {args.width}, "
           "1 thread")
     for name, protocol in PROTOCOLS.items():

@@ -124,3 +124,49 @@ def test_every_attack_stays_in_the_eps_ball_and_the_pixel_range(images, eps, lab
 def test_bad_arguments_raise_lie_ray_error(make):
     with pytest.raises(LieRayError):
         make(as_classifier(*linear_classifier()))
+
+
+class Bump(torch.autograd.Function):
+    """Forward: a score that peaks half-way to the eps corner and falls away beyond it;
+    backward: a constant +1, as a BPDA surrogate that overshoots would give. PGD follows the
+    gradient to the corner, so its last iterate is where the score is low again."""
+
+    @staticmethod
+    def forward(ctx, x, peak):
+        return 10 - 400 * (x - peak).abs().flatten(1).mean(1, keepdim=True)
+
+    @staticmethod
+    def backward(ctx, grad):
+        return torch.ones(grad.shape[0], *SHAPE, dtype=grad.dtype) * grad[:, :1, None, None], None
+
+
+def test_pgd_returns_its_best_iterate_not_its_last():
+    images = mid_range_images()
+    peak = images + 0.05  # half-way to the corner at eps 0.1
+    labels = torch.zeros(N, dtype=torch.long)
+    # Class 1's logit is the bump: the image is misclassified while the bump is above 0.
+    classifier = lambda x: torch.cat([torch.zeros(len(x), 1, dtype=x.dtype),
+                                      Bump.apply(x, peak)], 1)
+    attack = PGD(classifier, eps=0.1, step_size=0.01, steps=20, random_start=False)
+    adversarial = attack(images, labels)
+    last = images + 0.1  # where the surrogate's steps end: the corner, correctly classified
+    assert (classifier(last).argmax(1) == 0).all()
+    assert (classifier(adversarial).argmax(1) == 1).all()
+    torch.testing.assert_close(adversarial, peak)  # the best iterate is the bump's top
+
+
+def test_restarts_find_a_narrow_region_that_one_random_start_misses():
+    # A zero-gradient classifier wrong only where the pixel's start lands in the top tenth of
+    # the eps-ball: one random start succeeds with probability 0.1, 20 with 1 - 0.9 ** 20.
+    n = 4000
+    images = torch.full((n, 1, 1, 1), 0.5, dtype=torch.float64)
+    labels = torch.zeros(n, dtype=torch.long)
+    classifier = lambda x: torch.cat([0 * x.flatten(1),  # in the graph, zero gradient
+                                      torch.where(x.flatten(1) > 0.58, 1.0, -1.0)], 1)
+    fooled = {}
+    for restarts in (1, 20):
+        torch.manual_seed(0)
+        attack = PGD(classifier, eps=0.1, step_size=0.01, steps=1, restarts=restarts)
+        fooled[restarts] = (classifier(attack(images, labels)).argmax(1) == 1).double().mean()
+    assert abs(fooled[1] - 0.1) < 0.02
+    assert abs(fooled[20] - (1 - 0.9 ** 20)) < 0.02

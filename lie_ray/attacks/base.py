@@ -39,6 +39,23 @@ class Attack:
         (grad,) = torch.autograd.grad(loss, images)
         return grad
 
+    def loss_gradient_per_example(self, images: torch.Tensor, labels: torch.Tensor
+                                  ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """(gradient, per-example loss, fooled) from one forward pass: what an attack that
+        keeps its best iterate needs at every step."""
+        images = images.detach().requires_grad_(True)
+        logits = self.classifier(images)
+        losses = F.cross_entropy(logits, labels, reduction="none")
+        (grad,) = torch.autograd.grad(losses.sum(), images)
+        return grad, losses.detach(), logits.detach().argmax(1) != labels
+
+    def score(self, images: torch.Tensor, labels: torch.Tensor
+              ) -> tuple[torch.Tensor, torch.Tensor]:
+        """(per-example loss, fooled), without a gradient."""
+        with torch.no_grad():
+            logits = self.classifier(images.detach())
+        return F.cross_entropy(logits, labels, reduction="none"), logits.argmax(1) != labels
+
     def project(self, adversarial: torch.Tensor, images: torch.Tensor) -> torch.Tensor:
         """Back into the eps-ball around ``images`` and into the valid pixel range [0, 1]."""
         delta = torch.clamp(adversarial - images, -self.eps, self.eps)

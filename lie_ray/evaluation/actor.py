@@ -2,8 +2,7 @@
 
 One actor pool serves a whole evaluation (``lie_ray.evaluation.pipeline``), so an actor meets
 every scenario: it loads a scenario's defender the first time one of its chunks arrives and
-keeps it, with the Plain model (for transfer attacks) and the attacker's EOT ciphers, which
-scenarios share. Start-up and loading are paid once per actor, not once per scenario and split.
+keeps it, with the Plain model (for transfer attacks), which scenarios share. Start-up and loading are paid once per actor, not once per scenario and split.
 The key is opened from its path inside the actor, so nothing secret travels with the task.
 Each output row is one (image, evaluation, epsilon).
 """
@@ -15,10 +14,10 @@ import numpy as np
 import torch
 
 from lie_ray.models.device import configure, images_to_device, prepare_network, to_device
-from lie_ray.evaluation.defender import (Defender, attacker_ciphers, load_defender,
-                                         load_network)
-from lie_ray.evaluation.protocols import (PROTOCOLS, Batch, Outcome, applicable, worst_of)
-from lie_ray.evaluation.settings import PLAIN_SPACE, WORST_CASE, WORST_CASE_CHANNEL, EvalSettings
+from lie_ray.evaluation.defender import Defender, load_defender, load_network
+from lie_ray.evaluation.protocols import (PROTOCOLS, Batch, Outcome, applicable,
+                                          attacker_evaluations, worst_of)
+from lie_ray.evaluation.settings import WORST_CASES, EvalSettings
 
 
 def evaluations(encrypted: bool, has_plain_model: bool) -> list[str]:
@@ -28,9 +27,9 @@ def evaluations(encrypted: bool, has_plain_model: bool) -> list[str]:
 
 def rows_per_test_image(encrypted: bool, has_plain_model: bool, epsilons: tuple) -> int:
     """Output rows per test image: its clean row, then at every epsilon each evaluation and
-    the two worst cases. (A train image gives one row.) The driver counts rows with this to
-    know when a scenario is complete."""
-    return 1 + len(epsilons) * (len(evaluations(encrypted, has_plain_model)) + 2)
+    the worst cases. (A train image gives one row.) The driver counts rows with this to know
+    when a scenario is complete."""
+    return 1 + len(epsilons) * (len(evaluations(encrypted, has_plain_model)) + len(WORST_CASES))
 
 
 class EvaluateShard:
@@ -48,7 +47,7 @@ class EvaluateShard:
         self.key_path = key_path
         self.plain_checkpoint = plain_checkpoint
         self.warm: dict[str, tuple[Defender, dict]] = {}
-        self.shared: dict = {}  # the Plain model and EOT ciphers, for every scenario
+        self.shared: dict = {}  # the Plain model, for every scenario
         self.loads: Counter[str] = Counter()  # checkpoints read, by scenario (tests check 1)
 
     def __call__(self, chunks: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
@@ -70,9 +69,6 @@ class EvaluateShard:
                                              self.settings.compile)
             context = {}
             if defender.encrypted:
-                spec = defender.key.spec
-                context["eot_ciphers"] = self.keep(("eot", spec), lambda: attacker_ciphers(
-                    spec, self.settings.eot_keys, self.settings.attacker_seed))
                 if self.plain_checkpoint:
                     context["plain_model"] = self.keep("plain_model", lambda: prepare_network(
                         load_network(self.plain_checkpoint)[0], self.device,
@@ -81,7 +77,7 @@ class EvaluateShard:
         return self.warm[scenario]
 
     def keep(self, name, make):
-        """What several scenarios use (the Plain model, one transform's EOT ciphers), made once."""
+        """What several scenarios use (the Plain model), made once."""
         if name not in self.shared:
             self.shared[name] = make()
         return self.shared[name]
@@ -110,9 +106,11 @@ class EvaluateShard:
                                               {**context, "done": done})
                               if eps > 0 else Outcome(clean, zero))
             rows += [(name, eps, outcome) for name, outcome in done.items()]
-            plain_space = [done[name] for name in names if name in PLAIN_SPACE]
-            rows.append((WORST_CASE, eps, worst_of(plain_space, batch.labels)))
-            rows.append((WORST_CASE_CHANNEL, eps, worst_of(list(done.values()), batch.labels)))
+            for worst_case in WORST_CASES:
+                united = attacker_evaluations(worst_case, defender.encrypted)
+                members = [done[n] for n in names if united is None or n in united]
+                rows.append((worst_case, eps, worst_of([Outcome(clean, zero), *members],
+                                                       batch.labels)))
         return rows
 
 

@@ -113,23 +113,32 @@ def policy_spec(definition: dict) -> PolicySpec:
     return PolicySpec(definition["key_policy"])
 
 
-def attacker_ciphers(spec: TransformSpec, count: int, seed: int) -> list[Transform]:
-    """Keys an attacker without the secret would draw for the defender's transform:
-    reproducible from the attacker's own seed, independent of the defender's master key.
-    (For LE these are exactly the permutations earlier versions drew.)"""
-    attacker = Key("master", seed.to_bytes(32, "little"), spec.block_size)
-    return [build(spec.name, attacker, spec.block_size, f"eot/{k}", spec.variant)
-            for k in range(count)]
+class AttackerKeys:
+    """Keys an attacker without the secret draws for the defender's transform: a FRESH set of
+    ``count`` at every call (Expectation over Transformation samples the transformation anew
+    at each step; reusing one set would attack a fixed ensemble instead). Reproducible from
+    the attacker's own seed, independent of the defender's master key; a new instance starts
+    the sequence again, so a batch's attack does not depend on what ran before it."""
+
+    def __init__(self, spec: TransformSpec, count: int, seed: int):
+        self.spec, self.count, self.draws = spec, count, 0
+        self.master = Key("master", seed.to_bytes(32, "little"), spec.block_size)
+
+    def __call__(self) -> list[Transform]:
+        draw, self.draws = self.draws, self.draws + 1
+        return [build(self.spec.name, self.master, self.spec.block_size, f"eot/{draw}/{k}",
+                      self.spec.variant) for k in range(self.count)]
 
 
-def eot_classifier(model: torch.nn.Module, ciphers: list[Transform]) -> Classifier:
-    """Expectation over Transformation (Athalye, Carlini & Wagner, ICML 2018) over keys.
+def eot_classifier(model: torch.nn.Module, draw: Callable[[], list[Transform]]) -> Classifier:
+    """Expectation over Transformation (Athalye, Carlini & Wagner, ICML 2018) over keys, with
+    keys from ``draw()`` at every call (every attack step).
 
     Returns the mean log-probabilities over the keys, so the attack's cross-entropy is that of
     the keys' geometric-mean prediction and its gradient averages the per-key gradients; with
     one key it is exactly the BPDA gradient through that key (a test checks this)."""
     def classify(plain: torch.Tensor) -> torch.Tensor:
         log_probs = [torch.log_softmax(model(c.with_grad(plain, "bpda-both")), dim=1)
-                     for c in ciphers]
+                     for c in draw()]
         return torch.stack(log_probs).mean(0)
     return classify

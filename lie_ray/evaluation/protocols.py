@@ -18,11 +18,13 @@ encrypted with the defender's key and classified):
                      one; what the authors' later key-defence code did).
 ``bpda``             per example the worst of PGD with each BPDA surrogate backward: identity,
                      high nibble, both nibbles.
-``eot``              a keyless attacker: gradients averaged over random keys of its own (EOT).
+``eot``              a keyless attacker: gradients averaged over random keys of its own,
+                     drawn afresh at every step (EOT).
 ``transfer``         PGD against the Plain model, then encrypted with the defender's key.
 ``gradient-free``    torchattacks' Square attack on the full pipeline (scores only).
-``autoattack``       torchattacks' AutoAttack (APGD-CE, APGD-T, FAB-T, Square), true cipher
-                     forward, BPDA (both nibbles) backward.
+``autoattack``       AutoAttack (APGD-CE, APGD-T, FAB-T, Square; torchattacks' attacks at
+                     Croce & Hein's settings), true cipher forward, BPDA (both nibbles)
+                     backward.
 
 Ciphertext-space attack (a different attacker, who edits the encrypted image in transit):
 
@@ -32,19 +34,25 @@ Ciphertext-space attack (a different attacker, who edits the encrypted image in 
                      nibble lands in some byte's high half), and ciphertext edits need not be
                      reachable from the plain image.
 
-Evaluations that do not apply (BPDA on Plain) are not run. ``worst-case`` is formed per
-example over the plain-image attacks, ``worst-case-channel`` over all of them.
+Every adversarial image is scored as the deployed pipeline receives it: 8-bit pixels, within
+eps of the plain image exactly (``deployed``). Evaluations that do not apply (BPDA on Plain) are
+not run. Per example, each worst case starts from the clean outcome and takes the union over
+one attacker's evaluations (``lie_ray.evaluation.settings``): ``worst-case-keyless`` over the
+keyless ones, ``worst-case`` over every plain-image attack, ``worst-case-channel`` over all.
 """
 from __future__ import annotations
 
 from dataclasses import dataclass
+
+import math
 
 import numpy as np
 import torch
 
 from lie_ray.attacks import PGD
 from lie_ray.attacks.library import PipelineModule, autoattack as make_autoattack, square
-from lie_ray.evaluation.defender import Defender, eot_classifier
+from lie_ray.evaluation.defender import AttackerKeys, Defender, eot_classifier
+from lie_ray.evaluation.settings import KEYLESS, PLAIN_SPACE, SINGLE_RUN
 
 
 @dataclass
@@ -67,54 +75,64 @@ class Batch:
     ids: np.ndarray
 
 
-def applied_linf(defender: Defender, adversarial: torch.Tensor, images: torch.Tensor
-                 ) -> torch.Tensor:
-    """The perturbation the pipeline really consumes: an encrypted pipeline quantises to 8
-    bits before encrypting, which may add up to 0.5/255 to what the attack chose."""
-    if defender.encrypted:
-        adversarial = torch.floor(adversarial * 255 + 0.5) / 255
-    return (adversarial - images).abs().flatten(1).amax(1)
+def deployed(adversarial: torch.Tensor, images: torch.Tensor, eps: float) -> torch.Tensor:
+    """The adversarial image as the deployed pipeline receives it: 8-bit pixels, each within
+    eps of the 8-bit plain image. Rounding the attack's float image instead would move a pixel
+    by up to eps + 0.5/255 (26/255 at eps 0.1); the perturbation is rounded to whole levels
+    and clipped to the floor(255 * eps) levels that eps allows."""
+    levels = math.floor(eps * 255 + 1e-6)
+    plain = torch.round(images * 255)
+    delta = torch.clamp(torch.round((adversarial - images) * 255), -levels, levels)
+    return torch.clamp(plain + delta, 0, 255) / 255
 
 
-def plain_image_attack(defender: Defender, batch: Batch, adversarial: torch.Tensor) -> Outcome:
+def plain_image_attack(defender: Defender, batch: Batch, adversarial: torch.Tensor,
+                       eps: float) -> Outcome:
+    adversarial = deployed(adversarial.detach(), batch.images, eps)
     return Outcome(defender.predict(adversarial, batch.ids),
-                   applied_linf(defender, adversarial, batch.images))
+                   (adversarial - batch.images).abs().flatten(1).amax(1))
 
 
-def pgd_through_cipher(defender: Defender, batch: Batch, eps: float, settings, backward: str
-                       ) -> Outcome:
+def restarts(name: str, settings) -> int:
+    return 1 if name in SINGLE_RUN else settings.pgd_restarts
+
+
+def pgd_through_cipher(defender: Defender, batch: Batch, eps: float, settings, backward: str,
+                       name: str) -> Outcome:
     """PGD on the plain image, true cipher forward, the chosen backward ('none': autograd)."""
     attack = PGD(defender.classifier(batch.ids, backward), eps, settings.step_size(eps),
-                 settings.pgd_steps)
-    return plain_image_attack(defender, batch, attack(batch.images, batch.labels))
+                 settings.pgd_steps, restarts=restarts(name, settings))
+    return plain_image_attack(defender, batch, attack(batch.images, batch.labels), eps)
 
 
 def pgd(defender, batch, eps, settings, context) -> Outcome:
-    return pgd_through_cipher(defender, batch, eps, settings, "none")
+    return pgd_through_cipher(defender, batch, eps, settings, "none", "pgd")
 
 
 def bpda_identity(defender, batch, eps, settings, context) -> Outcome:
-    return pgd_through_cipher(defender, batch, eps, settings, "identity")
+    return pgd_through_cipher(defender, batch, eps, settings, "identity", "bpda-identity")
 
 
 def bpda(defender, batch, eps, settings, context) -> Outcome:
     """The worst over surrogates; reuses this batch's ``bpda-identity`` when it already ran."""
     identity = context.get("done", {}).get("bpda-identity")
     outcomes = [identity or bpda_identity(defender, batch, eps, settings, context)]
-    outcomes += [pgd_through_cipher(defender, batch, eps, settings, backward)
+    outcomes += [pgd_through_cipher(defender, batch, eps, settings, backward, "bpda")
                  for backward in ("bpda-high", "bpda-both")]
     return worst_of(outcomes, batch.labels)
 
 
 def eot(defender, batch, eps, settings, context) -> Outcome:
-    attack = PGD(eot_classifier(defender.model, context["eot_ciphers"]), eps,
-                 settings.step_size(eps), settings.pgd_steps)
-    return plain_image_attack(defender, batch, attack(batch.images, batch.labels))
+    keys = AttackerKeys(defender.key.spec, settings.eot_keys, settings.attacker_seed)
+    attack = PGD(eot_classifier(defender.model, keys), eps, settings.step_size(eps),
+                 settings.pgd_steps, restarts=restarts("eot", settings))
+    return plain_image_attack(defender, batch, attack(batch.images, batch.labels), eps)
 
 
 def transfer(defender, batch, eps, settings, context) -> Outcome:
-    attack = PGD(context["plain_model"], eps, settings.step_size(eps), settings.pgd_steps)
-    return plain_image_attack(defender, batch, attack(batch.images, batch.labels))
+    attack = PGD(context["plain_model"], eps, settings.step_size(eps), settings.pgd_steps,
+                 restarts=restarts("transfer", settings))
+    return plain_image_attack(defender, batch, attack(batch.images, batch.labels), eps)
 
 
 def encrypted_pgd(defender: Defender, batch: Batch, eps: float, settings
@@ -137,10 +155,11 @@ def paper_literal(defender, batch, eps, settings, context) -> Outcome:
     """The noise PGD finds on the encrypted image, added once to the plain image."""
     encrypted, adversarial = encrypted_pgd(defender, batch, eps, settings)
     noise = torch.clamp(adversarial - encrypted, -eps, eps)
-    return plain_image_attack(defender, batch, torch.clamp(batch.images + noise, 0, 1))
+    return plain_image_attack(defender, batch, torch.clamp(batch.images + noise, 0, 1), eps)
 
 
-def per_key_group(defender: Defender, batch: Batch, backward: str, attack_for) -> Outcome:
+def per_key_group(defender: Defender, batch: Batch, eps: float, backward: str, attack_for
+                  ) -> Outcome:
     """Run a library attack one key group at a time (it queries ever smaller subsets of rows,
     which is only safe when every row shares one key); ``attack_for(module)`` builds it.
     Library attacks may hand back tensors still attached to their graph: detached here."""
@@ -151,17 +170,17 @@ def per_key_group(defender: Defender, batch: Batch, backward: str, attack_for) -
         index = torch.from_numpy(rows).to(batch.images.device)
         adversarial[index] = attack_for(module)(batch.images[index].contiguous(),
                                                 batch.labels[index]).detach()
-    return plain_image_attack(defender, batch, adversarial)
+    return plain_image_attack(defender, batch, adversarial, eps)
 
 
 def gradient_free(defender, batch, eps, settings, context) -> Outcome:
     """Square attack (scores only: the backward pass is never used)."""
-    return per_key_group(defender, batch, "none", lambda module: square(
+    return per_key_group(defender, batch, eps, "none", lambda module: square(
         module, eps, settings.square_queries, settings.attacker_seed))
 
 
 def autoattack(defender, batch, eps, settings, context) -> Outcome:
-    return per_key_group(defender, batch, "bpda-both", lambda module: make_autoattack(
+    return per_key_group(defender, batch, eps, "bpda-both", lambda module: make_autoattack(
         module, eps, settings.autoattack, settings.autoattack_steps, settings.square_queries,
         settings.attacker_seed))
 
@@ -180,8 +199,18 @@ def applicable(name: str, encrypted: bool, has_plain_model: bool) -> bool:
     return name != "transfer" or has_plain_model
 
 
+def attacker_evaluations(worst_case: str, encrypted: bool) -> tuple[str, ...] | None:
+    """The evaluations one worst case unites (None: every evaluation that ran). Without a key
+    there is nothing to withhold, so keyless is every plain-image attack."""
+    if worst_case == "worst-case-keyless":
+        return KEYLESS if encrypted else PLAIN_SPACE
+    return PLAIN_SPACE if worst_case == "worst-case" else None
+
+
 def worst_of(outcomes: list[Outcome], labels: torch.Tensor) -> Outcome:
-    """Per example, the first outcome that fools the model (else the first one)."""
+    """Per example, the first outcome that fools the model (else the first one). Callers put
+    the clean outcome first, so an image misclassified already counts with its zero
+    perturbation, whatever the attacks did."""
     predictions, linf = outcomes[0].predictions.clone(), outcomes[0].linf.clone()
     fooled = predictions != labels
     for outcome in outcomes[1:]:

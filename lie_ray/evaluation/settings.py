@@ -18,8 +18,18 @@ PLAIN_SPACE = ("pgd", "paper-literal", "bpda-identity", "bpda", "eot", "transfer
                "gradient-free", "autoattack")
 CHANNEL = ("encrypted-input",)
 EVALUATIONS = PLAIN_SPACE + CHANNEL
-WORST_CASE = "worst-case"  # per image, over PLAIN_SPACE: the headline
-WORST_CASE_CHANNEL = "worst-case-channel"  # per image, over PLAIN_SPACE + CHANNEL
+# What an attacker without the defender's key can run: it knows the network's weights and the
+# transform, draws keys of its own (EOT), attacks a plain model (transfer) or only queries the
+# deployed pipeline (gradient-free). On a scenario without a key every attack is keyless.
+KEYLESS = ("eot", "transfer", "gradient-free")
+# Per image, the clean outcome first, then the union over one attacker's evaluations:
+WORST_CASE_KEYLESS = "worst-case-keyless"  # KEYLESS: the headline of a key-based defence
+WORST_CASE = "worst-case"  # PLAIN_SPACE: an attacker who also holds the key
+WORST_CASE_CHANNEL = "worst-case-channel"  # PLAIN_SPACE + CHANNEL
+WORST_CASES = (WORST_CASE_KEYLESS, WORST_CASE, WORST_CASE_CHANNEL)
+# The paper's own readings of its protocol run once, as the paper did; every adaptive PGD
+# (BPDA, EOT, transfer) takes ``pgd_restarts`` random restarts.
+SINGLE_RUN = ("pgd", "paper-literal")
 AUTOATTACK_VERSIONS = ("standard", "light")
 
 
@@ -27,10 +37,12 @@ AUTOATTACK_VERSIONS = ("standard", "light")
 class EvalSettings:
     epsilons: tuple[float, ...] = (0.0, 2 / 255, 4 / 255, 8 / 255, 16 / 255, PAPER_EPSILON)
     pgd_steps: int = 20
+    pgd_restarts: int = 5  # of every adaptive PGD (not the paper's own readings)
     eot_keys: int = 10  # random keys the keyless attacker averages gradients over
     square_queries: int = 1000
-    # torchattacks' AutoAttack 'standard' (APGD-CE, APGD-T, FAB-T, Square-5000), or 'light':
-    # the same four attacks with autoattack_steps steps, one target class and square_queries.
+    # AutoAttack 'standard' as Croce & Hein define it (APGD-CE and APGD-T, FAB-T over 9 target
+    # classes, 100 iterations each; Square with 5000 queries), or 'light': the same four with
+    # autoattack_steps iterations, one target class and square_queries queries.
     autoattack: str = "standard"
     autoattack_steps: int = 10
     test_limit: int | None = None  # first N test images (ids stay stable)
@@ -60,8 +72,9 @@ class EvalSettings:
         if repeated:  # each epsilon's rows would be counted twice in the error rates
             raise LieRayError(f"--epsilons lists {', '.join(map(str, repeated))} more than "
                               "once: list each epsilon once")
-        if self.pgd_steps < 1 or self.eot_keys < 1 or self.square_queries < 1:
-            raise LieRayError("PGD steps, EOT keys and Square queries must all be >= 1")
+        if min(self.pgd_steps, self.pgd_restarts, self.eot_keys, self.square_queries) < 1:
+            raise LieRayError("PGD steps and restarts, EOT keys and Square queries must all "
+                              "be >= 1")
         if self.autoattack not in AUTOATTACK_VERSIONS:
             raise LieRayError(f"AutoAttack version must be one of {AUTOATTACK_VERSIONS}, got "
                               f"{self.autoattack!r}")
@@ -74,7 +87,8 @@ class EvalSettings:
 EVAL_PRESETS: dict[str, EvalSettings] = {
     "paper": EvalSettings(),
     # A few minutes on 2 cores: 3 epsilons, 100 test images, lighter attacks.
-    "smoke": EvalSettings(epsilons=(0.0, 8 / 255, PAPER_EPSILON), pgd_steps=10, eot_keys=2,
+    "smoke": EvalSettings(epsilons=(0.0, 8 / 255, PAPER_EPSILON), pgd_steps=10,
+                          pgd_restarts=1, eot_keys=2,
                           square_queries=50, autoattack="light", autoattack_steps=5,
                           test_limit=100, actors=2, batch_size=50),
 }
