@@ -248,7 +248,17 @@ def test_a_plain_eps_of_0_1_moves_ciphertext_bytes_by_far_more():
 
 def test_report_renders_with_its_pictures(evaluation):
     report = (evaluation["out"] / "report.md").read_text()
-    assert "Encrypted-Adv-DK" in report and "0.269" in report  # the paper's number beside ours
+    # Table I's clean test column is results.parquet's, scenario by scenario (a report built
+    # from other numbers, or none, fails here).
+    results = pq.read_table(evaluation["out"] / "results.parquet").to_pandas()
+    test_error = results[results.evaluation == "test"].set_index("scenario").error
+    section = report.split("## Table I", 1)[1].split("\n## ", 1)[0]
+    rows = {cells[0]: cells[1:] for cells in
+            ([c.strip() for c in line.strip("|").split("|")] for line in section.splitlines()
+             if line.startswith("|") and not line.startswith("|---"))}
+    assert set(test_error.index) <= set(rows)
+    for scenario, value in test_error.items():
+        assert rows[scenario][2] == f"{value:.3f}", scenario
     for picture in ("curves.png", "gallery.png"):
         assert f"({picture})" in report
         with Image.open(evaluation["out"] / picture) as png:

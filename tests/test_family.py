@@ -92,8 +92,9 @@ def test_results_and_report_carry_the_family(tmp_path: Path):
     rows = []
     for i, r in enumerate(trained):
         rows += [result_row(r["scenario"], "test", 0.0, 0.2 + i / 10)]
-        rows += [result_row(r["scenario"], e, eps, 0.3 + i / 10 + eps + (e == "worst-case"))
-                 for e in ("pgd", "worst-case") for eps in (0.0, 0.1)]
+        rows += [result_row(r["scenario"], e, eps, 0.3 + i / 10 + eps + extra)
+                 for e, extra in (("pgd", 0), ("worst-case-keyless", 0.05), ("worst-case", 0.1))
+                 for eps in (0.0, 0.1)]
     results = with_training_columns(pa.Table.from_pylist(rows), trained)
     assert dict(zip(results["scenario"].to_pylist(), results["transform"].to_pylist())) == \
         {"Plain": "none", "Shuffle": "shuffle", "FFX": "ffx"}
@@ -106,5 +107,18 @@ def test_results_and_report_carry_the_family(tmp_path: Path):
                                      "clean test"]
     assert table["Shuffle"][:5] == ["shuffle", "paper", "4", f"{math.lgamma(49) / math.log(2):.1f}",
                                     "0.300"]
-    assert table["FFX"][3:] == [f"{math.log2(792):.1f}", "0.400", "0.600", "1.600"]
+    assert table["FFX"][3:] == [f"{math.log2(792):.1f}", "0.400", "0.600", "0.650", "0.700"]
     assert table["Plain"][3] == "-"
+
+
+@pytest.mark.parametrize("column,value", [("error", 1.6), ("ci_high", -0.1),
+                                          ("error", float("nan"))])
+def test_a_results_table_with_an_error_rate_outside_0_1_is_refused(tmp_path: Path, column,
+                                                                   value):
+    rows = [result_row("Plain", "test", 0.0, 0.2), result_row("Plain", "pgd", 0.1, 0.9)]
+    rows[1][column] = value
+    pq.write_table(pa.Table.from_pylist(rows), tmp_path / "results.parquet")
+    with pytest.raises(LieRayError, match=rf"column {column} holds .*not an error rate in "
+                                          r"\[0, 1\]"):
+        write_report(tmp_path)
+    assert not (tmp_path / "report.md").exists()

@@ -193,16 +193,19 @@ def summary(training: pa.Table, results: pa.Table, out: Path, tensorboard: str) 
              if r["epsilon"] == epsilon or r["evaluation"] in ("train", "test")}
     n = {e: sorted({r["n"] for (_, name), r in found.items() if name == e})
          for e in ("train", "test", "pgd")}
-    lines = [f"{'scenario':<18} {'train':>6} {'test':>6} {'pgd':>6} {'worst':>6} {'channel':>7}"]
+    columns = ("train", "test", "pgd", "worst-case-keyless", "worst-case", "worst-case-channel")
+    lines = [f"{'scenario':<18} {'train':>6} {'test':>6} {'pgd':>6} {'keyless':>7} "
+             f"{'worst':>6} {'channel':>7}"]
     for row in training.to_pylist():
         name = row["scenario"]
-        cells = [_cell(found.get((name, e))) for e in ("train", "test", "pgd", "worst-case")]
-        lines.append(f"{name:<18} {cells[0]:>6} {cells[1]:>6} {cells[2]:>6} {cells[3]:>6} "
-                     f"{_cell(found.get((name, 'worst-case-channel'))):>7}")
+        cells = [_cell(found.get((name, e))) for e in columns]
+        lines.append(f"{name:<18} {cells[0]:>6} {cells[1]:>6} {cells[2]:>6} {cells[3]:>7} "
+                     f"{cells[4]:>6} {cells[5]:>7}")
     lines += [f"(results.parquet: clean train error n={_sizes(n['train'])}, clean test error "
               f"n={_sizes(n['test'])}; adversarial errors at eps {epsilon:.4f}, "
-              f"n={_sizes(n['pgd'])}: pgd = the paper's protocol, worst = worst case over "
-              "plain-image attacks, channel = with the ciphertext-space attack too)",
+              f"n={_sizes(n['pgd'])}: pgd = the paper's protocol; worst cases over plain-image "
+              "attacks: keyless = without the key (the headline of a key-based defence), "
+              "worst = with it; channel = with the ciphertext-space attack too)",
               "", f"report      {out / 'report.md'}",
               f"tables      {out / 'training.parquet'}, {out / 'results.parquet'}, "
               f"{out / 'examples.parquet'}",

@@ -26,11 +26,12 @@ from lie_ray.infra import provenance, storage
 from lie_ray.infra.atomic import write_parquet
 from lie_ray.infra.tables import read_training as training_table
 from lie_ray.attacks import PGD
+from lie_ray.attacks.library import autoattack_settings
 from lie_ray.data.cifar import data_record, load_split, resolve_data_dir
 from lie_ray.errors import LieRayError
 from lie_ray.evaluation.defender import checkpoint_record, load_defender, policy_spec
 from lie_ray.evaluation.pipeline import evaluate
-from lie_ray.evaluation.settings import PAPER_EPSILON, EvalSettings
+from lie_ray.evaluation.settings import PAPER_EPSILON, SINGLE_RUN, EvalSettings
 from lie_ray.keys import key_location
 from lie_ray.keys.policies import load_key_for_policies
 from lie_ray.infra.images import CIFAR_CLASSES, save_grid
@@ -76,6 +77,7 @@ def run_evaluation(runs_dir: str | Path, data_dir: str | Path, out_dir: str | Pa
     test = load_split(data, "test", limit=settings.test_limit)
     train = load_split(data, "train")
     record = {"kind": "evaluation", "settings": dataclasses.asdict(settings),
+              "attacks": attack_record(settings),
               "data": data_record(data, test_limit=settings.test_limit),
               "code": provenance.code(), "plain_run_id": plain_run,
               "training": {row["scenario"]: records[row["scenario"]] for row in trained}}
@@ -108,6 +110,19 @@ def run_evaluation(runs_dir: str | Path, data_dir: str | Path, out_dir: str | Pa
 
 
 DIGEST_KEY = b"lie_ray.evaluation"
+
+
+def attack_record(settings: EvalSettings) -> dict:
+    """What the attacks ran with, spelled out for the report (AutoAttack's version alone does
+    not say its iterations, targets and queries)."""
+    return {"autoattack": autoattack_settings(settings.autoattack, settings.autoattack_steps,
+                                              settings.square_queries),
+            "pgd": {"steps": settings.pgd_steps, "restarts": settings.pgd_restarts,
+                    "restarts_exempt": list(SINGLE_RUN), "best_iterate": True,
+                    "step_size": "eps / 10"},
+            "eot": {"keys_per_step": settings.eot_keys, "fresh_keys_every_step": True},
+            "square_queries": settings.square_queries,
+            "scoring": "8-bit images within eps exactly"}
 
 
 def trained_record(row: dict) -> dict:

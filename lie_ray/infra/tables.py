@@ -21,6 +21,7 @@ import os
 from pathlib import Path
 
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from lie_ray.errors import LieRayError
@@ -106,7 +107,29 @@ def read_table(location: Location, columns: tuple[str, ...]) -> pa.Table:
         raise LieRayError(f"cannot read {location} ({err}): rerun the step that wrote it"
                           ) from None
     check_columns(table, columns, str(location))
+    check_rates(table, tuple(c for c in columns if c in RATE_COLUMNS), str(location))
     return table
+
+
+# Columns that hold a rate, wherever they appear: a value outside [0, 1] is a broken table.
+RATE_COLUMNS = ("error", "ci_low", "ci_high", "train_error", "test_error",
+                "clean_train_error")
+
+
+def check_rates(table: pa.Table, columns: tuple[str, ...], where: str) -> None:
+    """Every value of ``columns`` (those present) a rate in [0, 1]; NaN and nulls fail too, so
+    no report or table renders an error of 1.6 or 'nan' as if it were a measurement."""
+    for name in columns:
+        if name not in table.column_names:
+            continue
+        values = table[name].cast(pa.float64())
+        valid = pc.and_(pc.greater_equal(values, 0.0), pc.less_equal(values, 1.0))
+        bad = pc.invert(pc.fill_null(valid, False))
+        if pc.any(bad).as_py():
+            first = values.filter(bad)[0].as_py()
+            raise LieRayError(f"{where}: column {name} holds {first!r}, not an error rate in "
+                              "[0, 1]: the table is damaged or was not written by lie_ray; "
+                              "rerun the step that wrote it")
 
 
 def check_columns(table: pa.Table, columns: tuple[str, ...], where: str) -> None:

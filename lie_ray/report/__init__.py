@@ -26,7 +26,8 @@ from pathlib import Path
 import pyarrow as pa
 
 from lie_ray.infra import atomic
-from lie_ray.infra.tables import TRAINING_COLUMNS, check_columns, read_training
+from lie_ray.infra.tables import (RATE_COLUMNS, TRAINING_COLUMNS, check_columns, check_rates,
+                                  read_training)
 from lie_ray.report.cluster import cluster_section
 from lie_ray.report.curves import write_curves
 from lie_ray.report.family import family_section
@@ -50,6 +51,7 @@ def write_report(results_dir: str | os.PathLike,
         training_table = read_training(directory, TRAINING_COLUMNS, optional=True)
     else:
         check_columns(training_table, TRAINING_COLUMNS, "the training table")
+        check_rates(training_table, RATE_COLUMNS, "the training table")
     training = training_metrics(training_table)
     scenarios = scenario_order(rows, training)
     epsilon = headline_epsilon(rows)

@@ -1,6 +1,7 @@
 """``curves.png``: error against epsilon, one subplot per scenario, one line per evaluation.
 
-The thick black line is the worst case (dashed: with the ciphertext-space attack); lines come in
+The thick black lines are the worst cases (solid: keyless; dash-dot: with the key; dashed: with
+the ciphertext-space attack too); lines come in
 the adaptive table's column order, in the same colour in every subplot and every run.
 """
 from __future__ import annotations
@@ -11,7 +12,7 @@ from pathlib import Path
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
-from lie_ray.evaluation.settings import WORST_CASE, WORST_CASE_CHANNEL
+from lie_ray.evaluation.settings import WORST_CASES
 from lie_ray.infra import atomic
 from lie_ray.report.paper import ADAPTIVE_EVALUATIONS, Row, is_adversarial
 
@@ -19,7 +20,7 @@ from lie_ray.report.paper import ADAPTIVE_EVALUATIONS, Row, is_adversarial
 COLOURS = {"pgd": "tab:blue", "bpda": "tab:orange", "eot": "tab:green", "transfer": "tab:red",
            "encrypted-input": "tab:purple", "gradient-free": "tab:brown",
            "paper-literal": "tab:cyan", "bpda-identity": "tab:olive", "autoattack": "tab:pink"}
-WORST_CASES = (WORST_CASE, WORST_CASE_CHANNEL)
+LINE_STYLES = dict(zip(WORST_CASES, ("-", "-.", "--")))
 
 
 def write_curves(rows: list[Row], scenarios: list[str], path: Path) -> None:
@@ -69,7 +70,7 @@ def plot_scenario(axis, rows: list[Row]) -> None:
         axis.fill_between(x, [r.ci_low for r in points], [r.ci_high for r in points],
                           color=colour, alpha=0.12, linewidth=0)
         axis.plot(x, [r.error for r in points], marker="o", markersize=3 if not worst else 4,
-                  linestyle="--" if evaluation == WORST_CASE_CHANNEL else "-",
+                  linestyle=LINE_STYLES.get(evaluation, "-"),
                   color=colour, linewidth=3.0 if worst else 1.2, zorder=3 if worst else 2,
                   label=evaluation)
     if not evaluations:

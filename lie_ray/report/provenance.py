@@ -40,6 +40,8 @@ def section(directory: str | Path, table: str = "results.parquet") -> str:
             + (f"; device {', '.join(devices)}" if devices else "") + ".")
     if record.get("key_fingerprint"):
         lines.append(f"- Key: `{record['key_fingerprint']}` (fingerprint).")
+    if record.get("attacks"):
+        lines.append(f"- Attacks: {attacks_line(record['attacks'])}.")
     lines.append(f"- Settings: `{json.dumps(record.get('settings', {}), sort_keys=True)}`.")
     return "\n".join(lines) + "\n"
 
@@ -53,3 +55,15 @@ def code_line(code: dict) -> str:
                           if name != "lie_ray" and version)
     return (f"lie_ray {versions.get('lie_ray') or '?'} ({where}); {libraries}; "
             f"Python {code.get('python', '?')}")
+
+
+def attacks_line(attacks: dict) -> str:
+    auto, pgd, eot = attacks["autoattack"], attacks["pgd"], attacks["eot"]
+    return (f"AutoAttack {auto['version']} (APGD-CE and APGD-T {auto['apgd_steps']} iterations, "
+            f"FAB-T {auto['fab_steps']}, {auto['targets']} target class"
+            f"{'es' if auto['targets'] != 1 else ''}, Square {auto['square_queries']} queries, "
+            f"{auto['restarts']} restart each); PGD {pgd['steps']} steps of {pgd['step_size']}, "
+            f"best iterate over {pgd['restarts']} restart(s) (one run for "
+            f"{', '.join(pgd['restarts_exempt'])}, as the paper); EOT over "
+            f"{eot['keys_per_step']} fresh attacker keys at every step; Square "
+            f"{attacks['square_queries']} queries; scored as {attacks['scoring']}")
