@@ -113,7 +113,7 @@ def ciphertext_change(defender) -> None:
 
 def write_runs(tmp: Path, width: int) -> tuple[Path, Path]:
     """What 'lie-ray train' leaves behind, for three scenarios (Plain, Encrypted with a fixed
-    key, Encrypted with per-batch keys) of untrained networks: checkpoints, a key file and
+    key, Encrypted with id-group keys) of untrained networks: checkpoints, a key file and
     ``training.parquet``. Returns (runs directory, key path)."""
     from lie_ray.scenarios import Scenario
     from lie_ray.training.settings import TrainSettings
@@ -123,7 +123,7 @@ def write_runs(tmp: Path, width: int) -> tuple[Path, Path]:
     key_path = save_key(key, tmp / "key.json")
     write_untrained(tmp / "runs", [Scenario("Plain", False),
                                    Scenario("Encrypted", True, "fixed"),
-                                   Scenario("Encrypted-Batch", True, "per-batch")], key,
+                                   Scenario("Encrypted-Batch", True, "id-group")], key,
                     TrainSettings(width=width, adaptation_channels=16, epochs=1))
     return tmp / "runs", key_path
 

@@ -39,7 +39,7 @@ from lie_ray.training.trial import data_config
 from lie_ray.training.worker import read_batches
 
 
-# The paper's five (fixed and per-batch keys) and Random PE, the family's per-image policy.
+# The paper's five (fixed and per-minibatch keys) and Random PE, the family's per-image policy.
 SCENARIOS = {**PAPER_SCENARIOS, "Random-PE": Scenario("Random-PE", encrypted=True,
                                                       key_policy="per-image", transform="pe")}
 

@@ -4,7 +4,7 @@ TOML.
     [[scenario]]
     name = "Encrypted-Adv-FGSM"
     encrypted = true
-    key_policy = "fixed"          # or "per-batch"; omit for plain images
+    key_policy = "fixed"          # or "per-minibatch", "id-group", "per-image"; omit for plain
     adversarial = true
     eps = 0.1                     # adversarial-training attack, on the plain image
     step_size = 0.1
@@ -22,7 +22,7 @@ from pathlib import Path
 
 from lie_ray.errors import LieRayError
 from lie_ray.keys import Key
-from lie_ray.keys.policies import POLICIES, load_key_for_policies
+from lie_ray.keys.policies import POLICIES, load_key_for_policies, unknown_policy
 from lie_ray.transforms import REGISTRY, TransformSpec, transform_class
 
 
@@ -53,8 +53,7 @@ class Scenario:
                 raise LieRayError(f"scenario {self.name!r}: {field} must be a string, got "
                                   f"{value!r}: write {field} = \"...\"")
         if self.encrypted and self.key_policy not in POLICIES:
-            raise LieRayError(f"scenario {self.name!r}: key_policy must be one of "
-                              f"{', '.join(POLICIES)}, got {self.key_policy!r}")
+            raise LieRayError(f"scenario {self.name!r}: {unknown_policy(self.key_policy)}")
         if not self.encrypted and self.key_policy is not None:
             raise LieRayError(f"scenario {self.name!r} is not encrypted but names key_policy "
                               f"{self.key_policy!r}: set encrypted = true or drop key_policy")
@@ -94,8 +93,8 @@ PAPER_SCENARIOS: dict[str, Scenario] = {s.name: s for s in [
     Scenario("Plain", encrypted=False),
     Scenario("Encrypted", encrypted=True, key_policy="fixed"),
     Scenario("Encrypted-Adv", encrypted=True, key_policy="fixed", adversarial=True),
-    Scenario("Encrypted-DK", encrypted=True, key_policy="per-batch"),
-    Scenario("Encrypted-Adv-DK", encrypted=True, key_policy="per-batch", adversarial=True),
+    Scenario("Encrypted-DK", encrypted=True, key_policy="per-minibatch"),
+    Scenario("Encrypted-Adv-DK", encrypted=True, key_policy="per-minibatch", adversarial=True),
 ]}
 
 

@@ -187,7 +187,7 @@ def test_train_rejects_a_key_for_another_block_size(tmp_path, cifar, kind, fragm
 @pytest.mark.parametrize("scenarios, kind, fragments", [
     ("Encrypted", None, ("encrypted scenarios need a key", "pass --key FILE")),
     ("Encrypted-DK", "permutation", ("needs a master key", "lie-ray keygen")),
-], ids=["no-key", "permutation-key-per-batch"])
+], ids=["no-key", "permutation-key-per-minibatch"])
 def test_train_rejects_a_missing_or_unsuitable_key_before_ray(tmp_path, cifar, scenarios, kind,
                                                               fragments):
     out = tmp_path / "out"
@@ -203,12 +203,22 @@ def test_train_rejects_a_missing_or_unsuitable_key_before_ray(tmp_path, cifar, s
     ("version-2", "fixed", KEY_PROBLEMS["version-2"]),
     ("mode-644", "fixed", KEY_PROBLEMS["mode-644"]),
     ("block-5", "fixed", ("block size 5 does not divide the image size 32x32", "--block-size")),
-    ("permutation", "per-batch", ("needs a master key", "lie-ray keygen")),
+    ("permutation", "id-group", ("needs a master key", "lie-ray keygen")),
 ])
 def test_encrypt_rejects_bad_keys_before_ray(tmp_path, cifar, kind, policy, fragments):
     out = tmp_path / "out"
     assert_rejected(invoke("encrypt", "--data", cifar, "--key", bad_key(kind, tmp_path),
                            "--policy", policy, "--out", out), *fragments)
+    assert not out.exists()
+
+
+def test_encrypt_refuses_a_policy_only_training_can_apply(tmp_path, cifar):
+    out = tmp_path / "out"
+    key = tmp_path / "key.json"
+    save_key(generate_key(), key)
+    assert_rejected(invoke("encrypt", "--data", cifar, "--key", key, "--policy",
+                           "per-minibatch", "--out", out),
+                    "draws a key per training mini-batch", "--policy fixed, id-group")
     assert not out.exists()
 
 
@@ -291,12 +301,15 @@ def test_train_rejects_bad_settings_before_ray(tmp_path, case):
     ("[[scenario]]\nname = 'X'\nencrypted = true\nkey_policy = 'fixed'\nsteps = 0\n",
      ("scenario 'X': steps must be an integer", "the scenario's steps")),
     ("[[scenario]]\nname = 'X'\nencrypted = true\nkey_policy = 'per-epoch'\n",
-     ("key_policy must be one of fixed, per-batch", "'per-epoch'")),
+     ("scenario 'X': unknown key policy 'per-epoch'",
+      "choose one of fixed, id-group, per-minibatch, per-image")),
+    ("[[scenario]]\nname = 'X'\nencrypted = true\nkey_policy = 'per-batch'\n",
+     ("'per-batch' is retired", "choose 'per-minibatch'", "'id-group'")),
     ("[[scenario]]\nname = 'X'\nencrypted = true\nkey_policy = 'fixed'\ntransform = 'rot13'\n",
      ("scenario 'X': unknown transform 'rot13'", "choose one of le, ele")),
     ("[[scenario]\nname =", ("is not valid TOML", "fix that line")),
     ("scenario = 3\n", ("[[scenario]] table", "see the README")),
-], ids=["eps", "steps", "policy", "transform", "syntax", "shape"])
+], ids=["eps", "steps", "policy", "retired-policy", "transform", "syntax", "shape"])
 def test_train_rejects_bad_scenario_files_before_ray(tmp_path, text, fragments):
     path, out = tmp_path / "my.toml", tmp_path / "out"
     path.write_text(text)
@@ -487,8 +500,9 @@ def test_key_pre_flight_checks(tmp_path, key_path):
         (lambda: load_key_for_policies(bad_key("block-5", tmp_path), ["fixed"]),
          ("block size 5 does not divide the image size 32x32", "use one of 1, 2, 4, 8")),
         (lambda: load_key_for_policies(key_path, ["per-epoch"]),
-         ("unknown key policy 'per-epoch'", "choose one of fixed, per-batch, per-image")),
-        (lambda: load_key_for_policies(key_path, ["per-batch"], key_batch_size=0),
+         ("unknown key policy 'per-epoch'",
+          "choose one of fixed, id-group, per-minibatch, per-image")),
+        (lambda: load_key_for_policies(key_path, ["per-minibatch"], key_batch_size=0),
          ("group size must be >= 1", "--key-batch-size")),
     ]
     for call, fragments in cases:

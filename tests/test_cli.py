@@ -52,7 +52,7 @@ def test_keygen_writes_a_private_key_and_prints_its_fingerprint(key_path):
     assert_one_line_error(invoke("keygen", "--out", key_path), "already exists", "--force")
 
 
-@pytest.mark.parametrize("policy", ["fixed", "per-batch"])
+@pytest.mark.parametrize("policy", ["fixed", "id-group"])
 def test_encrypt_writes_shards_that_decrypt_to_the_originals(ray_cluster, cifar_dir, tmp_path,
                                                              key_path, policy):
     out, preview = tmp_path / "encrypted", tmp_path / "preview.png"

@@ -47,7 +47,7 @@ def chain(tmp_path_factory, cifar_dir):
     key = home / "keys" / "master.json"
     printed = {"keygen": run("keygen", "--out", key).stdout,
                "key-info": run("key-info", key).stdout}
-    printed["encrypt"] = run("encrypt", "--data", cifar_dir, "--key", key, "--policy", "per-batch",
+    printed["encrypt"] = run("encrypt", "--data", cifar_dir, "--key", key, "--policy", "id-group",
                              "--key-batch-size", "32", "--limit", "64", "--actors", "1",
                              "--out", home / "enc", "--preview", home / "enc" / "preview.png"
                              ).stdout
@@ -87,7 +87,7 @@ def test_encrypt(chain):
     enc = chain["home"] / "enc"
     manifest = json.loads((enc / "manifest.json").read_text())
     assert manifest["rows"] == {"train": 64, "test": 64}
-    assert manifest["key_batch_size"] == 32 and manifest["policy"] == "per-batch"
+    assert manifest["key_batch_size"] == 32 and manifest["policy"] == "id-group"
     assert "wrote 64 train and 64 test images" in chain["printed"]["encrypt"]
     with Image.open(enc / "preview.png") as preview:
         assert preview.size[0] > 50
@@ -99,7 +99,7 @@ def test_train_writes_the_run_record_everywhere(chain, cifar_dir):
     rows = {row["scenario"]: row for row in table.to_pylist()}
     assert set(rows) == {"Plain", "Encrypted-DK"}
     record = json.loads(rows["Encrypted-DK"]["record"])
-    assert record["scenario"]["key_policy"] == "per-batch"
+    assert record["scenario"]["key_policy"] == "per-minibatch"
     assert record["scenario"]["key_batch_size"] == 32  # the user's, not the default 128
     assert record["scenario"]["transform"] == {"name": "le", "block_size": 4,
                                                "variant": "paper"}
@@ -122,7 +122,7 @@ def test_evaluate_rebuilds_the_defender_from_the_record(chain):
     record = record_of(results.schema)
     assert record["training"]["Encrypted-DK"]["scenario"]["key_batch_size"] == 32
     # The evaluation's clean test error is training's own on the same 64 images: only the
-    # same per-batch keys (32 images each, not 128) give the same encrypted images.
+    # same test keys (a group of 32 ids each, not 128) give the same encrypted images.
     trained = {r["scenario"]: r for r in pq.read_table(home / "train" / "training.parquet")
                .to_pylist()}
     clean = {r["scenario"]: r for r in results.to_pylist() if r["evaluation"] == "test"}

@@ -266,16 +266,16 @@ def test_report_renders_with_its_pictures(evaluation):
 
 
 def test_gradient_free_keys_every_row_with_its_own_sub_key():
-    # Per-batch keys: ids 0..3 and 4..7 are two key groups; the Square attack must encrypt
+    # Id-group keys: ids 0..3 and 4..7 are two key groups; the Square attack must encrypt
     # each row with its group's key even while it queries shrinking subsets of rows.
     from lie_ray.evaluation.protocols import Batch, gradient_free
     from lie_ray.evaluation.settings import EvalSettings
-    from lie_ray.keys.policies import PerBatchPolicy
+    from lie_ray.keys.policies import IdGroupPolicy
 
     torch.manual_seed(0)
     model = build_model(encrypted=True, width=4, adaptation_channels=8).eval()
     defender = Defender(model, TransformSpec().keyed(generate_key()),
-                        PerBatchPolicy(batch_size=4))
+                        IdGroupPolicy(batch_size=4))
     seen = []
     original_encrypt = defender.encrypt
 

@@ -57,7 +57,7 @@ def test_models_adapt_to_the_transform():
     assert configs["Shuffle"]["block_size"] == 4 and configs["PE"]["block_size"] == 1
 
 
-@pytest.mark.parametrize("name,policy", [("ffx", "per-batch"), ("pe", "per-image")])
+@pytest.mark.parametrize("name,policy", [("ffx", "id-group"), ("pe", "per-image")])
 def test_ray_data_and_worker_paths_agree_for_other_transforms(ray_cluster, cifar_dir, tmp_path,
                                                               name, policy):
     key_path = save_key(generate_key(), tmp_path / "key.json")
@@ -72,7 +72,7 @@ def test_ray_data_and_worker_paths_agree_for_other_transforms(ray_cluster, cifar
     expected = torch.from_numpy(np.ascontiguousarray(rows["image"])).permute(0, 3, 1, 2).float()
     expected = expected if name == "ffx" else expected / 255
     assert (on_worker - expected).abs().max() < 1e-6
-    assert len(set(rows["key_fingerprint"])) == (3 if policy == "per-batch" else 96)
+    assert len(set(rows["key_fingerprint"])) == (3 if policy == "id-group" else 96)
 
 
 def test_results_and_report_carry_the_family(tmp_path: Path):

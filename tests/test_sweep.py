@@ -64,14 +64,14 @@ def test_sweep_made_its_own_key_private(smoke_sweep):
 # -------------------------------------------------------------------------------- secrets
 def key_material_forms(key_path: Path) -> list[str]:
     """Every form in which the key could leak: the file's secret as stored, its hex, base64
-    and the derived permutations (fixed, first per-batch keys) as text."""
+    and the derived permutations (fixed, the first per-minibatch and test keys) as text."""
     record = json.loads(key_path.read_text())
     raw = base64.b64decode(record["secret"])
     key = load_key(key_path)
     forms = [record["secret"], raw.hex(), raw.hex().upper(),
              base64.b64encode(raw).decode().rstrip("="),
              base64.urlsafe_b64encode(raw).decode().rstrip("=")]
-    for label in ["fixed", "batch/train/0", "batch/train/1", "batch/test/0"]:
+    for label in ["fixed", "minibatch/0/0", "minibatch/0/1", "batch/test/0", "batch/train/0"]:
         perm = transforms.build("le", key, label=label).perm.tolist()
         forms += [", ".join(map(str, perm[:12])), " ".join(map(str, perm[:12])),
                   ",".join(map(str, perm[:12]))]

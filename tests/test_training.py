@@ -96,8 +96,8 @@ def test_crop_and_flip_match_a_literal_per_image_rendering(cifar_dir):
 
 
 # --------------------------------------------------------------- the two encryption paths
-@pytest.mark.parametrize("policy_name,actors", [("fixed", 2), ("per-batch", 2),
-                                                 ("per-batch", None)])
+@pytest.mark.parametrize("policy_name,actors", [("fixed", 2), ("id-group", 2),
+                                                 ("id-group", None)])
 def test_ray_data_and_worker_encryption_agree(ray_cluster, cifar_dir, tmp_path, policy_name,
                                               actors):
     """Actors (the encrypt job) and tasks (the per-epoch train pipeline) alike."""

@@ -93,7 +93,8 @@ def encrypt(
     given: Given,
     key: Path = typer.Option(..., "--key", help="Key file from 'lie-ray keygen'."),
     out: Path = typer.Option(..., "--out", help="Output directory for train/ and test/ shards."),
-    policy: str = typer.Option("fixed", "--policy", help="Key policy: fixed or per-batch."),
+    policy: str = typer.Option("fixed", "--policy", help="Key policy: fixed, id-group or per-image "
+                                "(per-minibatch keys are drawn in training)."),
     preview: Optional[Path] = typer.Option(None, "--preview",
                                            help="Also write a PNG of plain vs encrypted images."),
     actors: int = typer.Option(2, "--actors", min=1, help="Ray Data encryption actors."),
@@ -104,7 +105,7 @@ def encrypt(
 ):
     """Encrypt CIFAR-10 into Parquet shards with a Ray Data actor pool."""
     from lie_ray.data.cifar import check_dataset
-    from lie_ray.encryption.run import run_encrypt
+    from lie_ray.encryption.run import check_policy, run_encrypt
     from lie_ray.keys.policies import PolicySpec, load_key_for_policies
     from lie_ray.infra.session import ray_session
     from lie_ray.training.settings import TrainSettings
@@ -115,6 +116,7 @@ def encrypt(
         check_output_file(preview, "--preview", "preview.png")
     spec = PolicySpec(policy, key_batch_size)
     load_key_for_policies(key, [policy], key_batch_size)  # fail before Ray starts
+    check_policy(spec)
     data = check_dataset(given.data, download)
     with ray_session():
         manifest = run_encrypt(data, key, spec, out, actors=actors, limit=limit,

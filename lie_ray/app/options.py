@@ -102,9 +102,10 @@ OPTIONS: dict[str, Option] = {
                           "training images.", fills=("train.train_limit",)),
     "test_limit": Option("--test-limit", Optional[int], min=1, help="Use only the first N "
                          "test images.", fills=("train.test_limit",)),
-    "key_batch_size": Option("--key-batch-size", Optional[int], min=1, help="Images per key "
-                             "under the per-batch policy (default 128); evaluation reads it "
-                             "from each run's record.",
+    "key_batch_size": Option("--key-batch-size", Optional[int], min=1, help="Ids per key "
+                             "group under the id-group policy, and outside training under "
+                             "per-minibatch (default 128); evaluation reads it from each "
+                             "run's record.",
                              fills=("train.key_batch_size",)),
     "max_concurrent_trials": Option(
         "--max-concurrent-trials", Optional[int], min=1, help="At most N scenario trials at "

@@ -15,6 +15,7 @@ from pathlib import Path
 import numpy as np
 import ray.data
 
+from lie_ray.errors import LieRayError
 from lie_ray.infra import storage
 from lie_ray.data.cifar import load_split
 from lie_ray.data.dataset import to_ray_dataset, write_shards
@@ -91,6 +92,14 @@ def encrypt_dataset(dataset: ray.data.Dataset, key_path: str | os.PathLike, poli
         num_cpus=num_cpus)
 
 
+def check_policy(policy: PolicySpec) -> None:
+    """A policy the encrypt job can apply: one that keys images by id, not by training step."""
+    if policy.build().encrypts_on_worker:
+        raise LieRayError(f"the {policy.name} policy draws a key per training mini-batch, in "
+                          "training; 'lie-ray encrypt' has no mini-batches: pass --policy "
+                          "fixed, id-group or per-image")
+
+
 def run_encrypt(data_dir: str | os.PathLike, key_path: str | os.PathLike, policy: PolicySpec,
                 out_dir: str | os.PathLike, actors: int = 2, limit: int | None = None,
                 preview: str | os.PathLike | None = None, download: bool = False) -> dict:
@@ -98,6 +107,7 @@ def run_encrypt(data_dir: str | os.PathLike, key_path: str | os.PathLike, policy
 
     ``out_dir`` may be a storage URI (``s3://...``): the actors' write tasks put the shards
     there from whichever node they run on; the preview is drawn by this driver."""
+    check_policy(policy)
     key = load_key(key_path)  # fail fast, in the driver, before any Ray work
     policy.build().check_key(key)
     out = str(out_dir) if storage.is_uri(out_dir) else Path(out_dir)

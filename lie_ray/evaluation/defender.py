@@ -107,7 +107,7 @@ def load_defender(checkpoint: str | Path, key_path: str | None) -> Defender:
 
 def policy_spec(definition: dict) -> PolicySpec:
     """The key policy a scenario definition names, at its recorded key-batch size (recorded
-    for per-batch only; the fixed policy has none)."""
+    for the grouped policies only; the fixed policy has none)."""
     if definition["key_batch_size"]:
         return PolicySpec(definition["key_policy"], definition["key_batch_size"])
     return PolicySpec(definition["key_policy"])

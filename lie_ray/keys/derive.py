@@ -1,7 +1,8 @@
 """Every derived key comes from here: HKDF-SHA256 (RFC 5869) of the master secret, by label.
 
-A transform's key arrays for a sub-key label (``fixed``, ``batch/train/17``, ``image/test/3``)
-are drawn from ``Key.stream(info, n)``, so per-batch and per-image keys are reproducible
+A transform's key arrays for a sub-key label (``fixed``, ``batch/train/17``,
+``minibatch/3/40``, ``image/test/3``) are drawn from ``Key.stream(info, n)``, so id-group,
+per-minibatch and per-image keys are reproducible
 anywhere the master is, without ever being stored. Long draws come in chunks of their own info
 (HKDF expands at most 255 hash blocks per call).
 """

@@ -6,7 +6,8 @@ Test:  plain images -> [encryption, once per trial] -> workers.
 
 Encryption happens in Ray Data for non-adversarial encrypted scenarios. Adversarial scenarios
 need the PLAIN image in the worker (the attack perturbs it, then encrypts on the device inside
-the attack loop), so their train pipeline stops after augmentation.
+the attack loop), and so does a policy that keys each mini-batch as it is trained on
+(``per-minibatch``): their train pipeline stops after augmentation.
 """
 from __future__ import annotations
 
@@ -38,7 +39,7 @@ def build_datasets(scenario: Scenario, settings: TrainSettings, data_dir: str,
     if scenario.encrypted:
         spec = PolicySpec(scenario.key_policy, settings.key_batch_size)
         transform = scenario.transform_spec()
-        if not scenario.adversarial:
+        if not (scenario.adversarial or spec.build().encrypts_on_worker):
             train_ds = _encrypted(train_ds, key_path, spec, "train", transform)
         # The test set is the same every epoch: encrypt it once, not once per epoch.
         test_ds = _encrypted(test_ds, key_path, spec, "test", transform).materialize()

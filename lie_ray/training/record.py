@@ -13,6 +13,7 @@ import dataclasses
 from typing import Any
 
 from lie_ray.infra import provenance
+from lie_ray.keys.policies import GROUPED
 from lie_ray.scenarios import Scenario
 from lie_ray.training.settings import TrainSettings
 from lie_ray.training.worker import transform_meta
@@ -35,7 +36,7 @@ def scenario_definition(scenario: Scenario, settings: TrainSettings) -> dict[str
     return {
         "name": scenario.name, "encrypted": scenario.encrypted,
         "key_policy": scenario.key_policy if scenario.encrypted else None,
-        "key_batch_size": settings.key_batch_size if scenario.key_policy == "per-batch" else None,
+        "key_batch_size": settings.key_batch_size if scenario.key_policy in GROUPED else None,
         "transform": transform,
         "adversarial_training": ({"attack": "pgd", "eps": scenario.eps,
                                   "step_size": scenario.step_size, "steps": scenario.steps}

@@ -41,7 +41,7 @@ class TrainSettings:
     width: int = 64  # ResNet18 base width (64 = the standard network)
     adaptation_channels: int = 32
     block_size: int = 4
-    key_batch_size: int = 128  # images per key under the per-batch policy
+    key_batch_size: int = 128  # ids per key group (id-group; per-minibatch outside training)
     num_workers: int = 1  # Ray Train DDP workers per trial
     gpu: str = "auto"  # auto: use GPUs when the cluster has any
     torch_threads: int = 1  # intra-op threads per worker

@@ -58,7 +58,7 @@ def train_func(config: dict) -> None:
             group["lr"] = settings.lr if epoch < settings.lr_drop_epoch else settings.lr_after_drop
         started_at, started = time.time(), time.perf_counter()
         loss_sum, wrong, seen = train_epoch(model, optimizer, scenario, encrypt, train_shard,
-                                            per_worker_batch, device)
+                                            per_worker_batch, device, epoch)
         test_wrong, test_seen = (count_errors(unwrap(model), test_shard, per_worker_batch, device)
                                  if is_rank_zero() else (0, 0))
         totals = all_reduce([loss_sum, wrong, seen, test_wrong, test_seen], device)
@@ -88,12 +88,18 @@ def announce(line: str) -> None:
     sys.__stdout__.flush()
 
 
-def train_epoch(model, optimizer, scenario, encrypt, shard, batch_size, device):
+def train_epoch(model, optimizer, scenario, encrypt, shard, batch_size, device, epoch):
+    """One epoch; the loss and error are of what was trained on (the adversarial images of an
+    adversarial scenario), as the paper's train column reports them."""
     loss_sum, wrong, seen = 0.0, 0, 0
-    for batch in read_batches(shard, batch_size):
+    for step, batch in enumerate(read_batches(shard, batch_size)):
         images, labels = to_tensors(batch, device)
+        keyed = encrypt and (lambda plain, ids, step=step: encrypt(plain, ids, epoch, step))
         if scenario.adversarial:
-            images = adversarial_inputs(model, scenario, encrypt, images, labels, batch["id"])
+            images = adversarial_inputs(model, scenario, keyed, images, labels, batch["id"])
+        elif keyed:  # the plain batch of a policy that keys each mini-batch on the worker
+            with torch.no_grad():
+                images = keyed(images, batch["id"])
         model.train()
         optimizer.zero_grad(set_to_none=True)
         with autocast(device):
@@ -140,15 +146,23 @@ def count_errors(model, shard, batch_size, device) -> tuple[int, int]:
 
 
 def worker_side_encryption(scenario: Scenario, settings: TrainSettings, key_path: str | None):
-    """For adversarial encrypted scenarios: the policy's autograd transform (its true gradient,
-    or BPDA where it has none), keyed by each row's id exactly as the Ray Data path keys it.
-    None when not needed."""
-    if not (scenario.encrypted and scenario.adversarial):
+    """``encrypt(plain, ids, epoch, step)`` where the worker encrypts: the policy's autograd
+    transform (its true gradient, or BPDA where it has none). Under ``per-minibatch`` every
+    mini-batch gets the fresh key of its (epoch, step); under the other policies each row is
+    keyed by its id exactly as the Ray Data path keys it. None when Ray Data encrypts (or the
+    scenario is plain)."""
+    if not scenario.encrypted:
+        return None
+    policy = PolicySpec(scenario.key_policy, settings.key_batch_size).build()
+    if not (scenario.adversarial or policy.encrypts_on_worker):
         return None
     # Loaded here, in the worker: the key never rides in a config.
     key = scenario.transform_spec().keyed(load_key(key_path))
-    policy = PolicySpec(scenario.key_policy, settings.key_batch_size).build()
-    return lambda plain, ids: policy.encrypt_torch(key, plain, np.asarray(ids), "train")
+    if policy.encrypts_on_worker:
+        return lambda plain, ids, epoch, step: key.cipher(
+            policy.step_label(epoch, step)).with_grad(plain, None)
+    return lambda plain, ids, epoch, step: policy.encrypt_torch(key, plain, np.asarray(ids),
+                                                                "train")
 
 
 def to_tensors(batch: dict, device) -> tuple[torch.Tensor, torch.Tensor]:
