@@ -258,7 +258,7 @@ def test_report_renders_with_its_pictures(evaluation):
              if line.startswith("|") and not line.startswith("|---"))}
     assert set(test_error.index) <= set(rows)
     for scenario, value in test_error.items():
-        assert rows[scenario][2] == f"{value:.3f}", scenario
+        assert rows[scenario][3] == f"{value:.3f}", scenario
     for picture in ("curves.png", "gallery.png"):
         assert f"({picture})" in report
         with Image.open(evaluation["out"] / picture) as png:

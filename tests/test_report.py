@@ -92,11 +92,13 @@ def test_report_has_paper_numbers_and_every_scenario(results_dir: Path):
         assert table[scenario][-3:] == [f"{v:.3f}" for v in numbers]
     # Ours beside the paper's: clean errors from results.parquet (n in the header), then each
     # reading of the paper's protocol at 0.1 in its own column.
-    assert table["Scenario"][1:6] == ["train (n=1000)", "test (n=1000)", "adversarial: pgd",
+    assert table["Scenario"][1:7] == ["train (during training)", "clean train (n=1000)",
+                                      "test (n=1000)", "adversarial: pgd",
                                       "adversarial: paper-literal", "adversarial: bpda-identity"]
-    assert table["Encrypted"] == ["3", "0.020", "0.170", "0.270", "0.600", "0.720", "0.011",
-                                  "0.166", "0.269"]
-    assert table["Plain"][4:6] == ["-", "-"]
+    # The train column is training.parquet's (what was trained on), clean train beside it.
+    assert table["Encrypted"] == ["3", "0.021", "0.020", "0.170", "0.270", "0.600", "0.720",
+                                  "0.011", "0.166", "0.269"]
+    assert table["Plain"][5:7] == ["-", "-"]
     assert table["Custom-Scenario"][-3:] == ["-", "-", "-"]
     # Compared where all three readings ran (Encrypted only, here): pgd is 0.001 off.
     assert ("Closest to the paper's adversarial column: **`pgd`** (mean absolute difference "
@@ -167,7 +169,7 @@ def test_training_table_fallback_and_largest_epsilon(tmp_path: Path):
     (tmp_path / "gallery.png").write_bytes(b"")
     report = write_report(tmp_path, training_table=training_table()).read_text()
     table = table_rows(report, "## Table I")
-    assert table["Plain"][:4] == ["3", "0.011*", "0.141*", f"{0.95 * 0.05 / 0.1:.3f}"]
+    assert table["Plain"][:5] == ["3", "0.011", "-", "0.141*", f"{0.95 * 0.05 / 0.1:.3f}"]
     assert "* marks a value from training.parquet" in report
     assert "epsilon = 0.05, the largest evaluated" in report
     assert "![gallery](gallery.png)" in report
@@ -180,7 +182,7 @@ def test_ties_are_all_bold(tmp_path: Path):
     report = write_report(tmp_path).read_text()
     cells = dict(zip(ADAPTIVE, table_rows(report, "## Adaptive evaluation")["Plain"]))
     assert [n for n, c in cells.items() if c.startswith("**")] == ["pgd", "worst-case"]
-    assert table_rows(report, "## Table I")["Plain"][:3] == ["-", "-", "-"]
+    assert table_rows(report, "## Table I")["Plain"][:4] == ["-", "-", "-", "-"]
 
 
 def test_a_key_based_defence_is_headlined_by_its_keyless_worst_case(results_dir: Path):
@@ -196,3 +198,58 @@ def test_a_key_based_defence_is_headlined_by_its_keyless_worst_case(results_dir:
     # No key, or no keyless row: the one worst case.
     assert bullets["Plain"] == "0.980 [0.95, 1.00]"
     assert bullets["Encrypted-Adv"] == "0.440 [0.41, 0.47]"
+
+
+def deviation_lines(report: str) -> list[str]:
+    section = report.split("## Deviations from the paper", 1)[1].split("\n## ", 1)[0]
+    return [line[2:] for line in section.splitlines() if line.startswith("- ")]
+
+
+def test_deviations_from_the_paper_come_from_the_run_records(tmp_path: Path):
+    # Records built by training's own functions: a smoke run on a slice says so, line by line;
+    # the paper preset on the whole data set leaves only what the paper never stated.
+    import dataclasses
+
+    from lie_ray.evaluation.settings import EVAL_PRESETS
+    from lie_ray.infra.provenance import code, with_record
+    from lie_ray.scenarios import PAPER_SCENARIOS, Scenario
+    from lie_ray.training.record import training_record
+    from lie_ray.training.settings import get_preset
+    from lie_ray.training.untrained import NO_DATA
+
+    def write(settings, scenarios, evaluation, images):
+        records = {s.name: training_record(s, settings, "f" * 16, NO_DATA) for s in scenarios}
+        record = {"settings": dataclasses.asdict(evaluation), "training": records,
+                  "code": code()}
+        pq.write_table(with_record(results_table({"Plain": {"pgd": 0.9}}), record),
+                       tmp_path / "results.parquet")
+        pq.write_table(pa.Table.from_pylist(
+            [{"scenario": s.name, "train_error": 0.1, "test_error": 0.2, "epochs": 1,
+              "train_images": images[0], "test_images": images[1]} for s in scenarios]),
+            tmp_path / "training.parquet")
+        return deviation_lines(write_report(tmp_path).read_text())
+
+    smoke = get_preset("smoke").replace(epochs=1, train_limit=256)
+    scenarios = [s.with_attack(eps=0.1, step_size=0.125, steps=1)
+                 for s in PAPER_SCENARIOS.values()]
+    scenarios.append(Scenario("Encrypted-IdGroup", True, "id-group"))
+    lines = write(smoke, scenarios, EVAL_PRESETS["smoke"], (256, 128))
+    assert "Training epochs: 1 [100]." in lines
+    assert "Training ResNet18 base width: 8 [64]." in lines
+    assert "Training learning rate: 0.05 [0.1]." in lines
+    assert "Training saw 256 train images per epoch [50,000]." in lines
+    assert "Training saw 128 test images per epoch [10,000]." in lines
+    assert ("Encrypted-Adv's adversarial training: PGD eps 0.1, step 0.125, 1 step(s) [eps "
+            "0.1, step 0.01, 20 steps].") in lines
+    assert any(line.startswith("Encrypted-Adv-DK's adversarial training meets the cipher by "
+                               "`bpda`") for line in lines)
+    assert "Attacked the first 100 test images [10,000]." in lines
+    assert "Evaluation PGD runs 10 steps [20]." in lines
+    assert not any("keys with" in line for line in lines)  # the paper's DK is per-minibatch
+
+    paper = write(get_preset("paper"), list(PAPER_SCENARIOS.values()), EVAL_PRESETS["paper"],
+                  (50_000, 10_000))
+    assert not any(line.startswith(("Training ", "Attacked", "Evaluation PGD")) or
+                   "adversarial training: PGD" in line for line in paper), paper
+    assert "SGD momentum and weight decay, which the paper does not state: 0.9 and 0.0005." in paper
+    assert len(paper) == 3 + 2  # what it leaves open, and each -Adv scenario's reading

@@ -98,6 +98,10 @@ OPTIONS: dict[str, Option] = {
                         "training.", fills=("train.pgd_steps",)),
     "pgd_step_size": Option("--pgd-step-size", Optional[float], fills=("train.pgd_step_size",)),
     "pgd_eps": Option("--pgd-eps", Optional[float], fills=("train.pgd_eps",)),
+    "adv_attack": Option("--adv-attack", Optional[str], help="How adversarial training's PGD "
+                         "meets the cipher: bpda (true forward, surrogate backward; default) "
+                         "or pgd (plain autograd, zero gradient through LE).",
+                         fills=("train.adv_attack",)),
     "train_limit": Option("--train-limit", Optional[int], min=1, help="Use only the first N "
                           "training images.", fills=("train.train_limit",)),
     "test_limit": Option("--test-limit", Optional[int], min=1, help="Use only the first N "
@@ -118,6 +122,9 @@ OPTIONS: dict[str, Option] = {
                          "test images.", fills=("eval.test_limit",)),
     "eval_pgd_steps": Option("--eval-pgd-steps", Optional[int], min=1, help="PGD steps of the "
                              "evaluation attacks.", fills=("eval.pgd_steps",)),
+    "eval_restarts": Option("--eval-restarts", Optional[int], min=1, help="Random restarts "
+                            "of every adaptive PGD (not the paper's readings).",
+                            fills=("eval.pgd_restarts",)),
     "eot_keys": Option("--eot-keys", Optional[int], min=1, help="Random keys the keyless "
                        "(EOT) attacker averages over.", fills=("eval.eot_keys",)),
     "square_queries": Option("--square-queries", Optional[int], min=1, help="Queries of the "
@@ -132,9 +139,10 @@ OPTIONS: dict[str, Option] = {
 }
 # The rows that fill TrainSettings and EvalSettings, in --help order (train, evaluate, sweep).
 TRAINING = ("epochs", "batch_size", "lr", "width", "workers", "gpu", "pgd_steps",
-            "pgd_step_size", "pgd_eps", "key_batch_size", "train_limit", "test_limit")
-EVALUATION = ("epsilons", "eval_limit", "eval_pgd_steps", "eot_keys", "square_queries",
-              "actors")
+            "pgd_step_size", "pgd_eps", "adv_attack", "key_batch_size", "train_limit",
+            "test_limit")
+EVALUATION = ("epsilons", "eval_limit", "eval_pgd_steps", "eval_restarts", "eot_keys",
+              "square_queries", "actors")
 
 
 @dataclass(frozen=True)

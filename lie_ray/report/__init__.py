@@ -16,6 +16,7 @@ Reads from the results directory (through ``lie_ray.infra.tables``, one checked 
 
 Writes beside them: ``curves.png``, ``cluster.png`` (with the cluster table) and ``report.md``.
 The sections, one module each: ``paper`` (Table I, the adaptive table, the headline),
+``deviations`` (where the run differs from the paper, from its run records),
 ``curves``, ``family``, ``privacy``, ``cluster``; ``markdown`` holds the table and cell format.
 """
 from __future__ import annotations
@@ -29,6 +30,7 @@ from lie_ray.infra import atomic
 from lie_ray.infra.tables import (RATE_COLUMNS, TRAINING_COLUMNS, check_columns, check_rates,
                                   read_training)
 from lie_ray.report.cluster import cluster_section
+from lie_ray.report.deviations import section as deviations_section
 from lie_ray.report.curves import write_curves
 from lie_ray.report.family import family_section
 from lie_ray.report.paper import (AMBIGUITY, PAPER_TABLE_I, THREAT_MODELS, headline_epsilon,
@@ -58,6 +60,7 @@ def write_report(results_dir: str | os.PathLike,
     write_curves(rows, scenarios, directory / "curves.png")
     text = render_report(rows, training, scenarios, epsilon,
                          gallery=(directory / "gallery.png").is_file())
+    text += deviations_section(directory, training_table)  # from the results' run records
     text += family_section(rows, training_table)  # "" unless several transforms
     text += privacy_section(directory)  # empty unless privacy.parquet is there
     text += cluster_section(directory)  # cluster.png, when the sweep recorded the cluster

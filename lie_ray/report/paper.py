@@ -222,7 +222,8 @@ def table_one(rows: list[Row], training: dict[str, Training], scenarios: list[st
               epsilon: float | None) -> str:
     clean_n = {e: sample_size(rows, e) for e in CLEAN_EVALUATIONS}
     attack_n = sample_size(rows, PAPER_PROTOCOL, epsilon)
-    header = ["Scenario", "epochs", f"train ({clean_n['train']})", f"test ({clean_n['test']})",
+    header = ["Scenario", "epochs", "train (during training)",
+              f"clean train ({clean_n['train']})", f"test ({clean_n['test']})",
               *(f"adversarial: {r}" for r in PAPER_READINGS),
               "paper train", "paper test", "paper adversarial"]
     body = []
@@ -231,18 +232,24 @@ def table_one(rows: list[Row], training: dict[str, Training], scenarios: list[st
                     for r in PAPER_READINGS]
         paper = PAPER_TABLE_I.get(scenario)
         metrics = training.get(scenario)
+        clean_train = find(rows, scenario, "train")
         body.append([scenario, str(metrics.epochs) if metrics else MISSING,
-                     clean_cell(rows, training, scenario, "train"),
+                     cell(metrics.train_error if metrics else None),
+                     cell(clean_train.error if clean_train else None),
                      clean_cell(rows, training, scenario, "test"),
                      *(cell(r.error if r else None) for r in readings),
                      *(cell(v) for v in (paper or (None, None, None)))])
     return ("## Table I: error rates (lower is better)\n\n"
-            f"Ours from results.parquet: clean train and test error on the evaluation's images "
-            f"(n in the header; * marks a value from training.parquet's last epoch instead, "
-            f"measured on the training run's own images); adversarial error under each reading "
-            f"of the paper's protocol at {describe_epsilon(epsilon)} ({attack_n} test images). "
-            "The paper's figures are for the whole CIFAR-10 test set after 100 epochs; '-' "
-            "marks a value that is not available.\n\n"
+            "Ours: the train error as the paper recorded it, during training's last epoch on "
+            "what was trained on (augmented, encrypted, and adversarial for the -Adv "
+            "scenarios; training.parquet); the clean train error of the trained model, in eval "
+            "mode, on the evaluation's train images (which under --train-limit include images "
+            "it never saw); the clean test error on the evaluation's images (n in the header; "
+            "* marks a value from training.parquet's last epoch instead, measured on the "
+            f"training run's own test images); adversarial error under each reading of the "
+            f"paper's protocol at {describe_epsilon(epsilon)} ({attack_n} test images). The "
+            "paper's figures are for the whole CIFAR-10 test set after 100 epochs; '-' marks a "
+            "value that is not available.\n\n"
             + markdown_table(header, body) + "\n" + AMBIGUITY + " "
             + closest_reading(rows, scenarios, epsilon))
 

@@ -26,19 +26,22 @@ EXECUTION_SETTINGS = ("gpu", "compile", "torch_threads", "max_concurrent_trials"
 LENGTH_SETTINGS = ("epochs",)
 # Settings that live in the scenario's definition once applied (its block size, its policy's
 # key-batch size, the --pgd-* overrides of its adversarial training).
-DEFINITION_SETTINGS = ("block_size", "key_batch_size", "pgd_steps", "pgd_step_size", "pgd_eps")
+DEFINITION_SETTINGS = ("block_size", "key_batch_size", "pgd_steps", "pgd_step_size", "pgd_eps",
+                       "adv_attack")
 
 
 def scenario_definition(scenario: Scenario, settings: TrainSettings) -> dict[str, Any]:
     """The scenario with every default resolved: transform, block size, variant, key policy
-    and its key-batch size, adversarial-training attack."""
+    and its key-batch size, adversarial-training attack (and how it meets the cipher)."""
     transform = transform_meta(scenario, settings) if scenario.encrypted else None
     return {
         "name": scenario.name, "encrypted": scenario.encrypted,
         "key_policy": scenario.key_policy if scenario.encrypted else None,
         "key_batch_size": settings.key_batch_size if scenario.key_policy in GROUPED else None,
         "transform": transform,
-        "adversarial_training": ({"attack": "pgd", "eps": scenario.eps,
+        # The cipher's backward in the training attack (--adv-attack): none without a cipher.
+        "adversarial_training": ({"attack": settings.adv_attack if scenario.encrypted
+                                  else "pgd", "eps": scenario.eps,
                                   "step_size": scenario.step_size, "steps": scenario.steps}
                                  if scenario.adversarial else None),
     }

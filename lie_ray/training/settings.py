@@ -17,6 +17,9 @@ if TYPE_CHECKING:
     from lie_ray.scenarios import Scenario
 
 
+# --adv-attack: the cipher's backward pass adversarial training's PGD uses (None: the
+# transform's default, its true gradient or BPDA; "none": plain autograd).
+ADV_ATTACKS = {"bpda": None, "pgd": "none"}
 TRIAL_DRIVER_CPUS = 0.25  # the Tune trial only builds pipelines and waits on its trainer
 DATA_CPUS_PER_TRIAL = 1  # Ray Data's budget per CPU trial's pipeline (augment, encrypt)
 # Per GPU worker: an H100 trains the paper's ResNet18 at ~25-30k images/s in bfloat16, and one
@@ -49,6 +52,12 @@ class TrainSettings:
     pgd_steps: int | None = None  # None: the scenario's own adversarial-training settings
     pgd_step_size: float | None = None
     pgd_eps: float | None = None
+    # How adversarial training's PGD meets the cipher, one reading each of the paper's "the
+    # same PGD" (ADV_ATTACKS). bpda: true forward, the transform's surrogate backward where it
+    # has no gradient (the only reading whose attack has a gradient to follow through LE);
+    # pgd: plain autograd through the pipeline as written (zero through LE, ELE and FFX, so
+    # only the random start acts).
+    adv_attack: str = "bpda"
     train_limit: int | None = None  # use only the first N train images (ids stay stable)
     test_limit: int | None = None
     max_concurrent_trials: int | None = None  # cap; None: as many as the cluster holds
@@ -73,6 +82,9 @@ class TrainSettings:
         from lie_ray.infra.session import check_gpu_choice  # imports Ray: not for --help
 
         check_gpu_choice(self.gpu)
+        if self.adv_attack not in ADV_ATTACKS:
+            raise LieRayError(f"unknown adversarial-training attack {self.adv_attack!r}: pass "
+                              f"--adv-attack {' or '.join(ADV_ATTACKS)}")
         if not (0 < self.lr < math.inf and 0 < self.lr_after_drop < math.inf):  # NaN fails too
             raise LieRayError(f"learning rates must be positive and finite, got lr {self.lr} "
                               f"and lr_after_drop {self.lr_after_drop}: pass --lr > 0, e.g. 0.1")

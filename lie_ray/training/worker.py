@@ -30,7 +30,7 @@ from lie_ray.infra.console import quiet_worker
 from lie_ray.keys import load_key
 from lie_ray.models import build_model
 from lie_ray.keys.policies import PolicySpec
-from lie_ray.training.settings import TrainSettings
+from lie_ray.training.settings import ADV_ATTACKS, TrainSettings
 from lie_ray.scenarios import Scenario
 from lie_ray.transforms import transform_class
 
@@ -158,11 +158,12 @@ def worker_side_encryption(scenario: Scenario, settings: TrainSettings, key_path
         return None
     # Loaded here, in the worker: the key never rides in a config.
     key = scenario.transform_spec().keyed(load_key(key_path))
+    backward = ADV_ATTACKS[settings.adv_attack]  # only adversarial training differentiates
     if policy.encrypts_on_worker:
         return lambda plain, ids, epoch, step: key.cipher(
-            policy.step_label(epoch, step)).with_grad(plain, None)
+            policy.step_label(epoch, step)).with_grad(plain, backward)
     return lambda plain, ids, epoch, step: policy.encrypt_torch(key, plain, np.asarray(ids),
-                                                                "train")
+                                                                "train", backward)
 
 
 def to_tensors(batch: dict, device) -> tuple[torch.Tensor, torch.Tensor]:
