@@ -13,7 +13,7 @@ from lie_ray.attacks import PGD
 from lie_ray.data.cifar import load_split
 from lie_ray.evaluation.defender import Defender, eot_classifier
 from lie_ray.evaluation.protocols import PROTOCOLS, Batch, Outcome, autoattack, worst_of
-from lie_ray.evaluation.settings import (CHANNEL, KEYLESS, PLAIN_SPACE, WORST_CASE,
+from lie_ray.evaluation.settings import (CHANNEL, KEYLESS, PLAIN_SPACE, SANITY, WORST_CASE,
                                          WORST_CASE_CHANNEL, WORST_CASE_KEYLESS, WORST_CASES,
                                          EvalSettings)
 from lie_ray.evaluation.run import wilson_interval
@@ -99,8 +99,9 @@ def test_examples_have_one_row_per_image_per_evaluation(evaluation):
     test_rows = examples[examples.evaluation != "train"]
     counts = test_rows.groupby(["scenario", "evaluation", "epsilon"]).id.agg(["count", "nunique"])
     assert (counts["count"] == 24).all() and (counts["nunique"] == 24).all()
-    expected = {"Plain": {"test", "pgd", "gradient-free", "autoattack", *WORST_CASES}}
-    encrypted = {"test", *PLAIN_SPACE, *CHANNEL, *WORST_CASES}
+    expected = {"Plain": {"test", "pgd", "gradient-free", "autoattack", *WORST_CASES,
+                          *SANITY}}
+    encrypted = {"test", *PLAIN_SPACE, *CHANNEL, *WORST_CASES, *SANITY}
     for scenario, group in test_rows.groupby("scenario"):
         assert set(group.evaluation) == expected.get(scenario, encrypted), scenario
     train_rows = examples[examples.evaluation == "train"]
@@ -117,7 +118,7 @@ def test_each_worst_case_unites_its_attackers_evaluations_and_the_clean_outcome(
     # the clean prediction or any plain-image attack was (never encrypted-input);
     # worst-case-channel when the clean prediction or any attack at all was.
     examples = pq.read_table(evaluation["out"] / "examples.parquet").to_pandas()
-    attacked = examples[examples.epsilon > 0]
+    attacked = examples[(examples.epsilon > 0) & ~examples.evaluation.isin(SANITY)]
     wrong = attacked.assign(wrong=~attacked.correct).pivot_table(
         index=["scenario", "epsilon", "id"], columns="evaluation", values="wrong")
     clean_wrong = (attacked.clean_pred != attacked.label).groupby(

@@ -253,3 +253,37 @@ def test_deviations_from_the_paper_come_from_the_run_records(tmp_path: Path):
                    "adversarial training: PGD" in line for line in paper), paper
     assert "SGD momentum and weight decay, which the paper does not state: 0.9 and 0.0005." in paper
     assert len(paper) == 3 + 2  # what it leaves open, and each -Adv scenario's reading
+
+
+def test_sanity_checks_pass_or_fail_by_carlini_et_al_and_mark_the_headline(tmp_path: Path):
+    errors = {  # at eps 0.03 each error is 0.3x its value at 0.1 (results_table's scaling)
+        "Plain": {"pgd": 0.95, "gradient-free": 0.70, "worst-case-keyless": 0.98,
+                  "worst-case": 0.98},
+        "Encrypted": {"pgd": 0.27, "bpda": 0.60, "gradient-free": 0.93,
+                      "worst-case-keyless": 0.93, "worst-case": 0.95},
+    }
+    table = results_table(errors, clean=False).to_pylist()
+    sanity = {"Plain": (1.0, 0.96, 0.97), "Encrypted": (0.80, 0.60, 0.70)}
+    for scenario, (unbounded, once, twice) in sanity.items():
+        table += [result_row(scenario, "sanity-unbounded", 1.0, unbounded),
+                  result_row(scenario, "sanity-pgd", 0.1, once),
+                  result_row(scenario, "sanity-pgd-2x", 0.1, twice)]
+    pq.write_table(pa.Table.from_pylist(table), tmp_path / "results.parquet")
+    report = write_report(tmp_path).read_text()
+    rows = table_rows(report, "## Sanity checks")
+    assert rows["Scenario"] == ["error rises with eps", "unbounded attack",
+                                "2x steps and restarts", "black-box <= white-box"]
+    plain, encrypted = rows["Plain"], rows["Encrypted"]
+    assert [cell.split(":")[0] for cell in plain] == ["pass", "pass", "pass", "pass"]
+    assert plain[2] == "pass: 0.960 → 0.970 (change +0.010, needs < 0.02 either way)"
+    assert [cell.split(":")[0] for cell in encrypted] == ["pass", "**FAIL**", "**FAIL**",
+                                                          "**FAIL**"]
+    assert encrypted[3] == ("**FAIL**: gradient-free 0.930 vs bpda 0.600: gradient masking?")
+    # The sanity rows are no attack of the adaptive table, nor an epsilon of the headline.
+    assert "sanity" not in table_rows(report, "## Adaptive evaluation")["Scenario"]
+    headline = report.split("## Headline robustness", 1)[1].split("\n## ", 1)[0]
+    line = next(l for l in headline.splitlines() if l.startswith("- Encrypted:"))
+    assert line.endswith("(failed sanity checks: unbounded attack, 2x steps and restarts, "
+                         "black-box <= white-box; see Sanity checks)")
+    assert "failed sanity" not in next(l for l in headline.splitlines()
+                                       if l.startswith("- Plain:"))

@@ -16,8 +16,9 @@ import torch
 from lie_ray.models.device import configure, images_to_device, prepare_network, to_device
 from lie_ray.evaluation.defender import Defender, load_defender, load_network
 from lie_ray.evaluation.protocols import (PROTOCOLS, Batch, Outcome, applicable,
-                                          attacker_evaluations, worst_of)
-from lie_ray.evaluation.settings import WORST_CASES, EvalSettings
+                                          attacker_evaluations, white_box, worst_of)
+from lie_ray.evaluation.settings import (SANITY_PGD, SANITY_PGD_2X, SANITY_UNBOUNDED,
+                                         WORST_CASES, EvalSettings)
 
 
 def evaluations(encrypted: bool, has_plain_model: bool) -> list[str]:
@@ -25,11 +26,23 @@ def evaluations(encrypted: bool, has_plain_model: bool) -> list[str]:
     return [name for name in PROTOCOLS if applicable(name, encrypted, has_plain_model)]
 
 
-def rows_per_test_image(encrypted: bool, has_plain_model: bool, epsilons: tuple) -> int:
+def rows_per_test_image(encrypted: bool, has_plain_model: bool, settings: EvalSettings) -> int:
     """Output rows per test image: its clean row, then at every epsilon each evaluation and
-    the worst cases. (A train image gives one row.) The driver counts rows with this to know
-    when a scenario is complete."""
-    return 1 + len(epsilons) * (len(evaluations(encrypted, has_plain_model)) + len(WORST_CASES))
+    the worst cases, then the sanity runs. (A train image gives one row.) The driver counts
+    rows with this to know when a scenario is complete."""
+    per_epsilon = len(evaluations(encrypted, has_plain_model)) + len(WORST_CASES)
+    return 1 + len(settings.epsilons) * per_epsilon + len(sanity_runs(settings))
+
+
+def sanity_runs(settings: EvalSettings) -> list[tuple[str, float, EvalSettings]]:
+    """(row name, epsilon, settings) of each sanity run; none without an attacked epsilon."""
+    eps = settings.headline_epsilon()
+    if not settings.sanity or eps is None:
+        return []
+    doubled = settings.replace(pgd_steps=2 * settings.pgd_steps,
+                               pgd_restarts=2 * settings.pgd_restarts)
+    return [(SANITY_UNBOUNDED, 1.0, settings), (SANITY_PGD, eps, settings),
+            (SANITY_PGD_2X, eps, doubled)]
 
 
 class EvaluateShard:
@@ -111,6 +124,8 @@ class EvaluateShard:
                 members = [done[n] for n in names if united is None or n in united]
                 rows.append((worst_case, eps, worst_of([Outcome(clean, zero), *members],
                                                        batch.labels)))
+        rows += [(name, eps, white_box(defender, batch, eps, settings))
+                 for name, eps, settings in sanity_runs(self.settings)]
         return rows
 
 

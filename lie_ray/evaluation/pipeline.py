@@ -54,7 +54,7 @@ def expected_rows(row: dict, plain_checkpoint: str | None, settings: EvalSetting
     """How many example rows a scenario's evaluation produces (test and train split)."""
     encrypted = bool(row["encrypted"])
     per_image = rows_per_test_image(encrypted, encrypted and plain_checkpoint is not None,
-                                    settings.epsilons)
+                                    settings)
     return test_images * per_image + train_images
 
 

@@ -105,6 +105,14 @@ def pgd_through_cipher(defender: Defender, batch: Batch, eps: float, settings, b
     return plain_image_attack(defender, batch, attack(batch.images, batch.labels), eps)
 
 
+def white_box(defender: Defender, batch: Batch, eps: float, settings) -> Outcome:
+    """PGD with all the attacker could know: the key, and the transform's own backward (its
+    true gradient, or its default BPDA surrogate). The sanity checks' reference attack."""
+    attack = PGD(defender.classifier(batch.ids, None), eps, settings.step_size(eps),
+                 settings.pgd_steps, restarts=settings.pgd_restarts)
+    return plain_image_attack(defender, batch, attack(batch.images, batch.labels), eps)
+
+
 def pgd(defender, batch, eps, settings, context) -> Outcome:
     return pgd_through_cipher(defender, batch, eps, settings, "none", "pgd")
 

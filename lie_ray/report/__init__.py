@@ -16,7 +16,8 @@ Reads from the results directory (through ``lie_ray.infra.tables``, one checked 
 
 Writes beside them: ``curves.png``, ``cluster.png`` (with the cluster table) and ``report.md``.
 The sections, one module each: ``paper`` (Table I, the adaptive table, the headline),
-``deviations`` (where the run differs from the paper, from its run records),
+``deviations`` (where the run differs from the paper, from its run records), ``sanity``
+(Carlini et al.'s checks),
 ``curves``, ``family``, ``privacy``, ``cluster``; ``markdown`` holds the table and cell format.
 """
 from __future__ import annotations
@@ -37,6 +38,7 @@ from lie_ray.report.paper import (AMBIGUITY, PAPER_TABLE_I, THREAT_MODELS, headl
                                   load_results, render_report, scenario_order, training_metrics)
 from lie_ray.report.privacy import section as privacy_section, write_privacy
 from lie_ray.report.provenance import section as provenance_section
+from lie_ray.report import sanity
 
 __all__ = ["AMBIGUITY", "PAPER_TABLE_I", "THREAT_MODELS", "write_privacy", "write_report"]
 
@@ -59,7 +61,9 @@ def write_report(results_dir: str | os.PathLike,
     epsilon = headline_epsilon(rows)
     write_curves(rows, scenarios, directory / "curves.png")
     text = render_report(rows, training, scenarios, epsilon,
-                         gallery=(directory / "gallery.png").is_file())
+                         gallery=(directory / "gallery.png").is_file(),
+                         doubts=sanity.doubts(rows, scenarios, epsilon))
+    text += sanity.section(rows, scenarios, epsilon)
     text += deviations_section(directory, training_table)  # from the results' run records
     text += family_section(rows, training_table)  # "" unless several transforms
     text += privacy_section(directory)  # empty unless privacy.parquet is there

@@ -15,8 +15,8 @@ from pathlib import Path
 
 import pyarrow as pa
 
-from lie_ray.evaluation.settings import (CHANNEL, PAPER_EPSILON, PLAIN_SPACE, WORST_CASE,
-                                         WORST_CASE_CHANNEL, WORST_CASE_KEYLESS)
+from lie_ray.evaluation.settings import (CHANNEL, PAPER_EPSILON, PLAIN_SPACE, SANITY_PREFIX,
+                                         WORST_CASE, WORST_CASE_CHANNEL, WORST_CASE_KEYLESS)
 from lie_ray.infra.tables import RESULT_COLUMNS, TRAINING_COLUMNS, read_results
 from lie_ray.report.markdown import MISSING, cell, markdown_table
 from lie_ray.scenarios import PAPER_SCENARIOS
@@ -111,7 +111,9 @@ def scenario_order(rows: list[Row], training: dict[str, Training]) -> list[str]:
 
 
 def is_adversarial(row: Row) -> bool:
-    return row.evaluation not in CLEAN_EVALUATIONS
+    """An attack's row (not a clean error, not a sanity check's run)."""
+    return (row.evaluation not in CLEAN_EVALUATIONS
+            and not row.evaluation.startswith(SANITY_PREFIX))
 
 
 def same_epsilon(a: float, b: float) -> bool:
@@ -160,12 +162,14 @@ def sample_size(rows: list[Row], evaluation: str | None = None,
 # --- markdown ------------------------------------------------------------------------------
 
 def render_report(rows: list[Row], training: dict[str, Training], scenarios: list[str],
-                  epsilon: float | None, gallery: bool) -> str:
+                  epsilon: float | None, gallery: bool,
+                  doubts: dict[str, list[str]] | None = None) -> str:
+    """``doubts``: the sanity checks each scenario failed, named beside its headline."""
     sections = [
         "# Adversarial test of learnable image encryption\n",
         table_one(rows, training, scenarios, epsilon),
         adaptive_table(rows, scenarios, epsilon),
-        headline(rows, scenarios, epsilon),
+        headline(rows, scenarios, epsilon, doubts or {}),
         figures(gallery),
     ]
     return "\n".join(sections)
@@ -330,8 +334,15 @@ def worst_case_error(rows: list[Row], scenario: str, epsilon: float | None) -> s
     return f"{interval_cell(top)} (no worst-case row; largest single attack, `{top.evaluation}`)"
 
 
-def headline(rows: list[Row], scenarios: list[str], epsilon: float | None) -> str:
-    bullets = "\n".join(f"- {s}: {headline_line(rows, s, epsilon)}" for s in scenarios)
+def doubt_note(failed: list[str]) -> str:
+    return (f" (failed sanity check{'s' if len(failed) > 1 else ''}: {', '.join(failed)}; see "
+            "Sanity checks)") if failed else ""
+
+
+def headline(rows: list[Row], scenarios: list[str], epsilon: float | None,
+             doubts: dict[str, list[str]]) -> str:
+    bullets = "\n".join(f"- {s}: {headline_line(rows, s, epsilon)}"
+                         f"{doubt_note(doubts.get(s, []))}" for s in scenarios)
     n = sample_size(rows, WORST_CASE, epsilon)
     return ("## Headline robustness\n\n" + THREAT_MODELS + "\n\n"
             "The headline robustness figure for each scenario is a worst case (per image, "
