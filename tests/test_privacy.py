@@ -86,12 +86,28 @@ def test_ele_needs_several_probes_and_then_has_every_block_key(master, test_imag
 
 @pytest.mark.parametrize("name", [n for n, c in transforms.REGISTRY.items() if c.brute_forceable])
 def test_brute_force_at_m2_finds_exactly_the_true_key_among_792(name, test_images, master):
+    # NP as lie_ray keys it; FFX keyed with the reference's published password (what it
+    # fixes in its code), the only FFX key an attacker with public knowledge can reach.
     truth = targets.build(name, master, 2, "fixed")
-    found, tried, rate = brute_force.brute_force(name, truth, test_images[:1],
+    if name == "ffx":
+        truth = targets.from_arrays("ffx", {"flip": truth.key_arrays()["flip"],
+                                            "password": "password"}, 2)
+    found, tried, rate = brute_force.brute_force(name, 2, test_images[:1],
                                                  truth.encrypt(test_images[:1]))
-    assert tried == 792 == 2 ** truth.key_space_log2 // 1 + (2 ** truth.key_space_log2 % 1 > .5)
+    assert tried == 792 == round(2 ** truth.key_space_log2)
     assert len(found) == 1 and rate > 0
     np.testing.assert_array_equal(found[0]["flip"], truth.key_arrays()["flip"])
+
+
+def test_ffx_with_a_derived_password_is_out_of_the_brute_forces_reach(test_images, master):
+    # lie_ray's FFX derives its password from the master key: the attacker, given only the
+    # pair and the public password, tries all 792 binary keys and finds none; the key space
+    # counts the password's 128 bits.
+    truth = targets.build("ffx", master, 2, "fixed")
+    found, tried, _ = brute_force.brute_force("ffx", 2, test_images[:1],
+                                              truth.encrypt(test_images[:1]))
+    assert tried == 792 and found == []
+    assert truth.key_space_log2 == pytest.approx(math.log2(792) + 128)
 
 
 def test_ssim_is_one_for_the_image_itself_and_low_for_its_encryption(test_images, master):
@@ -172,3 +188,23 @@ def test_the_sweep_runs_the_privacy_phase_unless_told_not_to(tmp_path, cifar_dir
     assert PHASES.index("privacy") == PHASES.index("report") - 1
     result = CliRunner().invoke(app, ["sweep", "--help"])
     assert "--no-privacy" in result.output
+
+
+def test_psnr_is_a_median_beside_the_share_of_exact_images(test_images):
+    # One exact image among 8 noisy ones must not make the figure infinite (the mean did),
+    # and "all" exact only when every image is.
+    from lie_ray.report.privacy import exact_cell, psnr_cell
+
+    plain = test_images[:9]
+    noisy = np.clip(plain.astype(np.int64) + np.random.default_rng(0).integers(
+        -8, 9, plain.shape), 0, 255).astype(np.uint8)
+    noisy[0] = plain[0]
+    values = score(noisy, plain)
+    per_image = psnr_per_image(noisy, plain)
+    assert np.isinf(per_image[0]) and np.isfinite(per_image[1:]).all()
+    assert values["psnr"] == pytest.approx(np.sort(per_image)[4])  # the 5th of 9
+    assert values["exact_share"] == pytest.approx(1 / 9)
+    assert psnr_cell(values["psnr"]) == f"{values['psnr']:.1f}"
+    assert exact_cell(values["exact_share"]) == "11%"
+    exact = score(plain, plain)
+    assert math.isinf(exact["psnr"]) and exact_cell(exact["exact_share"]) == "all"

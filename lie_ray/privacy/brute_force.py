@@ -2,9 +2,13 @@
 
 The reference draws the binary key as ``randperm(d) > d / 2``: always d/2 - 1 ones, so at M = 2
 (d = 12) there are only C(12, 5) = 792 keys. One known pair suffices: try them all, keep those
-that encrypt the plain image to the observed ciphertext. FFX's lookup table comes from a
-password that the reference fixes in its code (``"password"``), so the attacker is given the
-lookup and searches the binary key, as the reference's key space counts it.
+that encrypt the plain image to the observed ciphertext.
+
+FFX's lookup comes from a password. The attacker gets only what is public: the password the
+reference fixes in its code (``"password"``), which it tries with every binary key. A defender
+who used that password falls in 792 trials; lie_ray's FFX derives a 128-bit password from the
+master key, which no trial here can reach (the key space counts it: ``FFX.key_space_log2``),
+so the search finds nothing. The attack is never handed the defender's own lookup.
 """
 from __future__ import annotations
 
@@ -28,16 +32,27 @@ def reference_binary_keys(block_size: int = BLOCK_SIZE, channels: int = 3) -> np
     return keys
 
 
-def brute_force(name: str, defender, plain: np.ndarray, observed: np.ndarray
+def public_guesses(name: str) -> list[dict[str, np.ndarray]]:
+    """What an attacker knows of a key beyond its binary part: FFX's published lookup."""
+    if name == "ffx":
+        from lie_ray.transforms.ffx import published_lookup
+
+        return [{"lookup": published_lookup()}]
+    return [{}]
+
+
+def brute_force(name: str, block_size: int, plain: np.ndarray, observed: np.ndarray
                 ) -> tuple[list[dict[str, np.ndarray]], int, float]:
-    """Every reference key consistent with one known pair; keys tried; keys per second."""
-    public = {k: v for k, v in defender.key_arrays().items() if k != "flip"}  # FFX's lookup
-    candidates = reference_binary_keys(defender.block_size)
+    """Every reference key consistent with one known pair (``plain`` -> ``observed``, all the
+    attacker holds); keys tried; keys per second."""
+    candidates = reference_binary_keys(block_size)
     started = time.perf_counter()
-    found = []
-    for flip in candidates:  # the attack IS one trial per key
-        arrays = {"flip": flip, **public}
-        if np.array_equal(targets.from_arrays(name, arrays, defender.block_size).encrypt(plain),
-                          observed):
-            found.append(arrays)
-    return found, len(candidates), len(candidates) / (time.perf_counter() - started)
+    found, tried = [], 0
+    for public in public_guesses(name):
+        for flip in candidates:  # the attack IS one trial per key
+            arrays = {"flip": flip, **public}
+            tried += 1
+            if np.array_equal(targets.from_arrays(name, arrays, block_size).encrypt(plain),
+                              observed):
+                found.append(arrays)
+    return found, tried, tried / (time.perf_counter() - started)

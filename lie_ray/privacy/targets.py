@@ -47,5 +47,6 @@ def build(name: str, key: Key, block_size: int, label: str) -> Transform:
 
 def from_arrays(name: str, arrays: dict[str, Any], block_size: int) -> Transform:
     """A transform from (recovered) key arrays, in the reference format of ``key_arrays``."""
-    return transforms.from_arrays(name, {k: np.asarray(v) for k, v in arrays.items()},
+    return transforms.from_arrays(name, {k: v if isinstance(v, (str, bytes)) else np.asarray(v)
+                                         for k, v in arrays.items()},
                                   block_size_for(name, block_size))

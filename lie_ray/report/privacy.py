@@ -36,10 +36,11 @@ def section(directory: str | Path) -> str:
     rows = table.to_pylist()
     rows.sort(key=lambda r: (r["transform"], ATTACK_ORDER.index(r["attack"])
                              if r["attack"] in ATTACK_ORDER else 99))
-    header = ["transform", "attack", "threat model", "k", "SSIM (95% CI)", "PSNR dB",
-              "key recovered", "SIA-GAN LPIPS"]
+    header = ["transform", "attack", "threat model", "k", "SSIM (95% CI)",
+              "PSNR dB (median)", "exact images", "key recovered", "SIA-GAN LPIPS"]
     body = [[r["transform"], r["attack"], r["threat_model"], cell(r["k"], DIGITS), ssim_cell(r),
-             psnr_cell(r["psnr"]), cell(r["key_recovered"], DIGITS),
+             psnr_cell(r["psnr"]), exact_cell(r.get("exact_share")),
+             cell(r["key_recovered"], DIGITS),
              cell(sia_gan_lpips(r["transform"]), DIGITS) if r["attack"] == "itn" else "-"]
             for r in rows if r["attack"] != "key-space"]
     audit = [[r["transform"], f"{r['key_space_log2']:.1f}", f"{r['keys_per_second']:.0f}",
@@ -47,7 +48,9 @@ def section(directory: str | Path) -> str:
              for r in rows if r["attack"] == "key-space"]
     text = ("## Privacy\n\n"
             "How well each attack reconstructs the defender's test images (SSIM and PSNR against "
-            "the true plain images, per image; means with 95% intervals). k: image pairs "
+            "the true plain images, per image: SSIM's mean with its 95% interval, PSNR's median, "
+            "and the share of images reconstructed exactly, 'all' only when every one is). k: "
+            "image pairs "
             "(known-plaintext: the smallest k that recovered the whole key for every key tried) "
             "or probes (chosen-plaintext) the attacker needed; 0 for ciphertext-only attacks. "
             "`ciphertext` scores the encrypted image itself. SIA-GAN's published LPIPS (lower "
@@ -79,9 +82,20 @@ def ssim_cell(r: dict) -> str:
 
 
 def psnr_cell(value) -> str:
-    if value is None:
+    """The median; infinite only when at least half the images are exact (the next column
+    says how many)."""
+    if value is None or math.isnan(value):
         return "-"
-    return "inf (exact)" if math.isinf(value) else f"{value:.1f}"
+    return "inf" if math.isinf(value) else f"{value:.1f}"
+
+
+def exact_cell(share) -> str:
+    """'all' only when every image is exact: one exact image in a hundred is '1%'."""
+    if share is None or math.isnan(share):
+        return "-"
+    if share == 1:
+        return "all"
+    return "none" if share == 0 else f"{100 * share:.0f}%"
 
 
 def years_cell(log10_years: float) -> str:

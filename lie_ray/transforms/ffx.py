@@ -13,6 +13,7 @@ A lookup is not differentiable: the attack's backward is BPDA (straight-through 
 """
 from __future__ import annotations
 
+import functools
 from functools import cached_property
 
 import numpy as np
@@ -24,6 +25,11 @@ from lie_ray.transforms.base import (Transform, numpy_batch, tile_block_mask, to
 from lie_ray.transforms.negative import binary_key, check_flip, reference_key_space_log2
 
 LOOKUP_SIZE, CODE_SPACE = 256, 1000
+# The password the reference code fixes (fugokidi/block_transform): public, so a lookup made
+# from it adds nothing to the key space. lie_ray derives its own from the master key: 128
+# bits (two 64-bit words), which the key space counts.
+PUBLISHED_PASSWORD = b"password"
+DERIVED_PASSWORD_BITS = 128
 
 
 def ffx_lookup(password: str | bytes) -> np.ndarray:
@@ -33,6 +39,12 @@ def ffx_lookup(password: str | bytes) -> np.ndarray:
     secret = password.encode() if isinstance(password, str) else password
     cipher = pyffx.Integer(secret, length=3)
     return np.array([cipher.encrypt(v) for v in range(LOOKUP_SIZE)], dtype=np.int64)
+
+
+@functools.lru_cache(maxsize=1)
+def published_lookup() -> np.ndarray:
+    """The lookup of the reference's published password: what any attacker can compute."""
+    return ffx_lookup(PUBLISHED_PASSWORD)
 
 
 class FFX(Transform):
@@ -68,7 +80,15 @@ class FFX(Transform):
 
     @property
     def key_space_log2(self) -> float:
-        return reference_key_space_log2(self.block_size)
+        """The binary key's space as the reference draws it, plus the password's: nothing
+        for the reference's published one, 128 bits for a password lie_ray derives (or any
+        other, whose strength the lookup alone cannot tell)."""
+        return reference_key_space_log2(self.block_size) + (
+            0 if self.uses_published_password else DERIVED_PASSWORD_BITS)
+
+    @property
+    def uses_published_password(self) -> bool:
+        return bool(np.array_equal(self.arrays["lookup"], published_lookup()))
 
     # ------------------------------------------------------------ tables
     @cached_property
