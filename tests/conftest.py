@@ -72,12 +72,22 @@ RAY_CLI = str(Path(sys.executable).with_name("ray"))
 HEAD_ENV = {**os.environ, "RAY_AUTH_MODE": "token", "PYTHONUNBUFFERED": "1"}
 
 
+def ensure_auth_token() -> None:
+    """``ray start --head`` in token mode needs ``~/.ray/auth_token`` to exist already (unlike
+    ``ray.init`` it never writes one), so on a fresh machine the first head a test started
+    failed. ``ray get-auth-token --generate`` writes one only when there is none; the token
+    it prints is discarded, never logged."""
+    subprocess.run([RAY_CLI, "get-auth-token", "--generate"], env=HEAD_ENV, check=True,
+                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, timeout=120)
+
+
 @pytest.fixture(scope="session")
 def ray_head():
     """A real Ray head with its dashboard and job server, as users start one: ``ray start
     --head --block`` on free ports, stopped by terminating that process by its own id (never
     ``ray stop``, which would stop every Ray on the host). Its logs go to a temp dir of its own,
     so the secrets test can read them."""
+    ensure_auth_token()
     temp_dir = Path(tempfile.mkdtemp(prefix="lr-head-", dir="/tmp"))
     ports = {name: free_port() for name in ("port", "dashboard-port", "ray-client-server-port",
                                             "dashboard-agent-listen-port",

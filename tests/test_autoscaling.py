@@ -25,7 +25,8 @@ import psutil
 import pyarrow.parquet as pq
 import pytest
 
-from tests.conftest import EVAL_SLICE, HEAD_ENV, RAY_CLI, REPO_ROOT, cli_args, free_port
+from tests.conftest import (EVAL_SLICE, HEAD_ENV, RAY_CLI, REPO_ROOT, cli_args,
+                            ensure_auth_token, free_port)
 
 pytestmark = pytest.mark.multinode
 
@@ -63,6 +64,7 @@ def autoscaling_config(gcs_address: str) -> dict:
 
 @pytest.fixture(scope="module")
 def autoscaling_head():
+    ensure_auth_token()
     temp_dir = Path(tempfile.mkdtemp(prefix="lr-as-", dir="/tmp"))
     port, dashboard = free_port(), free_port()
     config = temp_dir / "cluster.json"

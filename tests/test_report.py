@@ -14,7 +14,8 @@ from lie_ray.report import AMBIGUITY, PAPER_TABLE_I, THREAT_MODELS, write_report
 
 EPSILONS = (0.03, 0.1)
 ADAPTIVE = ("pgd", "paper-literal", "bpda-identity", "bpda", "eot", "transfer", "gradient-free",
-            "autoattack", "worst-case-keyless", "worst-case", "encrypted-input",
+            "autoattack", "pba", "recovered-key-1", "recovered-key-2", "recovered-key-4",
+            "worst-case-keyless", "worst-case", "encrypted-input",
             "worst-case-channel")
 # Error at epsilon 0.1 per scenario and attack; the worst case is the strict maximum of each
 # row's plain-image attacks (encrypted-input, a ciphertext-space attack, may exceed it).

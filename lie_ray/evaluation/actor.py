@@ -13,24 +13,39 @@ from collections import Counter
 import numpy as np
 import torch
 
+from lie_ray.attacks.bypass import fit_bypass
+from lie_ray.keys import FIXED_LABEL
 from lie_ray.models.device import configure, images_to_device, prepare_network, to_device
+from lie_ray.privacy import known_plaintext, targets
+from lie_ray.transforms import transform_class
 from lie_ray.evaluation.defender import Defender, load_defender, load_network
 from lie_ray.evaluation.protocols import (PROTOCOLS, Batch, Outcome, applicable,
                                           attacker_evaluations, white_box, worst_of)
-from lie_ray.evaluation.settings import (SANITY_PGD, SANITY_PGD_2X, SANITY_UNBOUNDED,
-                                         WORST_CASES, EvalSettings)
+from lie_ray.evaluation.settings import (RECOVERED_K, SANITY_PGD, SANITY_PGD_2X,
+                                         SANITY_UNBOUNDED, WORST_CASES, EvalSettings)
 
 
-def evaluations(encrypted: bool, has_plain_model: bool) -> list[str]:
+def evaluations(encrypted: bool, has_plain_model: bool, key_recoverable: bool = False
+                ) -> list[str]:
     """The protocols run on a scenario, in ``PROTOCOLS``' order (bpda reuses bpda-identity)."""
-    return [name for name in PROTOCOLS if applicable(name, encrypted, has_plain_model)]
+    return [name for name in PROTOCOLS
+            if applicable(name, encrypted, has_plain_model, key_recoverable)]
 
 
-def rows_per_test_image(encrypted: bool, has_plain_model: bool, settings: EvalSettings) -> int:
+def key_recoverable(policy: str | None, transform: str | None) -> bool:
+    """Whether leaked pairs reveal the key the attacked images use: one key for every image
+    (``fixed``) of a transform with a known-plaintext recovery."""
+    return policy == "fixed" and transform is not None and \
+        transform_class(transform).known_plaintext
+
+
+def rows_per_test_image(encrypted: bool, has_plain_model: bool, settings: EvalSettings,
+                        recoverable: bool = False) -> int:
     """Output rows per test image: its clean row, then at every epsilon each evaluation and
     the worst cases, then the sanity runs. (A train image gives one row.) The driver counts
     rows with this to know when a scenario is complete."""
-    per_epsilon = len(evaluations(encrypted, has_plain_model)) + len(WORST_CASES)
+    per_epsilon = (len(evaluations(encrypted, has_plain_model, recoverable))
+                   + len(WORST_CASES))
     return 1 + len(settings.epsilons) * per_epsilon + len(sanity_runs(settings))
 
 
@@ -52,13 +67,17 @@ class EvaluateShard:
     seeded alike, so results do not depend on which actor, or which other chunks, it met."""
 
     def __init__(self, scenarios: dict[str, dict], key_path: str | None,
-                 settings: EvalSettings, plain_checkpoint: str | None = None):
+                 settings: EvalSettings, plain_checkpoint: str | None = None,
+                 attacker_images: np.ndarray | None = None):
         torch.set_num_threads(settings.torch_threads)
         self.device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
         configure(self.device)
         self.scenarios, self.settings = scenarios, settings
         self.key_path = key_path
         self.plain_checkpoint = plain_checkpoint
+        # Plain train images the attacker owns (PBA's fitting set, the leaked pairs): public
+        # data, never attacked.
+        self.attacker_images = attacker_images
         self.warm: dict[str, tuple[Defender, dict]] = {}
         self.shared: dict = {}  # the Plain model, for every scenario
         self.loads: Counter[str] = Counter()  # checkpoints read, by scenario (tests check 1)
@@ -82,12 +101,34 @@ class EvaluateShard:
                                              self.settings.compile)
             context = {}
             if defender.encrypted:
+                context.update(self.keyless_knowledge(defender))
                 if self.plain_checkpoint:
                     context["plain_model"] = self.keep("plain_model", lambda: prepare_network(
                         load_network(self.plain_checkpoint)[0], self.device,
                         self.settings.compile))
             self.warm[scenario] = defender, context
         return self.warm[scenario]
+
+    def keyless_knowledge(self, defender: Defender) -> dict:
+        """What the strongest keyless attackers build from their own images, once per
+        scenario: PBA's stand-in for the transform, and the keys recovered from k leaked
+        pairs (where pairs reveal the key). Built in the actor: a recovered key is key
+        material, and never travels."""
+        if self.attacker_images is None:
+            return {}
+        torch.manual_seed(self.settings.attacker_seed)
+        own = images_to_device(self.attacker_images, self.device)
+        ids = np.arange(len(own))
+        knowledge = {"bypass": fit_bypass(
+            defender.model, lambda x: defender.model(defender.encrypt(x, ids[:len(x)])), own,
+            defender.key.block_size, self.settings.pba_steps, seed=self.settings.attacker_seed)}
+        spec = defender.key.spec
+        if key_recoverable(defender.policy.name, spec.name):
+            leaked = defender.key.cipher(FIXED_LABEL).encrypt(self.attacker_images)
+            knowledge["recovered"] = {
+                k: recovered_cipher(spec.name, self.attacker_images[:k], leaked[:k],
+                                    spec.block_size) for k in RECOVERED_K}
+        return knowledge
 
     def keep(self, name, make):
         """What several scenarios use (the Plain model), made once."""
@@ -110,7 +151,8 @@ class EvaluateShard:
 
     def attacks(self, defender: Defender, context: dict, batch: Batch, clean: torch.Tensor,
                 zero: torch.Tensor) -> list[tuple]:
-        names = evaluations(defender.encrypted, "plain_model" in context)
+        names = evaluations(defender.encrypted, "plain_model" in context,
+                            "recovered" in context)
         rows = []
         for eps in self.settings.epsilons:
             done: dict[str, Outcome] = {}  # what ran at this eps: bpda reuses bpda-identity
@@ -127,6 +169,13 @@ class EvaluateShard:
         rows += [(name, eps, white_box(defender, batch, eps, settings))
                  for name, eps, settings in sanity_runs(self.settings)]
         return rows
+
+
+def recovered_cipher(name: str, plain: np.ndarray, leaked: np.ndarray, block_size: int):
+    """The transform with the key recovered from the leaked pairs (whatever is still
+    undetermined after them, as the recovery's best guess)."""
+    _, arrays = known_plaintext.smallest_k(name, plain, leaked, block_size)
+    return targets.from_arrays(name, arrays, block_size)
 
 
 def to_columns(scenario: str, rows: list[tuple], batch: Batch, clean: torch.Tensor

@@ -13,6 +13,7 @@ while later ones still run.
 """
 from __future__ import annotations
 
+import json
 from collections import defaultdict
 from typing import Iterator
 
@@ -23,7 +24,7 @@ import ray.data
 from ray.data.extensions import ArrowVariableShapedTensorArray
 
 from lie_ray.data.cifar import Split
-from lie_ray.evaluation.actor import EvaluateShard, rows_per_test_image
+from lie_ray.evaluation.actor import EvaluateShard, key_recoverable, rows_per_test_image
 from lie_ray.evaluation.settings import EvalSettings
 from lie_ray.infra.session import wants_gpu
 
@@ -53,8 +54,11 @@ def expected_rows(row: dict, plain_checkpoint: str | None, settings: EvalSetting
                   test_images: int, train_images: int) -> int:
     """How many example rows a scenario's evaluation produces (test and train split)."""
     encrypted = bool(row["encrypted"])
+    definition = json.loads(row["record"])["scenario"]
+    recoverable = encrypted and key_recoverable(definition["key_policy"],
+                                                (definition["transform"] or {}).get("name"))
     per_image = rows_per_test_image(encrypted, encrypted and plain_checkpoint is not None,
-                                    settings)
+                                    settings, recoverable)
     return test_images * per_image + train_images
 
 
@@ -79,7 +83,9 @@ def evaluate(trained: list[dict], test: Split, train: Split, key_path: str | Non
     results = ray.data.from_arrow(blocks).map_batches(
         EvaluateShard, fn_constructor_kwargs={
             "scenarios": scenarios, "key_path": key_path, "settings": settings,
-            "plain_checkpoint": plain_checkpoint},
+            "plain_checkpoint": plain_checkpoint,
+            # The first train images: the attacker's own (the test images are attacked).
+            "attacker_images": train.images[:settings.attacker_images]},
         # One chunk at a time per actor: a chunk queued behind a long attack would leave the
         # other actors idle at the end; sending the next one costs milliseconds.
         compute=ray.data.ActorPoolStrategy(size=settings.actors,

@@ -22,6 +22,13 @@ encrypted with the defender's key and classified):
                      drawn afresh at every step (EOT).
 ``transfer``         PGD against the Plain model, then encrypted with the defender's key.
 ``gradient-free``    torchattacks' Square attack on the full pipeline (scores only).
+``pba``              a keyless attacker with the network's weights: a stand-in for the keyed
+                     transform fitted to the pipeline's predictions on its own images
+                     (parametric bypass approximation, Rusu et al. 2022), PGD through it.
+``recovered-key-k``  the key recovered from k leaked (plain, encrypted) pairs of the
+                     attacker's own images (lie_ray.privacy.known_plaintext), then PGD with
+                     it: the robustness left after k leaked pairs (fixed keys, and the
+                     transforms whose key pairs reveal).
 ``autoattack``       AutoAttack (APGD-CE, APGD-T, FAB-T, Square; torchattacks' attacks at
                      Croce & Hein's settings), true cipher forward, BPDA (both nibbles)
                      backward.
@@ -52,7 +59,8 @@ import torch
 from lie_ray.attacks import PGD
 from lie_ray.attacks.library import PipelineModule, autoattack as make_autoattack, square
 from lie_ray.evaluation.defender import AttackerKeys, Defender, eot_classifier
-from lie_ray.evaluation.settings import KEYLESS, PLAIN_SPACE, SINGLE_RUN
+from lie_ray.evaluation.settings import (KEYLESS, PLAIN_SPACE, RECOVERED_K, RECOVERED_KEY,
+                                         SINGLE_RUN)
 
 
 @dataclass
@@ -143,6 +151,27 @@ def transfer(defender, batch, eps, settings, context) -> Outcome:
     return plain_image_attack(defender, batch, attack(batch.images, batch.labels), eps)
 
 
+def through(classifier, defender: Defender, batch: Batch, eps: float, settings,
+            name: str) -> Outcome:
+    """PGD against ``classifier``, a stand-in for the pipeline, scored on the real one."""
+    attack = PGD(classifier, eps, settings.step_size(eps), settings.pgd_steps,
+                 restarts=restarts(name, settings))
+    return plain_image_attack(defender, batch, attack(batch.images, batch.labels), eps)
+
+
+def pba(defender, batch, eps, settings, context) -> Outcome:
+    return through(lambda plain: defender.model(context["bypass"](plain)), defender, batch,
+                   eps, settings, "pba")
+
+
+def recovered_key(k: int):
+    def protocol(defender, batch, eps, settings, context) -> Outcome:
+        cipher = context["recovered"][k]
+        return through(lambda plain: defender.model(cipher.with_grad(plain, None)), defender,
+                       batch, eps, settings, f"recovered-key-{k}")
+    return protocol
+
+
 def encrypted_pgd(defender: Defender, batch: Batch, eps: float, settings
                   ) -> tuple[torch.Tensor, torch.Tensor]:
     """PGD on the network alone, from the encrypted image: (encrypted, adversarial encrypted)."""
@@ -196,14 +225,21 @@ def autoattack(defender, batch, eps, settings, context) -> Outcome:
 # In EVALUATIONS' order: bpda-identity runs before bpda, which reuses it.
 PROTOCOLS = {"pgd": pgd, "paper-literal": paper_literal, "bpda-identity": bpda_identity,
              "bpda": bpda, "eot": eot, "transfer": transfer, "gradient-free": gradient_free,
-             "autoattack": autoattack, "encrypted-input": encrypted_input}
-ENCRYPTED_ONLY = {"paper-literal", "bpda-identity", "bpda", "eot", "transfer",
-                  "encrypted-input"}
+             "autoattack": autoattack, "pba": pba,
+             **{name: recovered_key(k) for k, name in zip(RECOVERED_K, RECOVERED_KEY)},
+             "encrypted-input": encrypted_input}
+ENCRYPTED_ONLY = {"paper-literal", "bpda-identity", "bpda", "eot", "transfer", "pba",
+                  *RECOVERED_KEY, "encrypted-input"}
 
 
-def applicable(name: str, encrypted: bool, has_plain_model: bool) -> bool:
+def applicable(name: str, encrypted: bool, has_plain_model: bool,
+               key_recoverable: bool = False) -> bool:
+    """``key_recoverable``: one key serves every image (the fixed policy) and the transform's
+    key can be recovered from pairs, so the recovered-key attacks apply."""
     if name in ENCRYPTED_ONLY and not encrypted:
         return False
+    if name in RECOVERED_KEY:
+        return key_recoverable
     return name != "transfer" or has_plain_model
 
 

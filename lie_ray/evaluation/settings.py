@@ -14,14 +14,19 @@ PAPER_EPSILON = 0.1
 # Two threat models. PLAIN_SPACE attackers perturb the plain image within eps before it is
 # encrypted (the paper's); CHANNEL attackers edit the encrypted image in transit, with eps
 # measured in ciphertext space, which is a different (not a stronger or weaker) attacker.
+# The strongest known attacks on key-based defences: the parametric bypass (PBA) and a
+# white-box attack with the key recovered from k leaked (plain, encrypted) pairs.
+RECOVERED_K = (1, 2, 4)
+RECOVERED_KEY = tuple(f"recovered-key-{k}" for k in RECOVERED_K)
 PLAIN_SPACE = ("pgd", "paper-literal", "bpda-identity", "bpda", "eot", "transfer",
-               "gradient-free", "autoattack")
+               "gradient-free", "autoattack", "pba", *RECOVERED_KEY)
 CHANNEL = ("encrypted-input",)
 EVALUATIONS = PLAIN_SPACE + CHANNEL
 # What an attacker without the defender's key can run: it knows the network's weights and the
 # transform, draws keys of its own (EOT), attacks a plain model (transfer) or only queries the
-# deployed pipeline (gradient-free). On a scenario without a key every attack is keyless.
-KEYLESS = ("eot", "transfer", "gradient-free")
+# deployed pipeline (gradient-free), fits a stand-in for the transform (pba) or recovers the
+# key from leaked pairs (recovered-key-k). On a scenario without a key every attack is keyless.
+KEYLESS = ("eot", "transfer", "gradient-free", "pba", *RECOVERED_KEY)
 # Per image, the clean outcome first, then the union over one attacker's evaluations:
 WORST_CASE_KEYLESS = "worst-case-keyless"  # KEYLESS: the headline of a key-based defence
 WORST_CASE = "worst-case"  # PLAIN_SPACE: an attacker who also holds the key
@@ -60,6 +65,10 @@ class EvalSettings:
     compile: bool = False  # torch.compile each actor's networks (lie_ray.models.device)
     attacker_seed: int = 1234  # EOT keys and random starts: reproducible, never the defender's
     sanity: bool = True  # the sanity checks' three white-box PGD runs (SANITY)
+    # The attacker's own images (the first of the TRAIN split, never attacked): PBA fits its
+    # stand-in on them, in pba_steps Adam steps; the recovered-key attacks leak k of them.
+    attacker_images: int = 512
+    pba_steps: int = 300
 
     def step_size(self, eps: float) -> float:
         return eps / 10
@@ -88,6 +97,8 @@ class EvalSettings:
         if repeated:  # each epsilon's rows would be counted twice in the error rates
             raise LieRayError(f"--epsilons lists {', '.join(map(str, repeated))} more than "
                               "once: list each epsilon once")
+        if min(self.attacker_images, self.pba_steps) < RECOVERED_K[-1]:
+            raise LieRayError(f"attacker images and PBA steps must be >= {RECOVERED_K[-1]}")
         if min(self.pgd_steps, self.pgd_restarts, self.eot_keys, self.square_queries) < 1:
             raise LieRayError("PGD steps and restarts, EOT keys and Square queries must all "
                               "be >= 1")
@@ -104,7 +115,7 @@ EVAL_PRESETS: dict[str, EvalSettings] = {
     "paper": EvalSettings(),
     # A few minutes on 2 cores: 3 epsilons, 100 test images, lighter attacks.
     "smoke": EvalSettings(epsilons=(0.0, 8 / 255, PAPER_EPSILON), pgd_steps=10,
-                          pgd_restarts=1, eot_keys=2,
+                          pgd_restarts=1, eot_keys=2, attacker_images=128, pba_steps=60,
                           square_queries=50, autoattack="light", autoattack_steps=5,
                           test_limit=100, actors=2, batch_size=50),
 }

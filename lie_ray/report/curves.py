@@ -19,7 +19,9 @@ from lie_ray.report.paper import ADAPTIVE_EVALUATIONS, Row, is_adversarial
 # Fixed colours, so an evaluation looks the same in every subplot and in every run.
 COLOURS = {"pgd": "tab:blue", "bpda": "tab:orange", "eot": "tab:green", "transfer": "tab:red",
            "encrypted-input": "tab:purple", "gradient-free": "tab:brown",
-           "paper-literal": "tab:cyan", "bpda-identity": "tab:olive", "autoattack": "tab:pink"}
+           "paper-literal": "tab:cyan", "bpda-identity": "tab:olive", "autoattack": "tab:pink",
+           "pba": "gold", "recovered-key-1": "navy", "recovered-key-2": "teal",
+           "recovered-key-4": "maroon"}
 LINE_STYLES = dict(zip(WORST_CASES, ("-", "-.", "--")))
 
 
