@@ -2,7 +2,8 @@
 
 One actor pool serves a whole evaluation (``lie_ray.evaluation.pipeline``), so an actor meets
 every scenario: it loads a scenario's defender the first time one of its chunks arrives and
-keeps it, with the Plain model (for transfer attacks), which scenarios share. Start-up and loading are paid once per actor, not once per scenario and split.
+keeps it, with the Plain model (for transfer attacks), which scenarios share. Start-up and
+loading are paid once per actor, not once per scenario and split.
 The key is opened from its path inside the actor, so nothing secret travels with the task.
 Each output row is one (image, evaluation, epsilon).
 """

@@ -361,7 +361,8 @@ def headline(rows: list[Row], scenarios: list[str], epsilon: float | None,
 def figures(gallery: bool) -> str:
     text = ("## Figures\n\n"
             "Robustness curves: error against epsilon, one line per evaluation; the thick black "
-            "line is the worst case (dashed: with the ciphertext-space attack).\n\n![robustness curves](curves.png)\n")
+            "lines are the worst cases (solid: keyless; dash-dot: with the key; dashed: with "
+            "the ciphertext-space attack too).\n\n![robustness curves](curves.png)\n")
     if gallery:
         text += ("\nRows: plain, encrypted, adversarial (BPDA-PGD at eps 0.1), encrypted "
                  "adversarial; each image is labelled with its true and predicted class:\n\n"
