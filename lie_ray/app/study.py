@@ -35,7 +35,7 @@ from typing import Any, Iterator, Mapping
 import pyarrow as pa
 
 from lie_ray.data.cifar import check_dataset
-from lie_ray.evaluation.settings import EvalSettings
+from lie_ray.evaluation.settings import SANITY_PREFIX, EvalSettings
 from lie_ray.infra import atomic, storage
 from lie_ray.infra.cluster_log import ClusterRecorder
 from lie_ray.keys import Key, generate_key, key_location, load_key, save_key
@@ -186,9 +186,10 @@ def encryption_done(directory: str, key: Key, limit: int | None) -> bool:
 def summary(training: pa.Table, results: pa.Table, out: Path, tensorboard: str) -> str:
     """The headline per scenario, every figure from results.parquet with its n (the same
     numbers and labels as report.md): clean errors, the paper's PGD and the worst cases at the
-    largest epsilon; then where everything is."""
-    epsilon = max(results.column("epsilon").to_pylist())
+    largest epsilon attacked (not the sanity checks' unbounded run); then where everything
+    is."""
     rows = results.to_pylist()
+    epsilon = max(r["epsilon"] for r in rows if not r["evaluation"].startswith(SANITY_PREFIX))
     found = {(r["scenario"], r["evaluation"]): r for r in rows
              if r["epsilon"] == epsilon or r["evaluation"] in ("train", "test")}
     n = {e: sorted({r["n"] for (_, name), r in found.items() if name == e})
