@@ -122,6 +122,7 @@ def attack_record(settings: EvalSettings) -> dict:
                     "step_size": "eps / 10"},
             "eot": {"keys_per_step": settings.eot_keys, "fresh_keys_every_step": True},
             "square_queries": settings.square_queries,
+            "pba": {"images": settings.attacker_images, "steps": settings.pba_steps},
             "scoring": "8-bit images within eps exactly"}
 
 

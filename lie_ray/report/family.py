@@ -50,7 +50,8 @@ def family_section(rows: list, training: pa.Table | None) -> str:
             "Error rates (lower is better). `pgd` is the paper's protocol: plain autograd "
             "through the pipeline as written, which is the true gradient for Shuffle, NP, PE and "
             "EtC and zero for LE, ELE and FFX; `keyless` is the worst case per image of an "
-            "attacker without the key (EOT, transfer, Square), `worst` of one who holds it too "
+            "attacker without the key (EOT, transfer, Square, PBA, recovered-key), `worst` of one "
+            "who holds it too "
             "(every attack on the plain image: the paper's readings, BPDA, AutoAttack and the "
             "keyless ones). Key spaces as each "
             "reference draws its keys (TRANSFORMS.md).\n\n" + markdown_table(header, body))

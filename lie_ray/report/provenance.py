@@ -59,6 +59,7 @@ def code_line(code: dict) -> str:
 
 def attacks_line(attacks: dict) -> str:
     auto, pgd, eot = attacks["autoattack"], attacks["pgd"], attacks["eot"]
+    pba = attacks.get("pba")  # absent from records written before PBA
     return (f"AutoAttack {auto['version']} (APGD-CE and APGD-T {auto['apgd_steps']} iterations, "
             f"FAB-T {auto['fab_steps']}, {auto['targets']} target class"
             f"{'es' if auto['targets'] != 1 else ''}, Square {auto['square_queries']} queries, "
@@ -66,4 +67,7 @@ def attacks_line(attacks: dict) -> str:
             f"best iterate over {pgd['restarts']} restart(s) (one run for "
             f"{', '.join(pgd['restarts_exempt'])}, as the paper); EOT over "
             f"{eot['keys_per_step']} fresh attacker keys at every step; Square "
-            f"{attacks['square_queries']} queries; scored as {attacks['scoring']}")
+            f"{attacks['square_queries']} queries; "
+            + (f"PBA fitted on {pba['images']} attacker images in {pba['steps']} steps; "
+               if pba else "")
+            + f"scored as {attacks['scoring']}")
