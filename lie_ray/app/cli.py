@@ -183,7 +183,7 @@ def evaluate(
 
     from lie_ray.data.cifar import check_dataset
     from lie_ray.evaluation.run import check_keys, read_training, run_evaluation, trained_record
-    from lie_ray.evaluation.settings import get_eval_preset
+    from lie_ray.evaluation.settings import SANITY_PREFIX, get_eval_preset
     from lie_ray.infra.tables import read_training as read_training_table
     from lie_ray.report import write_report
     from lie_ray.infra.session import check_gpu_choice, ray_session
@@ -204,7 +204,9 @@ def evaluate(
         results = run_evaluation(runs, data, out, key, settings, scenarios=chosen,
                                  resume=resume, gpu=gpu or "auto", parts=parts)
     report = write_report(out, read_training_table(runs))
-    headline = results.filter(pc.equal(results["epsilon"], max(settings.epsilons)))
+    headline = results.filter(pc.and_(  # the attacks at the largest eps, not the sanity runs
+        pc.equal(results["epsilon"], max(settings.epsilons)),
+        pc.invert(pc.starts_with(results["evaluation"], SANITY_PREFIX))))
     typer.echo(format_table(headline, ["scenario", "evaluation", "epsilon", "n", "error"]))
     typer.echo(f"wrote {out / 'examples.parquet'}, {out / 'results.parquet'} and {report}")
 
