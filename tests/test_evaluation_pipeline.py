@@ -26,7 +26,7 @@ from lie_ray.training.untrained import write_runs
 # 24 test images in chunks of 10 (the last one short), light attacks, two actors.
 SETTINGS = EvalSettings(epsilons=(0.0, 0.1), pgd_steps=2, eot_keys=1, square_queries=4,
                         autoattack="light", autoattack_steps=2, test_limit=24, actors=2,
-                        batch_size=10)
+                        batch_size=10, attacker_images=16, pba_steps=4)
 ORDER = [("scenario", "ascending"), ("evaluation", "ascending"), ("epsilon", "ascending"),
          ("id", "ascending")]
 
@@ -74,7 +74,7 @@ def each_scenario_alone(runs, cifar_dir) -> pa.Table:
     train = load_split(cifar_dir, "train")
     plain = runs["rows"][0]["checkpoint"]
     shard = EvaluateShard({r["scenario"]: r for r in runs["rows"]}, runs["key"], SETTINGS,
-                          plain)
+                          plain, attacker_images=train.images[:SETTINGS.attacker_images])
     blocks = [b for r in runs["rows"] for s in (test, train)
               for b in pipeline.chunks(r["scenario"], s, SETTINGS.batch_size)]
     tables = []

@@ -68,8 +68,8 @@ class EvaluateShard:
     seeded alike, so results do not depend on which actor, or which other chunks, it met."""
 
     def __init__(self, scenarios: dict[str, dict], key_path: str | None,
-                 settings: EvalSettings, plain_checkpoint: str | None = None,
-                 attacker_images: np.ndarray | None = None):
+                 settings: EvalSettings, plain_checkpoint: str | None,
+                 attacker_images: np.ndarray):
         torch.set_num_threads(settings.torch_threads)
         self.device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
         configure(self.device)
@@ -115,8 +115,6 @@ class EvaluateShard:
         scenario: PBA's stand-in for the transform, and the keys recovered from k leaked
         pairs (where pairs reveal the key). Built in the actor: a recovered key is key
         material, and never travels."""
-        if self.attacker_images is None:
-            return {}
         torch.manual_seed(self.settings.attacker_seed)
         own = images_to_device(self.attacker_images, self.device)
         ids = np.arange(len(own))
