@@ -105,20 +105,26 @@ def restarts(name: str, settings) -> int:
     return 1 if name in SINGLE_RUN else settings.pgd_restarts
 
 
-def pgd_through_cipher(defender: Defender, batch: Batch, eps: float, settings, backward: str,
-                       name: str) -> Outcome:
-    """PGD on the plain image, true cipher forward, the chosen backward ('none': autograd)."""
-    attack = PGD(defender.classifier(batch.ids, backward), eps, settings.step_size(eps),
-                 settings.pgd_steps, restarts=restarts(name, settings))
+def through(classifier, defender: Defender, batch: Batch, eps: float, settings,
+            name: str) -> Outcome:
+    """PGD against ``classifier`` (the pipeline with a chosen backward, or a stand-in for
+    it), with ``name``'s restarts, scored on the real pipeline as deployed."""
+    attack = PGD(classifier, eps, settings.step_size(eps), settings.pgd_steps,
+                 restarts=restarts(name, settings))
     return plain_image_attack(defender, batch, attack(batch.images, batch.labels), eps)
+
+
+def pgd_through_cipher(defender: Defender, batch: Batch, eps: float, settings,
+                       backward: str | None, name: str) -> Outcome:
+    """PGD on the plain image, true cipher forward, the chosen backward ('none': autograd)."""
+    return through(defender.classifier(batch.ids, backward), defender, batch, eps, settings,
+                   name)
 
 
 def white_box(defender: Defender, batch: Batch, eps: float, settings) -> Outcome:
     """PGD with all the attacker could know: the key, and the transform's own backward (its
     true gradient, or its default BPDA surrogate). The sanity checks' reference attack."""
-    attack = PGD(defender.classifier(batch.ids, None), eps, settings.step_size(eps),
-                 settings.pgd_steps, restarts=settings.pgd_restarts)
-    return plain_image_attack(defender, batch, attack(batch.images, batch.labels), eps)
+    return pgd_through_cipher(defender, batch, eps, settings, None, "white-box")
 
 
 def pgd(defender, batch, eps, settings, context) -> Outcome:
@@ -140,23 +146,11 @@ def bpda(defender, batch, eps, settings, context) -> Outcome:
 
 def eot(defender, batch, eps, settings, context) -> Outcome:
     keys = AttackerKeys(defender.key.spec, settings.eot_keys, settings.attacker_seed)
-    attack = PGD(eot_classifier(defender.model, keys), eps, settings.step_size(eps),
-                 settings.pgd_steps, restarts=restarts("eot", settings))
-    return plain_image_attack(defender, batch, attack(batch.images, batch.labels), eps)
+    return through(eot_classifier(defender.model, keys), defender, batch, eps, settings, "eot")
 
 
 def transfer(defender, batch, eps, settings, context) -> Outcome:
-    attack = PGD(context["plain_model"], eps, settings.step_size(eps), settings.pgd_steps,
-                 restarts=restarts("transfer", settings))
-    return plain_image_attack(defender, batch, attack(batch.images, batch.labels), eps)
-
-
-def through(classifier, defender: Defender, batch: Batch, eps: float, settings,
-            name: str) -> Outcome:
-    """PGD against ``classifier``, a stand-in for the pipeline, scored on the real one."""
-    attack = PGD(classifier, eps, settings.step_size(eps), settings.pgd_steps,
-                 restarts=restarts(name, settings))
-    return plain_image_attack(defender, batch, attack(batch.images, batch.labels), eps)
+    return through(context["plain_model"], defender, batch, eps, settings, "transfer")
 
 
 def pba(defender, batch, eps, settings, context) -> Outcome:
