@@ -35,7 +35,7 @@ from typing import Any, Iterator, Mapping
 import pyarrow as pa
 
 from lie_ray.data.cifar import check_dataset
-from lie_ray.evaluation.settings import SANITY_PREFIX, EvalSettings
+from lie_ray.evaluation.settings import EvalSettings, is_sanity_check
 from lie_ray.infra import atomic, storage
 from lie_ray.infra.cluster_log import ClusterRecorder
 from lie_ray.keys import Key, generate_key, key_location, load_key, save_key
@@ -189,7 +189,7 @@ def summary(training: pa.Table, results: pa.Table, out: Path, tensorboard: str) 
     largest epsilon attacked (not the sanity checks' unbounded run); then where everything
     is."""
     rows = results.to_pylist()
-    epsilon = max(r["epsilon"] for r in rows if not r["evaluation"].startswith(SANITY_PREFIX))
+    epsilon = max(r["epsilon"] for r in rows if not is_sanity_check(r["evaluation"]))
     found = {(r["scenario"], r["evaluation"]): r for r in rows
              if r["epsilon"] == epsilon or r["evaluation"] in ("train", "test")}
     n = {e: sorted({r["n"] for (_, name), r in found.items() if name == e})

@@ -43,6 +43,11 @@ SANITY_PREFIX = "sanity-"
 SANITY_UNBOUNDED, SANITY_PGD, SANITY_PGD_2X = (f"{SANITY_PREFIX}{n}" for n in
                                                 ("unbounded", "pgd", "pgd-2x"))
 SANITY = (SANITY_UNBOUNDED, SANITY_PGD, SANITY_PGD_2X)
+
+
+def is_sanity_check(evaluation: str) -> bool:
+    """A sanity check's run, not an attack to report or take a worst case over."""
+    return evaluation.startswith(SANITY_PREFIX)
 AUTOATTACK_VERSIONS = ("standard", "light")
 
 

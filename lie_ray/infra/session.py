@@ -49,10 +49,13 @@ def ray_session(num_cpus: int | None = None) -> Iterator[None]:
     else:
         # The dashboard: users watch jobs, actors and Train runs there, and without it Ray
         # Train's placement-group cleaner warns once a second that it cannot query state.
+        # Ray's default (None) starts it, but a dashboard slow to come up (60 s, seen on a
+        # loaded 2-core CI machine) is logged rather than fatal, as True would make it: the
+        # command's work does not need it.
         with own_session_for_ray_processes():
             dashboard = ray.init(address="local",
                                  num_cpus=max(num_cpus or 0, DEFAULT_LOCAL_CPUS),
-                                 include_dashboard=True, log_to_driver=True,
+                                 include_dashboard=None, log_to_driver=True,
                                  **quiet).dashboard_url
     keep_driver_logging(handlers, level)
     if dashboard:

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pyarrow as pa
 
-from lie_ray.evaluation.settings import (CHANNEL, PAPER_EPSILON, PLAIN_SPACE, SANITY_PREFIX,
+from lie_ray.evaluation.settings import (CHANNEL, PAPER_EPSILON, PLAIN_SPACE, is_sanity_check,
                                          WORST_CASE, WORST_CASE_CHANNEL, WORST_CASE_KEYLESS)
 from lie_ray.infra.tables import RESULT_COLUMNS, TRAINING_COLUMNS, read_results
 from lie_ray.report.markdown import MISSING, cell, markdown_table
@@ -113,7 +113,7 @@ def scenario_order(rows: list[Row], training: dict[str, Training]) -> list[str]:
 def is_adversarial(row: Row) -> bool:
     """An attack's row (not a clean error, not a sanity check's run)."""
     return (row.evaluation not in CLEAN_EVALUATIONS
-            and not row.evaluation.startswith(SANITY_PREFIX))
+            and not is_sanity_check(row.evaluation))
 
 
 def same_epsilon(a: float, b: float) -> bool:
