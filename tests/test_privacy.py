@@ -16,6 +16,7 @@ from typer.testing import CliRunner
 
 from lie_ray import transforms
 from lie_ray.app.cli import app
+from lie_ray.errors import LieRayError
 from lie_ray.data.cifar import load_split
 from lie_ray.keys import generate_key, import_permutation, save_key
 from lie_ray.privacy import brute_force, known_plaintext, targets
@@ -82,6 +83,33 @@ def test_ele_needs_several_probes_and_then_has_every_block_key(master, test_imag
         np.testing.assert_array_equal(arrays[field], value)
     wrong = known_plaintext.smallest_k("ele", probes[:2], truth.encrypt(probes[:2]), 4)
     assert wrong[0] is None and not known_plaintext.equivalent("ele", wrong[1], truth)
+
+
+def test_ffx_pairs_reveal_its_table_and_binary_key_though_not_its_password(test_images, master):
+    # The oracle: the key FFX derives (binary key, and the pyffx lookup of a derived password).
+    for i in range(3):
+        truth = targets.build("ffx", master, 4, f"test/{i}")
+        pairs = test_images[np.random.default_rng(i).permutation(len(test_images))[:24]]
+        k, arrays = known_plaintext.smallest_k("ffx", pairs, truth.encrypt(pairs), 4)
+        assert k is not None and k <= 24
+        for field, value in truth.key_arrays().items():
+            np.testing.assert_array_equal(arrays[field], value)
+        rest = test_images[:64]
+        np.testing.assert_array_equal(
+            targets.from_arrays("ffx", arrays, 4).decrypt(truth.encrypt(rest)), rest)
+    # One natural pair: the binary key whole and most of the table; decrypting with that
+    # partial key reads the values it cannot explain as 0, and still gets most levels right.
+    one = known_plaintext.smallest_k("ffx", pairs[:1], truth.encrypt(pairs[:1]), 4)
+    assert one[0] is None
+    np.testing.assert_array_equal(one[1]["flip"], truth.key_arrays()["flip"])
+    partial = targets.from_arrays("ffx", one[1], 4)
+    with pytest.raises(LieRayError, match="not an FFX ciphertext of this key"):
+        partial.decrypt(truth.encrypt(rest))
+    assert (partial.decrypt_any(truth.encrypt(rest)) == rest).mean() > 0.9
+    # Chosen plaintext: two noise probes carry every level at flipped positions.
+    probes = crafted_probes("ffx", 3, seed=0)
+    k, arrays = known_plaintext.smallest_k("ffx", probes, truth.encrypt(probes), 4)
+    assert k is not None and k <= 2 and known_plaintext.equivalent("ffx", arrays, truth)
 
 
 @pytest.mark.parametrize("name", [n for n, c in transforms.REGISTRY.items() if c.brute_forceable])

@@ -33,11 +33,15 @@ def evaluations(encrypted: bool, has_plain_model: bool, key_recoverable: bool = 
             if applicable(name, encrypted, has_plain_model, key_recoverable)]
 
 
-def key_recoverable(policy: str | None, transform: str | None) -> bool:
+def key_recoverable(policy: str | None, transform: str | None, variant: str | None = None
+                    ) -> bool:
     """Whether leaked pairs reveal the key the attacked images use: one key for every image
-    (``fixed``) of a transform with a known-plaintext recovery."""
-    return policy == "fixed" and transform is not None and \
-        transform_class(transform).known_plaintext
+    (``fixed``) of a transform with a known-plaintext recovery, which models each transform's
+    default variant (FFX's ``reference`` variant divides differently)."""
+    if policy != "fixed" or transform is None:
+        return False
+    cls = transform_class(transform)
+    return cls.known_plaintext and cls.check_variant(variant) == cls.variants[0]
 
 
 def rows_per_test_image(encrypted: bool, has_plain_model: bool, settings: EvalSettings,
@@ -122,7 +126,7 @@ class EvaluateShard:
             defender.model, lambda x: defender.model(defender.encrypt(x, ids[:len(x)])), own,
             defender.key.block_size, self.settings.pba_steps, seed=self.settings.attacker_seed)}
         spec = defender.key.spec
-        if key_recoverable(defender.policy.name, spec.name):
+        if key_recoverable(defender.policy.name, spec.name, spec.variant):
             pairs = self.attacker_images[:RECOVERED_K[-1]]  # the most any attack leaks
             leaked = defender.key.cipher(FIXED_LABEL).encrypt(pairs)
             knowledge["recovered"] = {

@@ -55,8 +55,9 @@ def expected_rows(row: dict, plain_checkpoint: str | None, settings: EvalSetting
     """How many example rows a scenario's evaluation produces (test and train split)."""
     encrypted = bool(row["encrypted"])
     definition = json.loads(row["record"])["scenario"]
-    recoverable = encrypted and key_recoverable(definition["key_policy"],
-                                                (definition["transform"] or {}).get("name"))
+    transform = definition["transform"] or {}
+    recoverable = encrypted and key_recoverable(definition["key_policy"], transform.get("name"),
+                                                transform.get("variant"))
     per_image = rows_per_test_image(encrypted, encrypted and plain_checkpoint is not None,
                                     settings, recoverable)
     return test_images * per_image + train_images

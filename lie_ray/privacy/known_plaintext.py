@@ -4,7 +4,8 @@ No learning: each transform's structure says which output value comes from which
 so candidates inconsistent with an observed pair are struck out until one key is left.
 ``recover_positions`` (LE, Shuffle, NP: the same key in every block), ``recover_pixels`` (PE:
 a key per pixel), ``recover_blocks`` (EtC: an operation per block and a block shuffle) and
-``recover_ele`` (an LE key per block and a block shuffle) hold the candidate tables; this module feeds them pairs and judges the result.
+``recover_ele`` (an LE key per block and a block shuffle) and ``recover_ffx`` (FFX's table and
+binary key) hold the candidate tables; this module feeds them pairs and judges the result.
 """
 from __future__ import annotations
 
@@ -14,13 +15,15 @@ from lie_ray.privacy import targets
 from lie_ray.privacy.chosen_plaintext import noise_probes
 from lie_ray.privacy.recover_blocks import EtcCandidates
 from lie_ray.privacy.recover_ele import EleCandidates
+from lie_ray.privacy.recover_ffx import FfxCandidates
 from lie_ray.privacy.recover_pixels import PixelCandidates
 from lie_ray.privacy.recover_positions import LeCandidates, NpCandidates, ShuffleCandidates
 from lie_ray.transforms import transform_class
 
 # The recovery of every transform whose class says ``known_plaintext`` (a test checks both agree).
 RECOVERERS = {"le": LeCandidates, "shuffle": ShuffleCandidates, "np": NpCandidates,
-              "pe": PixelCandidates, "etc": EtcCandidates, "ele": EleCandidates}
+              "pe": PixelCandidates, "etc": EtcCandidates, "ele": EleCandidates,
+              "ffx": FfxCandidates}
 
 
 def recoverable(name: str) -> bool:

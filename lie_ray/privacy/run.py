@@ -143,7 +143,7 @@ def known_plaintext_attack(name, key, pool, plain, encrypted, settings):
     defender = targets.build(name, key, settings.block_size, FIXED_LABEL)
     _, arrays = known_plaintext.smallest_k(name, plain[:pairs], encrypted[:pairs],
                                            settings.block_size)
-    recovered = targets.from_arrays(name, arrays, settings.block_size).decrypt(encrypted)
+    recovered = targets.from_arrays(name, arrays, settings.block_size).decrypt_any(encrypted)
     values = score(recovered[pairs:], plain[pairs:])
     return row(name, settings, "known-plaintext", defender, k=k_all,
                key_recovered=all(exact) and known_plaintext.equivalent(name, arrays, defender),
@@ -157,7 +157,7 @@ def chosen_plaintext_attack(name, defender, plain, encrypted, settings):
                                              shape=plain.shape[1:])
     k, arrays = known_plaintext.smallest_k(name, probes, defender.encrypt(probes),
                                            settings.block_size)
-    recovered = targets.from_arrays(name, arrays, settings.block_size).decrypt(encrypted)
+    recovered = targets.from_arrays(name, arrays, settings.block_size).decrypt_any(encrypted)
     return row(name, settings, "chosen-plaintext", defender, k=k,
                key_recovered=known_plaintext.equivalent(name, arrays, defender),
                keys_tested=1, seconds=time.monotonic() - started,
@@ -175,7 +175,7 @@ def brute_force_row(name, key, plain, settings) -> dict:
     values = {}
     if len(found) == 1:
         recovered = targets.from_arrays(name, found[0], brute_force.BLOCK_SIZE)
-        values = score(recovered.decrypt(encrypted[1:]), plain[1:])
+        values = score(recovered.decrypt_any(encrypted[1:]), plain[1:])
     return row(name, settings, "brute-force", defender, k=1, keys_tested=tried,
                key_recovered=len(found) == 1 and known_plaintext.equivalent(
                    name, found[0], defender),

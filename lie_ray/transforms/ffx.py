@@ -52,7 +52,9 @@ class FFX(Transform):
     label = "FFX"
     key_fields = ("flip",)  # and "lookup", or the "password" it is made from
     brute_forceable = True  # binary flip keys per block (privacy.brute_force)
-    known_plaintext = False  # FFX's lookup is a keyed PRP: no recovery from pairs here
+    # The password is out of reach (a keyed PRP), but pairs reveal the table it makes and the
+    # binary key (lie_ray.privacy.recover_ffx).
+    known_plaintext = True
     gradient = "bpda"
     adaptation = False
     variants = ("paper", "reference")
@@ -148,10 +150,7 @@ class FFX(Transform):
     def decrypt(self, images, dtype=None):
         """Back to levels: uint8 for NumPy; for torch, float32 in [0, 1] unless ``dtype``."""
         if isinstance(images, np.ndarray):
-            flip, divisor, inverse = self._hwc
-            codes = np.rint(images * divisor).astype(np.int64)
-            return self._check(np.where(flip, inverse[codes.clip(0, CODE_SPACE - 1)], codes),
-                               np).astype(dtype or np.uint8)
+            return self._check(self._numpy_levels(images), np).astype(dtype or np.uint8)
         torch = torch_module(images)
         t = self._chw(images.device)
         codes = torch.round(torch_batch(images, self.image_size) * t["divisor"]).long()
@@ -160,6 +159,16 @@ class FFX(Transform):
         dtype = dtype or torch.float32
         out = levels.to(dtype) if dtype == torch.uint8 else levels.to(dtype) / 255
         return out.reshape(images.shape)
+
+    def decrypt_any(self, images):
+        """NumPy decryption, levels this key's table cannot explain read as 0."""
+        levels = self._numpy_levels(images)
+        return np.where((levels < 0) | (levels > 255), 0, levels).astype(np.uint8)
+
+    def _numpy_levels(self, images: np.ndarray) -> np.ndarray:
+        flip, divisor, inverse = self._hwc
+        codes = np.rint(images * divisor).astype(np.int64)
+        return np.where(flip, inverse[codes.clip(0, CODE_SPACE - 1)], codes)
 
     def _levels(self, batch):
         """8-bit levels of a torch batch: rounding (paper) or the reference's floor(255 x)."""
