@@ -153,36 +153,6 @@ def test_attacks_never_lower_the_error_below_clean(evaluation):
         assert row.error >= clean[row.scenario] - 1e-12
 
 
-@pytest.fixture(scope="module")
-def learned(cifar_dir):
-    """A Plain and an Encrypted (fixed key) model that learned something (3 epochs on 2048
-    images; the slice's one-epoch models are near chance), and 100 test images."""
-    torch.manual_seed(0)
-    torch.set_num_threads(1)  # on a shared, busy CPU a second thread mostly spins waiting
-    train, test = load_split(cifar_dir, "train").head(2048), load_split(cifar_dir, "test").head(100)
-    as_float = lambda split: (torch.from_numpy(split.images).permute(0, 3, 1, 2).float() / 255
-                              ).contiguous()
-    x, y = as_float(train), torch.from_numpy(train.labels).long()
-    key = Key("master", bytes(range(32)), block_size=4)  # fixed: the same models every run
-    defenders = {}
-    for encrypted in (False, True):
-        model = build_model(encrypted=encrypted, width=8, adaptation_channels=16)
-        inputs = transforms.build("le", key).encrypt(x) if encrypted else x
-        optimizer = torch.optim.SGD(model.parameters(), lr=0.05, momentum=0.9)
-        for _ in range(3):
-            for rows in torch.randperm(len(y)).split(64):
-                optimizer.zero_grad()
-                F.cross_entropy(model(inputs[rows]), y[rows]).backward()
-                optimizer.step()
-        for parameter in model.parameters():
-            parameter.requires_grad_(False)
-        defenders["Encrypted" if encrypted else "Plain"] = (
-            Defender(model.eval(), TransformSpec().keyed(key), FixedPolicy()) if encrypted
-            else Defender(model.eval()))
-    batch = Batch(as_float(test), torch.from_numpy(test.labels).long(), np.arange(100))
-    return defenders, batch
-
-
 def error(defender, batch, images=None) -> float:
     predictions = defender.predict(batch.images if images is None else images, batch.ids)
     return (predictions != batch.labels).float().mean().item()

@@ -131,6 +131,17 @@ OPTIONS: dict[str, Option] = {
                              "gradient-free Square attack.", fills=("eval.square_queries",)),
     "actors": Option("--actors", Optional[int], min=1, help="Evaluation actors per scenario.",
                      fills=("eval.actors",)),
+    "evaluation": Option("--evaluation", Optional[str], help="cascade: each attack only on "
+                         "the images its attacker has not broken yet, cheapest first (the "
+                         "same worst cases for far fewer attacks; the paper preset's "
+                         "default); full: every attack on every image.",
+                         fills=("eval.evaluation",)),
+    "pba_steps": Option("--pba-steps", Optional[int], min=4, help="Adam steps fitting PBA's "
+                        "stand-in for the keyed transform.", fills=("eval.pba_steps",)),
+    "attacker_images": Option("--attacker-images", Optional[int], min=4, help="The "
+                              "attacker's own train images (PBA's fitting set; the leaked "
+                              "pairs of the recovered-key attacks).",
+                              fills=("eval.attacker_images",)),
     # Both.
     "compile": Option("--compile", bool, False, help="torch.compile the networks for training "
                       "and attacks: minutes of compiling, paid back on long GPU runs (the "
@@ -142,7 +153,7 @@ TRAINING = ("epochs", "batch_size", "lr", "width", "workers", "gpu", "pgd_steps"
             "pgd_step_size", "pgd_eps", "adv_attack", "key_batch_size", "train_limit",
             "test_limit")
 EVALUATION = ("epsilons", "eval_limit", "eval_pgd_steps", "eval_restarts", "eot_keys",
-              "square_queries", "actors")
+              "square_queries", "pba_steps", "attacker_images", "actors", "evaluation")
 
 
 @dataclass(frozen=True)

@@ -26,8 +26,8 @@ class Attack:
         self.classifier = classifier
         self.eps = eps
 
-    def __call__(self, images: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
-        return self.forward(images, labels)
+    def __call__(self, images: torch.Tensor, labels: torch.Tensor, **options) -> torch.Tensor:
+        return self.forward(images, labels, **options)
 
     def forward(self, images: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
         raise NotImplementedError

@@ -4,8 +4,9 @@ its Square attack (Andriushchenko et al., ECCV 2020).
 torchattacks attacks an ``nn.Module``; ``PipelineModule`` makes one of any classifier of plain
 images (for an encrypted scenario, ``model(encrypt(x))`` with the cipher's chosen backward),
 keeping the network as a submodule so the library finds its device and can set eval mode.
-Library attacks query arbitrary subsets of the rows they are given (those not yet fooled), so
-every row given to one attack must share one key: callers attack one key group at a time.
+Library attacks query arbitrary subsets of the rows they are given (those not yet fooled), and
+draw their randomness for the whole batch: callers attack one image at a time, seeded by its id
+(``lie_ray.evaluation.protocols.per_image``).
 """
 from __future__ import annotations
 

@@ -10,15 +10,18 @@ gradient of the next step, so tracking costs one forward pass per restart.
 """
 from __future__ import annotations
 
+import numpy as np
 import torch
 
+from lie_ray.attacks import seeding
 from lie_ray.attacks.base import Attack, Classifier
 from lie_ray.errors import LieRayError
 
 
 class PGD(Attack):
     def __init__(self, classifier: Classifier, eps: float = 0.1, step_size: float = 0.01,
-                 steps: int = 20, random_start: bool = True, restarts: int = 1):
+                 steps: int = 20, random_start: bool = True, restarts: int = 1,
+                 seed: int | None = None):
         super().__init__(classifier, eps)
         if not 0 < step_size <= 1:
             raise LieRayError(f"step size must lie in (0, 1], got {step_size}")
@@ -27,13 +30,17 @@ class PGD(Attack):
                 raise LieRayError(f"PGD needs a whole number of {name}, at least 1, got "
                                   f"{value!r}")
         self.step_size, self.steps, self.random_start = step_size, steps, random_start
-        self.restarts = restarts
+        self.restarts, self.seed = restarts, seed
 
-    def forward(self, images: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    def forward(self, images: torch.Tensor, labels: torch.Tensor,
+                ids: np.ndarray | None = None) -> torch.Tensor:
+        """``ids`` (with a ``seed``): each image's random starts are its own (``seeding``),
+        so its outcome does not depend on the batch it is attacked in."""
         images = images.detach()
         best = Best(images)
-        for _ in range(self.restarts):
-            adversarial = self.random_perturb(images) if self.random_start else images.clone()
+        for restart in range(self.restarts):
+            adversarial = (self.random_perturb(images, ids, restart) if self.random_start
+                           else images.clone())
             for _ in range(self.steps):
                 grad, losses, fooled = self.loss_gradient_per_example(adversarial, labels)
                 best.update(adversarial, losses, fooled)
@@ -41,9 +48,14 @@ class PGD(Attack):
             best.update(adversarial, *self.score(adversarial, labels))
         return best.images
 
-    def random_perturb(self, images: torch.Tensor) -> torch.Tensor:
-        noise = torch.empty_like(images).uniform_(-self.eps, self.eps)
-        return torch.clamp(images + noise, 0, 1)
+    def random_perturb(self, images: torch.Tensor, ids: np.ndarray | None = None,
+                       restart: int = 0) -> torch.Tensor:
+        if ids is not None and self.seed is not None:
+            unit = seeding.uniform(ids, self.seed, restart, tuple(images.shape), images.device,
+                                   images.dtype)
+        else:
+            unit = torch.rand_like(images)
+        return torch.clamp(images + (2 * unit - 1) * self.eps, 0, 1)
 
 
 class Best:

@@ -19,9 +19,9 @@ from lie_ray.keys import FIXED_LABEL
 from lie_ray.models.device import configure, images_to_device, prepare_network, to_device
 from lie_ray.privacy import known_plaintext, targets
 from lie_ray.transforms import transform_class
+from lie_ray.evaluation import cascade
 from lie_ray.evaluation.defender import Defender, load_defender, load_network
-from lie_ray.evaluation.protocols import (PROTOCOLS, Batch, Outcome, applicable,
-                                          attacker_evaluations, white_box, worst_of)
+from lie_ray.evaluation.protocols import PROTOCOLS, Batch, Outcome, applicable, white_box
 from lie_ray.evaluation.settings import (RECOVERED_K, SANITY_PGD, SANITY_PGD_2X,
                                          SANITY_UNBOUNDED, WORST_CASES, EvalSettings)
 
@@ -147,30 +147,31 @@ class EvaluateShard:
         batch = Batch(images_to_device(images, self.device), to_device(labels, self.device),
                       ids)
         clean = defender.predict(batch.images, batch.ids)
-        zero = torch.zeros(len(clean), device=self.device)
-        rows = [(split, 0.0, Outcome(clean, zero))]
+        every = np.arange(len(ids))
+        rows = [(split, 0.0, every, Outcome(clean, torch.zeros(len(clean),
+                                                                device=self.device)))]
         if split == "test":
-            rows += self.attacks(defender, context, batch, clean, zero)
+            rows += self.attacks(defender, context, batch, clean)
         return to_columns(scenario, rows, batch, clean)
 
-    def attacks(self, defender: Defender, context: dict, batch: Batch, clean: torch.Tensor,
-                zero: torch.Tensor) -> list[tuple]:
-        names = evaluations(defender.encrypted, "plain_model" in context,
-                            "recovered" in context)
-        rows = []
-        for eps in self.settings.epsilons:
-            done: dict[str, Outcome] = {}  # what ran at this eps: bpda reuses bpda-identity
-            for name in names:
-                done[name] = (PROTOCOLS[name](defender, batch, eps, self.settings,
-                                              {**context, "done": done})
-                              if eps > 0 else Outcome(clean, zero))
-            rows += [(name, eps, outcome) for name, outcome in done.items()]
-            for worst_case in WORST_CASES:
-                united = attacker_evaluations(worst_case, defender.encrypted)
-                members = [done[n] for n in names if united is None or n in united]
-                rows.append((worst_case, eps, worst_of([Outcome(clean, zero), *members],
-                                                       batch.labels)))
-        rows += [(name, eps, white_box(defender, batch, eps, settings))
+    def attacks(self, defender: Defender, context: dict, batch: Batch, clean: torch.Tensor
+                ) -> list[tuple]:
+        """Every evaluation at every epsilon, each on the rows the mode gives it, then the
+        worst cases (``lie_ray.evaluation.cascade``), then the sanity runs."""
+        plan = cascade.Plan(evaluations(defender.encrypted, "plain_model" in context,
+                                        "recovered" in context), defender.encrypted)
+
+        def attack(name: str, eps: float, rows: np.ndarray, done: dict) -> Outcome:
+            whole = len(rows) == len(batch.ids)
+            part = batch if whole else batch.subset(rows)
+            ran = {n: o if whole else o.subset(rows) for n, (r, o) in done.items()
+                   if o is not None and len(r) == len(batch.ids)}  # bpda reuses bpda-identity
+            return PROTOCOLS[name](defender, part, eps, self.settings, {**context, "done": ran})
+
+        rows = cascade.run(plan, self.settings.epsilons, self.settings.evaluation == "cascade",
+                           clean, batch.labels, attack)
+        every = np.arange(len(batch.ids))
+        rows += [(name, eps, every, white_box(defender, batch, eps, settings))
                  for name, eps, settings in sanity_runs(self.settings)]
         return rows
 
@@ -184,17 +185,38 @@ def recovered_cipher(name: str, plain: np.ndarray, leaked: np.ndarray, block_siz
 
 def to_columns(scenario: str, rows: list[tuple], batch: Batch, clean: torch.Tensor
                ) -> dict[str, np.ndarray]:
+    """One output row per image per (evaluation, epsilon), attacked or not: the driver counts
+    rows to know when a scenario is done. An image a cascaded attack skipped (its attacker
+    had broken it already) keeps its clean prediction, with ``attacked`` False; the results
+    count attacked rows only."""
     n = len(batch.ids)
     labels, clean_np = batch.labels.cpu().numpy(), clean.cpu().numpy()
-    predictions = np.concatenate([o.predictions.cpu().numpy() for _, _, o in rows])
+    columns = {name: [] for name in ("adv_pred", "linf", "attacked", "broken_by", "broken_at")}
+    for _, _, covered, outcome in rows:
+        predictions, linf = clean_np.copy(), np.zeros(n)
+        attacked = np.zeros(n, dtype=bool)
+        if outcome is not None:
+            predictions[covered] = outcome.predictions.cpu().numpy()
+            linf[covered] = outcome.linf.cpu().numpy()
+            attacked[covered] = True
+        worst = outcome is not None and outcome.broken_by is not None
+        columns["adv_pred"].append(predictions)
+        columns["linf"].append(linf)
+        columns["attacked"].append(attacked)
+        columns["broken_by"].append(outcome.broken_by if worst else np.full(n, "", object))
+        columns["broken_at"].append(outcome.broken_at if worst else np.full(n, np.nan))
+    predictions = np.concatenate(columns["adv_pred"])
     return {
         "scenario": np.full(n * len(rows), scenario),
-        "evaluation": np.repeat([name for name, _, _ in rows], n),
-        "epsilon": np.repeat([eps for _, eps, _ in rows], n).astype(np.float64),
+        "evaluation": np.repeat([name for name, _, _, _ in rows], n),
+        "epsilon": np.repeat([eps for _, eps, _, _ in rows], n).astype(np.float64),
         "id": np.tile(batch.ids, len(rows)),
         "label": np.tile(labels, len(rows)),
         "clean_pred": np.tile(clean_np, len(rows)),
         "adv_pred": predictions,
         "correct": predictions == np.tile(labels, len(rows)),
-        "linf": np.concatenate([o.linf.cpu().numpy() for _, _, o in rows]).astype(np.float64),
+        "linf": np.concatenate(columns["linf"]).astype(np.float64),
+        "attacked": np.concatenate(columns["attacked"]),
+        "broken_by": np.concatenate(columns["broken_by"]).astype(str),
+        "broken_at": np.concatenate(columns["broken_at"]).astype(np.float64),
     }

@@ -60,17 +60,10 @@ class Defender:
         """model(encrypt(x)) with the chosen cipher backward: 'none' is the paper's protocol."""
         return lambda plain: self.model(self.encrypt(plain, ids, backward))
 
-    def key_groups(self, ids: np.ndarray) -> list[np.ndarray]:
-        """Row indices of the batch, one array per sub-key (one array when unencrypted)."""
-        if not self.encrypted:
-            return [np.arange(len(ids))]
-        labels = self.policy.labels(np.asarray(ids), "test")
-        return [np.flatnonzero(labels == label) for label in np.unique(labels)]
-
     def single_key_classifier(self, representative_id: int, backward: str = "none"
                               ) -> Classifier:
-        """model(encrypt(x)) with the key of ``representative_id`` for EVERY row: for attacks
-        that query arbitrary subsets of a batch whose rows all share that key."""
+        """model(encrypt(x)) with the key of ``representative_id`` for EVERY row: for library
+        attacks, which query arbitrary subsets of the rows they are given (one image here)."""
         return lambda plain: self.model(self.encrypt(
             plain, np.full(len(plain), representative_id), backward))
 

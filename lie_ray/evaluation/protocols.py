@@ -56,7 +56,7 @@ import math
 import numpy as np
 import torch
 
-from lie_ray.attacks import PGD
+from lie_ray.attacks import PGD, seeding
 from lie_ray.attacks.library import PipelineModule, autoattack as make_autoattack, square
 from lie_ray.evaluation.defender import AttackerKeys, Defender, eot_classifier
 from lie_ray.evaluation.settings import (KEYLESS, PLAIN_SPACE, RECOVERED_K, RECOVERED_KEY,
@@ -69,11 +69,19 @@ class Outcome:
 
     predictions: torch.Tensor
     linf: torch.Tensor
+    # Worst cases only: per example the member that broke it first ("clean": it was
+    # misclassified already, "": unbroken) and at which epsilon (NaN: unbroken).
+    broken_by: np.ndarray | None = None
+    broken_at: np.ndarray | None = None
 
     def __post_init__(self):
         # A record of what happened, never part of a graph: an attack that hands back a tensor
         # still attached to autograd must not leak it into the tables.
         self.predictions, self.linf = self.predictions.detach(), self.linf.detach()
+
+    def subset(self, rows: np.ndarray) -> "Outcome":
+        index = torch.from_numpy(rows).to(self.predictions.device)
+        return Outcome(self.predictions[index], self.linf[index])
 
 
 @dataclass
@@ -81,6 +89,11 @@ class Batch:
     images: torch.Tensor  # plain, float NCHW in [0, 1]
     labels: torch.Tensor
     ids: np.ndarray
+
+    def subset(self, rows: np.ndarray) -> "Batch":
+        """The batch's ``rows``: what a cascaded attack gets (ids and labels go with them)."""
+        index = torch.from_numpy(rows).to(self.images.device)
+        return Batch(self.images[index].contiguous(), self.labels[index], self.ids[rows])
 
 
 def deployed(adversarial: torch.Tensor, images: torch.Tensor, eps: float) -> torch.Tensor:
@@ -110,8 +123,9 @@ def through(classifier, defender: Defender, batch: Batch, eps: float, settings,
     """PGD against ``classifier`` (the pipeline with a chosen backward, or a stand-in for
     it), with ``name``'s restarts, scored on the real pipeline as deployed."""
     attack = PGD(classifier, eps, settings.step_size(eps), settings.pgd_steps,
-                 restarts=restarts(name, settings))
-    return plain_image_attack(defender, batch, attack(batch.images, batch.labels), eps)
+                 restarts=restarts(name, settings), seed=settings.attacker_seed)
+    return plain_image_attack(defender, batch, attack(batch.images, batch.labels,
+                                                      ids=batch.ids), eps)
 
 
 def pgd_through_cipher(defender: Defender, batch: Batch, eps: float, settings,
@@ -171,8 +185,9 @@ def encrypted_pgd(defender: Defender, batch: Batch, eps: float, settings
     """PGD on the network alone, from the encrypted image: (encrypted, adversarial encrypted)."""
     with torch.no_grad():
         encrypted = defender.encrypt(batch.images, batch.ids)
-    attack = PGD(defender.model, eps, settings.step_size(eps), settings.pgd_steps)
-    return encrypted, attack(encrypted, batch.labels)
+    attack = PGD(defender.model, eps, settings.step_size(eps), settings.pgd_steps,
+                 seed=settings.attacker_seed)
+    return encrypted, attack(encrypted, batch.labels, ids=batch.ids)
 
 
 def encrypted_input(defender, batch, eps, settings, context) -> Outcome:
@@ -189,31 +204,35 @@ def paper_literal(defender, batch, eps, settings, context) -> Outcome:
     return plain_image_attack(defender, batch, torch.clamp(batch.images + noise, 0, 1), eps)
 
 
-def per_key_group(defender: Defender, batch: Batch, eps: float, backward: str, attack_for
-                  ) -> Outcome:
-    """Run a library attack one key group at a time (it queries ever smaller subsets of rows,
-    which is only safe when every row shares one key); ``attack_for(module)`` builds it.
-    Library attacks may hand back tensors still attached to their graph: detached here."""
+def per_image(defender: Defender, batch: Batch, eps: float, backward: str, settings,
+              attack_for) -> Outcome:
+    """Run a library attack on one image at a time, seeded by the image's id
+    (``attack_for(module, seed)`` builds it). torchattacks draws its random starts and
+    squares for the whole batch from the global generator, so batched, an image's outcome
+    would depend on its batch; alone, it is the image's own (and its key is the only one the
+    attack's subsets of rows meet). Library attacks may hand back tensors still attached to
+    their graph: detached here."""
     adversarial = batch.images.clone()
-    for rows in defender.key_groups(batch.ids):
-        module = PipelineModule(defender.single_key_classifier(int(batch.ids[rows[0]]), backward),
+    for row, image_id in enumerate(batch.ids.tolist()):
+        module = PipelineModule(defender.single_key_classifier(image_id, backward),
                                 defender.model)
-        index = torch.from_numpy(rows).to(batch.images.device)
-        adversarial[index] = attack_for(module)(batch.images[index].contiguous(),
-                                                batch.labels[index]).detach()
+        attack = attack_for(module, seeding.image_seed(settings.attacker_seed, image_id))
+        adversarial[row:row + 1] = attack(batch.images[row:row + 1].contiguous(),
+                                          batch.labels[row:row + 1]).detach()
     return plain_image_attack(defender, batch, adversarial, eps)
 
 
 def gradient_free(defender, batch, eps, settings, context) -> Outcome:
     """Square attack (scores only: the backward pass is never used)."""
-    return per_key_group(defender, batch, eps, "none", lambda module: square(
-        module, eps, settings.square_queries, settings.attacker_seed))
+    return per_image(defender, batch, eps, "none", settings, lambda module, seed: square(
+        module, eps, settings.square_queries, seed))
 
 
 def autoattack(defender, batch, eps, settings, context) -> Outcome:
-    return per_key_group(defender, batch, eps, "bpda-both", lambda module: make_autoattack(
-        module, eps, settings.autoattack, settings.autoattack_steps, settings.square_queries,
-        settings.attacker_seed))
+    return per_image(defender, batch, eps, "bpda-both", settings,
+                     lambda module, seed: make_autoattack(
+                         module, eps, settings.autoattack, settings.autoattack_steps,
+                         settings.square_queries, seed))
 
 
 # In EVALUATIONS' order: bpda-identity runs before bpda, which reuses it.

@@ -123,7 +123,8 @@ def attack_record(settings: EvalSettings) -> dict:
             "eot": {"keys_per_step": settings.eot_keys, "fresh_keys_every_step": True},
             "square_queries": settings.square_queries,
             "pba": {"images": settings.attacker_images, "steps": settings.pba_steps},
-            "scoring": "8-bit images within eps exactly"}
+            "scoring": "8-bit images within eps exactly",
+            "mode": settings.evaluation}
 
 
 def trained_record(row: dict) -> dict:
@@ -175,6 +176,9 @@ def wilson_interval(wrong: int, n: int) -> tuple[float, float]:
 
 
 def summarise(examples: pa.Table) -> pa.Table:
+    """Per (scenario, evaluation, epsilon): the error over the images the evaluation ran on
+    (all of them, but for an attack the cascade ran on its attacker's unbroken images)."""
+    examples = examples.filter(examples["attacked"])
     wrong = pc.invert(examples["correct"]).cast(pa.int64())
     grouped = (examples.append_column("wrong", wrong)
                .group_by(["scenario", "evaluation", "epsilon"])

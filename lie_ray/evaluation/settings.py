@@ -32,6 +32,15 @@ WORST_CASE_KEYLESS = "worst-case-keyless"  # KEYLESS: the headline of a key-base
 WORST_CASE = "worst-case"  # PLAIN_SPACE: an attacker who also holds the key
 WORST_CASE_CHANNEL = "worst-case-channel"  # PLAIN_SPACE + CHANNEL
 WORST_CASES = (WORST_CASE_KEYLESS, WORST_CASE, WORST_CASE_CHANNEL)
+# The paper's readings of its protocol (lie_ray.evaluation.protocols): Table I's, so they run
+# on every image in either evaluation mode.
+PAPER_READINGS = ("pgd", "paper-literal", "bpda-identity")
+# The cascade runs every other attack cheapest first (per attacker: lie_ray.evaluation.cascade):
+# a PGD run (transfer, PBA, recovered keys), then EOT (a PGD over several keys per step),
+# Square's queries, BPDA's two more surrogates, AutoAttack; ciphertext-space PGD last.
+CASCADE_ORDER = ("transfer", "pba", *RECOVERED_KEY, "eot", "gradient-free", "bpda",
+                 "autoattack", "encrypted-input")
+EVALUATION_MODES = ("full", "cascade")
 # The paper's own readings of its protocol run once, as the paper did; every adaptive PGD
 # (BPDA, EOT, transfer) takes ``pgd_restarts`` random restarts.
 SINGLE_RUN = ("pgd", "paper-literal")
@@ -74,6 +83,10 @@ class EvalSettings:
     # stand-in on them, in pba_steps Adam steps; the recovered-key attacks leak k of them.
     attacker_images: int = 512
     pba_steps: int = 300
+    # 'cascade': each attack only on the images its attacker has not broken yet (the same
+    # worst cases for a fraction of the attacks; lie_ray.evaluation.cascade); 'full': every
+    # attack on every image, so every attack's own error is over the whole test set.
+    evaluation: str = "full"
 
     def step_size(self, eps: float) -> float:
         return eps / 10
@@ -112,12 +125,15 @@ class EvalSettings:
                               f"{self.autoattack!r}")
         if self.autoattack_steps < 1:
             raise LieRayError("AutoAttack steps must be >= 1")
+        if self.evaluation not in EVALUATION_MODES:
+            raise LieRayError(f"--evaluation must be one of {', '.join(EVALUATION_MODES)}, got "
+                              f"{self.evaluation!r}")
         if self.actors < 1 or self.batch_size < 1:
             raise LieRayError("actors and batch size must be >= 1")
 
 
 EVAL_PRESETS: dict[str, EvalSettings] = {
-    "paper": EvalSettings(),
+    "paper": EvalSettings(evaluation="cascade"),
     # A few minutes on 2 cores: 3 epsilons, 100 test images, lighter attacks.
     "smoke": EvalSettings(epsilons=(0.0, 8 / 255, PAPER_EPSILON), pgd_steps=10,
                           pgd_restarts=1, eot_keys=2, attacker_images=128, pba_steps=60,

@@ -42,7 +42,7 @@ TRAINING_COLUMNS = ("scenario", "train_error", "test_error", "epochs")
 FAMILY_COLUMNS = ("scenario", "encrypted", "transform", "transform_block_size",
                   "transform_variant")
 RESULT_COLUMNS = ("scenario", "evaluation", "epsilon", "n", "error", "ci_low", "ci_high")
-EXAMPLE_COLUMNS = ("scenario", "evaluation", "epsilon", "id", "correct", "linf")
+EXAMPLE_COLUMNS = ("scenario", "evaluation", "epsilon", "id", "correct", "linf", "attacked")
 PRIVACY_COLUMNS = ("transform", "attack", "threat_model", "k", "ssim", "ssim_low", "ssim_high",
                    "psnr", "key_recovered", "key_space_log2", "keys_per_second",
                    "brute_force_log10_years")

@@ -15,7 +15,8 @@ from pathlib import Path
 
 import pyarrow as pa
 
-from lie_ray.evaluation.settings import (CHANNEL, PAPER_EPSILON, PLAIN_SPACE, is_sanity_check,
+from lie_ray.evaluation.settings import (CHANNEL, PAPER_EPSILON, PAPER_READINGS, PLAIN_SPACE,
+                                         is_sanity_check,
                                          WORST_CASE, WORST_CASE_CHANNEL, WORST_CASE_KEYLESS)
 from lie_ray.infra.tables import RESULT_COLUMNS, TRAINING_COLUMNS, read_results
 from lie_ray.report.markdown import MISSING, cell, markdown_table
@@ -27,15 +28,14 @@ CLEAN_EVALUATIONS = ("test", "train")
 ADAPTIVE_EVALUATIONS = (*PLAIN_SPACE, WORST_CASE_KEYLESS, WORST_CASE, *CHANNEL,
                         WORST_CASE_CHANNEL)
 PAPER_PROTOCOL = "pgd"
-# Each reading of the paper's protocol, as its own evaluation (lie_ray.evaluation.protocols).
-PAPER_READINGS = ("pgd", "paper-literal", "bpda-identity")
 AMBIGUITY = ("The paper says only that it \"generated adversarial noise by PGD, added the noise "
              "to the test images and then, encrypted them\", which leaves open where the PGD "
              "gradient was taken: through the true cipher (`pgd`, zero gradient), on the "
              "encrypted image the network sees (`paper-literal`), or on the plain image with "
              "the identity as the cipher's backward (`bpda-identity`).")
 THREAT_MODELS = ("Each worst case is one attacker's, per image over the evaluations that "
-                 "attacker can run, starting from the clean prediction. All perturb the PLAIN "
+                 "attacker can run, at this epsilon or a smaller one (whose perturbation lies "
+                 "in the larger ball), starting from the clean prediction. All perturb the PLAIN "
                  "image by at most epsilon (L-inf, whole 8-bit levels) before it is encrypted "
                  "with the defender's key and classified. `worst-case-keyless` knows the "
                  "network's weights and the transform but not the key (EOT over keys of its "

@@ -70,4 +70,12 @@ def attacks_line(attacks: dict) -> str:
             f"{attacks['square_queries']} queries; "
             + (f"PBA fitted on {pba['images']} attacker images in {pba['steps']} steps; "
                if pba else "")
-            + f"scored as {attacks['scoring']}")
+            + f"scored as {attacks['scoring']}" + MODES.get(attacks.get("mode"), ""))
+
+
+# How the evaluation chose its images (absent from records written before the cascade).
+MODES = {"full": "; every attack on every test image",
+         "cascade": "; as a cascade: the paper's readings on every test image, every other "
+                    "attack cheapest first on the images its attacker had not yet broken (its "
+                    "own error is over those n images; the worst cases are over all, at this "
+                    "epsilon or a smaller one)"}

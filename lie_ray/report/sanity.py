@@ -69,10 +69,14 @@ def doubling(rows: list[Row], scenario: str, epsilon: float) -> Check:
 def black_box_below_white_box(rows: list[Row], scenario: str, epsilon: float) -> Check:
     found = {r.evaluation: r for r in rows if r.scenario == scenario
              and same_epsilon(r.epsilon, epsilon)}
-    black = {n: found[n].error for n in BLACK_BOX if n in found}
-    white = {n: found[n].error for n in WHITE_BOX if n in found}
+    whole = max((r.n for r in found.values()), default=0)
+    # Over the whole test set only: the cascade runs black-box attacks on what is left.
+    black = {n: found[n].error for n in BLACK_BOX if n in found and found[n].n == whole}
+    white = {n: found[n].error for n in WHITE_BOX if n in found and found[n].n == whole}
     if not black or not white:
-        return Check("black-box <= white-box", None, "")
+        partial = any(n in found for n in BLACK_BOX)
+        return Check("black-box <= white-box", None,
+                     "black-box attacks ran on a cascade's subset" if partial else "")
     top_black, top_white = max(black, key=black.get), max(white, key=white.get)
     return Check("black-box <= white-box", black[top_black] <= white[top_white],
                  f"{top_black} {black[top_black]:.3f} vs {top_white} {white[top_white]:.3f}"

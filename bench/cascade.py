@@ -1,0 +1,85 @@
+"""The evaluation cascade against full mode, on trained models: time and agreement.
+
+    python bench/cascade.py --runs RUNS --key KEY [--data DIR] [--preset smoke] [--images 100]
+
+RUNS is the --out directory of 'lie-ray train' (or of a sweep). Per scenario, in one process
+and one thread, the preset's every evaluation on the first N test images: once in full mode
+(every attack on every image) and once as the cascade (each attack only on the images its
+attacker has not broken yet), the models and each attacker's stand-ins built before the clock
+starts. Prints each mode's seconds, their ratio and whether the worst cases agree image by
+image; the last line is ``cascade vs full: R x cheaper over S scenarios (...)``, the ratio of
+the summed times, measured in the same run.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import time
+
+import numpy as np
+import pyarrow.parquet as pq
+import torch
+
+from lie_ray.data.cifar import load_split
+from lie_ray.evaluation.actor import EvaluateShard
+from lie_ray.evaluation.settings import WORST_CASES, get_eval_preset
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--runs", required=True)
+    parser.add_argument("--key", required=True)
+    parser.add_argument("--data", default="../shared/data/cifar-10-batches-py")
+    parser.add_argument("--preset", default="smoke")
+    parser.add_argument("--images", type=int, default=100)
+    args = parser.parse_args()
+    torch.set_num_threads(1)
+    trained = pq.read_table(f"{args.runs}/training.parquet").to_pylist()
+    plain = next((r["checkpoint"] for r in trained if r["scenario"] == "Plain"), None)
+    settings = get_eval_preset(args.preset)
+    test = load_split(args.data, "test").head(args.images)
+    attacker = load_split(args.data, "train").images[:settings.attacker_images]
+    print(f"machine: {platform.processor() or platform.machine()}, "
+          f"{torch.get_num_threads()} torch thread; preset {args.preset}, {args.images} images, "
+          f"epsilons {', '.join(f'{e:.4f}' for e in settings.epsilons)}")
+    totals = {"full": 0.0, "cascade": 0.0}
+    for row in trained:
+        name = row["scenario"]
+        scenarios = {name: {"checkpoint": row["checkpoint"]}}
+        outputs, seconds = {}, {}
+        for mode in totals:
+            shard = EvaluateShard(scenarios, args.key, settings.replace(evaluation=mode), plain,
+                                  attacker)
+            shard.load(name)  # network, PBA's stand-in, recovered keys: once per scenario
+            start = time.perf_counter()
+            parts = [shard.evaluate(name, "test", test.images[rows], test.labels[rows],
+                                    test.ids[rows])
+                     for rows in np.array_split(np.arange(args.images),
+                                                max(1, args.images // settings.batch_size))]
+            seconds[mode] = time.perf_counter() - start
+            outputs[mode] = {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
+            totals[mode] += seconds[mode]
+        agree = worst_cases(outputs["full"]) == worst_cases(outputs["cascade"])
+        attacked = {m: int(o["attacked"][~np.isin(o["evaluation"], WORST_CASES)].sum())
+                    for m, o in outputs.items()}
+        print(json.dumps({"scenario": name, "full_s": round(seconds["full"], 1),
+                          "cascade_s": round(seconds["cascade"], 1),
+                          "ratio": round(seconds["full"] / seconds["cascade"], 2),
+                          "attacked_full": attacked["full"],
+                          "attacked_cascade": attacked["cascade"],
+                          "worst_cases_agree": agree}))
+    print(f"cascade vs full: {totals['full'] / totals['cascade']:.2f}x cheaper over "
+          f"{len(trained)} scenarios ({totals['full']:.0f} s full, {totals['cascade']:.0f} s "
+          f"cascade, {args.images} images, preset {args.preset})")
+
+
+def worst_cases(output: dict) -> dict:
+    rows = np.isin(output["evaluation"], WORST_CASES)
+    return {(str(e), float(eps), int(i)): bool(c) for e, eps, i, c in zip(
+        output["evaluation"][rows], output["epsilon"][rows], output["id"][rows],
+        output["correct"][rows])}
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,77 @@
+"""The evaluation cascade: the same worst cases as every attack on every image, for less.
+
+The oracle is full mode on the whole batch at once; the cascade runs on the same images split
+into two chunks, so the comparison also shows that an image's outcome does not depend on the
+batch it was attacked in (random starts and library attacks are seeded per image id)."""
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from lie_ray.attacks import PGD
+from lie_ray.data.cifar import load_split
+from lie_ray.evaluation.actor import EvaluateShard
+from lie_ray.evaluation.settings import PAPER_READINGS, WORST_CASES, EvalSettings
+
+SETTINGS = EvalSettings(epsilons=(0.0, 2 / 255, 8 / 255), pgd_steps=3, pgd_restarts=2,
+                        eot_keys=1, square_queries=8, autoattack="light", autoattack_steps=2,
+                        attacker_images=16, pba_steps=8, sanity=False, torch_threads=1)
+IMAGES = 40
+
+
+def shard(learned, cifar_dir, mode: str) -> EvaluateShard:
+    defenders, _ = learned
+    attacker = load_split(cifar_dir, "train").images[-64:]
+    evaluator = EvaluateShard({}, None, SETTINGS.replace(evaluation=mode), None, attacker)
+    plain, encrypted = defenders["Plain"], defenders["Encrypted"]
+    context = {**evaluator.keyless_knowledge(encrypted), "plain_model": plain.model}
+    evaluator.warm = {"Plain": (plain, {}), "Encrypted": (encrypted, context)}
+    return evaluator
+
+
+def evaluated(evaluator: EvaluateShard, scenario: str, cifar_dir, chunks: int) -> pd.DataFrame:
+    test = load_split(cifar_dir, "test").head(IMAGES)
+    parts = [evaluator.evaluate(scenario, "test", test.images[rows], test.labels[rows],
+                                test.ids[rows])
+             for rows in np.array_split(np.arange(IMAGES), chunks)]
+    return pd.concat([pd.DataFrame(part) for part in parts]).set_index(
+        ["evaluation", "epsilon", "id"]).sort_index()
+
+
+@pytest.mark.parametrize("scenario", ["Plain", "Encrypted"])
+def test_the_cascades_worst_cases_are_full_modes_exactly(learned, cifar_dir, scenario):
+    full = evaluated(shard(learned, cifar_dir, "full"), scenario, cifar_dir, chunks=1)
+    cascade = evaluated(shard(learned, cifar_dir, "cascade"), scenario, cifar_dir, chunks=2)
+    assert full.index.equals(cascade.index)  # one row per image per evaluation, either way
+    worst = full.index.get_level_values("evaluation").isin(WORST_CASES)
+    for column in ("correct", "adv_pred", "linf", "broken_by", "broken_at"):
+        pd.testing.assert_series_equal(full[worst][column], cascade[worst][column])
+    # Table I's readings ran on every image in both modes, with the same outcomes.
+    readings = full.index.get_level_values("evaluation").isin(PAPER_READINGS)
+    assert cascade[readings].attacked.all()
+    pd.testing.assert_series_equal(full[readings].adv_pred, cascade[readings].adv_pred)
+    # The cascade skipped work: fewer (attack, image) pairs than full mode's, which ran all.
+    attacked = full.index.get_level_values("epsilon") > 0
+    assert full[attacked & ~worst].attacked.all()
+    assert cascade[attacked & ~worst].attacked.sum() < full[attacked & ~worst].attacked.sum()
+    # Monotone in epsilon: broken at 2/255, broken at 8/255 with what broke it first.
+    small, large = (cascade.xs(("worst-case", e), level=("evaluation", "epsilon"))
+                    for e in (2 / 255, 8 / 255))
+    assert (~small.correct <= ~large.correct).all()
+    early = ~small.correct
+    assert (large[early].broken_by == small[early].broken_by).all()
+    assert set(large.broken_at.dropna()) <= {0.0, 2 / 255, 8 / 255}
+
+
+def test_pgds_random_start_belongs_to_the_image_not_the_batch(learned):
+    defenders, batch = learned
+    attack = PGD(defenders["Plain"].model, eps=0.03, step_size=0.01, steps=2, seed=7)
+    together = attack(batch.images[:6], batch.labels[:6], ids=batch.ids[:6])
+    alone = torch.cat([attack(batch.images[i:i + 1], batch.labels[i:i + 1],
+                              ids=batch.ids[i:i + 1]) for i in (5, 2)])
+    torch.testing.assert_close(alone, together[[5, 2]], rtol=0, atol=1e-6)
+    other_seed = PGD(defenders["Plain"].model, eps=0.03, step_size=0.01, steps=2, seed=8)
+    assert not torch.equal(other_seed(batch.images[:6], batch.labels[:6], ids=batch.ids[:6]),
+                           together)
