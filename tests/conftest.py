@@ -47,7 +47,7 @@ def cifar_dir() -> Path:
 TRAIN_SLICE = {"epochs": 1, "train_limit": 256, "test_limit": 128, "width": 4, "batch_size": 64,
                "num_workers": 2}
 EVAL_SLICE = {"eval_limit": 24, "epsilons": "0,0.1", "eval_pgd_steps": 3, "eot_keys": 2,
-              "square_queries": 10, "actors": 2}
+              "square_queries": 10, "pba_steps": 8, "attacker_images": 32, "actors": 2}
 CLI_NAMES = {"num_workers": "workers"}
 
 

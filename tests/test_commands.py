@@ -30,7 +30,8 @@ USER_ENV = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"} | {"PYTHO
 TRAIN = ["--preset", "smoke", "--scenarios", "Plain,Encrypted-DK", "--epochs", "1",
          "--train-limit", "128", "--test-limit", "64", "--width", "4", "--key-batch-size", "32"]
 EVALUATE = ["--preset", "smoke", "--eval-limit", "64", "--epsilons", "0,0.1",
-            "--eval-pgd-steps", "2", "--eot-keys", "1", "--square-queries", "4", "--actors", "1"]
+            "--eval-pgd-steps", "2", "--eot-keys", "1", "--square-queries", "4", "--pba-steps", "8",
+            "--attacker-images", "32", "--actors", "1"]
 
 
 def run(*args, cwd: Path = REPO_ROOT, timeout: int = 900) -> subprocess.CompletedProcess:

@@ -25,7 +25,7 @@ from test_commands import EVALUATE, LIE_RAY, USER_ENV
 STOP_WITHIN = 15  # seconds from the signal to the command's exit
 SLICE = ["--train-limit", "256", "--test-limit", "128", "--width", "4", "--batch-size", "64"]
 LIGHT = ["--eval-limit", "8", "--epsilons", "0.1", "--eval-pgd-steps", "2", "--eot-keys", "1",
-         "--square-queries", "4", "--actors", "1"]
+         "--square-queries", "4", "--pba-steps", "8", "--attacker-images", "32", "--actors", "1"]
 
 
 def in_terminal(args: list[str]) -> pexpect.spawn:
