@@ -129,7 +129,7 @@ def encrypt(
 @app.command()
 @user_errors
 @takes("preset", "out", "data", "scenarios", "scenario_file", "key", *TRAINING, "storage",
-       "max_concurrent_trials", "resume", "compile")
+       "max_concurrent_trials", "resume", "compile", "estimate")
 def train(
     given: Given,
     out: Path = typer.Option(Path("runs/train"), "--out", help="Output directory (all Ray "
@@ -151,6 +151,8 @@ def train(
 
     settings, chosen = training_plan(given.preset, given.scenarios, given.scenario_file,
                                      given.overrides("train"))
+    if given.estimate:
+        return print_estimate(chosen, settings, None, given.data)
     check_output_dir(out)  # fail before Ray starts
     check_storage(given.storage)
     data = check_dataset(given.data)
@@ -166,7 +168,7 @@ def train(
 @app.command()
 @user_errors
 @takes("runs", "out", "preset", "data", "key", "scenarios", *EVALUATION, "resume", "gpu",
-       "storage", "compile")
+       "storage", "compile", "estimate")
 def evaluate(
     given: Given,
     runs: Path = typer.Option(..., "--runs", help="The --out directory of 'lie-ray train'."),
@@ -198,6 +200,9 @@ def evaluate(
     check_storage(given.storage)
     parts = join(check_uri(given.storage), "evaluations") if given.storage else None
     trained = read_training(runs, chosen)
+    if given.estimate:
+        scenarios, network = trained_scenarios(trained)
+        return print_estimate(scenarios, None, settings, given.data, network)
     data = check_dataset(given.data)
     check_keys(key, [trained_record(row) for row in trained])  # each at its own key batch
     with ray_session(), on_interrupt(out):
@@ -214,7 +219,8 @@ def evaluate(
 @app.command()
 @user_errors
 @takes("preset", "out", "data", "scenarios", "scenario_file", "key", "resume", "storage",
-       "max_concurrent_trials", "download", *TRAINING, *EVALUATION, "no_privacy", "compile")
+       "max_concurrent_trials", "download", *TRAINING, *EVALUATION, "no_privacy", "compile",
+       "estimate")
 def sweep(
     given: Given,
     out: Path = typer.Option(Path("runs/sweep"), "--out", help="Where everything goes: key, "
@@ -236,6 +242,14 @@ def sweep(
     from lie_ray.app.study import SweepRequest, resolve_plan, run_sweep, summary, tensorboard_dir
     from lie_ray.training.capacity import embedded_cpus
 
+    if given.estimate:
+        from lie_ray.evaluation.settings import get_eval_preset
+        from lie_ray.training.settings import training_plan
+
+        settings, chosen = training_plan(given.preset, given.scenarios, given.scenario_file,
+                                         given.overrides("train"))
+        evaluation = get_eval_preset(given.preset).replace(**given.overrides("eval"))
+        return print_estimate(chosen, settings, evaluation, given.data)
     check_output_dir(out)  # fail before Ray starts
     check_storage(given.storage)
     plan = resolve_plan(SweepRequest(
@@ -290,6 +304,44 @@ def report(results: Path = typer.Option(..., "--results",
     if results.is_dir():  # else write_report says where the results should come from
         check_output_dir(results, "--results")
     typer.echo(f"wrote {write_report(results)}")
+
+
+def print_estimate(scenarios, train, evaluation, data_dir, network: dict | None = None
+                   ) -> None:
+    """``--estimate``: the cost table (lie_ray.app.estimate), on the device the run would
+    use here; nothing is written and Ray does not start. ``network``: the trained network's
+    shape (evaluate), else the training settings'."""
+    import torch
+
+    from lie_ray.app.estimate import estimate
+    from lie_ray.data.cifar import check_dataset
+
+    if network is None:
+        network = {"width": train.width, "adaptation_channels": train.adaptation_channels,
+                   "batch_size": train.batch_size}
+    gpu = torch.cuda.is_available() and (train is None or train.gpu != "no")
+    typer.echo(estimate(scenarios, train, evaluation, check_dataset(data_dir),
+                        torch.device("cuda" if gpu else "cpu"), network["width"],
+                        network["adaptation_channels"], network["batch_size"]))
+
+
+def trained_scenarios(trained: list[dict]) -> tuple[list, dict]:
+    """The scenarios a training table holds, as far as their evaluation's cost goes, and
+    their network's shape (from the first run record)."""
+    import json
+
+    from lie_ray.scenarios import Scenario
+
+    records = [json.loads(row["record"]) for row in trained]
+    scenarios = []
+    for record in records:
+        definition, transform = record["scenario"], record["scenario"]["transform"] or {}
+        scenarios.append(Scenario(definition["name"], encrypted=definition["encrypted"],
+                                  key_policy=definition["key_policy"],
+                                  transform=transform.get("name", "le"),
+                                  variant=transform.get("variant")))
+    shape = records[0]["settings"]
+    return scenarios, {k: shape[k] for k in ("width", "adaptation_channels", "batch_size")}
 
 
 def format_table(table, columns: list[str]) -> str:

@@ -143,6 +143,10 @@ OPTIONS: dict[str, Option] = {
                               "pairs of the recovered-key attacks).",
                               fills=("eval.attacker_images",)),
     # Both.
+    "estimate": Option("--estimate", bool, False, help="Print what the run would cost "
+                       "(image-passes, device-hours, wall time on this machine, from a short "
+                       "probe of the preset's network) and run nothing else.",
+                       parse=given_only),
     "compile": Option("--compile", bool, False, help="torch.compile the networks for training "
                       "and attacks: minutes of compiling, paid back on long GPU runs (the "
                       "paper preset), not on CPUs or smoke runs.",
