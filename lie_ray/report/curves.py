@@ -63,7 +63,11 @@ def legend_rank(evaluation: str) -> tuple[int, int, str]:
 
 
 def plot_scenario(axis, rows: list[Row]) -> None:
-    evaluations = sorted({r.evaluation for r in rows}, key=legend_rank)
+    """Every evaluation over the whole test set: a cascaded attack's rows count only the
+    images earlier attacks left it (fewer than the worst cases'), so they are no curve."""
+    whole = max((r.n for r in rows), default=0)
+    partial = {r.evaluation for r in rows if r.n < whole}
+    evaluations = sorted({r.evaluation for r in rows} - partial, key=legend_rank)
     for evaluation in evaluations:
         points = sorted((r for r in rows if r.evaluation == evaluation), key=lambda r: r.epsilon)
         x = [r.epsilon for r in points]
