@@ -12,12 +12,12 @@ from lie_ray import transforms
 from lie_ray.attacks import PGD
 from lie_ray.data.cifar import load_split
 from lie_ray.evaluation.defender import Defender, eot_classifier
-from lie_ray.evaluation.protocols import PROTOCOLS, Batch, Outcome, autoattack, worst_of
+from lie_ray.evaluation.protocols import PROTOCOLS, Outcome, autoattack, worst_of
 from lie_ray.evaluation.settings import (CHANNEL, KEYLESS, PLAIN_SPACE, RECOVERED_KEY, SANITY,
                                          WORST_CASE, WORST_CASE_CHANNEL, WORST_CASE_KEYLESS,
                                          WORST_CASES, EvalSettings)
 from lie_ray.evaluation.run import wilson_interval
-from lie_ray.keys import Key, generate_key
+from lie_ray.keys import generate_key
 from lie_ray.models import build_model
 from lie_ray.keys.policies import FixedPolicy
 from lie_ray.transforms import TransformSpec

@@ -160,15 +160,14 @@ def probe(width: int, adaptation_channels: int, train_batch: int, eval_batch: in
     for kind, (step, n) in kinds.items():
         model.train(kind == "train")
         step(n)  # warm-up: allocations, kernel choice
-        timings = []
+        timings, calls = [], batches if n > 1 else 4 * batches  # single images: more calls
         for _ in range(repeats):
             start = time.perf_counter()
-            for _ in range(batches if n > 1 else 4 * batches):
+            for _ in range(calls):
                 step(n)
             if device.type == "cuda":
                 torch.cuda.synchronize()
-            timings.append((time.perf_counter() - start) / (n * (batches if n > 1
-                                                                   else 4 * batches)))
+            timings.append((time.perf_counter() - start) / (n * calls))
         timings.sort()
         seconds[kind] = timings[len(timings) // 2]
         spreads.append(timings[-1] / timings[0] - 1)
