@@ -74,8 +74,9 @@ class Option:
 
 OPTIONS: dict[str, Option] = {
     # What to run, and on what (train, evaluate, sweep, privacy; --data encrypt too).
-    "preset": Option("--preset", str, "smoke", help="Settings preset: smoke, paper or family "
-                     "(one scenario per transform)."),
+    "preset": Option("--preset", str, "smoke", help="Settings preset: smoke (minutes), study "
+                     "(models that learn, about an hour on 2 cores), paper, or family (one "
+                     "scenario per transform)."),
     "data": Option("--data", Path, Path(DEFAULT_DATA_DIR), help="CIFAR-10 "
                    "'cifar-10-batches-py' directory (or its parent)."),
     "scenarios": Option("--scenarios", Optional[str], help="Comma-separated scenario names "

@@ -139,6 +139,12 @@ EVAL_PRESETS: dict[str, EvalSettings] = {
                           pgd_restarts=1, eot_keys=2, attacker_images=128, pba_steps=60,
                           square_queries=50, autoattack="light", autoattack_steps=5,
                           test_limit=100, actors=2, batch_size=50),
+    # The study preset's: every test image, every attack in the cascade, the smoke budgets
+    # but twice Square's queries and AutoAttack's iterations.
+    "study": EvalSettings(epsilons=(0.0, 8 / 255, PAPER_EPSILON), pgd_steps=10,
+                          pgd_restarts=1, eot_keys=2, attacker_images=128, pba_steps=60,
+                          square_queries=100, autoattack="light", autoattack_steps=10,
+                          evaluation="cascade", actors=2, batch_size=64),
 }
 
 

@@ -39,6 +39,7 @@ PRIVACY_PRESETS = {
                                              width=32)),
 }
 PRIVACY_PRESETS["family"] = PRIVACY_PRESETS["smoke"]  # the family study's privacy phase
+PRIVACY_PRESETS["study"] = PRIVACY_PRESETS["smoke"]
 
 
 def get_privacy_preset(name: str, block_size: int | None = None) -> PrivacySettings:
