@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from lie_ray.errors import LieRayError
 from lie_ray.privacy import targets
 from lie_ray.privacy.chosen_plaintext import noise_probes
 from lie_ray.privacy.recover_blocks import EtcCandidates
@@ -30,11 +31,22 @@ def recoverable(name: str) -> bool:
     return transform_class(name).known_plaintext
 
 
+def recoverer(name: str):
+    """The candidates class that recovers ``name``'s key: the family's here, an outside
+    transform's from its ``recoverer`` attribute (``observe(plain, cipher)``, ``determined``,
+    ``arrays()``: see ``recover_positions``)."""
+    found = RECOVERERS.get(name) or transform_class(name).recoverer
+    if found is None:
+        raise LieRayError(f"transform {name!r} says known_plaintext but has no recoverer: set "
+                          "its 'recoverer' class attribute, or known_plaintext = False")
+    return found
+
+
 def smallest_k(name: str, plain: np.ndarray, cipher: np.ndarray, block_size: int
                ) -> tuple[int | None, dict[str, np.ndarray]]:
     """Feed pairs one at a time; the first k at which the key is determined (None if never
     within the pairs given), and the key recovered from the pairs seen by then."""
-    candidates = RECOVERERS[name](targets.block_size_for(name, block_size), plain.shape[-1])
+    candidates = recoverer(name)(targets.block_size_for(name, block_size), plain.shape[-1])
     for k in range(1, len(plain) + 1):  # one pass per image pair: k is the answer sought
         candidates.observe(plain[k - 1:k], cipher[k - 1:k])
         if candidates.determined:

@@ -10,12 +10,14 @@
     keyed = TransformSpec("le").keyed(key); keyed.cipher("batch/train/3")  # a sub-key's transform
 
 Adding a transform is one module (a ``Transform`` subclass with its facts as class attributes)
-and one line in ``registry.REGISTRY``. Nothing here imports torch: Ray Data's encryption actors
+and one line in ``registry.REGISTRY``; one written outside lie_ray is declared under the
+``lie_ray.transforms`` entry points of its own package, or passed to ``register`` (README:
+Bring your own transform). Nothing here imports torch: Ray Data's encryption actors
 stay light.
 """
 from lie_ray.transforms.base import Transform
 from lie_ray.transforms.registry import (REGISTRY, KeyedTransform, TransformSpec, build,
-                                         from_arrays, names, transform_class)
+                                         from_arrays, names, register, transform_class)
 
 __all__ = ["REGISTRY", "Transform", "TransformSpec", "KeyedTransform", "build", "from_arrays",
-           "names", "transform_class"]
+           "names", "register", "transform_class"]

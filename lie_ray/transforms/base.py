@@ -60,6 +60,9 @@ class Transform:
     keeps_block_stats: ClassVar[bool] = False  # values stay in their block: block means leak
     brute_forceable: ClassVar[bool] = False  # a binary key per block small enough to enumerate
     known_plaintext: ClassVar[bool] = True  # a known-plaintext key recovery exists
+    # An outside transform's known-plaintext recovery (the family's are lie_ray.privacy's):
+    # a class with observe(plain, cipher), determined and arrays(), built (block_size, channels).
+    recoverer: ClassVar[type | None] = None
     flat_colour_probe: ClassVar[bool] = False  # chosen plaintext: a flat colour reveals the key
     sia_gan_lpips: ClassVar[float | None] = None  # SIA-GAN's published LPIPS (TRANSFORMS.md)
 

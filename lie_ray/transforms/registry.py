@@ -8,6 +8,7 @@ training and evaluation all hold one.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from importlib.metadata import entry_points
 
 import numpy as np
 
@@ -37,16 +38,66 @@ def check_facts(cls: type[Transform]) -> type[Transform]:
 
 REGISTRY: dict[str, type[Transform]] = {cls.name: check_facts(cls) for cls in (
     LE, ELE, PE, EtC, Shuffle, NP, FFX)}
+# Transforms written outside lie_ray: a package lists each in its own pyproject.toml,
+#     [project.entry-points."lie_ray.transforms"]
+#     xor = "my_package.module:XorTransform"
+# and every process that meets the name (a Ray actor too) loads it from there; ``register``
+# adds one for this process only. Kept apart from REGISTRY, which is the built-in family.
+ENTRY_POINT_GROUP = "lie_ray.transforms"
+EXTERNAL: dict[str, type[Transform]] = {}
+_entry_points_loaded = False
+
+
+def register(cls: type[Transform]) -> type[Transform]:
+    """Make a ``Transform`` subclass known by its ``name`` in this process (usable as a class
+    decorator); a name that the family or another class holds already is refused."""
+    if not (isinstance(cls, type) and issubclass(cls, Transform)):
+        raise LieRayError(f"{cls!r} is not a lie_ray.transforms.Transform subclass: derive "
+                          "your transform from it")
+    check_facts(cls)
+    holder = REGISTRY.get(cls.name) or EXTERNAL.get(cls.name)
+    if holder is not None and holder is not cls:
+        raise LieRayError(f"transform name {cls.name!r} is taken by {holder.__module__}."
+                          f"{holder.__qualname__}: give {cls.__qualname__} another name")
+    EXTERNAL[cls.name] = cls
+    return cls
+
+
+def load_entry_points() -> None:
+    """Register every transform that installed packages declare (once per process)."""
+    global _entry_points_loaded
+    if _entry_points_loaded:
+        return
+    _entry_points_loaded = True
+    for point in entry_points(group=ENTRY_POINT_GROUP):
+        try:
+            cls = point.load()
+        except Exception as error:  # a broken plug-in names itself, not a stack trace
+            raise LieRayError(f"transform entry point {point.name!r} ({point.value}) failed "
+                              f"to load: {error}") from error
+        if getattr(cls, "name", None) != point.name:
+            raise LieRayError(f"transform entry point {point.name!r} ({point.value}) names a "
+                              f"class whose name is {getattr(cls, 'name', None)!r}: make them "
+                              "agree")
+        register(cls)
 
 
 def names() -> list[str]:
-    return list(REGISTRY)
+    """The family's transforms, then those registered from outside."""
+    load_entry_points()
+    return list(REGISTRY) + [n for n in EXTERNAL if n not in REGISTRY]
 
 
 def transform_class(name: str) -> type[Transform]:
-    if name not in REGISTRY:
-        raise LieRayError(f"unknown transform {name!r}: choose one of {', '.join(REGISTRY)}")
-    return REGISTRY[name]
+    if name in REGISTRY:
+        return REGISTRY[name]
+    if name not in EXTERNAL:
+        load_entry_points()
+    if name not in EXTERNAL:
+        raise LieRayError(f"unknown transform {name!r}: choose one of {', '.join(names())} "
+                          f"(or install a package that declares it under the "
+                          f"{ENTRY_POINT_GROUP!r} entry points)")
+    return EXTERNAL[name]
 
 
 def build(name: str, key: Key, block_size: int | None = None, label: str = FIXED_LABEL,
