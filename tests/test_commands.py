@@ -172,15 +172,19 @@ def user_key(directory: Path) -> Path:
     return save_key(generate_key(), directory / "keys" / "master.json")
 
 
-def test_readme_python_examples_run_as_written(cifar_dir, tmp_path):
+def test_readme_python_examples_run_as_written(cifar_dir, tmp_path, smoke_sweep):
     """Each ```python block of the README, verbatim, in a fresh interpreter whose working
     directory holds keys/master.json, with the names the block leaves to the reader bound to
-    real CIFAR images."""
+    real CIFAR images (``y`` their labels, ``x_own`` other images) and ``run_dir`` to a
+    sweep's output."""
     user_key(tmp_path)
     prelude = (
         "import numpy as np, torch\n"
         "from lie_ray.data.cifar import load_split\n"
         f"images_uint8_nhwc = load_split({str(cifar_dir)!r}, 'test', limit=8).images\n"
+        f"y = load_split({str(cifar_dir)!r}, 'test', limit=8).labels\n"
+        f"x_own = load_split({str(cifar_dir)!r}, 'train', limit=32).images\n"
+        f"run_dir = {str(smoke_sweep['out'])!r}\n"
         "x = images_uint8_nhwc\n"
         "x_float = torch.from_numpy(x).permute(0, 3, 1, 2).float() / 255\n"
         "perm = np.random.default_rng(0).permutation(96)\n"  # LE's 4x4 nibble key

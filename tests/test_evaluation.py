@@ -16,7 +16,7 @@ from lie_ray.evaluation.protocols import PROTOCOLS, Outcome, autoattack, worst_o
 from lie_ray.evaluation.settings import (CHANNEL, KEYLESS, PLAIN_SPACE, RECOVERED_KEY, SANITY,
                                          WORST_CASE, WORST_CASE_CHANNEL, WORST_CASE_KEYLESS,
                                          WORST_CASES, EvalSettings)
-from lie_ray.evaluation.run import wilson_interval
+from lie_ray.evaluation.tables import wilson_interval
 from lie_ray.keys import generate_key
 from lie_ray.models import build_model
 from lie_ray.keys.policies import FixedPolicy

@@ -184,7 +184,8 @@ def evaluate(
     import pyarrow.compute as pc
 
     from lie_ray.data.cifar import check_dataset
-    from lie_ray.evaluation.run import check_keys, read_training, run_evaluation, trained_record
+    from lie_ray.evaluation.run import check_keys, run_evaluation, trained_record
+    from lie_ray.evaluation.tables import read_training
     from lie_ray.evaluation.settings import SANITY_PREFIX, get_eval_preset
     from lie_ray.infra.tables import read_training as read_training_table
     from lie_ray.report import write_report

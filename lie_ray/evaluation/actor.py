@@ -115,24 +115,7 @@ class EvaluateShard:
         return self.warm[scenario]
 
     def keyless_knowledge(self, defender: Defender) -> dict:
-        """What the strongest keyless attackers build from their own images, once per
-        scenario: PBA's stand-in for the transform, and the keys recovered from k leaked
-        pairs (where pairs reveal the key). Built in the actor: a recovered key is key
-        material, and never travels."""
-        torch.manual_seed(self.settings.attacker_seed)
-        own = images_to_device(self.attacker_images, self.device)
-        ids = np.arange(len(own))
-        knowledge = {"bypass": fit_bypass(
-            defender.model, lambda x: defender.model(defender.encrypt(x, ids[:len(x)])), own,
-            defender.key.block_size, self.settings.pba_steps, seed=self.settings.attacker_seed)}
-        spec = defender.key.spec
-        if key_recoverable(defender.policy.name, spec.name, spec.variant):
-            pairs = self.attacker_images[:RECOVERED_K[-1]]  # the most any attack leaks
-            leaked = defender.key.cipher(FIXED_LABEL).encrypt(pairs)
-            knowledge["recovered"] = {
-                k: recovered_cipher(spec.name, pairs[:k], leaked[:k], spec.block_size)
-                for k in RECOVERED_K}
-        return knowledge
+        return keyless_knowledge(defender, self.attacker_images, self.settings, self.device)
 
     def keep(self, name, make):
         """What several scenarios use (the Plain model), made once."""
@@ -143,37 +126,71 @@ class EvaluateShard:
     def evaluate(self, scenario: str, split: str, images: np.ndarray, labels: np.ndarray,
                  ids: np.ndarray) -> dict[str, np.ndarray]:
         defender, context = self.load(scenario)
-        torch.manual_seed(self.settings.attacker_seed)
         batch = Batch(images_to_device(images, self.device), to_device(labels, self.device),
                       ids)
-        clean = defender.predict(batch.images, batch.ids)
-        every = np.arange(len(ids))
-        rows = [(split, 0.0, every, Outcome(clean, torch.zeros(len(clean),
-                                                                device=self.device)))]
-        if split == "test":
-            rows += self.attacks(defender, context, batch, clean)
-        return to_columns(scenario, rows, batch, clean)
+        return evaluate_batch(defender, context, batch, self.settings, split, scenario)
 
-    def attacks(self, defender: Defender, context: dict, batch: Batch, clean: torch.Tensor
-                ) -> list[tuple]:
-        """Every evaluation at every epsilon, each on the rows the mode gives it, then the
-        worst cases (``lie_ray.evaluation.cascade``), then the sanity runs."""
-        plan = cascade.Plan(evaluations(defender.encrypted, "plain_model" in context,
-                                        "recovered" in context), defender.encrypted)
 
-        def attack(name: str, eps: float, rows: np.ndarray, done: dict) -> Outcome:
-            whole = len(rows) == len(batch.ids)
-            part = batch if whole else batch.subset(rows)
-            ran = {n: o if whole else o.subset(rows) for n, (r, o) in done.items()
-                   if o is not None and len(r) == len(batch.ids)}  # bpda reuses bpda-identity
-            return PROTOCOLS[name](defender, part, eps, self.settings, {**context, "done": ran})
+def keyless_knowledge(defender: Defender, attacker_images: np.ndarray, settings: EvalSettings,
+                      device: torch.device) -> dict:
+    """What the strongest keyless attackers build from their own images, once per scenario:
+    PBA's stand-in for the transform, and the keys recovered from k leaked pairs (where pairs
+    reveal the key). Built where the attack runs: a recovered key is key material, and never
+    travels."""
+    torch.manual_seed(settings.attacker_seed)
+    own = images_to_device(attacker_images, device)
+    ids = np.arange(len(own))
+    knowledge = {"bypass": fit_bypass(
+        defender.model, lambda x: defender.model(defender.encrypt(x, ids[:len(x)])), own,
+        defender.key.block_size, settings.pba_steps, seed=settings.attacker_seed)}
+    spec = defender.key.spec
+    if key_recoverable(defender.policy.name, spec.name, spec.variant):
+        pairs = attacker_images[:RECOVERED_K[-1]]  # the most any attack leaks
+        leaked = defender.key.cipher(FIXED_LABEL).encrypt(pairs)
+        knowledge["recovered"] = {
+            k: recovered_cipher(spec.name, pairs[:k], leaked[:k], spec.block_size)
+            for k in RECOVERED_K}
+    return knowledge
 
-        rows = cascade.run(plan, self.settings.epsilons, self.settings.evaluation == "cascade",
-                           clean, batch.labels, attack)
-        every = np.arange(len(batch.ids))
-        rows += [(name, eps, every, white_box(defender, batch, eps, settings))
-                 for name, eps, settings in sanity_runs(self.settings)]
-        return rows
+
+def evaluate_batch(defender: Defender, context: dict, batch: Batch, settings: EvalSettings,
+                   split: str = "test", scenario: str = "", only: set[str] | None = None
+                   ) -> dict[str, np.ndarray]:
+    """One batch's rows: its clean predictions, then for a test batch every evaluation at
+    every epsilon, the worst cases and the sanity runs (a train batch is scored clean only).
+    ``only``: run just these evaluations (the Python API's choice; the worst cases then unite
+    what ran). The actors and ``lie_ray.api`` both evaluate through this, so their figures
+    mean the same."""
+    torch.manual_seed(settings.attacker_seed)
+    clean = defender.predict(batch.images, batch.ids)
+    every = np.arange(len(batch.ids))
+    rows = [(split, 0.0, every, Outcome(clean, torch.zeros(len(clean), device=clean.device)))]
+    if split == "test":
+        rows += attack_rows(defender, context, batch, clean, settings, only)
+    return to_columns(scenario, rows, batch, clean)
+
+
+def attack_rows(defender: Defender, context: dict, batch: Batch, clean: torch.Tensor,
+                settings: EvalSettings, only: set[str] | None = None) -> list[tuple]:
+    """Every evaluation at every epsilon, each on the rows the mode gives it, then the worst
+    cases (``lie_ray.evaluation.cascade``), then the sanity runs."""
+    names = [n for n in evaluations(defender.encrypted, "plain_model" in context,
+                                    "recovered" in context) if only is None or n in only]
+    plan = cascade.Plan(names, defender.encrypted)
+
+    def attack(name: str, eps: float, rows: np.ndarray, done: dict) -> Outcome:
+        whole = len(rows) == len(batch.ids)
+        part = batch if whole else batch.subset(rows)
+        ran = {n: o if whole else o.subset(rows) for n, (r, o) in done.items()
+               if o is not None and len(r) == len(batch.ids)}  # bpda reuses bpda-identity
+        return PROTOCOLS[name](defender, part, eps, settings, {**context, "done": ran})
+
+    rows = cascade.run(plan, settings.epsilons, settings.evaluation == "cascade", clean,
+                       batch.labels, attack)
+    every = np.arange(len(batch.ids))
+    rows += [(name, eps, every, white_box(defender, batch, eps, run))
+             for name, eps, run in sanity_runs(settings)]
+    return rows
 
 
 def recovered_cipher(name: str, plain: np.ndarray, leaked: np.ndarray, block_size: int):

@@ -1,0 +1,61 @@
+"""Attack a scenario lie_ray trained with other libraries' attacks, on ``lie_ray.load``'s module:
+
+    python examples/attack_a_trained_model.py RUN_DIR [--scenario Encrypted] [--images 100]
+        [--eps 0.0314]
+
+``RUN_DIR`` is a sweep's --out (or a ``lie-ray evaluate`` --out beside its --runs, given as
+--runs). The module takes plain images and holds the transform with its key, so torchattacks'
+PGD and AutoAttack (Croce & Hein's standard version) attack it as any model; their errors are
+printed beside lie_ray's own outcomes on the same images at the same eps (``examples.parquet``).
+"""
+import argparse
+import json
+from pathlib import Path
+
+import pyarrow.parquet as pq
+import torch
+import torchattacks
+
+import lie_ray
+from lie_ray.data.cifar import load_split
+
+parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+parser.add_argument("run_dir", type=Path)
+parser.add_argument("--runs", type=Path, help="the training output (default: RUN_DIR)")
+parser.add_argument("--scenario", default="Encrypted")
+parser.add_argument("--images", type=int, default=100)
+parser.add_argument("--eps", type=float, default=8 / 255)
+args = parser.parse_args()
+
+model = lie_ray.load(args.runs or args.run_dir, args.scenario)
+print(model)
+results = pq.read_table(args.run_dir / "results.parquet")
+record = json.loads(results.schema.metadata[b"lie_ray.record"])
+test = load_split(record["data"]["directory"], "test").head(args.images)
+images = torch.from_numpy(test.images).permute(0, 3, 1, 2).float() / 255
+labels = torch.from_numpy(test.labels).long()
+
+
+def error(adversarial: torch.Tensor) -> float:
+    with torch.no_grad():
+        return (model(adversarial).argmax(1) != labels).float().mean().item()
+
+
+eps = args.eps
+pgd = torchattacks.PGD(model, eps=eps, alpha=eps / 10, steps=20, random_start=True)
+auto = torchattacks.AutoAttack(model, norm="Linf", eps=eps, version="standard", n_classes=10,
+                               seed=0)
+figures = {"clean": error(images), "torchattacks PGD-20": error(pgd(images, labels)),
+           "torchattacks AutoAttack (standard)": error(auto(images, labels))}
+# lie_ray's own outcomes for the same images, from examples.parquet: the readings and checks
+# that ran on every image (a cascaded attack ran only on the images left to it).
+examples = pq.read_table(args.run_dir / "examples.parquet").to_pandas()
+mine = examples[(examples.scenario == args.scenario) & (examples.id < args.images) &
+                ((examples.epsilon - eps).abs() < 1e-9) & examples.attacked]
+print(f"{args.scenario}, eps {eps:.4f}, first {args.images} test images")
+for name, value in figures.items():
+    print(f"  {name:<36} {value:.3f}")
+for name in ("pgd", "bpda-identity", "sanity-pgd", "worst-case-keyless", "worst-case"):
+    rows = mine[mine.evaluation == name]
+    if len(rows) == args.images:
+        print(f"  lie_ray {name:<28} {1 - rows.correct.mean():.3f}")

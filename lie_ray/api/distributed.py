@@ -1,0 +1,87 @@
+"""``lie_ray.evaluate(..., ray=...)``: the same batches on a pool of Ray actors.
+
+Each actor gets the model (weights are not secret), the transform by name and the key as a
+file path it opens itself, as the CLI's evaluation actors do: key material never enters a task
+argument or Ray's object store. A batch is attacked whole and seeded per image, so the tables
+equal the in-process ones whatever actor a batch meets.
+"""
+from __future__ import annotations
+
+import numpy as np
+import pyarrow as pa
+import torch
+from ray.data.extensions import ArrowVariableShapedTensorArray
+
+from lie_ray.api.defence import attack_context, make_defender
+from lie_ray.errors import LieRayError
+from lie_ray.evaluation.actor import evaluate_batch
+from lie_ray.evaluation.protocols import Batch
+from lie_ray.evaluation.settings import EvalSettings
+from lie_ray.keys import load_key
+from lie_ray.models.device import images_to_device, to_device
+from lie_ray.transforms import TransformSpec
+
+
+class ModelShard:
+    """Ray Data actor: a user's model behind its transform, evaluated chunk by chunk."""
+
+    def __init__(self, model: torch.nn.Module, spec: dict | None, key_path: str | None,
+                 settings: EvalSettings, only: set[str], plain_model, own, name: str):
+        torch.set_num_threads(settings.torch_threads)
+        self.device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+        # The actor's own copy of the models: eval mode and frozen weights for good.
+        self.model, self.plain_model = model.to(self.device).eval().requires_grad_(False), \
+            plain_model
+        if self.plain_model is not None:
+            self.plain_model = self.plain_model.to(self.device).eval().requires_grad_(False)
+        keyed = None if spec is None else TransformSpec(**spec).keyed(load_key(key_path))
+        self.defender = make_defender(self.model, keyed)
+        self.settings, self.only, self.name = settings, only, name
+        self.context = attack_context(self.defender, only, self.plain_model, own, settings,
+                                      self.device)
+
+    def __call__(self, chunk: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        parts = []
+        for i in range(len(chunk["ids"])):
+            images = np.array(chunk["images"][i], dtype=np.uint8)
+            batch = Batch(images_to_device(images, self.device),
+                          to_device(np.array(chunk["labels"][i], dtype=np.int64), self.device),
+                          np.array(chunk["ids"][i], dtype=np.int64))
+            parts.append(evaluate_batch(self.defender, self.context, batch, self.settings,
+                                        "test", self.name, self.only))
+        return {column: np.concatenate([p[column] for p in parts]) for column in parts[0]}
+
+
+def evaluate_on_ray(model, keyed, key, plain: np.ndarray, labels: np.ndarray, ids: np.ndarray,
+                    settings: EvalSettings, only: set[str], plain_model, own, name: str,
+                    address: bool | str) -> pa.Table:
+    import ray
+    import ray.data
+
+    from lie_ray.infra.session import ray_session
+
+    if keyed is not None and key is None:
+        raise LieRayError("ray= needs key as a key file path")
+    spec = None if keyed is None else {"name": keyed.spec.name,
+                                       "block_size": keyed.spec.block_size,
+                                       "variant": keyed.spec.variant}
+    size = settings.batch_size
+    blocks = [pa.table({
+        "ids": ArrowVariableShapedTensorArray.from_numpy([ids[s:s + size]]),
+        "labels": ArrowVariableShapedTensorArray.from_numpy([labels[s:s + size]]),
+        "images": ArrowVariableShapedTensorArray.from_numpy([plain[s:s + size]])})
+        for s in range(0, len(plain), size)]
+    if isinstance(address, str) and not ray.is_initialized():
+        ray.init(address=address)  # the user's cluster, still joined for their next call
+    with ray_session():
+        results = ray.data.from_arrow(blocks).map_batches(
+            ModelShard, fn_constructor_kwargs={
+                "model": model, "spec": spec, "key_path": None if key is None else str(key),
+                "settings": settings, "only": only, "plain_model": plain_model, "own": own,
+                "name": name},
+            compute=ray.data.ActorPoolStrategy(size=min(settings.actors, len(blocks)),
+                                               max_tasks_in_flight_per_actor=1),
+            batch_size=1, batch_format="numpy")
+        table = pa.concat_tables(list(results.iter_batches(batch_size=None,
+                                                           batch_format="pyarrow")))
+    return table

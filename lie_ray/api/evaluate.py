@@ -1,0 +1,288 @@
+"""``lie_ray.evaluate``: the evaluation ``lie-ray evaluate`` runs, on a model and a defence of
+the user's own, with tensors in and tables out.
+
+The model classifies what the transform outputs (or plain images, with no transform): it is the
+defender's network, and lie_ray puts the transform in front of it exactly as for its own
+scenarios (one key for every image: the fixed policy). Every attack, the cascade and the worst
+cases are the CLI's own code (``lie_ray.evaluation.actor.evaluate_batch``), so a figure here and
+in ``results.parquet`` mean the same thing. ``threat`` names the attacker whose worst case the
+tables end with; an attack gets only what that attacker has (``lie_ray.evaluation.settings``).
+
+In-process by default (a laptop, a notebook); ``ray=True`` (or a cluster address) spreads the
+batches over an actor pool. The key then travels as a file path, read inside each actor, as the
+CLI's key does: a transform object holding its key, or a ``Key``, stays in-process.
+"""
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import os
+from dataclasses import dataclass
+from typing import Any, Sequence
+
+import numpy as np
+import pyarrow as pa
+import torch
+
+from lie_ray.api.defence import (NEEDS_ATTACKER_IMAGES, ObjectKey, attack_context, frozen,
+                                 make_defender)
+from lie_ray.errors import LieRayError
+from lie_ray.evaluation.actor import evaluate_batch
+from lie_ray.evaluation.protocols import ENCRYPTED_ONLY, Batch, attacker_evaluations
+from lie_ray.evaluation.tables import attack_record, summarise
+from lie_ray.evaluation.settings import (EVALUATIONS, PAPER_READINGS, PLAIN_SPACE, WORST_CASE,
+                                         WORST_CASE_CHANNEL, WORST_CASE_KEYLESS, WORST_CASES,
+                                         EvalSettings, get_eval_preset, is_sanity_check)
+from lie_ray.infra import provenance
+from lie_ray.keys import Key, load_key
+from lie_ray.models.device import images_to_device, to_device
+from lie_ray.transforms import Transform, TransformSpec
+
+# threat -> the worst case that attacker ends with (the attackers nest: keyless in with-key in
+# channel, so each threat's tables hold the narrower worst cases too).
+THREATS = {"keyless": WORST_CASE_KEYLESS, "with-key": WORST_CASE, "channel": WORST_CASE_CHANNEL}
+
+
+@dataclass(frozen=True)
+class Evaluation:
+    """What ``evaluate`` gives back: ``results`` has the columns of ``results.parquet`` (one row
+    per evaluation and epsilon, its n, error and 95% interval), ``examples`` those of
+    ``examples.parquet`` (one row per image, evaluation and epsilon); both carry ``record``
+    (settings, transform, key fingerprint, data digest, code version) in their metadata."""
+
+    results: pa.Table
+    examples: pa.Table
+    record: dict
+
+    def error(self, evaluation: str, epsilon: float) -> float:
+        """One figure: the error of ``evaluation`` at ``epsilon``."""
+        for row in self.results.to_pylist():
+            if row["evaluation"] == evaluation and abs(row["epsilon"] - epsilon) < 1e-12:
+                return row["error"]
+        raise LieRayError(f"no {evaluation!r} row at eps {epsilon:g}: it ran "
+                          f"{sorted(set(self.results['evaluation'].to_pylist()))}")
+
+    def __repr__(self) -> str:
+        lines = [f"{'evaluation':<20} {'eps':>7} {'n':>5} {'error':>6}"]
+        lines += [f"{r['evaluation']:<20} {r['epsilon']:>7.4f} {r['n']:>5} {r['error']:>6.3f}"
+                  for r in self.results.to_pylist()]
+        return "\n".join(lines)
+
+
+def evaluate(model: torch.nn.Module, images, labels, *, transform: str | Transform | None = None,
+             key: str | os.PathLike | Key | None = None, eps: Sequence[float] = (8 / 255,),
+             attacks: str | Sequence[str] = "adaptive", threat: str = "with-key",
+             cascade: bool = True, preset: str = "smoke",
+             plain_model: torch.nn.Module | None = None, attacker_images=None,
+             ids=None, name: str = "model", ray: bool | str = False,
+             **settings: Any) -> Evaluation:
+    """Attack ``model`` behind ``transform`` on ``images`` (uint8 NHWC arrays, or NCHW tensors:
+    uint8, or floats on the 8-bit grid k / 255) with true ``labels``.
+
+    transform       None (the model sees plain images), a transform's name (with ``key``: a
+                    key file, or a ``lie_ray.keys.Key``) or a ``Transform`` object.
+    eps             L-inf radii on the plain image (the clean row, eps 0, always comes too).
+    attacks         "adaptive" (every attack ``threat``'s attacker can run), "paper" (the
+                    paper's three readings) or a list of names from ``EVALUATIONS``.
+    threat          "keyless", "with-key" or "channel": whose worst case to end with.
+    cascade         each costlier attack only on the images cheaper ones left unbroken
+                    (per-image worst cases equal full mode's; False: every attack, every image).
+    plain_model     a model trained on plain images: enables the transfer attack.
+    attacker_images the attacker's own plain images (uint8 NHWC), never the ones attacked:
+                    PBA fits its stand-in on them, recovered-key leaks pairs of them.
+    preset          the attacks' budgets (``lie_ray.evaluation.settings.EVAL_PRESETS``);
+                    ``settings`` override single fields (pgd_steps=20, batch_size=64, ...).
+    ray             run the batches on a Ray actor pool (True: join RAY_ADDRESS or start one;
+                    a string: that cluster's address); ``key`` must then be a file path.
+    """
+    if threat not in THREATS:
+        raise LieRayError(f"unknown threat {threat!r}: choose one of {', '.join(THREATS)}")
+    plain, label_array, id_array = as_uint8_images(images), as_labels(labels), as_ids(ids, labels)
+    if len(plain) != len(label_array):
+        raise LieRayError(f"{len(plain)} images but {len(label_array)} labels: pass one label "
+                          "per image")
+    base = get_eval_preset(preset)
+    overrides = {"epsilons": tuple(sorted({0.0, *map(float, eps)})),
+                 "evaluation": "cascade" if cascade else "full", "test_limit": None,
+                 **({"sanity": False} if threat == "keyless" else {}), **settings}
+    unknown = set(overrides) - {f.name for f in dataclasses.fields(EvalSettings)}
+    if unknown:
+        raise LieRayError(f"unknown evaluation setting(s) {sorted(unknown)}: see "
+                          "lie_ray.evaluation.settings.EvalSettings for the fields")
+    chosen = base.replace(**overrides)
+    keyed = keyed_transform(transform, key, ray)
+    own = None if attacker_images is None else as_uint8_images(attacker_images)
+    only, not_run = choose_attacks(attacks, threat, keyed is not None, plain_model is not None,
+                                   own is not None)
+    if own is not None:
+        chosen = chosen.replace(attacker_images=len(own))
+    record = {"kind": "api-evaluation", "scenario": name, "threat": threat,
+              "settings": dataclasses.asdict(chosen), "attacks": attack_record(chosen),
+              "evaluations": sorted(only), "not_run": not_run,
+              "transform": None if keyed is None else dataclasses.asdict(keyed.spec),
+              # the master key's (as in results.parquet), or a transform object's own; and
+              # the fixed key's transform, the same either way
+              "key_fingerprint": "" if keyed is None else keyed.fingerprint,
+              "transform_fingerprint": "" if keyed is None else keyed.cipher().fingerprint,
+              "data": {"images": len(plain), "sha256": data_digest(plain, label_array, id_array)},
+              "code": provenance.code()}
+    if ray:
+        from lie_ray.api.distributed import evaluate_on_ray
+
+        examples = evaluate_on_ray(model, keyed, key, plain, label_array, id_array, chosen,
+                                   only, plain_model, own, name, ray)
+    else:
+        examples = evaluate_here(model, keyed, plain, label_array, id_array, chosen, only,
+                                 plain_model, own, name)
+    kept = shown_worst_cases(threat)
+    examples = examples.filter(pa.array([e in only or e in kept or e == "test" or
+                                         is_sanity_check(e)
+                                         for e in examples["evaluation"].to_pylist()]))
+    results = summarise(examples)
+    results = results.add_column(1, "transform", pa.array(
+        [keyed.spec.name if keyed else "none"] * results.num_rows, pa.string()))
+    results = results.append_column("run_id", pa.array([""] * results.num_rows, pa.string()))
+    results = results.append_column("key_fingerprint", pa.array(
+        [record["key_fingerprint"]] * results.num_rows, pa.string()))
+    return Evaluation(provenance.with_record(results, record),
+                      provenance.with_record(examples, record), record)
+
+
+def evaluate_here(model, keyed, plain: np.ndarray, labels: np.ndarray, ids: np.ndarray,
+                  settings: EvalSettings, only: set[str], plain_model, own, name: str
+                  ) -> pa.Table:
+    """Batch after batch in this process, on the model's own device."""
+    device = next(iter(model.parameters()), torch.zeros(0)).device
+    with frozen(model), frozen(plain_model):
+        defender = make_defender(model, keyed)
+        context = attack_context(defender, only, plain_model, own, settings, device)
+        parts = []
+        for start in range(0, len(plain), settings.batch_size):
+            rows = slice(start, start + settings.batch_size)
+            batch = Batch(images_to_device(plain[rows], device),
+                          to_device(labels[rows], device), ids[rows])
+            parts.append(pa.table(evaluate_batch(defender, context, batch, settings, "test",
+                                                 name, only)))
+    return pa.concat_tables(parts)
+
+
+def keyed_transform(transform, key, ray: bool | str):
+    """The defender's keyed transform: a registered name with its key, or a transform object."""
+    if transform is None:
+        if key is not None:
+            raise LieRayError("a key without a transform: pass transform='le' (or another "
+                              "name, or a Transform object) with key=")
+        return None
+    if isinstance(transform, Transform):
+        if ray:
+            raise LieRayError("a Transform object holds its key, which must not travel to Ray "
+                              "actors: pass transform by name and key as a key file path")
+        if key is not None:
+            raise LieRayError("a Transform object holds its own key: pass key=None")
+        return ObjectKey(transform)
+    if isinstance(transform, type):
+        raise LieRayError(f"transform {transform.__name__} is a class: pass an instance, or "
+                          "register it and pass its name with key=")
+    if key is None:
+        raise LieRayError(f"transform {transform!r} needs the key the model was trained with: "
+                          "pass key=PATH (a lie_ray key file) or a lie_ray.keys.Key")
+    if isinstance(key, Key):
+        if ray:
+            raise LieRayError("a Key object must not travel to Ray actors: pass key as a key "
+                              "file path, read inside each actor")
+        return TransformSpec(transform).keyed(key)
+    return TransformSpec(transform).keyed(load_key(key))
+
+
+def choose_attacks(attacks, threat: str, encrypted: bool, has_plain_model: bool,
+                   has_attacker_images: bool) -> tuple[set[str], dict[str, str]]:
+    """The evaluations to run, and why any of the threat's others will not."""
+    allowed = threat_evaluations(threat, encrypted)
+    if attacks == "adaptive":
+        wanted, explicit = list(allowed), False
+    elif attacks == "paper":
+        wanted, explicit = [n for n in PAPER_READINGS if n in allowed], True
+    elif isinstance(attacks, str):
+        raise LieRayError(f"attacks={attacks!r}: pass 'adaptive', 'paper' or a list of names "
+                          f"from {', '.join(EVALUATIONS)}")
+    else:
+        wanted, explicit = list(attacks), True
+        unknown = [n for n in wanted if n not in EVALUATIONS]
+        if unknown:
+            raise LieRayError(f"unknown attack(s) {unknown}: choose from {', '.join(EVALUATIONS)}")
+        outside = [n for n in wanted if n not in allowed]
+        if outside:
+            raise LieRayError(f"attack(s) {outside} are not in the {threat} attacker's reach: "
+                              f"it runs {', '.join(allowed)} (pass another threat=)")
+    missing = {}
+    for n in wanted:
+        if n == "transfer" and not has_plain_model:
+            missing[n] = "needs plain_model="
+        elif n in NEEDS_ATTACKER_IMAGES and not has_attacker_images:
+            missing[n] = "needs attacker_images= (the attacker's own plain images)"
+    if explicit and missing:
+        raise LieRayError("; ".join(f"{n} {why}" for n, why in missing.items()))
+    return {n for n in wanted if n not in missing}, missing
+
+
+def threat_evaluations(threat: str, encrypted: bool) -> list[str]:
+    """What the attacker of ``threat`` can run on a defence with (or without) a key."""
+    if not encrypted:  # nothing to withhold: every attacker runs the plain-image attacks
+        return [n for n in PLAIN_SPACE if n not in ENCRYPTED_ONLY]
+    united = attacker_evaluations(THREATS[threat], encrypted)
+    return [n for n in EVALUATIONS if united is None or n in united]
+
+
+def shown_worst_cases(threat: str) -> set[str]:
+    return set(WORST_CASES[:WORST_CASES.index(THREATS[threat]) + 1])
+
+
+def as_uint8_images(images) -> np.ndarray:
+    """uint8 NHWC, from uint8 NHWC arrays or NCHW tensors (uint8, or floats k / 255)."""
+    if isinstance(images, torch.Tensor):
+        tensor = images.detach().cpu()
+        if tensor.ndim != 4 or tensor.shape[1] != 3:
+            raise LieRayError(f"tensor images must be NCHW with 3 channels, got shape "
+                              f"{tuple(tensor.shape)}")
+        if tensor.is_floating_point():
+            levels = torch.round(tensor * 255)
+            if (levels - tensor * 255).abs().max() > 1e-3 or levels.min() < 0 or \
+                    levels.max() > 255:
+                raise LieRayError("float images must be 8-bit levels k / 255 in [0, 1] (the "
+                                  "pipeline encrypts bytes): pass (x * 255).round() / 255")
+            tensor = levels.to(torch.uint8)
+        elif tensor.dtype != torch.uint8:
+            raise LieRayError(f"tensor images must be uint8 or float, got {tensor.dtype}")
+        return np.ascontiguousarray(tensor.permute(0, 2, 3, 1).numpy())
+    array = np.asarray(images)
+    if array.dtype != np.uint8 or array.ndim != 4 or array.shape[-1] != 3:
+        raise LieRayError(f"array images must be uint8 NHWC with 3 channels, got "
+                          f"{array.dtype} {array.shape}: pass a uint8 array or an NCHW tensor")
+    return np.ascontiguousarray(array)
+
+
+def as_labels(labels) -> np.ndarray:
+    values = labels.detach().cpu().numpy() if isinstance(labels, torch.Tensor) else \
+        np.asarray(labels)
+    if values.ndim != 1 or values.dtype.kind not in "iu":
+        raise LieRayError(f"labels must be a 1-D array of class indices, got {values.dtype} "
+                          f"{values.shape}")
+    return values.astype(np.int64)
+
+
+def as_ids(ids, labels) -> np.ndarray:
+    """Image ids seed each image's random starts; by default the images' positions."""
+    n = len(labels)
+    if ids is None:
+        return np.arange(n, dtype=np.int64)
+    values = np.asarray(ids, dtype=np.int64)
+    if values.shape != (n,) or len(np.unique(values)) != n:
+        raise LieRayError(f"ids must be {n} distinct integers, one per image")
+    return values
+
+
+def data_digest(images: np.ndarray, labels: np.ndarray, ids: np.ndarray) -> str:
+    digest = hashlib.sha256()
+    for array in (images, labels, ids):
+        digest.update(np.ascontiguousarray(array).tobytes())
+    return digest.hexdigest()
