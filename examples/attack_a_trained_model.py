@@ -5,7 +5,10 @@
 
 ``RUN_DIR`` is a sweep's --out (or a ``lie-ray evaluate`` --out beside its --runs, given as
 --runs). The module takes plain images and holds the transform with its key, so torchattacks'
-PGD and AutoAttack (Croce & Hein's standard version) attack it as any model; their errors are
+PGD and AutoAttack attack it as any model: torchattacks' own ``AutoAttack(version="standard")``
+(whose APGD and FAB keep torchattacks' default 10 iterations) and the same four attacks at Croce
+& Hein's settings (100 iterations, 9 targets, 5,000 queries), as lie_ray composes them for its
+``autoattack`` evaluation (``lie_ray.attacks.library.autoattack``). Their errors are
 printed beside lie_ray's own outcomes on the same images at the same eps (``examples.parquet``).
 """
 import argparse
@@ -17,6 +20,7 @@ import torch
 import torchattacks
 
 import lie_ray
+from lie_ray.attacks.library import autoattack
 from lie_ray.data.cifar import load_split
 
 parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -45,8 +49,10 @@ eps = args.eps
 pgd = torchattacks.PGD(model, eps=eps, alpha=eps / 10, steps=20, random_start=True)
 auto = torchattacks.AutoAttack(model, norm="Linf", eps=eps, version="standard", n_classes=10,
                                seed=0)
+croce_hein = autoattack(model, eps, "standard", steps=100, queries=5000, seed=0)
 figures = {"clean": error(images), "torchattacks PGD-20": error(pgd(images, labels)),
-           "torchattacks AutoAttack (standard)": error(auto(images, labels))}
+           "torchattacks AutoAttack (standard)": error(auto(images, labels)),
+           "AutoAttack, Croce & Hein's settings": error(croce_hein(images, labels))}
 # lie_ray's own outcomes for the same images, from examples.parquet: the readings and checks
 # that ran on every image (a cascaded attack ran only on the images left to it).
 examples = pq.read_table(args.run_dir / "examples.parquet").to_pandas()
