@@ -36,7 +36,9 @@ print(model)
 results = pq.read_table(args.run_dir / "results.parquet")
 record = json.loads(results.schema.metadata[b"lie_ray.record"])
 test = load_split(record["data"]["directory"], "test").head(args.images)
-images = torch.from_numpy(test.images).permute(0, 3, 1, 2).float() / 255
+# Contiguous NCHW: a permuted NHWC array keeps channels-last strides, which torchattacks' FAB
+# (inside AutoAttack) cannot view as it reshapes its gradient.
+images = (torch.from_numpy(test.images).permute(0, 3, 1, 2).float() / 255).contiguous()
 labels = torch.from_numpy(test.labels).long()
 
 

@@ -24,19 +24,6 @@ from lie_ray.evaluation.tables import read_training
 from lie_ray.transforms import Transform
 
 
-class ContiguousGrad(torch.autograd.Function):
-    """The identity, whose backward hands on a contiguous gradient: the transforms' backward
-    passes return permuted views, which FAB (in AutoAttack) reshapes with ``view``."""
-
-    @staticmethod
-    def forward(ctx, images: torch.Tensor) -> torch.Tensor:
-        return images.view_as(images)
-
-    @staticmethod
-    def backward(ctx, grad: torch.Tensor) -> torch.Tensor:
-        return grad.contiguous()
-
-
 class DefendedModel(nn.Module):
     """plain image -> transform (keyed) -> network."""
 
@@ -49,7 +36,7 @@ class DefendedModel(nn.Module):
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         if self.cipher is None:
             return self.network(images)
-        return self.network(self.cipher.with_grad(ContiguousGrad.apply(images), self.backward))
+        return self.network(self.cipher.with_grad(images, self.backward))
 
     def extra_repr(self) -> str:  # names the key by fingerprint only
         if self.cipher is None:
