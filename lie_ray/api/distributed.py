@@ -7,14 +7,15 @@ equal the in-process ones whatever actor a batch meets.
 """
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import pyarrow as pa
 import torch
-from ray.data.extensions import ArrowVariableShapedTensorArray
 
 from lie_ray.api.defence import attack_context, make_defender
-from lie_ray.errors import LieRayError
 from lie_ray.evaluation.actor import evaluate_batch
+from lie_ray.evaluation.pipeline import image_chunks
 from lie_ray.evaluation.protocols import Batch
 from lie_ray.evaluation.settings import EvalSettings
 from lie_ray.keys import load_key
@@ -60,17 +61,8 @@ def evaluate_on_ray(model, keyed, key, plain: np.ndarray, labels: np.ndarray, id
 
     from lie_ray.infra.session import ray_session
 
-    if keyed is not None and key is None:
-        raise LieRayError("ray= needs key as a key file path")
-    spec = None if keyed is None else {"name": keyed.spec.name,
-                                       "block_size": keyed.spec.block_size,
-                                       "variant": keyed.spec.variant}
-    size = settings.batch_size
-    blocks = [pa.table({
-        "ids": ArrowVariableShapedTensorArray.from_numpy([ids[s:s + size]]),
-        "labels": ArrowVariableShapedTensorArray.from_numpy([labels[s:s + size]]),
-        "images": ArrowVariableShapedTensorArray.from_numpy([plain[s:s + size]])})
-        for s in range(0, len(plain), size)]
+    spec = None if keyed is None else dataclasses.asdict(keyed.spec)
+    blocks = image_chunks(ids, labels, plain, settings.batch_size)
     if isinstance(address, str) and not ray.is_initialized():
         ray.init(address=address)  # the user's cluster, still joined for their next call
     with ray_session():

@@ -102,8 +102,9 @@ def evaluate(model: torch.nn.Module, images, labels, *, transform: str | Transfo
         raise LieRayError(f"{len(plain)} images but {len(label_array)} labels: pass one label "
                           "per image")
     base = get_eval_preset(preset)
+    base = dataclasses.replace(base, test_limit=None)  # the images given are all attacked
     overrides = {"epsilons": tuple(sorted({0.0, *map(float, eps)})),
-                 "evaluation": "cascade" if cascade else "full", "test_limit": None,
+                 "evaluation": "cascade" if cascade else "full",
                  **({"sanity": False} if threat == "keyless" else {}), **settings}
     unknown = set(overrides) - {f.name for f in dataclasses.fields(EvalSettings)}
     if unknown:

@@ -17,6 +17,7 @@ import json
 from collections import defaultdict
 from typing import Iterator
 
+import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 import ray
@@ -32,14 +33,19 @@ from lie_ray.infra.session import wants_gpu
 def chunks(scenario: str, split: Split, size: int) -> list[pa.Table]:
     """``split`` in chunks of ``size`` images, one one-row table (one Ray Data block) each, so
     the pool hands out work a chunk at a time."""
-    def chunk(start: int) -> pa.Table:
-        stop = start + size
-        return pa.table({
-            "scenario": [scenario], "split": [split.name],
-            "ids": ArrowVariableShapedTensorArray.from_numpy([split.ids[start:stop]]),
-            "labels": ArrowVariableShapedTensorArray.from_numpy([split.labels[start:stop]]),
-            "images": ArrowVariableShapedTensorArray.from_numpy([split.images[start:stop]])})
-    return [chunk(start) for start in range(0, len(split.labels), size)]
+    return [block.append_column("scenario", pa.array([scenario])).append_column(
+                "split", pa.array([split.name]))
+            for block in image_chunks(split.ids, split.labels, split.images, size)]
+
+
+def image_chunks(ids: np.ndarray, labels: np.ndarray, images: np.ndarray, size: int
+                 ) -> list[pa.Table]:
+    """Rows ``size`` at a time as one-row tables of tensors (``ids``, ``labels``, ``images``):
+    the blocks an evaluation pool takes one at a time (the CLI's and ``lie_ray.evaluate``'s)."""
+    tensor = lambda array: ArrowVariableShapedTensorArray.from_numpy([array])  # noqa: E731
+    return [pa.table({"ids": tensor(ids[s:s + size]), "labels": tensor(labels[s:s + size]),
+                      "images": tensor(images[s:s + size])})
+            for s in range(0, len(labels), size)]
 
 
 def train_chunk(settings: EvalSettings) -> int:
