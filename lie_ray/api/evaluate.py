@@ -26,6 +26,7 @@ import torch
 
 from lie_ray.api.defence import (NEEDS_ATTACKER_IMAGES, ObjectKey, attack_context, frozen,
                                  make_defender)
+from lie_ray.data.arrays import as_uint8_images
 from lie_ray.errors import LieRayError
 from lie_ray.evaluation.actor import evaluate_batch
 from lie_ray.evaluation.protocols import ENCRYPTED_ONLY, Batch, attacker_evaluations
@@ -236,30 +237,6 @@ def threat_evaluations(threat: str, encrypted: bool) -> list[str]:
 
 def shown_worst_cases(threat: str) -> set[str]:
     return set(WORST_CASES[:WORST_CASES.index(THREATS[threat]) + 1])
-
-
-def as_uint8_images(images) -> np.ndarray:
-    """uint8 NHWC, from uint8 NHWC arrays or NCHW tensors (uint8, or floats k / 255)."""
-    if isinstance(images, torch.Tensor):
-        tensor = images.detach().cpu()
-        if tensor.ndim != 4 or tensor.shape[1] != 3:
-            raise LieRayError(f"tensor images must be NCHW with 3 channels, got shape "
-                              f"{tuple(tensor.shape)}")
-        if tensor.is_floating_point():
-            levels = torch.round(tensor * 255)
-            if (levels - tensor * 255).abs().max() > 1e-3 or levels.min() < 0 or \
-                    levels.max() > 255:
-                raise LieRayError("float images must be 8-bit levels k / 255 in [0, 1] (the "
-                                  "pipeline encrypts bytes): pass (x * 255).round() / 255")
-            tensor = levels.to(torch.uint8)
-        elif tensor.dtype != torch.uint8:
-            raise LieRayError(f"tensor images must be uint8 or float, got {tensor.dtype}")
-        return np.ascontiguousarray(tensor.permute(0, 2, 3, 1).numpy())
-    array = np.asarray(images)
-    if array.dtype != np.uint8 or array.ndim != 4 or array.shape[-1] != 3:
-        raise LieRayError(f"array images must be uint8 NHWC with 3 channels, got "
-                          f"{array.dtype} {array.shape}: pass a uint8 array or an NCHW tensor")
-    return np.ascontiguousarray(array)
 
 
 def as_labels(labels) -> np.ndarray:

@@ -97,11 +97,19 @@ def train_func(config: dict) -> None:
 
 
 def train_one(job: dict, settings: ItnSettings) -> tuple[nn.Module, float]:
+    encrypted, plain = ray.get(job["pairs"])
+    return fit(encrypted, plain, job["block_size"], job["pixelwise"], settings,
+               prepare=ray.train.torch.prepare_model)
+
+
+def fit(encrypted: np.ndarray, plain: np.ndarray, block_size: int, pixelwise: bool,
+        settings: ItnSettings, prepare=lambda model: model) -> tuple[nn.Module, float]:
+    """Train one ITN on (encrypted, plain) float NHWC pairs in [0, 1]; the model and its last
+    epoch's mean loss. ``prepare`` wraps the model (Ray Train's DDP on a worker)."""
     torch.manual_seed(settings.seed)
     encrypted, plain = (torch.from_numpy(np.array(a)).permute(0, 3, 1, 2).contiguous()
-                        for a in ray.get(job["pairs"]))
-    model = ray.train.torch.prepare_model(Itn(job["block_size"], settings.width,
-                                              job["pixelwise"]))
+                        for a in (encrypted, plain))
+    model = prepare(Itn(block_size, settings.width, pixelwise))
     optimizer = torch.optim.Adam(model.parameters(), lr=settings.lr)
     generator = torch.Generator().manual_seed(settings.seed)
     model.train()
@@ -117,6 +125,18 @@ def train_one(job: dict, settings: ItnSettings) -> tuple[nn.Module, float]:
             total += loss.item() * len(batch)
     model.eval()
     return model, total / len(order)
+
+
+def train_here(name: str, attacker_images: np.ndarray, block_size: int,
+               settings: ItnSettings) -> tuple[Itn, float]:
+    """One transform's ITN in this process (``lie_ray.privacy.attack`` without Ray): the
+    same pairs and the same training as the Ray Train job's; the model and its seconds."""
+    started = time.monotonic()
+    model, _ = fit(attacker_pairs(name, attacker_images, block_size, settings.images_per_key,
+                                  settings.seed), as_numpy_unit(attacker_images),
+                   targets.block_size_for(name, block_size), transform_class(name).pixelwise,
+                   settings)
+    return model, time.monotonic() - started
 
 
 def train_itns(names: list[str], attacker_images: np.ndarray, block_size: int,
