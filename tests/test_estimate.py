@@ -105,3 +105,13 @@ def test_estimate_prints_a_table_and_writes_nothing(cifar_dir, tmp_path):
     assert rows["total"][1] == pytest.approx(sum(hours), abs=0.011)
     assert "Ray" not in result.stdout + result.stderr  # nothing started
     assert list(tmp_path.iterdir()) == []  # nothing written, --out not made
+
+
+def test_trials_wall_is_the_last_slot_to_finish_costliest_first():
+    """Tune starts trials costliest first, each on the first slot free: by hand, 5 | 3, then
+    3 joins the 3 (6), then 2 joins the 5 (7); one slot is the sum, enough slots the largest."""
+    from lie_ray.app.estimate import trials_wall
+
+    assert trials_wall([3, 2, 5, 3], 2) == 7
+    assert trials_wall([3, 2, 5, 3], 1) == 13
+    assert trials_wall([3, 2, 5, 3], 8) == 5

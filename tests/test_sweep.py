@@ -13,6 +13,7 @@ import sys
 from pathlib import Path
 
 import pyarrow.parquet as pq
+import pytest
 from PIL import Image
 
 from conftest import HEAD_ENV, REPO_ROOT, TRAIN_SLICE, cli_args
@@ -57,6 +58,27 @@ def test_job_submitted_sweep_writes_every_table_and_the_report(smoke_sweep):
     # than printing its record), while the driver's whole log is kept under OUT.
     assert "Execution plan of Dataset" not in output and "'steps':" not in output
     assert "[6/6] report done in" in (out / "logs" / "sweep.log").read_text()
+
+
+def test_sweep_keeps_its_predicted_beside_its_measured_times(smoke_sweep):
+    """timings.json: each phase's wall time as the sweep's log line gives it, and the cost
+    model applied to what examples.parquet says ran equal to --estimate's full-mode count (the
+    smoke preset attacks every image with every attack: two derivations, one from the
+    settings, one from the run's own rows); the report shows both beside each other."""
+    out = smoke_sweep["out"]
+    timings = json.loads((out / "timings.json").read_text())
+    logged = {m[1]: float(m[2]) for m in re.finditer(
+        r"\[\d/6\] (\w+) done in ([\d.]+) s", (out / "logs" / "sweep.log").read_text())}
+    for phase in ("keys", "encryption", "training", "evaluation", "privacy"):
+        assert timings["measured_seconds"][phase] == pytest.approx(logged[phase], abs=0.051)
+    predicted = timings["predicted"]["phases"]
+    assert predicted["training"]["wall_seconds"] > 0
+    assert timings["evaluation_work_done"]["device_seconds"] == pytest.approx(
+        predicted["evaluation (full)"]["device_seconds"], rel=1e-9)
+    assert timings["machine"]["cores"] >= 1 and timings["machine"]["cpu"]
+    section = (out / "report.md").read_text().split("## Time: predicted beside measured")[1]
+    assert re.search(r"^\| training \| [\d.]+ (s|min) \| [\d.]+ (s|min) \| [\d.]+ \((agree|differ)\)",
+                     section, re.M), section
 
 
 def test_sweep_made_its_own_key_private(smoke_sweep):

@@ -310,20 +310,11 @@ def report(results: Path = typer.Option(..., "--results",
 def print_estimate(scenarios, train, evaluation, data_dir, network: dict | None = None
                    ) -> None:
     """``--estimate``: the cost table (lie_ray.app.estimate), on the device the run would
-    use here; nothing is written and Ray does not start. ``network``: the trained network's
-    shape (evaluate), else the training settings'."""
-    import torch
-
-    from lie_ray.app.estimate import estimate
+    use here; nothing is written and Ray does not start."""
+    from lie_ray.app.estimate import for_run
     from lie_ray.data.cifar import check_dataset
 
-    if network is None:
-        network = {"width": train.width, "adaptation_channels": train.adaptation_channels,
-                   "batch_size": train.batch_size}
-    gpu = torch.cuda.is_available() and (train is None or train.gpu != "no")
-    typer.echo(estimate(scenarios, train, evaluation, check_dataset(data_dir),
-                        torch.device("cuda" if gpu else "cpu"), network["width"],
-                        network["adaptation_channels"], network["batch_size"]))
+    typer.echo(for_run(scenarios, train, evaluation, check_dataset(data_dir), network).table())
 
 
 def trained_scenarios(trained: list[dict]) -> tuple[list, dict]:

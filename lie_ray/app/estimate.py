@@ -20,11 +20,13 @@ import torch.nn.functional as F
 
 from lie_ray.evaluation.actor import evaluations, key_recoverable
 from lie_ray.evaluation.protocols import restarts
-from lie_ray.evaluation.settings import PAPER_READINGS, RECOVERED_KEY, EvalSettings
+from lie_ray.evaluation.settings import (PAPER_READINGS, RECOVERED_KEY, SANITY, WORST_CASES,
+                                         EvalSettings)
 from lie_ray.scenarios import Scenario
 from lie_ray.training.settings import TrainSettings
 
 KINDS = ("train", "attack", "attack_single", "forward", "forward_single")
+RUN_ELSEWHERE = (*WORST_CASES, *SANITY)  # rows no attack ran for, or counted per image apart
 
 
 @dataclass
@@ -91,28 +93,35 @@ def training_passes(scenario: Scenario, settings: TrainSettings, train_images: i
 
 def evaluation_passes(scenario: Scenario, settings: EvalSettings, test_images: int,
                       train_images: int, has_plain_model: bool) -> tuple[Passes, Passes]:
-    """(full mode, the cascade's floor): the floor runs only the paper's readings and the
-    sanity checks on every image; everything else may be skipped where broken."""
+    """(full mode, the cascade's floor): the floor runs only the paper's readings and what
+    runs on every image; everything else may be skipped where broken."""
     names = evaluations(scenario.encrypted, scenario.encrypted and has_plain_model,
                         scenario.encrypted and key_recoverable(
                             scenario.key_policy, scenario.transform, scenario.variant))
     attacked = [e for e in settings.epsilons if e > 0]
-    full = floor = Passes.of(forward=test_images + train_images)
+    full = floor = every_image_passes(scenario, settings, test_images, train_images)
     for name in names:
         per_image = attack_passes(name, settings) * (test_images * len(attacked))
         full = full + per_image
         if name in PAPER_READINGS:
             floor = floor + per_image
-    if settings.sanity and attacked:
+    return full, floor
+
+
+def every_image_passes(scenario: Scenario, settings: EvalSettings, test_images: int,
+                       train_images: int) -> Passes:
+    """What an evaluation runs whatever the attacks broke: the clean passes over both splits,
+    the sanity checks' three white-box runs, PBA's stand-in (fitted in every actor)."""
+    passes = Passes.of(forward=test_images + train_images)
+    if settings.sanity and any(e > 0 for e in settings.epsilons):
         white = attack_passes("bpda-identity", settings)
         doubled = attack_passes("bpda-identity", settings.replace(
             pgd_steps=2 * settings.pgd_steps, pgd_restarts=2 * settings.pgd_restarts))
-        sanity = (white * 2 + doubled) * test_images
-        full, floor = full + sanity, floor + sanity
-    if scenario.encrypted:  # PBA's stand-in, fitted in every actor
-        fit = Passes.of(attack=settings.pba_steps * settings.attacker_images * settings.actors)
-        full, floor = full + fit, floor + fit
-    return full, floor
+        passes = passes + (white * 2 + doubled) * test_images
+    if scenario.encrypted:
+        passes = passes + Passes.of(
+            attack=settings.pba_steps * settings.attacker_images * settings.actors)
+    return passes
 
 
 @dataclass(frozen=True)
@@ -182,50 +191,143 @@ def devices_here(device: torch.device) -> int:
                else os.cpu_count() or 1)
 
 
+def trials_wall(costs: list[float], slots: int) -> float:
+    """When the last trial ends: Tune starts them costliest first (``by_expected_cost``), each
+    on the first slot to come free, so a lone last trial leaves the other slots idle."""
+    free = [0.0] * max(1, slots)
+    for cost in sorted(costs, reverse=True):
+        free[free.index(min(free))] += cost
+    return max(free)
+
+
+@dataclass(frozen=True)
+class Phase:
+    name: str
+    passes: Passes
+    device_seconds: float
+    wall_seconds: float
+
+
+@dataclass(frozen=True)
+class Estimate:
+    """What ``--estimate`` prints, and what a sweep keeps beside its measured times
+    (``OUT/timings.json``): per phase the image-passes, device-seconds and wall seconds."""
+
+    phases: list[Phase]
+    seconds: PassSeconds
+    devices: int
+    device_type: str
+    scenarios: list[str]
+
+    def phase(self, name: str) -> Phase:
+        return next(p for p in self.phases if p.name == name)
+
+    def evaluation_range(self) -> tuple[float, float]:
+        """The evaluation's wall seconds at least (the cascade's floor; full mode: all of
+        it) and at most (every attack on every image)."""
+        full = self.phase("evaluation (full)").wall_seconds
+        floor = next((p.wall_seconds for p in self.phases if p.name.endswith("floor)")
+                      and p.name.startswith("evaluation")), full)
+        return floor, full
+
+    def table(self) -> str:
+        spread = self.seconds.spread
+        lines = [f"estimate: {', '.join(self.scenarios)} on {self.devices} {self.device_type} "
+                 f"device(s) of this machine; seconds per image-pass measured here (spread "
+                 f"{spread:.0%}); image-passes count every step, restart, key, query and "
+                 "iteration, as if no attack stopped early",
+                 f"{'phase':<28}{'image-passes':>14}{'device-hours':>14}  wall (range)"]
+        for p in self.phases:
+            lines.append(f"{p.name:<28}{p.passes.total:>14.3g}{p.device_seconds / 3600:>14.2f}  "
+                         f"{duration(p.wall_seconds)} ({duration(p.wall_seconds / (1 + spread))}"
+                         f" - {duration(p.wall_seconds * (1 + spread))})")
+        return "\n".join(lines)
+
+    def record(self) -> dict:
+        return {"devices": self.devices, "device_type": self.device_type,
+                "seconds_per_pass": self.seconds.seconds, "spread": self.seconds.spread,
+                "phases": {p.name: {"image_passes": p.passes.total,
+                                    "device_seconds": p.device_seconds,
+                                    "wall_seconds": p.wall_seconds} for p in self.phases}}
+
+
 def estimate(scenarios: list[Scenario], train: TrainSettings | None,
              evaluation: EvalSettings | None, data_dir, device: torch.device,
-             width: int, adaptation_channels: int, train_batch: int) -> str:
-    """The table ``--estimate`` prints: per phase the image-passes, device-hours and wall
-    time on this machine's devices, the wall time's range from the probe's spread."""
+             width: int, adaptation_channels: int, train_batch: int) -> Estimate:
+    """Per phase the image-passes, device-hours and wall time on this machine's devices (the
+    wall's range from the probe's spread). Training's wall schedules the trials over the
+    slots the run would have; evaluation's divides over its actors."""
     from lie_ray.data.cifar import load_split
 
     torch.set_num_threads(1)  # what each CPU worker and actor runs with
     sizes = lambda split, limit: len(load_split(data_dir, split, limit=limit).labels)
     seconds = probe(width, adaptation_channels, train_batch,
                     evaluation.batch_size if evaluation else train_batch, device)
-    phases: list[tuple[str, Passes]] = []
+    devices = devices_here(device)
+    phases: list[Phase] = []
     if train is not None:
         n_train, n_test = sizes("train", train.train_limit), sizes("test", train.test_limit)
-        phases.append(("training", sum((training_passes(s, train, n_train, n_test)
-                                        for s in scenarios), Passes.of())))
+        per_trial = [training_passes(s, train, n_train, n_test) for s in scenarios]
+        costs = [seconds.cost(p) for p in per_trial]
+        slots = min(train.max_concurrent_trials or devices, len(scenarios),
+                    max(1, devices // max(1, train.num_workers)))
+        phases.append(Phase("training", sum(per_trial, Passes.of()), sum(costs),
+                            trials_wall(costs, slots)))
     if evaluation is not None:
         n_test, n_train = sizes("test", evaluation.test_limit), sizes("train", None)
         plain = any(not s.encrypted for s in scenarios)
         bounds = [evaluation_passes(s, evaluation, n_test, n_train, plain) for s in scenarios]
-        full = sum((b[0] for b in bounds), Passes.of())
-        phases.append(("evaluation (full)", full))
+        actors = max(1, min(evaluation.actors, devices))
+        named = [("evaluation (full)", 0)]
         if evaluation.evaluation == "cascade":
-            phases.append(("evaluation (cascade floor)", sum((b[1] for b in bounds),
-                                                            Passes.of())))
-    devices = devices_here(device)
-    rows = [(name, passes, seconds.cost(passes)) for name, passes in phases]
-    upper = [r for r in rows if "floor" not in r[0]]
-    rows.append(("total", sum((r[1] for r in upper), Passes.of()), sum(r[2] for r in upper)))
-    if evaluation is not None and evaluation.evaluation == "cascade":
-        floor = [r for r in rows[:-1] if "full" not in r[0]]
-        rows.append(("total (cascade floor)", sum((r[1] for r in floor), Passes.of()),
-                     sum(r[2] for r in floor)))
-    lines = [f"estimate: {', '.join(s.name for s in scenarios)} on {devices} "
-             f"{device.type} device(s) of this machine; seconds per image-pass measured here "
-             f"(spread {seconds.spread:.0%}); image-passes count every step, restart, key, "
-             "query and iteration, as if no attack stopped early",
-             f"{'phase':<28}{'image-passes':>14}{'device-hours':>14}  wall (range)"]
-    for name, passes, cost in rows:
-        wall = cost / devices
-        lines.append(f"{name:<28}{passes.total:>14.3g}{cost / 3600:>14.2f}  {duration(wall)} "
-                     f"({duration(wall / (1 + seconds.spread))} - "
-                     f"{duration(wall * (1 + seconds.spread))})")
-    return "\n".join(lines)
+            named.append(("evaluation (cascade floor)", 1))
+        for name, which in named:
+            passes = sum((b[which] for b in bounds), Passes.of())
+            cost = seconds.cost(passes)
+            phases.append(Phase(name, passes, cost, cost / actors))
+    upper = [p for p in phases if "floor" not in p.name]
+    total = lambda chosen, name: Phase(name, sum((p.passes for p in chosen), Passes.of()),
+                                       sum(p.device_seconds for p in chosen),
+                                       sum(p.wall_seconds for p in chosen))
+    rows = phases + [total(upper, "total")]
+    if any("floor" in p.name for p in phases):
+        rows.append(total([p for p in phases if "full" not in p.name], "total (cascade floor)"))
+    return Estimate(rows, seconds, devices, device.type, [s.name for s in scenarios])
+
+
+def for_run(scenarios: list[Scenario], train: TrainSettings | None,
+            evaluation: EvalSettings | None, data_dir, network: dict | None = None
+            ) -> Estimate:
+    """The estimate of a run of these settings, on the device it would use here.
+    ``network``: the trained network's shape (evaluate), else the training settings'."""
+    if network is None:
+        network = {"width": train.width, "adaptation_channels": train.adaptation_channels,
+                   "batch_size": train.batch_size}
+    gpu = torch.cuda.is_available() and (train is None or train.gpu != "no")
+    return estimate(scenarios, train, evaluation, data_dir,
+                    torch.device("cuda" if gpu else "cpu"), network["width"],
+                    network["adaptation_channels"], network["batch_size"])
+
+
+def work_done(examples, evaluation: EvalSettings, scenarios: list[Scenario], test_images: int,
+              train_images: int, seconds: PassSeconds) -> float:
+    """Device-seconds of the evaluation a run did, by the same cost model: every attack's
+    passes on the images it was given (``attacked``, so the cascade's skipped images cost
+    nothing), with the sanity runs and PBA's fits as ``evaluation_passes`` counts them."""
+    import pyarrow.compute as pc
+
+    attacked = examples.filter(pc.and_(pc.greater(examples["epsilon"], 0),
+                                       examples["attacked"]))
+    counts = attacked.group_by(["scenario", "evaluation"]).aggregate([([], "count_all")])
+    known = {s.name: s for s in scenarios}
+    passes = Passes.of()
+    for row in counts.to_pylist():
+        if row["evaluation"] in RUN_ELSEWHERE or row["scenario"] not in known:
+            continue
+        passes = passes + attack_passes(row["evaluation"], evaluation) * row["count_all"]
+    for scenario in scenarios:
+        passes = passes + every_image_passes(scenario, evaluation, test_images, train_images)
+    return seconds.cost(passes)
 
 
 def duration(seconds: float) -> str:

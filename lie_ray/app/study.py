@@ -24,6 +24,7 @@ scenario whose evaluation file matches its checkpoint and settings.
 """
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import time
@@ -36,7 +37,7 @@ import pyarrow as pa
 
 from lie_ray.data.cifar import check_dataset
 from lie_ray.evaluation.settings import EvalSettings, is_sanity_check
-from lie_ray.infra import atomic, storage
+from lie_ray.infra import atomic, provenance, storage
 from lie_ray.infra.cluster_log import ClusterRecorder
 from lie_ray.keys import Key, generate_key, key_location, load_key, save_key
 from lie_ray.training.settings import TrainSettings
@@ -100,7 +101,10 @@ def run_sweep(plan: SweepPlan) -> dict[str, pa.Table]:
     # A cluster that cannot hold one training trial fails now, not after encrypting.
     concurrent_trials(plan.train, wants_gpu(plan.train.gpu), len(plan.scenarios),
                       plan.train.max_concurrent_trials)
+    predicted = predict(plan)  # the bill, before it is paid: beside the measured times
+    measured: dict[str, float] = {}
     recorder = ClusterRecorder().start()
+    phase = functools.partial(timed_phase, measured=measured)
     with phase("keys", recorder):
         key_path, key = prepare_key(plan, out)
     with phase("encryption", recorder):
@@ -129,9 +133,45 @@ def run_sweep(plan: SweepPlan) -> dict[str, pa.Table]:
             write_privacy(out)  # privacy.md, from the table the job wrote
     recorder.stop()
     atomic.write_parquet(recorder.table(), out / "cluster.parquet")
+    write_timings(plan, predicted, measured, out)
     with phase("report"):
         write_report(out, training)
     return {"training": training, "results": results}
+
+
+def predict(plan: SweepPlan):
+    """``--estimate``'s figures for this sweep (a probe of a few seconds, in this driver)."""
+    from lie_ray.app.estimate import duration, for_run
+
+    started = time.monotonic()
+    predicted = for_run(plan.scenarios, plan.train, plan.evaluation, plan.data)
+    low, high = predicted.evaluation_range()
+    log.info("predicted (--estimate, probed here in %.0f s): training %s, evaluation %s to %s",
+             time.monotonic() - started, duration(predicted.phase("training").wall_seconds),
+             duration(low), duration(high))
+    return predicted
+
+
+def write_timings(plan: SweepPlan, predicted, measured: dict[str, float], out: Path) -> None:
+    """OUT/timings.json: each phase's wall seconds as measured and as predicted before it
+    ran, and the evaluation's cost by the same model for the work it really did (the
+    cascade skips what is broken: only the run knows how much)."""
+    from lie_ray.app.estimate import work_done
+    from lie_ray.data.cifar import load_split
+    import pyarrow.parquet as pq
+
+    examples = pq.read_table(out / "examples.parquet",
+                             columns=["scenario", "evaluation", "epsilon", "attacked"])
+    tests = len(load_split(plan.data, "test", limit=plan.evaluation.test_limit).labels)
+    trains = len(load_split(plan.data, "train").labels)
+    done = work_done(examples, plan.evaluation, plan.scenarios, tests, trains,
+                     predicted.seconds)
+    record = {"predicted": predicted.record(), "measured_seconds": measured,
+              "evaluation_work_done": {
+                  "device_seconds": done,
+                  "wall_seconds": done / max(1, min(plan.evaluation.actors, predicted.devices))},
+              "resumed": plan.resume, "machine": provenance.machine()}
+    atomic.write_bytes(out / "timings.json", json.dumps(record, indent=1).encode())
 
 
 def tensorboard_dir(plan: SweepPlan) -> str:
@@ -139,9 +179,11 @@ def tensorboard_dir(plan: SweepPlan) -> str:
 
 
 @contextmanager
-def phase(name: str, recorder: ClusterRecorder | None = None) -> Iterator[None]:
-    """A line when a phase starts and one when it ends, with its wall time; the cluster
-    recorder labels its samples with the phase (and stops if the phase fails)."""
+def timed_phase(name: str, recorder: ClusterRecorder | None = None,
+                measured: dict[str, float] | None = None) -> Iterator[None]:
+    """A line when a phase starts and one when it ends, with its wall time (kept in
+    ``measured``); the cluster recorder labels its samples with the phase (and stops if the
+    phase fails)."""
     number = PHASES.index(name) + 1
     log.info("[%d/%d] %s ...", number, len(PHASES), name)
     started = time.monotonic()
@@ -153,7 +195,10 @@ def phase(name: str, recorder: ClusterRecorder | None = None) -> Iterator[None]:
         if recorder is not None:
             recorder.stop()
         raise
-    log.info("[%d/%d] %s done in %.1f s", number, len(PHASES), name, time.monotonic() - started)
+    seconds = time.monotonic() - started
+    if measured is not None:
+        measured[name] = seconds
+    log.info("[%d/%d] %s done in %.1f s", number, len(PHASES), name, seconds)
 
 
 def prepare_key(plan: SweepPlan, out: Path) -> tuple[str | Path, Key]:

@@ -14,8 +14,10 @@ import functools
 import hashlib
 import importlib.metadata
 import json
+import os
 import platform
 import subprocess
+import sys
 from pathlib import Path
 from typing import Any, Mapping
 
@@ -47,6 +49,22 @@ def code() -> dict[str, Any]:
         except importlib.metadata.PackageNotFoundError:
             versions[name] = None
     return {"versions": versions, "python": platform.python_version(), **git_commit()}
+
+
+def machine() -> dict[str, Any]:
+    """Where a timing was taken: the CPU model, its cores, and the GPUs torch sees (when the
+    process has loaded torch), so figures from different machines are compared knowingly."""
+    model = platform.processor() or platform.machine()
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as info:
+            model = next((line.split(":", 1)[1].strip() for line in info
+                          if line.startswith("model name")), model)
+    except OSError:
+        pass
+    torch = sys.modules.get("torch")
+    gpus = [torch.cuda.get_device_name(i) for i in range(torch.cuda.device_count())] \
+        if torch is not None and torch.cuda.is_available() else []
+    return {"cpu": model, "cores": os.cpu_count(), "gpus": gpus}
 
 
 def git_commit() -> dict[str, Any]:

@@ -38,6 +38,7 @@ from lie_ray.report.paper import (AMBIGUITY, PAPER_TABLE_I, THREAT_MODELS, headl
                                   load_results, render_report, scenario_order, training_metrics)
 from lie_ray.report.privacy import section as privacy_section, write_privacy
 from lie_ray.report.provenance import section as provenance_section
+from lie_ray.report.timing import timing_section
 from lie_ray.report import sanity
 
 __all__ = ["AMBIGUITY", "PAPER_TABLE_I", "THREAT_MODELS", "write_privacy", "write_report"]
@@ -68,6 +69,7 @@ def write_report(results_dir: str | os.PathLike,
     text += family_section(rows, training_table)  # "" unless several transforms
     text += privacy_section(directory)  # empty unless privacy.parquet is there
     text += cluster_section(directory)  # cluster.png, when the sweep recorded the cluster
+    text += timing_section(directory)  # predicted beside measured, when a sweep ran
     text += provenance_section(directory)  # the code, data and keys the tables came from
     target = directory / "report.md"
     with atomic.staged_file(target) as staging:
