@@ -10,7 +10,7 @@ the resulting time for the paper's whole test set per GPU-free (one-thread) acto
 ciphertext-space L-inf change that plain-image perturbations of 0.1 produce; then the wall time
 of the real evaluation (``run_evaluation``, three scenarios, every evaluation) with 1 and with 2
 one-thread actors, start-up included. The last line is
-``evaluation actors: 2 vs 1 speed-up S``.
+``evaluation actors: 2 vs 1 speed-up S (machine: CPU, N cores)``.
 """
 from __future__ import annotations
 
@@ -219,7 +219,7 @@ def main() -> None:
     args = parser.parse_args()
     if args.only_scaling:
         speed_up = ray_scaling(args)
-        print(f"evaluation actors: 2 vs 1 speed-up {speed_up:.2f}")
+        print(f"evaluation actors: 2 vs 1 speed-up {speed_up:.2f} ({machine_line()})")
         return
     torch.manual_seed(0)
     model = build_model(True, width=args.width, adaptation_channels=16).eval()
@@ -231,7 +231,14 @@ def main() -> None:
     per_evaluation(args, defender)
     if not args.skip_ray:
         speed_up = ray_scaling(args)
-        print(f"evaluation actors: 2 vs 1 speed-up {speed_up:.2f}")
+        print(f"evaluation actors: 2 vs 1 speed-up {speed_up:.2f} ({machine_line()})")
+
+
+def machine_line() -> str:
+    from lie_ray.infra import provenance
+
+    machine = provenance.machine()
+    return f"machine: {machine['cpu']}, {machine['cores']} cores"
 
 
 if __name__ == "__main__":

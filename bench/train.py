@@ -15,7 +15,7 @@ the machine twice a second (psutil); the table shows, per kind of process, the c
 average over the epoch: what Ray costs besides the training itself. Target: Ray's epoch time at
 most 1.10x the bare loop's. The last line is read by scripts:
 
-    ray/bare epoch time: 1x2 threads R1, 2x1 threads R2
+    ray/bare epoch time: 1x2 threads R1, 2x1 threads R2 (machine: CPU, N cores, bare epoch S s)
 """
 from __future__ import annotations
 
@@ -35,6 +35,7 @@ import torch
 from lie_ray.data.cifar import DEFAULT_DATA_DIR, Split, load_split
 from lie_ray.models import build_model
 from lie_ray.training.settings import get_preset
+from lie_ray.infra import provenance
 from lie_ray.infra.session import ray_session
 from lie_ray.scenarios import PAPER_SCENARIOS
 from lie_ray.training.augment import random_crop_flip
@@ -152,9 +153,9 @@ def bare_epochs(args, settings, sampler: CpuSampler) -> tuple[float, dict]:
     optimizer = torch.optim.SGD(model.parameters(), lr=settings.lr, momentum=settings.momentum,
                                 weight_decay=settings.weight_decay)
     cpu, plain = torch.device("cpu"), PAPER_SCENARIOS["Plain"]
-    for _ in range(settings.epochs):
+    for epoch in range(settings.epochs):
         start_wall, start = time.time(), time.perf_counter()
-        train_epoch(model, optimizer, plain, None, train, settings.batch_size, cpu)
+        train_epoch(model, optimizer, plain, None, train, settings.batch_size, cpu, epoch)
         count_errors(model, test, settings.batch_size, cpu)
         seconds = time.perf_counter() - start
     return seconds, relabel_driver(sampler.cores(start_wall, start_wall + seconds))
@@ -220,8 +221,13 @@ def main() -> None:
     print_table(columns)
     bare = columns["bare"][0]
     ratios = {name: seconds / bare for name, (seconds, _) in columns.items() if name != "bare"}
+    work = {name: seconds * cores.get(TRAINING, 0.0) for name, (seconds, cores) in columns.items()}
+    print(f"  {'training CPU seconds (cores x epoch)':44s}" + "".join(
+        f"{w:10.2f}" for w in work.values()))
+    machine = provenance.machine()
     print("\n" + "ray/bare epoch time: " + ", ".join(
-        f"{name[4:]} threads {ratio:.2f}" for name, ratio in ratios.items()))
+        f"{name[4:]} threads {ratio:.2f}" for name, ratio in ratios.items())
+        + f" (machine: {machine['cpu']}, {machine['cores']} cores, bare epoch {bare:.2f} s)")
 
 
 if __name__ == "__main__":

@@ -2,6 +2,7 @@
 printing a table without running anything."""
 from __future__ import annotations
 
+import dataclasses
 import os
 import re
 import subprocess
@@ -115,3 +116,23 @@ def test_trials_wall_is_the_last_slot_to_finish_costliest_first():
     assert trials_wall([3, 2, 5, 3], 2) == 7
     assert trials_wall([3, 2, 5, 3], 1) == 13
     assert trials_wall([3, 2, 5, 3], 8) == 5
+
+
+def test_the_stand_ins_fit_is_counted_as_it_runs(cifar_dir):
+    """PBA's fit in one actor: the pipeline's predictions on every attacker image, then each
+    Adam step on a batch of 256 of them (more images than a batch, so the two differ)."""
+    from lie_ray.app.estimate import fit_passes
+    from lie_ray.data.cifar import load_split
+
+    settings = dataclasses.replace(SETTINGS, attacker_images=300, pba_steps=2)
+    torch.manual_seed(0)
+    network = Counting(build_model(encrypted=True, width=4, adaptation_channels=8).eval())
+    for parameter in network.parameters():
+        parameter.requires_grad_(False)
+    defender = Defender(network, TransformSpec().keyed(Key("master", bytes(range(32)), 4)),
+                        FixedPolicy())
+    shard = EvaluateShard({}, None, settings, None,
+                          load_split(cifar_dir, "train").images[:settings.attacker_images])
+    shard.keyless_knowledge(defender)
+    counted = fit_passes(settings).counts
+    assert (network.gradient, network.forward_only) == (counted["attack"], counted["forward"])

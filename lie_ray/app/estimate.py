@@ -118,10 +118,18 @@ def every_image_passes(scenario: Scenario, settings: EvalSettings, test_images: 
         doubled = attack_passes("bpda-identity", settings.replace(
             pgd_steps=2 * settings.pgd_steps, pgd_restarts=2 * settings.pgd_restarts))
         passes = passes + (white * 2 + doubled) * test_images
-    if scenario.encrypted:
-        passes = passes + Passes.of(
-            attack=settings.pba_steps * settings.attacker_images * settings.actors)
+    if scenario.encrypted:  # every actor fits it: a stand-in for the key never travels
+        passes = passes + fit_passes(settings) * settings.actors
     return passes
+
+
+def fit_passes(settings: EvalSettings) -> Passes:
+    """PBA's stand-in, fitted once per scenario in each actor: the pipeline's predictions on
+    every attacker image, then ``pba_steps`` Adam steps on ``FIT_BATCH`` of them."""
+    from lie_ray.attacks.bypass import FIT_BATCH
+
+    return Passes.of(attack=settings.pba_steps * min(FIT_BATCH, settings.attacker_images),
+                     forward=settings.attacker_images)
 
 
 @dataclass(frozen=True)

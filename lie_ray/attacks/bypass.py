@@ -39,8 +39,11 @@ class BlockAffine(torch.nn.Module):
                 .reshape(n, c, h, w))
 
 
+FIT_BATCH = 256  # attacker images per Adam step of the stand-in's fit
+
+
 def fit_bypass(network: torch.nn.Module, query: Callable[[torch.Tensor], torch.Tensor],
-               images: torch.Tensor, block: int, steps: int, batch_size: int = 256,
+               images: torch.Tensor, block: int, steps: int, batch_size: int = FIT_BATCH,
                lr: float = 0.01, seed: int = 0) -> BlockAffine:
     """The stand-in fitted on ``images`` (the attacker's own, float NCHW in [0, 1]) to the
     pipeline's predictions, ``query(x)``: its logits, the only output the attacker sees."""

@@ -27,6 +27,13 @@ log = logging.getLogger("lie_ray")
 # Train workers and Ray Data's actors each hold one, and with too few ingest stalls (RAY_NOTES).
 # Logical CPUs are scheduling tokens; the OS shares the physical cores among the processes.
 DEFAULT_LOCAL_CPUS = max(4, os.cpu_count() or 1)
+# Ray's log monitor re-globs the session's log folder every 0.1 s while it holds fewer files
+# than RAY_LOG_MONITOR_MANY_FILES_THRESHOLD (1000), and every LOG_NAME_UPDATE_INTERVAL_S above
+# it: 0.02-0.03 of 2 cores while a trial trains (bench/train.py), the costliest of Ray's
+# daemons there. Once a second is enough: a new worker's first lines reach the console up to
+# a second later. For the embedded Ray only (a user's own values win); on a cluster node the
+# same 0.02 cores is a sliver of its cores.
+LOG_MONITOR_ENV = {"RAY_LOG_MONITOR_MANY_FILES_THRESHOLD": "0", "LOG_NAME_UPDATE_INTERVAL_S": "1"}
 
 
 @contextlib.contextmanager
@@ -52,6 +59,8 @@ def ray_session(num_cpus: int | None = None) -> Iterator[None]:
         # Ray's default (None) starts it, but a dashboard slow to come up (60 s, seen on a
         # loaded 2-core CI machine) is logged rather than fatal, as True would make it: the
         # command's work does not need it.
+        for name, value in LOG_MONITOR_ENV.items():
+            os.environ.setdefault(name, value)
         with own_session_for_ray_processes():
             dashboard = ray.init(address="local",
                                  num_cpus=max(num_cpus or 0, DEFAULT_LOCAL_CPUS),
