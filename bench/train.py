@@ -1,19 +1,19 @@
 """Ray's overhead on training: the product's Ray Train path against a bare PyTorch loop.
 
-    python bench/train.py [--width 8] [--epochs 2] [--data DIR] [--layouts 1x2,2x1]
+    python bench/train.py [--width 8] [--epochs 6] [--warmup 1] [--data DIR] [--layouts 1x2,2x1]
 
 The bare loop runs lie_ray's own ``train_epoch`` and ``count_errors`` (the same model,
 optimiser, augmentation, batch size and test pass) on in-memory arrays, in one process with 2
 intra-op threads. The Ray figures come from ``lie_ray.training.run.run_training``, exactly as
 ``lie-ray train`` runs it (embedded Ray with its dashboard, a Tune trial, a Ray Train run, Ray
 Data feeding the workers), for one 2-thread worker (1x2) and two 1-thread workers (2x1). The
-first epoch warms up; the last is timed, inside the workers, from the start of the training
-pass to the end of the test pass (the checkpoint is not counted).
+first epoch warms up; the others are timed, inside the workers, from the start of the training
+pass to the end of the test pass (the checkpoint is not counted), and their median compared.
 
-While each timed epoch runs, a sampler in this process reads the CPU time of every process on
+While the timed epochs run, a sampler in this process reads the CPU time of every process on
 the machine twice a second (psutil); the table shows, per kind of process, the cores it used on
-average over the epoch: what Ray costs besides the training itself. Target: Ray's epoch time at
-most 1.10x the bare loop's. The last line is read by scripts:
+average over the timed epochs: what Ray costs besides the training itself. Target: Ray's epoch time at
+most 1.05x the bare loop's. The last line is read by scripts:
 
     ray/bare epoch time: 1x2 threads R1, 2x1 threads R2 (machine: CPU, N cores, bare epoch S s)
 """
@@ -143,8 +143,9 @@ def kind_of(process: psutil.Process) -> str:
     return "other Ray process: " + cmdline[:30]
 
 
-def bare_epochs(args, settings, sampler: CpuSampler) -> tuple[float, dict]:
-    """Seconds of the last epoch and the cores used during it, in one 2-thread process."""
+def bare_epochs(args, settings, sampler: CpuSampler) -> tuple[float, dict, float]:
+    """The median of the timed epochs' seconds and the cores used over them, in one 2-thread
+    process."""
     torch.set_num_threads(2)
     torch.manual_seed(0)
     train = InMemoryShard(load_split(args.data, "train"), augment=True)
@@ -153,12 +154,24 @@ def bare_epochs(args, settings, sampler: CpuSampler) -> tuple[float, dict]:
     optimizer = torch.optim.SGD(model.parameters(), lr=settings.lr, momentum=settings.momentum,
                                 weight_decay=settings.weight_decay)
     cpu, plain = torch.device("cpu"), PAPER_SCENARIOS["Plain"]
+    epochs = []
     for epoch in range(settings.epochs):
         start_wall, start = time.time(), time.perf_counter()
         train_epoch(model, optimizer, plain, None, train, settings.batch_size, cpu, epoch)
         count_errors(model, test, settings.batch_size, cpu)
-        seconds = time.perf_counter() - start
-    return seconds, relabel_driver(sampler.cores(start_wall, start_wall + seconds))
+        epochs.append((start_wall, time.perf_counter() - start))
+    return summarise(epochs[args.warmup:], sampler, relabel_driver)
+
+
+def summarise(epochs: list[tuple[float, float]], sampler: CpuSampler, relabel=None
+              ) -> tuple[float, dict, float]:
+    """(median epoch seconds, cores used per kind over the timed epochs' whole span, the
+    training's CPU seconds per epoch over that span)."""
+    start, end = epochs[0][0], epochs[-1][0] + epochs[-1][1]
+    cores = sampler.cores(start, end)
+    cores = relabel(cores) if relabel else cores
+    return (float(np.median([seconds for _, seconds in epochs])), cores,
+            cores.get(TRAINING, 0.0) * (end - start) / len(epochs))
 
 
 def relabel_driver(cores: dict[str, float]) -> dict[str, float]:
@@ -167,34 +180,37 @@ def relabel_driver(cores: dict[str, float]) -> dict[str, float]:
     return cores
 
 
-def ray_epochs(args, settings, workers: int, sampler: CpuSampler) -> tuple[float, dict]:
-    """Seconds of the last epoch (rank 0's figure, after gradients and counts of every rank
-    are in) and the cores used during it, through ``lie-ray train``'s own code."""
+def ray_epochs(args, settings, workers: int, sampler: CpuSampler
+               ) -> tuple[float, dict, float]:
+    """The median of the timed epochs' seconds (rank 0's figures, after gradients and counts
+    of every rank are in) and the cores used over them, through ``lie-ray train``'s own code."""
     layout = settings.replace(num_workers=workers, torch_threads=2 // workers)
     with tempfile.TemporaryDirectory(prefix="lie_ray_bench_") as out:
         run_training([PAPER_SCENARIOS["Plain"]], layout, args.data, out, None)
         results = next(Path(out, "ray", "train").glob("*/result.json"))
-        last = json.loads(results.read_text().splitlines()[-1])
-    # Older lie_ray reported no epoch timing: Tune's iteration time (checkpoint included).
-    seconds = last.get("epoch_seconds", last["time_this_iter_s"])
-    start = last.get("epoch_started_at", last["timestamp"] - seconds)
-    return seconds, sampler.cores(start, start + seconds)
+        reports = [json.loads(line) for line in results.read_text().splitlines()]
+    epochs = [(r["epoch_started_at"], r["epoch_seconds"]) for r in reports]
+    return summarise(epochs[args.warmup:], sampler)
 
 
 def print_table(columns: dict[str, tuple[float, dict]]) -> None:
-    kinds = sorted({k for _, cores in columns.values() for k in cores},
-                   key=lambda k: (k != TRAINING, -max(c.get(k, 0) for _, c in columns.values())))
-    print("\ncores used during the timed epoch (CPU seconds per wall second; 2 cores here)")
+    kinds = sorted({k for _, cores, _ in columns.values() for k in cores},
+                   key=lambda k: (k != TRAINING, -max(c.get(k, 0) for _, c, _ in
+                                                    columns.values())))
+    print("\ncores used during the timed epochs (CPU seconds per wall second; 2 cores here)")
     print(f"  {'process':44s}" + "".join(f"{name:>10s}" for name in columns))
     for kind in kinds:
-        values = [cores.get(kind, 0.0) for _, cores in columns.values()]
+        values = [cores.get(kind, 0.0) for _, cores, _ in columns.values()]
         if kind != TRAINING and max(values) < 0.005:
             continue
         print(f"  {kind:44s}" + "".join(f"{v:10.3f}" for v in values))
     overhead = [sum(v for k, v in cores.items() if k not in (TRAINING, OTHERS))
-                for _, cores in columns.values()]
+                for _, cores, _ in columns.values()]
     print(f"  {'all of Ray but the training':44s}" + "".join(f"{v:10.3f}" for v in overhead))
-    print(f"  {'epoch seconds':44s}" + "".join(f"{s:10.2f}" for s, _ in columns.values()))
+    print(f"  {'epoch seconds (median)':44s}" + "".join(
+        f"{s:10.2f}" for s, _, _ in columns.values()))
+    print(f"  {'training CPU seconds per epoch':44s}" + "".join(
+        f"{w:10.2f}" for _, _, w in columns.values()))
 
 
 def main() -> None:
@@ -202,7 +218,9 @@ def main() -> None:
     parser.add_argument("--data", default=DEFAULT_DATA_DIR)
     parser.add_argument("--width", type=int, default=8)
     parser.add_argument("--batch", type=int, default=128)
-    parser.add_argument("--epochs", type=int, default=2, help="the last one is timed")
+    parser.add_argument("--epochs", type=int, default=6)
+    parser.add_argument("--warmup", type=int, default=1, help="epochs not timed; the median "
+                        "of the rest is (one epoch varied by 20%% from run to run here)")
     parser.add_argument("--layouts", default="1x2,2x1",
                         help="Ray Train layouts, workers x threads (2 threads in all)")
     args = parser.parse_args()
@@ -216,14 +234,13 @@ def main() -> None:
             for workers in layouts:
                 columns[f"ray {workers}x{2 // workers}"] = ray_epochs(args, settings, workers,
                                                                     sampler)
-    print(f"\none epoch of Plain (train {settings.train_limit or 'all'} images + test pass), "
-          f"ResNet18 width {args.width}, batch {args.batch}, {args.epochs - 1} warm-up epoch(s)")
+    print(f"\nan epoch of Plain (train {settings.train_limit or 'all'} images + test pass), "
+          f"ResNet18 width {args.width}, batch {args.batch}: the median of "
+          f"{args.epochs - args.warmup} after {args.warmup} warm-up epoch(s)")
     print_table(columns)
     bare = columns["bare"][0]
-    ratios = {name: seconds / bare for name, (seconds, _) in columns.items() if name != "bare"}
-    work = {name: seconds * cores.get(TRAINING, 0.0) for name, (seconds, cores) in columns.items()}
-    print(f"  {'training CPU seconds (cores x epoch)':44s}" + "".join(
-        f"{w:10.2f}" for w in work.values()))
+    ratios = {name: seconds / bare for name, (seconds, _, _) in columns.items()
+              if name != "bare"}
     machine = provenance.machine()
     print("\n" + "ray/bare epoch time: " + ", ".join(
         f"{name[4:]} threads {ratio:.2f}" for name, ratio in ratios.items())
