@@ -24,7 +24,7 @@ import pytest
 
 from lie_ray.infra import storage
 from lie_ray.keys import generate_key
-from tests.conftest import EVAL_SLICE, HEAD_ENV, RAY_CLI, REPO_ROOT, cli_args
+from tests.conftest import EVAL_SLICE, HEAD_ENV, RAY_CLI, REPO_ROOT, cli_args, ensure_auth_token
 from tests.s3 import CREDENTIALS, moto_bucket
 
 pytestmark = pytest.mark.multinode
@@ -37,7 +37,7 @@ SCENARIOS = "Plain,Encrypted"
 # What the job driver writes into --out; everything written from other processes is in storage.
 DRIVER_FILES = {"training.parquet", "examples.parquet", "results.parquet", "report.md",
                 "curves.png", "gallery.png", "encrypted/preview.png", "cluster.parquet",
-                "cluster.png", "logs/sweep.log"}
+                "cluster.png", "logs/sweep.log", "timings.json"}
 CLUSTER_ENV = {**{k: v for k, v in HEAD_ENV.items() if not k.startswith("AWS_")},
                # notice a lost node within seconds (Ray's own job tests do the same)
                "RAY_health_check_period_ms": "1000", "RAY_health_check_timeout_ms": "1000",
@@ -74,6 +74,7 @@ class ClusterHost:
 
 @pytest.fixture(scope="module")
 def cluster():
+    ensure_auth_token()  # the nodes run in token mode; a fresh machine has no token yet
     temp_dir = Path(tempfile.mkdtemp(prefix="lr-mn-", dir="/tmp"))
     host = ClusterHost([2, 2, 2], temp_dir)
     try:
