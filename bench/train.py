@@ -13,14 +13,21 @@ pass to the end of the test pass (the checkpoint is not counted), and their medi
 While the timed epochs run, a sampler in this process reads the CPU time of every process on
 the machine twice a second (psutil); the table shows, per kind of process, the cores it used on
 average over the timed epochs: what Ray costs besides the training itself. Target: Ray's epoch time at
-most 1.05x the bare loop's. The last line is read by scripts:
+most 1.05x the bare loop's.
 
-    ray/bare epoch time: 1x2 threads R1, 2x1 threads R2 (machine: CPU, N cores, bare epoch S s)
+The control column (``--control``, on by default) runs the bare loop again beside a synthetic
+load as large as Ray's helpers measured in this run: 20 processes that each wake every 10 ms and
+spin for their share, as Ray's idle daemons and actors do. If the bare loop beside that load is
+as slow as Ray's epoch, Ray's cost is its helpers' CPU share and nothing in the Train worker.
+The last line is read by scripts:
+
+    ray/bare epoch time: 1x2 threads R1, 2x1 threads R2; bare beside Ray's load R3 (machine: ...)
 """
 from __future__ import annotations
 
 import argparse
 import json
+import multiprocessing
 import os
 import tempfile
 import threading
@@ -44,6 +51,7 @@ from lie_ray.training.worker import count_errors, train_epoch
 
 TRAINING = "training (bare loop / Train workers)"
 OTHERS = "outside this Ray (other programs)"
+LOAD = "synthetic load (the control's)"
 
 
 class InMemoryShard:
@@ -118,6 +126,7 @@ def snapshot() -> dict[int, tuple[str, float]]:
 
 
 _KINDS: dict[int, str] = {}
+_LOAD_PIDS: set[int] = set()  # the control's load processes
 
 
 def kind_of(process: psutil.Process) -> str:
@@ -126,6 +135,8 @@ def kind_of(process: psutil.Process) -> str:
     if process.pid == os.getpid():
         return "driver (Tune loop, this bench)"
     cmdline = " ".join(process.cmdline() or [process.name()])
+    if process.pid in _LOAD_PIDS:
+        return LOAD
     if cmdline.startswith("ray::"):
         title = cmdline[5:].split()[0] if cmdline[5:].strip() else "?"
         if title.startswith("RayTrainWorker"):
@@ -163,6 +174,34 @@ def bare_epochs(args, settings, sampler: CpuSampler) -> tuple[float, dict, float
     return summarise(epochs[args.warmup:], sampler, relabel_driver)
 
 
+def spin(share: float, period: float, stop) -> None:
+    """One process of the control's load: it wakes every ``period`` seconds and spins until its
+    CPU time (its wake-ups' cost included) is ``share`` of the wall time since it started."""
+    start_wall, start_cpu = time.perf_counter(), time.process_time()
+    while not stop.wait(period):
+        owed = share * (time.perf_counter() - start_wall)
+        while time.process_time() - start_cpu < owed:
+            pass
+
+
+def bare_beside_load(args, settings, sampler: CpuSampler, cores: float
+                     ) -> tuple[float, dict, float]:
+    """The bare loop again, while 20 processes use ``cores`` between them in 10 ms bursts."""
+    context = multiprocessing.get_context("spawn")
+    stop = context.Event()
+    load = [context.Process(target=spin, args=(cores / 20, 0.01, stop), daemon=True)
+            for _ in range(20)]
+    for process in load:
+        process.start()
+        _LOAD_PIDS.add(process.pid)
+    try:
+        return bare_epochs(args, settings, sampler)
+    finally:
+        stop.set()
+        for process in load:
+            process.join(timeout=10)
+
+
 def summarise(epochs: list[tuple[float, float]], sampler: CpuSampler, relabel=None
               ) -> tuple[float, dict, float]:
     """(median epoch seconds, cores used per kind over the timed epochs' whole span, the
@@ -193,6 +232,11 @@ def ray_epochs(args, settings, workers: int, sampler: CpuSampler
     return summarise(epochs[args.warmup:], sampler)
 
 
+def ray_overhead(cores: dict[str, float]) -> float:
+    """Cores used by this bench's Ray besides the training (and besides the control's load)."""
+    return sum(v for k, v in cores.items() if k not in (TRAINING, OTHERS, LOAD))
+
+
 def print_table(columns: dict[str, tuple[float, dict]]) -> None:
     kinds = sorted({k for _, cores, _ in columns.values() for k in cores},
                    key=lambda k: (k != TRAINING, -max(c.get(k, 0) for _, c, _ in
@@ -204,8 +248,7 @@ def print_table(columns: dict[str, tuple[float, dict]]) -> None:
         if kind != TRAINING and max(values) < 0.005:
             continue
         print(f"  {kind:44s}" + "".join(f"{v:10.3f}" for v in values))
-    overhead = [sum(v for k, v in cores.items() if k not in (TRAINING, OTHERS))
-                for _, cores, _ in columns.values()]
+    overhead = [ray_overhead(cores) for _, cores, _ in columns.values()]
     print(f"  {'all of Ray but the training':44s}" + "".join(f"{v:10.3f}" for v in overhead))
     print(f"  {'epoch seconds (median)':44s}" + "".join(
         f"{s:10.2f}" for s, _, _ in columns.values()))
@@ -223,6 +266,8 @@ def main() -> None:
                         "of the rest is (one epoch varied by 20%% from run to run here)")
     parser.add_argument("--layouts", default="1x2,2x1",
                         help="Ray Train layouts, workers x threads (2 threads in all)")
+    parser.add_argument("--no-control", dest="control", action="store_false",
+                        help="skip the bare loop beside a load as large as Ray's helpers")
     args = parser.parse_args()
     layouts = [int(layout.split("x")[0]) for layout in args.layouts.split(",")]
     settings = get_preset("smoke").replace(width=args.width, batch_size=args.batch,
@@ -234,16 +279,22 @@ def main() -> None:
             for workers in layouts:
                 columns[f"ray {workers}x{2 // workers}"] = ray_epochs(args, settings, workers,
                                                                     sampler)
+        helpers = float(np.mean([ray_overhead(cores) for name, (_, cores, _) in
+                                 columns.items() if name != "bare"]))
+        if args.control:
+            columns["bare+load"] = bare_beside_load(args, settings, sampler, helpers)
     print(f"\nan epoch of Plain (train {settings.train_limit or 'all'} images + test pass), "
           f"ResNet18 width {args.width}, batch {args.batch}: the median of "
           f"{args.epochs - args.warmup} after {args.warmup} warm-up epoch(s)")
     print_table(columns)
     bare = columns["bare"][0]
     ratios = {name: seconds / bare for name, (seconds, _, _) in columns.items()
-              if name != "bare"}
+              if name.startswith("ray")}
+    control = (f"; bare beside Ray's load ({helpers:.2f} cores) "
+               f"{columns['bare+load'][0] / bare:.2f}" if args.control else "")
     machine = provenance.machine()
     print("\n" + "ray/bare epoch time: " + ", ".join(
-        f"{name[4:]} threads {ratio:.2f}" for name, ratio in ratios.items())
+        f"{name[4:]} threads {ratio:.2f}" for name, ratio in ratios.items()) + control
         + f" (machine: {machine['cpu']}, {machine['cores']} cores, bare epoch {bare:.2f} s)")
 
 
