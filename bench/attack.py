@@ -2,6 +2,7 @@
 
     python bench/attack.py [--images 256] [--width 8] [--eval-images 16] [--skip-ray]
     python bench/attack.py --only-scaling [--scaling-images 256] [--ray-cpus 4]
+    python bench/attack.py --device cuda --width 64 --eval-images 128   # on one GPU
 
 Prints PGD-20 images/s on a fixed encrypted pipeline (adaptation network + ResNet18, BPDA
 backward through the cipher) for lie_ray's ``PGD`` class and for a minimal hand-written PGD
@@ -10,7 +11,8 @@ the resulting time for the paper's whole test set per GPU-free (one-thread) acto
 ciphertext-space L-inf change that plain-image perturbations of 0.1 produce; then the wall time
 of the real evaluation (``run_evaluation``, three scenarios, every evaluation) with 1 and with 2
 one-thread actors, start-up included. The last line is
-``evaluation actors: 2 vs 1 speed-up S (machine: CPU, N cores)``.
+``evaluation actors: 2 vs 1 speed-up S (machine: CPU, N cores)``. With ``--device cuda`` only
+the per-evaluation images/s run, on the GPU, with the time for the paper's test set per GPU.
 """
 from __future__ import annotations
 
@@ -50,6 +52,8 @@ def hand_written_pgd(classifier, images, labels):
 def timed(fn) -> float:
     start = time.perf_counter()
     fn()
+    if torch.cuda.is_available():
+        torch.cuda.synchronize()
     return time.perf_counter() - start
 
 
@@ -74,25 +78,34 @@ def per_evaluation(args, defender) -> None:
     from lie_ray.evaluation.protocols import PROTOCOLS, Batch
     from lie_ray.evaluation.settings import EVAL_PRESETS
 
+    from lie_ray.models.device import prepare_network
+
     torch.set_num_threads(1)
     settings = EVAL_PRESETS["paper"]
-    images = torch.rand(args.eval_images, 3, 32, 32)
+    device = torch.device(args.device)
+    images = torch.rand(args.eval_images, 3, 32, 32, device=device)
     ids = np.arange(args.eval_images)
     batch = Batch(images, defender.predict(images, ids), ids)
-    plain_model = build_model(False, width=args.width).eval()
+    plain_model = prepare_network(build_model(False, width=args.width).eval(), device)
     context = {"plain_model": plain_model, "done": {}}
     attacked = [e for e in settings.epsilons if e > 0]
     test_set, total = 10_000, 0.0
     print(f"every evaluation at the paper preset (PGD-{settings.pgd_steps}, "
           f"{settings.pgd_restarts} restarts, {settings.eot_keys} fresh EOT keys per step, Square {settings.square_queries} queries, AutoAttack "
           f"{settings.autoattack}), eps {EPS}, {args.eval_images} images, width {args.width}, "
-          "1 thread")
+          + ("on " + torch.cuda.get_device_name() if device.type == "cuda" else "1 thread"))
+    if device.type == "cuda":  # cuDNN picks its kernels on the first calls: not timed
+        PROTOCOLS["pgd"](defender, batch, EPS, settings, dict(context, done={}))
     for name, protocol in PROTOCOLS.items():
         seconds = timed(lambda: context["done"].__setitem__(
             name, protocol(defender, batch, EPS, settings, context)))
         rate = args.eval_images / seconds
         total += test_set * len(attacked) / rate
         print(f"  {name:<18} {rate:8.2f} img/s")
+    if device.type == "cuda":
+        print(f"  paper preset, whole test set ({test_set} images x {len(attacked)} epsilons): "
+              f"{total / 3600:.1f} h on this GPU")
+        return
     print(f"  paper preset, whole test set ({test_set} images x {len(attacked)} epsilons): "
           f"{total / 3600:.1f} h per GPU-free actor ({total / 3600 / settings.actors:.1f} h "
           f"with its {settings.actors} actors)")
@@ -210,6 +223,8 @@ def main() -> None:
     parser.add_argument("--eval-images", type=int, default=16,
                         help="images per evaluation in the per-evaluation timing")
     parser.add_argument("--skip-ray", action="store_true", help="skip the actor scaling part")
+    parser.add_argument("--device", choices=("cpu", "cuda"), default="cpu",
+                        help="cuda: only the per-evaluation images/s, on the GPU")
     parser.add_argument("--only-scaling", action="store_true",
                         help="run only the actor scaling part")
     parser.add_argument("--scaling-images", type=int, default=256,
@@ -226,6 +241,14 @@ def main() -> None:
     for parameter in model.parameters():
         parameter.requires_grad_(False)
     defender = Defender(model, TransformSpec().keyed(generate_key()), FixedPolicy())
+    if args.device == "cuda":
+        from lie_ray.models.device import configure, prepare_network
+
+        configure(torch.device("cuda"))
+        defender.model = prepare_network(defender.model, torch.device("cuda"))
+        per_evaluation(args, defender)
+        print(f"({machine_line()}, {torch.cuda.get_device_name()})")
+        return
     single_process(args, defender)
     ciphertext_change(defender)
     per_evaluation(args, defender)

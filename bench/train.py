@@ -1,6 +1,7 @@
 """Ray's overhead on training: the product's Ray Train path against a bare PyTorch loop.
 
     python bench/train.py [--width 8] [--epochs 6] [--warmup 1] [--data DIR] [--layouts 1x2,2x1]
+    python bench/train.py --device cuda --width 64 [--epochs 3]     # on one GPU (bench/gpu.sh)
 
 The bare loop runs lie_ray's own ``train_epoch`` and ``count_errors`` (the same model,
 optimiser, augmentation, batch size and test pass) on in-memory arrays, in one process with 2
@@ -19,6 +20,8 @@ The control column (``--control``, on by default) runs the bare loop again besid
 load as large as Ray's helpers measured in this run: 20 processes that each wake every 10 ms and
 spin for their share, as Ray's idle daemons and actors do. If the bare loop beside that load is
 as slow as Ray's epoch, Ray's cost is its helpers' CPU share and nothing in the Train worker.
+With ``--device cuda`` both run on the GPU (bfloat16 autocast, as ``lie-ray train`` does there):
+the bare loop, then one Ray Train worker holding the GPU; there is no control column.
 The last line is read by scripts:
 
     ray/bare epoch time: 1x2 threads R1, 2x1 threads R2; bare beside Ray's load R3 (machine: ...)
@@ -164,12 +167,13 @@ def bare_epochs(args, settings, sampler: CpuSampler) -> tuple[float, dict, float
     model = build_model(False, width=settings.width)
     optimizer = torch.optim.SGD(model.parameters(), lr=settings.lr, momentum=settings.momentum,
                                 weight_decay=settings.weight_decay)
-    cpu, plain = torch.device("cpu"), PAPER_SCENARIOS["Plain"]
+    device, plain = torch.device(args.device), PAPER_SCENARIOS["Plain"]
+    model.to(device)
     epochs = []
     for epoch in range(settings.epochs):
         start_wall, start = time.time(), time.perf_counter()
-        train_epoch(model, optimizer, plain, None, train, settings.batch_size, cpu, epoch)
-        count_errors(model, test, settings.batch_size, cpu)
+        train_epoch(model, optimizer, plain, None, train, settings.batch_size, device, epoch)
+        count_errors(model, test, settings.batch_size, device)  # its counts end the epoch
         epochs.append((start_wall, time.perf_counter() - start))
     return summarise(epochs[args.warmup:], sampler, relabel_driver)
 
@@ -223,7 +227,8 @@ def ray_epochs(args, settings, workers: int, sampler: CpuSampler
                ) -> tuple[float, dict, float]:
     """The median of the timed epochs' seconds (rank 0's figures, after gradients and counts
     of every rank are in) and the cores used over them, through ``lie-ray train``'s own code."""
-    layout = settings.replace(num_workers=workers, torch_threads=2 // workers)
+    layout = (settings.replace(num_workers=1, gpu="yes") if args.device == "cuda" else
+              settings.replace(num_workers=workers, torch_threads=2 // workers))
     with tempfile.TemporaryDirectory(prefix="lie_ray_bench_") as out:
         run_training([PAPER_SCENARIOS["Plain"]], layout, args.data, out, None)
         results = next(Path(out, "ray", "train").glob("*/result.json"))
@@ -241,7 +246,7 @@ def print_table(columns: dict[str, tuple[float, dict]]) -> None:
     kinds = sorted({k for _, cores, _ in columns.values() for k in cores},
                    key=lambda k: (k != TRAINING, -max(c.get(k, 0) for _, c, _ in
                                                     columns.values())))
-    print("\ncores used during the timed epochs (CPU seconds per wall second; 2 cores here)")
+    print(f"\ncores used during the timed epochs (CPU seconds per wall second; {os.cpu_count()} cores here)")
     print(f"  {'process':44s}" + "".join(f"{name:>10s}" for name in columns))
     for kind in kinds:
         values = [cores.get(kind, 0.0) for _, cores, _ in columns.values()]
@@ -266,10 +271,14 @@ def main() -> None:
                         "of the rest is (one epoch varied by 20%% from run to run here)")
     parser.add_argument("--layouts", default="1x2,2x1",
                         help="Ray Train layouts, workers x threads (2 threads in all)")
+    parser.add_argument("--device", choices=("cpu", "cuda"), default="cpu",
+                        help="cuda: the bare loop and one Ray Train worker on the GPU")
     parser.add_argument("--no-control", dest="control", action="store_false",
                         help="skip the bare loop beside a load as large as Ray's helpers")
     args = parser.parse_args()
     layouts = [int(layout.split("x")[0]) for layout in args.layouts.split(",")]
+    if args.device == "cuda":
+        layouts, args.control = [1], False
     settings = get_preset("smoke").replace(width=args.width, batch_size=args.batch,
                                            epochs=args.epochs, max_concurrent_trials=1)
     columns = {}
@@ -277,8 +286,8 @@ def main() -> None:
         columns["bare"] = bare_epochs(args, settings, sampler)
         with ray_session():
             for workers in layouts:
-                columns[f"ray {workers}x{2 // workers}"] = ray_epochs(args, settings, workers,
-                                                                    sampler)
+                name = "ray 1 GPU" if args.device == "cuda" else f"ray {workers}x{2 // workers}"
+                columns[name] = ray_epochs(args, settings, workers, sampler)
         helpers = float(np.mean([ray_overhead(cores) for name, (_, cores, _) in
                                  columns.items() if name != "bare"]))
         if args.control:
@@ -294,8 +303,14 @@ def main() -> None:
                f"{columns['bare+load'][0] / bare:.2f}" if args.control else "")
     machine = provenance.machine()
     print("\n" + "ray/bare epoch time: " + ", ".join(
-        f"{name[4:]} threads {ratio:.2f}" for name, ratio in ratios.items()) + control
-        + f" (machine: {machine['cpu']}, {machine['cores']} cores, bare epoch {bare:.2f} s)")
+        f"{name[4:]}{'' if 'GPU' in name else ' threads'} {ratio:.2f}"
+        for name, ratio in ratios.items()) + control
+        + f" (machine: {machine['cpu']}, {machine['cores']} cores{gpu_name(args.device)}, "
+        f"bare epoch {bare:.2f} s)")
+
+
+def gpu_name(device: str) -> str:
+    return f", {torch.cuda.get_device_name()}" if device == "cuda" else ""
 
 
 if __name__ == "__main__":
