@@ -20,7 +20,7 @@ device=${DEVICE:-cuda}
 width=${WIDTH:-64}
 train=${TRAIN:-50000}
 test=${TEST:-10000}
-eval_images=${EVAL_IMAGES:-128}
+eval_images=${EVAL_IMAGES:-32}  # Square and AutoAttack run one image at a time
 gpu=$([ "$device" = cuda ] && echo yes || echo no)
 mkdir -p "$out"
 work=$(mktemp -d)
@@ -52,7 +52,7 @@ stage train-vs-bare 120 "$py" bench/train.py --device "$device" --width "$width"
   --warmup 1 --data "$data"
 grep -A30 "^an epoch of" "$out/train-vs-bare.log" >> "$summary"
 
-stage evaluations 90 "$py" bench/attack.py --device "$device" --width "$width" \
+stage evaluations 120 "$py" bench/attack.py --device "$device" --width "$width" \
   --eval-images "$eval_images"
 grep -A30 "^every evaluation" "$out/evaluations.log" >> "$summary"
 
@@ -62,7 +62,7 @@ grep -vE "^\(|INFO|WARNING|^$" "$out/estimate.log" | tail -n 20 >> "$summary"
 "$py" -m lie_ray keygen --out "$work/key.json" > /dev/null
 limits=()
 [ "$device" = cuda ] || limits=(--width "$width" --train-limit "$train" --test-limit "$test")
-stage epochs 200 "$py" -m lie_ray train --preset paper --epochs 1 --data "$data" \
+stage epochs 170 "$py" -m lie_ray train --preset paper --epochs 1 --data "$data" \
   --key "$work/key.json" --out "$work/train" --gpu "$gpu" "${limits[@]}"
 "$py" - "$work/train" >> "$summary" <<'EOF'
 """Each scenario's epoch on the full training set: seconds and images/s, from its reports."""

@@ -16,7 +16,7 @@ the machine twice a second (psutil); the table shows, per kind of process, the c
 average over the timed epochs: what Ray costs besides the training itself. Target: Ray's epoch time at
 most 1.05x the bare loop's.
 
-The control column (``--control``, on by default) runs the bare loop again beside a synthetic
+The control column (on unless ``--no-control``) runs the bare loop again beside a synthetic
 load as large as Ray's helpers measured in this run: 20 processes that each wake every 10 ms and
 spin for their share, as Ray's idle daemons and actors do. If the bare loop beside that load is
 as slow as Ray's epoch, Ray's cost is its helpers' CPU share and nothing in the Train worker.
@@ -44,6 +44,7 @@ import torch
 
 from lie_ray.data.cifar import DEFAULT_DATA_DIR, Split, load_split
 from lie_ray.models import build_model
+from lie_ray.models.device import configure, prepare_network
 from lie_ray.training.settings import get_preset
 from lie_ray.infra import provenance
 from lie_ray.infra.session import ray_session
@@ -168,7 +169,8 @@ def bare_epochs(args, settings, sampler: CpuSampler) -> tuple[float, dict, float
     optimizer = torch.optim.SGD(model.parameters(), lr=settings.lr, momentum=settings.momentum,
                                 weight_decay=settings.weight_decay)
     device, plain = torch.device(args.device), PAPER_SCENARIOS["Plain"]
-    model.to(device)
+    configure(device)
+    model = prepare_network(model, device)  # as the Train worker does (channels-last on GPUs)
     epochs = []
     for epoch in range(settings.epochs):
         start_wall, start = time.time(), time.perf_counter()
