@@ -136,3 +136,97 @@ def test_the_stand_ins_fit_is_counted_as_it_runs(cifar_dir):
     shard.keyless_knowledge(defender)
     counted = fit_passes(settings).counts
     assert (network.gradient, network.forward_only) == (counted["attack"], counted["forward"])
+
+
+# ---------------------------------------------------------------------------- calibration
+def write_timings(directory: Path, machine: dict, training=(600.0, 900.0),
+                  evaluation=(300.0, 390.0), calibration=None, resumed=False) -> Path:
+    """A finished sweep's timings.json: (predicted, measured) seconds per phase; the
+    evaluation's prediction is the cost model's figure for the work the run did."""
+    import json
+
+    directory.mkdir(parents=True, exist_ok=True)
+    record = {"predicted": {"phases": {"training": {"wall_seconds": training[0]}},
+                            "calibration": calibration},
+              "measured_seconds": {"training": training[1], "evaluation": evaluation[1]},
+              "evaluation_work_done": {"wall_seconds": evaluation[0]},
+              "resumed": resumed, "machine": machine, "preset": "study"}
+    (directory / "timings.json").write_text(json.dumps(record))
+    return directory
+
+
+def test_a_calibration_is_what_the_earlier_sweep_measured_over_its_bare_prediction(tmp_path):
+    """900 s measured against 600 predicted is x1.5; a run that was itself calibrated is
+    divided back to bare PyTorch first: 600 / 1.2 = 500 bare, so x1.8; 300 / 1.3 bare, so the
+    390 measured is x1.69."""
+    from lie_ray.app.calibration import read_calibration
+    from lie_ray.infra.provenance import machine
+
+    ratios = read_calibration(write_timings(tmp_path / "a", machine()))
+    assert (ratios.training, ratios.evaluation, ratios.preset) == (1.5, 1.3, "study")
+    again = read_calibration(write_timings(tmp_path / "b", machine(),
+                                           calibration={"training": 1.2, "evaluation": 1.3}))
+    assert (again.training, again.evaluation) == pytest.approx((1.8, 1.69))
+
+
+@pytest.mark.parametrize("how, fragment", [
+    ("another machine", "calibrate with a sweep run here"),
+    ("resumed", "resumed sweep"),
+    ("missing", "no timings.json there"),
+    ("unfinished", "not a finished sweep's timings"),
+])
+def test_a_calibration_from_elsewhere_is_refused_naming_why(tmp_path, how, fragment):
+    from lie_ray.app.calibration import read_calibration
+    from lie_ray.errors import LieRayError
+    from lie_ray.infra.provenance import machine
+
+    here = machine()
+    if how == "another machine":
+        write_timings(tmp_path, dict(here, cores=here["cores"] + 14))
+    elif how == "resumed":
+        write_timings(tmp_path, here, resumed=True)
+    elif how == "unfinished":
+        (tmp_path / "timings.json").write_text('{"predicted": {}}')
+    with pytest.raises(LieRayError, match=re.escape(fragment)):
+        read_calibration(tmp_path)
+
+
+def test_a_calibration_scales_each_phase_by_its_own_ratio(cifar_dir):
+    """Fixed seconds per pass, so the probe's noise is out: every training trial's cost is
+    x1.5 (and so the schedule's wall), every evaluation row x1.3; the passes stay."""
+    from lie_ray.app.calibration import Calibration
+    from lie_ray.app.estimate import KINDS, PassSeconds, priced
+    from lie_ray.evaluation.settings import get_eval_preset
+    from lie_ray.scenarios import PAPER_SCENARIOS
+    from lie_ray.training.settings import get_preset
+
+    seconds = PassSeconds({kind: 1e-3 * (i + 1) for i, kind in enumerate(KINDS)}, 0.1)
+    scenarios = [PAPER_SCENARIOS[n] for n in ("Plain", "Encrypted", "Encrypted-Adv")]
+    args = (scenarios, get_preset("smoke"), get_eval_preset("smoke"), cifar_dir, seconds, 2,
+            "cpu")
+    bare = priced(*args)
+    scaled = priced(*args, Calibration(1.5, 1.3, "timings.json", "smoke"))
+    for phase, factor in [("training", 1.5), ("evaluation (full)", 1.3)]:
+        before, after = bare.phase(phase), scaled.phase(phase)
+        assert after.passes.total == before.passes.total
+        assert after.wall_seconds == pytest.approx(factor * before.wall_seconds, rel=1e-12)
+        assert after.device_seconds == pytest.approx(factor * before.device_seconds, rel=1e-12)
+    assert scaled.record()["calibration"]["training"] == 1.5
+    assert "calibrated by timings.json" in scaled.table() and "uncalibrated" in bare.table()
+
+
+def test_estimate_takes_a_calibration_and_only_with_estimate(cifar_dir, tmp_path):
+    from lie_ray.infra.provenance import machine
+
+    earlier = write_timings(tmp_path / "earlier", machine())
+    common = ["--preset", "smoke", "--data", str(cifar_dir), "--calibration", str(earlier)]
+    run = lambda *args: subprocess.run([LIE_RAY, *args], cwd=tmp_path, env=os.environ,
+                                       capture_output=True, text=True, timeout=300)
+    printed = run("sweep", "--estimate", *common)
+    assert printed.returncode == 0, printed.stderr[-2000:]
+    assert "calibrated by" in printed.stdout and "training x1.50, evaluation x1.30" in printed.stdout
+    refused = run("train", *common, "--out", str(tmp_path / "never"))
+    assert refused.returncode == 2
+    assert "add --estimate, or drop --calibration" in refused.stderr
+    assert len(refused.stderr.strip().splitlines()) == 1, refused.stderr
+    assert not (tmp_path / "never").exists()

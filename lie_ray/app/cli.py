@@ -129,7 +129,7 @@ def encrypt(
 @app.command()
 @user_errors
 @takes("preset", "out", "data", "scenarios", "scenario_file", "key", *TRAINING, "storage",
-       "max_concurrent_trials", "resume", "compile", "estimate")
+       "max_concurrent_trials", "resume", "compile", "estimate", "calibration")
 def train(
     given: Given,
     out: Path = typer.Option(Path("runs/train"), "--out", help="Output directory (all Ray "
@@ -152,7 +152,8 @@ def train(
     settings, chosen = training_plan(given.preset, given.scenarios, given.scenario_file,
                                      given.overrides("train"))
     if given.estimate:
-        return print_estimate(chosen, settings, None, given.data)
+        return print_estimate(chosen, settings, None, given.data, None, given.calibration)
+    estimate_only(given)
     check_output_dir(out)  # fail before Ray starts
     check_storage(given.storage)
     data = check_dataset(given.data)
@@ -168,7 +169,7 @@ def train(
 @app.command()
 @user_errors
 @takes("runs", "out", "preset", "data", "key", "scenarios", *EVALUATION, "resume", "gpu",
-       "storage", "compile", "estimate")
+       "storage", "compile", "estimate", "calibration")
 def evaluate(
     given: Given,
     runs: Path = typer.Option(..., "--runs", help="The --out directory of 'lie-ray train'."),
@@ -203,7 +204,9 @@ def evaluate(
     trained = read_training(runs, chosen)
     if given.estimate:
         scenarios, network = trained_scenarios(trained)
-        return print_estimate(scenarios, None, settings, given.data, network)
+        return print_estimate(scenarios, None, settings, given.data, network,
+                              given.calibration)
+    estimate_only(given)
     data = check_dataset(given.data)
     check_keys(key, [trained_record(row) for row in trained])  # each at its own key batch
     with ray_session(), on_interrupt(out):
@@ -221,7 +224,7 @@ def evaluate(
 @user_errors
 @takes("preset", "out", "data", "scenarios", "scenario_file", "key", "resume", "storage",
        "max_concurrent_trials", "download", *TRAINING, *EVALUATION, "no_privacy", "compile",
-       "estimate")
+       "estimate", "calibration")
 def sweep(
     given: Given,
     out: Path = typer.Option(Path("runs/sweep"), "--out", help="Where everything goes: key, "
@@ -250,14 +253,15 @@ def sweep(
         settings, chosen = training_plan(given.preset, given.scenarios, given.scenario_file,
                                          given.overrides("train"))
         evaluation = get_eval_preset(given.preset).replace(**given.overrides("eval"))
-        return print_estimate(chosen, settings, evaluation, given.data)
+        return print_estimate(chosen, settings, evaluation, given.data, None,
+                              given.calibration)
     check_output_dir(out)  # fail before Ray starts
     check_storage(given.storage)
     plan = resolve_plan(SweepRequest(
         out=out, data=given.data, preset=given.preset, scenarios=given.scenarios,
         scenario_files=given.scenario_file, key=key, resume=resume, storage=given.storage,
         download=download, privacy=not no_privacy, train_overrides=given.overrides("train"),
-        eval_overrides=given.overrides("eval")))
+        eval_overrides=given.overrides("eval"), calibration=given.calibration))
     with ray_session(num_cpus=embedded_cpus(plan.train)), on_interrupt(out):
         tables = run_sweep(plan)
     typer.echo(summary(tables["training"], tables["results"], out.resolve(),
@@ -307,14 +311,26 @@ def report(results: Path = typer.Option(..., "--results",
     typer.echo(f"wrote {write_report(results)}")
 
 
-def print_estimate(scenarios, train, evaluation, data_dir, network: dict | None = None
-                   ) -> None:
+def estimate_only(given: Given) -> None:
+    """train and evaluate keep no prediction beside their run (the sweep does), so a
+    calibration without ``--estimate`` would be silently ignored."""
+    if given.calibration is not None:
+        raise LieRayError("--calibration scales --estimate's figures, and this command only "
+                          "uses it with --estimate: add --estimate, or drop --calibration")
+
+
+def print_estimate(scenarios, train, evaluation, data_dir, network: dict | None = None,
+                   calibration: Path | None = None) -> None:
     """``--estimate``: the cost table (lie_ray.app.estimate), on the device the run would
-    use here; nothing is written and Ray does not start."""
+    use here, scaled by ``--calibration``'s measured ratios when given; nothing is written and
+    Ray does not start."""
+    from lie_ray.app.calibration import read_calibration
     from lie_ray.app.estimate import for_run
     from lie_ray.data.cifar import check_dataset
 
-    typer.echo(for_run(scenarios, train, evaluation, check_dataset(data_dir), network).table())
+    ratios = read_calibration(calibration) if calibration is not None else None
+    typer.echo(for_run(scenarios, train, evaluation, check_dataset(data_dir), network,
+                       ratios).table())
 
 
 def trained_scenarios(trained: list[dict]) -> tuple[list, dict]:

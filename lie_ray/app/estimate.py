@@ -7,6 +7,9 @@ Square query and AutoAttack iteration, as if none stopped early (so an upper bou
 cascade's lower bound counts only what runs on every image). ``probe`` measures what one pass
 costs here: a few batches of the preset's own network, timed after a warm-up, repeated so the
 spread shows. Device-seconds are their product; wall time divides them over the devices.
+What a run adds to bare PyTorch on the same cores (Ray's workers and helpers, the pipelines,
+start-up) is not in the probe: ``--calibration`` scales each phase by what an earlier sweep on
+this machine measured (``lie_ray.app.calibration``).
 """
 from __future__ import annotations
 
@@ -18,6 +21,7 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
+from lie_ray.app.calibration import Calibration
 from lie_ray.evaluation.actor import evaluations, key_recoverable
 from lie_ray.evaluation.protocols import restarts
 from lie_ray.evaluation.settings import (PAPER_READINGS, RECOVERED_KEY, SANITY, WORST_CASES,
@@ -226,6 +230,7 @@ class Estimate:
     devices: int
     device_type: str
     scenarios: list[str]
+    calibration: Calibration | None = None  # None: bare PyTorch's cost alone
 
     def phase(self, name: str) -> Phase:
         return next(p for p in self.phases if p.name == name)
@@ -244,6 +249,10 @@ class Estimate:
                  f"device(s) of this machine; seconds per image-pass measured here (spread "
                  f"{spread:.0%}); image-passes count every step, restart, key, query and "
                  "iteration, as if no attack stopped early",
+                 self.calibration.describe() if self.calibration else
+                 "uncalibrated: the probe's bare PyTorch, without what the cluster's workers, "
+                 "helpers and pipelines add on the same cores (1.3-1.5x on 2 cores); pass "
+                 "--calibration OUT, an earlier sweep's folder on this machine, to count it",
                  f"{'phase':<28}{'image-passes':>14}{'device-hours':>14}  wall (range)"]
         for p in self.phases:
             lines.append(f"{p.name:<28}{p.passes.total:>14.3g}{p.device_seconds / 3600:>14.2f}  "
@@ -254,6 +263,7 @@ class Estimate:
     def record(self) -> dict:
         return {"devices": self.devices, "device_type": self.device_type,
                 "seconds_per_pass": self.seconds.seconds, "spread": self.seconds.spread,
+                "calibration": self.calibration.record() if self.calibration else None,
                 "phases": {p.name: {"image_passes": p.passes.total,
                                     "device_seconds": p.device_seconds,
                                     "wall_seconds": p.wall_seconds} for p in self.phases}}
@@ -261,22 +271,33 @@ class Estimate:
 
 def estimate(scenarios: list[Scenario], train: TrainSettings | None,
              evaluation: EvalSettings | None, data_dir, device: torch.device,
-             width: int, adaptation_channels: int, train_batch: int) -> Estimate:
+             width: int, adaptation_channels: int, train_batch: int,
+             calibration: Calibration | None = None) -> Estimate:
     """Per phase the image-passes, device-hours and wall time on this machine's devices (the
     wall's range from the probe's spread). Training's wall schedules the trials over the
     slots the run would have; evaluation's divides over its actors."""
-    from lie_ray.data.cifar import load_split
-
     torch.set_num_threads(1)  # what each CPU worker and actor runs with
-    sizes = lambda split, limit: len(load_split(data_dir, split, limit=limit).labels)
     seconds = probe(width, adaptation_channels, train_batch,
                     evaluation.batch_size if evaluation else train_batch, device)
-    devices = devices_here(device)
+    return priced(scenarios, train, evaluation, data_dir, seconds, devices_here(device),
+                  device.type, calibration)
+
+
+def priced(scenarios: list[Scenario], train: TrainSettings | None,
+           evaluation: EvalSettings | None, data_dir, seconds: PassSeconds, devices: int,
+           device_type: str, calibration: Calibration | None = None) -> Estimate:
+    """``estimate`` at given seconds per pass: the counts, the schedule and the calibration,
+    apart from the probe's timing."""
+    from lie_ray.data.cifar import load_split
+
+    sizes = lambda split, limit: len(load_split(data_dir, split, limit=limit).labels)
+    factor = {"training": calibration.training if calibration else 1.0,
+              "evaluation": calibration.evaluation if calibration else 1.0}
     phases: list[Phase] = []
     if train is not None:
         n_train, n_test = sizes("train", train.train_limit), sizes("test", train.test_limit)
         per_trial = [training_passes(s, train, n_train, n_test) for s in scenarios]
-        costs = [seconds.cost(p) for p in per_trial]
+        costs = [seconds.cost(p) * factor["training"] for p in per_trial]
         slots = min(train.max_concurrent_trials or devices, len(scenarios),
                     max(1, devices // max(1, train.num_workers)))
         phases.append(Phase("training", sum(per_trial, Passes.of()), sum(costs),
@@ -291,7 +312,7 @@ def estimate(scenarios: list[Scenario], train: TrainSettings | None,
             named.append(("evaluation (cascade floor)", 1))
         for name, which in named:
             passes = sum((b[which] for b in bounds), Passes.of())
-            cost = seconds.cost(passes)
+            cost = seconds.cost(passes) * factor["evaluation"]
             phases.append(Phase(name, passes, cost, cost / actors))
     upper = [p for p in phases if "floor" not in p.name]
     total = lambda chosen, name: Phase(name, sum((p.passes for p in chosen), Passes.of()),
@@ -300,12 +321,13 @@ def estimate(scenarios: list[Scenario], train: TrainSettings | None,
     rows = phases + [total(upper, "total")]
     if any("floor" in p.name for p in phases):
         rows.append(total([p for p in phases if "full" not in p.name], "total (cascade floor)"))
-    return Estimate(rows, seconds, devices, device.type, [s.name for s in scenarios])
+    return Estimate(rows, seconds, devices, device_type, [s.name for s in scenarios],
+                    calibration)
 
 
 def for_run(scenarios: list[Scenario], train: TrainSettings | None,
-            evaluation: EvalSettings | None, data_dir, network: dict | None = None
-            ) -> Estimate:
+            evaluation: EvalSettings | None, data_dir, network: dict | None = None,
+            calibration: Calibration | None = None) -> Estimate:
     """The estimate of a run of these settings, on the device it would use here.
     ``network``: the trained network's shape (evaluate), else the training settings'."""
     if network is None:
@@ -314,14 +336,15 @@ def for_run(scenarios: list[Scenario], train: TrainSettings | None,
     gpu = torch.cuda.is_available() and (train is None or train.gpu != "no")
     return estimate(scenarios, train, evaluation, data_dir,
                     torch.device("cuda" if gpu else "cpu"), network["width"],
-                    network["adaptation_channels"], network["batch_size"])
+                    network["adaptation_channels"], network["batch_size"], calibration)
 
 
 def work_done(examples, evaluation: EvalSettings, scenarios: list[Scenario], test_images: int,
-              train_images: int, seconds: PassSeconds) -> float:
+              train_images: int, seconds: PassSeconds, factor: float = 1.0) -> float:
     """Device-seconds of the evaluation a run did, by the same cost model: every attack's
     passes on the images it was given (``attacked``, so the cascade's skipped images cost
-    nothing), with the sanity runs and PBA's fits as ``evaluation_passes`` counts them."""
+    nothing), with the sanity runs and PBA's fits as ``evaluation_passes`` counts them;
+    ``factor``: the prediction's calibration."""
     import pyarrow.compute as pc
 
     attacked = examples.filter(pc.and_(pc.greater(examples["epsilon"], 0),
@@ -335,7 +358,7 @@ def work_done(examples, evaluation: EvalSettings, scenarios: list[Scenario], tes
         passes = passes + attack_passes(row["evaluation"], evaluation) * row["count_all"]
     for scenario in scenarios:
         passes = passes + every_image_passes(scenario, evaluation, test_images, train_images)
-    return seconds.cost(passes)
+    return seconds.cost(passes) * factor
 
 
 def duration(seconds: float) -> str:

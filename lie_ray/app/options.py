@@ -148,6 +148,9 @@ OPTIONS: dict[str, Option] = {
                        "(image-passes, device-hours, wall time on this machine, from a short "
                        "probe of the preset's network) and run nothing else.",
                        parse=given_only),
+    "calibration": Option("--calibration", Optional[Path], help="An earlier sweep's --out "
+                          "folder on this machine: its measured times scale the estimate's "
+                          "bare-PyTorch probe by what the cluster adds (README: --estimate)."),
     "compile": Option("--compile", bool, False, help="torch.compile the networks for training "
                       "and attacks: minutes of compiling, paid back on long GPU runs (the "
                       "paper preset), not on CPUs or smoke runs.",

@@ -35,6 +35,7 @@ from typing import Any, Iterator, Mapping
 
 import pyarrow as pa
 
+from lie_ray.app.calibration import Calibration, read_calibration
 from lie_ray.data.cifar import check_dataset
 from lie_ray.evaluation.settings import EvalSettings, is_sanity_check
 from lie_ray.infra import atomic, provenance, storage
@@ -64,6 +65,7 @@ class SweepRequest:
     privacy: bool = True  # False: --no-privacy
     train_overrides: Mapping[str, Any] = field(default_factory=dict)  # TrainSettings.replace
     eval_overrides: Mapping[str, Any] = field(default_factory=dict)  # EvalSettings.replace
+    calibration: Path | None = None  # an earlier sweep's --out on this machine
 
 
 @dataclass(frozen=True)
@@ -79,6 +81,8 @@ class SweepPlan:
     resume: bool = False
     storage: str | None = None  # what nodes write (URI or path); default OUT (Ray's in OUT/ray)
     privacy: PrivacySettings | None = None  # None: --no-privacy, the phase is skipped
+    preset: str = ""  # the name the settings came from, for timings.json
+    calibration: Calibration | None = None  # scales the prediction (lie_ray.app.calibration)
 
     def shared(self, *parts: str) -> str:
         """Where cluster nodes write ``parts``: under ``--storage``, else under ``--out``."""
@@ -144,11 +148,13 @@ def predict(plan: SweepPlan):
     from lie_ray.app.estimate import duration, for_run
 
     started = time.monotonic()
-    predicted = for_run(plan.scenarios, plan.train, plan.evaluation, plan.data)
+    predicted = for_run(plan.scenarios, plan.train, plan.evaluation, plan.data,
+                        calibration=plan.calibration)
     low, high = predicted.evaluation_range()
-    log.info("predicted (--estimate, probed here in %.0f s): training %s, evaluation %s to %s",
-             time.monotonic() - started, duration(predicted.phase("training").wall_seconds),
-             duration(low), duration(high))
+    log.info("predicted (--estimate, probed here in %.0f s; %s): training %s, evaluation %s "
+             "to %s", time.monotonic() - started,
+             plan.calibration.describe() if plan.calibration else "uncalibrated",
+             duration(predicted.phase("training").wall_seconds), duration(low), duration(high))
     return predicted
 
 
@@ -165,12 +171,12 @@ def write_timings(plan: SweepPlan, predicted, measured: dict[str, float], out: P
     tests = len(load_split(plan.data, "test", limit=plan.evaluation.test_limit).labels)
     trains = len(load_split(plan.data, "train").labels)
     done = work_done(examples, plan.evaluation, plan.scenarios, tests, trains,
-                     predicted.seconds)
+                     predicted.seconds, plan.calibration.evaluation if plan.calibration else 1.0)
     record = {"predicted": predicted.record(), "measured_seconds": measured,
               "evaluation_work_done": {
                   "device_seconds": done,
                   "wall_seconds": done / max(1, min(plan.evaluation.actors, predicted.devices))},
-              "resumed": plan.resume, "machine": provenance.machine()}
+              "resumed": plan.resume, "machine": provenance.machine(), "preset": plan.preset}
     atomic.write_bytes(out / "timings.json", json.dumps(record, indent=1).encode())
 
 
@@ -287,8 +293,10 @@ def resolve_plan(request: SweepRequest) -> SweepPlan:
             loaded.require_master(f"the privacy phase derives many keys from --key {key}",
                                   fix="pass a key made by 'lie-ray keygen', or add --no-privacy")
     storage = check_uri(request.storage) if request.storage is not None else None
+    calibration = (read_calibration(request.calibration) if request.calibration is not None
+                   else None)
     return SweepPlan(out=request.out, data=check_dataset(request.data, request.download),
                      scenarios=chosen, train=train, evaluation=evaluation, key_path=key,
                      resume=request.resume, storage=storage,
                      privacy=get_privacy_preset(request.preset, train.block_size)
-                     if privacy else None)
+                     if privacy else None, preset=request.preset, calibration=calibration)

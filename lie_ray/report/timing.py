@@ -32,12 +32,17 @@ def timing_section(directory: Path) -> str:
         before = f"{minutes(floor)} to {minutes(full)}" if floor != full else minutes(full)
         rows.append(("evaluation", f"{before} before; {minutes(done)} for the work done",
                      measured["evaluation"], done))
+    calibration = predicted.get("calibration")
+    scaled = (f"; scaled by the times {calibration['source']} measured on this machine "
+              f"({calibration['preset']} preset): training x{calibration['training']:.2f}, "
+              f"evaluation x{calibration['evaluation']:.2f}" if calibration else
+              "; uncalibrated")
     lines = ["\n## Time: predicted beside measured\n",
              f"`--estimate`'s cost model, probed in the sweep's driver before anything ran (one "
              f"thread of bare PyTorch on {machine.get('cpu', 'this machine')}, "
              f"{machine.get('cores', '?')} cores; {predicted['devices']} "
              f"{predicted['device_type']} device(s); probe spread "
-             f"{predicted['spread']:.0%}), beside the sweep's wall time per phase"
+             f"{predicted['spread']:.0%}{scaled}), beside the sweep's wall time per phase"
              + (" (a resumed run: finished work was not redone)" if timings.get("resumed")
                 else "") + ".\n",
              "| phase | predicted | measured | measured / predicted |", "|---|---|---|---|"]
@@ -48,9 +53,11 @@ def timing_section(directory: Path) -> str:
     others = sum(v for k, v in measured.items() if k not in ("training", "evaluation"))
     lines.append(f"| keys, encryption, privacy, report | not modelled | {minutes(others)} | |")
     lines.append(f"| whole sweep | | {minutes(sum(measured.values()))} | |")
-    lines.append("\nThe probe times bare PyTorch in one process; a ratio above 1 is what the run "
-                 "adds on the same cores: Ray's Train workers and helper processes, the data "
-                 "pipelines, start-up (`bench/train.py` measures Ray's share).\n")
+    lines.append("\nThe probe times bare PyTorch in one process; uncalibrated, a ratio above 1 is "
+                 "what the run adds on the same cores: Ray's Train workers and helper "
+                 "processes, the data pipelines, start-up (`bench/train.py` measures Ray's "
+                 "share). `--calibration` with this run's folder folds those ratios into the "
+                 "next prediction on this machine.\n")
     return "\n".join(lines)
 
 
