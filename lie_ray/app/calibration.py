@@ -2,10 +2,10 @@
 
 ``--estimate``'s probe times bare PyTorch in one process. A run adds to that, on the same
 cores: Train workers, Ray's helper processes, the data pipelines, start-up; on 2 cores that was
-1.3-1.5x (bench/train.py), more than the 25% the estimate should hold to. No probe of a few
-seconds sees those costs, but a finished sweep on the same machine measured them: its
-``timings.json`` holds each phase's wall time beside what the bare model predicted. The ratio
-of the two, per phase, scales the next prediction, and says where it came from.
+1.3-1.6x (bench/train.py, two study sweeps), more than the 25% the estimate should hold to. No
+probe of a few seconds sees those costs, but a finished sweep on the same machine measured
+them: its ``timings.json`` holds each phase's wall time beside what the bare model predicted.
+The ratio of the two, per phase, scales the next prediction, and says where it came from.
 """
 from __future__ import annotations
 

@@ -251,7 +251,7 @@ class Estimate:
                  "iteration, as if no attack stopped early",
                  self.calibration.describe() if self.calibration else
                  "uncalibrated: the probe's bare PyTorch, without what the cluster's workers, "
-                 "helpers and pipelines add on the same cores (1.3-1.5x on 2 cores); pass "
+                 "helpers and pipelines add on the same cores (1.3-1.6x on 2 cores); pass "
                  "--calibration OUT, an earlier sweep's folder on this machine, to count it",
                  f"{'phase':<28}{'image-passes':>14}{'device-hours':>14}  wall (range)"]
         for p in self.phases:
