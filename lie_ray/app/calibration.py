@@ -38,6 +38,11 @@ class Calibration:
                 f"x{self.training:.2f}, evaluation x{self.evaluation:.2f}")
 
 
+def scale_of(calibration: Calibration | None, phase: str) -> float:
+    """What ``phase`` ("training" or "evaluation") is scaled by: 1 when uncalibrated."""
+    return getattr(calibration, phase) if calibration is not None else 1.0
+
+
 def read_calibration(path: Path | str) -> Calibration:
     """The ratios of the sweep whose ``--out`` (or ``timings.json``) is ``path``, after checking
     that it ran on this machine: another machine's overheads say nothing about this one's."""

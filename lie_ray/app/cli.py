@@ -152,8 +152,8 @@ def train(
     settings, chosen = training_plan(given.preset, given.scenarios, given.scenario_file,
                                      given.overrides("train"))
     if given.estimate:
-        return print_estimate(chosen, settings, None, given.data, None, given.calibration)
-    estimate_only(given)
+        return print_estimate(chosen, settings, None, given.data, calibration=given.calibration)
+    refuse_calibration_without_estimate(given)
     check_output_dir(out)  # fail before Ray starts
     check_storage(given.storage)
     data = check_dataset(given.data)
@@ -205,8 +205,8 @@ def evaluate(
     if given.estimate:
         scenarios, network = trained_scenarios(trained)
         return print_estimate(scenarios, None, settings, given.data, network,
-                              given.calibration)
-    estimate_only(given)
+                              calibration=given.calibration)
+    refuse_calibration_without_estimate(given)
     data = check_dataset(given.data)
     check_keys(key, [trained_record(row) for row in trained])  # each at its own key batch
     with ray_session(), on_interrupt(out):
@@ -253,8 +253,8 @@ def sweep(
         settings, chosen = training_plan(given.preset, given.scenarios, given.scenario_file,
                                          given.overrides("train"))
         evaluation = get_eval_preset(given.preset).replace(**given.overrides("eval"))
-        return print_estimate(chosen, settings, evaluation, given.data, None,
-                              given.calibration)
+        return print_estimate(chosen, settings, evaluation, given.data,
+                              calibration=given.calibration)
     check_output_dir(out)  # fail before Ray starts
     check_storage(given.storage)
     plan = resolve_plan(SweepRequest(
@@ -311,7 +311,7 @@ def report(results: Path = typer.Option(..., "--results",
     typer.echo(f"wrote {write_report(results)}")
 
 
-def estimate_only(given: Given) -> None:
+def refuse_calibration_without_estimate(given: Given) -> None:
     """train and evaluate keep no prediction beside their run (the sweep does), so a
     calibration without ``--estimate`` would be silently ignored."""
     if given.calibration is not None:

@@ -21,7 +21,7 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
-from lie_ray.app.calibration import Calibration
+from lie_ray.app.calibration import Calibration, scale_of
 from lie_ray.evaluation.actor import evaluations, key_recoverable
 from lie_ray.evaluation.protocols import restarts
 from lie_ray.evaluation.settings import (PAPER_READINGS, RECOVERED_KEY, SANITY, WORST_CASES,
@@ -291,13 +291,11 @@ def priced(scenarios: list[Scenario], train: TrainSettings | None,
     from lie_ray.data.cifar import load_split
 
     sizes = lambda split, limit: len(load_split(data_dir, split, limit=limit).labels)
-    factor = {"training": calibration.training if calibration else 1.0,
-              "evaluation": calibration.evaluation if calibration else 1.0}
     phases: list[Phase] = []
     if train is not None:
         n_train, n_test = sizes("train", train.train_limit), sizes("test", train.test_limit)
         per_trial = [training_passes(s, train, n_train, n_test) for s in scenarios]
-        costs = [seconds.cost(p) * factor["training"] for p in per_trial]
+        costs = [seconds.cost(p) * scale_of(calibration, "training") for p in per_trial]
         slots = min(train.max_concurrent_trials or devices, len(scenarios),
                     max(1, devices // max(1, train.num_workers)))
         phases.append(Phase("training", sum(per_trial, Passes.of()), sum(costs),
@@ -312,7 +310,7 @@ def priced(scenarios: list[Scenario], train: TrainSettings | None,
             named.append(("evaluation (cascade floor)", 1))
         for name, which in named:
             passes = sum((b[which] for b in bounds), Passes.of())
-            cost = seconds.cost(passes) * factor["evaluation"]
+            cost = seconds.cost(passes) * scale_of(calibration, "evaluation")
             phases.append(Phase(name, passes, cost, cost / actors))
     upper = [p for p in phases if "floor" not in p.name]
     total = lambda chosen, name: Phase(name, sum((p.passes for p in chosen), Passes.of()),
@@ -340,11 +338,11 @@ def for_run(scenarios: list[Scenario], train: TrainSettings | None,
 
 
 def work_done(examples, evaluation: EvalSettings, scenarios: list[Scenario], test_images: int,
-              train_images: int, seconds: PassSeconds, factor: float = 1.0) -> float:
+              train_images: int, seconds: PassSeconds, scale: float = 1.0) -> float:
     """Device-seconds of the evaluation a run did, by the same cost model: every attack's
     passes on the images it was given (``attacked``, so the cascade's skipped images cost
     nothing), with the sanity runs and PBA's fits as ``evaluation_passes`` counts them;
-    ``factor``: the prediction's calibration."""
+    ``scale``: the prediction's calibration."""
     import pyarrow.compute as pc
 
     attacked = examples.filter(pc.and_(pc.greater(examples["epsilon"], 0),
@@ -358,7 +356,7 @@ def work_done(examples, evaluation: EvalSettings, scenarios: list[Scenario], tes
         passes = passes + attack_passes(row["evaluation"], evaluation) * row["count_all"]
     for scenario in scenarios:
         passes = passes + every_image_passes(scenario, evaluation, test_images, train_images)
-    return seconds.cost(passes) * factor
+    return seconds.cost(passes) * scale
 
 
 def duration(seconds: float) -> str:

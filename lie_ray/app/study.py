@@ -35,7 +35,7 @@ from typing import Any, Iterator, Mapping
 
 import pyarrow as pa
 
-from lie_ray.app.calibration import Calibration, read_calibration
+from lie_ray.app.calibration import Calibration, read_calibration, scale_of
 from lie_ray.data.cifar import check_dataset
 from lie_ray.evaluation.settings import EvalSettings, is_sanity_check
 from lie_ray.infra import atomic, provenance, storage
@@ -171,7 +171,7 @@ def write_timings(plan: SweepPlan, predicted, measured: dict[str, float], out: P
     tests = len(load_split(plan.data, "test", limit=plan.evaluation.test_limit).labels)
     trains = len(load_split(plan.data, "train").labels)
     done = work_done(examples, plan.evaluation, plan.scenarios, tests, trains,
-                     predicted.seconds, plan.calibration.evaluation if plan.calibration else 1.0)
+                     predicted.seconds, scale_of(plan.calibration, "evaluation"))
     record = {"predicted": predicted.record(), "measured_seconds": measured,
               "evaluation_work_done": {
                   "device_seconds": done,
