@@ -69,6 +69,9 @@ def read_calibration(path: Path | str) -> Calibration:
     if timings.get("resumed"):
         raise LieRayError(f"--calibration {timings_path} is from a resumed sweep, which skipped "
                           "finished work: pass a sweep that ran whole")
+    import torch  # noqa: F401 (machine() lists GPUs only once torch is loaded, as it was
+    # when the sweep wrote timings.json; the sweep reads --calibration before that)
+
     here, there = provenance.machine(), timings.get("machine", {})
     if (there.get("cpu"), there.get("cores"), there.get("gpus")) != (
             here["cpu"], here["cores"], here["gpus"]):
