@@ -75,3 +75,32 @@ def test_pgds_random_start_belongs_to_the_image_not_the_batch(learned):
     other_seed = PGD(defenders["Plain"].model, eps=0.03, step_size=0.01, steps=2, seed=8)
     assert not torch.equal(other_seed(batch.images[:6], batch.labels[:6], ids=batch.ids[:6]),
                            together)
+
+
+@pytest.mark.parametrize("attack", ["square", "autoattack"])
+def test_a_library_attacks_outcome_on_an_image_is_the_same_in_any_batch(learned, attack):
+    # torchattacks draws random starts for the whole batch (batched, its own Square and APGD
+    # give an image another adversarial image than alone); with each image's draws its own,
+    # an image attacked among 48, among a few, or alone comes out the same.
+    from lie_ray.attacks.library import PipelineModule, autoattack, square
+
+    defenders, batch = learned
+    plain = defenders["Plain"]
+    module = PipelineModule(plain.model, plain.model)
+    eps = 8 / 255
+    make = {"square": lambda: square(module, eps, 40, seed=5),
+            "autoattack": lambda: autoattack(module, eps, "light", 3, 40, seed=5)}[attack]
+    images, labels = batch.images[:48], batch.labels[:48]
+    together = make()(images, labels)
+    with torch.no_grad():
+        fooled = (plain.model(together).argmax(1) != labels) & (
+            plain.model(images).argmax(1) == labels)
+    # The rows the library returns moved are those it fooled; compare those and two others.
+    rows = [*np.flatnonzero(fooled.numpy())[:5].tolist(), *np.flatnonzero(~fooled.numpy())[:2]]
+    assert fooled.sum() >= 3
+    among_few = make()(images[rows].contiguous(), labels[rows])
+    alone = torch.cat([make()(images[r:r + 1].contiguous(), labels[r:r + 1]) for r in rows])
+    torch.testing.assert_close(among_few, together[rows], rtol=0, atol=1e-6)
+    torch.testing.assert_close(alone, together[rows], rtol=0, atol=1e-6)
+    moved = (together - images).abs().flatten(1).amax(1)
+    assert (moved[fooled] > 0).all() and (moved <= eps + 1e-6).all()

@@ -36,8 +36,8 @@ RUN_ELSEWHERE = (*WORST_CASES, *SANITY)  # rows no attack ran for, or counted pe
 @dataclass
 class Passes:
     """Image-passes by kind: ``train`` steps, ``attack`` forward-and-backward passes in
-    batches, ``attack_single`` those run image by image (the library attacks), ``forward``
-    and ``forward_single`` forward passes alone."""
+    batches, ``attack_single`` those run image by image (the library attacks under a key per
+    image), ``forward`` and ``forward_single`` forward passes alone."""
 
     counts: dict[str, float]
 
@@ -56,8 +56,11 @@ class Passes:
         return sum(self.counts.values())
 
 
-def attack_passes(name: str, settings: EvalSettings) -> Passes:
-    """One image, one epsilon: what evaluation ``name`` costs at most."""
+def attack_passes(name: str, settings: EvalSettings, alone: bool = False) -> Passes:
+    """One image, one epsilon: what evaluation ``name`` costs at most. ``alone``: every image
+    has a key of its own, so the library attacks (one call per key) run image by image."""
+    gradients_of, queries_of = (("attack_single", "forward_single") if alone
+                                else ("attack", "forward"))
     steps = settings.pgd_steps
     pgd = lambda runs: Passes.of(attack=steps * runs, forward=runs + 1)  # + scoring, deployed
     runs = restarts(name, settings)
@@ -71,7 +74,7 @@ def attack_passes(name: str, settings: EvalSettings) -> Passes:
         return Passes.of(attack=steps * runs * settings.eot_keys,
                          forward=runs * settings.eot_keys + 1)
     if name == "gradient-free":
-        return Passes.of(forward_single=settings.square_queries, forward=1)
+        return Passes.of(**{queries_of: settings.square_queries}) + Passes.of(forward=1)
     if name == "autoattack":
         from lie_ray.attacks.library import autoattack_settings
 
@@ -80,9 +83,14 @@ def attack_passes(name: str, settings: EvalSettings) -> Passes:
         # APGD-CE, APGD-T per target, FAB-T per target (two gradients a step), then Square.
         gradients = run["apgd_steps"] * (1 + run["targets"]) + 2 * run["fab_steps"] * run[
             "targets"]
-        return Passes.of(attack_single=gradients * run["restarts"],
-                         forward_single=run["square_queries"], forward=1)
+        return Passes.of(**{gradients_of: gradients * run["restarts"]}) + Passes.of(
+            **{queries_of: run["square_queries"]}) + Passes.of(forward=1)
     raise ValueError(f"no cost model for evaluation {name!r}")
+
+
+def keyed_alone(scenario: Scenario) -> bool:
+    """Whether every test image has a key of its own (library attacks then run one by one)."""
+    return scenario.encrypted and scenario.key_policy == "per-image"
 
 
 def training_passes(scenario: Scenario, settings: TrainSettings, train_images: int,
@@ -105,7 +113,8 @@ def evaluation_passes(scenario: Scenario, settings: EvalSettings, test_images: i
     attacked = [e for e in settings.epsilons if e > 0]
     full = floor = every_image_passes(scenario, settings, test_images, train_images)
     for name in names:
-        per_image = attack_passes(name, settings) * (test_images * len(attacked))
+        per_image = attack_passes(name, settings, keyed_alone(scenario)) * (
+            test_images * len(attacked))
         full = full + per_image
         if name in PAPER_READINGS:
             floor = floor + per_image
@@ -353,7 +362,8 @@ def work_done(examples, evaluation: EvalSettings, scenarios: list[Scenario], tes
     for row in counts.to_pylist():
         if row["evaluation"] in RUN_ELSEWHERE or row["scenario"] not in known:
             continue
-        passes = passes + attack_passes(row["evaluation"], evaluation) * row["count_all"]
+        passes = passes + attack_passes(row["evaluation"], evaluation, keyed_alone(
+            known[row["scenario"]])) * row["count_all"]
     for scenario in scenarios:
         passes = passes + every_image_passes(scenario, evaluation, test_images, train_images)
     return seconds.cost(passes) * scale

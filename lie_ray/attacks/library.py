@@ -1,18 +1,33 @@
 """torchattacks' attacks on the defended pipeline: AutoAttack (Croce & Hein, ICML 2020) and
-its Square attack (Andriushchenko et al., ECCV 2020).
+its Square attack (Andriushchenko et al., ECCV 2020), run on whole batches with each image's
+random draws its own.
 
 torchattacks attacks an ``nn.Module``; ``PipelineModule`` makes one of any classifier of plain
 images (for an encrypted scenario, ``model(encrypt(x))`` with the cipher's chosen backward),
 keeping the network as a submodule so the library finds its device and can set eval mode.
-Library attacks query arbitrary subsets of the rows they are given (those not yet fooled), and
-draw their randomness for the whole batch: callers attack one image at a time, seeded by its id
-(``lie_ray.evaluation.protocols.per_image``).
+The library draws its per-image randomness (APGD's random start, Square's initial stripes) for
+the whole batch from torch's global generator, so an image's outcome would depend on which
+images it was attacked with, and the cascade, which attacks only the images still unbroken,
+would not reproduce full mode. ``OwnDraws`` gives each image those draws from a hash of its own
+pixels and the attacker's seed (``lie_ray.attacks.seeding``) and leaves every draw the library
+shares across the batch (Square's square positions and signs) to the global generator, which
+the library seeds itself: with per-image draws out of its way, that stream is the same whatever
+the batch. Everything else these attacks do is per image (eval-mode network, per-image losses,
+step sizes and targets), so an image's outcome is its own, batched or alone. The draws are
+keyed by pixels, not ids, because the library hands its inner runs bare subsets of the rows.
 """
 from __future__ import annotations
 
+import sys
+import zlib
+from contextlib import contextmanager
+from unittest import mock
+
+import numpy as np
 import torch
 import torchattacks
 
+from lie_ray.attacks import seeding
 from lie_ray.attacks.base import Classifier
 
 N_CLASSES = 10
@@ -33,6 +48,65 @@ class PipelineModule(torch.nn.Module):
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         return self.classify(images)
+
+
+def pixel_keys(images: torch.Tensor) -> np.ndarray:
+    """One 32-bit key per image, of its pixels alone (CRC-32 of its float32 bytes)."""
+    rows = images.detach().to("cpu", torch.float32).contiguous().reshape(len(images), -1)
+    return np.array([zlib.crc32(row.numpy().tobytes()) for row in rows], dtype=np.int64)
+
+
+class OwnDraws:
+    """Mixin for a torchattacks attack: in every inner run (``attack_single_run``, on the rows
+    the library chose), a uniform draw with one row per image attacked comes from that image's
+    own pixels, the attack's seed and the run's number; other draws go to torch as usual.
+    Runs are numbered per attack object, so APGD-T's targets each get a fresh start; an image
+    takes part in run n only if it took part in every run before it (it was not fooled yet),
+    so its runs are numbered alike in any batch."""
+
+    def attack_single_run(self, x, *args, **kwargs):
+        return self._with_own_draws(super().attack_single_run, x, *args, **kwargs)
+
+    def _with_own_draws(self, run, x, *args, **kwargs):
+        self._runs = getattr(self, "_runs", -1) + 1
+        keys, number = pixel_keys(x), self._runs
+
+        def rand(*size, **options):
+            shape = tuple(size[0] if len(size) == 1 and not isinstance(size[0], int) else size)
+            if len(shape) == x.dim() and shape[0] == len(x):
+                return seeding.uniform(keys, self.seed, number, shape, x.device)
+            return torch.rand(*size, **options)
+
+        library = sys.modules[run.__func__.__module__]  # the module whose code draws
+        with mock.patch.object(library, "torch", _TorchDrawing(rand)):
+            return run(x, *args, **kwargs)
+
+
+class _TorchDrawing:
+    """torch, as one library module sees it during a run, with ``rand`` replaced."""
+
+    def __init__(self, rand):
+        self.rand = rand
+
+    def __getattr__(self, name: str):
+        return getattr(torch, name)
+
+
+class APGD(OwnDraws, torchattacks.APGD):
+    pass
+
+
+class APGDT(OwnDraws, torchattacks.APGDT):
+    pass
+
+
+class FAB(OwnDraws, torchattacks.FAB):
+    def attack_single_run_targeted(self, x, *args, **kwargs):
+        return self._with_own_draws(super().attack_single_run_targeted, x, *args, **kwargs)
+
+
+class Square(OwnDraws, torchattacks.Square):
+    pass
 
 
 # Croce & Hein (ICML 2020) and their reference code (fra31/auto-attack, version "standard"):
@@ -61,12 +135,10 @@ def autoattack(module: torch.nn.Module, eps: float, version: str, steps: int, qu
     common = {"norm": "Linf", "eps": eps, "seed": seed, "n_restarts": run["restarts"]}
     classes = run["targets"] + 1  # torchattacks targets its n_classes - 1 likeliest others
     return torchattacks.MultiAttack([
-        torchattacks.APGD(module, steps=run["apgd_steps"], loss="ce", **common),
-        torchattacks.APGDT(module, steps=run["apgd_steps"], n_classes=classes, **common),
-        torchattacks.FAB(module, steps=run["fab_steps"], multi_targeted=True,
-                         n_classes=classes, **common),
-        square(module, eps, run["square_queries"], seed,
-               rescale=version != "standard"),
+        APGD(module, steps=run["apgd_steps"], loss="ce", **common),
+        APGDT(module, steps=run["apgd_steps"], n_classes=classes, **common),
+        FAB(module, steps=run["fab_steps"], multi_targeted=True, n_classes=classes, **common),
+        square(module, eps, run["square_queries"], seed, rescale=version != "standard"),
     ])
 
 
@@ -74,5 +146,5 @@ def square(module: torch.nn.Module, eps: float, queries: int, seed: int, rescale
            ) -> torchattacks.attack.Attack:
     """Square attack, L-inf, margin loss, p_init 0.8; its square-size schedule rescaled to
     ``queries`` (AutoAttack standard keeps the reference's own schedule for its 5000)."""
-    return torchattacks.Square(module, norm="Linf", eps=eps, n_queries=queries, n_restarts=1,
-                               p_init=0.8, seed=seed, loss="margin", resc_schedule=rescale)
+    return Square(module, norm="Linf", eps=eps, n_queries=queries, n_restarts=1, p_init=0.8,
+                  seed=seed, loss="margin", resc_schedule=rescale)

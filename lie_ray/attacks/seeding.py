@@ -45,9 +45,3 @@ def uniform(ids, seed: int, draw: int, shape: tuple[int, ...], device,
     positions = hash32(torch.arange(per_row, dtype=torch.int64, device=device))
     values = hash32(row_keys(ids, seed, draw, device)[:, None] ^ positions[None, :])
     return (values.to(torch.float64) / 2 ** 32).to(dtype).reshape(shape)
-
-
-def image_seed(seed: int, image_id: int) -> int:
-    """A 31-bit seed for a library attack run on one image (torchattacks seeds torch's global
-    generator with it)."""
-    return int(row_keys([image_id], seed, 0, "cpu")[0]) & 0x7FFFFFFF

@@ -8,7 +8,11 @@ epsilon, ascending, the paper's three readings run on every image (Table I stays
 every other attack runs, cheapest first, only on the images its attacker has not broken yet.
 ``full`` mode runs every attack on every image. Both build the worst cases the same way, so
 they agree exactly wherever each attack's outcome on an image does not depend on the other
-images it is attacked with (random starts are seeded per image id: ``lie_ray.attacks.seeding``).
+images it is attacked with: every random draw is the image's own (PGD's starts by its id,
+``lie_ray.attacks.seeding``; the library attacks' by its pixels, ``lie_ray.attacks.library``).
+What is left is floating point: a batched kernel may round the last bit of an image's logits
+differently at another batch size, and an attack's steps can grow that into another path (a
+ReLU on its kink). ``bench/cascade.py`` counts the worst-case rows where the modes differ.
 
 The attackers nest (keyless within with-key within channel), so an attack's own attacker is
 the narrowest that can run it, and an image that attacker has broken is broken for the wider

@@ -63,9 +63,17 @@ class Defender:
     def single_key_classifier(self, representative_id: int, backward: str = "none"
                               ) -> Classifier:
         """model(encrypt(x)) with the key of ``representative_id`` for EVERY row: for library
-        attacks, which query arbitrary subsets of the rows they are given (one image here)."""
+        attacks, which query arbitrary subsets of the rows they are given (the rows of one
+        key here: ``key_groups``)."""
         return lambda plain: self.model(self.encrypt(
             plain, np.full(len(plain), representative_id), backward))
+
+    def key_groups(self, ids: np.ndarray) -> list[np.ndarray]:
+        """The batch's rows grouped by the key that encrypts them (one group without a key)."""
+        if not self.encrypted:
+            return [np.arange(len(ids))]
+        labels = self.policy.labels(np.asarray(ids), "test")
+        return [np.flatnonzero(labels == label) for label in dict.fromkeys(labels)]
 
     def predict(self, plain: torch.Tensor, ids: np.ndarray) -> torch.Tensor:
         with torch.no_grad():

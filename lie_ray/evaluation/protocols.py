@@ -56,7 +56,7 @@ import math
 import numpy as np
 import torch
 
-from lie_ray.attacks import PGD, seeding
+from lie_ray.attacks import PGD
 from lie_ray.attacks.library import PipelineModule, autoattack as make_autoattack, square
 from lie_ray.evaluation.defender import AttackerKeys, Defender, eot_classifier
 from lie_ray.evaluation.settings import (KEYLESS, PLAIN_SPACE, RECOVERED_K, RECOVERED_KEY,
@@ -204,35 +204,36 @@ def paper_literal(defender, batch, eps, settings, context) -> Outcome:
     return plain_image_attack(defender, batch, torch.clamp(batch.images + noise, 0, 1), eps)
 
 
-def per_image(defender: Defender, batch: Batch, eps: float, backward: str, settings,
-              attack_for) -> Outcome:
-    """Run a library attack on one image at a time, seeded by the image's id
-    (``attack_for(module, seed)`` builds it). torchattacks draws its random starts and
-    squares for the whole batch from the global generator, so batched, an image's outcome
-    would depend on its batch; alone, it is the image's own (and its key is the only one the
-    attack's subsets of rows meet). Library attacks may hand back tensors still attached to
-    their graph: detached here."""
+def library_attack(defender: Defender, batch: Batch, eps: float, backward: str, settings,
+                   attack_for) -> Outcome:
+    """Run a library attack (``attack_for(module)`` builds it) on the batch, one call per key.
+    The library queries arbitrary subsets of the rows it is given, so its module cannot key
+    rows by id: each call holds the rows of one key (every row under the fixed policy, an id
+    group under the grouped ones, one image under per-image keys). Each image's random draws
+    are its own (``lie_ray.attacks.library``), so its outcome does not depend on the rows it
+    was attacked with. Library attacks may hand back tensors still attached to their graph:
+    detached here."""
     adversarial = batch.images.clone()
-    for row, image_id in enumerate(batch.ids.tolist()):
-        module = PipelineModule(defender.single_key_classifier(image_id, backward),
+    for rows in defender.key_groups(batch.ids):
+        module = PipelineModule(defender.single_key_classifier(batch.ids[rows[0]], backward),
                                 defender.model)
-        attack = attack_for(module, seeding.image_seed(settings.attacker_seed, image_id))
-        adversarial[row:row + 1] = attack(batch.images[row:row + 1].contiguous(),
-                                          batch.labels[row:row + 1]).detach()
+        index = torch.from_numpy(rows).to(batch.images.device)
+        adversarial[index] = attack_for(module)(batch.images[index].contiguous(),
+                                                batch.labels[index]).detach()
     return plain_image_attack(defender, batch, adversarial, eps)
 
 
 def gradient_free(defender, batch, eps, settings, context) -> Outcome:
     """Square attack (scores only: the backward pass is never used)."""
-    return per_image(defender, batch, eps, "none", settings, lambda module, seed: square(
-        module, eps, settings.square_queries, seed))
+    return library_attack(defender, batch, eps, "none", settings, lambda module: square(
+        module, eps, settings.square_queries, settings.attacker_seed))
 
 
 def autoattack(defender, batch, eps, settings, context) -> Outcome:
-    return per_image(defender, batch, eps, "bpda-both", settings,
-                     lambda module, seed: make_autoattack(
-                         module, eps, settings.autoattack, settings.autoattack_steps,
-                         settings.square_queries, seed))
+    return library_attack(defender, batch, eps, "bpda-both", settings,
+                          lambda module: make_autoattack(
+                              module, eps, settings.autoattack, settings.autoattack_steps,
+                              settings.square_queries, settings.attacker_seed))
 
 
 # In EVALUATIONS' order: bpda-identity runs before bpda, which reuses it.
