@@ -354,7 +354,7 @@ def test_pba_fits_a_block_shuffle_it_can_express(cifar_dir):
 def test_recovered_key_with_enough_pairs_is_the_white_box_attack(learned, cifar_dir):
     # LE's key is determined by one leaked pair: PGD through the recovered key must be the
     # white-box PGD through the defender's own key, image for image (same seed).
-    from lie_ray.evaluation.actor import recovered_cipher
+    from lie_ray.evaluation.actor import recovered_ciphers
     from lie_ray.evaluation.protocols import white_box
     from lie_ray.keys import FIXED_LABEL
 
@@ -362,8 +362,7 @@ def test_recovered_key_with_enough_pairs_is_the_white_box_attack(learned, cifar_
     encrypted = defenders["Encrypted"]
     own = load_split(cifar_dir, "train").images[-4:]  # not the learned model's 2048
     leaked = encrypted.key.cipher(FIXED_LABEL).encrypt(own)
-    context = {"recovered": {k: recovered_cipher("le", own[:k], leaked[:k], 4)
-                             for k in (1, 2, 4)}}
+    context = {"recovered": recovered_ciphers("le", own, leaked, 4)}
     settings = EvalSettings(pgd_steps=5, pgd_restarts=1)
     torch.manual_seed(0)
     recovered = PROTOCOLS["recovered-key-1"](encrypted, batch, 0.1, settings, context)
@@ -371,3 +370,38 @@ def test_recovered_key_with_enough_pairs_is_the_white_box_attack(learned, cifar_
     reference = white_box(encrypted, batch, 0.1, settings)
     assert torch.equal(recovered.predictions, reference.predictions)
     assert (recovered.predictions != batch.labels).float().mean() >= 0.5
+
+
+def test_more_leaked_pairs_that_recover_the_same_key_are_not_attacked_again(learned,
+                                                                             cifar_dir):
+    # A flat grey first pair tells LE's recovery nothing; the real images after it determine
+    # the key. So k=1 has a key of its own, k=2 and k=4 share one, and recovered-key-4 hands
+    # back recovered-key-2's outcome on the rows it covers without a single network pass.
+    from lie_ray.evaluation.actor import recovered_ciphers
+    from lie_ray.keys import FIXED_LABEL
+
+    defenders, batch = learned
+    encrypted = defenders["Encrypted"]
+    own = load_split(cifar_dir, "train").images[-4:].copy()
+    own[0] = 128
+    leaked = encrypted.key.cipher(FIXED_LABEL).encrypt(own)
+    ciphers = recovered_ciphers("le", own, leaked, 4)
+    assert ciphers[1] is not ciphers[2] and ciphers[2] is ciphers[4]
+    probe = load_split(cifar_dir, "test").images[:8]  # k=2's key is the defender's
+    assert np.array_equal(ciphers[2].encrypt(probe),
+                          encrypted.key.cipher(FIXED_LABEL).encrypt(probe))
+    settings = EvalSettings(pgd_steps=3, pgd_restarts=1)
+    part = batch.subset(np.arange(10))
+    two = PROTOCOLS["recovered-key-2"](encrypted, part, 0.1, settings, {"recovered": ciphers})
+    passes = []
+    original = encrypted.model.forward
+    encrypted.model.forward = lambda x: passes.append(len(x)) or original(x)
+    try:
+        four = PROTOCOLS["recovered-key-4"](encrypted, part, 0.1, settings, {
+            "recovered": ciphers, "done": {"recovered-key-2": two}})
+        assert four is two and passes == []
+        PROTOCOLS["recovered-key-2"](encrypted, part, 0.1, settings, {
+            "recovered": ciphers, "done": {"recovered-key-1": two}})  # another key: it runs
+        assert sum(passes) > 0
+    finally:
+        del encrypted.model.forward

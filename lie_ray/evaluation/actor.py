@@ -147,9 +147,7 @@ def keyless_knowledge(defender: Defender, attacker_images: np.ndarray, settings:
     if key_recoverable(defender.policy.name, spec.name, spec.variant):
         pairs = attacker_images[:RECOVERED_K[-1]]  # the most any attack leaks
         leaked = defender.key.cipher(FIXED_LABEL).encrypt(pairs)
-        knowledge["recovered"] = {
-            k: recovered_cipher(spec.name, pairs[:k], leaked[:k], spec.block_size)
-            for k in RECOVERED_K}
+        knowledge["recovered"] = recovered_ciphers(spec.name, pairs, leaked, spec.block_size)
     return knowledge
 
 
@@ -179,10 +177,12 @@ def attack_rows(defender: Defender, context: dict, batch: Batch, clean: torch.Te
     plan = cascade.Plan(names, defender.encrypted)
 
     def attack(name: str, eps: float, rows: np.ndarray, done: dict) -> Outcome:
-        whole = len(rows) == len(batch.ids)
-        part = batch if whole else batch.subset(rows)
-        ran = {n: o if whole else o.subset(rows) for n, (r, o) in done.items()
-               if o is not None and len(r) == len(batch.ids)}  # bpda reuses bpda-identity
+        part = batch if len(rows) == len(batch.ids) else batch.subset(rows)
+        # What ran at this epsilon on every one of these rows, for reuse (bpda reuses
+        # bpda-identity, recovered-key-k a smaller k's run with the same key): ``r`` and
+        # ``rows`` are ascending, so a covering run's positions are a search away.
+        ran = {n: o.subset(np.searchsorted(r, rows)) for n, (r, o) in done.items()
+               if o is not None and np.isin(rows, r).all()}
         return PROTOCOLS[name](defender, part, eps, settings, {**context, "done": ran})
 
     rows = cascade.run(plan, settings.epsilons, settings.evaluation == "cascade", clean,
@@ -193,11 +193,25 @@ def attack_rows(defender: Defender, context: dict, batch: Batch, clean: torch.Te
     return rows
 
 
-def recovered_cipher(name: str, plain: np.ndarray, leaked: np.ndarray, block_size: int):
-    """The transform with the key recovered from the leaked pairs (whatever is still
-    undetermined after them, as the recovery's best guess)."""
-    _, arrays = known_plaintext.smallest_k(name, plain, leaked, block_size)
-    return targets.from_arrays(name, arrays, block_size)
+def recovered_ciphers(name: str, plain: np.ndarray, leaked: np.ndarray, block_size: int
+                      ) -> dict[int, object]:
+    """Per k in ``RECOVERED_K``, the transform with the key recovered from the first k leaked
+    pairs (whatever is still undetermined after them, as the recovery's best guess). Where
+    more pairs recover the same key as fewer (one pair often determines it), the k's share
+    one object, and ``recovered-key-k`` reuses the smaller k's outcome instead of attacking
+    again with the same key."""
+    ciphers, seen = {}, []
+    for k in RECOVERED_K:
+        _, arrays = known_plaintext.smallest_k(name, plain[:k], leaked[:k], block_size)
+        same = next((cipher for earlier, cipher in seen if same_arrays(earlier, arrays)), None)
+        ciphers[k] = same or targets.from_arrays(name, arrays, block_size)
+        seen.append((arrays, ciphers[k]))
+    return ciphers
+
+
+def same_arrays(a: dict, b: dict) -> bool:
+    return a.keys() == b.keys() and all(np.array_equal(np.asarray(a[k]), np.asarray(b[k]))
+                                        for k in a)
 
 
 def to_columns(scenario: str, rows: list[tuple], batch: Batch, clean: torch.Tensor
