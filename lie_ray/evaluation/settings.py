@@ -36,9 +36,12 @@ WORST_CASES = (WORST_CASE_KEYLESS, WORST_CASE, WORST_CASE_CHANNEL)
 # on every image in either evaluation mode.
 PAPER_READINGS = ("pgd", "paper-literal", "bpda-identity")
 # The cascade runs every other attack cheapest first (per attacker: lie_ray.evaluation.cascade):
-# a PGD run (transfer, PBA, recovered keys), then EOT (a PGD over several keys per step),
-# Square's queries, BPDA's two more surrogates, AutoAttack; ciphertext-space PGD last.
-CASCADE_ORDER = ("transfer", "pba", *RECOVERED_KEY, "eot", "gradient-free", "bpda",
+# a PGD run (the recovered keys, transfer, PBA), then EOT (a PGD over several keys per step),
+# Square's queries, BPDA's two more surrogates, AutoAttack; ciphertext-space PGD last. Among
+# the PGD runs of one cost, the likeliest to break an image goes first, so fewer images are
+# left to the others: where one leaked pair reveals the key, recovered-key-1 is the white-box
+# attack (on the study's Encrypted it broke 35 of the 40 images it met, transfer 4 of 45).
+CASCADE_ORDER = (*RECOVERED_KEY, "transfer", "pba", "eot", "gradient-free", "bpda",
                  "autoattack", "encrypted-input")
 EVALUATION_MODES = ("full", "cascade")
 # The paper's own readings of its protocol run once, as the paper did; every adaptive PGD
