@@ -102,5 +102,22 @@ def test_a_library_attacks_outcome_on_an_image_is_the_same_in_any_batch(learned,
     alone = torch.cat([make()(images[r:r + 1].contiguous(), labels[r:r + 1]) for r in rows])
     torch.testing.assert_close(among_few, together[rows], rtol=0, atol=1e-6)
     torch.testing.assert_close(alone, together[rows], rtol=0, atol=1e-6)
+    used = make()  # one attack object, called before: its runs are numbered from 0 again
+    used(images[rows[2:]].contiguous(), labels[rows[2:]])
+    torch.testing.assert_close(used(images[rows].contiguous(), labels[rows]), together[rows],
+                               rtol=0, atol=1e-6)
     moved = (together - images).abs().flatten(1).amax(1)
     assert (moved[fooled] > 0).all() and (moved <= eps + 1e-6).all()
+
+
+def test_a_library_attack_whose_draws_would_be_shared_is_refused(learned):
+    # L2 draws with randn and FAB's restarts draw for a subset of the rows: both would tie an
+    # image's outcome to its batch, so they are refused rather than run.
+    from lie_ray.attacks.library import FAB, PipelineModule, Square
+
+    plain = learned[0]["Plain"]
+    module = PipelineModule(plain.model, plain.model)
+    with pytest.raises(ValueError, match="norm='Linf' only"):
+        Square(module, norm="L2", eps=0.5)
+    with pytest.raises(ValueError, match="n_restarts=1 only"):
+        FAB(module, norm="Linf", eps=0.1, n_restarts=2)

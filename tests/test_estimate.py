@@ -108,6 +108,28 @@ def test_estimate_prints_a_table_and_writes_nothing(cifar_dir, tmp_path):
     assert list(tmp_path.iterdir()) == []  # nothing written, --out not made
 
 
+def test_work_done_prices_what_ran_and_not_an_outcome_handed_on():
+    """recovered-key-k's rows handed a smaller k's outcome (``reused``) cost nothing: by hand,
+    each row that ran is one PGD of 3 steps and 2 restarts, 6 gradient passes at 1 s each."""
+    import pyarrow as pa
+
+    from lie_ray.app.estimate import KINDS, PassSeconds, work_done
+    from lie_ray.scenarios import Scenario
+
+    rows = [("recovered-key-1", 0.1, True, False)] * 3 + [
+        ("recovered-key-2", 0.1, True, True)] * 3 + [("recovered-key-4", 0.1, True, True)] * 2 + [
+        ("recovered-key-4", 0.1, True, False), ("recovered-key-1", 0.0, True, False),
+        ("recovered-key-2", 0.1, False, False)]
+    table = pa.table(dict(zip(("evaluation", "epsilon", "attacked", "reused"), zip(*rows))))
+    table = table.append_column("scenario", pa.array(["Enc"] * len(rows)))
+    seconds = PassSeconds({kind: float(kind == "attack") for kind in KINDS}, spread=0.0)
+    cost = lambda t: work_done(t, SETTINGS, [Scenario("Enc", encrypted=True, key_policy="fixed")],
+                               3, 8, seconds)
+    nothing = cost(table.filter(pa.array([False] * len(rows))))
+    assert cost(table) - nothing == pytest.approx(4 * 3 * 2)  # 3 of k=1, 1 of k=4 ran
+    assert cost(table.drop_columns(["reused"])) - nothing == pytest.approx(9 * 3 * 2)  # older
+
+
 def test_trials_wall_is_the_last_slot_to_finish_costliest_first():
     """Tune starts trials costliest first, each on the first slot free: by hand, 5 | 3, then
     3 joins the 3 (6), then 2 joins the 5 (7); one slot is the sum, enough slots the largest."""

@@ -64,7 +64,10 @@ def test_sweep_keeps_its_predicted_beside_its_measured_times(smoke_sweep):
     """timings.json: each phase's wall time as the sweep's log line gives it, and the cost
     model applied to what examples.parquet says ran equal to --estimate's full-mode count (the
     smoke preset attacks every image with every attack: two derivations, one from the
-    settings, one from the run's own rows); the report shows both beside each other."""
+    settings, one from the run's own rows) less the recovered-key rows handed a smaller k's
+    outcome, priced by hand as one PGD each; the report shows both beside each other."""
+    from lie_ray.infra.provenance import record_of
+
     out = smoke_sweep["out"]
     timings = json.loads((out / "timings.json").read_text())
     logged = {m[1]: float(m[2]) for m in re.finditer(
@@ -73,8 +76,23 @@ def test_sweep_keeps_its_predicted_beside_its_measured_times(smoke_sweep):
         assert timings["measured_seconds"][phase] == pytest.approx(logged[phase], abs=0.051)
     predicted = timings["predicted"]["phases"]
     assert predicted["training"]["wall_seconds"] > 0
-    assert timings["evaluation_work_done"]["device_seconds"] == pytest.approx(
-        predicted["evaluation (full)"]["device_seconds"], rel=1e-9)
+    examples = pq.read_table(out / "examples.parquet").to_pandas()
+    reused = examples[examples.reused]
+    assert set(reused.evaluation) <= {"recovered-key-2", "recovered-key-4"}
+    key = ["id", "epsilon"]  # each reused row has the prediction of a smaller k's
+    for name, rows in reused.groupby("evaluation"):
+        smaller = examples[examples.evaluation.isin(
+            ["recovered-key-1", "recovered-key-2"][:int(name[-1]) // 2])]
+        merged = rows.merge(smaller, on=["scenario", *key], suffixes=("", "_smaller"))
+        assert merged.groupby(["scenario", *key]).apply(
+            lambda m: (m.adv_pred == m.adv_pred_smaller).any()).all()
+    settings, per_pass = record_of(pq.read_schema(out / "examples.parquet"))["settings"], \
+        timings["predicted"]["seconds_per_pass"]
+    runs = settings["pgd_restarts"]
+    one_pgd = settings["pgd_steps"] * runs * per_pass["attack"] + (runs + 1) * per_pass["forward"]
+    print(f"{len(reused)} recovered-key rows reused a smaller k's outcome")  # shown by -rP
+    assert timings["evaluation_work_done"]["device_seconds"] + len(reused) * one_pgd == \
+        pytest.approx(predicted["evaluation (full)"]["device_seconds"], rel=1e-9)
     assert timings["machine"]["cores"] >= 1 and timings["machine"]["cpu"]
     section = (out / "report.md").read_text().split("## Time: predicted beside measured")[1]
     assert re.search(r"^\| training \| [\d.]+ (s|min) \| [\d.]+ (s|min) \| [\d.]+ \((agree|differ)\)",

@@ -350,12 +350,15 @@ def work_done(examples, evaluation: EvalSettings, scenarios: list[Scenario], tes
               train_images: int, seconds: PassSeconds, scale: float = 1.0) -> float:
     """Device-seconds of the evaluation a run did, by the same cost model: every attack's
     passes on the images it was given (``attacked``, so the cascade's skipped images cost
-    nothing), with the sanity runs and PBA's fits as ``evaluation_passes`` counts them;
-    ``scale``: the prediction's calibration."""
+    nothing, less the ``reused`` rows, which were handed an earlier run's outcome), with the
+    sanity runs and PBA's fits as ``evaluation_passes`` counts them; ``scale``: the
+    prediction's calibration. Tables written before ``reused`` existed count every row."""
     import pyarrow.compute as pc
 
-    attacked = examples.filter(pc.and_(pc.greater(examples["epsilon"], 0),
-                                       examples["attacked"]))
+    ran = examples["attacked"]
+    if "reused" in examples.column_names:
+        ran = pc.and_(ran, pc.invert(examples["reused"]))
+    attacked = examples.filter(pc.and_(pc.greater(examples["epsilon"], 0), ran))
     counts = attacked.group_by(["scenario", "evaluation"]).aggregate([([], "count_all")])
     known = {s.name: s for s in scenarios}
     passes = Passes.of()

@@ -166,8 +166,9 @@ def write_timings(plan: SweepPlan, predicted, measured: dict[str, float], out: P
     from lie_ray.data.cifar import load_split
     import pyarrow.parquet as pq
 
-    examples = pq.read_table(out / "examples.parquet",
-                             columns=["scenario", "evaluation", "epsilon", "attacked"])
+    path = out / "examples.parquet"
+    columns = ["scenario", "evaluation", "epsilon", "attacked", "reused"]
+    examples = pq.read_table(path, columns=[c for c in columns if c in pq.read_schema(path).names])
     tests = len(load_split(plan.data, "test", limit=plan.evaluation.test_limit).labels)
     trains = len(load_split(plan.data, "train").labels)
     done = work_done(examples, plan.evaluation, plan.scenarios, tests, trains,

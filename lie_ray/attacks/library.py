@@ -62,13 +62,25 @@ class OwnDraws:
     own pixels, the attack's seed and the run's number; other draws go to torch as usual.
     Runs are numbered per attack object, so APGD-T's targets each get a fresh start; an image
     takes part in run n only if it took part in every run before it (it was not fooled yet),
-    so its runs are numbered alike in any batch."""
+    so its runs are numbered alike in any batch, and they start from 0 at every call.
+    Only L-inf is covered: the library's L2 and L1 draws use ``randn``, left shared."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self._runs = -1
+        if self.norm != "Linf":
+            raise ValueError(f"{type(self).__name__}: per-image draws cover norm='Linf' only, "
+                             f"not {self.norm!r}")
+
+    def forward(self, images, labels):
+        self._runs = -1
+        return super().forward(images, labels)
 
     def attack_single_run(self, x, *args, **kwargs):
         return self._with_own_draws(super().attack_single_run, x, *args, **kwargs)
 
     def _with_own_draws(self, run, x, *args, **kwargs):
-        self._runs = getattr(self, "_runs", -1) + 1
+        self._runs += 1
         keys, number = pixel_keys(x), self._runs
 
         def rand(*size, **options):
@@ -101,6 +113,12 @@ class APGDT(OwnDraws, torchattacks.APGDT):
 
 
 class FAB(OwnDraws, torchattacks.FAB):
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        if self.n_restarts != 1:  # its random restarts draw for a subset of the rows
+            raise ValueError(f"FAB: per-image draws cover n_restarts=1 only, not "
+                             f"{self.n_restarts}")
+
     def attack_single_run_targeted(self, x, *args, **kwargs):
         return self._with_own_draws(super().attack_single_run_targeted, x, *args, **kwargs)
 

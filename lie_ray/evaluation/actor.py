@@ -222,7 +222,8 @@ def to_columns(scenario: str, rows: list[tuple], batch: Batch, clean: torch.Tens
     count attacked rows only."""
     n = len(batch.ids)
     labels, clean_np = batch.labels.cpu().numpy(), clean.cpu().numpy()
-    columns = {name: [] for name in ("adv_pred", "linf", "attacked", "broken_by", "broken_at")}
+    columns = {name: [] for name in ("adv_pred", "linf", "attacked", "reused", "broken_by",
+                                     "broken_at")}
     for _, _, covered, outcome in rows:
         predictions, linf = clean_np.copy(), np.zeros(n)
         attacked = np.zeros(n, dtype=bool)
@@ -234,6 +235,7 @@ def to_columns(scenario: str, rows: list[tuple], batch: Batch, clean: torch.Tens
         columns["adv_pred"].append(predictions)
         columns["linf"].append(linf)
         columns["attacked"].append(attacked)
+        columns["reused"].append(attacked & (outcome is not None and outcome.reused))
         columns["broken_by"].append(outcome.broken_by if worst else np.full(n, "", object))
         columns["broken_at"].append(outcome.broken_at if worst else np.full(n, np.nan))
     predictions = np.concatenate(columns["adv_pred"])
@@ -248,6 +250,7 @@ def to_columns(scenario: str, rows: list[tuple], batch: Batch, clean: torch.Tens
         "correct": predictions == np.tile(labels, len(rows)),
         "linf": np.concatenate(columns["linf"]).astype(np.float64),
         "attacked": np.concatenate(columns["attacked"]),
+        "reused": np.concatenate(columns["reused"]),  # attacked, by an earlier run's outcome
         "broken_by": np.concatenate(columns["broken_by"]).astype(str),
         "broken_at": np.concatenate(columns["broken_at"]).astype(np.float64),
     }

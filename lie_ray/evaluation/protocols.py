@@ -49,7 +49,7 @@ keyless ones, ``worst-case`` over every plain-image attack, ``worst-case-channel
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import math
 
@@ -73,6 +73,9 @@ class Outcome:
     # misclassified already, "": unbroken) and at which epsilon (NaN: unbroken).
     broken_by: np.ndarray | None = None
     broken_at: np.ndarray | None = None
+    # An earlier run's outcome handed on (recovered-key-k with a smaller k's key): it cost no
+    # passes, so the cost model, which prices what ran, leaves these rows out.
+    reused: bool = False
 
     def __post_init__(self):
         # A record of what happened, never part of a graph: an attack that hands back a tensor
@@ -178,7 +181,7 @@ def recovered_key(k: int):
         fewer = [j for j in RECOVERED_K if j < k and context["recovered"][j] is cipher]
         reused = context.get("done", {}).get(f"recovered-key-{fewer[0]}") if fewer else None
         if reused is not None:  # the same key, the same seeds: the same attack, already run
-            return reused
+            return replace(reused, reused=True)
         return through(lambda plain: defender.model(cipher.with_grad(plain, None)), defender,
                        batch, eps, settings, f"recovered-key-{k}")
     return protocol
