@@ -357,7 +357,7 @@ def work_done(examples, evaluation: EvalSettings, scenarios: list[Scenario], tes
 
     ran = examples["attacked"]
     if "reused" in examples.column_names:
-        ran = pc.and_(ran, pc.invert(examples["reused"]))
+        ran = pc.and_(ran, pc.invert(pc.fill_null(examples["reused"], False)))
     attacked = examples.filter(pc.and_(pc.greater(examples["epsilon"], 0), ran))
     counts = attacked.group_by(["scenario", "evaluation"]).aggregate([([], "count_all")])
     known = {s.name: s for s in scenarios}

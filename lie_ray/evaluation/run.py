@@ -83,8 +83,9 @@ def run_evaluation(runs_dir: str | Path, data_dir: str | Path, out_dir: str | Pa
             tables[name] = table.replace_schema_metadata({DIGEST_KEY: digests[name]})
             storage.write_table(tables[name], locations[name])
             log.info("evaluated %s (%d of %d)", name, len(tables), len(trained))
-    examples = pa.concat_tables(t.replace_schema_metadata(None)
-                                for t in tables.values()).sort_by(
+    # promote: a part kept from an older lie_ray may lack a newer column (``reused``: null)
+    examples = pa.concat_tables((t.replace_schema_metadata(None) for t in tables.values()),
+                                promote_options="default").sort_by(
         [("scenario", "ascending"), ("evaluation", "ascending"), ("epsilon", "ascending"),
          ("id", "ascending")])
     write_parquet(provenance.with_record(examples, record), out / "examples.parquet")
