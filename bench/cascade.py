@@ -67,7 +67,7 @@ def floor(full: dict, encrypted: bool, images: int, full_seconds: float,
     """Seconds no cascade can beat on these models (see the module's docstring), with the
     paper's readings on every image at ``every_image_at`` (None: every epsilon, as now)."""
     attacks = {n for (m, n, _) in SECONDS if m == "full"}
-    plan = cascade.Plan(sorted(a for a in attacks if a in set(full["evaluation"])), encrypted)
+    plan = cascade.Plan(sorted(attacks & set(full["evaluation"])), encrypted)
     total = full_seconds - seconds_of("full", attacks)  # outside attacks, the same in both
     for (mode, name, eps), seconds in SECONDS.items():
         if mode != "full":

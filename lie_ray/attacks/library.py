@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import sys
 import zlib
-from contextlib import contextmanager
 from unittest import mock
 
 import numpy as np

@@ -200,12 +200,13 @@ def recovered_ciphers(name: str, plain: np.ndarray, leaked: np.ndarray, block_si
     more pairs recover the same key as fewer (one pair often determines it), the k's share
     one object, and ``recovered-key-k`` reuses the smaller k's outcome instead of attacking
     again with the same key."""
-    ciphers, seen = {}, []
+    ciphers, distinct = {}, []  # (arrays, cipher) per distinct recovery
     for k in RECOVERED_K:
         _, arrays = known_plaintext.smallest_k(name, plain[:k], leaked[:k], block_size)
-        same = next((cipher for earlier, cipher in seen if same_arrays(earlier, arrays)), None)
-        ciphers[k] = same or targets.from_arrays(name, arrays, block_size)
-        seen.append((arrays, ciphers[k]))
+        ciphers[k] = next((c for earlier, c in distinct if same_arrays(earlier, arrays)), None)
+        if ciphers[k] is None:
+            ciphers[k] = targets.from_arrays(name, arrays, block_size)
+            distinct.append((arrays, ciphers[k]))
     return ciphers
 
 
