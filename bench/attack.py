@@ -14,6 +14,7 @@ one-thread actors, start-up included. The last line is
 ``evaluation actors: 2 vs 1 speed-up S (machine: CPU, N cores)``. With ``--device cuda`` only
 the per-evaluation images/s run, on the GPU, with the time for the paper's test set per GPU.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -68,8 +69,10 @@ def single_process(args, defender) -> None:
     hand = timed(lambda: hand_written_pgd(classifier, images, labels))
     print(f"PGD-{STEPS}, {args.images} images, width {args.width}, 1 thread")
     print(f"  lie_ray PGD class        {args.images / ours:8.1f} img/s")
-    print(f"  hand-written PGD loop    {args.images / hand:8.1f} img/s   "
-          f"(ours takes {100 * (ours / hand - 1):+.1f}% time)")
+    print(
+        f"  hand-written PGD loop    {args.images / hand:8.1f} img/s   "
+        f"(ours takes {100 * (ours / hand - 1):+.1f}% time)"
+    )
 
 
 def per_evaluation(args, defender) -> None:
@@ -94,23 +97,34 @@ def per_evaluation(args, defender) -> None:
     context = {"plain_model": plain_model, "done": {}, **knowledge}
     attacked = [e for e in settings.epsilons if e > 0]
     test_set, total = 10_000, 0.0
-    print(f"every evaluation at the paper preset (PGD-{settings.pgd_steps}, "
-          f"{settings.pgd_restarts} restarts, {settings.eot_keys} fresh EOT keys per step, Square {settings.square_queries} queries, AutoAttack "
-          f"{settings.autoattack}), eps {EPS}, {args.eval_images} images, width {args.width}, "
-          + ("on " + torch.cuda.get_device_name() if device.type == "cuda" else "1 thread"))
+    print(
+        f"every evaluation at the paper preset (PGD-{settings.pgd_steps}, "
+        f"{settings.pgd_restarts} restarts, {settings.eot_keys} fresh EOT keys per step, Square {settings.square_queries} queries, AutoAttack "
+        f"{settings.autoattack}), eps {EPS}, {args.eval_images} images, width {args.width}, "
+        + ("on " + torch.cuda.get_device_name() if device.type == "cuda" else "1 thread")
+    )
     if device.type == "cuda":  # cuDNN picks its kernels on the first calls: not timed
         PROTOCOLS["pgd"](defender, batch, EPS, settings, dict(context, done={}))
     for name, protocol in PROTOCOLS.items():
-        seconds = timed(lambda: context["done"].__setitem__(
-            name, protocol(defender, batch, EPS, settings, context)))
+        seconds = timed(
+            lambda: context["done"].__setitem__(
+                name, protocol(defender, batch, EPS, settings, context)
+            )
+        )
         rate = args.eval_images / seconds
         total += test_set * len(attacked) / rate
         print(f"  {name:<18} {rate:8.2f} img/s")
     hours = total / 3600
-    where = ("on this GPU" if device.type == "cuda" else f"per GPU-free actor "
-             f"({hours / settings.actors:.1f} h with its {settings.actors} actors)")
-    print(f"  paper preset, whole test set ({test_set} images x {len(attacked)} epsilons): "
-          f"{hours:.1f} h {where}")
+    where = (
+        "on this GPU"
+        if device.type == "cuda"
+        else f"per GPU-free actor "
+        f"({hours / settings.actors:.1f} h with its {settings.actors} actors)"
+    )
+    print(
+        f"  paper preset, whole test set ({test_set} images x {len(attacked)} epsilons): "
+        f"{hours:.1f} h {where}"
+    )
 
 
 def ciphertext_change(defender) -> None:
@@ -122,8 +136,10 @@ def ciphertext_change(defender) -> None:
     plain, moved = levels.float() / 255, (levels + step).clamp(0, 255).float() / 255
     cipher = defender.key.cipher("fixed")
     change = (cipher.encrypt(moved) - cipher.encrypt(plain)).abs().max().item()
-    print(f"plain-space L-inf {(moved - plain).abs().max().item():.3f} (<= 0.1) moves the "
-          f"ciphertext by up to L-inf {change:.3f} ({round(change * 255)}/255), 256 images")
+    print(
+        f"plain-space L-inf {(moved - plain).abs().max().item():.3f} (<= 0.1) moves the "
+        f"ciphertext by up to L-inf {change:.3f} ({round(change * 255)}/255), 256 images"
+    )
 
 
 def write_runs(tmp: Path, width: int) -> tuple[Path, Path]:
@@ -136,10 +152,16 @@ def write_runs(tmp: Path, width: int) -> tuple[Path, Path]:
 
     key = generate_key()
     key_path = save_key(key, tmp / "key.json")
-    write_untrained(tmp / "runs", [Scenario("Plain", False),
-                                   Scenario("Encrypted", True, "fixed"),
-                                   Scenario("Encrypted-Batch", True, "id-group")], key,
-                    TrainSettings(width=width, adaptation_channels=16, epochs=1))
+    write_untrained(
+        tmp / "runs",
+        [
+            Scenario("Plain", False),
+            Scenario("Encrypted", True, "fixed"),
+            Scenario("Encrypted-Batch", True, "id-group"),
+        ],
+        key,
+        TrainSettings(width=width, adaptation_channels=16, epochs=1),
+    )
     return tmp / "runs", key_path
 
 
@@ -161,8 +183,9 @@ class ActorCpu:
         while not self.done.wait(0.25):
             for process in ours.children(recursive=True):
                 with contextlib.suppress(psutil.Error):
-                    if process.pid not in self.exclude and \
-                            "EvaluateShard" in " ".join(process.cmdline()):
+                    if process.pid not in self.exclude and "EvaluateShard" in " ".join(
+                        process.cmdline()
+                    ):
                         times = process.cpu_times()
                         self.seconds[process.pid] = times.user + times.system
 
@@ -192,27 +215,43 @@ def ray_scaling(args) -> float:
         logging.getLogger(name).setLevel(logging.WARNING)
     torch.set_num_threads(1)  # the driver's own work (gallery) stays on one core
     data = os.environ.get("LIE_RAY_DATA", DEFAULT_DATA_DIR)
-    settings = EvalSettings(epsilons=(0.0, 8 / 255, EPS), pgd_steps=5, eot_keys=2,
-                            square_queries=20, autoattack="light", autoattack_steps=3,
-                            test_limit=args.scaling_images, batch_size=32, torch_threads=1)
+    settings = EvalSettings(
+        epsilons=(0.0, 8 / 255, EPS),
+        pgd_steps=5,
+        eot_keys=2,
+        square_queries=20,
+        autoattack="light",
+        autoattack_steps=3,
+        test_limit=args.scaling_images,
+        batch_size=32,
+        torch_threads=1,
+    )
     seconds, earlier = {}, {}
     with tempfile.TemporaryDirectory() as tmp:
         runs, key_path = write_runs(Path(tmp), args.width)
-        ray.init(address="local", num_cpus=args.ray_cpus, include_dashboard=False,
-                 log_to_driver=False)
+        ray.init(
+            address="local", num_cpus=args.ray_cpus, include_dashboard=False, log_to_driver=False
+        )
         ray.data.DataContext.get_current().enable_progress_bars = False
-        print(f"evaluation (run_evaluation) of 3 scenarios, {args.scaling_images} test images "
-              f"at eps {', '.join(f'{e:.3f}' for e in settings.epsilons)} + the train split's "
-              f"clean error, {args.ray_cpus} Ray CPUs, 1 thread per actor")
+        print(
+            f"evaluation (run_evaluation) of 3 scenarios, {args.scaling_images} test images "
+            f"at eps {', '.join(f'{e:.3f}' for e in settings.epsilons)} + the train split's "
+            f"clean error, {args.ray_cpus} Ray CPUs, 1 thread per actor"
+        )
         for actors in (1, 2):
             out = Path(tmp, f"out-{actors}")
             driver = time.process_time()
             with ActorCpu(exclude=set(earlier)) as cpu:
-                seconds[actors] = timed(lambda: run_evaluation(
-                    runs, data, out, key_path, settings.replace(actors=actors)))
-            print(f"  {actors} actor(s)  {seconds[actors]:6.1f} s wall (incl. actor start-up);"
-                  f" CPU s: actors {', '.join(f'{c:.1f}' for c in cpu.seconds.values())}, "
-                  f"driver {time.process_time() - driver:.1f}")
+                seconds[actors] = timed(
+                    lambda: run_evaluation(
+                        runs, data, out, key_path, settings.replace(actors=actors)
+                    )
+                )
+            print(
+                f"  {actors} actor(s)  {seconds[actors]:6.1f} s wall (incl. actor start-up);"
+                f" CPU s: actors {', '.join(f'{c:.1f}' for c in cpu.seconds.values())}, "
+                f"driver {time.process_time() - driver:.1f}"
+            )
             earlier.update(cpu.seconds)
         ray.shutdown()
     return seconds[1] / seconds[2]
@@ -222,17 +261,34 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--images", type=int, default=256)
     parser.add_argument("--width", type=int, default=8)
-    parser.add_argument("--eval-images", type=int, default=16,
-                        help="images per evaluation in the per-evaluation timing")
+    parser.add_argument(
+        "--eval-images",
+        type=int,
+        default=16,
+        help="images per evaluation in the per-evaluation timing",
+    )
     parser.add_argument("--skip-ray", action="store_true", help="skip the actor scaling part")
-    parser.add_argument("--device", choices=("cpu", "cuda"), default="cpu",
-                        help="cuda: only the per-evaluation images/s, on the GPU")
-    parser.add_argument("--only-scaling", action="store_true",
-                        help="run only the actor scaling part")
-    parser.add_argument("--scaling-images", type=int, default=256,
-                        help="test images per scenario in the actor scaling part")
-    parser.add_argument("--ray-cpus", type=int, default=4,
-                        help="logical CPUs of the embedded Ray in the actor scaling part")
+    parser.add_argument(
+        "--device",
+        choices=("cpu", "cuda"),
+        default="cpu",
+        help="cuda: only the per-evaluation images/s, on the GPU",
+    )
+    parser.add_argument(
+        "--only-scaling", action="store_true", help="run only the actor scaling part"
+    )
+    parser.add_argument(
+        "--scaling-images",
+        type=int,
+        default=256,
+        help="test images per scenario in the actor scaling part",
+    )
+    parser.add_argument(
+        "--ray-cpus",
+        type=int,
+        default=4,
+        help="logical CPUs of the embedded Ray in the actor scaling part",
+    )
     args = parser.parse_args()
     if args.only_scaling:
         speed_up = ray_scaling(args)

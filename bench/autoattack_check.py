@@ -9,6 +9,7 @@ Prints the settings as run, both error rates, the images PGD-50 fooled that Auto
 images within eps exactly. Minutes on a CPU (APGD-T and FAB-T each run 9 targets x 100
 iterations on the images the attacks before them left).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -40,22 +41,35 @@ def main() -> None:
     with torch.no_grad():
         clean_wrong = model(images).argmax(1) != labels
     fooled, seconds = {}, {}
-    attacks = {"pgd-50": torchattacks.PGD(module, eps=args.eps, alpha=args.eps / 4, steps=50,
-                                          random_start=True),
-               "autoattack": autoattack(module, args.eps, "standard", 0, 0, seed=0)}
+    attacks = {
+        "pgd-50": torchattacks.PGD(
+            module, eps=args.eps, alpha=args.eps / 4, steps=50, random_start=True
+        ),
+        "autoattack": autoattack(module, args.eps, "standard", 0, 0, seed=0),
+    }
     for name, attack in attacks.items():
         started = time.perf_counter()
         adversarial = deployed(attack(images, labels), images, args.eps)
         seconds[name] = round(time.perf_counter() - started, 1)
         with torch.no_grad():
             fooled[name] = (model(adversarial).argmax(1) != labels) | clean_wrong
-    print(json.dumps({
-        "autoattack": autoattack_settings("standard", 0, 0), "eps": args.eps,
-        "images": args.images, "clean_error": clean_wrong.float().mean().item(),
-        "pgd50_error": fooled["pgd-50"].float().mean().item(),
-        "autoattack_error": fooled["autoattack"].float().mean().item(),
-        "pgd50_fooled_autoattack_did_not": int((fooled["pgd-50"] & ~fooled["autoattack"]).sum()),
-        "seconds": seconds}, indent=1))
+    print(
+        json.dumps(
+            {
+                "autoattack": autoattack_settings("standard", 0, 0),
+                "eps": args.eps,
+                "images": args.images,
+                "clean_error": clean_wrong.float().mean().item(),
+                "pgd50_error": fooled["pgd-50"].float().mean().item(),
+                "autoattack_error": fooled["autoattack"].float().mean().item(),
+                "pgd50_fooled_autoattack_did_not": int(
+                    (fooled["pgd-50"] & ~fooled["autoattack"]).sum()
+                ),
+                "seconds": seconds,
+            },
+            indent=1,
+        )
+    )
 
 
 if __name__ == "__main__":

@@ -23,6 +23,7 @@ generous to the cascade; full over floor is the most any cascade could save on t
 A second floor prices the other choice: the readings on every image only at Table I's
 epsilon, and cascaded like any attack at the others.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -54,6 +55,7 @@ def timing_attacks(mode: str) -> None:
                 return protocol(defender, batch, eps, *rest)
             finally:
                 SECONDS[mode, name, float(eps)] += time.perf_counter() - start
+
         timed.timed = protocol
         protocols.PROTOCOLS[name] = timed
 
@@ -62,8 +64,13 @@ def seconds_of(mode: str, names) -> float:
     return sum(s for (m, n, _), s in SECONDS.items() if m == mode and n in names)
 
 
-def floor(full: dict, encrypted: bool, images: int, full_seconds: float,
-          every_image_at: set[float] | None = None) -> float:
+def floor(
+    full: dict,
+    encrypted: bool,
+    images: int,
+    full_seconds: float,
+    every_image_at: set[float] | None = None,
+) -> float:
     """Seconds no cascade can beat on these models (see the module's docstring), with the
     paper's readings on every image at ``every_image_at`` (None: every epsilon, as now)."""
     attacks = {n for (m, n, _) in SECONDS if m == "full"}
@@ -87,18 +94,23 @@ def main() -> None:
     parser.add_argument("--data", default="../shared/data/cifar-10-batches-py")
     parser.add_argument("--preset", default="smoke")
     parser.add_argument("--images", type=int, default=100)
-    parser.add_argument("--with-sanity", action="store_true", help="also time the sanity "
-                        "checks' three white-box runs (on every image in both modes)")
+    parser.add_argument(
+        "--with-sanity",
+        action="store_true",
+        help="also time the sanity checks' three white-box runs (on every image in both modes)",
+    )
     args = parser.parse_args()
     torch.set_num_threads(1)
     trained = pq.read_table(f"{args.runs}/training.parquet").to_pylist()
     plain = next((r["checkpoint"] for r in trained if r["scenario"] == "Plain"), None)
     settings = get_eval_preset(args.preset).replace(sanity=args.with_sanity)
     test = load_split(args.data, "test").head(args.images)
-    attacker = load_split(args.data, "train").images[:settings.attacker_images]
-    print(f"machine: {platform.processor() or platform.machine()}, "
-          f"{torch.get_num_threads()} torch thread; preset {args.preset}, {args.images} images, "
-          f"epsilons {', '.join(f'{e:.4f}' for e in settings.epsilons)}")
+    attacker = load_split(args.data, "train").images[: settings.attacker_images]
+    print(
+        f"machine: {platform.processor() or platform.machine()}, "
+        f"{torch.get_num_threads()} torch thread; preset {args.preset}, {args.images} images, "
+        f"epsilons {', '.join(f'{e:.4f}' for e in settings.epsilons)}"
+    )
     totals = {"full": 0.0, "cascade": 0.0}
     readings = {"full": 0.0, "cascade": 0.0}
     floors = {"now": 0.0, "headline only": 0.0}
@@ -108,15 +120,18 @@ def main() -> None:
         outputs, seconds = {}, {}
         SECONDS.clear()
         for mode in totals:
-            shard = EvaluateShard(scenarios, args.key, settings.replace(evaluation=mode), plain,
-                                  attacker)
+            shard = EvaluateShard(
+                scenarios, args.key, settings.replace(evaluation=mode), plain, attacker
+            )
             defender, _ = shard.load(name)  # network, stand-ins, recovered keys: once
             timing_attacks(mode)
             start = time.perf_counter()
-            parts = [shard.evaluate(name, "test", test.images[rows], test.labels[rows],
-                                    test.ids[rows])
-                     for rows in np.array_split(np.arange(args.images),
-                                                max(1, args.images // settings.batch_size))]
+            parts = [
+                shard.evaluate(name, "test", test.images[rows], test.labels[rows], test.ids[rows])
+                for rows in np.array_split(
+                    np.arange(args.images), max(1, args.images // settings.batch_size)
+                )
+            ]
             seconds[mode] = time.perf_counter() - start
             outputs[mode] = {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
             totals[mode] += seconds[mode]
@@ -126,41 +141,71 @@ def main() -> None:
         readings = {m: readings[m] + read[m] for m in readings}
         least = floor(outputs["full"], defender.encrypted, args.images, seconds["full"])
         floors["now"] += least
-        floors["headline only"] += floor(outputs["full"], defender.encrypted, args.images,
-                                         seconds["full"], {settings.headline_epsilon()})
-        attacked = {m: int(o["attacked"][(o["epsilon"] > 0) & ~np.isin(
-            o["evaluation"], [*WORST_CASES, *SANITY])].sum()) for m, o in outputs.items()}
-        print(json.dumps({"scenario": name, "full_s": round(seconds["full"], 1),
-                          "cascade_s": round(seconds["cascade"], 1),
-                          "ratio": round(seconds["full"] / seconds["cascade"], 2),
-                          "attacked_full": attacked["full"],
-                          "attacked_cascade": attacked["cascade"],
-                          "readings_full_s": round(read["full"], 1),
-                          "readings_cascade_s": round(read["cascade"], 1),
-                          "floor_s": round(least, 1),
-                          "full_over_floor": round(seconds["full"] / least, 2),
-                          "worst_case_rows": len(full_worst),
-                          "worst_case_rows_differ": differ}))
+        floors["headline only"] += floor(
+            outputs["full"],
+            defender.encrypted,
+            args.images,
+            seconds["full"],
+            {settings.headline_epsilon()},
+        )
+        attacked = {
+            m: int(
+                o["attacked"][
+                    (o["epsilon"] > 0) & ~np.isin(o["evaluation"], [*WORST_CASES, *SANITY])
+                ].sum()
+            )
+            for m, o in outputs.items()
+        }
+        print(
+            json.dumps(
+                {
+                    "scenario": name,
+                    "full_s": round(seconds["full"], 1),
+                    "cascade_s": round(seconds["cascade"], 1),
+                    "ratio": round(seconds["full"] / seconds["cascade"], 2),
+                    "attacked_full": attacked["full"],
+                    "attacked_cascade": attacked["cascade"],
+                    "readings_full_s": round(read["full"], 1),
+                    "readings_cascade_s": round(read["cascade"], 1),
+                    "floor_s": round(least, 1),
+                    "full_over_floor": round(seconds["full"] / least, 2),
+                    "worst_case_rows": len(full_worst),
+                    "worst_case_rows_differ": differ,
+                }
+            )
+        )
     beyond = {m: totals[m] - readings[m] for m in totals}
-    print(f"paper's readings (every image, both modes): {readings['full']:.0f} s full, "
-          f"{readings['cascade']:.0f} s cascade; at most {totals['full'] / readings['cascade']:.2f}x "
-          f"for any cascade; beyond them {beyond['full']:.0f} s full, {beyond['cascade']:.0f} s "
-          f"cascade: {beyond['full'] / beyond['cascade']:.2f}x")
-    print(f"floor (the readings, plus every attack on the images its attacker never broke): "
-          f"{floors['now']:.0f} s; at most {totals['full'] / floors['now']:.2f}x for any "
-          f"cascade on these models; with the readings on every image only at "
-          f"{settings.headline_epsilon():.4f} (Table I's), {floors['headline only']:.0f} s: at "
-          f"most {totals['full'] / floors['headline only']:.2f}x")
-    print(f"cascade vs full: {totals['full'] / totals['cascade']:.2f}x cheaper over "
-          f"{len(trained)} scenarios ({totals['full']:.0f} s full, {totals['cascade']:.0f} s "
-          f"cascade, {args.images} images, preset {args.preset})")
+    print(
+        f"paper's readings (every image, both modes): {readings['full']:.0f} s full, "
+        f"{readings['cascade']:.0f} s cascade; at most {totals['full'] / readings['cascade']:.2f}x "
+        f"for any cascade; beyond them {beyond['full']:.0f} s full, {beyond['cascade']:.0f} s "
+        f"cascade: {beyond['full'] / beyond['cascade']:.2f}x"
+    )
+    print(
+        f"floor (the readings, plus every attack on the images its attacker never broke): "
+        f"{floors['now']:.0f} s; at most {totals['full'] / floors['now']:.2f}x for any "
+        f"cascade on these models; with the readings on every image only at "
+        f"{settings.headline_epsilon():.4f} (Table I's), {floors['headline only']:.0f} s: at "
+        f"most {totals['full'] / floors['headline only']:.2f}x"
+    )
+    print(
+        f"cascade vs full: {totals['full'] / totals['cascade']:.2f}x cheaper over "
+        f"{len(trained)} scenarios ({totals['full']:.0f} s full, {totals['cascade']:.0f} s "
+        f"cascade, {args.images} images, preset {args.preset})"
+    )
 
 
 def worst_cases(output: dict) -> dict:
     rows = np.isin(output["evaluation"], WORST_CASES)
-    return {(str(e), float(eps), int(i)): bool(c) for e, eps, i, c in zip(
-        output["evaluation"][rows], output["epsilon"][rows], output["id"][rows],
-        output["correct"][rows])}
+    return {
+        (str(e), float(eps), int(i)): bool(c)
+        for e, eps, i, c in zip(
+            output["evaluation"][rows],
+            output["epsilon"][rows],
+            output["id"][rows],
+            output["correct"][rows],
+        )
+    }
 
 
 if __name__ == "__main__":

@@ -12,6 +12,7 @@ Then one line per transform of the family (``lie_ray.transforms``, each at its p
 block size): NumPy and torch encrypt throughput, and its attack forward + backward
 (``with_grad``) as a share of the ResNet18 step. Target: under 1% of the network.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -82,8 +83,10 @@ def pgd_step_share(args, cipher) -> None:
     enc = best_time(cipher_only, args.repeats)
     print(f"one PGD step, batch {args.batch}, {torch.get_num_threads()} thread(s):")
     print(f"  ResNet18 forward+backward   {net * 1000:9.1f} ms")
-    print(f"  BPDA cipher fwd+bwd         {enc * 1000:9.1f} ms   ({100 * enc / net:.2f}% of the "
-          "network)")
+    print(
+        f"  BPDA cipher fwd+bwd         {enc * 1000:9.1f} ms   ({100 * enc / net:.2f}% of the "
+        "network)"
+    )
     return net
 
 
@@ -97,9 +100,11 @@ def family(args, network_seconds: float) -> None:
     nhwc = rng.integers(0, 256, (args.images, 32, 32, 3), dtype=np.uint8)
     nchw = torch.from_numpy(nhwc).permute(0, 3, 1, 2).contiguous()
     as_float = nchw.float() / 255
-    step = as_float[:args.batch]
-    print(f"transform family: encrypt img/s ({args.images} images), attack fwd+bwd at batch "
-          f"{args.batch} vs ResNet18 fwd+bwd {network_seconds * 1000:.1f} ms")
+    step = as_float[: args.batch]
+    print(
+        f"transform family: encrypt img/s ({args.images} images), attack fwd+bwd at batch "
+        f"{args.batch} vs ResNet18 fwd+bwd {network_seconds * 1000:.1f} ms"
+    )
     for name in transforms.names():
         for variant in transforms.REGISTRY[name].variants:
             t = transforms.build(name, key, variant=variant)
@@ -107,13 +112,22 @@ def family(args, network_seconds: float) -> None:
             def attack_step():
                 x = step.clone().requires_grad_(True)
                 t.with_grad(x).sum().backward()
-            rates = [args.images / best_time(fn, args.repeats) for fn in (
-                lambda: t.encrypt(nhwc), lambda: t.encrypt(nchw), lambda: t.encrypt(as_float))]
+
+            rates = [
+                args.images / best_time(fn, args.repeats)
+                for fn in (
+                    lambda: t.encrypt(nhwc),
+                    lambda: t.encrypt(nchw),
+                    lambda: t.encrypt(as_float),
+                )
+            ]
             seconds = best_time(attack_step, args.repeats)
-            print(f"  {name:7s} {variant:9s} M={t.block_size}  numpy {rates[0]:10,.0f}  "
-                  f"torch uint8 {rates[1]:10,.0f}  torch float {rates[2]:10,.0f}  "
-                  f"fwd+bwd {seconds * 1000:6.2f} ms ({100 * seconds / network_seconds:.2f}%, "
-                  f"{t.gradient})")
+            print(
+                f"  {name:7s} {variant:9s} M={t.block_size}  numpy {rates[0]:10,.0f}  "
+                f"torch uint8 {rates[1]:10,.0f}  torch float {rates[2]:10,.0f}  "
+                f"fwd+bwd {seconds * 1000:6.2f} ms ({100 * seconds / network_seconds:.2f}%, "
+                f"{t.gradient})"
+            )
 
 
 def main() -> None:

@@ -7,6 +7,7 @@ randomly drawn real test images one at a time until the key is determined; print
 distribution of that k, how many recovered keys equal the true one, and the SSIM/PSNR of the
 whole test set decrypted with keys recovered from the largest k seen.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -36,26 +37,32 @@ def main() -> None:
     ks, exact = [], 0
     for i in range(args.keys):  # one key per iteration: the statistic is over keys
         truth = targets.build(args.transform, master, args.block_size, f"bench/{i}")
-        pairs = images[np.random.default_rng(i).permutation(len(images))[:args.max_k]]
-        k, arrays = known_plaintext.smallest_k(args.transform, pairs, truth.encrypt(pairs),
-                                               args.block_size)
+        pairs = images[np.random.default_rng(i).permutation(len(images))[: args.max_k]]
+        k, arrays = known_plaintext.smallest_k(
+            args.transform, pairs, truth.encrypt(pairs), args.block_size
+        )
         ks.append(k)
         exact += known_plaintext.equivalent(args.transform, arrays, truth)
     seconds = time.perf_counter() - started
     counts = collections.Counter("none" if k is None else k for k in ks)
-    print(f"{args.transform} M={args.block_size}: {args.keys} keys, k histogram "
-          f"{dict(sorted(counts.items(), key=str))}, exact keys {exact}/{args.keys}, "
-          f"{seconds / args.keys * 1000:.1f} ms per key")
+    print(
+        f"{args.transform} M={args.block_size}: {args.keys} keys, k histogram "
+        f"{dict(sorted(counts.items(), key=str))}, exact keys {exact}/{args.keys}, "
+        f"{seconds / args.keys * 1000:.1f} ms per key"
+    )
     worst = max((k for k in ks if k is not None), default=args.max_k)
     truth = targets.build(args.transform, master, args.block_size, "fixed")
     encrypted = truth.encrypt(images)
-    _, arrays = known_plaintext.smallest_k(args.transform, images[:worst], encrypted[:worst],
-                                           args.block_size)
+    _, arrays = known_plaintext.smallest_k(
+        args.transform, images[:worst], encrypted[:worst], args.block_size
+    )
     decrypted = targets.from_arrays(args.transform, arrays, args.block_size).decrypt(encrypted)
     values = score(decrypted[worst:], images[worst:])
-    print(f"test set ({values['n']} images) decrypted with the key recovered from {worst} "
-          f"pair(s): SSIM {values['ssim']:.4f} [{values['ssim_low']:.4f}, "
-          f"{values['ssim_high']:.4f}], PSNR {values['psnr']:.1f} dB")
+    print(
+        f"test set ({values['n']} images) decrypted with the key recovered from {worst} "
+        f"pair(s): SSIM {values['ssim']:.4f} [{values['ssim_low']:.4f}, "
+        f"{values['ssim_high']:.4f}], PSNR {values['psnr']:.1f} dB"
+    )
 
 
 if __name__ == "__main__":

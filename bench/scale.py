@@ -41,6 +41,7 @@ linear, P no more than the data ratio. Fixed costs (actor start-up, Ray itself) 
 smaller than 9.19, so the bench also prints the growth above them: memory above the idle
 cluster's, and each phase's images/s.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -94,8 +95,11 @@ class MemorySampler:
     def peaks(self) -> dict:
         self.sample()  # the phase's last instant counts too
         with self._lock:
-            return {**self.peak_rss, "total rss": self.peak_total_rss,
-                    "total pss": self.peak_total_pss}
+            return {
+                **self.peak_rss,
+                "total rss": self.peak_total_rss,
+                "total pss": self.peak_total_pss,
+            }
 
     def stop(self) -> None:
         self._stop.set()
@@ -110,9 +114,16 @@ class MemorySampler:
         for process in [self.driver, *self.driver.children(recursive=True)]:
             try:
                 info = process.memory_full_info()
-                kind = "driver" if process.pid == self.driver.pid else (
-                    "ray workers" if process.name().startswith("ray::")
-                    or "default_worker.py" in " ".join(process.cmdline()) else "ray system")
+                kind = (
+                    "driver"
+                    if process.pid == self.driver.pid
+                    else (
+                        "ray workers"
+                        if process.name().startswith("ray::")
+                        or "default_worker.py" in " ".join(process.cmdline())
+                        else "ray system"
+                    )
+                )
             except (psutil.NoSuchProcess, psutil.AccessDenied, psutil.ZombieProcess):
                 continue  # a worker that exited between listing and reading
             rss[kind] += info.rss
@@ -147,8 +158,9 @@ class Phase:
     linear: bool = False  # work proportional to the size: counts towards the final ratio
 
 
-def encrypt_phase(data: Path, key_path: Path, size: int, work: Path, sampler: MemorySampler,
-                  actors: int) -> list[Phase]:
+def encrypt_phase(
+    data: Path, key_path: Path, size: int, work: Path, sampler: MemorySampler, actors: int
+) -> list[Phase]:
     splits = SplitTimes()
     logger = logging.getLogger("lie_ray")
     logger.addHandler(splits)
@@ -157,8 +169,9 @@ def encrypt_phase(data: Path, key_path: Path, size: int, work: Path, sampler: Me
     try:
         sampler.reset()
         start = time.perf_counter()
-        manifest = run_encrypt(data, key_path, PolicySpec("fixed"), work / f"enc-{size}",
-                               actors=actors, limit=size)
+        manifest = run_encrypt(
+            data, key_path, PolicySpec("fixed"), work / f"enc-{size}", actors=actors, limit=size
+        )
         end = time.perf_counter()
         memory = sampler.peaks()
     finally:
@@ -166,24 +179,29 @@ def encrypt_phase(data: Path, key_path: Path, size: int, work: Path, sampler: Me
         logger.setLevel(level)
     rows = manifest["rows"]
     train_part = splits.starts["test"][0] - splits.starts["train"][0]
-    return [Phase("encrypt (job)", size, rows["train"] + rows["test"], end - start, memory),
-            Phase("  its train part", size, rows["train"], train_part, memory, linear=True)]
+    return [
+        Phase("encrypt (job)", size, rows["train"] + rows["test"], end - start, memory),
+        Phase("  its train part", size, rows["train"], train_part, memory, linear=True),
+    ]
 
 
-def ingest_phases(data: Path, key_path: Path, size: int, scenario_name: str,
-                  sampler: MemorySampler) -> list[Phase]:
+def ingest_phases(
+    data: Path, key_path: Path, size: int, scenario_name: str, sampler: MemorySampler
+) -> list[Phase]:
     scenario = PAPER_SCENARIOS[scenario_name]
     settings = get_preset("paper").replace(train_limit=size, test_limit=max(1, size // 5))
     sampler.reset()
     start = time.perf_counter()
-    datasets = build_datasets(scenario, settings, str(data),
-                              str(key_path) if scenario.encrypted else None)
+    datasets = build_datasets(
+        scenario, settings, str(data), str(key_path) if scenario.encrypted else None
+    )
     built = time.perf_counter()
     build_memory = sampler.peaks()
     sampler.reset()
     train = datasets["train"].copy(datasets["train"])
     train.context.execution_options = ExecutionOptions(
-        resource_limits=ExecutionResources(cpu=DATA_CPUS_PER_TRIAL))
+        resource_limits=ExecutionResources(cpu=DATA_CPUS_PER_TRIAL)
+    )
     seen = 0
     for batch in train.iter_batches(batch_size=settings.batch_size, batch_format="numpy"):
         seen += len(batch["label"])
@@ -194,12 +212,21 @@ def ingest_phases(data: Path, key_path: Path, size: int, scenario_name: str,
     gc.collect()
     if seen != size:
         raise SystemExit(f"error: the {scenario_name} epoch yielded {seen} rows, not {size}")
-    return [Phase(f"build {scenario_name}", size, size + test_rows, built - start, build_memory),
-            Phase(f"epoch {scenario_name}", size, seen, end - built, epoch_memory, linear=True)]
+    return [
+        Phase(f"build {scenario_name}", size, size + test_rows, built - start, build_memory),
+        Phase(f"epoch {scenario_name}", size, seen, end - built, epoch_memory, linear=True),
+    ]
 
 
-def run_size(data: Path, key_path: Path, size: int, work: Path, sampler: MemorySampler,
-             scenarios: list[str], actors: int) -> list[Phase]:
+def run_size(
+    data: Path,
+    key_path: Path,
+    size: int,
+    work: Path,
+    sampler: MemorySampler,
+    scenarios: list[str],
+    actors: int,
+) -> list[Phase]:
     phases = encrypt_phase(data, key_path, size, work, sampler, actors)
     for name in scenarios:
         phases += ingest_phases(data, key_path, size, name, sampler)
@@ -207,15 +234,20 @@ def run_size(data: Path, key_path: Path, size: int, work: Path, sampler: MemoryS
 
 
 def print_table(phases: list[Phase]) -> None:
-    header = (f"{'phase':18s}{'size':>7s}{'images':>8s}{'seconds':>9s}{'img/s':>9s}"
-              + "".join(f"{k:>13s}" for k in KINDS) + f"{'total rss':>11s}{'total pss':>11s}")
+    header = (
+        f"{'phase':18s}{'size':>7s}{'images':>8s}{'seconds':>9s}{'img/s':>9s}"
+        + "".join(f"{k:>13s}" for k in KINDS)
+        + f"{'total rss':>11s}{'total pss':>11s}"
+    )
     print("peak memory in MB (rss per process kind, summed over its processes)")
     print(header)
     for p in phases:
         m = p.memory
-        print(f"{p.name:18s}{p.size:7d}{p.images:8d}{p.seconds:9.2f}{p.images / p.seconds:9.0f}"
-              + "".join(f"{m[k] / MB:13.0f}" for k in KINDS)
-              + f"{m['total rss'] / MB:11.0f}{m['total pss'] / MB:11.0f}")
+        print(
+            f"{p.name:18s}{p.size:7d}{p.images:8d}{p.seconds:9.2f}{p.images / p.seconds:9.0f}"
+            + "".join(f"{m[k] / MB:13.0f}" for k in KINDS)
+            + f"{m['total rss'] / MB:11.0f}{m['total pss'] / MB:11.0f}"
+        )
 
 
 def measure_size(args) -> None:
@@ -231,13 +263,19 @@ def measure_size(args) -> None:
     sampler = MemorySampler()
     try:
         if args.warmup:
-            run_size(data, key_path, args.warmup, work / f"warmup-{args.child}", sampler,
-                     scenarios, args.encrypt_actors)
+            run_size(
+                data,
+                key_path,
+                args.warmup,
+                work / f"warmup-{args.child}",
+                sampler,
+                scenarios,
+                args.encrypt_actors,
+            )
         gc.collect()
         sampler.reset()
         idle = sampler.peaks()["total pss"]  # Ray up, workers warm, no data held
-        phases = run_size(data, key_path, args.child, work, sampler, scenarios,
-                          args.encrypt_actors)
+        phases = run_size(data, key_path, args.child, work, sampler, scenarios, args.encrypt_actors)
     finally:
         sampler.stop()
         ray.shutdown()
@@ -246,22 +284,36 @@ def measure_size(args) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--sizes", default=f"5438,{FULL_TRAIN}",
-                        help="two train sizes, small then large (default: %(default)s)")
-    parser.add_argument("--warmup", type=int, default=1024,
-                        help="images of the unreported warm-up pass (0: none)")
-    parser.add_argument("--scenarios", default="Plain,Encrypted",
-                        help="training scenarios whose ingest is measured")
-    parser.add_argument("--repeats", type=int, default=2,
-                        help="passes over both sizes; per phase the fastest time and the "
-                             "highest memory peak are kept (default: %(default)s)")
-    parser.add_argument("--encrypt-actors", type=int, default=1,
-                        help="the encrypt job's actors (default: %(default)s; 2 would take both of "
-                             "the 2 logical CPUs and starve its write tasks)")
+    parser.add_argument(
+        "--sizes",
+        default=f"5438,{FULL_TRAIN}",
+        help="two train sizes, small then large (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--warmup", type=int, default=1024, help="images of the unreported warm-up pass (0: none)"
+    )
+    parser.add_argument(
+        "--scenarios", default="Plain,Encrypted", help="training scenarios whose ingest is measured"
+    )
+    parser.add_argument(
+        "--repeats",
+        type=int,
+        default=2,
+        help="passes over both sizes; per phase the fastest time and the "
+        "highest memory peak are kept (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--encrypt-actors",
+        type=int,
+        default=1,
+        help="the encrypt job's actors (default: %(default)s; 2 would take both of "
+        "the 2 logical CPUs and starve its write tasks)",
+    )
     parser.add_argument("--seed", type=int, default=0)
     for internal in ("--child", "--data", "--key", "--work"):  # the parent passes these
-        parser.add_argument(internal, type=int if internal == "--child" else str,
-                            help=argparse.SUPPRESS)
+        parser.add_argument(
+            internal, type=int if internal == "--child" else str, help=argparse.SUPPRESS
+        )
     args = parser.parse_args()
     if args.child:
         measure_size(args)
@@ -273,20 +325,38 @@ def main() -> None:
         work = Path(tmp)
         start = time.perf_counter()
         data = write_dataset(work / "data", FULL_TRAIN, FULL_TEST, args.seed)
-        print(f"generated {FULL_TRAIN} + {FULL_TEST} images in {time.perf_counter() - start:.1f}"
-              f" s ({sum(f.stat().st_size for f in data.iterdir()) / MB:.0f} MB)", flush=True)
+        print(
+            f"generated {FULL_TRAIN} + {FULL_TEST} images in {time.perf_counter() - start:.1f}"
+            f" s ({sum(f.stat().st_size for f in data.iterdir()) / MB:.0f} MB)",
+            flush=True,
+        )
         key_path = save_key(generate_key(), work / "key.json")
         phases, idle = [], {}
         for repeat in range(args.repeats):  # interleaved, so contention hits both sizes
             for size in (small, large):
-                command = [sys.executable, __file__, "--child", str(size), "--data", str(data),
-                           "--key", str(key_path), "--work", str(work / f"run-{repeat}"),
-                           "--warmup", str(args.warmup), "--scenarios", args.scenarios,
-                           "--encrypt-actors", str(args.encrypt_actors)]
+                command = [
+                    sys.executable,
+                    __file__,
+                    "--child",
+                    str(size),
+                    "--data",
+                    str(data),
+                    "--key",
+                    str(key_path),
+                    "--work",
+                    str(work / f"run-{repeat}"),
+                    "--warmup",
+                    str(args.warmup),
+                    "--scenarios",
+                    args.scenarios,
+                    "--encrypt-actors",
+                    str(args.encrypt_actors),
+                ]
                 result = subprocess.run(command, capture_output=True, text=True)
                 if result.returncode != 0:
-                    raise SystemExit(f"error: the run at {size} images failed:\n"
-                                     + result.stderr[-3000:])
+                    raise SystemExit(
+                        f"error: the run at {size} images failed:\n" + result.stderr[-3000:]
+                    )
                 record = json.loads(result.stdout.strip().splitlines()[-1])
                 phases += [Phase(**p) for p in record["phases"]]
                 idle[size] = min(idle.get(size, record["idle"]), record["idle"])
@@ -304,8 +374,9 @@ def best_of(phases: list[Phase]) -> list[Phase]:
         kept = best.setdefault((p.name, p.size), p)
         memory = {k: max(v, p.memory[k]) for k, v in kept.memory.items()}
         if p.seconds < kept.seconds:
-            kept = best[(p.name, p.size)] = Phase(p.name, p.size, p.images, p.seconds,
-                                                  linear=p.linear)
+            kept = best[(p.name, p.size)] = Phase(
+                p.name, p.size, p.images, p.seconds, linear=p.linear
+            )
         kept.memory = memory
     return list(best.values())
 
@@ -319,24 +390,37 @@ def report_ratios(phases: list[Phase], small: int, large: int, idle: dict[int, i
     for name, sizes in by_name.items():
         a, b = sizes[small], sizes[large]
         work, time_ratio = b.images / a.images, b.seconds / a.seconds
-        print(f"  {name:18s} time {time_ratio:6.2f} for work {work:5.2f} "
-              f"({time_ratio / work:4.2f}x linear), peak pss "
-              f"{b.memory['total pss'] / a.memory['total pss']:5.2f}")
-    time_ratio = (sum(p.seconds for p in phases if p.linear and p.size == large)
-                  / sum(p.seconds for p in phases if p.linear and p.size == small))
-    peak = {size: max(p.memory["total pss"] for p in phases if p.size == size)
-            for size in (small, large)}
+        print(
+            f"  {name:18s} time {time_ratio:6.2f} for work {work:5.2f} "
+            f"({time_ratio / work:4.2f}x linear), peak pss "
+            f"{b.memory['total pss'] / a.memory['total pss']:5.2f}"
+        )
+    time_ratio = sum(p.seconds for p in phases if p.linear and p.size == large) / sum(
+        p.seconds for p in phases if p.linear and p.size == small
+    )
+    peak = {
+        size: max(p.memory["total pss"] for p in phases if p.size == size)
+        for size in (small, large)
+    }
     memory_ratio = peak[large] / peak[small]
-    print(f"  phases proportional to size (encrypt's train part, epochs): time ratio "
-          f"{time_ratio:.2f}, {time_ratio / linear:.2f}x linear (target <= 1.20)")
-    print(f"  peak total PSS over all phases: {peak[small] / MB:.0f} MB -> {peak[large] / MB:.0f}"
-          f" MB, ratio {memory_ratio:.2f} (data ratio {linear:.2f})")
+    print(
+        f"  phases proportional to size (encrypt's train part, epochs): time ratio "
+        f"{time_ratio:.2f}, {time_ratio / linear:.2f}x linear (target <= 1.20)"
+    )
+    print(
+        f"  peak total PSS over all phases: {peak[small] / MB:.0f} MB -> {peak[large] / MB:.0f}"
+        f" MB, ratio {memory_ratio:.2f} (data ratio {linear:.2f})"
+    )
     above = {size: peak[size] - idle[size] for size in (small, large)}
-    print(f"  the same above each run's idle cluster ({idle[small] / MB:.0f}, "
-          f"{idle[large] / MB:.0f} MB): {above[small] / MB:.0f} MB -> {above[large] / MB:.0f} MB,"
-          f" ratio {above[large] / max(above[small], 1):.2f}")
-    print(f"scale {small} -> {large}: time ratio {time_ratio:.2f} (linear {linear:.2f}), "
-          f"peak memory ratio {memory_ratio:.2f}")
+    print(
+        f"  the same above each run's idle cluster ({idle[small] / MB:.0f}, "
+        f"{idle[large] / MB:.0f} MB): {above[small] / MB:.0f} MB -> {above[large] / MB:.0f} MB,"
+        f" ratio {above[large] / max(above[small], 1):.2f}"
+    )
+    print(
+        f"scale {small} -> {large}: time ratio {time_ratio:.2f} (linear {linear:.2f}), "
+        f"peak memory ratio {memory_ratio:.2f}"
+    )
 
 
 if __name__ == "__main__":

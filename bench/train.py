@@ -26,6 +26,7 @@ The last line is read by scripts:
 
     ray/bare epoch time: 1x2 threads R1, 2x1 threads R2; bare beside Ray's load R3 (machine: ...)
 """
+
 from __future__ import annotations
 
 import argparse
@@ -68,7 +69,7 @@ class InMemoryShard:
     def iter_batches(self, batch_size: int, **_):
         order = self.rng.permutation(len(self.split.labels))
         for first in range(0, len(order), batch_size):
-            rows = order[first:first + batch_size]
+            rows = order[first : first + batch_size]
             images = self.split.images[rows]
             if self.augment:
                 images = random_crop_flip(images, self.rng)
@@ -148,11 +149,15 @@ def kind_of(process: psutil.Process) -> str:
         return "ray::" + title.split(".")[0][:40]
     if "default_worker.py" in cmdline or "setup_worker.py" in cmdline:
         return "ray::IDLE (starting)"  # its title comes once it has started
-    for needle, kind in (("raylet", "raylet"), ("gcs_server", "GCS"),
-                         ("dashboard/agent.py", "dashboard agent"),
-                         ("dashboard.py", "dashboard"), ("log_monitor", "log monitor"),
-                         ("runtime_env/agent", "runtime env agent"),
-                         ("monitor.py", "autoscaler monitor")):
+    for needle, kind in (
+        ("raylet", "raylet"),
+        ("gcs_server", "GCS"),
+        ("dashboard/agent.py", "dashboard agent"),
+        ("dashboard.py", "dashboard"),
+        ("log_monitor", "log monitor"),
+        ("runtime_env/agent", "runtime env agent"),
+        ("monitor.py", "autoscaler monitor"),
+    ):
         if needle in cmdline:
             return kind
     return "other Ray process: " + cmdline[:30]
@@ -166,8 +171,12 @@ def bare_epochs(args, settings, sampler: CpuSampler) -> tuple[float, dict, float
     train = InMemoryShard(load_split(args.data, "train"), augment=True)
     test = InMemoryShard(load_split(args.data, "test"), augment=False)
     model = build_model(False, width=settings.width)
-    optimizer = torch.optim.SGD(model.parameters(), lr=settings.lr, momentum=settings.momentum,
-                                weight_decay=settings.weight_decay)
+    optimizer = torch.optim.SGD(
+        model.parameters(),
+        lr=settings.lr,
+        momentum=settings.momentum,
+        weight_decay=settings.weight_decay,
+    )
     device, plain = torch.device(args.device), PAPER_SCENARIOS["Plain"]
     configure(device)
     model = prepare_network(model, device)  # as the Train worker does (channels-last on GPUs)
@@ -177,7 +186,7 @@ def bare_epochs(args, settings, sampler: CpuSampler) -> tuple[float, dict, float
         train_epoch(model, optimizer, plain, None, train, settings.batch_size, device, epoch)
         count_errors(model, test, settings.batch_size, device)  # its counts end the epoch
         epochs.append((start_wall, time.perf_counter() - start))
-    return summarise(epochs[args.warmup:], sampler, relabel_driver)
+    return summarise(epochs[args.warmup :], sampler, relabel_driver)
 
 
 def spin(share: float, period: float, stop) -> None:
@@ -190,13 +199,15 @@ def spin(share: float, period: float, stop) -> None:
             pass
 
 
-def bare_beside_load(args, settings, sampler: CpuSampler, cores: float
-                     ) -> tuple[float, dict, float]:
+def bare_beside_load(
+    args, settings, sampler: CpuSampler, cores: float
+) -> tuple[float, dict, float]:
     """The bare loop again, while 20 processes use ``cores`` between them in 10 ms bursts."""
     context = multiprocessing.get_context("spawn")
     stop = context.Event()
-    load = [context.Process(target=spin, args=(cores / 20, 0.01, stop), daemon=True)
-            for _ in range(20)]
+    load = [
+        context.Process(target=spin, args=(cores / 20, 0.01, stop), daemon=True) for _ in range(20)
+    ]
     for process in load:
         process.start()
         _LOAD_PIDS.add(process.pid)
@@ -208,15 +219,19 @@ def bare_beside_load(args, settings, sampler: CpuSampler, cores: float
             process.join(timeout=10)
 
 
-def summarise(epochs: list[tuple[float, float]], sampler: CpuSampler, relabel=None
-              ) -> tuple[float, dict, float]:
+def summarise(
+    epochs: list[tuple[float, float]], sampler: CpuSampler, relabel=None
+) -> tuple[float, dict, float]:
     """(median epoch seconds, cores used per kind over the timed epochs' whole span, the
     training's CPU seconds per epoch over that span)."""
     start, end = epochs[0][0], epochs[-1][0] + epochs[-1][1]
     cores = sampler.cores(start, end)
     cores = relabel(cores) if relabel else cores
-    return (float(np.median([seconds for _, seconds in epochs])), cores,
-            cores.get(TRAINING, 0.0) * (end - start) / len(epochs))
+    return (
+        float(np.median([seconds for _, seconds in epochs])),
+        cores,
+        cores.get(TRAINING, 0.0) * (end - start) / len(epochs),
+    )
 
 
 def relabel_driver(cores: dict[str, float]) -> dict[str, float]:
@@ -225,18 +240,20 @@ def relabel_driver(cores: dict[str, float]) -> dict[str, float]:
     return cores
 
 
-def ray_epochs(args, settings, workers: int, sampler: CpuSampler
-               ) -> tuple[float, dict, float]:
+def ray_epochs(args, settings, workers: int, sampler: CpuSampler) -> tuple[float, dict, float]:
     """The median of the timed epochs' seconds (rank 0's figures, after gradients and counts
     of every rank are in) and the cores used over them, through ``lie-ray train``'s own code."""
-    layout = (settings.replace(num_workers=1, gpu="yes") if args.device == "cuda" else
-              settings.replace(num_workers=workers, torch_threads=2 // workers))
+    layout = (
+        settings.replace(num_workers=1, gpu="yes")
+        if args.device == "cuda"
+        else settings.replace(num_workers=workers, torch_threads=2 // workers)
+    )
     with tempfile.TemporaryDirectory(prefix="lie_ray_bench_") as out:
         run_training([PAPER_SCENARIOS["Plain"]], layout, args.data, out, None)
         results = next(Path(out, "ray", "train").glob("*/result.json"))
         reports = [json.loads(line) for line in results.read_text().splitlines()]
     epochs = [(r["epoch_started_at"], r["epoch_seconds"]) for r in reports]
-    return summarise(epochs[args.warmup:], sampler)
+    return summarise(epochs[args.warmup :], sampler)
 
 
 def ray_overhead(cores: dict[str, float]) -> float:
@@ -245,10 +262,13 @@ def ray_overhead(cores: dict[str, float]) -> float:
 
 
 def print_table(columns: dict[str, tuple[float, dict]]) -> None:
-    kinds = sorted({k for _, cores, _ in columns.values() for k in cores},
-                   key=lambda k: (k != TRAINING, -max(c.get(k, 0) for _, c, _ in
-                                                    columns.values())))
-    print(f"\ncores used during the timed epochs (CPU seconds per wall second; {os.cpu_count()} cores here)")
+    kinds = sorted(
+        {k for _, cores, _ in columns.values() for k in cores},
+        key=lambda k: (k != TRAINING, -max(c.get(k, 0) for _, c, _ in columns.values())),
+    )
+    print(
+        f"\ncores used during the timed epochs (CPU seconds per wall second; {os.cpu_count()} cores here)"
+    )
     print(f"  {'process':44s}" + "".join(f"{name:>10s}" for name in columns))
     for kind in kinds:
         values = [cores.get(kind, 0.0) for _, cores, _ in columns.values()]
@@ -257,10 +277,13 @@ def print_table(columns: dict[str, tuple[float, dict]]) -> None:
         print(f"  {kind:44s}" + "".join(f"{v:10.3f}" for v in values))
     overhead = [ray_overhead(cores) for _, cores, _ in columns.values()]
     print(f"  {'all of Ray but the training':44s}" + "".join(f"{v:10.3f}" for v in overhead))
-    print(f"  {'epoch seconds (median)':44s}" + "".join(
-        f"{s:10.2f}" for s, _, _ in columns.values()))
-    print(f"  {'training CPU seconds per epoch':44s}" + "".join(
-        f"{w:10.2f}" for _, _, w in columns.values()))
+    print(
+        f"  {'epoch seconds (median)':44s}" + "".join(f"{s:10.2f}" for s, _, _ in columns.values())
+    )
+    print(
+        f"  {'training CPU seconds per epoch':44s}"
+        + "".join(f"{w:10.2f}" for _, _, w in columns.values())
+    )
 
 
 def main() -> None:
@@ -269,20 +292,37 @@ def main() -> None:
     parser.add_argument("--width", type=int, default=8)
     parser.add_argument("--batch", type=int, default=128)
     parser.add_argument("--epochs", type=int, default=6)
-    parser.add_argument("--warmup", type=int, default=1, help="epochs not timed; the median "
-                        "of the rest is (one epoch varied by 20%% from run to run here)")
-    parser.add_argument("--layouts", default="1x2,2x1",
-                        help="Ray Train layouts, workers x threads (2 threads in all)")
-    parser.add_argument("--device", choices=("cpu", "cuda"), default="cpu",
-                        help="cuda: the bare loop and one Ray Train worker on the GPU")
-    parser.add_argument("--no-control", dest="control", action="store_false",
-                        help="skip the bare loop beside a load as large as Ray's helpers")
+    parser.add_argument(
+        "--warmup",
+        type=int,
+        default=1,
+        help="epochs not timed; the median "
+        "of the rest is (one epoch varied by 20%% from run to run here)",
+    )
+    parser.add_argument(
+        "--layouts",
+        default="1x2,2x1",
+        help="Ray Train layouts, workers x threads (2 threads in all)",
+    )
+    parser.add_argument(
+        "--device",
+        choices=("cpu", "cuda"),
+        default="cpu",
+        help="cuda: the bare loop and one Ray Train worker on the GPU",
+    )
+    parser.add_argument(
+        "--no-control",
+        dest="control",
+        action="store_false",
+        help="skip the bare loop beside a load as large as Ray's helpers",
+    )
     args = parser.parse_args()
     layouts = [int(layout.split("x")[0]) for layout in args.layouts.split(",")]
     if args.device == "cuda":
         layouts, args.control = [1], False
-    settings = get_preset("smoke").replace(width=args.width, batch_size=args.batch,
-                                           epochs=args.epochs, max_concurrent_trials=1)
+    settings = get_preset("smoke").replace(
+        width=args.width, batch_size=args.batch, epochs=args.epochs, max_concurrent_trials=1
+    )
     columns = {}
     with CpuSampler() as sampler:
         columns["bare"] = bare_epochs(args, settings, sampler)
@@ -290,25 +330,40 @@ def main() -> None:
             for workers in layouts:
                 name = "ray 1 GPU" if args.device == "cuda" else f"ray {workers}x{2 // workers}"
                 columns[name] = ray_epochs(args, settings, workers, sampler)
-        helpers = float(np.mean([ray_overhead(cores) for name, (_, cores, _) in
-                                 columns.items() if name != "bare"]))
+        helpers = float(
+            np.mean(
+                [ray_overhead(cores) for name, (_, cores, _) in columns.items() if name != "bare"]
+            )
+        )
         if args.control:
             columns["bare+load"] = bare_beside_load(args, settings, sampler, helpers)
-    print(f"\nan epoch of Plain (train {settings.train_limit or 'all'} images + test pass), "
-          f"ResNet18 width {args.width}, batch {args.batch}: the median of "
-          f"{args.epochs - args.warmup} after {args.warmup} warm-up epoch(s)")
+    print(
+        f"\nan epoch of Plain (train {settings.train_limit or 'all'} images + test pass), "
+        f"ResNet18 width {args.width}, batch {args.batch}: the median of "
+        f"{args.epochs - args.warmup} after {args.warmup} warm-up epoch(s)"
+    )
     print_table(columns)
     bare = columns["bare"][0]
-    ratios = {name: seconds / bare for name, (seconds, _, _) in columns.items()
-              if name.startswith("ray")}
-    control = (f"; bare beside Ray's load ({helpers:.2f} cores) "
-               f"{columns['bare+load'][0] / bare:.2f}" if args.control else "")
+    ratios = {
+        name: seconds / bare for name, (seconds, _, _) in columns.items() if name.startswith("ray")
+    }
+    control = (
+        f"; bare beside Ray's load ({helpers:.2f} cores) {columns['bare+load'][0] / bare:.2f}"
+        if args.control
+        else ""
+    )
     machine = provenance.machine()
-    print("\n" + "ray/bare epoch time: " + ", ".join(
-        f"{name[4:]}{'' if 'GPU' in name else ' threads'} {ratio:.2f}"
-        for name, ratio in ratios.items()) + control
+    print(
+        "\n"
+        + "ray/bare epoch time: "
+        + ", ".join(
+            f"{name[4:]}{'' if 'GPU' in name else ' threads'} {ratio:.2f}"
+            for name, ratio in ratios.items()
+        )
+        + control
         + f" (machine: {machine['cpu']}, {machine['cores']} cores{gpu_name(args.device)}, "
-        f"bare epoch {bare:.2f} s)")
+        f"bare epoch {bare:.2f} s)"
+    )
 
 
 def gpu_name(device: str) -> str:

@@ -11,6 +11,7 @@ PGD and AutoAttack attack it as any model: torchattacks' own ``AutoAttack(versio
 ``autoattack`` evaluation (``lie_ray.attacks.library.autoattack``). Their errors are
 printed beside lie_ray's own outcomes on the same images at the same eps (``examples.parquet``).
 """
+
 import argparse
 import json
 from pathlib import Path
@@ -49,17 +50,25 @@ def error(adversarial: torch.Tensor) -> float:
 
 eps = args.eps
 pgd = torchattacks.PGD(model, eps=eps, alpha=eps / 10, steps=20, random_start=True)
-auto = torchattacks.AutoAttack(model, norm="Linf", eps=eps, version="standard", n_classes=10,
-                               seed=0)
+auto = torchattacks.AutoAttack(
+    model, norm="Linf", eps=eps, version="standard", n_classes=10, seed=0
+)
 croce_hein = autoattack(model, eps, "standard", steps=100, queries=5000, seed=0)
-figures = {"clean": error(images), "torchattacks PGD-20": error(pgd(images, labels)),
-           "torchattacks AutoAttack (standard)": error(auto(images, labels)),
-           "AutoAttack, Croce & Hein's settings": error(croce_hein(images, labels))}
+figures = {
+    "clean": error(images),
+    "torchattacks PGD-20": error(pgd(images, labels)),
+    "torchattacks AutoAttack (standard)": error(auto(images, labels)),
+    "AutoAttack, Croce & Hein's settings": error(croce_hein(images, labels)),
+}
 # lie_ray's own outcomes for the same images, from examples.parquet: the readings and checks
 # that ran on every image (a cascaded attack ran only on the images left to it).
 examples = pq.read_table(args.run_dir / "examples.parquet").to_pandas()
-mine = examples[(examples.scenario == args.scenario) & (examples.id < args.images) &
-                ((examples.epsilon - eps).abs() < 1e-9) & examples.attacked]
+mine = examples[
+    (examples.scenario == args.scenario)
+    & (examples.id < args.images)
+    & ((examples.epsilon - eps).abs() < 1e-9)
+    & examples.attacked
+]
 print(f"{args.scenario}, eps {eps:.4f}, first {args.images} test images")
 for name, value in figures.items():
     print(f"  {name:<36} {value:.3f}")

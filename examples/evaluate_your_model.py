@@ -8,6 +8,7 @@ transform (block scrambling, Shuffle); lie_ray's adaptive evaluation attacks bot
 readings, BPDA, EOT over keys, a transfer attack, PBA, Square and AutoAttack, and the attacks
 with a key recovered from leaked pairs, each worst case per attacker.
 """
+
 # %% Imports and data: uint8 NHWC images, as CIFAR-10's batches hold them
 import argparse
 
@@ -32,10 +33,21 @@ test = test.head(args.images)
 # %% A model in ten lines
 def small_cnn() -> nn.Module:
     return nn.Sequential(
-        nn.Conv2d(3, 32, 3, padding=1), nn.BatchNorm2d(32), nn.ReLU(), nn.MaxPool2d(2),
-        nn.Conv2d(32, 64, 3, padding=1), nn.BatchNorm2d(64), nn.ReLU(), nn.MaxPool2d(2),
-        nn.Conv2d(64, 64, 3, padding=1), nn.BatchNorm2d(64), nn.ReLU(),
-        nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(64, 10))
+        nn.Conv2d(3, 32, 3, padding=1),
+        nn.BatchNorm2d(32),
+        nn.ReLU(),
+        nn.MaxPool2d(2),
+        nn.Conv2d(32, 64, 3, padding=1),
+        nn.BatchNorm2d(64),
+        nn.ReLU(),
+        nn.MaxPool2d(2),
+        nn.Conv2d(64, 64, 3, padding=1),
+        nn.BatchNorm2d(64),
+        nn.ReLU(),
+        nn.AdaptiveAvgPool2d(1),
+        nn.Flatten(),
+        nn.Linear(64, 10),
+    )
 
 
 def fit(model: nn.Module, inputs: torch.Tensor, labels: torch.Tensor, epochs: int = 3):
@@ -60,15 +72,23 @@ print("undefended\n", undefended, sep="")
 shuffle = transforms.build("shuffle", generate_key())  # a fresh secret key
 defended_model = fit(small_cnn(), shuffle.encrypt(as_float(train.images)), labels)
 defended = lie_ray.evaluate(
-    defended_model, test.images, test.labels, transform=shuffle, eps=[8 / 255],
+    defended_model,
+    test.images,
+    test.labels,
+    transform=shuffle,
+    eps=[8 / 255],
     threat="keyless",  # the attacker knows the weights and the transform, not the key
     plain_model=plain_model,  # for the transfer attack
-    attacker_images=load_split(args.data, "train").images[-256:])  # its own images (PBA, leaks)
+    attacker_images=load_split(args.data, "train").images[-256:],
+)  # its own images (PBA, leaks)
 print("\nShuffle, keyless attacker\n", defended, sep="")
 
 # %% The tables: results.parquet's columns, and one row per image (examples.parquet's)
 print()
-print(defended.results.to_pandas()[["evaluation", "epsilon", "n", "error", "ci_low",
-                                     "ci_high"]].to_string(index=False))
+print(
+    defended.results.to_pandas()[
+        ["evaluation", "epsilon", "n", "error", "ci_low", "ci_high"]
+    ].to_string(index=False)
+)
 worst = defended.examples.to_pandas().query("evaluation == 'worst-case-keyless' and epsilon > 0")
 print("\nwhat broke each image first:", worst.broken_by.value_counts().to_dict())

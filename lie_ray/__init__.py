@@ -5,6 +5,7 @@ trained scenario as an ``nn.Module``) and ``lie_ray.privacy.attack`` (the privac
 any transform); each is imported on first use, so that ``import
 lie_ray.transforms`` (Ray Data's encryption actors) stays free of torch and Ray.
 """
+
 __version__ = "0.1.0"
 __all__ = ["evaluate", "load"]
 

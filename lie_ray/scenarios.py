@@ -13,6 +13,7 @@ TOML.
     block_size = 4                # its block size (default: the key's for le, else the paper's)
     variant = "reference"         # a named variant (default: the faithful one)
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -41,22 +42,30 @@ class Scenario:
 
     def __post_init__(self):
         if not isinstance(self.name, str) or not self.name.strip() or "," in self.name:
-            raise LieRayError(f"scenario name {self.name!r} must be a non-empty string without "
-                              "commas (--scenarios splits on them): rename the scenario")
+            raise LieRayError(
+                f"scenario name {self.name!r} must be a non-empty string without "
+                "commas (--scenarios splits on them): rename the scenario"
+            )
         for flag in ("encrypted", "adversarial"):
             if not isinstance(getattr(self, flag), bool):
-                raise LieRayError(f"scenario {self.name!r}: {flag} must be true or false, got "
-                                  f"{getattr(self, flag)!r}: write {flag} = true (or false)")
+                raise LieRayError(
+                    f"scenario {self.name!r}: {flag} must be true or false, got "
+                    f"{getattr(self, flag)!r}: write {flag} = true (or false)"
+                )
         for field in ("key_policy", "transform", "variant"):
             value = getattr(self, field)
             if value is not None and not isinstance(value, str):
-                raise LieRayError(f"scenario {self.name!r}: {field} must be a string, got "
-                                  f"{value!r}: write {field} = \"...\"")
+                raise LieRayError(
+                    f"scenario {self.name!r}: {field} must be a string, got "
+                    f'{value!r}: write {field} = "..."'
+                )
         if self.encrypted and self.key_policy not in POLICIES:
             raise LieRayError(f"scenario {self.name!r}: {unknown_policy(self.key_policy)}")
         if not self.encrypted and self.key_policy is not None:
-            raise LieRayError(f"scenario {self.name!r} is not encrypted but names key_policy "
-                              f"{self.key_policy!r}: set encrypted = true or drop key_policy")
+            raise LieRayError(
+                f"scenario {self.name!r} is not encrypted but names key_policy "
+                f"{self.key_policy!r}: set encrypted = true or drop key_policy"
+            )
         check_attack_settings(self.eps, self.step_size, self.steps, where=f"scenario {self.name!r}")
         try:
             self.transform_spec()
@@ -75,36 +84,50 @@ class Scenario:
 def check_attack_settings(eps: float, step_size: float, steps: int, where: str) -> None:
     """Adversarial-training attack settings; NaN and infinities fail the range checks too."""
     if not _is_number(eps) or not 0 < eps <= 1:
-        raise LieRayError(f"{where}: eps must lie in (0, 1] (pixel scale), got {eps!r}: pass "
-                          "--pgd-eps (or the scenario's eps) in that range, e.g. 0.1")
+        raise LieRayError(
+            f"{where}: eps must lie in (0, 1] (pixel scale), got {eps!r}: pass "
+            "--pgd-eps (or the scenario's eps) in that range, e.g. 0.1"
+        )
     if not _is_number(step_size) or not 0 < step_size <= 1:
-        raise LieRayError(f"{where}: step size must lie in (0, 1], got {step_size!r}: pass "
-                          "--pgd-step-size (or the scenario's step_size) in that range, e.g. 0.01")
+        raise LieRayError(
+            f"{where}: step size must lie in (0, 1], got {step_size!r}: pass "
+            "--pgd-step-size (or the scenario's step_size) in that range, e.g. 0.01"
+        )
     if isinstance(steps, bool) or not isinstance(steps, int) or not 1 <= steps <= 10_000:
-        raise LieRayError(f"{where}: steps must be an integer in 1..10000, got {steps!r}: pass "
-                          "--pgd-steps (or the scenario's steps) in that range, e.g. 20")
+        raise LieRayError(
+            f"{where}: steps must be an integer in 1..10000, got {steps!r}: pass "
+            "--pgd-steps (or the scenario's steps) in that range, e.g. 20"
+        )
 
 
 def _is_number(value) -> bool:
     return isinstance(value, (int, float)) and not isinstance(value, bool)
 
 
-PAPER_SCENARIOS: dict[str, Scenario] = {s.name: s for s in [
-    Scenario("Plain", encrypted=False),
-    Scenario("Encrypted", encrypted=True, key_policy="fixed"),
-    Scenario("Encrypted-Adv", encrypted=True, key_policy="fixed", adversarial=True),
-    Scenario("Encrypted-DK", encrypted=True, key_policy="per-minibatch"),
-    Scenario("Encrypted-Adv-DK", encrypted=True, key_policy="per-minibatch", adversarial=True),
-]}
+PAPER_SCENARIOS: dict[str, Scenario] = {
+    s.name: s
+    for s in [
+        Scenario("Plain", encrypted=False),
+        Scenario("Encrypted", encrypted=True, key_policy="fixed"),
+        Scenario("Encrypted-Adv", encrypted=True, key_policy="fixed", adversarial=True),
+        Scenario("Encrypted-DK", encrypted=True, key_policy="per-minibatch"),
+        Scenario("Encrypted-Adv-DK", encrypted=True, key_policy="per-minibatch", adversarial=True),
+    ]
+}
 
 
 # One encrypted scenario per transform (fixed key, each at its paper's first block size),
 # beside Plain, all under the same honest evaluations: ``--preset family``.
-FAMILY_SCENARIOS: dict[str, Scenario] = {s.name: s for s in [
-    Scenario("Plain", encrypted=False),
-    *(Scenario(cls.label, encrypted=True, key_policy="fixed", transform=name)
-      for name, cls in REGISTRY.items()),
-]}
+FAMILY_SCENARIOS: dict[str, Scenario] = {
+    s.name: s
+    for s in [
+        Scenario("Plain", encrypted=False),
+        *(
+            Scenario(cls.label, encrypted=True, key_policy="fixed", transform=name)
+            for name, cls in REGISTRY.items()
+        ),
+    ]
+}
 PRESET_SCENARIOS = {"family": FAMILY_SCENARIOS}  # presets whose default is not the paper's five
 
 
@@ -113,27 +136,36 @@ def load_scenario_file(path: str | Path) -> dict[str, Scenario]:
     try:
         records = tomllib.loads(source.read_text()).get("scenario", [])
     except FileNotFoundError:
-        raise LieRayError(f"scenario file {source} not found: check the --scenario-file path"
-                          ) from None
+        raise LieRayError(
+            f"scenario file {source} not found: check the --scenario-file path"
+        ) from None
     except (OSError, UnicodeDecodeError) as err:
-        raise LieRayError(f"scenario file {source} cannot be read ({type(err).__name__}): pass "
-                          "a readable UTF-8 TOML file as --scenario-file") from None
+        raise LieRayError(
+            f"scenario file {source} cannot be read ({type(err).__name__}): pass "
+            "a readable UTF-8 TOML file as --scenario-file"
+        ) from None
     except tomllib.TOMLDecodeError as err:
-        raise LieRayError(f"scenario file {source} is not valid TOML ({err}): fix that line"
-                          ) from None
+        raise LieRayError(
+            f"scenario file {source} is not valid TOML ({err}): fix that line"
+        ) from None
     fields = {f.name for f in dataclasses.fields(Scenario)}
     if not isinstance(records, list) or not all(isinstance(r, dict) for r in records):
-        raise LieRayError(f"scenario file {source}: write each scenario as a [[scenario]] "
-                          "table (see the README)")
+        raise LieRayError(
+            f"scenario file {source}: write each scenario as a [[scenario]] table (see the README)"
+        )
     scenarios = {}
     for record in records:
         unknown = set(record) - fields
         if unknown or "name" not in record or "encrypted" not in record:
-            raise LieRayError(f"scenario file {source}: each [[scenario]] needs name and "
-                              f"encrypted, and knows only {sorted(fields)}; got {sorted(record)}")
+            raise LieRayError(
+                f"scenario file {source}: each [[scenario]] needs name and "
+                f"encrypted, and knows only {sorted(fields)}; got {sorted(record)}"
+            )
         if record["name"] in scenarios:  # a silent last-one-wins would run the wrong settings
-            raise LieRayError(f"scenario file {source} defines {record['name']!r} twice: give "
-                              "each [[scenario]] its own name")
+            raise LieRayError(
+                f"scenario file {source} defines {record['name']!r} twice: give "
+                "each [[scenario]] its own name"
+            )
         scenarios[record["name"]] = Scenario(**record)
     return scenarios
 
@@ -147,8 +179,10 @@ def known_scenarios(extra_files: str | Path | list | tuple | None = None) -> dic
     for path in files:
         for name, scenario in load_scenario_file(path).items():
             if name in known:
-                raise LieRayError(f"scenario file {path} defines {name!r}, already "
-                                  f"{origin[name]}: give it another name")
+                raise LieRayError(
+                    f"scenario file {path} defines {name!r}, already "
+                    f"{origin[name]}: give it another name"
+                )
             known[name], origin[name] = scenario, f"defined in {path}"
     return known
 
@@ -157,17 +191,22 @@ def parse_names(names: str, option: str = "--scenarios") -> list[str]:
     """Comma-separated names, each once: ``Plain,Plain`` would run (and report) it twice."""
     chosen = [n.strip() for n in names.split(",") if n.strip()]
     if not chosen:
-        raise LieRayError(f"{option} {names!r} names no scenario: pass comma-separated scenario "
-                          "names, or leave it out to run them all")
+        raise LieRayError(
+            f"{option} {names!r} names no scenario: pass comma-separated scenario "
+            "names, or leave it out to run them all"
+        )
     repeated = sorted({n for n in chosen if chosen.count(n) > 1})
     if repeated:
-        raise LieRayError(f"{option} names {', '.join(map(repr, repeated))} more than once: "
-                          "list each scenario once")
+        raise LieRayError(
+            f"{option} names {', '.join(map(repr, repeated))} more than once: "
+            "list each scenario once"
+        )
     return chosen
 
 
-def select_scenarios(names: str | None, extra_files: str | Path | list | None = None,
-                     preset: str | None = None) -> list[Scenario]:
+def select_scenarios(
+    names: str | None, extra_files: str | Path | list | None = None, preset: str | None = None
+) -> list[Scenario]:
     """Scenarios by comma-separated name; when ``names`` is None, the preset's own (the paper's
     five unless the preset has others, e.g. ``family``) plus those of every scenario file."""
     known = known_scenarios(extra_files)
@@ -179,28 +218,46 @@ def select_scenarios(names: str | None, extra_files: str | Path | list | None = 
     chosen = []
     for name in parse_names(names):
         if name not in known:
-            raise LieRayError(f"unknown scenario {name!r}: choose from {', '.join(known)}, or "
-                              "define it in a --scenario-file")
+            raise LieRayError(
+                f"unknown scenario {name!r}: choose from {', '.join(known)}, or "
+                "define it in a --scenario-file"
+            )
         chosen.append(known[name])
     return chosen
 
 
-def key_for_scenarios(scenarios: list[Scenario], key_path: str | Path | None, block_size: int,
-                      key_batch_size: int = 128) -> Key | None:
+def key_for_scenarios(
+    scenarios: list[Scenario],
+    key_path: str | Path | None,
+    block_size: int,
+    key_batch_size: int = 128,
+) -> Key | None:
     """The key checks of a job that runs ``scenarios``, for its driver before Ray starts.
 
     Encrypted scenarios need a key; a key that is given must load (present, private, intact,
     a known version), be made for ``block_size``, fit 32x32 images and serve every policy used.
     Returns the key, or None when no key was given and none is needed.
     """
-    key = load_key_for_policies(key_path, [s.key_policy for s in scenarios if s.encrypted],
-                                key_batch_size, block_size=block_size)
+    key = load_key_for_policies(
+        key_path,
+        [s.key_policy for s in scenarios if s.encrypted],
+        key_batch_size,
+        block_size=block_size,
+    )
     if key is not None and not key.derives_subkeys:
         # An imported permutation is one LE key at its own block size; anything else derives.
-        derived = [s.name for s in scenarios if s.encrypted and
-                   (not transform_class(s.transform).block_size_from_key
-                    or (s.block_size or block_size) != key.block_size)]
+        derived = [
+            s.name
+            for s in scenarios
+            if s.encrypted
+            and (
+                not transform_class(s.transform).block_size_from_key
+                or (s.block_size or block_size) != key.block_size
+            )
+        ]
         if derived:
-            key.require_master(f"scenario(s) {', '.join(derived)} derive their keys from a "
-                               "master key", fix="pass a key made by 'lie-ray keygen'")
+            key.require_master(
+                f"scenario(s) {', '.join(derived)} derive their keys from a master key",
+                fix="pass a key made by 'lie-ray keygen'",
+            )
     return key

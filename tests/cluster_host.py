@@ -10,6 +10,7 @@ Protocol: one JSON object per line. On start it prints ``{"gcs", "dashboard", "h
 then it answers ``{"cmd": "nodes"}`` (live worker node ids), ``{"cmd": "remove", "node_id": ID}``
 (ungraceful: its processes are killed), ``{"cmd": "add", "num_cpus": N}`` and ``{"cmd": "quit"}``.
 """
+
 from __future__ import annotations
 
 import json
@@ -36,13 +37,20 @@ def main() -> None:
     # found by scanning the machine's processes).
     write, reset = ray._private.utils.write_ray_address, ray._common.utils.reset_ray_address
     ray._private.utils.write_ray_address = lambda address, temp_dir=None: write(
-        address, spec["temp_dir"])
+        address, spec["temp_dir"]
+    )
     ray._common.utils.reset_ray_address = lambda temp_dir=None: reset(spec["temp_dir"])
 
-    head_args = {"num_cpus": 0, "include_dashboard": True, "dashboard_host": "127.0.0.1",
-                 "dashboard_port": free_port(), "gcs_server_port": free_port(),
-                 "dashboard_agent_listen_port": free_port(), "temp_dir": spec["temp_dir"],
-                 "object_store_memory": 200 * 1024 * 1024}
+    head_args = {
+        "num_cpus": 0,
+        "include_dashboard": True,
+        "dashboard_host": "127.0.0.1",
+        "dashboard_port": free_port(),
+        "gcs_server_port": free_port(),
+        "dashboard_agent_listen_port": free_port(),
+        "temp_dir": spec["temp_dir"],
+        "object_store_memory": 200 * 1024 * 1024,
+    }
     cluster = Cluster(initialize_head=True, head_node_args=head_args)
     workers, removed = {}, 0
 
@@ -51,8 +59,9 @@ def main() -> None:
         # session's runtime_resources/: a node that drops a job's working_dir package then
         # deletes the directory the job's driver runs in, on the head.
         temp_dir = f"{spec['temp_dir']}/node{len(workers) + removed}"
-        node = cluster.add_node(num_cpus=num_cpus, object_store_memory=150 * 1024 * 1024,
-                                temp_dir=temp_dir)
+        node = cluster.add_node(
+            num_cpus=num_cpus, object_store_memory=150 * 1024 * 1024, temp_dir=temp_dir
+        )
         write(cluster.address, temp_dir)  # where Ray's helpers on that node look for the GCS
         workers[node.node_id] = node
         return node.node_id
@@ -60,8 +69,14 @@ def main() -> None:
     for cpus in spec["workers"]:
         add(cpus)
     cluster.wait_for_nodes()
-    reply({"gcs": cluster.address, "dashboard": f"http://{cluster.webui_url}",
-           "head": cluster.head_node.node_id, "workers": list(workers)})
+    reply(
+        {
+            "gcs": cluster.address,
+            "dashboard": f"http://{cluster.webui_url}",
+            "head": cluster.head_node.node_id,
+            "workers": list(workers),
+        }
+    )
     for line in sys.stdin:
         command = json.loads(line)
         if command["cmd"] == "nodes":

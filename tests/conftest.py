@@ -1,4 +1,5 @@
 """Shared fixtures: one Ray instance per test session, and the project's real CIFAR-10 subset."""
+
 from __future__ import annotations
 
 import contextlib
@@ -37,17 +38,34 @@ def cifar_dir() -> Path:
     """The real CIFAR-10 subset beside the checkout (or $LIE_RAY_DATA)."""
     path = Path(os.environ.get("LIE_RAY_DATA", SHARED_DATA))
     if not (path / "test_batch").is_file():
-        pytest.fail(f"CIFAR-10 data not found at {path}: check out ../shared beside the repo or "
-                    "set LIE_RAY_DATA", pytrace=False)
+        pytest.fail(
+            f"CIFAR-10 data not found at {path}: check out ../shared beside the repo or "
+            "set LIE_RAY_DATA",
+            pytrace=False,
+        )
     return path
 
 
 # A slice of the real data, one epoch, a narrow network and two workers (so DDP runs end to
 # end), and light attacks: exactly the code path of the smoke sweep, in a few minutes.
-TRAIN_SLICE = {"epochs": 1, "train_limit": 256, "test_limit": 128, "width": 4, "batch_size": 64,
-               "num_workers": 2}
-EVAL_SLICE = {"eval_limit": 24, "epsilons": "0,0.1", "eval_pgd_steps": 3, "eot_keys": 2,
-              "square_queries": 10, "pba_steps": 8, "attacker_images": 32, "actors": 2}
+TRAIN_SLICE = {
+    "epochs": 1,
+    "train_limit": 256,
+    "test_limit": 128,
+    "width": 4,
+    "batch_size": 64,
+    "num_workers": 2,
+}
+EVAL_SLICE = {
+    "eval_limit": 24,
+    "epsilons": "0,0.1",
+    "eval_pgd_steps": 3,
+    "eot_keys": 2,
+    "square_queries": 10,
+    "pba_steps": 8,
+    "attacker_images": 32,
+    "actors": 2,
+}
 CLI_NAMES = {"num_workers": "workers"}
 
 
@@ -77,8 +95,14 @@ def ensure_auth_token() -> None:
     ``ray.init`` it never writes one), so on a fresh machine the first head a test started
     failed. ``ray get-auth-token --generate`` writes one only when there is none; the token
     it prints is discarded, never logged."""
-    subprocess.run([RAY_CLI, "get-auth-token", "--generate"], env=HEAD_ENV, check=True,
-                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, timeout=120)
+    subprocess.run(
+        [RAY_CLI, "get-auth-token", "--generate"],
+        env=HEAD_ENV,
+        check=True,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        timeout=120,
+    )
 
 
 @pytest.fixture(scope="session")
@@ -89,15 +113,33 @@ def ray_head():
     so the secrets test can read them."""
     ensure_auth_token()
     temp_dir = Path(tempfile.mkdtemp(prefix="lr-head-", dir="/tmp"))
-    ports = {name: free_port() for name in ("port", "dashboard-port", "ray-client-server-port",
-                                            "dashboard-agent-listen-port",
-                                            "dashboard-agent-grpc-port", "metrics-export-port",
-                                            "runtime-env-agent-port")}
-    command = [RAY_CLI, "start", "--head", "--block", "--num-cpus=8", "--disable-usage-stats",
-               "--include-dashboard=true", "--dashboard-host=127.0.0.1", f"--temp-dir={temp_dir}",
-               *(f"--{name}={port}" for name, port in ports.items())]
-    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                               text=True, env=HEAD_ENV)
+    ports = {
+        name: free_port()
+        for name in (
+            "port",
+            "dashboard-port",
+            "ray-client-server-port",
+            "dashboard-agent-listen-port",
+            "dashboard-agent-grpc-port",
+            "metrics-export-port",
+            "runtime-env-agent-port",
+        )
+    }
+    command = [
+        RAY_CLI,
+        "start",
+        "--head",
+        "--block",
+        "--num-cpus=8",
+        "--disable-usage-stats",
+        "--include-dashboard=true",
+        "--dashboard-host=127.0.0.1",
+        f"--temp-dir={temp_dir}",
+        *(f"--{name}={port}" for name, port in ports.items()),
+    ]
+    process = subprocess.Popen(
+        command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=HEAD_ENV
+    )
     seen = []
     for line in process.stdout:  # blocks until the head says it is up (or exits)
         seen.append(line)
@@ -106,8 +148,11 @@ def ray_head():
     else:
         pytest.fail("ray start --head failed:\n" + "".join(seen[-20:]), pytrace=False)
     threading.Thread(target=process.stdout.read, daemon=True).start()  # keep the pipe drained
-    yield {"gcs": f"127.0.0.1:{ports['port']}",
-           "dashboard": f"http://127.0.0.1:{ports['dashboard-port']}", "temp_dir": temp_dir}
+    yield {
+        "gcs": f"127.0.0.1:{ports['port']}",
+        "dashboard": f"http://127.0.0.1:{ports['dashboard-port']}",
+        "temp_dir": temp_dir,
+    }
     process.terminate()
     process.wait(timeout=120)
     shutil.rmtree(temp_dir, ignore_errors=True)
@@ -125,12 +170,30 @@ def smoke_sweep(ray_head, tmp_path_factory, cifar_dir):
     --working-dir . -- python -m lie_ray.sweep``. Training, evaluation and secrets tests read
     what it wrote; its key is the one the sweep made itself."""
     out = tmp_path_factory.mktemp("sweep") / "out"
-    command = [RAY_CLI, "job", "submit", "--address", ray_head["dashboard"], "--working-dir",
-               str(REPO_ROOT), "--", sys.executable, "-m", "lie_ray.sweep", "--preset", "smoke",
-               "--data", str(cifar_dir), "--out", str(out), *cli_args(TRAIN_SLICE),
-               *cli_args(EVAL_SLICE)]
-    result = subprocess.run(command, capture_output=True, text=True, timeout=1500,
-                            cwd=REPO_ROOT, env=HEAD_ENV)
+    command = [
+        RAY_CLI,
+        "job",
+        "submit",
+        "--address",
+        ray_head["dashboard"],
+        "--working-dir",
+        str(REPO_ROOT),
+        "--",
+        sys.executable,
+        "-m",
+        "lie_ray.sweep",
+        "--preset",
+        "smoke",
+        "--data",
+        str(cifar_dir),
+        "--out",
+        str(out),
+        *cli_args(TRAIN_SLICE),
+        *cli_args(EVAL_SLICE),
+    ]
+    result = subprocess.run(
+        command, capture_output=True, text=True, timeout=1500, cwd=REPO_ROOT, env=HEAD_ENV
+    )
     output = result.stdout + result.stderr
     assert result.returncode == 0, output[-5000:]
     return {"out": out, "key_path": out / "keys" / "master.json", "output": output}
@@ -156,8 +219,9 @@ def learned(cifar_dir):
     torch.manual_seed(0)
     torch.set_num_threads(1)  # on a shared, busy CPU a second thread mostly spins waiting
     train, test = load_split(cifar_dir, "train").head(2048), load_split(cifar_dir, "test").head(100)
-    as_float = lambda split: (torch.from_numpy(split.images).permute(0, 3, 1, 2).float() / 255
-                              ).contiguous()
+    as_float = lambda split: (
+        torch.from_numpy(split.images).permute(0, 3, 1, 2).float() / 255
+    ).contiguous()
     x, y = as_float(train), torch.from_numpy(train.labels).long()
     key = Key("master", bytes(range(32)), block_size=4)  # fixed: the same models every run
     defenders = {}
@@ -173,7 +237,9 @@ def learned(cifar_dir):
         for parameter in model.parameters():
             parameter.requires_grad_(False)
         defenders["Encrypted" if encrypted else "Plain"] = (
-            Defender(model.eval(), TransformSpec().keyed(key), FixedPolicy()) if encrypted
-            else Defender(model.eval()))
+            Defender(model.eval(), TransformSpec().keyed(key), FixedPolicy())
+            if encrypted
+            else Defender(model.eval())
+        )
     batch = Batch(as_float(test), torch.from_numpy(test.labels).long(), np.arange(100))
     return defenders, batch

@@ -3,6 +3,7 @@
 Slow on purpose: every block, every nibble, one at a time, exactly as the paper's steps read.
 Tests compare lie_ray's vectorised cipher against vectors this module computes.
 """
+
 from __future__ import annotations
 
 import numpy as np

@@ -2,6 +2,7 @@
 independent of lie_ray's code: every block, pixel and channel one at a time, as the
 references' steps read. Slow on purpose; tests compare lie_ray's vectorised transforms to them.
 """
+
 from __future__ import annotations
 
 import numpy as np
@@ -14,9 +15,16 @@ PE_TABLE = [(0, 1, 2), (0, 2, 1), (1, 0, 2), (1, 2, 0), (2, 0, 1), (2, 1, 0)]
 def block_vectors(image, m):
     """{(block_row, block_col): [values in (row, col, channel) order]}."""
     h, w, c = image.shape
-    return {(br, bc): [int(image[br * m + i, bc * m + j, ch])
-                       for i in range(m) for j in range(m) for ch in range(c)]
-            for br in range(h // m) for bc in range(w // m)}
+    return {
+        (br, bc): [
+            int(image[br * m + i, bc * m + j, ch])
+            for i in range(m)
+            for j in range(m)
+            for ch in range(c)
+        ]
+        for br in range(h // m)
+        for bc in range(w // m)
+    }
 
 
 def write_block(out, br, bc, m, values):
@@ -69,8 +77,12 @@ def pe(image, inv, colour):
     out = np.zeros_like(image)
     for r in range(h):
         for col in range(w):
-            flipped = [255 - int(image[r, col, ch]) if inv[(r * w + col) * c + ch] == 0
-                       else int(image[r, col, ch]) for ch in range(c)]
+            flipped = [
+                255 - int(image[r, col, ch])
+                if inv[(r * w + col) * c + ch] == 0
+                else int(image[r, col, ch])
+                for ch in range(c)
+            ]
             table = PE_TABLE[colour[r * w + col]]
             for ch in range(c):
                 out[r, col, ch] = flipped[table[ch]]
@@ -95,7 +107,7 @@ def etc(image, key, m, reference):
     work = image.astype(np.int64).copy()
     for b in range(len(key["shuffle"])):
         br, bc = divmod(b, nbw)
-        block = work[br * m:(br + 1) * m, bc * m:(bc + 1) * m, :].copy()
+        block = work[br * m : (br + 1) * m, bc * m : (bc + 1) * m, :].copy()
         for _ in range({0: 1, 1: 2, 2: 3, 3: 0}[int(key["rotate"][b])]):
             block = _rotate_ccw(block)
         if key["negaposi"][b] == 0:
@@ -106,18 +118,26 @@ def etc(image, key, m, reference):
             block = block[:, ::-1, :].copy()
         code = int(key["channel"][b])
         if reference:  # the reference's assignments, in its order, on ONE array
-            moves = {0: [], 1: [(0, 1), (1, 0)], 2: [(0, 2), (2, 0)], 3: [(1, 2), (2, 1)],
-                     4: [(0, 2), (1, 0), (2, 1)], 5: [(0, 1), (1, 2), (2, 0)]}[code]
+            moves = {
+                0: [],
+                1: [(0, 1), (1, 0)],
+                2: [(0, 2), (2, 0)],
+                3: [(1, 2), (2, 1)],
+                4: [(0, 2), (1, 0), (2, 1)],
+                5: [(0, 1), (1, 2), (2, 0)],
+            }[code]
             for dst, src in moves:
                 block[:, :, dst] = block[:, :, src]
         else:
             block = block[:, :, list(PE_TABLE[code])].copy()
-        work[br * m:(br + 1) * m, bc * m:(bc + 1) * m, :] = block
+        work[br * m : (br + 1) * m, bc * m : (bc + 1) * m, :] = block
     out = np.zeros_like(work)
     for i, src in enumerate(key["shuffle"]):
         a, b = divmod(i, nbw)
         l, r = divmod(int(src), nbw)
-        out[a * m:(a + 1) * m, b * m:(b + 1) * m] = work[l * m:(l + 1) * m, r * m:(r + 1) * m]
+        out[a * m : (a + 1) * m, b * m : (b + 1) * m] = work[
+            l * m : (l + 1) * m, r * m : (r + 1) * m
+        ]
     return out.astype(np.uint8)
 
 
@@ -129,13 +149,15 @@ def ele(image, perms, block_perm, m):
     scrambled = np.zeros_like(image)
     for b in range(len(block_perm)):
         r, c = divmod(b, nbw)
-        block = image[r * m:(r + 1) * m, c * m:(c + 1) * m]
-        scrambled[r * m:(r + 1) * m, c * m:(c + 1) * m] = literal_encrypt_image(
-            block, list(perms[b]), m)
+        block = image[r * m : (r + 1) * m, c * m : (c + 1) * m]
+        scrambled[r * m : (r + 1) * m, c * m : (c + 1) * m] = literal_encrypt_image(
+            block, list(perms[b]), m
+        )
     out = np.zeros_like(image)
     for i, src in enumerate(block_perm):
         a, b = divmod(i, nbw)
         l, r = divmod(int(src), nbw)
-        out[a * m:(a + 1) * m, b * m:(b + 1) * m] = scrambled[l * m:(l + 1) * m,
-                                                                r * m:(r + 1) * m]
+        out[a * m : (a + 1) * m, b * m : (b + 1) * m] = scrambled[
+            l * m : (l + 1) * m, r * m : (r + 1) * m
+        ]
     return out

@@ -5,6 +5,7 @@ Credentials are dummies moto accepts; they reach Ray's processes through the env
 job's runtime env), never through a URI. The endpoint and region are passed explicitly, or
 pyarrow would ask real AWS where the bucket lives.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -15,8 +16,12 @@ from dataclasses import dataclass
 from typing import Iterator
 
 REGION = "us-east-1"
-CREDENTIALS = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing",
-               "AWS_DEFAULT_REGION": REGION, "AWS_EC2_METADATA_DISABLED": "true"}
+CREDENTIALS = {
+    "AWS_ACCESS_KEY_ID": "testing",
+    "AWS_SECRET_ACCESS_KEY": "testing",
+    "AWS_DEFAULT_REGION": REGION,
+    "AWS_EC2_METADATA_DISABLED": "true",
+}
 
 
 @dataclass(frozen=True)
@@ -32,14 +37,22 @@ class Bucket:
     def client(self):
         import boto3
 
-        return boto3.client("s3", endpoint_url=self.endpoint, region_name=REGION,
-                            aws_access_key_id="testing", aws_secret_access_key="testing")
+        return boto3.client(
+            "s3",
+            endpoint_url=self.endpoint,
+            region_name=REGION,
+            aws_access_key_id="testing",
+            aws_secret_access_key="testing",
+        )
 
     def keys(self, prefix: str = "") -> list[str]:
         """Every object key under ``prefix``."""
         paginator = self.client().get_paginator("list_objects_v2")
-        return [item["Key"] for page in paginator.paginate(Bucket=self.name, Prefix=prefix)
-                for item in page.get("Contents", [])]
+        return [
+            item["Key"]
+            for page in paginator.paginate(Bucket=self.name, Prefix=prefix)
+            for item in page.get("Contents", [])
+        ]
 
 
 def _free_port() -> int:

@@ -1,5 +1,6 @@
 """The GPU path's switches (``lie_ray.models.device``) on the CPU this suite runs on: off where
 they do not help, and ``--compile`` leaving checkpoints' state-dict keys as they were."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -17,8 +18,9 @@ def test_cpu_batches_are_plain_contiguous_floats_in_unit_range():
     tensor = images_to_device(images, CPU)
     assert tensor.shape == (4, 3, 32, 32) and tensor.dtype == torch.float32
     assert tensor.is_contiguous() and not tensor.is_pinned()
-    np.testing.assert_array_equal(tensor.mul(255).round().byte().permute(0, 2, 3, 1).numpy(),
-                                  images)
+    np.testing.assert_array_equal(
+        tensor.mul(255).round().byte().permute(0, 2, 3, 1).numpy(), images
+    )
     floats = images.astype(np.float32) / 255  # FFX's float ciphertext passes unscaled
     assert torch.equal(images_to_device(floats, CPU), tensor)
     assert to_device(np.arange(3), CPU).tolist() == [0, 1, 2]

@@ -1,5 +1,6 @@
 """The Python API: ``lie_ray.evaluate`` on models defined here, ``lie_ray.load`` on a sweep's
 models attacked by torchattacks, and errors a caller can act on."""
+
 from __future__ import annotations
 
 import re
@@ -20,8 +21,14 @@ from conftest import REPO_ROOT
 
 LEARNED_KEY = Key("master", bytes(range(32)), block_size=4)  # the `learned` fixture's key
 EPS = 8 / 255
-FAST = {"pgd_steps": 5, "square_queries": 20, "autoattack_steps": 3, "pba_steps": 8,
-        "eot_keys": 2, "sanity": False}
+FAST = {
+    "pgd_steps": 5,
+    "square_queries": 20,
+    "autoattack_steps": 3,
+    "pba_steps": 8,
+    "eot_keys": 2,
+    "sanity": False,
+}
 
 
 def same_rows(a, b) -> bool:
@@ -45,14 +52,29 @@ def test_evaluate_own_model_gives_the_results_table(learned, cifar_dir):
     result = lie_ray.evaluate(model, images, labels, eps=[2 / 255, EPS], **FAST)
     print(result)
     assert result.results.column_names == [
-        "scenario", "transform", "evaluation", "epsilon", "n", "error", "ci_low", "ci_high",
-        "max_linf", "run_id", "key_fingerprint"]
+        "scenario",
+        "transform",
+        "evaluation",
+        "epsilon",
+        "n",
+        "error",
+        "ci_low",
+        "ci_high",
+        "max_linf",
+        "run_id",
+        "key_fingerprint",
+    ]
     with torch.no_grad():
         wrong = (model(batch.images[:40]).argmax(1) != labels).float().mean().item()
     assert result.error("test", 0.0) == pytest.approx(wrong)
     rows = result.results.to_pylist()
-    assert {r["evaluation"] for r in rows} == {"test", "pgd", "gradient-free", "autoattack",
-                                              *WORST_CASES[:2]}
+    assert {r["evaluation"] for r in rows} == {
+        "test",
+        "pgd",
+        "gradient-free",
+        "autoattack",
+        *WORST_CASES[:2],
+    }
     for r in rows:
         if r["epsilon"] == 0:
             assert r["error"] == pytest.approx(wrong)
@@ -85,25 +107,53 @@ def test_threats_give_attacks_only_what_their_attacker_has(learned):
     spy = SpyLE(transforms.build("le", LEARNED_KEY).key_arrays(), block_size=4)
     own = as_uint8(batch)[60:92]  # attacker's images: never the ones attacked
     SpyLE.asked.clear()
-    keyless = lie_ray.evaluate(model, images, labels, transform=spy, eps=[EPS],
-                               threat="keyless", attacker_images=own,
-                               plain_model=defenders["Plain"].model, cascade=False, **FAST)
+    keyless = lie_ray.evaluate(
+        model,
+        images,
+        labels,
+        transform=spy,
+        eps=[EPS],
+        threat="keyless",
+        attacker_images=own,
+        plain_model=defenders["Plain"].model,
+        cascade=False,
+        **FAST,
+    )
     assert set(SpyLE.asked) == {"none"}
     assert {r["evaluation"] for r in keyless.results.to_pylist()} == {
-        "test", "eot", "transfer", "gradient-free", "pba", "recovered-key-1",
-        "recovered-key-2", "recovered-key-4", "worst-case-keyless"}
+        "test",
+        "eot",
+        "transfer",
+        "gradient-free",
+        "pba",
+        "recovered-key-1",
+        "recovered-key-2",
+        "recovered-key-4",
+        "worst-case-keyless",
+    }
     SpyLE.asked.clear()
-    with_key = lie_ray.evaluate(model, images, labels, transform=spy, eps=[EPS],
-                                attacks=["bpda-identity", "eot"], cascade=False, **FAST)
+    with_key = lie_ray.evaluate(
+        model,
+        images,
+        labels,
+        transform=spy,
+        eps=[EPS],
+        attacks=["bpda-identity", "eot"],
+        cascade=False,
+        **FAST,
+    )
     assert "identity" in SpyLE.asked
-    examples = with_key.examples.to_pandas().set_index(["evaluation", "epsilon", "id"]
-                                                       ).sort_index()
+    examples = with_key.examples.to_pandas().set_index(["evaluation", "epsilon", "id"]).sort_index()
     worst = examples.loc[("worst-case", EPS)].correct
     for member in ("eot", "bpda-identity"):  # an image either breaks is broken for the union
         broken = ~examples.loc[(member, EPS)].correct
         assert not (broken & worst).any()
     assert len(worst) == 24 and not set(examples.index.get_level_values(0)) & {
-        "pba", "transfer", "gradient-free", "worst-case-channel"}
+        "pba",
+        "transfer",
+        "gradient-free",
+        "worst-case-channel",
+    }
 
 
 def test_transform_by_name_and_by_object_agree_exactly(learned):
@@ -112,17 +162,27 @@ def test_transform_by_name_and_by_object_agree_exactly(learned):
     defenders, batch = learned
     model = defenders["Encrypted"].model
     images, labels = as_uint8(batch)[:16], batch.labels[:16]
-    by_name = lie_ray.evaluate(model, images, labels, transform="le", key=LEARNED_KEY,
-                               eps=[EPS], attacks="paper", **FAST)
-    by_object = lie_ray.evaluate(model, images, labels,
-                                 transform=transforms.build("le", LEARNED_KEY), eps=[EPS],
-                                 attacks="paper", **FAST)
+    by_name = lie_ray.evaluate(
+        model, images, labels, transform="le", key=LEARNED_KEY, eps=[EPS], attacks="paper", **FAST
+    )
+    by_object = lie_ray.evaluate(
+        model,
+        images,
+        labels,
+        transform=transforms.build("le", LEARNED_KEY),
+        eps=[EPS],
+        attacks="paper",
+        **FAST,
+    )
     assert same_rows(by_name.examples, by_object.examples)
     le = transforms.build("le", LEARNED_KEY)
     assert by_name.record["key_fingerprint"] == LEARNED_KEY.fingerprint  # as results.parquet
     assert by_object.record["key_fingerprint"] == le.fingerprint  # no master key: its own
-    assert by_name.record["transform_fingerprint"] == by_object.record[
-        "transform_fingerprint"] == le.fingerprint
+    assert (
+        by_name.record["transform_fingerprint"]
+        == by_object.record["transform_fingerprint"]
+        == le.fingerprint
+    )
     assert bytes(range(32)).hex() not in str(by_name.record)
 
 
@@ -134,27 +194,48 @@ def test_evaluate_on_ray_equals_in_process(learned, ray_cluster, tmp_path):
     model = defenders["Encrypted"].model
     images, labels = as_uint8(batch)[:32], batch.labels[:32]
     settings = dict(FAST, batch_size=16)
-    here = lie_ray.evaluate(model, images, labels, transform="le", key=tmp_path / "key.json",
-                            eps=[EPS], attacks=["pgd", "bpda-identity", "eot"], **settings)
-    there = lie_ray.evaluate(model, images, labels, transform="le", key=tmp_path / "key.json",
-                             eps=[EPS], attacks=["pgd", "bpda-identity", "eot"], ray=True,
-                             **settings)
+    here = lie_ray.evaluate(
+        model,
+        images,
+        labels,
+        transform="le",
+        key=tmp_path / "key.json",
+        eps=[EPS],
+        attacks=["pgd", "bpda-identity", "eot"],
+        **settings,
+    )
+    there = lie_ray.evaluate(
+        model,
+        images,
+        labels,
+        transform="le",
+        key=tmp_path / "key.json",
+        eps=[EPS],
+        attacks=["pgd", "bpda-identity", "eot"],
+        ray=True,
+        **settings,
+    )
     assert same_rows(there.examples, here.examples)
 
 
-@pytest.mark.parametrize("call, message", [
-    (dict(images=np.full((4, 32, 32, 3), 0.5, np.float32)), "uint8 NHWC"),
-    (dict(images=torch.full((4, 3, 32, 32), 0.3)), "8-bit levels"),
-    (dict(labels=np.zeros(3, np.int64)), "4 images but 3 labels"),
-    (dict(attacks=["pgd", "fgsm"]), "unknown attack(s) ['fgsm']"),
-    (dict(transform="le"), "needs the key the model was trained with"),
-    (dict(transform="le", key=LEARNED_KEY, attacks=["bpda"], threat="keyless"),
-     "not in the keyless attacker's reach"),
-    (dict(transform="le", key=LEARNED_KEY, attacks=["pba"]), "needs attacker_images="),
-    (dict(transform="le", key=LEARNED_KEY, ray=True), "must not travel to Ray actors"),
-    (dict(threat="insider"), "unknown threat 'insider'"),
-    (dict(pgd_step=3), "unknown evaluation setting(s) ['pgd_step']"),
-])
+@pytest.mark.parametrize(
+    "call, message",
+    [
+        (dict(images=np.full((4, 32, 32, 3), 0.5, np.float32)), "uint8 NHWC"),
+        (dict(images=torch.full((4, 3, 32, 32), 0.3)), "8-bit levels"),
+        (dict(labels=np.zeros(3, np.int64)), "4 images but 3 labels"),
+        (dict(attacks=["pgd", "fgsm"]), "unknown attack(s) ['fgsm']"),
+        (dict(transform="le"), "needs the key the model was trained with"),
+        (
+            dict(transform="le", key=LEARNED_KEY, attacks=["bpda"], threat="keyless"),
+            "not in the keyless attacker's reach",
+        ),
+        (dict(transform="le", key=LEARNED_KEY, attacks=["pba"]), "needs attacker_images="),
+        (dict(transform="le", key=LEARNED_KEY, ray=True), "must not travel to Ray actors"),
+        (dict(threat="insider"), "unknown threat 'insider'"),
+        (dict(pgd_step=3), "unknown evaluation setting(s) ['pgd_step']"),
+    ],
+)
 def test_bad_calls_say_what_to_do(call, message):
     model = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(3 * 32 * 32, 10))
     arguments = dict(images=np.zeros((4, 32, 32, 3), np.uint8), labels=np.zeros(4, np.int64))
@@ -183,8 +264,9 @@ def test_loaded_defender_is_the_evaluated_model_and_torchattacks_agree(smoke_swe
         assert ("key=" in repr(model)) == (scenario == "Encrypted")
         rows = examples[(examples.scenario == scenario) & (examples.evaluation == "test")]
         ids = rows.id.to_numpy()
-        images = (torch.from_numpy(test_split.images[ids]).permute(0, 3, 1, 2).float() / 255
-                  ).contiguous()
+        images = (
+            torch.from_numpy(test_split.images[ids]).permute(0, 3, 1, 2).float() / 255
+        ).contiguous()
         labels = torch.from_numpy(test_split.labels[ids]).long()
         with torch.no_grad():
             assert (model(images).argmax(1).numpy() == rows.clean_pred.to_numpy()).all()
@@ -192,8 +274,11 @@ def test_loaded_defender_is_the_evaluated_model_and_torchattacks_agree(smoke_swe
         adversarial = attack(images, labels)
         with torch.no_grad():
             theirs = (model(adversarial).argmax(1) != labels).float().mean().item()
-        ours = examples[(examples.scenario == scenario) & (examples.evaluation == figure) &
-                        (examples.epsilon == eps)]
+        ours = examples[
+            (examples.scenario == scenario)
+            & (examples.evaluation == figure)
+            & (examples.epsilon == eps)
+        ]
         assert abs(theirs - (1 - ours.correct.mean())) <= 0.25, (scenario, theirs)
 
 
@@ -201,14 +286,37 @@ def test_examples_run_as_a_user_runs_them(smoke_sweep, cifar_dir):
     """examples/: the notebook-style walk through a model of one's own, and torchattacks' PGD
     and AutoAttack (FAB in it on a batch of 8) on a trained scenario beside lie_ray's own
     outcomes."""
-    walk = subprocess.run([sys.executable, "examples/evaluate_your_model.py", "--data",
-                           str(cifar_dir), "--images", "32"], cwd=REPO_ROOT,
-                          capture_output=True, text=True, timeout=900)
+    walk = subprocess.run(
+        [
+            sys.executable,
+            "examples/evaluate_your_model.py",
+            "--data",
+            str(cifar_dir),
+            "--images",
+            "32",
+        ],
+        cwd=REPO_ROOT,
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
     assert walk.returncode == 0, walk.stderr[-3000:]
     assert "worst-case-keyless" in walk.stdout and "what broke each image first" in walk.stdout
-    attack = subprocess.run([sys.executable, "examples/attack_a_trained_model.py",
-                             str(smoke_sweep["out"]), "--images", "8", "--eps", "0.1"],
-                            cwd=REPO_ROOT, capture_output=True, text=True, timeout=900)
+    attack = subprocess.run(
+        [
+            sys.executable,
+            "examples/attack_a_trained_model.py",
+            str(smoke_sweep["out"]),
+            "--images",
+            "8",
+            "--eps",
+            "0.1",
+        ],
+        cwd=REPO_ROOT,
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
     assert attack.returncode == 0, attack.stderr[-3000:]
     figures = dict(re.findall(r"^  (.+?)\s+([0-9.]+)$", attack.stdout, re.M))
     for name in ("torchattacks AutoAttack (standard)", "AutoAttack, Croce & Hein's settings"):

@@ -4,6 +4,7 @@ Every writer of a key, a Parquet table, the report or a manifest goes through
 ``lie_ray.infra.atomic``: it writes a hidden temporary beside the target and renames it into place.
 These tests crash writers halfway, by exception and by killing the process outright.
 """
+
 from __future__ import annotations
 
 import subprocess

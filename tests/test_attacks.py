@@ -6,6 +6,7 @@ constant and the optimal L-inf perturbation is ``eps * sign(W[other] - W[true])`
 the margin by exactly ``eps * ||W[true] - W[other]||_1`` while no pixel is clipped, which says
 in advance which examples any eps-bounded attack can flip.
 """
+
 from __future__ import annotations
 
 import pytest
@@ -93,9 +94,11 @@ def test_pgd_from_a_random_start_reaches_the_same_corner(labels):
 
 
 def every_attack(classifier, eps):
-    return [FGSM(classifier, eps=eps),
-            PGD(classifier, eps=eps, step_size=max(eps / 4, 0.01), steps=10, random_start=True),
-            PGD(classifier, eps=eps, step_size=0.05, steps=10, random_start=False)]
+    return [
+        FGSM(classifier, eps=eps),
+        PGD(classifier, eps=eps, step_size=max(eps / 4, 0.01), steps=10, random_start=True),
+        PGD(classifier, eps=eps, step_size=0.05, steps=10, random_start=False),
+    ]
 
 
 @pytest.mark.parametrize("images", [mid_range_images(), edge_images()], ids=["mid", "edges"])
@@ -111,16 +114,27 @@ def test_every_attack_stays_in_the_eps_ball_and_the_pixel_range(images, eps, lab
         assert adversarial.min() >= 0 and adversarial.max() <= 1, name
 
 
-@pytest.mark.parametrize("make", [
-    lambda c: FGSM(c, eps=-0.1),
-    lambda c: FGSM(c, eps=1.5),
-    lambda c: PGD(c, eps=-0.01),
-    lambda c: PGD(c, eps=2.0),
-    lambda c: PGD(c, steps=0),
-    lambda c: PGD(c, step_size=0.0),
-    lambda c: PGD(c, step_size=-0.01),
-], ids=["fgsm-eps-neg", "fgsm-eps-big", "pgd-eps-neg", "pgd-eps-big", "pgd-steps-0",
-        "pgd-step-0", "pgd-step-neg"])
+@pytest.mark.parametrize(
+    "make",
+    [
+        lambda c: FGSM(c, eps=-0.1),
+        lambda c: FGSM(c, eps=1.5),
+        lambda c: PGD(c, eps=-0.01),
+        lambda c: PGD(c, eps=2.0),
+        lambda c: PGD(c, steps=0),
+        lambda c: PGD(c, step_size=0.0),
+        lambda c: PGD(c, step_size=-0.01),
+    ],
+    ids=[
+        "fgsm-eps-neg",
+        "fgsm-eps-big",
+        "pgd-eps-neg",
+        "pgd-eps-big",
+        "pgd-steps-0",
+        "pgd-step-0",
+        "pgd-step-neg",
+    ],
+)
 def test_bad_arguments_raise_lie_ray_error(make):
     with pytest.raises(LieRayError):
         make(as_classifier(*linear_classifier()))
@@ -145,8 +159,9 @@ def test_pgd_returns_its_best_iterate_not_its_last():
     peak = images + 0.05  # half-way to the corner at eps 0.1
     labels = torch.zeros(N, dtype=torch.long)
     # Class 1's logit is the bump: the image is misclassified while the bump is above 0.
-    classifier = lambda x: torch.cat([torch.zeros(len(x), 1, dtype=x.dtype),
-                                      Bump.apply(x, peak)], 1)
+    classifier = lambda x: torch.cat(
+        [torch.zeros(len(x), 1, dtype=x.dtype), Bump.apply(x, peak)], 1
+    )
     attack = PGD(classifier, eps=0.1, step_size=0.01, steps=20, random_start=False)
     adversarial = attack(images, labels)
     last = images + 0.1  # where the surrogate's steps end: the corner, correctly classified
@@ -161,12 +176,17 @@ def test_restarts_find_a_narrow_region_that_one_random_start_misses():
     n = 4000
     images = torch.full((n, 1, 1, 1), 0.5, dtype=torch.float64)
     labels = torch.zeros(n, dtype=torch.long)
-    classifier = lambda x: torch.cat([0 * x.flatten(1),  # in the graph, zero gradient
-                                      torch.where(x.flatten(1) > 0.58, 1.0, -1.0)], 1)
+    classifier = lambda x: torch.cat(
+        [
+            0 * x.flatten(1),  # in the graph, zero gradient
+            torch.where(x.flatten(1) > 0.58, 1.0, -1.0),
+        ],
+        1,
+    )
     fooled = {}
     for restarts in (1, 20):
         torch.manual_seed(0)
         attack = PGD(classifier, eps=0.1, step_size=0.01, steps=1, restarts=restarts)
         fooled[restarts] = (classifier(attack(images, labels)).argmax(1) == 1).double().mean()
     assert abs(fooled[1] - 0.1) < 0.02
-    assert abs(fooled[20] - (1 - 0.9 ** 20)) < 0.02
+    assert abs(fooled[20] - (1 - 0.9**20)) < 0.02

@@ -3,6 +3,7 @@
 The oracle is full mode on the whole batch at once; the cascade runs on the same images split
 into two chunks, so the comparison also shows that an image's outcome does not depend on the
 batch it was attacked in (random starts and library attacks are seeded per image id)."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -15,9 +16,19 @@ from lie_ray.data.cifar import load_split
 from lie_ray.evaluation.actor import EvaluateShard
 from lie_ray.evaluation.settings import PAPER_READINGS, WORST_CASES, EvalSettings
 
-SETTINGS = EvalSettings(epsilons=(0.0, 2 / 255, 8 / 255), pgd_steps=3, pgd_restarts=2,
-                        eot_keys=1, square_queries=8, autoattack="light", autoattack_steps=2,
-                        attacker_images=16, pba_steps=8, sanity=False, torch_threads=1)
+SETTINGS = EvalSettings(
+    epsilons=(0.0, 2 / 255, 8 / 255),
+    pgd_steps=3,
+    pgd_restarts=2,
+    eot_keys=1,
+    square_queries=8,
+    autoattack="light",
+    autoattack_steps=2,
+    attacker_images=16,
+    pba_steps=8,
+    sanity=False,
+    torch_threads=1,
+)
 IMAGES = 40
 
 
@@ -33,11 +44,15 @@ def shard(learned, cifar_dir, mode: str) -> EvaluateShard:
 
 def evaluated(evaluator: EvaluateShard, scenario: str, cifar_dir, chunks: int) -> pd.DataFrame:
     test = load_split(cifar_dir, "test").head(IMAGES)
-    parts = [evaluator.evaluate(scenario, "test", test.images[rows], test.labels[rows],
-                                test.ids[rows])
-             for rows in np.array_split(np.arange(IMAGES), chunks)]
-    return pd.concat([pd.DataFrame(part) for part in parts]).set_index(
-        ["evaluation", "epsilon", "id"]).sort_index()
+    parts = [
+        evaluator.evaluate(scenario, "test", test.images[rows], test.labels[rows], test.ids[rows])
+        for rows in np.array_split(np.arange(IMAGES), chunks)
+    ]
+    return (
+        pd.concat([pd.DataFrame(part) for part in parts])
+        .set_index(["evaluation", "epsilon", "id"])
+        .sort_index()
+    )
 
 
 @pytest.mark.parametrize("scenario", ["Plain", "Encrypted"])
@@ -57,8 +72,9 @@ def test_the_cascades_worst_cases_are_full_modes_exactly(learned, cifar_dir, sce
     assert full[attacked & ~worst].attacked.all()
     assert cascade[attacked & ~worst].attacked.sum() < full[attacked & ~worst].attacked.sum()
     # Monotone in epsilon: broken at 2/255, broken at 8/255 with what broke it first.
-    small, large = (cascade.xs(("worst-case", e), level=("evaluation", "epsilon"))
-                    for e in (2 / 255, 8 / 255))
+    small, large = (
+        cascade.xs(("worst-case", e), level=("evaluation", "epsilon")) for e in (2 / 255, 8 / 255)
+    )
     assert (~small.correct <= ~large.correct).all()
     early = ~small.correct
     assert (large[early].broken_by == small[early].broken_by).all()
@@ -69,12 +85,17 @@ def test_pgds_random_start_belongs_to_the_image_not_the_batch(learned):
     defenders, batch = learned
     attack = PGD(defenders["Plain"].model, eps=0.03, step_size=0.01, steps=2, seed=7)
     together = attack(batch.images[:6], batch.labels[:6], ids=batch.ids[:6])
-    alone = torch.cat([attack(batch.images[i:i + 1], batch.labels[i:i + 1],
-                              ids=batch.ids[i:i + 1]) for i in (5, 2)])
+    alone = torch.cat(
+        [
+            attack(batch.images[i : i + 1], batch.labels[i : i + 1], ids=batch.ids[i : i + 1])
+            for i in (5, 2)
+        ]
+    )
     torch.testing.assert_close(alone, together[[5, 2]], rtol=0, atol=1e-6)
     other_seed = PGD(defenders["Plain"].model, eps=0.03, step_size=0.01, steps=2, seed=8)
-    assert not torch.equal(other_seed(batch.images[:6], batch.labels[:6], ids=batch.ids[:6]),
-                           together)
+    assert not torch.equal(
+        other_seed(batch.images[:6], batch.labels[:6], ids=batch.ids[:6]), together
+    )
 
 
 @pytest.mark.parametrize("attack", ["square", "autoattack"])
@@ -88,24 +109,28 @@ def test_a_library_attacks_outcome_on_an_image_is_the_same_in_any_batch(learned,
     plain = defenders["Plain"]
     module = PipelineModule(plain.model, plain.model)
     eps = 8 / 255
-    make = {"square": lambda: square(module, eps, 40, seed=5),
-            "autoattack": lambda: autoattack(module, eps, "light", 3, 40, seed=5)}[attack]
+    make = {
+        "square": lambda: square(module, eps, 40, seed=5),
+        "autoattack": lambda: autoattack(module, eps, "light", 3, 40, seed=5),
+    }[attack]
     images, labels = batch.images[:48], batch.labels[:48]
     together = make()(images, labels)
     with torch.no_grad():
         fooled = (plain.model(together).argmax(1) != labels) & (
-            plain.model(images).argmax(1) == labels)
+            plain.model(images).argmax(1) == labels
+        )
     # The rows the library returns moved are those it fooled; compare those and two others.
     rows = [*np.flatnonzero(fooled.numpy())[:5].tolist(), *np.flatnonzero(~fooled.numpy())[:2]]
     assert fooled.sum() >= 3
     among_few = make()(images[rows].contiguous(), labels[rows])
-    alone = torch.cat([make()(images[r:r + 1].contiguous(), labels[r:r + 1]) for r in rows])
+    alone = torch.cat([make()(images[r : r + 1].contiguous(), labels[r : r + 1]) for r in rows])
     torch.testing.assert_close(among_few, together[rows], rtol=0, atol=1e-6)
     torch.testing.assert_close(alone, together[rows], rtol=0, atol=1e-6)
     used = make()  # one attack object, called before: its runs are numbered from 0 again
     used(images[rows[2:]].contiguous(), labels[rows[2:]])
-    torch.testing.assert_close(used(images[rows].contiguous(), labels[rows]), together[rows],
-                               rtol=0, atol=1e-6)
+    torch.testing.assert_close(
+        used(images[rows].contiguous(), labels[rows]), together[rows], rtol=0, atol=1e-6
+    )
     moved = (together - images).abs().flatten(1).amax(1)
     assert (moved[fooled] > 0).all() and (moved <= eps + 1e-6).all()
 

@@ -1,4 +1,5 @@
 """The exact cipher: bit-exact vectors, round trips, both array kinds, clear errors."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -47,8 +48,12 @@ def test_matches_literal_reference_on_cifar(block_size, cifar_dir):
     cipher = from_permutation(key, block_size=block_size)
     encrypted = cipher.encrypt(images)
     for image, ciphertext in zip(images, encrypted):
-        np.testing.assert_array_equal(ciphertext, literal_encrypt_image(image, list(key), block_size))
-        np.testing.assert_array_equal(literal_decrypt_image(ciphertext, list(key), block_size), image)
+        np.testing.assert_array_equal(
+            ciphertext, literal_encrypt_image(image, list(key), block_size)
+        )
+        np.testing.assert_array_equal(
+            literal_decrypt_image(ciphertext, list(key), block_size), image
+        )
     assert not np.array_equal(encrypted, images)
 
 
@@ -57,8 +62,9 @@ def test_numpy_round_trip_is_exact(block_size):
     images = np.random.default_rng(2).integers(0, 256, (5, 32, 32, 3), dtype=np.uint8)
     cipher = from_permutation(random_key(block_size, 3), block_size=block_size)
     np.testing.assert_array_equal(cipher.decrypt(cipher.encrypt(images)), images)
-    np.testing.assert_array_equal(reference_decrypt(cipher.encrypt(images), cipher.perm, block_size),
-                                  images)
+    np.testing.assert_array_equal(
+        reference_decrypt(cipher.encrypt(images), cipher.perm, block_size), images
+    )
 
 
 def test_torch_paths_match_numpy_and_round_trip():
@@ -82,8 +88,9 @@ def test_single_images_without_batch_axis():
     cipher = from_permutation(random_key(4, 7), block_size=4)
     assert cipher.encrypt(image).shape == (32, 32, 3)
     chw = torch.from_numpy(image).permute(2, 0, 1)
-    np.testing.assert_array_equal(cipher.encrypt(chw).permute(1, 2, 0).numpy(),
-                                  cipher.encrypt(image))
+    np.testing.assert_array_equal(
+        cipher.encrypt(chw).permute(1, 2, 0).numpy(), cipher.encrypt(image)
+    )
 
 
 def test_gpu_kernel_matches_numpy_kernel_on_cpu():
@@ -91,8 +98,10 @@ def test_gpu_kernel_matches_numpy_kernel_on_cpu():
     cipher = from_permutation(random_key(4, 8), block_size=4)
     flat = np.random.default_rng(9).integers(0, 256, (4, 3 * 32 * 32), dtype=np.uint8)
     tables = device_tables(cipher, "encrypt", 32, 32, torch.device("cpu"))
-    np.testing.assert_array_equal(gather_bytes_torch(torch.from_numpy(flat), tables).numpy(),
-                                  gather_bytes_numpy(flat, cipher.tables("encrypt", 32, 32, "chw")))
+    np.testing.assert_array_equal(
+        gather_bytes_torch(torch.from_numpy(flat), tables).numpy(),
+        gather_bytes_numpy(flat, cipher.tables("encrypt", 32, 32, "chw")),
+    )
 
 
 def test_different_keys_give_different_ciphertexts():
@@ -108,11 +117,14 @@ def test_block_size_must_divide_the_image():
         cipher.encrypt(np.zeros((1, 32, 32, 3), dtype=np.uint8))
 
 
-@pytest.mark.parametrize("perm, message", [
-    (list(range(95)), "needs a permutation of 0..95"),
-    ([0] * 96, "not a permutation"),
-    (list(range(1, 97)), "not a permutation"),
-])
+@pytest.mark.parametrize(
+    "perm, message",
+    [
+        (list(range(95)), "needs a permutation of 0..95"),
+        ([0] * 96, "not a permutation"),
+        (list(range(1, 97)), "not a permutation"),
+    ],
+)
 def test_invalid_permutations_are_rejected(perm, message):
     with pytest.raises(LieRayError, match=message):
         from_permutation(perm, block_size=4)
@@ -146,8 +158,12 @@ def test_repr_shows_fingerprint_not_key():
 def test_cpu_and_gpu_quantisation_agree_and_round_half_up():
     from lie_ray.transforms.quantise import levels_numpy, levels_torch
 
-    values = torch.cat([torch.rand(10_000, dtype=torch.float64),
-                        (torch.arange(255, dtype=torch.float64) + 0.5) / 255,  # exact halves
-                        torch.arange(256, dtype=torch.float64) / 255])
+    values = torch.cat(
+        [
+            torch.rand(10_000, dtype=torch.float64),
+            (torch.arange(255, dtype=torch.float64) + 0.5) / 255,  # exact halves
+            torch.arange(256, dtype=torch.float64) / 255,
+        ]
+    )
     assert torch.equal(levels_numpy(values), levels_torch(values))
     assert levels_numpy(torch.tensor([0.5 / 255, 55 / 255, 1.0])).tolist() == [1, 55, 255]

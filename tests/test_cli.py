@@ -1,4 +1,5 @@
 """The lie-ray command line: keygen, key-info, encrypt, and its one-line errors."""
+
 from __future__ import annotations
 
 import json
@@ -53,11 +54,23 @@ def test_keygen_writes_a_private_key_and_prints_its_fingerprint(key_path):
 
 
 @pytest.mark.parametrize("policy", ["fixed", "id-group"])
-def test_encrypt_writes_shards_that_decrypt_to_the_originals(ray_cluster, cifar_dir, tmp_path,
-                                                             key_path, policy):
+def test_encrypt_writes_shards_that_decrypt_to_the_originals(
+    ray_cluster, cifar_dir, tmp_path, key_path, policy
+):
     out, preview = tmp_path / "encrypted", tmp_path / "preview.png"
-    result = invoke("encrypt", "--data", cifar_dir, "--key", key_path, "--policy", policy,
-                    "--out", out, "--preview", preview)
+    result = invoke(
+        "encrypt",
+        "--data",
+        cifar_dir,
+        "--key",
+        key_path,
+        "--policy",
+        policy,
+        "--out",
+        out,
+        "--preview",
+        preview,
+    )
     assert result.exit_code == 0, result.output
     key = load_key(key_path)
     manifest = json.loads((out / "manifest.json").read_text())
@@ -92,20 +105,36 @@ def test_missing_data_directory_fails_cleanly(tmp_path, key_path):
 
 def test_unknown_policy_and_exposed_key_fail_cleanly(tmp_path, key_path, cifar_dir):
     out = tmp_path / "out"
-    assert_one_line_error(invoke("encrypt", "--data", cifar_dir, "--key", key_path,
-                                 "--policy", "per-epoch", "--out", out), "unknown key policy")
+    assert_one_line_error(
+        invoke(
+            "encrypt", "--data", cifar_dir, "--key", key_path, "--policy", "per-epoch", "--out", out
+        ),
+        "unknown key policy",
+    )
     os.chmod(key_path, 0o644)
-    assert_one_line_error(invoke("encrypt", "--data", cifar_dir, "--key", key_path, "--out", out),
-                          "readable by group or others", "chmod 600")
+    assert_one_line_error(
+        invoke("encrypt", "--data", cifar_dir, "--key", key_path, "--out", out),
+        "readable by group or others",
+        "chmod 600",
+    )
     assert not out.exists()
 
 
 def test_console_script_help_and_error_exit_code(tmp_path):
     # The installed entry point, as a user runs it: help works, a bad key file exits 2.
-    help_text = subprocess.run([sys.executable, "-m", "lie_ray", "encrypt", "--help"],
-                               capture_output=True, text=True, check=True).stdout
+    help_text = subprocess.run(
+        [sys.executable, "-m", "lie_ray", "encrypt", "--help"],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
     assert "--policy" in help_text and "--preview" in help_text
-    missing = subprocess.run([sys.executable, "-m", "lie_ray", "key-info", tmp_path / "none.json"],
-                             capture_output=True, text=True)
+    missing = subprocess.run(
+        [sys.executable, "-m", "lie_ray", "key-info", tmp_path / "none.json"],
+        capture_output=True,
+        text=True,
+    )
     assert missing.returncode == 2
-    assert missing.stderr.strip().startswith("error: key file") and "Traceback" not in missing.stderr
+    assert (
+        missing.stderr.strip().startswith("error: key file") and "Traceback" not in missing.stderr
+    )

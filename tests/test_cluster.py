@@ -8,6 +8,7 @@
 - the job scripts parse, fail without RAY_ADDRESS, and submit the commands we mean;
 - the runtime env leaves keys, venvs and results out of the upload, by Ray's own matcher.
 """
+
 from __future__ import annotations
 
 import copy
@@ -52,8 +53,11 @@ def ray_checks(config: dict) -> dict:
 
 
 def all_setup_commands(config: dict) -> str:
-    return "\n".join(config.get("setup_commands", []) + config.get("head_setup_commands", [])
-                     + config.get("worker_setup_commands", []))
+    return "\n".join(
+        config.get("setup_commands", [])
+        + config.get("head_setup_commands", [])
+        + config.get("worker_setup_commands", [])
+    )
 
 
 def base_version(dist: str) -> str:
@@ -73,8 +77,11 @@ def schema() -> dict:
 def head_and_gpu_workers(config: dict) -> tuple[dict, list[dict]]:
     types = config["available_node_types"]
     head = types[config["head_node_type"]]
-    workers = [t for name, t in types.items()
-               if name != config["head_node_type"] and t.get("resources", {}).get("GPU", 0) > 0]
+    workers = [
+        t
+        for name, t in types.items()
+        if name != config["head_node_type"] and t.get("resources", {}).get("GPU", 0) > 0
+    ]
     return head, workers
 
 
@@ -92,20 +99,35 @@ def test_cluster_yaml_passes_rays_own_checks(cluster):
     assert prepared["provider"]["cache_stopped_nodes"] is False
     assert prepared["cluster_name"] == "lie-ray"
     # merge_setup_commands: every node type ends up running the common setup first
-    assert prepared["worker_setup_commands"][:len(cluster["setup_commands"])] == \
-        cluster["setup_commands"]
+    assert (
+        prepared["worker_setup_commands"][: len(cluster["setup_commands"])]
+        == cluster["setup_commands"]
+    )
 
 
-@pytest.mark.parametrize("breakage, error", [
-    (lambda c: c.update(storage="s3://bucket/lie_ray"), jsonschema.ValidationError),
-    (lambda c: c["available_node_types"]["ray.worker.gpu"]["resources"].update(GPU=0.5),
-     jsonschema.ValidationError),
-    (lambda c: c["available_node_types"]["ray.worker.gpu"].update(gpus=1),
-     jsonschema.ValidationError),
-    (lambda c: c.update(head_node_type="ray.head.missing"), ValueError),
-    (lambda c: c["available_node_types"]["ray.worker.gpu"].update(min_workers=9), ValueError),
-], ids=["unknown-top-level-key", "fractional-resource", "unknown-node-type-key",
-        "head-type-not-defined", "min-workers-above-max"])
+@pytest.mark.parametrize(
+    "breakage, error",
+    [
+        (lambda c: c.update(storage="s3://bucket/lie_ray"), jsonschema.ValidationError),
+        (
+            lambda c: c["available_node_types"]["ray.worker.gpu"]["resources"].update(GPU=0.5),
+            jsonschema.ValidationError,
+        ),
+        (
+            lambda c: c["available_node_types"]["ray.worker.gpu"].update(gpus=1),
+            jsonschema.ValidationError,
+        ),
+        (lambda c: c.update(head_node_type="ray.head.missing"), ValueError),
+        (lambda c: c["available_node_types"]["ray.worker.gpu"].update(min_workers=9), ValueError),
+    ],
+    ids=[
+        "unknown-top-level-key",
+        "fractional-resource",
+        "unknown-node-type-key",
+        "head-type-not-defined",
+        "min-workers-above-max",
+    ],
+)
 def test_broken_copies_are_rejected(cluster, schema, breakage, error):
     broken = copy.deepcopy(cluster)
     breakage(broken)
@@ -177,8 +199,11 @@ def test_file_mounts_ship_the_package_but_never_keys(cluster):
         assert not {"keys", "runs", ".venv", ".git"} & set(source.relative_to(REPO).parts)
         assert remote.startswith("/home/ubuntu/lie_ray/")
     # pip install -e needs the package, pyproject.toml and the README pyproject names
-    assert {Path(local).name for local in mounts.values()} >= {"lie_ray", "pyproject.toml",
-                                                               "README.md"}
+    assert {Path(local).name for local in mounts.values()} >= {
+        "lie_ray",
+        "pyproject.toml",
+        "README.md",
+    }
     # the key path every job passes must be what the head syncs to the workers
     assert "/home/ubuntu/lie_ray_keys" in cluster["cluster_synced_files"]
 
@@ -209,12 +234,21 @@ def run_script(script: Path, tmp_path: Path, env: dict[str, str], *args: str):
     stub = stub_dir / "ray"
     stub.write_text(f'#!/usr/bin/env bash\nprintf "%s\\n" "$@" > "{record}"\n')
     stub.chmod(0o755)
-    clean = {k: v for k, v in os.environ.items()
-             if k not in ("RAY_ADDRESS", "STORAGE", "OUT", "DATA", "KEY", "RUNS", "PRESET",
-                          "SUBMISSION_ID")}
+    clean = {
+        k: v
+        for k, v in os.environ.items()
+        if k
+        not in ("RAY_ADDRESS", "STORAGE", "OUT", "DATA", "KEY", "RUNS", "PRESET", "SUBMISSION_ID")
+    }
     clean["PATH"] = f"{stub_dir}{os.pathsep}{clean['PATH']}"
-    result = subprocess.run(["bash", str(script), *args], env={**clean, **env}, cwd=tmp_path,
-                            capture_output=True, text=True, timeout=10)
+    result = subprocess.run(
+        ["bash", str(script), *args],
+        env={**clean, **env},
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=10,
+    )
     argv = record.read_text().splitlines() if record.exists() else None
     return result, argv
 
@@ -222,7 +256,7 @@ def run_script(script: Path, tmp_path: Path, env: dict[str, str], *args: str):
 def split_submit(argv: list[str]) -> tuple[list[str], list[str]]:
     assert argv[:2] == ["job", "submit"]
     cut = argv.index("--")
-    return argv[2:cut], argv[cut + 1:]
+    return argv[2:cut], argv[cut + 1 :]
 
 
 @pytest.mark.parametrize("script", SCRIPTS, ids=lambda p: p.name)
@@ -233,8 +267,9 @@ def test_job_script_needs_ray_address(script, tmp_path):
 
 
 def test_smoke_script_submits_the_smoke_sweep(tmp_path):
-    result, argv = run_script(JOBS / "smoke.sh", tmp_path,
-                              {"RAY_ADDRESS": "http://127.0.0.1:8265"}, "--resume")
+    result, argv = run_script(
+        JOBS / "smoke.sh", tmp_path, {"RAY_ADDRESS": "http://127.0.0.1:8265"}, "--resume"
+    )
     assert result.returncode == 0, result.stderr
     options, entry = split_submit(argv)
     assert options == ["--runtime-env", "jobs/runtime_env.yaml"]
@@ -263,8 +298,9 @@ def test_paper_script_submits_on_gpus_with_shared_storage(tmp_path):
 
 
 def test_evaluate_script_submits_lie_ray_evaluate(tmp_path):
-    result, argv = run_script(JOBS / "evaluate.sh", tmp_path,
-                              {"RAY_ADDRESS": "http://127.0.0.1:8265", "RUNS": "/r"})
+    result, argv = run_script(
+        JOBS / "evaluate.sh", tmp_path, {"RAY_ADDRESS": "http://127.0.0.1:8265", "RUNS": "/r"}
+    )
     assert result.returncode == 0, result.stderr
     _, entry = split_submit(argv)
     assert entry[:6] == ["python", "-m", "lie_ray", "evaluate", "--preset", "paper"]
@@ -306,20 +342,34 @@ def test_runtime_env_excludes_keep_secrets_and_bulk_out(runtime_env, tmp_path):
     tree = tmp_path / "checkout"
     files = {
         # uploaded
-        "pyproject.toml", "lie_ray/__init__.py", "lie_ray/keys.py", "lie_ray/data/cifar.py",
+        "pyproject.toml",
+        "lie_ray/__init__.py",
+        "lie_ray/keys.py",
+        "lie_ray/data/cifar.py",
         "jobs/smoke.sh",
         # never uploaded
-        "keys/master.json", "runs/sweep/keys/master.json", "runs/sweep/results.parquet",
-        "elsewhere/deploy.key", ".venv/lib/site.py", ".git/config", "out/model.pt",
-        "lie_ray/__pycache__/x.pyc", "table.parquet",
+        "keys/master.json",
+        "runs/sweep/keys/master.json",
+        "runs/sweep/results.parquet",
+        "elsewhere/deploy.key",
+        ".venv/lib/site.py",
+        ".git/config",
+        "out/model.pt",
+        "lie_ray/__pycache__/x.pyc",
+        "table.parquet",
     }
     for name in files:
         (tree / name).parent.mkdir(parents=True, exist_ok=True)
         (tree / name).write_text("x")
     # without .gitignore's help: the excludes alone must keep secrets out
     entries = package(tree, runtime_env["excludes"], tmp_path / "pkg.zip", False)
-    assert entries == {"pyproject.toml", "lie_ray/__init__.py", "lie_ray/keys.py",
-                       "lie_ray/data/cifar.py", "jobs/smoke.sh"}
+    assert entries == {
+        "pyproject.toml",
+        "lie_ray/__init__.py",
+        "lie_ray/keys.py",
+        "lie_ray/data/cifar.py",
+        "jobs/smoke.sh",
+    }
 
 
 def test_runtime_env_upload_of_this_checkout_is_small_and_keyless(runtime_env, tmp_path):
@@ -327,8 +377,12 @@ def test_runtime_env_upload_of_this_checkout_is_small_and_keyless(runtime_env, t
 
     entries = package(REPO, runtime_env["excludes"], tmp_path / "repo.zip", True)
     assert "lie_ray/__init__.py" in entries and "jobs/runtime_env.yaml" in entries
-    bad = [e for e in entries
-           if re.match(r"(keys|runs|out|\.venv|\.git)/", e) or "/keys/" in e
-           or e.endswith((".parquet", ".key", ".pt"))]
+    bad = [
+        e
+        for e in entries
+        if re.match(r"(keys|runs|out|\.venv|\.git)/", e)
+        or "/keys/" in e
+        or e.endswith((".parquet", ".key", ".pt"))
+    ]
     assert not bad, bad
     assert (tmp_path / "repo.zip").stat().st_size < GCS_STORAGE_MAX_SIZE // 8

@@ -4,6 +4,7 @@ slice of the real CIFAR-10 subset; then what it printed and wrote is checked. On
 user would go: keygen, key-info, encrypt, train, evaluate, report, privacy. (``sweep`` runs
 end to end in ``test_signals.py``, interrupted and resumed, and under ``ray job submit`` in
 ``test_sweep.py``.)"""
+
 from __future__ import annotations
 
 import json
@@ -27,16 +28,53 @@ LIE_RAY = str(Path(sys.executable).with_name("lie-ray"))  # the console script p
 COMMANDS = ("keygen", "key-info", "encrypt", "train", "evaluate", "sweep", "privacy", "report")
 # The user's environment: no RAY_ADDRESS, so every command starts its own embedded Ray.
 USER_ENV = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"} | {"PYTHONUNBUFFERED": "1"}
-TRAIN = ["--preset", "smoke", "--scenarios", "Plain,Encrypted-DK", "--epochs", "1",
-         "--train-limit", "128", "--test-limit", "64", "--width", "4", "--key-batch-size", "32"]
-EVALUATE = ["--preset", "smoke", "--eval-limit", "64", "--epsilons", "0,0.1",
-            "--eval-pgd-steps", "2", "--eot-keys", "1", "--square-queries", "4", "--pba-steps", "8",
-            "--attacker-images", "32", "--actors", "1"]
+TRAIN = [
+    "--preset",
+    "smoke",
+    "--scenarios",
+    "Plain,Encrypted-DK",
+    "--epochs",
+    "1",
+    "--train-limit",
+    "128",
+    "--test-limit",
+    "64",
+    "--width",
+    "4",
+    "--key-batch-size",
+    "32",
+]
+EVALUATE = [
+    "--preset",
+    "smoke",
+    "--eval-limit",
+    "64",
+    "--epsilons",
+    "0,0.1",
+    "--eval-pgd-steps",
+    "2",
+    "--eot-keys",
+    "1",
+    "--square-queries",
+    "4",
+    "--pba-steps",
+    "8",
+    "--attacker-images",
+    "32",
+    "--actors",
+    "1",
+]
 
 
 def run(*args, cwd: Path = REPO_ROOT, timeout: int = 900) -> subprocess.CompletedProcess:
-    done = subprocess.run([LIE_RAY, *map(str, args)], cwd=cwd, env=USER_ENV,
-                          capture_output=True, text=True, timeout=timeout)
+    done = subprocess.run(
+        [LIE_RAY, *map(str, args)],
+        cwd=cwd,
+        env=USER_ENV,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
     assert done.returncode == 0, (done.stdout + done.stderr)[-4000:]
     return done
 
@@ -46,20 +84,59 @@ def chain(tmp_path_factory, cifar_dir):
     """The commands one after another, each reading what the one before wrote."""
     home = tmp_path_factory.mktemp("user")
     key = home / "keys" / "master.json"
-    printed = {"keygen": run("keygen", "--out", key).stdout,
-               "key-info": run("key-info", key).stdout}
-    printed["encrypt"] = run("encrypt", "--data", cifar_dir, "--key", key, "--policy", "id-group",
-                             "--key-batch-size", "32", "--limit", "64", "--actors", "1",
-                             "--out", home / "enc", "--preview", home / "enc" / "preview.png"
-                             ).stdout
-    printed["train"] = run("train", "--data", cifar_dir, "--key", key, "--out", home / "train",
-                           *TRAIN).stdout
-    printed["evaluate"] = run("evaluate", "--data", cifar_dir, "--key", key, "--runs",
-                              home / "train", "--out", home / "eval", *EVALUATE).stdout
+    printed = {
+        "keygen": run("keygen", "--out", key).stdout,
+        "key-info": run("key-info", key).stdout,
+    }
+    printed["encrypt"] = run(
+        "encrypt",
+        "--data",
+        cifar_dir,
+        "--key",
+        key,
+        "--policy",
+        "id-group",
+        "--key-batch-size",
+        "32",
+        "--limit",
+        "64",
+        "--actors",
+        "1",
+        "--out",
+        home / "enc",
+        "--preview",
+        home / "enc" / "preview.png",
+    ).stdout
+    printed["train"] = run(
+        "train", "--data", cifar_dir, "--key", key, "--out", home / "train", *TRAIN
+    ).stdout
+    printed["evaluate"] = run(
+        "evaluate",
+        "--data",
+        cifar_dir,
+        "--key",
+        key,
+        "--runs",
+        home / "train",
+        "--out",
+        home / "eval",
+        *EVALUATE,
+    ).stdout
     (home / "eval" / "report.md").unlink()
     printed["report"] = run("report", "--results", home / "eval").stdout
-    printed["privacy"] = run("privacy", "--preset", "smoke", "--data", cifar_dir, "--key", key,
-                             "--out", home / "privacy", "--transforms", "le,shuffle").stdout
+    printed["privacy"] = run(
+        "privacy",
+        "--preset",
+        "smoke",
+        "--data",
+        cifar_dir,
+        "--key",
+        key,
+        "--out",
+        home / "privacy",
+        "--transforms",
+        "le,shuffle",
+    ).stdout
     return {"home": home, "key": key, "printed": printed}
 
 
@@ -69,19 +146,31 @@ def test_help_of_the_app_and_of_every_command():
         assert re.search(rf"^\W*{command}\s", top, re.M), top
         text = run(command, "--help").stdout
         assert text.split()[:3] == ["Usage:", "lie-ray", command] and "--help" in text
-    sweep = subprocess.run([sys.executable, "-m", "lie_ray.sweep", "--help"], cwd=REPO_ROOT,
-                           env=USER_ENV, capture_output=True, text=True, timeout=120)
-    assert sweep.returncode == 0 and sweep.stdout.split()[:4] == ["Usage:", "python", "-m",
-                                                                  "lie_ray.sweep"]
+    sweep = subprocess.run(
+        [sys.executable, "-m", "lie_ray.sweep", "--help"],
+        cwd=REPO_ROOT,
+        env=USER_ENV,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert sweep.returncode == 0 and sweep.stdout.split()[:4] == [
+        "Usage:",
+        "python",
+        "-m",
+        "lie_ray.sweep",
+    ]
 
 
 def test_keygen_and_key_info(chain):
     key = load_key(chain["key"])
     assert chain["key"].stat().st_mode & 0o777 == 0o600
-    assert chain["printed"]["keygen"] == (f"wrote {chain['key']} (block size 4, fingerprint "
-                                          f"{key.fingerprint})\n")
-    assert chain["printed"]["key-info"] == (f"{chain['key']}: master key, block size 4, "
-                                            f"fingerprint {key.fingerprint}\n")
+    assert chain["printed"]["keygen"] == (
+        f"wrote {chain['key']} (block size 4, fingerprint {key.fingerprint})\n"
+    )
+    assert chain["printed"]["key-info"] == (
+        f"{chain['key']}: master key, block size 4, fingerprint {key.fingerprint}\n"
+    )
 
 
 def test_encrypt(chain):
@@ -102,8 +191,7 @@ def test_train_writes_the_run_record_everywhere(chain, cifar_dir):
     record = json.loads(rows["Encrypted-DK"]["record"])
     assert record["scenario"]["key_policy"] == "per-minibatch"
     assert record["scenario"]["key_batch_size"] == 32  # the user's, not the default 128
-    assert record["scenario"]["transform"] == {"name": "le", "block_size": 4,
-                                               "variant": "paper"}
+    assert record["scenario"]["transform"] == {"name": "le", "block_size": 4, "variant": "paper"}
     assert record["key_fingerprint"] == load_key(chain["key"]).fingerprint
     assert record["settings"]["train_limit"] == 128 and record["settings"]["width"] == 4
     assert set(record["data"]["files"]) >= {"test_batch", "data_batch_1"}
@@ -124,8 +212,9 @@ def test_evaluate_rebuilds_the_defender_from_the_record(chain):
     assert record["training"]["Encrypted-DK"]["scenario"]["key_batch_size"] == 32
     # The evaluation's clean test error is training's own on the same 64 images: only the
     # same test keys (a group of 32 ids each, not 128) give the same encrypted images.
-    trained = {r["scenario"]: r for r in pq.read_table(home / "train" / "training.parquet")
-               .to_pylist()}
+    trained = {
+        r["scenario"]: r for r in pq.read_table(home / "train" / "training.parquet").to_pylist()
+    }
     clean = {r["scenario"]: r for r in results.to_pylist() if r["evaluation"] == "test"}
     for name in ("Plain", "Encrypted-DK"):
         assert clean[name]["n"] == 64 and trained[name]["test_images"] == 64
@@ -188,16 +277,24 @@ def test_readme_python_examples_run_as_written(cifar_dir, tmp_path, smoke_sweep)
         "x = images_uint8_nhwc\n"
         "x_float = torch.from_numpy(x).permute(0, 3, 1, 2).float() / 255\n"
         "perm = np.random.default_rng(0).permutation(96)\n"  # LE's 4x4 nibble key
-        "flip = np.random.default_rng(1).permutation(48) > 24\n")
+        "flip = np.random.default_rng(1).permutation(48) > 24\n"
+    )
     blocks = readme_blocks("python")
     assert len(blocks) >= 2
     for block in blocks:
         # The README's Python uses `x` for bytes and for floats; its cipher_with_grad line
         # takes floats.
-        script = prelude + block.replace("cipher_with_grad(reference, x,",
-                                         "cipher_with_grad(reference, x_float,")
-        done = subprocess.run([sys.executable, "-c", script], cwd=tmp_path, env=USER_ENV,
-                              capture_output=True, text=True, timeout=300)
+        script = prelude + block.replace(
+            "cipher_with_grad(reference, x,", "cipher_with_grad(reference, x_float,"
+        )
+        done = subprocess.run(
+            [sys.executable, "-c", script],
+            cwd=tmp_path,
+            env=USER_ENV,
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
         assert done.returncode == 0, block + done.stderr[-3000:]
     assert load_split(cifar_dir, "test", limit=1).images.dtype == np.uint8
 

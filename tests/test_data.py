@@ -1,4 +1,5 @@
 """CIFAR-10 loading from the real subset, clear errors on bad directories, Parquet shards."""
+
 from __future__ import annotations
 
 import pickle
@@ -44,8 +45,8 @@ def test_limit_reads_only_the_files_holding_the_rows(cifar_dir, data_copy):
         (data_copy / name).unlink()
     first = 1102  # images in the real subset's data_batch_1
     part = load_split(data_copy, "train", limit=first + 300)  # spans data_batch_1 and _2
-    np.testing.assert_array_equal(part.images, full.images[:first + 300])
-    np.testing.assert_array_equal(part.labels, full.labels[:first + 300])
+    np.testing.assert_array_equal(part.images, full.images[: first + 300])
+    np.testing.assert_array_equal(part.labels, full.labels[: first + 300])
     assert part.images.flags.c_contiguous and part.images.base is None  # owns just its rows
     test = load_split(cifar_dir, "test", limit=5)
     np.testing.assert_array_equal(test.images, load_split(cifar_dir, "test").images[:5])
@@ -74,10 +75,13 @@ def test_corrupt_batch_file(data_copy, damage):
         load_split(data_copy, "test")
 
 
-@pytest.mark.parametrize("data, message", [
-    (np.zeros((4, 100), dtype=np.uint8), "shape \\(4, 100\\)"),
-    (np.zeros((4, 3072), dtype=np.float32), "dtype float32"),
-])
+@pytest.mark.parametrize(
+    "data, message",
+    [
+        (np.zeros((4, 100), dtype=np.uint8), "shape \\(4, 100\\)"),
+        (np.zeros((4, 3072), dtype=np.float32), "dtype float32"),
+    ],
+)
 def test_wrong_image_shape_or_dtype(data_copy, data, message):
     with open(data_copy / "test_batch", "wb") as handle:
         pickle.dump({"data": data, "labels": [0] * len(data)}, handle)

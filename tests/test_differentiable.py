@@ -1,4 +1,5 @@
 """The cipher inside autograd: true forward always, the chosen backward."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -43,8 +44,11 @@ def test_plain_autograd_gradient_is_zero(cipher, images):
 @pytest.mark.parametrize("mode", ["bpda-high", "bpda-both"])
 def test_surrogate_equals_true_cipher_at_anchor(cipher, images, mode):
     anchor = images.detach()
-    np.testing.assert_allclose(smooth_surrogate(cipher, anchor, anchor, mode).numpy(),
-                               cipher.encrypt(anchor).numpy(), atol=1e-12)
+    np.testing.assert_allclose(
+        smooth_surrogate(cipher, anchor, anchor, mode).numpy(),
+        cipher.encrypt(anchor).numpy(),
+        atol=1e-12,
+    )
 
 
 @pytest.mark.parametrize("mode", ["bpda-high", "bpda-both"])
@@ -52,9 +56,12 @@ def test_bpda_jacobian_matches_finite_differences_of_surrogate(cipher, images, m
     anchor = images.detach()
     out = cipher_with_grad(cipher, images, backward=mode)
     n_out, n_in = out.numel(), images.numel()
-    backward_jacobian = torch.stack([
-        torch.autograd.grad(out.reshape(-1)[k], images, retain_graph=True)[0].reshape(-1)
-        for k in range(n_out)])
+    backward_jacobian = torch.stack(
+        [
+            torch.autograd.grad(out.reshape(-1)[k], images, retain_graph=True)[0].reshape(-1)
+            for k in range(n_out)
+        ]
+    )
 
     step = 1e-4
     fd_jacobian = torch.empty(n_out, n_in, dtype=torch.float64)
@@ -73,8 +80,9 @@ def test_bpda_jacobian_matches_finite_differences_of_surrogate(cipher, images, m
 
 
 def test_surrogates_differ_and_are_nonzero(cipher, images):
-    weights = torch.randn(images.shape, dtype=torch.float64,
-                          generator=torch.Generator().manual_seed(2))
+    weights = torch.randn(
+        images.shape, dtype=torch.float64, generator=torch.Generator().manual_seed(2)
+    )
     grads = {}
     for mode in ("bpda-high", "bpda-both"):
         out = cipher_with_grad(cipher, images, backward=mode)

@@ -1,5 +1,6 @@
 """--estimate: its pass counts against the passes the attacks really make, and the commands
 printing a table without running anything."""
+
 from __future__ import annotations
 
 import dataclasses
@@ -22,9 +23,18 @@ from lie_ray.keys.policies import FixedPolicy
 from lie_ray.models import build_model
 from lie_ray.transforms import TransformSpec
 
-SETTINGS = EvalSettings(epsilons=(0.0, 0.1), pgd_steps=3, pgd_restarts=2, eot_keys=2,
-                        square_queries=6, autoattack="light", autoattack_steps=2,
-                        attacker_images=8, pba_steps=4, sanity=False)
+SETTINGS = EvalSettings(
+    epsilons=(0.0, 0.1),
+    pgd_steps=3,
+    pgd_restarts=2,
+    eot_keys=2,
+    square_queries=6,
+    autoattack="light",
+    autoattack_steps=2,
+    attacker_images=8,
+    pba_steps=4,
+    sanity=False,
+)
 LIE_RAY = str(Path(sys.executable).with_name("lie-ray"))
 LIBRARY = ("gradient-free", "autoattack")  # they stop where an image is fooled: at most
 
@@ -57,16 +67,18 @@ def pipeline(cifar_dir):
         for parameter in network.parameters():
             parameter.requires_grad_(False)
     defender = Defender(encrypted, TransformSpec().keyed(key), FixedPolicy())
-    shard = EvaluateShard({}, None, SETTINGS, None,
-                          load_split(cifar_dir, "train").images[:SETTINGS.attacker_images])
+    shard = EvaluateShard(
+        {}, None, SETTINGS, None, load_split(cifar_dir, "train").images[: SETTINGS.attacker_images]
+    )
     context = {**shard.keyless_knowledge(defender), "plain_model": plain}
     test = load_split(cifar_dir, "test").head(3)
     images = torch.from_numpy(test.images).permute(0, 3, 1, 2).float().contiguous() / 255
     return defender, context, Batch(images, torch.from_numpy(test.labels).long(), test.ids)
 
 
-@pytest.mark.parametrize("name", evaluations(encrypted=True, has_plain_model=True,
-                                             key_recoverable=True))
+@pytest.mark.parametrize(
+    "name", evaluations(encrypted=True, has_plain_model=True, key_recoverable=True)
+)
 def test_each_evaluations_counted_passes_are_the_ones_it_makes(pipeline, name):
     defender, context, batch = pipeline
     networks = (defender.model, context["plain_model"])
@@ -74,16 +86,19 @@ def test_each_evaluations_counted_passes_are_the_ones_it_makes(pipeline, name):
         network.gradient = network.forward_only = 0
     done = {}
     if name == "bpda":  # bpda reuses bpda-identity's run, as in the evaluation
-        done["bpda-identity"] = PROTOCOLS["bpda-identity"](defender, batch, 0.1, SETTINGS,
-                                                           context)
+        done["bpda-identity"] = PROTOCOLS["bpda-identity"](defender, batch, 0.1, SETTINGS, context)
         for network in networks:
             network.gradient = network.forward_only = 0
     PROTOCOLS[name](defender, batch, 0.1, SETTINGS, {**context, "done": done})
-    made = {"gradient": sum(n.gradient for n in networks) / len(batch.ids),
-            "forward": sum(n.forward_only for n in networks) / len(batch.ids)}
+    made = {
+        "gradient": sum(n.gradient for n in networks) / len(batch.ids),
+        "forward": sum(n.forward_only for n in networks) / len(batch.ids),
+    }
     counted = attack_passes(name, SETTINGS).counts
-    estimate = {"gradient": counted["attack"] + counted["attack_single"],
-                "forward": counted["forward"] + counted["forward_single"]}
+    estimate = {
+        "gradient": counted["attack"] + counted["attack_single"],
+        "forward": counted["forward"] + counted["forward_single"],
+    }
     if name in LIBRARY:  # torchattacks also scores with autograd on: passes in all
         assert sum(made.values()) <= sum(estimate.values()), (made, estimate)
     else:
@@ -93,13 +108,30 @@ def test_each_evaluations_counted_passes_are_the_ones_it_makes(pipeline, name):
 def test_estimate_prints_a_table_and_writes_nothing(cifar_dir, tmp_path):
     out = tmp_path / "never"
     result = subprocess.run(
-        [LIE_RAY, "sweep", "--preset", "smoke", "--estimate", "--data", str(cifar_dir),
-         "--out", str(out)], cwd=tmp_path, env=os.environ, capture_output=True, text=True,
-        timeout=300)
+        [
+            LIE_RAY,
+            "sweep",
+            "--preset",
+            "smoke",
+            "--estimate",
+            "--data",
+            str(cifar_dir),
+            "--out",
+            str(out),
+        ],
+        cwd=tmp_path,
+        env=os.environ,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert result.returncode == 0, result.stderr[-2000:]
-    rows = {m.group(1): (float(m.group(2)), float(m.group(3))) for m in re.finditer(
-        r"^(training|evaluation \(full\)|total)\s+([\d.e+]+)\s+([\d.]+)\s", result.stdout,
-        re.M)}
+    rows = {
+        m.group(1): (float(m.group(2)), float(m.group(3)))
+        for m in re.finditer(
+            r"^(training|evaluation \(full\)|total)\s+([\d.e+]+)\s+([\d.]+)\s", result.stdout, re.M
+        )
+    }
     assert set(rows) == {"training", "evaluation (full)", "total"}, result.stdout
     passes, hours = zip(rows["training"], rows["evaluation (full)"])
     assert min(passes) > 0 and rows["total"][0] == pytest.approx(sum(passes), rel=0.01)
@@ -116,15 +148,22 @@ def test_work_done_prices_what_ran_and_not_an_outcome_handed_on():
     from lie_ray.app.estimate import KINDS, PassSeconds, work_done
     from lie_ray.scenarios import Scenario
 
-    rows = [("recovered-key-1", 0.1, True, False)] * 3 + [
-        ("recovered-key-2", 0.1, True, True)] * 3 + [("recovered-key-4", 0.1, True, True)] * 2 + [
-        ("recovered-key-4", 0.1, True, False), ("recovered-key-1", 0.0, True, False),
-        ("recovered-key-2", 0.1, False, False)]
+    rows = (
+        [("recovered-key-1", 0.1, True, False)] * 3
+        + [("recovered-key-2", 0.1, True, True)] * 3
+        + [("recovered-key-4", 0.1, True, True)] * 2
+        + [
+            ("recovered-key-4", 0.1, True, False),
+            ("recovered-key-1", 0.0, True, False),
+            ("recovered-key-2", 0.1, False, False),
+        ]
+    )
     table = pa.table(dict(zip(("evaluation", "epsilon", "attacked", "reused"), zip(*rows))))
     table = table.append_column("scenario", pa.array(["Enc"] * len(rows)))
     seconds = PassSeconds({kind: float(kind == "attack") for kind in KINDS}, spread=0.0)
-    cost = lambda t: work_done(t, SETTINGS, [Scenario("Enc", encrypted=True, key_policy="fixed")],
-                               3, 8, seconds)
+    cost = lambda t: work_done(
+        t, SETTINGS, [Scenario("Enc", encrypted=True, key_policy="fixed")], 3, 8, seconds
+    )
     nothing = cost(table.filter(pa.array([False] * len(rows))))
     assert cost(table) - nothing == pytest.approx(4 * 3 * 2)  # 3 of k=1, 1 of k=4 ran
     older = table.drop_columns(["reused"])  # written before the column existed: every row
@@ -154,28 +193,42 @@ def test_the_stand_ins_fit_is_counted_as_it_runs(cifar_dir):
     network = Counting(build_model(encrypted=True, width=4, adaptation_channels=8).eval())
     for parameter in network.parameters():
         parameter.requires_grad_(False)
-    defender = Defender(network, TransformSpec().keyed(Key("master", bytes(range(32)), 4)),
-                        FixedPolicy())
-    shard = EvaluateShard({}, None, settings, None,
-                          load_split(cifar_dir, "train").images[:settings.attacker_images])
+    defender = Defender(
+        network, TransformSpec().keyed(Key("master", bytes(range(32)), 4)), FixedPolicy()
+    )
+    shard = EvaluateShard(
+        {}, None, settings, None, load_split(cifar_dir, "train").images[: settings.attacker_images]
+    )
     shard.keyless_knowledge(defender)
     counted = fit_passes(settings).counts
     assert (network.gradient, network.forward_only) == (counted["attack"], counted["forward"])
 
 
 # ---------------------------------------------------------------------------- calibration
-def write_timings(directory: Path, machine: dict, training=(600.0, 900.0),
-                  evaluation=(300.0, 390.0), calibration=None, resumed=False) -> Path:
+def write_timings(
+    directory: Path,
+    machine: dict,
+    training=(600.0, 900.0),
+    evaluation=(300.0, 390.0),
+    calibration=None,
+    resumed=False,
+) -> Path:
     """A finished sweep's timings.json: (predicted, measured) seconds per phase; the
     evaluation's prediction is the cost model's figure for the work the run did."""
     import json
 
     directory.mkdir(parents=True, exist_ok=True)
-    record = {"predicted": {"phases": {"training": {"wall_seconds": training[0]}},
-                            "calibration": calibration},
-              "measured_seconds": {"training": training[1], "evaluation": evaluation[1]},
-              "evaluation_work_done": {"wall_seconds": evaluation[0]},
-              "resumed": resumed, "machine": machine, "preset": "study"}
+    record = {
+        "predicted": {
+            "phases": {"training": {"wall_seconds": training[0]}},
+            "calibration": calibration,
+        },
+        "measured_seconds": {"training": training[1], "evaluation": evaluation[1]},
+        "evaluation_work_done": {"wall_seconds": evaluation[0]},
+        "resumed": resumed,
+        "machine": machine,
+        "preset": "study",
+    }
     (directory / "timings.json").write_text(json.dumps(record))
     return directory
 
@@ -189,17 +242,21 @@ def test_a_calibration_is_what_the_earlier_sweep_measured_over_its_bare_predicti
 
     ratios = read_calibration(write_timings(tmp_path / "a", machine()))
     assert (ratios.training, ratios.evaluation, ratios.preset) == (1.5, 1.3, "study")
-    again = read_calibration(write_timings(tmp_path / "b", machine(),
-                                           calibration={"training": 1.2, "evaluation": 1.3}))
+    again = read_calibration(
+        write_timings(tmp_path / "b", machine(), calibration={"training": 1.2, "evaluation": 1.3})
+    )
     assert (again.training, again.evaluation) == pytest.approx((1.8, 1.69))
 
 
-@pytest.mark.parametrize("how, fragment", [
-    ("another machine", "calibrate with a sweep run here"),
-    ("resumed", "resumed sweep"),
-    ("missing", "no timings.json there"),
-    ("unfinished", "not a finished sweep's timings"),
-])
+@pytest.mark.parametrize(
+    "how, fragment",
+    [
+        ("another machine", "calibrate with a sweep run here"),
+        ("resumed", "resumed sweep"),
+        ("missing", "no timings.json there"),
+        ("unfinished", "not a finished sweep's timings"),
+    ],
+)
 def test_a_calibration_from_elsewhere_is_refused_naming_why(tmp_path, how, fragment):
     from lie_ray.app.calibration import read_calibration
     from lie_ray.errors import LieRayError
@@ -227,8 +284,7 @@ def test_a_calibration_scales_each_phase_by_its_own_ratio(cifar_dir):
 
     seconds = PassSeconds({kind: 1e-3 * (i + 1) for i, kind in enumerate(KINDS)}, 0.1)
     scenarios = [PAPER_SCENARIOS[n] for n in ("Plain", "Encrypted", "Encrypted-Adv")]
-    args = (scenarios, get_preset("smoke"), get_eval_preset("smoke"), cifar_dir, seconds, 2,
-            "cpu")
+    args = (scenarios, get_preset("smoke"), get_eval_preset("smoke"), cifar_dir, seconds, 2, "cpu")
     bare = priced(*args)
     scaled = priced(*args, Calibration(1.5, 1.3, "timings.json", "smoke"))
     for phase, factor in [("training", 1.5), ("evaluation (full)", 1.3)]:
@@ -245,11 +301,14 @@ def test_estimate_takes_a_calibration_and_only_with_estimate(cifar_dir, tmp_path
 
     earlier = write_timings(tmp_path / "earlier", machine())
     common = ["--preset", "smoke", "--data", str(cifar_dir), "--calibration", str(earlier)]
-    run = lambda *args: subprocess.run([LIE_RAY, *args], cwd=tmp_path, env=os.environ,
-                                       capture_output=True, text=True, timeout=300)
+    run = lambda *args: subprocess.run(
+        [LIE_RAY, *args], cwd=tmp_path, env=os.environ, capture_output=True, text=True, timeout=300
+    )
     printed = run("sweep", "--estimate", *common)
     assert printed.returncode == 0, printed.stderr[-2000:]
-    assert "calibrated by" in printed.stdout and "training x1.50, evaluation x1.30" in printed.stdout
+    assert (
+        "calibrated by" in printed.stdout and "training x1.50, evaluation x1.30" in printed.stdout
+    )
     refused = run("train", *common, "--out", str(tmp_path / "never"))
     assert refused.returncode == 2
     assert "add --estimate, or drop --calibration" in refused.stderr

@@ -1,4 +1,5 @@
 """Evaluation: the gradients each attacker sees, the worst case, and a real distributed run."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -13,9 +14,18 @@ from lie_ray.attacks import PGD
 from lie_ray.data.cifar import load_split
 from lie_ray.evaluation.defender import Defender, eot_classifier
 from lie_ray.evaluation.protocols import PROTOCOLS, Outcome, autoattack, worst_of
-from lie_ray.evaluation.settings import (CHANNEL, KEYLESS, PLAIN_SPACE, RECOVERED_KEY, SANITY,
-                                         WORST_CASE, WORST_CASE_CHANNEL, WORST_CASE_KEYLESS,
-                                         WORST_CASES, EvalSettings)
+from lie_ray.evaluation.settings import (
+    CHANNEL,
+    KEYLESS,
+    PLAIN_SPACE,
+    RECOVERED_KEY,
+    SANITY,
+    WORST_CASE,
+    WORST_CASE_CHANNEL,
+    WORST_CASE_KEYLESS,
+    WORST_CASES,
+    EvalSettings,
+)
 from lie_ray.evaluation.tables import wilson_interval
 from lie_ray.keys import Key, generate_key
 from lie_ray.models import build_model
@@ -44,12 +54,14 @@ def input_gradient(classifier, images, labels):
 
 def test_backward_modes_change_the_gradient_not_the_forward(defender, batch):
     images, labels, ids = batch
-    outputs = {mode: defender.classifier(ids, mode)(images) for mode in
-               ("none", "bpda-high", "bpda-both")}
+    outputs = {
+        mode: defender.classifier(ids, mode)(images) for mode in ("none", "bpda-high", "bpda-both")
+    }
     torch.testing.assert_close(outputs["none"], outputs["bpda-both"])
     torch.testing.assert_close(outputs["none"], outputs["bpda-high"])
-    grads = {mode: input_gradient(defender.classifier(ids, mode), images, labels)
-             for mode in outputs}
+    grads = {
+        mode: input_gradient(defender.classifier(ids, mode), images, labels) for mode in outputs
+    }
     assert torch.count_nonzero(grads["none"]) == 0
     assert torch.count_nonzero(grads["bpda-high"]) > 0
     assert not torch.allclose(grads["bpda-high"], grads["bpda-both"])
@@ -57,8 +69,9 @@ def test_backward_modes_change_the_gradient_not_the_forward(defender, batch):
 
 def test_paper_protocol_pgd_cannot_move_without_gradient(defender, batch):
     images, labels, ids = batch
-    attack = PGD(defender.classifier(ids, "none"), eps=0.1, step_size=0.01, steps=5,
-                 random_start=False)
+    attack = PGD(
+        defender.classifier(ids, "none"), eps=0.1, step_size=0.01, steps=5, random_start=False
+    )
     assert torch.equal(attack(images, labels), images)  # sign(0) = 0: the attack is blind
 
 
@@ -99,13 +112,13 @@ def test_examples_have_one_row_per_image_per_evaluation(evaluation):
     test_rows = examples[examples.evaluation != "train"]
     counts = test_rows.groupby(["scenario", "evaluation", "epsilon"]).id.agg(["count", "nunique"])
     assert (counts["count"] == 24).all() and (counts["nunique"] == 24).all()
-    expected = {"Plain": {"test", "pgd", "gradient-free", "autoattack", *WORST_CASES,
-                          *SANITY}}
+    expected = {"Plain": {"test", "pgd", "gradient-free", "autoattack", *WORST_CASES, *SANITY}}
     encrypted = {"test", *PLAIN_SPACE, *CHANNEL, *WORST_CASES, *SANITY}
     # Fresh keys per mini-batch (and id groups at test): no leaked pair reveals the key of
     # another image, so the recovered-key attacks do not apply to the DK scenarios.
-    expected.update({name: encrypted - set(RECOVERED_KEY)
-                     for name in ("Encrypted-DK", "Encrypted-Adv-DK")})
+    expected.update(
+        {name: encrypted - set(RECOVERED_KEY) for name in ("Encrypted-DK", "Encrypted-Adv-DK")}
+    )
     for scenario, group in test_rows.groupby("scenario"):
         assert set(group.evaluation) == expected.get(scenario, encrypted), scenario
     train_rows = examples[examples.evaluation == "train"]
@@ -125,9 +138,14 @@ def test_each_worst_case_unites_its_attackers_evaluations_and_the_clean_outcome(
     examples = pq.read_table(evaluation["out"] / "examples.parquet").to_pandas()
     attacked = examples[(examples.epsilon > 0) & ~examples.evaluation.isin(SANITY)]
     wrong = attacked.assign(wrong=~attacked.correct).pivot_table(
-        index=["scenario", "epsilon", "id"], columns="evaluation", values="wrong")
-    clean_wrong = (attacked.clean_pred != attacked.label).groupby(
-        [attacked.scenario, attacked.epsilon, attacked.id]).first().reindex(wrong.index)
+        index=["scenario", "epsilon", "id"], columns="evaluation", values="wrong"
+    )
+    clean_wrong = (
+        (attacked.clean_pred != attacked.label)
+        .groupby([attacked.scenario, attacked.epsilon, attacked.id])
+        .first()
+        .reindex(wrong.index)
+    )
     assert clean_wrong.any()  # the smoke models misclassify some images already
 
     def union(columns, frame=wrong):
@@ -173,8 +191,13 @@ def test_autoattack_wrapper_passes_real_gradients(learned):
     # with BPDA backward, it must beat random +-eps noise by far.
     defenders, batch = learned
     settings = EvalSettings(autoattack="light", autoattack_steps=10, square_queries=50)
-    assert autoattack(defenders["Plain"], batch, 0.1, settings, {}).predictions.ne(
-        batch.labels).float().mean() >= 0.95
+    assert (
+        autoattack(defenders["Plain"], batch, 0.1, settings, {})
+        .predictions.ne(batch.labels)
+        .float()
+        .mean()
+        >= 0.95
+    )
     encrypted = defenders["Encrypted"]
     torch.manual_seed(0)
     noisy = (batch.images + 0.1 * torch.randn_like(batch.images).sign()).clamp(0, 1)
@@ -204,8 +227,9 @@ def test_each_reading_of_the_papers_protocol_and_bpda_includes_identity(learned)
     # With its surrogates, BPDA beats the zero-gradient reading by far. (The identity alone
     # need not: it ignores where the cipher moves each nibble.)
     paper_pgd = PROTOCOLS["pgd"](encrypted, batch, 0.1, settings, {})
-    assert (worst.predictions != batch.labels).float().mean() >= \
-        (paper_pgd.predictions != batch.labels).float().mean() + 0.1
+    assert (worst.predictions != batch.labels).float().mean() >= (
+        paper_pgd.predictions != batch.labels
+    ).float().mean() + 0.1
 
 
 def test_a_plain_eps_of_0_1_moves_ciphertext_bytes_by_far_more():
@@ -229,9 +253,14 @@ def test_report_renders_with_its_pictures(evaluation):
     results = pq.read_table(evaluation["out"] / "results.parquet").to_pandas()
     test_error = results[results.evaluation == "test"].set_index("scenario").error
     section = report.split("## Table I", 1)[1].split("\n## ", 1)[0]
-    rows = {cells[0]: cells[1:] for cells in
-            ([c.strip() for c in line.strip("|").split("|")] for line in section.splitlines()
-             if line.startswith("|") and not line.startswith("|---"))}
+    rows = {
+        cells[0]: cells[1:]
+        for cells in (
+            [c.strip() for c in line.strip("|").split("|")]
+            for line in section.splitlines()
+            if line.startswith("|") and not line.startswith("|---")
+        )
+    }
     assert set(test_error.index) <= set(rows)
     for scenario, value in test_error.items():
         assert rows[scenario][3] == f"{value:.3f}", scenario
@@ -250,8 +279,7 @@ def test_gradient_free_keys_every_row_with_its_own_sub_key():
 
     torch.manual_seed(0)
     model = build_model(encrypted=True, width=4, adaptation_channels=8).eval()
-    defender = Defender(model, TransformSpec().keyed(generate_key()),
-                        IdGroupPolicy(batch_size=4))
+    defender = Defender(model, TransformSpec().keyed(generate_key()), IdGroupPolicy(batch_size=4))
     seen = []
     original_encrypt = defender.encrypt
 
@@ -264,8 +292,10 @@ def test_gradient_free_keys_every_row_with_its_own_sub_key():
     batch = Batch(images, torch.randint(0, 10, (8,)), np.arange(8))
     outcome = gradient_free(defender, batch, 0.1, EvalSettings(square_queries=5), {})
     assert (outcome.linf <= 0.1).all()
-    assert {frozenset(s) for s in seen} >= {frozenset({"batch/test/0"}),
-                                            frozenset({"batch/test/1"})}
+    assert {frozenset(s) for s in seen} >= {
+        frozenset({"batch/test/0"}),
+        frozenset({"batch/test/1"}),
+    }
     assert all(len(s) == 1 for s in seen[:-1])  # every attack query used one key
 
 
@@ -278,14 +308,16 @@ def test_deployed_images_are_8_bit_and_within_eps_exactly(eps):
     generator = torch.Generator().manual_seed(0)
     levels = torch.randint(0, 256, (64, 3, 8, 8), generator=generator)
     images = levels.float() / 255
-    adversarial = (images + (2 * torch.rand(images.shape, generator=generator) - 1) * eps * 1.3
-                   ).clamp(0, 1)
+    adversarial = (
+        images + (2 * torch.rand(images.shape, generator=generator) - 1) * eps * 1.3
+    ).clamp(0, 1)
     out = deployed(adversarial, images, eps)
     out_levels = out * 255
     assert torch.equal(out_levels, out_levels.round())
     allowed = int(np.floor(eps * 255 + 1e-6))
-    expected = (levels + ((adversarial - images) * 255).round().clamp(-allowed, allowed)
-                ).clamp(0, 255)
+    expected = (levels + ((adversarial - images) * 255).round().clamp(-allowed, allowed)).clamp(
+        0, 255
+    )
     assert torch.equal(out_levels.round().long(), expected.long())
     assert (out - images).abs().max() <= eps + 1e-7
     if eps == 0.1:  # rounding the float image instead would reach 26/255 > 0.1
@@ -307,8 +339,7 @@ def test_eot_draws_fresh_keys_at_every_step_reproducibly():
     calls = []
     model = build_model(encrypted=True, width=4, adaptation_channels=8).eval()
     counting = lambda: calls.append(1) or keys()
-    attack = PGD(eot_classifier(model, counting), eps=0.1, step_size=0.01, steps=5,
-                 restarts=2)
+    attack = PGD(eot_classifier(model, counting), eps=0.1, step_size=0.01, steps=5, restarts=2)
     attack(probe.repeat(2, 1, 1, 1), torch.tensor([0, 1]))
     assert len(calls) == 2 * (5 + 1)  # every step of every restart, and each restart's score
 
@@ -321,8 +352,10 @@ def test_pba_fits_a_block_shuffle_it_can_express(cifar_dir):
 
     torch.manual_seed(0)
     images = load_split(cifar_dir, "train").head(384).images
-    own, held_out = (torch.from_numpy(part).permute(0, 3, 1, 2).float() / 255
-                     for part in (images[:256], images[256:]))
+    own, held_out = (
+        torch.from_numpy(part).permute(0, 3, 1, 2).float() / 255
+        for part in (images[:256], images[256:])
+    )
     # A fixed key: with a fresh one each run the fit's margins varied, and one CI run missed.
     shuffle = transforms.build("shuffle", Key("master", bytes(range(32)), 4), 4)
     network = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(3 * 32 * 32, 10))
@@ -332,19 +365,25 @@ def test_pba_fits_a_block_shuffle_it_can_express(cifar_dir):
 
     def divergence(stand_in):
         with torch.no_grad():
-            return F.kl_div(F.log_softmax(network(stand_in(held_out)), 1),
-                            F.softmax(query(held_out), 1), reduction="batchmean").item()
+            return F.kl_div(
+                F.log_softmax(network(stand_in(held_out)), 1),
+                F.softmax(query(held_out), 1),
+                reduction="batchmean",
+            ).item()
 
     def agreement(stand_in):
         with torch.no_grad():
-            return (network(stand_in(held_out)).argmax(1) == query(held_out).argmax(1)
-                    ).float().mean().item()
+            return (
+                (network(stand_in(held_out)).argmax(1) == query(held_out).argmax(1))
+                .float()
+                .mean()
+                .item()
+            )
 
     # From outputs alone (10 logits an image) the map is only loosely determined: on this
     # machine the fit took the held-out divergence from 1.37 to 0.36 and agreement from 0.51
     # to 0.73.
-    fitted = fit_bypass(network, query, own, block=4, steps=300, batch_size=256, lr=0.01,
-                        seed=0)
+    fitted = fit_bypass(network, query, own, block=4, steps=300, batch_size=256, lr=0.01, seed=0)
     identity = BlockAffine(4)
     assert divergence(fitted) < 0.5 * divergence(identity)
     assert agreement(fitted) >= agreement(identity) + 0.15
@@ -372,8 +411,7 @@ def test_recovered_key_with_enough_pairs_is_the_white_box_attack(learned, cifar_
     assert (recovered.predictions != batch.labels).float().mean() >= 0.5
 
 
-def test_more_leaked_pairs_that_recover_the_same_key_are_not_attacked_again(learned,
-                                                                             cifar_dir):
+def test_more_leaked_pairs_that_recover_the_same_key_are_not_attacked_again(learned, cifar_dir):
     # A flat grey first pair tells LE's recovery nothing; the real images after it determine
     # the key. So k=1 has a key of its own, k=2 and k=4 share one, and recovered-key-4 hands
     # back recovered-key-2's outcome on the rows it covers without a single network pass.
@@ -388,8 +426,9 @@ def test_more_leaked_pairs_that_recover_the_same_key_are_not_attacked_again(lear
     ciphers = recovered_ciphers("le", own, leaked, 4)
     assert ciphers[1] is not ciphers[2] and ciphers[2] is ciphers[4]
     probe = load_split(cifar_dir, "test").images[:8]  # k=2's key is the defender's
-    assert np.array_equal(ciphers[2].encrypt(probe),
-                          encrypted.key.cipher(FIXED_LABEL).encrypt(probe))
+    assert np.array_equal(
+        ciphers[2].encrypt(probe), encrypted.key.cipher(FIXED_LABEL).encrypt(probe)
+    )
     settings = EvalSettings(pgd_steps=3, pgd_restarts=1)
     part = batch.subset(np.arange(10))
     two = PROTOCOLS["recovered-key-2"](encrypted, part, 0.1, settings, {"recovered": ciphers})
@@ -397,13 +436,15 @@ def test_more_leaked_pairs_that_recover_the_same_key_are_not_attacked_again(lear
     original = encrypted.model.forward
     encrypted.model.forward = lambda x: passes.append(len(x)) or original(x)
     try:
-        four = PROTOCOLS["recovered-key-4"](encrypted, part, 0.1, settings, {
-            "recovered": ciphers, "done": {"recovered-key-2": two}})
+        four = PROTOCOLS["recovered-key-4"](
+            encrypted, part, 0.1, settings, {"recovered": ciphers, "done": {"recovered-key-2": two}}
+        )
         assert passes == [] and four.reused and not two.reused  # reused: the cost model
         assert torch.equal(four.predictions, two.predictions)  # leaves these rows out
         assert torch.equal(four.linf, two.linf)
-        PROTOCOLS["recovered-key-2"](encrypted, part, 0.1, settings, {
-            "recovered": ciphers, "done": {"recovered-key-1": two}})  # another key: it runs
+        PROTOCOLS["recovered-key-2"](
+            encrypted, part, 0.1, settings, {"recovered": ciphers, "done": {"recovered-key-1": two}}
+        )  # another key: it runs
         assert sum(passes) > 0
     finally:
         del encrypted.model.forward

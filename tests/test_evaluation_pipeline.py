@@ -1,5 +1,6 @@
 """One actor pool for a whole evaluation: the same tables as each scenario alone, each actor
 loading each scenario once, a part per scenario, and --resume running only what is missing."""
+
 from __future__ import annotations
 
 import logging
@@ -24,11 +25,25 @@ from lie_ray.scenarios import PAPER_SCENARIOS
 from lie_ray.training.untrained import write_runs
 
 # 24 test images in chunks of 10 (the last one short), light attacks, two actors.
-SETTINGS = EvalSettings(epsilons=(0.0, 0.1), pgd_steps=2, eot_keys=1, square_queries=4,
-                        autoattack="light", autoattack_steps=2, test_limit=24, actors=2,
-                        batch_size=10, attacker_images=16, pba_steps=4)
-ORDER = [("scenario", "ascending"), ("evaluation", "ascending"), ("epsilon", "ascending"),
-         ("id", "ascending")]
+SETTINGS = EvalSettings(
+    epsilons=(0.0, 0.1),
+    pgd_steps=2,
+    eot_keys=1,
+    square_queries=4,
+    autoattack="light",
+    autoattack_steps=2,
+    test_limit=24,
+    actors=2,
+    batch_size=10,
+    attacker_images=16,
+    pba_steps=4,
+)
+ORDER = [
+    ("scenario", "ascending"),
+    ("evaluation", "ascending"),
+    ("epsilon", "ascending"),
+    ("id", "ascending"),
+]
 
 
 class CountingShard(EvaluateShard):
@@ -73,13 +88,22 @@ def each_scenario_alone(runs, cifar_dir) -> pa.Table:
     test = load_split(cifar_dir, "test").head(SETTINGS.test_limit)
     train = load_split(cifar_dir, "train")
     plain = runs["rows"][0]["checkpoint"]
-    shard = EvaluateShard({r["scenario"]: r for r in runs["rows"]}, runs["key"], SETTINGS,
-                          plain, attacker_images=train.images[:SETTINGS.attacker_images])
-    blocks = [b for r in runs["rows"] for s in (test, train)
-              for b in pipeline.chunks(r["scenario"], s, SETTINGS.batch_size)]
+    shard = EvaluateShard(
+        {r["scenario"]: r for r in runs["rows"]},
+        runs["key"],
+        SETTINGS,
+        plain,
+        attacker_images=train.images[: SETTINGS.attacker_images],
+    )
+    blocks = [
+        b
+        for r in runs["rows"]
+        for s in (test, train)
+        for b in pipeline.chunks(r["scenario"], s, SETTINGS.batch_size)
+    ]
     tables = []
     for start in range(0, len(blocks), 2):
-        chunks = BlockAccessor.for_block(pa.concat_tables(blocks[start:start + 2]))
+        chunks = BlockAccessor.for_block(pa.concat_tables(blocks[start : start + 2]))
         tables.append(pa.table(shard(chunks.to_batch_format("numpy"))))
     assert dict(shard.loads) == {"Plain": 1, "Encrypted": 1}  # warm across calls
     return pa.concat_tables(tables).sort_by(ORDER)
@@ -106,23 +130,27 @@ def test_each_actor_loads_each_scenario_once(evaluated):
     assert {line.split()[1] for line in loads} == {"Plain", "Encrypted"}
 
 
-def test_a_part_per_scenario_and_resume_runs_only_what_is_missing(evaluated, runs, cifar_dir,
-                                                                   caplog):
+def test_a_part_per_scenario_and_resume_runs_only_what_is_missing(
+    evaluated, runs, cifar_dir, caplog
+):
     out = evaluated["out"]
     examples = pq.read_table(out / "examples.parquet")
     for scenario in ("Plain", "Encrypted"):
         part = pq.read_table(out / "evaluations" / f"{scenario}.parquet")
         assert DIGEST_KEY in part.schema.metadata
         assert set(part["scenario"].to_pylist()) == {scenario}
-        assert part.num_rows == examples.filter(
-            pa.compute.equal(examples["scenario"], scenario)).num_rows
+        assert (
+            part.num_rows
+            == examples.filter(pa.compute.equal(examples["scenario"], scenario)).num_rows
+        )
     (out / "evaluations" / "Encrypted.parquet").unlink()
     (out / "examples.parquet").unlink()
     # Plain's part as an older lie_ray kept it, before the 'reused' column existed.
     plain_part = out / "evaluations" / "Plain.parquet"
     older = pq.read_table(plain_part)
-    pq.write_table(older.drop_columns(["reused"]).replace_schema_metadata(
-        older.schema.metadata), plain_part)
+    pq.write_table(
+        older.drop_columns(["reused"]).replace_schema_metadata(older.schema.metadata), plain_part
+    )
     with caplog.at_level(logging.INFO, logger="lie_ray"):
         run_evaluation(runs["dir"], cifar_dir, out, runs["key"], SETTINGS, resume=True)
     said = caplog.text

@@ -4,6 +4,7 @@ exit status 128 + the signal, and never a table built from unfinished work.
 Signals here are real (``os.kill`` on this process, or from a Tune trial to its driver). The
 end-to-end case, a real sweep interrupted by SIGINT and then resumed, is in test_sweep.py.
 """
+
 from __future__ import annotations
 
 import os
@@ -30,15 +31,20 @@ def default_sigint():
 
 def fill_out(out):
     """What an interrupted sweep keeps: its key, shards, a Train checkpoint, an evaluation."""
-    for path in ["keys/master.json", "encrypted/manifest.json",
-                 "ray/runs/Plain/checkpoint_2026/model.pt", "evaluations/Plain.parquet"]:
+    for path in [
+        "keys/master.json",
+        "encrypted/manifest.json",
+        "ray/runs/Plain/checkpoint_2026/model.pt",
+        "evaluations/Plain.parquet",
+    ]:
         (out / path).parent.mkdir(parents=True, exist_ok=True)
         (out / path).write_text("x")
     return out
 
 
-@pytest.mark.parametrize("signum, status", [(signal.SIGINT, 130), (signal.SIGTERM, 143)],
-                         ids=["SIGINT", "SIGTERM"])
+@pytest.mark.parametrize(
+    "signum, status", [(signal.SIGINT, 130), (signal.SIGTERM, 143)], ids=["SIGINT", "SIGTERM"]
+)
 def test_a_signal_becomes_one_line_naming_what_is_kept(tmp_path, signum, status):
     out = fill_out(tmp_path)
     before = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM)}
@@ -51,7 +57,8 @@ def test_a_signal_becomes_one_line_naming_what_is_kept(tmp_path, signum, status)
     assert str(caught.value) == (
         f"interrupted by {name}: kept in {out}: the master key, the encrypted shards, the "
         "checkpoints of 1 scenario, evaluations of 1 scenario (Plain); no table was written "
-        "from unfinished work; run the same command again with --resume to continue")
+        "from unfinished work; run the same command again with --resume to continue"
+    )
     assert {sig: signal.getsignal(sig) for sig in before} == before  # handlers given back
 
 
@@ -67,9 +74,11 @@ def tuner(tmp_path, name, signum):
             time.sleep(0.1)  # the trial's "work", not synchronisation
             tune.report({"step": step})
 
-    return tune.Tuner(tune.with_resources(slow_trial, {"cpu": 0.25}),
-                      param_space={"driver": os.getpid(), "signal": signum},
-                      run_config=tune.RunConfig(name=name, storage_path=str(tmp_path)))
+    return tune.Tuner(
+        tune.with_resources(slow_trial, {"cpu": 0.25}),
+        param_space={"driver": os.getpid(), "signal": signum},
+        run_config=tune.RunConfig(name=name, storage_path=str(tmp_path)),
+    )
 
 
 def test_sigterm_during_tune_fit_stops_it_gracefully_and_raises(ray_cluster, tmp_path):
@@ -94,9 +103,12 @@ def test_ctrl_c_before_any_ray_work_is_one_line_and_status_130(tmp_path, monkeyp
         os.kill(os.getpid(), signal.SIGINT)  # Ctrl-C while the data is being checked
 
     monkeypatch.setattr(lie_ray.data.cifar, "check_dataset", interrupted_check)
-    result = CliRunner().invoke(app, ["train", "--out", str(tmp_path / "out"),
-                                      "--scenarios", "Plain"])
+    result = CliRunner().invoke(
+        app, ["train", "--out", str(tmp_path / "out"), "--scenarios", "Plain"]
+    )
     assert result.exit_code == 130, result.output
-    assert result.stderr == ("interrupted by SIGINT: stopped; files are written whole or not "
-                             "at all, so run the command again\n")
+    assert result.stderr == (
+        "interrupted by SIGINT: stopped; files are written whole or not "
+        "at all, so run the command again\n"
+    )
     assert not (tmp_path / "out").exists()

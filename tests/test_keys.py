@@ -1,4 +1,5 @@
 """Key files, derivation and fingerprints: round trips and every bad-key case."""
+
 from __future__ import annotations
 
 import base64
@@ -11,8 +12,15 @@ import pytest
 
 from lie_ray import transforms
 from lie_ray.errors import LieRayError
-from lie_ray.keys import (Key, le_permutation, generate_key, hkdf_sha256, import_permutation,
-                          load_key, save_key)
+from lie_ray.keys import (
+    Key,
+    le_permutation,
+    generate_key,
+    hkdf_sha256,
+    import_permutation,
+    load_key,
+    save_key,
+)
 
 
 def key_record(path):
@@ -34,8 +42,10 @@ def key_file(tmp_path):
 def test_round_trip_keeps_secret_and_fingerprint(key_file):
     first, second = load_key(key_file), load_key(key_file)
     assert first.fingerprint == second.fingerprint and len(first.fingerprint) == 16
-    np.testing.assert_array_equal(transforms.build("le", first, label="batch/train/3").perm,
-                                  transforms.build("le", second, label="batch/train/3").perm)
+    np.testing.assert_array_equal(
+        transforms.build("le", first, label="batch/train/3").perm,
+        transforms.build("le", second, label="batch/train/3").perm,
+    )
     assert stat.S_IMODE(key_file.stat().st_mode) == 0o600
     assert not [p for p in key_file.parent.iterdir() if p.name.startswith(".")]  # no temp left
 
@@ -61,8 +71,9 @@ def test_save_refuses_to_clobber_a_key(key_file):
 
 def test_rfc5869_test_case_1():
     okm = hkdf_sha256(bytes([0x0B] * 22), bytes(range(0xF0, 0xFA)), 42, salt=bytes(range(13)))
-    assert okm.hex() == ("3cb25f25faacd57a90434f64d0362f2a2d2d0a90cf1a5a4c5db02d56ecc4c5bf"
-                         "34007208d5b887185865")
+    assert okm.hex() == (
+        "3cb25f25faacd57a90434f64d0362f2a2d2d0a90cf1a5a4c5db02d56ecc4c5bf34007208d5b887185865"
+    )
     assert len(hkdf_sha256(b"k" * 32, b"info", 8160)) == 8160  # RFC 5869's 255 blocks
     with pytest.raises(ValueError):
         hkdf_sha256(b"k" * 32, b"info", 8161)
@@ -71,10 +82,14 @@ def test_rfc5869_test_case_1():
 def test_derivation_is_deterministic_label_dependent_and_a_permutation():
     secret = bytes(range(32))
     first = le_permutation(Key("master", secret, 4), "batch/train/0", 96)
-    np.testing.assert_array_equal(first, le_permutation(Key("master", secret, 4), "batch/train/0", 96))
+    np.testing.assert_array_equal(
+        first, le_permutation(Key("master", secret, 4), "batch/train/0", 96)
+    )
     assert sorted(first.tolist()) == list(range(96))
     assert not np.array_equal(first, le_permutation(Key("master", secret, 4), "batch/train/1", 96))
-    assert not np.array_equal(first, le_permutation(Key("master", bytes(32), 4), "batch/train/0", 96))
+    assert not np.array_equal(
+        first, le_permutation(Key("master", bytes(32), 4), "batch/train/0", 96)
+    )
 
 
 def test_key_text_forms_never_show_the_secret(key_file):
@@ -84,16 +99,25 @@ def test_key_text_forms_never_show_the_secret(key_file):
         assert key.fingerprint in text and secret_b64 not in text
 
 
-@pytest.mark.parametrize("mutate, message", [
-    (lambda r: r.update(version=2), "has version 2"),
-    (lambda r: r.update(format="something-else"), "not a lie_ray key file"),
-    (lambda r: r.update(secret=base64.b64encode(bytes(31)).decode()), "has 31 bytes, expected 32"),
-    (lambda r: r.update(secret="***not base64***"), "not valid base64"),
-    (lambda r: r.update(kind="rsa"), "unknown kind 'rsa'"),
-    (lambda r: r.update(block_size=0), "invalid block_size"),
-    (lambda r: r.update(kind="permutation", secret=list(range(95))), "needs a permutation of 0..95"),
-    (lambda r: r.update(kind="permutation", secret=[0] * 96), "not a permutation"),
-])
+@pytest.mark.parametrize(
+    "mutate, message",
+    [
+        (lambda r: r.update(version=2), "has version 2"),
+        (lambda r: r.update(format="something-else"), "not a lie_ray key file"),
+        (
+            lambda r: r.update(secret=base64.b64encode(bytes(31)).decode()),
+            "has 31 bytes, expected 32",
+        ),
+        (lambda r: r.update(secret="***not base64***"), "not valid base64"),
+        (lambda r: r.update(kind="rsa"), "unknown kind 'rsa'"),
+        (lambda r: r.update(block_size=0), "invalid block_size"),
+        (
+            lambda r: r.update(kind="permutation", secret=list(range(95))),
+            "needs a permutation of 0..95",
+        ),
+        (lambda r: r.update(kind="permutation", secret=[0] * 96), "not a permutation"),
+    ],
+)
 def test_bad_key_files_are_rejected_in_one_line(key_file, mutate, message):
     record = key_record(key_file)
     mutate(record)

@@ -1,4 +1,5 @@
 """The dependency rule (README: Layout), checked by import-linter and by grimp's import graph."""
+
 from __future__ import annotations
 
 import shutil
@@ -22,8 +23,12 @@ def test_no_module_imports_one_that_imports_it_back():
     # Import-time cycles, lazy imports inside functions included (type-only imports excepted:
     # they never run). For every direct import a -> b, no chain of imports leads from b to a.
     graph = grimp.build_graph("lie_ray", exclude_type_checking_imports=True)
-    cycles = sorted({tuple(sorted((importer, imported)))
-                     for importer in graph.modules
-                     for imported in graph.find_modules_directly_imported_by(importer)
-                     if graph.find_shortest_chain(importer=imported, imported=importer)})
+    cycles = sorted(
+        {
+            tuple(sorted((importer, imported)))
+            for importer in graph.modules
+            for imported in graph.find_modules_directly_imported_by(importer)
+            if graph.find_shortest_chain(importer=imported, imported=importer)
+        }
+    )
     assert cycles == []

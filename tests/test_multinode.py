@@ -8,6 +8,7 @@ reach the job's driver, trial, worker and actor processes only through the job's
 
 Run just these: ``python -m pytest -m multinode``.
 """
+
 from __future__ import annotations
 
 import json
@@ -31,17 +32,36 @@ pytestmark = pytest.mark.multinode
 
 # One Train worker per trial (2.25 logical CPUs a trial), so 3 worker nodes of 2 CPUs hold
 # two trials at once and no single node holds both.
-SLICE = {"epochs": 1, "train_limit": 256, "test_limit": 128, "width": 4, "batch_size": 64,
-         "num_workers": 1}
+SLICE = {
+    "epochs": 1,
+    "train_limit": 256,
+    "test_limit": 128,
+    "width": 4,
+    "batch_size": 64,
+    "num_workers": 1,
+}
 SCENARIOS = "Plain,Encrypted"
 # What the job driver writes into --out; everything written from other processes is in storage.
-DRIVER_FILES = {"training.parquet", "examples.parquet", "results.parquet", "report.md",
-                "curves.png", "gallery.png", "encrypted/preview.png", "cluster.parquet",
-                "cluster.png", "logs/sweep.log", "timings.json"}
-CLUSTER_ENV = {**{k: v for k, v in HEAD_ENV.items() if not k.startswith("AWS_")},
-               # notice a lost node within seconds (Ray's own job tests do the same)
-               "RAY_health_check_period_ms": "1000", "RAY_health_check_timeout_ms": "1000",
-               "RAY_health_check_failure_threshold": "3"}
+DRIVER_FILES = {
+    "training.parquet",
+    "examples.parquet",
+    "results.parquet",
+    "report.md",
+    "curves.png",
+    "gallery.png",
+    "encrypted/preview.png",
+    "cluster.parquet",
+    "cluster.png",
+    "logs/sweep.log",
+    "timings.json",
+}
+CLUSTER_ENV = {
+    **{k: v for k, v in HEAD_ENV.items() if not k.startswith("AWS_")},
+    # notice a lost node within seconds (Ray's own job tests do the same)
+    "RAY_health_check_period_ms": "1000",
+    "RAY_health_check_timeout_ms": "1000",
+    "RAY_health_check_failure_threshold": "3",
+}
 
 
 class ClusterHost:
@@ -51,8 +71,12 @@ class ClusterHost:
         spec = json.dumps({"workers": workers, "temp_dir": str(temp_dir)})
         self.process = subprocess.Popen(
             [sys.executable, str(REPO_ROOT / "tests" / "cluster_host.py"), spec],
-            stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, env=CLUSTER_ENV,
-            cwd=REPO_ROOT)
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            text=True,
+            env=CLUSTER_ENV,
+            cwd=REPO_ROOT,
+        )
         self.info = self.read()
 
     def read(self) -> dict:
@@ -111,24 +135,63 @@ def with_credentials(action):
                 os.environ[name] = value
 
 
-def submit_sweep(cluster: ClusterHost, out: Path, guard_log: Path, args: list[str],
-                 wait: bool = True):
+def submit_sweep(
+    cluster: ClusterHost, out: Path, guard_log: Path, args: list[str], wait: bool = True
+):
     """``ray job submit`` of the sweep; credentials and the write guard ride in the runtime env."""
-    runtime_env = {"env_vars": {**CREDENTIALS, "LIE_RAY_GUARDED": str(out),
-                                "LIE_RAY_GUARD_LOG": str(guard_log)},
-                   "worker_process_setup_hook": "tests.write_guard.install"}
-    command = [RAY_CLI, "job", "submit", "--address", cluster.info["dashboard"],
-               "--working-dir", str(REPO_ROOT), "--runtime-env-json", json.dumps(runtime_env),
-               "--", sys.executable, "-m", "lie_ray.sweep", "--preset", "smoke",
-               "--data", str(Path(os.environ.get("LIE_RAY_DATA", REPO_ROOT.parent / "shared" /
-                                                 "data" / "cifar-10-batches-py"))),
-               "--out", str(out), "--scenarios", SCENARIOS, "--no-privacy", *cli_args(SLICE),
-               *cli_args(EVAL_SLICE), *args]
+    runtime_env = {
+        "env_vars": {
+            **CREDENTIALS,
+            "LIE_RAY_GUARDED": str(out),
+            "LIE_RAY_GUARD_LOG": str(guard_log),
+        },
+        "worker_process_setup_hook": "tests.write_guard.install",
+    }
+    command = [
+        RAY_CLI,
+        "job",
+        "submit",
+        "--address",
+        cluster.info["dashboard"],
+        "--working-dir",
+        str(REPO_ROOT),
+        "--runtime-env-json",
+        json.dumps(runtime_env),
+        "--",
+        sys.executable,
+        "-m",
+        "lie_ray.sweep",
+        "--preset",
+        "smoke",
+        "--data",
+        str(
+            Path(
+                os.environ.get(
+                    "LIE_RAY_DATA", REPO_ROOT.parent / "shared" / "data" / "cifar-10-batches-py"
+                )
+            )
+        ),
+        "--out",
+        str(out),
+        "--scenarios",
+        SCENARIOS,
+        "--no-privacy",
+        *cli_args(SLICE),
+        *cli_args(EVAL_SLICE),
+        *args,
+    ]
     if not wait:
-        return subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                                text=True, cwd=REPO_ROOT, env=CLUSTER_ENV)
-    return subprocess.run(command, capture_output=True, text=True, timeout=900, cwd=REPO_ROOT,
-                          env=CLUSTER_ENV)
+        return subprocess.Popen(
+            command,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+            cwd=REPO_ROOT,
+            env=CLUSTER_ENV,
+        )
+    return subprocess.run(
+        command, capture_output=True, text=True, timeout=900, cwd=REPO_ROOT, env=CLUSTER_ENV
+    )
 
 
 @pytest.fixture(scope="module")
@@ -137,13 +200,20 @@ def s3_sweep(cluster, bucket, tmp_path_factory):
     guard_log = tmp_path_factory.mktemp("guard") / "writes.log"
     key_uri, fingerprint = put_key(bucket, "master")
     started = time.monotonic()
-    result = submit_sweep(cluster, out, guard_log,
-                          ["--storage", bucket.uri("study"), "--key", key_uri])
+    result = submit_sweep(
+        cluster, out, guard_log, ["--storage", bucket.uri("study"), "--key", key_uri]
+    )
     wall = time.monotonic() - started
     output = result.stdout + result.stderr
     assert result.returncode == 0, output[-6000:]
-    return {"out": out, "guard_log": guard_log, "output": output, "wall": wall,
-            "key_uri": key_uri, "fingerprint": fingerprint}
+    return {
+        "out": out,
+        "guard_log": guard_log,
+        "output": output,
+        "wall": wall,
+        "key_uri": key_uri,
+        "fingerprint": fingerprint,
+    }
 
 
 def test_trials_ran_side_by_side_on_two_worker_nodes(cluster, s3_sweep):
@@ -185,13 +255,19 @@ def test_nodes_wrote_to_storage_and_only_the_driver_to_out(bucket, s3_sweep):
     objects = bucket.keys("study/")
     prefixes = sorted({"/".join(k.split("/")[:3]) for k in objects if k.count("/") >= 2})
     print("object prefixes:", prefixes)
-    run_ids = {r["scenario"]: r["run_id"]
-               for r in pq.read_table(out / "training.parquet").to_pylist()}
-    for expected in ("study/encrypted/train", "study/encrypted/test",
-                     f"study/runs/Plain-{run_ids['Plain'][:12]}/checkpoint_",  # run-id names
-                     f"study/runs/Encrypted-{run_ids['Encrypted'][:12]}/checkpoint_",
-                     "study/train-plan.json", "study/train/Plain",
-                     "study/evaluations/Plain.parquet", "study/evaluations/Encrypted.parquet"):
+    run_ids = {
+        r["scenario"]: r["run_id"] for r in pq.read_table(out / "training.parquet").to_pylist()
+    }
+    for expected in (
+        "study/encrypted/train",
+        "study/encrypted/test",
+        f"study/runs/Plain-{run_ids['Plain'][:12]}/checkpoint_",  # run-id names
+        f"study/runs/Encrypted-{run_ids['Encrypted'][:12]}/checkpoint_",
+        "study/train-plan.json",
+        "study/train/Plain",
+        "study/evaluations/Plain.parquet",
+        "study/evaluations/Encrypted.parquet",
+    ):
         assert any(k.startswith(expected) for k in objects), (expected, prefixes)
     assert "study/encrypted/manifest.json" in objects
     assert any(k.startswith("study/encrypted/train/") and k.endswith(".parquet") for k in objects)
@@ -239,9 +315,22 @@ def test_a_node_lost_mid_training_costs_nothing(cluster, bucket, s3_sweep, tmp_p
     key_uri, _ = put_key(bucket, "lost")
     # Six epochs on twice the images: training outlasts the first checkpoint by far more than
     # the time it takes to notice it, even on a busy machine.
-    job = submit_sweep(cluster, out, guard_log,
-                       ["--storage", bucket.uri("lost"), "--key", key_uri,
-                        "--epochs", str(EPOCHS_LOST), "--train-limit", "512"], wait=False)
+    job = submit_sweep(
+        cluster,
+        out,
+        guard_log,
+        [
+            "--storage",
+            bucket.uri("lost"),
+            "--key",
+            key_uri,
+            "--epochs",
+            str(EPOCHS_LOST),
+            "--train-limit",
+            "512",
+        ],
+        wait=False,
+    )
     try:
         meta = checkpoint_of_epoch(bucket, "lost/runs/", 2, time.monotonic() + 600)
         victim = meta["node"]
@@ -249,8 +338,10 @@ def test_a_node_lost_mid_training_costs_nothing(cluster, bucket, s3_sweep, tmp_p
         assert victim in cluster.ask(cmd="nodes")["workers"]
         cluster.ask(cmd="remove", node_id=victim)
         replacement = cluster.ask(cmd="add", num_cpus=2)["added"]
-        print(f"removed node {victim} after {meta['scenario']} checkpointed epoch "
-              f"{meta['epoch']}; added {replacement}")
+        print(
+            f"removed node {victim} after {meta['scenario']} checkpointed epoch "
+            f"{meta['epoch']}; added {replacement}"
+        )
         output, _ = job.communicate(timeout=900)
     finally:
         if job.poll() is None:
@@ -259,8 +350,13 @@ def test_a_node_lost_mid_training_costs_nothing(cluster, bucket, s3_sweep, tmp_p
     training = {r["scenario"]: r for r in pq.read_table(out / "training.parquet").to_pylist()}
     hit = training[meta["scenario"]]
     print("resumed_from_epoch:", {s: r["resumed_from_epoch"] for s, r in training.items()})
-    print("\n".join(line for line in output.splitlines()
-                    if f"{meta['scenario']}: epoch" in line or "finished training" in line))
+    print(
+        "\n".join(
+            line
+            for line in output.splitlines()
+            if f"{meta['scenario']}: epoch" in line or "finished training" in line
+        )
+    )
     assert hit["epochs"] == EPOCHS_LOST and hit["resumed_from_epoch"] >= 1
     assert hit["node"] != victim
     assert all(r["epochs"] == EPOCHS_LOST for r in training.values())

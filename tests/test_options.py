@@ -1,5 +1,6 @@
 """The option table (lie_ray.app.options): each row builds the same typer option in every
 command that takes it, and fills the settings field it names."""
+
 from __future__ import annotations
 
 import inspect
@@ -30,16 +31,25 @@ def test_a_row_is_the_same_option_in_every_command_that_takes_it(command):
 
 def test_the_sweep_takes_every_settings_row():
     flags = click_options("sweep")
-    assert all(OPTIONS[n].flag in flags for n in (*TRAINING, *EVALUATION, "compile",
-                                                  "max_concurrent_trials"))
+    assert all(
+        OPTIONS[n].flag in flags
+        for n in (*TRAINING, *EVALUATION, "compile", "max_concurrent_trials")
+    )
 
 
 def test_overrides_fill_the_named_settings_fields():
-    given = Given({"workers": 2, "eval_limit": 16, "epsilons": "0,0.1", "compile": False,
-                   "gpu": "no", "preset": "smoke"})
+    given = Given(
+        {
+            "workers": 2,
+            "eval_limit": 16,
+            "epsilons": "0,0.1",
+            "compile": False,
+            "gpu": "no",
+            "preset": "smoke",
+        }
+    )
     assert given.overrides("train") == {"num_workers": 2, "compile": None, "gpu": "no"}
-    assert given.overrides("eval") == {"test_limit": 16, "epsilons": (0.0, 0.1),
-                                       "compile": None}
+    assert given.overrides("eval") == {"test_limit": 16, "epsilons": (0.0, 0.1), "compile": None}
     assert get_preset("smoke").replace(**given.overrides("train")).num_workers == 2
     assert get_eval_preset("smoke").replace(**given.overrides("eval")).test_limit == 16
     assert given.preset == "smoke"
@@ -60,5 +70,4 @@ def test_takes_refuses_unlisted_parameters_and_unknown_rows():
         takes("preset")(command)
     with pytest.raises(TypeError, match=r"no option \['nope'\]"):
         takes("out", "nope")(command)
-    assert list(inspect.signature(takes("preset", "out")(command)).parameters) == \
-        ["preset", "out"]
+    assert list(inspect.signature(takes("preset", "out")(command)).parameters) == ["preset", "out"]

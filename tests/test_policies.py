@@ -1,5 +1,6 @@
 """Key policies: reproducible id-group keys that depend on ids, not on how Ray splits data, and
 fresh per-minibatch keys that depend on the training step alone."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -35,8 +36,13 @@ def test_fixed_policy_uses_one_key_for_train_and_test(key_path):
 
 def test_id_group_labels_follow_ids():
     labels = IdGroupPolicy(batch_size=10).labels(np.array([0, 9, 10, 25, 3]), "test")
-    assert labels.tolist() == ["batch/test/0", "batch/test/0", "batch/test/1", "batch/test/2",
-                               "batch/test/0"]
+    assert labels.tolist() == [
+        "batch/test/0",
+        "batch/test/0",
+        "batch/test/1",
+        "batch/test/2",
+        "batch/test/0",
+    ]
 
 
 def test_id_group_is_reproducible_and_order_independent(key_path):
@@ -57,15 +63,15 @@ def test_id_group_is_reproducible_and_order_independent(key_path):
     assert not np.array_equal(test_out[0], whole[0])
 
 
-def test_id_group_in_ray_is_independent_of_block_and_batch_layout(ray_cluster, key_path,
-                                                                   cifar_dir):
+def test_id_group_in_ray_is_independent_of_block_and_batch_layout(ray_cluster, key_path, cifar_dir):
     split = load_split(cifar_dir, "test").head(400)
     spec = PolicySpec("id-group", key_batch_size=32)
     runs = []
     for rows_per_block, batch_size, actors in [(400, 400, 1), (37, 23, 2)]:
         dataset = to_ray_dataset(split, rows_per_block=rows_per_block)
-        encrypted = encrypt_dataset(dataset, key_path, spec, "test", actors=actors,
-                                    batch_size=batch_size)
+        encrypted = encrypt_dataset(
+            dataset, key_path, spec, "test", actors=actors, batch_size=batch_size
+        )
         runs.append(sorted_by_id(encrypted.take_batch(1000, batch_format="numpy")))
     first, second = runs
     np.testing.assert_array_equal(first["id"], split.ids)
@@ -83,8 +89,10 @@ def test_id_group_refuses_imported_permutation():
 
 
 def test_unknown_policy():
-    with pytest.raises(LieRayError,
-                       match="unknown key policy 'per-epoch'.*fixed, id-group, per-minibatch, per-image"):
+    with pytest.raises(
+        LieRayError,
+        match="unknown key policy 'per-epoch'.*fixed, id-group, per-minibatch, per-image",
+    ):
         make_policy("per-epoch")
 
 
@@ -101,11 +109,11 @@ def test_per_minibatch_keys_each_training_step_afresh_and_reproducibly(key_path)
     scenario = PAPER_SCENARIOS["Encrypted-DK"]
     assert scenario.key_policy == "per-minibatch"
     encrypt = worker_side_encryption(scenario, get_preset("smoke"), str(key_path))
-    image = torch.from_numpy(np.random.default_rng(4).integers(0, 256, (1, 3, 32, 32))
-                             ).float() / 255
+    image = (
+        torch.from_numpy(np.random.default_rng(4).integers(0, 256, (1, 3, 32, 32))).float() / 255
+    )
     same = image.repeat(4, 1, 1, 1)
-    out = {(e, s): encrypt(same, np.array([0, 1, 500, 9000]), e, s) for e in (0, 1)
-           for s in (0, 1)}
+    out = {(e, s): encrypt(same, np.array([0, 1, 500, 9000]), e, s) for e in (0, 1) for s in (0, 1)}
     for value in out.values():  # rows of one mini-batch share its key, whatever their ids
         assert all(torch.equal(value[0], row) for row in value)
     distinct = {tuple(v[0].flatten().tolist()) for v in out.values()}

@@ -3,6 +3,7 @@
 The key-recovery tests use the project's real CIFAR-10 test images; one Ray Train job (the
 session cluster) trains the learned inversion and must beat ciphertext-only folding.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -96,7 +97,8 @@ def test_ffx_pairs_reveal_its_table_and_binary_key_though_not_its_password(test_
             np.testing.assert_array_equal(arrays[field], value)
         rest = test_images[:64]
         np.testing.assert_array_equal(
-            targets.from_arrays("ffx", arrays, 4).decrypt(truth.encrypt(rest)), rest)
+            targets.from_arrays("ffx", arrays, 4).decrypt(truth.encrypt(rest)), rest
+        )
     # One natural pair: the binary key whole and most of the table; decrypting with that
     # partial key reads the values it cannot explain as 0, and still gets most levels right.
     one = known_plaintext.smallest_k("ffx", pairs[:1], truth.encrypt(pairs[:1]), 4)
@@ -118,11 +120,13 @@ def test_brute_force_at_m2_finds_exactly_the_true_key_among_792(name, test_image
     # fixes in its code), the only FFX key an attacker with public knowledge can reach.
     truth = targets.build(name, master, 2, "fixed")
     if name == "ffx":
-        truth = targets.from_arrays("ffx", {"flip": truth.key_arrays()["flip"],
-                                            "password": "password"}, 2)
-    found, tried, rate = brute_force.brute_force(name, 2, test_images[:1],
-                                                 truth.encrypt(test_images[:1]))
-    assert tried == 792 == round(2 ** truth.key_space_log2)
+        truth = targets.from_arrays(
+            "ffx", {"flip": truth.key_arrays()["flip"], "password": "password"}, 2
+        )
+    found, tried, rate = brute_force.brute_force(
+        name, 2, test_images[:1], truth.encrypt(test_images[:1])
+    )
+    assert tried == 792 == round(2**truth.key_space_log2)
     assert len(found) == 1 and rate > 0
     np.testing.assert_array_equal(found[0]["flip"], truth.key_arrays()["flip"])
 
@@ -132,8 +136,9 @@ def test_ffx_with_a_derived_password_is_out_of_the_brute_forces_reach(test_image
     # pair and the public password, tries all 792 binary keys and finds none; the key space
     # counts the password's 128 bits.
     truth = targets.build("ffx", master, 2, "fixed")
-    found, tried, _ = brute_force.brute_force("ffx", 2, test_images[:1],
-                                              truth.encrypt(test_images[:1]))
+    found, tried, _ = brute_force.brute_force(
+        "ffx", 2, test_images[:1], truth.encrypt(test_images[:1])
+    )
     assert tried == 792 and found == []
     assert truth.key_space_log2 == pytest.approx(math.log2(792) + 128)
 
@@ -159,29 +164,45 @@ def test_block_means_survive_shuffle_and_show_the_image(test_images, master):
     plain = test_images[:32]
     encrypted = targets.build("shuffle", master, 4, "fixed").encrypt(plain)
     np.testing.assert_array_equal(block_mean(encrypted, 4), block_mean(plain, 4))
-    assert ssim_per_image(block_mean(encrypted, 4), plain).mean() > \
-        ssim_per_image(encrypted, plain).mean() + 0.05
+    assert (
+        ssim_per_image(block_mean(encrypted, 4), plain).mean()
+        > ssim_per_image(encrypted, plain).mean() + 0.05
+    )
 
 
 def test_key_space_audit():
     le = targets.from_arrays("le", {"perm": np.arange(96)}, 4)
     assert le.key_space_log2 == pytest.approx(math.log2(math.factorial(96)))
     # 2**61 keys at 1 key/s: 2**60 s expected, 3.65e10 years.
-    assert brute_force_log10_years(61, 1.0) == pytest.approx(math.log10(2 ** 60 / 31557600))
+    assert brute_force_log10_years(61, 1.0) == pytest.approx(math.log10(2**60 / 31557600))
 
 
-def test_privacy_job_writes_the_table_and_the_itn_beats_fr_basic(ray_cluster, cifar_dir,
-                                                                  tmp_path, master):
+def test_privacy_job_writes_the_table_and_the_itn_beats_fr_basic(
+    ray_cluster, cifar_dir, tmp_path, master
+):
     settings = dataclasses.replace(
-        get_privacy_preset("smoke", 4), test_images=64, kp_keys=2, kp_max_k=4,
-        audit_seconds=0.05, itn=ItnSettings(images=384, images_per_key=8, epochs=3, width=16))
+        get_privacy_preset("smoke", 4),
+        test_images=64,
+        kp_keys=2,
+        kp_max_k=4,
+        audit_seconds=0.05,
+        itn=ItnSettings(images=384, images_per_key=8, epochs=3, width=16),
+    )
     table = run_privacy(cifar_dir, master, tmp_path, ["le", "np"], settings)
-    rows = {(r["transform"], r["attack"]): r for r in pq.read_table(
-        tmp_path / "privacy.parquet").to_pylist()}
+    rows = {
+        (r["transform"], r["attack"]): r
+        for r in pq.read_table(tmp_path / "privacy.parquet").to_pylist()
+    }
     assert table.num_rows == len(rows)
     for name in ("le", "np"):
-        for attack in ("ciphertext", "fr-basic", "itn", "known-plaintext", "chosen-plaintext",
-                       "key-space"):
+        for attack in (
+            "ciphertext",
+            "fr-basic",
+            "itn",
+            "known-plaintext",
+            "chosen-plaintext",
+            "key-space",
+        ):
             assert (name, attack) in rows
         assert rows[(name, "known-plaintext")]["key_recovered"] is True
         assert rows[(name, "known-plaintext")]["ssim"] == pytest.approx(1.0)
@@ -196,13 +217,24 @@ def test_privacy_job_writes_the_table_and_the_itn_beats_fr_basic(ray_cluster, ci
 
 def test_privacy_command_rejects_bad_input_before_writing(tmp_path, master):
     key_path = save_key(master, tmp_path / "master.json")
-    result = CliRunner().invoke(app, ["privacy", "--key", str(key_path), "--transforms",
-                                      "le,nope", "--out", str(tmp_path / "out")])
+    result = CliRunner().invoke(
+        app,
+        [
+            "privacy",
+            "--key",
+            str(key_path),
+            "--transforms",
+            "le,nope",
+            "--out",
+            str(tmp_path / "out"),
+        ],
+    )
     assert result.exit_code == 2 and "unknown transform(s) nope" in result.output
     assert not (tmp_path / "out").exists()
     imported = save_key(import_permutation(np.arange(96), 4), tmp_path / "perm.json")
-    result = CliRunner().invoke(app, ["privacy", "--key", str(imported), "--out",
-                                      str(tmp_path / "out")])
+    result = CliRunner().invoke(
+        app, ["privacy", "--key", str(imported), "--out", str(tmp_path / "out")]
+    )
     assert result.exit_code == 2 and "imported permutation" in result.output
     assert not (tmp_path / "out").exists()
 
@@ -224,8 +256,9 @@ def test_psnr_is_a_median_beside_the_share_of_exact_images(test_images):
     from lie_ray.report.privacy import exact_cell, psnr_cell
 
     plain = test_images[:9]
-    noisy = np.clip(plain.astype(np.int64) + np.random.default_rng(0).integers(
-        -8, 9, plain.shape), 0, 255).astype(np.uint8)
+    noisy = np.clip(
+        plain.astype(np.int64) + np.random.default_rng(0).integers(-8, 9, plain.shape), 0, 255
+    ).astype(np.uint8)
     noisy[0] = plain[0]
     values = score(noisy, plain)
     per_image = psnr_per_image(noisy, plain)

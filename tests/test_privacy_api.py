@@ -1,5 +1,6 @@
 """``lie_ray.privacy.attack``: the privacy attacks as a library call, on real CIFAR images, on
 a transform by name, on an object written outside lie_ray, with the ITN here and on Ray."""
+
 from __future__ import annotations
 
 import importlib.util
@@ -41,8 +42,13 @@ def test_by_name_the_cli_defender_is_attacked_and_its_key_recovered(images):
     print(found)
     defender = transforms.build("le", MASTER, 4)
     rows = {r["attack"]: r for r in found.results.to_pylist()}
-    assert set(rows) == {"ciphertext", "fr-basic", "known-plaintext", "chosen-plaintext",
-                         "key-space"}
+    assert set(rows) == {
+        "ciphertext",
+        "fr-basic",
+        "known-plaintext",
+        "chosen-plaintext",
+        "key-space",
+    }
     assert set(found.record["not_run"]) == {"block-mean", "brute-force", "itn"}
     assert {r["key_fingerprint"] for r in rows.values()} == {defender.fingerprint}
     assert np.array_equal(found.reconstructions["known-plaintext"], images)
@@ -64,7 +70,8 @@ def test_an_outside_transform_object_is_attacked_as_it_is(images, monkeypatch):
     keyed outside lie_ray: its own recoverer gives its mask back from one pair."""
     monkeypatch.setattr(registry, "EXTERNAL", dict(registry.EXTERNAL))  # no trace for others
     spec = importlib.util.spec_from_file_location(
-        "lie_ray_xor_for_test", REPO_ROOT / "examples" / "xor_transform" / "lie_ray_xor.py")
+        "lie_ray_xor_for_test", REPO_ROOT / "examples" / "xor_transform" / "lie_ray_xor.py"
+    )
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     xor = module.BlockXor.from_key(generate_key(4), "fixed", 4, None, (32, 32))
@@ -84,8 +91,15 @@ def test_the_itn_trains_here_and_on_ray_and_beats_folding(images, own, ray_clust
     seeded training either way (one worker: DDP changes nothing but float rounding)."""
     ssim = {}
     for where in (False, True):
-        found = privacy.attack("le", images, key=MASTER, attacks=["fr-basic", "itn"],
-                               attacker_images=own, itn=ITN, ray=where)
+        found = privacy.attack(
+            "le",
+            images,
+            key=MASTER,
+            attacks=["fr-basic", "itn"],
+            attacker_images=own,
+            itn=ITN,
+            ray=where,
+        )
         rows = {r["attack"]: r for r in found.results.to_pylist()}
         assert rows["itn"]["ssim"] > rows["fr-basic"]["ssim"] + 0.03, (where, rows)
         assert found.reconstructions["itn"].shape == images.shape
@@ -95,20 +109,26 @@ def test_the_itn_trains_here_and_on_ray_and_beats_folding(images, own, ray_clust
     assert ssim[False] == pytest.approx(ssim[True], abs=0.005)  # the same seeded training
 
 
-@pytest.mark.parametrize("call, message", [
-    (lambda x: privacy.attack("le", x[:1]), r"1 image\(s\): pass at least two"),
-    (lambda x: privacy.attack("nope", x), r"unknown transform 'nope': choose from .*le"),
-    (lambda x: privacy.attack(transforms.REGISTRY["le"], x), r"is a class: pass an instance"),
-    (lambda x: privacy.attack(transforms.build("le", MASTER, 4), x, key=MASTER),
-     r"holds its own key: pass key=None"),
-    (lambda x: privacy.attack("le", x, attacks=["ssim"]), r"unknown privacy attack"),
-    (lambda x: privacy.attack("le", x, attacks=["block-mean"]),
-     r"block-mean does not apply to le: its values leave their block"),
-    (lambda x: privacy.attack("shuffle", x, attacks=["itn"]), r"itn needs attacker_images="),
-    (lambda x: privacy.attack("le", x, block_size=8), r"not taken here.*block_size"),
-    (lambda x: privacy.attack("le", torch.full((2, 3, 32, 32), 0.3)),
-     r"8-bit levels k / 255"),
-])
+@pytest.mark.parametrize(
+    "call, message",
+    [
+        (lambda x: privacy.attack("le", x[:1]), r"1 image\(s\): pass at least two"),
+        (lambda x: privacy.attack("nope", x), r"unknown transform 'nope': choose from .*le"),
+        (lambda x: privacy.attack(transforms.REGISTRY["le"], x), r"is a class: pass an instance"),
+        (
+            lambda x: privacy.attack(transforms.build("le", MASTER, 4), x, key=MASTER),
+            r"holds its own key: pass key=None",
+        ),
+        (lambda x: privacy.attack("le", x, attacks=["ssim"]), r"unknown privacy attack"),
+        (
+            lambda x: privacy.attack("le", x, attacks=["block-mean"]),
+            r"block-mean does not apply to le: its values leave their block",
+        ),
+        (lambda x: privacy.attack("shuffle", x, attacks=["itn"]), r"itn needs attacker_images="),
+        (lambda x: privacy.attack("le", x, block_size=8), r"not taken here.*block_size"),
+        (lambda x: privacy.attack("le", torch.full((2, 3, 32, 32), 0.3)), r"8-bit levels k / 255"),
+    ],
+)
 def test_bad_calls_say_what_to_do(images, call, message):
     with pytest.raises(LieRayError, match=message) as raised:
         call(images)

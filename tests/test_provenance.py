@@ -1,6 +1,7 @@
 """The run record decides what a resumed or repeated job may reuse: a scenario redefined in a
 --scenario-file between two runs into one --out is trained and evaluated anew, the unchanged
 one is reused, and every table names the run it came from."""
+
 from __future__ import annotations
 
 import json
@@ -13,10 +14,34 @@ from lie_ray.app.cli import app
 from lie_ray.evaluation.run import DIGEST_KEY
 from lie_ray.infra.provenance import record_of
 
-SLICE = ["--preset", "smoke", "--epochs", "1", "--train-limit", "128", "--test-limit", "64",
-         "--width", "4"]
-LIGHT = ["--preset", "smoke", "--eval-limit", "16", "--epsilons", "0.1", "--eval-pgd-steps",
-         "2", "--eot-keys", "1", "--square-queries", "4", "--actors", "1"]
+SLICE = [
+    "--preset",
+    "smoke",
+    "--epochs",
+    "1",
+    "--train-limit",
+    "128",
+    "--test-limit",
+    "64",
+    "--width",
+    "4",
+]
+LIGHT = [
+    "--preset",
+    "smoke",
+    "--eval-limit",
+    "16",
+    "--epsilons",
+    "0.1",
+    "--eval-pgd-steps",
+    "2",
+    "--eot-keys",
+    "1",
+    "--square-queries",
+    "4",
+    "--actors",
+    "1",
+]
 
 
 def invoke(*args) -> str:
@@ -26,8 +51,10 @@ def invoke(*args) -> str:
 
 
 def scenario_file(path: Path, transform: str) -> Path:
-    path.write_text(f'[[scenario]]\nname = "Mine"\nencrypted = true\nkey_policy = "fixed"\n'
-                    f'transform = "{transform}"\n')
+    path.write_text(
+        f'[[scenario]]\nname = "Mine"\nencrypted = true\nkey_policy = "fixed"\n'
+        f'transform = "{transform}"\n'
+    )
     return path
 
 
@@ -35,20 +62,44 @@ def trained(out: Path) -> dict[str, dict]:
     return {r["scenario"]: r for r in pq.read_table(out / "training.parquet").to_pylist()}
 
 
-def test_a_redefined_scenario_is_retrained_and_reevaluated_the_rest_reused(ray_cluster,
-                                                                           cifar_dir, tmp_path):
+def test_a_redefined_scenario_is_retrained_and_reevaluated_the_rest_reused(
+    ray_cluster, cifar_dir, tmp_path
+):
     key, out, evaluated = tmp_path / "key.json", tmp_path / "train", tmp_path / "eval"
     invoke("keygen", "--out", key)
     mine = scenario_file(tmp_path / "mine.toml", "le")
-    train = ["train", "--data", cifar_dir, "--key", key, "--out", out, "--scenario-file", mine,
-             "--scenarios", "Plain,Mine", *SLICE]
-    evaluate = ["evaluate", "--data", cifar_dir, "--key", key, "--runs", out, "--out",
-                evaluated, *LIGHT]
+    train = [
+        "train",
+        "--data",
+        cifar_dir,
+        "--key",
+        key,
+        "--out",
+        out,
+        "--scenario-file",
+        mine,
+        "--scenarios",
+        "Plain,Mine",
+        *SLICE,
+    ]
+    evaluate = [
+        "evaluate",
+        "--data",
+        cifar_dir,
+        "--key",
+        key,
+        "--runs",
+        out,
+        "--out",
+        evaluated,
+        *LIGHT,
+    ]
     invoke(*train)
     invoke(*evaluate)
     before, parts = trained(out), evaluated / "evaluations"
-    digests = {n: pq.read_schema(parts / f"{n}.parquet").metadata[DIGEST_KEY]
-               for n in ("Plain", "Mine")}
+    digests = {
+        n: pq.read_schema(parts / f"{n}.parquet").metadata[DIGEST_KEY] for n in ("Plain", "Mine")
+    }
 
     scenario_file(mine, "shuffle")  # the same name, another transform
     invoke(*train, "--resume")
@@ -63,12 +114,14 @@ def test_a_redefined_scenario_is_retrained_and_reevaluated_the_rest_reused(ray_c
     assert after["Plain"]["run_id"] == before["Plain"]["run_id"]
 
     invoke(*evaluate, "--resume")
-    now = {n: pq.read_schema(parts / f"{n}.parquet").metadata[DIGEST_KEY]
-           for n in ("Plain", "Mine")}
+    now = {
+        n: pq.read_schema(parts / f"{n}.parquet").metadata[DIGEST_KEY] for n in ("Plain", "Mine")
+    }
     assert now["Plain"] == digests["Plain"] and now["Mine"] != digests["Mine"]
     results = pq.read_table(evaluated / "results.parquet")
     rows = [r for r in results.to_pylist() if r["scenario"] == "Mine"]
     assert {r["transform"] for r in rows} == {"shuffle"}
     assert {r["run_id"] for r in rows} == {after["Mine"]["run_id"]}
-    assert record_of(results.schema)["training"]["Mine"]["scenario"]["transform"]["name"] == \
-        "shuffle"
+    assert (
+        record_of(results.schema)["training"]["Mine"]["scenario"]["transform"]["name"] == "shuffle"
+    )

@@ -1,4 +1,5 @@
 """``write_report`` on small synthetic result tables: no Ray, no training, no data set."""
+
 from __future__ import annotations
 
 import re
@@ -13,45 +14,96 @@ from lie_ray.errors import LieRayError
 from lie_ray.report import AMBIGUITY, PAPER_TABLE_I, THREAT_MODELS, write_report
 
 EPSILONS = (0.03, 0.1)
-ADAPTIVE = ("pgd", "paper-literal", "bpda-identity", "bpda", "eot", "transfer", "gradient-free",
-            "autoattack", "pba", "recovered-key-1", "recovered-key-2", "recovered-key-4",
-            "worst-case-keyless", "worst-case", "encrypted-input",
-            "worst-case-channel")
+ADAPTIVE = (
+    "pgd",
+    "paper-literal",
+    "bpda-identity",
+    "bpda",
+    "eot",
+    "transfer",
+    "gradient-free",
+    "autoattack",
+    "pba",
+    "recovered-key-1",
+    "recovered-key-2",
+    "recovered-key-4",
+    "worst-case-keyless",
+    "worst-case",
+    "encrypted-input",
+    "worst-case-channel",
+)
 # Error at epsilon 0.1 per scenario and attack; the worst case is the strict maximum of each
 # row's plain-image attacks (encrypted-input, a ciphertext-space attack, may exceed it).
 # Plain has no cipher, so no bpda / eot / encrypted-input. Keyless (a union of fewer attacks)
 # lies below worst-case on encrypted scenarios.
 ERRORS = {
-    "Plain": {"pgd": 0.95, "transfer": 0.60, "gradient-free": 0.70, "autoattack": 0.97,
-              "worst-case": 0.98},
-    "Encrypted": {"pgd": 0.27, "paper-literal": 0.60, "bpda-identity": 0.72, "bpda": 0.81,
-                  "eot": 0.77, "transfer": 0.55, "encrypted-input": 0.95, "gradient-free": 0.41,
-                  "autoattack": 0.85, "worst-case-keyless": 0.79, "worst-case": 0.91,
-                  "worst-case-channel": 0.97},
-    "Encrypted-DK": {"pgd": 0.79, "bpda": 0.84, "eot": 0.88, "transfer": 0.62,
-                     "gradient-free": 0.52, "worst-case-keyless": 0.89, "worst-case": 0.93},
+    "Plain": {
+        "pgd": 0.95,
+        "transfer": 0.60,
+        "gradient-free": 0.70,
+        "autoattack": 0.97,
+        "worst-case": 0.98,
+    },
+    "Encrypted": {
+        "pgd": 0.27,
+        "paper-literal": 0.60,
+        "bpda-identity": 0.72,
+        "bpda": 0.81,
+        "eot": 0.77,
+        "transfer": 0.55,
+        "encrypted-input": 0.95,
+        "gradient-free": 0.41,
+        "autoattack": 0.85,
+        "worst-case-keyless": 0.79,
+        "worst-case": 0.91,
+        "worst-case-channel": 0.97,
+    },
+    "Encrypted-DK": {
+        "pgd": 0.79,
+        "bpda": 0.84,
+        "eot": 0.88,
+        "transfer": 0.62,
+        "gradient-free": 0.52,
+        "worst-case-keyless": 0.89,
+        "worst-case": 0.93,
+    },
     "Encrypted-Adv": {"pgd": 0.04, "bpda": 0.35, "eot": 0.31, "worst-case": 0.44},
     "Encrypted-Adv-DK": {"pgd": 0.69, "eot": 0.72, "gradient-free": 0.58, "worst-case": 0.76},
     "Custom-Scenario": {"pgd": 0.30, "bpda": 0.45, "worst-case": 0.50},
 }
-CLEAN = {"Plain": (0.01, 0.14), "Encrypted": (0.02, 0.17), "Encrypted-DK": (0.43, 0.51),
-         "Encrypted-Adv": (0.09, 0.83), "Encrypted-Adv-DK": (0.66, 0.62),
-         "Custom-Scenario": (0.05, 0.20)}
+CLEAN = {
+    "Plain": (0.01, 0.14),
+    "Encrypted": (0.02, 0.17),
+    "Encrypted-DK": (0.43, 0.51),
+    "Encrypted-Adv": (0.09, 0.83),
+    "Encrypted-Adv-DK": (0.66, 0.62),
+    "Custom-Scenario": (0.05, 0.20),
+}
 
 
 def result_row(scenario: str, evaluation: str, epsilon: float, error: float) -> dict:
-    return {"scenario": scenario, "evaluation": evaluation, "epsilon": epsilon, "n": 1000,
-            "error": error, "ci_low": max(0.0, error - 0.03), "ci_high": min(1.0, error + 0.03)}
+    return {
+        "scenario": scenario,
+        "evaluation": evaluation,
+        "epsilon": epsilon,
+        "n": 1000,
+        "error": error,
+        "ci_low": max(0.0, error - 0.03),
+        "ci_high": min(1.0, error + 0.03),
+    }
 
 
-def results_table(errors: dict = ERRORS, epsilons: tuple[float, ...] = EPSILONS,
-                  clean: bool = True) -> pa.Table:
+def results_table(
+    errors: dict = ERRORS, epsilons: tuple[float, ...] = EPSILONS, clean: bool = True
+) -> pa.Table:
     rows = []
     for scenario, attacks in errors.items():
         if clean:
             train, test = CLEAN[scenario]
-            rows += [result_row(scenario, "train", 0.0, train),
-                     result_row(scenario, "test", 0.0, test)]
+            rows += [
+                result_row(scenario, "train", 0.0, train),
+                result_row(scenario, "test", 0.0, test),
+            ]
         for evaluation, error in attacks.items():
             for epsilon in epsilons:  # smaller epsilon, smaller error
                 rows.append(result_row(scenario, evaluation, epsilon, error * epsilon / 0.1))
@@ -59,9 +111,12 @@ def results_table(errors: dict = ERRORS, epsilons: tuple[float, ...] = EPSILONS,
 
 
 def training_table() -> pa.Table:
-    return pa.Table.from_pylist([
-        {"scenario": s, "train_error": train + 0.001, "test_error": test + 0.001, "epochs": 3}
-        for s, (train, test) in CLEAN.items()])
+    return pa.Table.from_pylist(
+        [
+            {"scenario": s, "train_error": train + 0.001, "test_error": test + 0.001, "epochs": 3}
+            for s, (train, test) in CLEAN.items()
+        ]
+    )
 
 
 @pytest.fixture
@@ -93,18 +148,34 @@ def test_report_has_paper_numbers_and_every_scenario(results_dir: Path):
         assert table[scenario][-3:] == [f"{v:.3f}" for v in numbers]
     # Ours beside the paper's: clean errors from results.parquet (n in the header), then each
     # reading of the paper's protocol at 0.1 in its own column.
-    assert table["Scenario"][1:7] == ["train (during training)", "clean train (n=1000)",
-                                      "test (n=1000)", "adversarial: pgd",
-                                      "adversarial: paper-literal", "adversarial: bpda-identity"]
+    assert table["Scenario"][1:7] == [
+        "train (during training)",
+        "clean train (n=1000)",
+        "test (n=1000)",
+        "adversarial: pgd",
+        "adversarial: paper-literal",
+        "adversarial: bpda-identity",
+    ]
     # The train column is training.parquet's (what was trained on), clean train beside it.
-    assert table["Encrypted"] == ["3", "0.021", "0.020", "0.170", "0.270", "0.600", "0.720",
-                                  "0.011", "0.166", "0.269"]
+    assert table["Encrypted"] == [
+        "3",
+        "0.021",
+        "0.020",
+        "0.170",
+        "0.270",
+        "0.600",
+        "0.720",
+        "0.011",
+        "0.166",
+        "0.269",
+    ]
     assert table["Plain"][5:7] == ["-", "-"]
     assert table["Custom-Scenario"][-3:] == ["-", "-", "-"]
     # Compared where all three readings ran (Encrypted only, here): pgd is 0.001 off.
-    assert ("Closest to the paper's adversarial column: **`pgd`** (mean absolute difference "
-            "over Encrypted: `pgd` 0.001, `paper-literal` 0.331, `bpda-identity` 0.451)"
-            ) in report
+    assert (
+        "Closest to the paper's adversarial column: **`pgd`** (mean absolute difference "
+        "over Encrypted: `pgd` 0.001, `paper-literal` 0.331, `bpda-identity` 0.451)"
+    ) in report
     assert AMBIGUITY in report and THREAT_MODELS in report
     assert "(the paper's)" in report
     assert "worst-case" in report and "upper bound on robustness" in report
@@ -119,8 +190,9 @@ def test_worst_value_is_the_only_bold_cell(results_dir: Path):
     for scenario, attacks in ERRORS.items():
         cells = dict(zip(ADAPTIVE, table[scenario]))
         bold = [name for name, cell in cells.items() if cell.startswith("**")]
-        plain_image = {k: v for k, v in attacks.items()
-                       if k not in ("encrypted-input", "worst-case-channel")}
+        plain_image = {
+            k: v for k, v in attacks.items() if k not in ("encrypted-input", "worst-case-channel")
+        }
         assert bold == [max(plain_image, key=plain_image.get)] == ["worst-case"]
         worst = attacks["worst-case"]
         high = min(1.0, worst + 0.03)
@@ -165,8 +237,7 @@ def test_report_is_deterministic(results_dir: Path):
 def test_training_table_fallback_and_largest_epsilon(tmp_path: Path):
     """Without clean rows in results, train/test come from the training table; without 0.1,
     the largest epsilon is the headline and the report says so."""
-    pq.write_table(results_table(epsilons=(0.02, 0.05), clean=False),
-                   tmp_path / "results.parquet")
+    pq.write_table(results_table(epsilons=(0.02, 0.05), clean=False), tmp_path / "results.parquet")
     (tmp_path / "gallery.png").write_bytes(b"")
     report = write_report(tmp_path, training_table=training_table()).read_text()
     table = table_rows(report, "## Table I")
@@ -178,8 +249,9 @@ def test_training_table_fallback_and_largest_epsilon(tmp_path: Path):
 
 def test_ties_are_all_bold(tmp_path: Path):
     errors = {"Plain": {"pgd": 1.0, "transfer": 0.6, "worst-case": 1.0}}
-    pq.write_table(results_table(errors, epsilons=(0.1,), clean=False),
-                   tmp_path / "results.parquet")
+    pq.write_table(
+        results_table(errors, epsilons=(0.1,), clean=False), tmp_path / "results.parquet"
+    )
     report = write_report(tmp_path).read_text()
     cells = dict(zip(ADAPTIVE, table_rows(report, "## Adaptive evaluation")["Plain"]))
     assert [n for n, c in cells.items() if c.startswith("**")] == ["pgd", "worst-case"]
@@ -189,13 +261,17 @@ def test_ties_are_all_bold(tmp_path: Path):
 def test_a_key_based_defence_is_headlined_by_its_keyless_worst_case(results_dir: Path):
     report = write_report(results_dir).read_text()
     headline = report.split("## Headline robustness", 1)[1].split("\n## ", 1)[0]
-    bullets = {line[2:].split(":", 1)[0]: line.split(": ", 1)[1]
-               for line in headline.splitlines() if line.startswith("- ")}
+    bullets = {
+        line[2:].split(":", 1)[0]: line.split(": ", 1)[1]
+        for line in headline.splitlines()
+        if line.startswith("- ")
+    }
     # Encrypted scenarios (EOT ran on them): keyless in bold, the key-holder's beside it.
-    assert bullets["Encrypted"] == ("**keyless 0.790 [0.76, 0.82]** (with the key 0.910 "
-                                    "[0.88, 0.94]; on the channel 0.970 [0.94, 1.00])")
-    assert bullets["Encrypted-DK"].startswith("**keyless 0.890 [0.86, 0.92]** (with the key "
-                                              "0.930")
+    assert bullets["Encrypted"] == (
+        "**keyless 0.790 [0.76, 0.82]** (with the key 0.910 "
+        "[0.88, 0.94]; on the channel 0.970 [0.94, 1.00])"
+    )
+    assert bullets["Encrypted-DK"].startswith("**keyless 0.890 [0.86, 0.92]** (with the key 0.930")
     # No key, or no keyless row: the one worst case.
     assert bullets["Plain"] == "0.980 [0.95, 1.00]"
     assert bullets["Encrypted-Adv"] == "0.440 [0.41, 0.47]"
@@ -220,19 +296,31 @@ def test_deviations_from_the_paper_come_from_the_run_records(tmp_path: Path):
 
     def write(settings, scenarios, evaluation, images):
         records = {s.name: training_record(s, settings, "f" * 16, NO_DATA) for s in scenarios}
-        record = {"settings": dataclasses.asdict(evaluation), "training": records,
-                  "code": code()}
-        pq.write_table(with_record(results_table({"Plain": {"pgd": 0.9}}), record),
-                       tmp_path / "results.parquet")
-        pq.write_table(pa.Table.from_pylist(
-            [{"scenario": s.name, "train_error": 0.1, "test_error": 0.2, "epochs": 1,
-              "train_images": images[0], "test_images": images[1]} for s in scenarios]),
-            tmp_path / "training.parquet")
+        record = {"settings": dataclasses.asdict(evaluation), "training": records, "code": code()}
+        pq.write_table(
+            with_record(results_table({"Plain": {"pgd": 0.9}}), record),
+            tmp_path / "results.parquet",
+        )
+        pq.write_table(
+            pa.Table.from_pylist(
+                [
+                    {
+                        "scenario": s.name,
+                        "train_error": 0.1,
+                        "test_error": 0.2,
+                        "epochs": 1,
+                        "train_images": images[0],
+                        "test_images": images[1],
+                    }
+                    for s in scenarios
+                ]
+            ),
+            tmp_path / "training.parquet",
+        )
         return deviation_lines(write_report(tmp_path).read_text())
 
     smoke = get_preset("smoke").replace(epochs=1, train_limit=256)
-    scenarios = [s.with_attack(eps=0.1, step_size=0.125, steps=1)
-                 for s in PAPER_SCENARIOS.values()]
+    scenarios = [s.with_attack(eps=0.1, step_size=0.125, steps=1) for s in PAPER_SCENARIOS.values()]
     scenarios.append(Scenario("Encrypted-IdGroup", True, "id-group"))
     lines = write(smoke, scenarios, EVAL_PRESETS["smoke"], (256, 128))
     assert "Training epochs: 1 [100]." in lines
@@ -240,51 +328,79 @@ def test_deviations_from_the_paper_come_from_the_run_records(tmp_path: Path):
     assert "Training learning rate: 0.05 [0.1]." in lines
     assert "Training saw 256 train images per epoch [50,000]." in lines
     assert "Training saw 128 test images per epoch [10,000]." in lines
-    assert ("Encrypted-Adv's adversarial training: PGD eps 0.1, step 0.125, 1 step(s) [eps "
-            "0.1, step 0.01, 20 steps].") in lines
-    assert any(line.startswith("Encrypted-Adv-DK's adversarial training meets the cipher by "
-                               "`bpda`") for line in lines)
+    assert (
+        "Encrypted-Adv's adversarial training: PGD eps 0.1, step 0.125, 1 step(s) [eps "
+        "0.1, step 0.01, 20 steps]."
+    ) in lines
+    assert any(
+        line.startswith("Encrypted-Adv-DK's adversarial training meets the cipher by `bpda`")
+        for line in lines
+    )
     assert "Attacked the first 100 test images [10,000]." in lines
     assert "Evaluation PGD runs 10 steps [20]." in lines
     assert not any("keys with" in line for line in lines)  # the paper's DK is per-minibatch
 
-    paper = write(get_preset("paper"), list(PAPER_SCENARIOS.values()), EVAL_PRESETS["paper"],
-                  (50_000, 10_000))
-    assert not any(line.startswith(("Training ", "Attacked", "Evaluation PGD")) or
-                   "adversarial training: PGD" in line for line in paper), paper
+    paper = write(
+        get_preset("paper"), list(PAPER_SCENARIOS.values()), EVAL_PRESETS["paper"], (50_000, 10_000)
+    )
+    assert not any(
+        line.startswith(("Training ", "Attacked", "Evaluation PGD"))
+        or "adversarial training: PGD" in line
+        for line in paper
+    ), paper
     assert "SGD momentum and weight decay, which the paper does not state: 0.9 and 0.0005." in paper
     assert len(paper) == 3 + 2  # what it leaves open, and each -Adv scenario's reading
 
 
 def test_sanity_checks_pass_or_fail_by_carlini_et_al_and_mark_the_headline(tmp_path: Path):
     errors = {  # at eps 0.03 each error is 0.3x its value at 0.1 (results_table's scaling)
-        "Plain": {"pgd": 0.95, "gradient-free": 0.70, "worst-case-keyless": 0.98,
-                  "worst-case": 0.98},
-        "Encrypted": {"pgd": 0.27, "bpda": 0.60, "gradient-free": 0.93,
-                      "worst-case-keyless": 0.93, "worst-case": 0.95},
+        "Plain": {
+            "pgd": 0.95,
+            "gradient-free": 0.70,
+            "worst-case-keyless": 0.98,
+            "worst-case": 0.98,
+        },
+        "Encrypted": {
+            "pgd": 0.27,
+            "bpda": 0.60,
+            "gradient-free": 0.93,
+            "worst-case-keyless": 0.93,
+            "worst-case": 0.95,
+        },
     }
     table = results_table(errors, clean=False).to_pylist()
     sanity = {"Plain": (1.0, 0.96, 0.97), "Encrypted": (0.80, 0.60, 0.70)}
     for scenario, (unbounded, once, twice) in sanity.items():
-        table += [result_row(scenario, "sanity-unbounded", 1.0, unbounded),
-                  result_row(scenario, "sanity-pgd", 0.1, once),
-                  result_row(scenario, "sanity-pgd-2x", 0.1, twice)]
+        table += [
+            result_row(scenario, "sanity-unbounded", 1.0, unbounded),
+            result_row(scenario, "sanity-pgd", 0.1, once),
+            result_row(scenario, "sanity-pgd-2x", 0.1, twice),
+        ]
     pq.write_table(pa.Table.from_pylist(table), tmp_path / "results.parquet")
     report = write_report(tmp_path).read_text()
     rows = table_rows(report, "## Sanity checks")
-    assert rows["Scenario"] == ["error rises with eps", "unbounded attack",
-                                "2x steps and restarts", "black-box <= white-box"]
+    assert rows["Scenario"] == [
+        "error rises with eps",
+        "unbounded attack",
+        "2x steps and restarts",
+        "black-box <= white-box",
+    ]
     plain, encrypted = rows["Plain"], rows["Encrypted"]
     assert [cell.split(":")[0] for cell in plain] == ["pass", "pass", "pass", "pass"]
     assert plain[2] == "pass: 0.960 → 0.970 (change +0.010, needs < 0.02 either way)"
-    assert [cell.split(":")[0] for cell in encrypted] == ["pass", "**FAIL**", "**FAIL**",
-                                                          "**FAIL**"]
+    assert [cell.split(":")[0] for cell in encrypted] == [
+        "pass",
+        "**FAIL**",
+        "**FAIL**",
+        "**FAIL**",
+    ]
     assert encrypted[3] == ("**FAIL**: gradient-free 0.930 vs bpda 0.600: gradient masking?")
     # The sanity rows are no attack of the adaptive table, nor an epsilon of the headline.
     assert "sanity" not in table_rows(report, "## Adaptive evaluation")["Scenario"]
     headline = report.split("## Headline robustness", 1)[1].split("\n## ", 1)[0]
     line = next(l for l in headline.splitlines() if l.startswith("- Encrypted:"))
-    assert line.endswith("(failed sanity checks: unbounded attack, 2x steps and restarts, "
-                         "black-box <= white-box; see Sanity checks)")
-    assert "failed sanity" not in next(l for l in headline.splitlines()
-                                       if l.startswith("- Plain:"))
+    assert line.endswith(
+        "(failed sanity checks: unbounded attack, 2x steps and restarts, "
+        "black-box <= white-box; see Sanity checks)"
+    )
+    assert "failed sanity" not in next(l for l in headline.splitlines() if l.startswith("- Plain:"))

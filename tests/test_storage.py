@@ -1,5 +1,6 @@
 """Storage locations (local paths and S3 URIs on a local moto server), keys read from storage,
 and how many trials a cluster runs side by side. No Ray cluster is started here."""
+
 from __future__ import annotations
 
 import pyarrow as pa
@@ -29,16 +30,19 @@ def aws_env(monkeypatch):
 
 def test_join_keeps_uri_options_at_the_end(tmp_path):
     uri = "s3://b/p?region=us-east-1&endpoint_override=http://127.0.0.1:9"
-    assert storage.join(uri, "runs", "Plain") == \
-        "s3://b/p/runs/Plain?region=us-east-1&endpoint_override=http://127.0.0.1:9"
+    assert (
+        storage.join(uri, "runs", "Plain")
+        == "s3://b/p/runs/Plain?region=us-east-1&endpoint_override=http://127.0.0.1:9"
+    )
     assert storage.join("s3://b/", "x") == "s3://b/x"
     assert storage.join(tmp_path, "a", "b") == str(tmp_path / "a" / "b")
 
 
 def test_to_location_turns_rays_paths_back_into_uris(bucket):
     base = bucket.uri("study/runs")
-    assert storage.to_location(base, f"{bucket.name}/study/runs/Plain/checkpoint_1") == \
-        storage.join(base, "Plain/checkpoint_1")
+    assert storage.to_location(
+        base, f"{bucket.name}/study/runs/Plain/checkpoint_1"
+    ) == storage.join(base, "Plain/checkpoint_1")
     assert storage.to_location("/local/runs", "/local/runs/x") == "/local/runs/x"
     with pytest.raises(LieRayError, match="not under the storage"):
         storage.to_location(base, "other-bucket/x")
@@ -47,8 +51,11 @@ def test_to_location_turns_rays_paths_back_into_uris(bucket):
 def test_check_uri_refuses_credentials_and_makes_paths_absolute(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     assert storage.check_uri("rel/dir") == str(tmp_path / "rel" / "dir")
-    with pytest.raises(LieRayError, match=r"must not carry credentials \(access_key, "
-                                          r"secret_key\)") as err:
+    with pytest.raises(
+        LieRayError,
+        match=r"must not carry credentials \(access_key, "
+        r"secret_key\)",
+    ) as err:
         storage.check_uri("s3://b/p?region=us-east-1&access_key=A&secret_key=S")
     assert "\n" not in str(err.value) and "=S" not in str(err.value)
     with pytest.raises(LieRayError, match="not a usable location"):
@@ -85,11 +92,13 @@ def test_a_key_in_s3_loads_like_its_file(bucket, tmp_path):
 # ---------------------------------------------------------------- trials side by side
 
 
-def fake_cluster(monkeypatch, resources: dict, ceiling: dict | None = None,
-                 autoscaler: bool = False) -> None:
+def fake_cluster(
+    monkeypatch, resources: dict, ceiling: dict | None = None, autoscaler: bool = False
+) -> None:
     monkeypatch.setattr(capacity.ray, "cluster_resources", lambda: resources)
-    monkeypatch.setattr(capacity.ray._private.state.state,
-                        "get_max_resources_from_cluster_config", lambda: ceiling)
+    monkeypatch.setattr(
+        capacity.ray._private.state.state, "get_max_resources_from_cluster_config", lambda: ceiling
+    )
     monkeypatch.setattr(capacity, "autoscaler_running", lambda: autoscaler)
 
 
@@ -105,8 +114,7 @@ def test_trials_run_side_by_side_as_the_cluster_allows(monkeypatch):
     assert capacity.concurrent_trials(smoke, False, trials=5) == 4
     # GPUs: each trial asks for one per worker, and two CPUs of Ray Data per GPU to feed it
     paper = get_preset("paper").replace(num_workers=2)
-    assert capacity.trial_needs(paper, True) == capacity.TrialNeeds(cpus=4.25, gpus=2,
-                                                                    data_cpus=4)
+    assert capacity.trial_needs(paper, True) == capacity.TrialNeeds(cpus=4.25, gpus=2, data_cpus=4)
     assert capacity.trial_needs(paper, False).data_cpus == 1
     fake_cluster(monkeypatch, {"CPU": 64.0, "GPU": 4.0})
     assert capacity.concurrent_trials(paper, True, trials=5) == 2
@@ -121,9 +129,11 @@ def test_a_cluster_too_small_for_one_trial_fails_at_once(monkeypatch):
         capacity.concurrent_trials(smoke, False, trials=5)
     message = str(err.value)
     assert "\n" not in message
-    assert message.startswith("the Ray cluster has 2 CPUs, but one training trial needs 2.25 "
-                              "CPUs (0.25 trial driver + 1 CPU per Train worker x 1 + 1 for "
-                              "Ray Data)")
+    assert message.startswith(
+        "the Ray cluster has 2 CPUs, but one training trial needs 2.25 "
+        "CPUs (0.25 trial driver + 1 CPU per Train worker x 1 + 1 for "
+        "Ray Data)"
+    )
     assert "ray start --head --num-cpus=4" in message
     fake_cluster(monkeypatch, {"CPU": 16.0})
     with pytest.raises(LieRayError, match=r"has 16 CPUs and 0 GPUs.*add nodes with GPUs"):
@@ -135,25 +145,34 @@ def test_a_cluster_too_small_for_one_trial_fails_at_once(monkeypatch):
 
 # ---------------------------------------------------------------- the command line, before Ray
 
+
 @pytest.mark.parametrize("command", ["train", "sweep", "evaluate"])
-def test_commands_refuse_credentials_in_a_storage_uri_before_ray(command, cifar_dir, tmp_path,
-                                                                   monkeypatch):
+def test_commands_refuse_credentials_in_a_storage_uri_before_ray(
+    command, cifar_dir, tmp_path, monkeypatch
+):
     from typer.testing import CliRunner
 
     import lie_ray.infra.session
     from lie_ray.app.cli import app
 
-    monkeypatch.setattr(lie_ray.infra.session, "ray_session",
-                        lambda *a, **k: pytest.fail("Ray started"))
+    monkeypatch.setattr(
+        lie_ray.infra.session, "ray_session", lambda *a, **k: pytest.fail("Ray started")
+    )
     runs = tmp_path / "runs"
     runs.mkdir()
-    pa.parquet.write_table(pa.table({"scenario": ["Plain"], "encrypted": [False],
-                                     "key_policy": [""]}), runs / "training.parquet")
+    pa.parquet.write_table(
+        pa.table({"scenario": ["Plain"], "encrypted": [False], "key_policy": [""]}),
+        runs / "training.parquet",
+    )
     uri = "s3://b/p?region=us-east-1&secret_key=S3CR3T"
-    args = {"train": ["train", "--scenarios", "Plain"], "sweep": ["sweep", "--scenarios", "Plain"],
-            "evaluate": ["evaluate", "--runs", str(runs)]}[command]
-    result = CliRunner().invoke(app, [*args, "--data", str(cifar_dir), "--out",
-                                      str(tmp_path / "out"), "--storage", uri])
+    args = {
+        "train": ["train", "--scenarios", "Plain"],
+        "sweep": ["sweep", "--scenarios", "Plain"],
+        "evaluate": ["evaluate", "--runs", str(runs)],
+    }[command]
+    result = CliRunner().invoke(
+        app, [*args, "--data", str(cifar_dir), "--out", str(tmp_path / "out"), "--storage", uri]
+    )
     assert result.exit_code == 2, result.output
     assert result.stderr.startswith("error: --storage must not carry credentials (secret_key)")
     assert result.stderr.count("\n") == 1 and "S3CR3T" not in result.output
@@ -165,8 +184,17 @@ def test_the_sweep_refuses_credentials_in_a_key_uri(cifar_dir, tmp_path):
 
     from lie_ray.app.cli import app
 
-    result = CliRunner().invoke(app, ["sweep", "--data", str(cifar_dir), "--out",
-                                      str(tmp_path / "out"), "--key",
-                                      "s3://b/k.json?region=us-east-1&access_key=AK"])
+    result = CliRunner().invoke(
+        app,
+        [
+            "sweep",
+            "--data",
+            str(cifar_dir),
+            "--out",
+            str(tmp_path / "out"),
+            "--key",
+            "s3://b/k.json?region=us-east-1&access_key=AK",
+        ],
+    )
     assert result.exit_code == 2
     assert result.stderr.startswith("error: --key must not carry credentials (access_key)")

@@ -1,5 +1,6 @@
 """The front door: the sweep submitted to a real Ray head, resumed after a kill, and a secrets
 audit of everything it wrote. Faults are real: processes are killed with SIGKILL."""
+
 from __future__ import annotations
 
 import base64
@@ -41,8 +42,9 @@ def test_job_submitted_sweep_writes_every_table_and_the_report(smoke_sweep):
             assert png.size[0] > 50
     assert json.loads((out / "encrypted" / "manifest.json").read_text())["rows"]["train"] == 256
     # Progress a user can follow: every phase announced with its time, then the summary.
-    for number, phase in enumerate(["keys", "encryption", "training", "evaluation", "privacy",
-                                    "report"]):
+    for number, phase in enumerate(
+        ["keys", "encryption", "training", "evaluation", "privacy", "report"]
+    ):
         assert f"[{number + 1}/6] {phase} done in" in output
     # The privacy phase: every transform attacked, its table beside the robustness tables.
     privacy = pq.read_table(out / "privacy.parquet").to_pandas()
@@ -70,8 +72,12 @@ def test_sweep_keeps_its_predicted_beside_its_measured_times(smoke_sweep):
 
     out = smoke_sweep["out"]
     timings = json.loads((out / "timings.json").read_text())
-    logged = {m[1]: float(m[2]) for m in re.finditer(
-        r"\[\d/6\] (\w+) done in ([\d.]+) s", (out / "logs" / "sweep.log").read_text())}
+    logged = {
+        m[1]: float(m[2])
+        for m in re.finditer(
+            r"\[\d/6\] (\w+) done in ([\d.]+) s", (out / "logs" / "sweep.log").read_text()
+        )
+    }
     for phase in ("keys", "encryption", "training", "evaluation", "privacy"):
         assert timings["measured_seconds"][phase] == pytest.approx(logged[phase], abs=0.051)
     predicted = timings["predicted"]["phases"]
@@ -81,22 +87,32 @@ def test_sweep_keeps_its_predicted_beside_its_measured_times(smoke_sweep):
     assert set(reused.evaluation) <= {"recovered-key-2", "recovered-key-4"}
     key = ["id", "epsilon"]  # each reused row has the prediction of a smaller k's
     for name, rows in reused.groupby("evaluation"):
-        smaller = examples[examples.evaluation.isin(
-            ["recovered-key-1", "recovered-key-2"][:int(name[-1]) // 2])]
+        smaller = examples[
+            examples.evaluation.isin(["recovered-key-1", "recovered-key-2"][: int(name[-1]) // 2])
+        ]
         merged = rows.merge(smaller, on=["scenario", *key], suffixes=("", "_smaller"))
-        assert merged.groupby(["scenario", *key]).apply(
-            lambda m: (m.adv_pred == m.adv_pred_smaller).any()).all()
-    settings, per_pass = record_of(pq.read_schema(out / "examples.parquet"))["settings"], \
-        timings["predicted"]["seconds_per_pass"]
+        assert (
+            merged.groupby(["scenario", *key])
+            .apply(lambda m: (m.adv_pred == m.adv_pred_smaller).any())
+            .all()
+        )
+    settings, per_pass = (
+        record_of(pq.read_schema(out / "examples.parquet"))["settings"],
+        timings["predicted"]["seconds_per_pass"],
+    )
     runs = settings["pgd_restarts"]
     one_pgd = settings["pgd_steps"] * runs * per_pass["attack"] + (runs + 1) * per_pass["forward"]
     print(f"{len(reused)} recovered-key rows reused a smaller k's outcome")  # shown by -rP
-    assert timings["evaluation_work_done"]["device_seconds"] + len(reused) * one_pgd == \
-        pytest.approx(predicted["evaluation (full)"]["device_seconds"], rel=1e-9)
+    assert timings["evaluation_work_done"]["device_seconds"] + len(
+        reused
+    ) * one_pgd == pytest.approx(predicted["evaluation (full)"]["device_seconds"], rel=1e-9)
     assert timings["machine"]["cores"] >= 1 and timings["machine"]["cpu"]
     section = (out / "report.md").read_text().split("## Time: predicted beside measured")[1]
-    assert re.search(r"^\| training \| [\d.]+ (s|min) \| [\d.]+ (s|min) \| [\d.]+ \((agree|differ)\)",
-                     section, re.M), section
+    assert re.search(
+        r"^\| training \| [\d.]+ (s|min) \| [\d.]+ (s|min) \| [\d.]+ \((agree|differ)\)",
+        section,
+        re.M,
+    ), section
 
 
 def test_sweep_made_its_own_key_private(smoke_sweep):
@@ -113,13 +129,20 @@ def key_material_forms(key_path: Path) -> list[str]:
     record = json.loads(key_path.read_text())
     raw = base64.b64decode(record["secret"])
     key = load_key(key_path)
-    forms = [record["secret"], raw.hex(), raw.hex().upper(),
-             base64.b64encode(raw).decode().rstrip("="),
-             base64.urlsafe_b64encode(raw).decode().rstrip("=")]
+    forms = [
+        record["secret"],
+        raw.hex(),
+        raw.hex().upper(),
+        base64.b64encode(raw).decode().rstrip("="),
+        base64.urlsafe_b64encode(raw).decode().rstrip("="),
+    ]
     for label in ["fixed", "minibatch/0/0", "minibatch/0/1", "batch/test/0", "batch/train/0"]:
         perm = transforms.build("le", key, label=label).perm.tolist()
-        forms += [", ".join(map(str, perm[:12])), " ".join(map(str, perm[:12])),
-                  ",".join(map(str, perm[:12]))]
+        forms += [
+            ", ".join(map(str, perm[:12])),
+            " ".join(map(str, perm[:12])),
+            ",".join(map(str, perm[:12])),
+        ]
     return forms
 
 
@@ -146,15 +169,41 @@ def test_no_key_material_in_any_file_log_or_console_output(smoke_sweep, ray_head
 
 
 # ------------------------------------------------------------------ interrupted, then resumed
-LIGHT_EVAL = ["--eval-limit", "8", "--epsilons", "0.1", "--eval-pgd-steps", "2", "--eot-keys",
-              "1", "--square-queries", "4", "--actors", "1"]
+LIGHT_EVAL = [
+    "--eval-limit",
+    "8",
+    "--epsilons",
+    "0.1",
+    "--eval-pgd-steps",
+    "2",
+    "--eot-keys",
+    "1",
+    "--square-queries",
+    "4",
+    "--actors",
+    "1",
+]
 
 
 def sweep_command(out: Path, cifar_dir: Path, *extra: str) -> list[str]:
     # Two scenarios side by side (the smoke preset runs two trials at once), light attacks.
-    return [sys.executable, "-m", "lie_ray.sweep", "--preset", "smoke", "--data", str(cifar_dir),
-            "--out", str(out), "--scenarios", "Plain,Encrypted",
-            *cli_args({**TRAIN_SLICE, "num_workers": 1}), *LIGHT_EVAL, "--no-privacy", *extra]
+    return [
+        sys.executable,
+        "-m",
+        "lie_ray.sweep",
+        "--preset",
+        "smoke",
+        "--data",
+        str(cifar_dir),
+        "--out",
+        str(out),
+        "--scenarios",
+        "Plain,Encrypted",
+        *cli_args({**TRAIN_SLICE, "num_workers": 1}),
+        *LIGHT_EVAL,
+        "--no-privacy",
+        *extra,
+    ]
 
 
 def on_head(ray_head) -> dict:
@@ -163,8 +212,14 @@ def on_head(ray_head) -> dict:
 
 def test_killed_sweep_resumes_without_retraining_what_finished(ray_head, cifar_dir, tmp_path):
     out = tmp_path / "out"
-    driver = subprocess.Popen(sweep_command(out, cifar_dir), cwd=REPO_ROOT, env=on_head(ray_head),
-                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    driver = subprocess.Popen(
+        sweep_command(out, cifar_dir),
+        cwd=REPO_ROOT,
+        env=on_head(ray_head),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
     first = None
     seen = []
     for line in driver.stdout:  # blocks until the driver prints; no sleeping
@@ -180,22 +235,35 @@ def test_killed_sweep_resumes_without_retraining_what_finished(ray_head, cifar_d
     assert not (out / "results.parquet").exists()
     other = ({"Plain", "Encrypted"} - {first}).pop()
 
-    resumed = subprocess.run(sweep_command(out, cifar_dir, "--resume"), cwd=REPO_ROOT,
-                             env=on_head(ray_head), capture_output=True, text=True, timeout=900)
+    resumed = subprocess.run(
+        sweep_command(out, cifar_dir, "--resume"),
+        cwd=REPO_ROOT,
+        env=on_head(ray_head),
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
     output = resumed.stdout + resumed.stderr
     assert resumed.returncode == 0, output[-5000:]
     assert "are complete: not encrypted again" in output
     assert f"{first}: epoch" not in output  # the finished trial did no training at all
-    assert f"{other}: epoch 1/1 done" in output or \
-        f"{other}: already trained for 1 epochs" in output
+    assert (
+        f"{other}: epoch 1/1 done" in output or f"{other}: already trained for 1 epochs" in output
+    )
     training = {row["scenario"]: row for row in pq.read_table(out / "training.parquet").to_pylist()}
     assert set(training) == {"Plain", "Encrypted"}
     assert all(row["epochs"] == 1 for row in training.values())
     results = pq.read_table(out / "results.parquet").to_pandas()
     assert set(results.scenario) == {"Plain", "Encrypted"}
 
-    again = subprocess.run(sweep_command(out, cifar_dir, "--resume"), cwd=REPO_ROOT,
-                           env=on_head(ray_head), capture_output=True, text=True, timeout=900)
+    again = subprocess.run(
+        sweep_command(out, cifar_dir, "--resume"),
+        cwd=REPO_ROOT,
+        env=on_head(ray_head),
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
     output = again.stdout + again.stderr
     assert again.returncode == 0, output[-5000:]
     for name in ("Plain", "Encrypted"):  # a finished sweep resumed redoes nothing
@@ -221,8 +289,10 @@ def train_worker_of(ray_head) -> int:
         if not " ".join(process.info["cmdline"] or []).startswith("ray::RayTrainWorker"):
             continue
         with contextlib.suppress(psutil.Error):
-            if any(str(ray_head["temp_dir"]) in " ".join(parent.cmdline())
-                   for parent in process.parents()):
+            if any(
+                str(ray_head["temp_dir"]) in " ".join(parent.cmdline())
+                for parent in process.parents()
+            ):
                 return process.pid
     raise AssertionError("no Ray Train worker of the test head is running")
 
@@ -231,11 +301,29 @@ def test_training_survives_a_worker_killed_mid_epoch(ray_head, cifar_dir, tmp_pa
     # Four epochs of 512 images: rank 0 is killed as soon as it reports epoch 2, so during
     # epoch 3. Ray Train's FailureConfig restarts the worker group from the latest checkpoint
     # the controller has registered (epoch 2's, or epoch 1's if epoch 2's was still in flight).
-    command = [sys.executable, "-m", "lie_ray", "train", "--preset", "smoke", "--data",
-               str(cifar_dir), "--out", str(tmp_path / "out"), "--scenarios", "Plain",
-               *cli_args({**TRAIN_SLICE, "epochs": 4, "train_limit": 512, "num_workers": 2})]
-    trainer = subprocess.Popen(command, cwd=REPO_ROOT, env=on_head(ray_head),
-                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    command = [
+        sys.executable,
+        "-m",
+        "lie_ray",
+        "train",
+        "--preset",
+        "smoke",
+        "--data",
+        str(cifar_dir),
+        "--out",
+        str(tmp_path / "out"),
+        "--scenarios",
+        "Plain",
+        *cli_args({**TRAIN_SLICE, "epochs": 4, "train_limit": 512, "num_workers": 2}),
+    ]
+    trainer = subprocess.Popen(
+        command,
+        cwd=REPO_ROOT,
+        env=on_head(ray_head),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
     killed, seen = None, []
     for line in trainer.stdout:
         seen.append(line)

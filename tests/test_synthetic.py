@@ -1,5 +1,6 @@
 """Generated CIFAR-10 layouts (bench/scale.py's data): the real files' format, loadable,
 deterministic, written whole or not at all."""
+
 from __future__ import annotations
 
 import io

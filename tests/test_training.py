@@ -3,6 +3,7 @@
 One small five-scenario run (a slice of the real data, one epoch, a narrow network) is shared
 by the tests below it; it exercises exactly the code path of ``lie-ray train --preset smoke``.
 """
+
 from __future__ import annotations
 
 import json
@@ -40,8 +41,9 @@ ray.cloudpickle.register_pickle_by_value(sys.modules[__name__])  # workers can't
 # ----------------------------------------------------------------------------- DDP gradients
 def fixed_batch():
     generator = torch.Generator().manual_seed(0)
-    return torch.rand(8, 3, 32, 32, generator=generator), torch.randint(0, 10, (8,),
-                                                                       generator=generator)
+    return torch.rand(8, 3, 32, 32, generator=generator), torch.randint(
+        0, 10, (8,), generator=generator
+    )
 
 
 def fixed_model():
@@ -63,23 +65,28 @@ def ddp_gradient_worker(config):
     shard = slice(rank * len(labels) // size, (rank + 1) * len(labels) // size)
     F.cross_entropy(model(images[shard]), labels[shard]).backward()
     if rank == 0:
-        torch.save({"grad": flat_grad(model.module), "wrapped": type(model).__name__},
-                   config["out"])
+        torch.save(
+            {"grad": flat_grad(model.module), "wrapped": type(model).__name__}, config["out"]
+        )
     ray.train.report({"done": 1})
 
 
 def test_ddp_gradients_over_two_workers_equal_single_process(ray_cluster, tmp_path):
     out = tmp_path / "ddp.pt"
-    TorchTrainer(ddp_gradient_worker, train_loop_config={"out": str(out)},
-                 scaling_config=ray.train.ScalingConfig(num_workers=2),
-                 run_config=ray.train.RunConfig(storage_path=str(tmp_path), name="ddp")).fit()
+    TorchTrainer(
+        ddp_gradient_worker,
+        train_loop_config={"out": str(out)},
+        scaling_config=ray.train.ScalingConfig(num_workers=2),
+        run_config=ray.train.RunConfig(storage_path=str(tmp_path), name="ddp"),
+    ).fit()
     result = torch.load(out)
     assert result["wrapped"] == "DistributedDataParallel"
     model = fixed_model()
     images, labels = fixed_batch()
     F.cross_entropy(model(images), labels).backward()
-    np.testing.assert_allclose(result["grad"].numpy(), flat_grad(model).numpy(), rtol=1e-4,
-                               atol=1e-6)
+    np.testing.assert_allclose(
+        result["grad"].numpy(), flat_grad(model).numpy(), rtol=1e-4, atol=1e-6
+    )
 
 
 # ------------------------------------------------------------------------- augmentation
@@ -90,26 +97,29 @@ def test_crop_and_flip_match_a_literal_per_image_rendering(cifar_dir):
     rows, cols, flips = rng.integers(0, 9, 64), rng.integers(0, 9, 64), rng.random(64) < 0.5
     padded = np.pad(images, ((0, 0), (4, 4), (4, 4), (0, 0)))
     for i in range(64):
-        expected = padded[i, rows[i]:rows[i] + 32, cols[i]:cols[i] + 32]
+        expected = padded[i, rows[i] : rows[i] + 32, cols[i] : cols[i] + 32]
         np.testing.assert_array_equal(crops[i], expected[:, ::-1] if flips[i] else expected)
     assert crops.flags.c_contiguous and 0 < flips.sum() < 64 and (rows != 4).any()
 
 
 # --------------------------------------------------------------- the two encryption paths
-@pytest.mark.parametrize("policy_name,actors", [("fixed", 2), ("id-group", 2),
-                                                 ("id-group", None)])
-def test_ray_data_and_worker_encryption_agree(ray_cluster, cifar_dir, tmp_path, policy_name,
-                                              actors):
+@pytest.mark.parametrize("policy_name,actors", [("fixed", 2), ("id-group", 2), ("id-group", None)])
+def test_ray_data_and_worker_encryption_agree(
+    ray_cluster, cifar_dir, tmp_path, policy_name, actors
+):
     """Actors (the encrypt job) and tasks (the per-epoch train pipeline) alike."""
     key_path = save_key(generate_key(), tmp_path / "key.json")
     split = load_split(cifar_dir, "train").head(300)
     spec = PolicySpec(policy_name, key_batch_size=64)
-    rows = sorted_by_id(encrypt_dataset(to_ray_dataset(split, 100), key_path, spec, "train",
-                                        actors=actors)
-                        .take_batch(1000, batch_format="numpy"))
+    rows = sorted_by_id(
+        encrypt_dataset(
+            to_ray_dataset(split, 100), key_path, spec, "train", actors=actors
+        ).take_batch(1000, batch_format="numpy")
+    )
     plain = torch.from_numpy(split.images).permute(0, 3, 1, 2).float() / 255
-    on_worker = spec.build().encrypt_torch(TransformSpec().keyed(load_key(key_path)), plain,
-                                           split.ids, "train")
+    on_worker = spec.build().encrypt_torch(
+        TransformSpec().keyed(load_key(key_path)), plain, split.ids, "train"
+    )
     as_bytes = torch.round(on_worker * 255).to(torch.uint8).permute(0, 2, 3, 1).numpy()
     np.testing.assert_array_equal(as_bytes, rows["image"])
 
@@ -133,10 +143,12 @@ def test_smoke_slice_trains_all_five_scenarios(smoke_sweep):
     assert "finished training Encrypted-Adv-DK" in smoke_sweep["output"]
 
 
-@pytest.mark.parametrize("train_recorded_it", [True, False],
-                         ids=["train-recorded-it", "only-on-disk"])
-def test_running_again_resumes_from_the_last_checkpoint(ray_cluster, smoke_sweep, cifar_dir,
-                                                        tmp_path, train_recorded_it):
+@pytest.mark.parametrize(
+    "train_recorded_it", [True, False], ids=["train-recorded-it", "only-on-disk"]
+)
+def test_running_again_resumes_from_the_last_checkpoint(
+    ray_cluster, smoke_sweep, cifar_dir, tmp_path, train_recorded_it
+):
     # A copy of the finished 1-epoch run, asked for 2 epochs: as if it had been stopped after
     # epoch 1's checkpoint. (A copy, so the session's run stays as other tests expect it.)
     # Without Ray Train's checkpoint-manager snapshot, as when a signal stops the controller
@@ -149,8 +161,9 @@ def test_running_again_resumes_from_the_last_checkpoint(ray_cluster, smoke_sweep
             snapshot.unlink()
     settings = get_preset("smoke").replace(**{**TRAIN_SLICE, "epochs": 2})
     scenario = PAPER_SCENARIOS["Encrypted"]
-    table = run_training([scenario], settings, cifar_dir, tmp_path,
-                         smoke_sweep["key_path"]).to_pylist()
+    table = run_training(
+        [scenario], settings, cifar_dir, tmp_path, smoke_sweep["key_path"]
+    ).to_pylist()
     assert table[0]["epochs"] == 2
     assert table[0]["resumed_from_epoch"] == 1  # epoch 1 came from the checkpoint, not retrained
 
@@ -166,6 +179,7 @@ def write_checkpoint(run: Path, name: str, epoch: int, run_id: str, state: bool 
 
 def test_the_resume_scan_finds_the_newest_complete_checkpoint_of_this_run(tmp_path):
     from lie_ray.training.trial import finished_checkpoint, run_checkpoints
+
     run = tmp_path / "Plain-abc"
 
     def scan() -> list[tuple[str, dict]]:
@@ -181,5 +195,7 @@ def test_the_resume_scan_finds_the_newest_complete_checkpoint_of_this_run(tmp_pa
     write_checkpoint(run, "checkpoint_2026-12-02_10-00-07.000001", 2, "abc")
     assert scan()[-1][0] == str(run / "checkpoint_2026-12-02_10-00-07.000001")
     path, metrics = finished_checkpoint(scan(), 2)
-    assert (Path(path).name, metrics) == ("checkpoint_2026-12-02_10-00-07.000001",
-                                          {"epoch": 2, "run_id": "abc"})
+    assert (Path(path).name, metrics) == (
+        "checkpoint_2026-12-02_10-00-07.000001",
+        {"epoch": 2, "run_id": "abc"},
+    )

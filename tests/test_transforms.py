@@ -1,6 +1,7 @@
 """The transform family: parity with literal renderings of each reference algorithm on real
 CIFAR images for fixed keys, exact round trips on every path, the FFX test vector, gradients.
 """
+
 from __future__ import annotations
 
 import numpy as np
@@ -33,11 +34,17 @@ def reference_keys(name: str, m: int, seed: int) -> dict[str, np.ndarray]:
     if name == "pe":
         return {"inv": rng.integers(0, 2, 32 * 32 * 3), "colour": rng.integers(0, 6, 32 * 32)}
     if name == "ele":
-        return {"perms": np.stack([rng.permutation(2 * d) for _ in range(n)]),
-                "block_perm": rng.permutation(n)}
-    return {"rotate": rng.integers(0, 4, n), "negaposi": rng.integers(0, 2, n),
-            "reverse": rng.integers(0, 3, n), "channel": rng.integers(0, 6, n),
-            "shuffle": rng.permutation(n)}
+        return {
+            "perms": np.stack([rng.permutation(2 * d) for _ in range(n)]),
+            "block_perm": rng.permutation(n),
+        }
+    return {
+        "rotate": rng.integers(0, 4, n),
+        "negaposi": rng.integers(0, 2, n),
+        "reverse": rng.integers(0, 3, n),
+        "channel": rng.integers(0, 6, n),
+        "shuffle": rng.permutation(n),
+    }
 
 
 def literal_render(name, variant, key, m, image):
@@ -48,8 +55,9 @@ def literal_render(name, variant, key, m, image):
     if name == "np":
         return literal.negative_positive(image, key["flip"], m)
     if name == "ffx":
-        return literal.ffx(image, key["flip"], ffx_lookup(key["password"]), m,
-                           variant == "reference")
+        return literal.ffx(
+            image, key["flip"], ffx_lookup(key["password"]), m, variant == "reference"
+        )
     if name == "pe":
         return literal.pe(image, key["inv"], key["colour"])
     if name == "ele":
@@ -57,10 +65,15 @@ def literal_render(name, variant, key, m, image):
     return literal.etc(image, key, m, variant == "reference")
 
 
-PARITY = [("le", "paper", m) for m in (2, 4, 8)] + [("ele", "paper", m) for m in (2, 4)] + \
-    [("pe", "paper", 1)] + [("etc", v, m) for v in ("paper", "reference") for m in (4, 8)] + \
-    [("shuffle", "paper", m) for m in (2, 4, 8)] + [("np", "paper", m) for m in (2, 4, 8)] + \
-    [("ffx", v, m) for v in ("paper", "reference") for m in (2, 4, 8)]
+PARITY = (
+    [("le", "paper", m) for m in (2, 4, 8)]
+    + [("ele", "paper", m) for m in (2, 4)]
+    + [("pe", "paper", 1)]
+    + [("etc", v, m) for v in ("paper", "reference") for m in (4, 8)]
+    + [("shuffle", "paper", m) for m in (2, 4, 8)]
+    + [("np", "paper", m) for m in (2, 4, 8)]
+    + [("ffx", v, m) for v in ("paper", "reference") for m in (2, 4, 8)]
+)
 
 
 @pytest.fixture(scope="module")
@@ -88,8 +101,12 @@ def test_matches_literal_reference_on_cifar(name, variant, m, cifar_images):
             t.decrypt(encrypted)
 
 
-INVERTIBLE = [(n, v) for n in transforms.names() for v in transforms.REGISTRY[n].variants
-              if (n, v) != ("etc", "reference")]
+INVERTIBLE = [
+    (n, v)
+    for n in transforms.names()
+    for v in transforms.REGISTRY[n].variants
+    if (n, v) != ("etc", "reference")
+]
 
 
 @pytest.mark.parametrize("name,variant", INVERTIBLE)
@@ -130,12 +147,15 @@ def test_keys_derive_by_label_and_round_trip_through_arrays(tmp_path):
         assert copy.fingerprint == fixed.fingerprint
         assert fixed.gradient in ("true", "bpda") and fixed.key_space_log2 > 5
         assert str(fixed.key_arrays()) not in repr(fixed)
-    assert transforms.build("le", key).fingerprint == from_permutation(
-        le_permutation(key, "fixed", 96), block_size=4).fingerprint
+    assert (
+        transforms.build("le", key).fingerprint
+        == from_permutation(le_permutation(key, "fixed", 96), block_size=4).fingerprint
+    )
     np_key = transforms.build("np", key, block_size=4).key_arrays()["flip"]
     assert np_key.sum() == 23  # randperm(48) > 24, as the reference draws it
-    assert round(transforms.build("np", key, block_size=2).key_space_log2, 3) == \
-        round(np.log2(792), 3)
+    assert round(transforms.build("np", key, block_size=2).key_space_log2, 3) == round(
+        np.log2(792), 3
+    )
 
 
 def test_true_gradients_and_bpda(cifar_images):
@@ -149,8 +169,9 @@ def test_true_gradients_and_bpda(cifar_images):
         assert (out.detach() - exact).abs().max() < 1e-6
         (grad,) = torch.autograd.grad((out * weights).sum(), x)
         if name in ("shuffle", "np", "pe", "etc"):  # a signed permutation: |grad| permutes w
-            assert torch.allclose(grad.abs().flatten(1).sort(1).values,
-                                  weights.flatten(1).sort(1).values)
+            assert torch.allclose(
+                grad.abs().flatten(1).sort(1).values, weights.flatten(1).sort(1).values
+            )
         elif name == "ffx":
             assert torch.equal(grad, weights)  # straight-through
         else:
@@ -169,8 +190,9 @@ def test_policies_serve_every_transform(cifar_images):
         encrypted, labels = make_policy("per-image").encrypt(keyed, cifar_images, ids, "train")
         for row, label in enumerate(labels):
             np.testing.assert_array_equal(
-                encrypted[row], transforms.build(name, key, label=label).encrypt(
-                    cifar_images[row:row + 1])[0])
+                encrypted[row],
+                transforms.build(name, key, label=label).encrypt(cifar_images[row : row + 1])[0],
+            )
         as_float = torch.from_numpy(cifar_images).permute(0, 3, 1, 2).float() / 255
         on_worker = make_policy("per-image").encrypt_torch(keyed, as_float, ids, "train")
         expected = torch.from_numpy(encrypted).permute(0, 3, 1, 2).float()

@@ -7,14 +7,26 @@ guarded directory is logged to a file the TEST reads, then refused with Permissi
 task that tries fails the job. (Native code that writes through C++ without Python's open is
 not seen; the tests also compare OUT's final listing with exactly what the driver writes.)
 """
+
 from __future__ import annotations
 
 import os
 import sys
 
 WRITE_FLAGS = os.O_WRONLY | os.O_RDWR | os.O_CREAT | os.O_APPEND | os.O_TRUNC
-MUTATIONS = {"os.rename", "os.replace", "os.mkdir", "os.remove", "os.rmdir", "os.unlink",
-             "shutil.rmtree", "os.symlink", "os.link", "os.truncate", "os.chmod"}
+MUTATIONS = {
+    "os.rename",
+    "os.replace",
+    "os.mkdir",
+    "os.remove",
+    "os.rmdir",
+    "os.unlink",
+    "shutil.rmtree",
+    "os.symlink",
+    "os.link",
+    "os.truncate",
+    "os.chmod",
+}
 
 
 def install() -> None:
@@ -35,8 +47,9 @@ def install() -> None:
     def hook(event: str, args: tuple) -> None:
         if event == "open":
             path, mode, flags = args
-            writing = (isinstance(mode, str) and any(c in mode for c in "wax+")) or \
-                (isinstance(flags, int) and flags & WRITE_FLAGS)
+            writing = (isinstance(mode, str) and any(c in mode for c in "wax+")) or (
+                isinstance(flags, int) and flags & WRITE_FLAGS
+            )
             targets = [path] if writing else []
         elif event in MUTATIONS:
             targets = [a for a in args[:2] if isinstance(a, (str, bytes, os.PathLike))]

@@ -19,6 +19,7 @@ Declared to lie_ray in this package's pyproject.toml:
 
 or, within one process, ``lie_ray.transforms.register(BlockXor)``.
 """
+
 from __future__ import annotations
 
 import numpy as np
@@ -49,8 +50,9 @@ class BlockXor(Transform):
         mask = np.asarray(arrays["mask"])
         size = self.block_size * self.block_size * CHANNELS
         if mask.shape != (size,) or mask.min() < 0 or mask.max() > 255:
-            raise LieRayError(f"xor key 'mask' must hold {size} bytes for block size "
-                              f"{self.block_size}")
+            raise LieRayError(
+                f"xor key 'mask' must hold {size} bytes for block size {self.block_size}"
+            )
         return {"mask": mask.astype(np.uint8)}
 
     @property

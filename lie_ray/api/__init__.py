@@ -7,6 +7,7 @@
     result.results.to_pandas()   # the columns of results.parquet
     defended = lie_ray.load("runs/smoke", "Encrypted")   # plain images in, logits out
 """
+
 from lie_ray.api.evaluate import THREATS, Evaluation, evaluate
 from lie_ray.api.load import load
 

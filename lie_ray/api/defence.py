@@ -1,6 +1,7 @@
 """The defender a user's model and transform make: lie_ray's ``Defender`` (the fixed key), what
 the chosen attacks need beside it, and the model held frozen while it is attacked. Shared by
 the in-process API and its Ray actors."""
+
 from __future__ import annotations
 
 from contextlib import contextmanager
@@ -30,9 +31,11 @@ class ObjectKey:
         except LieRayError:  # a name lie_ray has not met: this class is that transform
             known = register(type(transform))
         if not isinstance(transform, known):
-            raise LieRayError(f"transform {type(transform).__qualname__} is named "
-                              f"{transform.name!r}, which is {known.__qualname__}: give it a "
-                              "name of its own")
+            raise LieRayError(
+                f"transform {type(transform).__qualname__} is named "
+                f"{transform.name!r}, which is {known.__qualname__}: give it a "
+                "name of its own"
+            )
         self.transform = transform
         self.spec = TransformSpec(transform.name, transform.block_size, transform.variant)
         self.block_size, self.fingerprint = transform.block_size, transform.fingerprint
@@ -45,8 +48,7 @@ def make_defender(model: torch.nn.Module, keyed) -> Defender:
     return Defender(model) if keyed is None else Defender(model, keyed, FixedPolicy())
 
 
-def attack_context(defender: Defender, only: set[str], plain_model, own, settings, device
-                   ) -> dict:
+def attack_context(defender: Defender, only: set[str], plain_model, own, settings, device) -> dict:
     """What the chosen attacks need beyond the defender: the Plain model (transfer), PBA's
     stand-in and the recovered keys (from the attacker's own images)."""
     context = {}

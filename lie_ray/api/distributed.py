@@ -5,6 +5,7 @@ file path it opens itself, as the CLI's evaluation actors do: key material never
 argument or Ray's object store. A batch is attacked whole and seeded per image, so the tables
 equal the in-process ones whatever actor a batch meets.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -26,36 +27,64 @@ from lie_ray.transforms import TransformSpec
 class ModelShard:
     """Ray Data actor: a user's model behind its transform, evaluated chunk by chunk."""
 
-    def __init__(self, model: torch.nn.Module, spec: dict | None, key_path: str | None,
-                 settings: EvalSettings, only: set[str], plain_model, own, name: str):
+    def __init__(
+        self,
+        model: torch.nn.Module,
+        spec: dict | None,
+        key_path: str | None,
+        settings: EvalSettings,
+        only: set[str],
+        plain_model,
+        own,
+        name: str,
+    ):
         torch.set_num_threads(settings.torch_threads)
         self.device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
         # The actor's own copy of the models: eval mode and frozen weights for good.
-        self.model, self.plain_model = model.to(self.device).eval().requires_grad_(False), \
-            plain_model
+        self.model, self.plain_model = (
+            model.to(self.device).eval().requires_grad_(False),
+            plain_model,
+        )
         if self.plain_model is not None:
             self.plain_model = self.plain_model.to(self.device).eval().requires_grad_(False)
         keyed = None if spec is None else TransformSpec(**spec).keyed(load_key(key_path))
         self.defender = make_defender(self.model, keyed)
         self.settings, self.only, self.name = settings, only, name
-        self.context = attack_context(self.defender, only, self.plain_model, own, settings,
-                                      self.device)
+        self.context = attack_context(
+            self.defender, only, self.plain_model, own, settings, self.device
+        )
 
     def __call__(self, chunk: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         parts = []
         for i in range(len(chunk["ids"])):
             images = np.array(chunk["images"][i], dtype=np.uint8)
-            batch = Batch(images_to_device(images, self.device),
-                          to_device(np.array(chunk["labels"][i], dtype=np.int64), self.device),
-                          np.array(chunk["ids"][i], dtype=np.int64))
-            parts.append(evaluate_batch(self.defender, self.context, batch, self.settings,
-                                        "test", self.name, self.only))
+            batch = Batch(
+                images_to_device(images, self.device),
+                to_device(np.array(chunk["labels"][i], dtype=np.int64), self.device),
+                np.array(chunk["ids"][i], dtype=np.int64),
+            )
+            parts.append(
+                evaluate_batch(
+                    self.defender, self.context, batch, self.settings, "test", self.name, self.only
+                )
+            )
         return {column: np.concatenate([p[column] for p in parts]) for column in parts[0]}
 
 
-def evaluate_on_ray(model, keyed, key, plain: np.ndarray, labels: np.ndarray, ids: np.ndarray,
-                    settings: EvalSettings, only: set[str], plain_model, own, name: str,
-                    address: bool | str) -> pa.Table:
+def evaluate_on_ray(
+    model,
+    keyed,
+    key,
+    plain: np.ndarray,
+    labels: np.ndarray,
+    ids: np.ndarray,
+    settings: EvalSettings,
+    only: set[str],
+    plain_model,
+    own,
+    name: str,
+    address: bool | str,
+) -> pa.Table:
     import ray
     import ray.data
 
@@ -67,13 +96,24 @@ def evaluate_on_ray(model, keyed, key, plain: np.ndarray, labels: np.ndarray, id
         ray.init(address=address)  # the user's cluster, still joined for their next call
     with ray_session():
         results = ray.data.from_arrow(blocks).map_batches(
-            ModelShard, fn_constructor_kwargs={
-                "model": model, "spec": spec, "key_path": None if key is None else str(key),
-                "settings": settings, "only": only, "plain_model": plain_model, "own": own,
-                "name": name},
-            compute=ray.data.ActorPoolStrategy(size=min(settings.actors, len(blocks)),
-                                               max_tasks_in_flight_per_actor=1),
-            batch_size=1, batch_format="numpy")
-        table = pa.concat_tables(list(results.iter_batches(batch_size=None,
-                                                           batch_format="pyarrow")))
+            ModelShard,
+            fn_constructor_kwargs={
+                "model": model,
+                "spec": spec,
+                "key_path": None if key is None else str(key),
+                "settings": settings,
+                "only": only,
+                "plain_model": plain_model,
+                "own": own,
+                "name": name,
+            },
+            compute=ray.data.ActorPoolStrategy(
+                size=min(settings.actors, len(blocks)), max_tasks_in_flight_per_actor=1
+            ),
+            batch_size=1,
+            batch_format="numpy",
+        )
+        table = pa.concat_tables(
+            list(results.iter_batches(batch_size=None, batch_format="pyarrow"))
+        )
     return table

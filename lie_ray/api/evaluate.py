@@ -12,6 +12,7 @@ In-process by default (a laptop, a notebook); ``ray=True`` (or a cluster address
 batches over an actor pool. The key then travels as a file path, read inside each actor, as the
 CLI's key does: a transform object holding its key, or a ``Key``, stays in-process.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -24,16 +25,30 @@ import numpy as np
 import pyarrow as pa
 import torch
 
-from lie_ray.api.defence import (NEEDS_ATTACKER_IMAGES, ObjectKey, attack_context, frozen,
-                                 make_defender)
+from lie_ray.api.defence import (
+    NEEDS_ATTACKER_IMAGES,
+    ObjectKey,
+    attack_context,
+    frozen,
+    make_defender,
+)
 from lie_ray.data.arrays import as_uint8_images
 from lie_ray.errors import LieRayError
 from lie_ray.evaluation.actor import evaluate_batch
 from lie_ray.evaluation.protocols import ENCRYPTED_ONLY, Batch, attacker_evaluations
 from lie_ray.evaluation.tables import attack_record, summarise
-from lie_ray.evaluation.settings import (EVALUATIONS, PAPER_READINGS, PLAIN_SPACE, WORST_CASE,
-                                         WORST_CASE_CHANNEL, WORST_CASE_KEYLESS, WORST_CASES,
-                                         EvalSettings, get_eval_preset, is_sanity_check)
+from lie_ray.evaluation.settings import (
+    EVALUATIONS,
+    PAPER_READINGS,
+    PLAIN_SPACE,
+    WORST_CASE,
+    WORST_CASE_CHANNEL,
+    WORST_CASE_KEYLESS,
+    WORST_CASES,
+    EvalSettings,
+    get_eval_preset,
+    is_sanity_check,
+)
 from lie_ray.infra import provenance
 from lie_ray.keys import Key, load_key
 from lie_ray.models.device import images_to_device, to_device
@@ -60,23 +75,39 @@ class Evaluation:
         for row in self.results.to_pylist():
             if row["evaluation"] == evaluation and abs(row["epsilon"] - epsilon) < 1e-12:
                 return row["error"]
-        raise LieRayError(f"no {evaluation!r} row at eps {epsilon:g}: it ran "
-                          f"{sorted(set(self.results['evaluation'].to_pylist()))}")
+        raise LieRayError(
+            f"no {evaluation!r} row at eps {epsilon:g}: it ran "
+            f"{sorted(set(self.results['evaluation'].to_pylist()))}"
+        )
 
     def __repr__(self) -> str:
         lines = [f"{'evaluation':<20} {'eps':>7} {'n':>5} {'error':>6}"]
-        lines += [f"{r['evaluation']:<20} {r['epsilon']:>7.4f} {r['n']:>5} {r['error']:>6.3f}"
-                  for r in self.results.to_pylist()]
+        lines += [
+            f"{r['evaluation']:<20} {r['epsilon']:>7.4f} {r['n']:>5} {r['error']:>6.3f}"
+            for r in self.results.to_pylist()
+        ]
         return "\n".join(lines)
 
 
-def evaluate(model: torch.nn.Module, images, labels, *, transform: str | Transform | None = None,
-             key: str | os.PathLike | Key | None = None, eps: Sequence[float] = (8 / 255,),
-             attacks: str | Sequence[str] = "adaptive", threat: str = "with-key",
-             cascade: bool = True, preset: str = "smoke",
-             plain_model: torch.nn.Module | None = None, attacker_images=None,
-             ids=None, name: str = "model", ray: bool | str = False,
-             **settings: Any) -> Evaluation:
+def evaluate(
+    model: torch.nn.Module,
+    images,
+    labels,
+    *,
+    transform: str | Transform | None = None,
+    key: str | os.PathLike | Key | None = None,
+    eps: Sequence[float] = (8 / 255,),
+    attacks: str | Sequence[str] = "adaptive",
+    threat: str = "with-key",
+    cascade: bool = True,
+    preset: str = "smoke",
+    plain_model: torch.nn.Module | None = None,
+    attacker_images=None,
+    ids=None,
+    name: str = "model",
+    ray: bool | str = False,
+    **settings: Any,
+) -> Evaluation:
     """Attack ``model`` behind ``transform`` on ``images`` (uint8 NHWC arrays, or NCHW tensors:
     uint8, or floats on the 8-bit grid k / 255) with true ``labels``.
 
@@ -100,59 +131,104 @@ def evaluate(model: torch.nn.Module, images, labels, *, transform: str | Transfo
         raise LieRayError(f"unknown threat {threat!r}: choose one of {', '.join(THREATS)}")
     plain, label_array, id_array = as_uint8_images(images), as_labels(labels), as_ids(ids, labels)
     if len(plain) != len(label_array):
-        raise LieRayError(f"{len(plain)} images but {len(label_array)} labels: pass one label "
-                          "per image")
+        raise LieRayError(
+            f"{len(plain)} images but {len(label_array)} labels: pass one label per image"
+        )
     base = get_eval_preset(preset)
     base = dataclasses.replace(base, test_limit=None)  # the images given are all attacked
-    overrides = {"epsilons": tuple(sorted({0.0, *map(float, eps)})),
-                 "evaluation": "cascade" if cascade else "full",
-                 **({"sanity": False} if threat == "keyless" else {}), **settings}
+    overrides = {
+        "epsilons": tuple(sorted({0.0, *map(float, eps)})),
+        "evaluation": "cascade" if cascade else "full",
+        **({"sanity": False} if threat == "keyless" else {}),
+        **settings,
+    }
     unknown = set(overrides) - {f.name for f in dataclasses.fields(EvalSettings)}
     if unknown:
-        raise LieRayError(f"unknown evaluation setting(s) {sorted(unknown)}: see "
-                          "lie_ray.evaluation.settings.EvalSettings for the fields")
+        raise LieRayError(
+            f"unknown evaluation setting(s) {sorted(unknown)}: see "
+            "lie_ray.evaluation.settings.EvalSettings for the fields"
+        )
     chosen = base.replace(**overrides)
     keyed = keyed_transform(transform, key, ray)
     own = None if attacker_images is None else as_uint8_images(attacker_images)
-    only, not_run = choose_attacks(attacks, threat, keyed is not None, plain_model is not None,
-                                   own is not None)
+    only, not_run = choose_attacks(
+        attacks, threat, keyed is not None, plain_model is not None, own is not None
+    )
     if own is not None:
         chosen = chosen.replace(attacker_images=len(own))
-    record = {"kind": "api-evaluation", "scenario": name, "threat": threat,
-              "settings": dataclasses.asdict(chosen), "attacks": attack_record(chosen),
-              "evaluations": sorted(only), "not_run": not_run,
-              "transform": None if keyed is None else dataclasses.asdict(keyed.spec),
-              # the master key's (as in results.parquet), or a transform object's own; and
-              # the fixed key's transform, the same either way
-              "key_fingerprint": "" if keyed is None else keyed.fingerprint,
-              "transform_fingerprint": "" if keyed is None else keyed.cipher().fingerprint,
-              "data": {"images": len(plain), "sha256": data_digest(plain, label_array, id_array)},
-              "code": provenance.code()}
+    record = {
+        "kind": "api-evaluation",
+        "scenario": name,
+        "threat": threat,
+        "settings": dataclasses.asdict(chosen),
+        "attacks": attack_record(chosen),
+        "evaluations": sorted(only),
+        "not_run": not_run,
+        "transform": None if keyed is None else dataclasses.asdict(keyed.spec),
+        # the master key's (as in results.parquet), or a transform object's own; and
+        # the fixed key's transform, the same either way
+        "key_fingerprint": "" if keyed is None else keyed.fingerprint,
+        "transform_fingerprint": "" if keyed is None else keyed.cipher().fingerprint,
+        "data": {"images": len(plain), "sha256": data_digest(plain, label_array, id_array)},
+        "code": provenance.code(),
+    }
     if ray:
         from lie_ray.api.distributed import evaluate_on_ray
 
-        examples = evaluate_on_ray(model, keyed, key, plain, label_array, id_array, chosen,
-                                   only, plain_model, own, name, ray)
+        examples = evaluate_on_ray(
+            model,
+            keyed,
+            key,
+            plain,
+            label_array,
+            id_array,
+            chosen,
+            only,
+            plain_model,
+            own,
+            name,
+            ray,
+        )
     else:
-        examples = evaluate_here(model, keyed, plain, label_array, id_array, chosen, only,
-                                 plain_model, own, name)
+        examples = evaluate_here(
+            model, keyed, plain, label_array, id_array, chosen, only, plain_model, own, name
+        )
     kept = shown_worst_cases(threat)
-    examples = examples.filter(pa.array([e in only or e in kept or e == "test" or
-                                         is_sanity_check(e)
-                                         for e in examples["evaluation"].to_pylist()]))
+    examples = examples.filter(
+        pa.array(
+            [
+                e in only or e in kept or e == "test" or is_sanity_check(e)
+                for e in examples["evaluation"].to_pylist()
+            ]
+        )
+    )
     results = summarise(examples)
-    results = results.add_column(1, "transform", pa.array(
-        [keyed.spec.name if keyed else "none"] * results.num_rows, pa.string()))
+    results = results.add_column(
+        1,
+        "transform",
+        pa.array([keyed.spec.name if keyed else "none"] * results.num_rows, pa.string()),
+    )
     results = results.append_column("run_id", pa.array([""] * results.num_rows, pa.string()))
-    results = results.append_column("key_fingerprint", pa.array(
-        [record["key_fingerprint"]] * results.num_rows, pa.string()))
-    return Evaluation(provenance.with_record(results, record),
-                      provenance.with_record(examples, record), record)
+    results = results.append_column(
+        "key_fingerprint", pa.array([record["key_fingerprint"]] * results.num_rows, pa.string())
+    )
+    return Evaluation(
+        provenance.with_record(results, record), provenance.with_record(examples, record), record
+    )
 
 
-def evaluate_here(model, keyed, plain: np.ndarray, labels: np.ndarray, ids: np.ndarray,
-                  settings: EvalSettings, only: set[str], plain_model, own, name: str
-                  ) -> pa.Table:
+def evaluate_here(
+    model,
+    keyed,
+    plain: np.ndarray,
+    labels: np.ndarray,
+    ids: np.ndarray,
+    settings: EvalSettings,
+    only: set[str],
+    plain_model,
+    own,
+    name: str,
+) -> pa.Table:
     """Batch after batch in this process, on the model's own device."""
     device = next(iter(model.parameters()), torch.zeros(0)).device
     with frozen(model), frozen(plain_model):
@@ -161,10 +237,12 @@ def evaluate_here(model, keyed, plain: np.ndarray, labels: np.ndarray, ids: np.n
         parts = []
         for start in range(0, len(plain), settings.batch_size):
             rows = slice(start, start + settings.batch_size)
-            batch = Batch(images_to_device(plain[rows], device),
-                          to_device(labels[rows], device), ids[rows])
-            parts.append(pa.table(evaluate_batch(defender, context, batch, settings, "test",
-                                                 name, only)))
+            batch = Batch(
+                images_to_device(plain[rows], device), to_device(labels[rows], device), ids[rows]
+            )
+            parts.append(
+                pa.table(evaluate_batch(defender, context, batch, settings, "test", name, only))
+            )
     return pa.concat_tables(parts)
 
 
@@ -172,32 +250,43 @@ def keyed_transform(transform, key, ray: bool | str):
     """The defender's keyed transform: a registered name with its key, or a transform object."""
     if transform is None:
         if key is not None:
-            raise LieRayError("a key without a transform: pass transform='le' (or another "
-                              "name, or a Transform object) with key=")
+            raise LieRayError(
+                "a key without a transform: pass transform='le' (or another "
+                "name, or a Transform object) with key="
+            )
         return None
     if isinstance(transform, Transform):
         if ray:
-            raise LieRayError("a Transform object holds its key, which must not travel to Ray "
-                              "actors: pass transform by name and key as a key file path")
+            raise LieRayError(
+                "a Transform object holds its key, which must not travel to Ray "
+                "actors: pass transform by name and key as a key file path"
+            )
         if key is not None:
             raise LieRayError("a Transform object holds its own key: pass key=None")
         return ObjectKey(transform)
     if isinstance(transform, type):
-        raise LieRayError(f"transform {transform.__name__} is a class: pass an instance, or "
-                          "register it and pass its name with key=")
+        raise LieRayError(
+            f"transform {transform.__name__} is a class: pass an instance, or "
+            "register it and pass its name with key="
+        )
     if key is None:
-        raise LieRayError(f"transform {transform!r} needs the key the model was trained with: "
-                          "pass key=PATH (a lie_ray key file) or a lie_ray.keys.Key")
+        raise LieRayError(
+            f"transform {transform!r} needs the key the model was trained with: "
+            "pass key=PATH (a lie_ray key file) or a lie_ray.keys.Key"
+        )
     if isinstance(key, Key):
         if ray:
-            raise LieRayError("a Key object must not travel to Ray actors: pass key as a key "
-                              "file path, read inside each actor")
+            raise LieRayError(
+                "a Key object must not travel to Ray actors: pass key as a key "
+                "file path, read inside each actor"
+            )
         return TransformSpec(transform).keyed(key)
     return TransformSpec(transform).keyed(load_key(key))
 
 
-def choose_attacks(attacks, threat: str, encrypted: bool, has_plain_model: bool,
-                   has_attacker_images: bool) -> tuple[set[str], dict[str, str]]:
+def choose_attacks(
+    attacks, threat: str, encrypted: bool, has_plain_model: bool, has_attacker_images: bool
+) -> tuple[set[str], dict[str, str]]:
     """The evaluations to run, and why any of the threat's others will not."""
     allowed = threat_evaluations(threat, encrypted)
     if attacks == "adaptive":
@@ -205,8 +294,10 @@ def choose_attacks(attacks, threat: str, encrypted: bool, has_plain_model: bool,
     elif attacks == "paper":
         wanted, explicit = [n for n in PAPER_READINGS if n in allowed], True
     elif isinstance(attacks, str):
-        raise LieRayError(f"attacks={attacks!r}: pass 'adaptive', 'paper' or a list of names "
-                          f"from {', '.join(EVALUATIONS)}")
+        raise LieRayError(
+            f"attacks={attacks!r}: pass 'adaptive', 'paper' or a list of names "
+            f"from {', '.join(EVALUATIONS)}"
+        )
     else:
         wanted, explicit = list(attacks), True
         unknown = [n for n in wanted if n not in EVALUATIONS]
@@ -214,8 +305,10 @@ def choose_attacks(attacks, threat: str, encrypted: bool, has_plain_model: bool,
             raise LieRayError(f"unknown attack(s) {unknown}: choose from {', '.join(EVALUATIONS)}")
         outside = [n for n in wanted if n not in allowed]
         if outside:
-            raise LieRayError(f"attack(s) {outside} are not in the {threat} attacker's reach: "
-                              f"it runs {', '.join(allowed)} (pass another threat=)")
+            raise LieRayError(
+                f"attack(s) {outside} are not in the {threat} attacker's reach: "
+                f"it runs {', '.join(allowed)} (pass another threat=)"
+            )
     missing = {}
     for n in wanted:
         if n == "transfer" and not has_plain_model:
@@ -236,15 +329,17 @@ def threat_evaluations(threat: str, encrypted: bool) -> list[str]:
 
 
 def shown_worst_cases(threat: str) -> set[str]:
-    return set(WORST_CASES[:WORST_CASES.index(THREATS[threat]) + 1])
+    return set(WORST_CASES[: WORST_CASES.index(THREATS[threat]) + 1])
 
 
 def as_labels(labels) -> np.ndarray:
-    values = labels.detach().cpu().numpy() if isinstance(labels, torch.Tensor) else \
-        np.asarray(labels)
+    values = (
+        labels.detach().cpu().numpy() if isinstance(labels, torch.Tensor) else np.asarray(labels)
+    )
     if values.ndim != 1 or values.dtype.kind not in "iu":
-        raise LieRayError(f"labels must be a 1-D array of class indices, got {values.dtype} "
-                          f"{values.shape}")
+        raise LieRayError(
+            f"labels must be a 1-D array of class indices, got {values.dtype} {values.shape}"
+        )
     return values.astype(np.int64)
 
 

@@ -10,6 +10,7 @@ key policies key each image by its id, which a module's ``forward(x)`` never see
 The key stays out of ``state_dict()`` (it holds the network's weights only); do not pickle the
 module itself, which would write the key along with it.
 """
+
 from __future__ import annotations
 
 import os
@@ -27,11 +28,16 @@ from lie_ray.transforms import Transform
 class DefendedModel(nn.Module):
     """plain image -> transform (keyed) -> network."""
 
-    def __init__(self, network: nn.Module, cipher: Transform | None, backward: str | None,
-                 scenario: str):
+    def __init__(
+        self, network: nn.Module, cipher: Transform | None, backward: str | None, scenario: str
+    ):
         super().__init__()
-        self.network, self.cipher, self.backward, self.scenario = network, cipher, backward, \
-            scenario
+        self.network, self.cipher, self.backward, self.scenario = (
+            network,
+            cipher,
+            backward,
+            scenario,
+        )
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         if self.cipher is None:
@@ -41,12 +47,18 @@ class DefendedModel(nn.Module):
     def extra_repr(self) -> str:  # names the key by fingerprint only
         if self.cipher is None:
             return f"scenario={self.scenario}, transform=none"
-        return (f"scenario={self.scenario}, transform={self.cipher.name}, "
-                f"key={self.cipher.fingerprint}, backward={self.backward or 'default'}")
+        return (
+            f"scenario={self.scenario}, transform={self.cipher.name}, "
+            f"key={self.cipher.fingerprint}, backward={self.backward or 'default'}"
+        )
 
 
-def load(run_dir: str | os.PathLike, scenario: str, key: str | os.PathLike | None = None,
-         backward: str | None = None) -> DefendedModel:
+def load(
+    run_dir: str | os.PathLike,
+    scenario: str,
+    key: str | os.PathLike | None = None,
+    backward: str | None = None,
+) -> DefendedModel:
     """The defender of ``scenario`` trained into ``run_dir`` (a ``lie-ray train`` or sweep
     output), in eval mode with frozen weights. ``key``: the key file it was trained with (by
     default the sweep's own, ``run_dir/keys/master.json``); ``backward``: the transform's
@@ -57,14 +69,18 @@ def load(run_dir: str | os.PathLike, scenario: str, key: str | os.PathLike | Non
     if row["encrypted"]:
         key_path = Path(key) if key is not None else Path(run_dir) / "keys" / "master.json"
         if key is None and not key_path.exists():
-            raise LieRayError(f"{scenario} is encrypted and {key_path} does not exist: pass "
-                              "key= the key file it was trained with")
+            raise LieRayError(
+                f"{scenario} is encrypted and {key_path} does not exist: pass "
+                "key= the key file it was trained with"
+            )
     defender = load_defender(row["checkpoint"], None if key_path is None else str(key_path))
     cipher = None
     if defender.encrypted:
         if defender.policy.name != "fixed":
-            raise LieRayError(f"{scenario} keys each image by its id (policy "
-                              f"{defender.policy.name}); a module sees no ids, so only fixed-key "
-                              "scenarios load as one: evaluate the others with lie-ray evaluate")
+            raise LieRayError(
+                f"{scenario} keys each image by its id (policy "
+                f"{defender.policy.name}); a module sees no ids, so only fixed-key "
+                "scenarios load as one: evaluate the others with lie-ray evaluate"
+            )
         cipher = defender.key.cipher()
     return DefendedModel(defender.model, cipher, backward, scenario).eval()

@@ -7,6 +7,7 @@ probe of a few seconds sees those costs, but a finished sweep on the same machin
 them: its ``timings.json`` holds each phase's wall time beside what the bare model predicted.
 The ratio of the two, per phase, scales the next prediction, and says where it came from.
 """
+
 from __future__ import annotations
 
 import json
@@ -30,12 +31,18 @@ class Calibration:
     preset: str  # what that run's settings were (fixed costs weigh differently elsewhere)
 
     def record(self) -> dict:
-        return {"training": self.training, "evaluation": self.evaluation,
-                "source": self.source, "preset": self.preset}
+        return {
+            "training": self.training,
+            "evaluation": self.evaluation,
+            "source": self.source,
+            "preset": self.preset,
+        }
 
     def describe(self) -> str:
-        return (f"calibrated by {self.source} ({self.preset} preset, same machine): training "
-                f"x{self.training:.2f}, evaluation x{self.evaluation:.2f}")
+        return (
+            f"calibrated by {self.source} ({self.preset} preset, same machine): training "
+            f"x{self.training:.2f}, evaluation x{self.evaluation:.2f}"
+        )
 
 
 def scale_of(calibration: Calibration | None, phase: str) -> float:
@@ -57,31 +64,45 @@ def read_calibration(path: Path | str) -> Calibration:
         bare_evaluation = timings["evaluation_work_done"]["wall_seconds"] / previous["evaluation"]
         ratios = measured["training"] / bare_training, measured["evaluation"] / bare_evaluation
     except FileNotFoundError:
-        raise LieRayError(f"--calibration {path}: no {TIMINGS} there; pass the --out folder "
-                          "of a finished sweep") from None
+        raise LieRayError(
+            f"--calibration {path}: no {TIMINGS} there; pass the --out folder of a finished sweep"
+        ) from None
     except (OSError, ValueError, KeyError, TypeError, ZeroDivisionError) as error:
-        raise LieRayError(f"--calibration {timings_path} is not a finished sweep's timings "
-                          f"({type(error).__name__}: {error}); pass the --out folder of a sweep "
-                          "that ran to its end") from None
+        raise LieRayError(
+            f"--calibration {timings_path} is not a finished sweep's timings "
+            f"({type(error).__name__}: {error}); pass the --out folder of a sweep "
+            "that ran to its end"
+        ) from None
     if not all(math.isfinite(r) and r > 0 for r in ratios):
-        raise LieRayError(f"--calibration {timings_path} holds no usable times: pass the --out "
-                          "folder of a sweep that trained and evaluated")
+        raise LieRayError(
+            f"--calibration {timings_path} holds no usable times: pass the --out "
+            "folder of a sweep that trained and evaluated"
+        )
     if timings.get("resumed"):
-        raise LieRayError(f"--calibration {timings_path} is from a resumed sweep, which skipped "
-                          "finished work: pass a sweep that ran whole")
+        raise LieRayError(
+            f"--calibration {timings_path} is from a resumed sweep, which skipped "
+            "finished work: pass a sweep that ran whole"
+        )
     import torch  # noqa: F401 (machine() lists GPUs only once torch is loaded, as it was
     # when the sweep wrote timings.json; the sweep reads --calibration before that)
 
     here, there = provenance.machine(), timings.get("machine", {})
     if (there.get("cpu"), there.get("cores"), there.get("gpus")) != (
-            here["cpu"], here["cores"], here["gpus"]):
-        raise LieRayError(f"--calibration {timings_path} ran on {describe_machine(there)}, "
-                          f"not this {describe_machine(here)}: calibrate with a sweep run here")
-    return Calibration(*ratios, source=str(timings_path),
-                       preset=timings.get("preset") or "unrecorded")
+        here["cpu"],
+        here["cores"],
+        here["gpus"],
+    ):
+        raise LieRayError(
+            f"--calibration {timings_path} ran on {describe_machine(there)}, "
+            f"not this {describe_machine(here)}: calibrate with a sweep run here"
+        )
+    return Calibration(
+        *ratios, source=str(timings_path), preset=timings.get("preset") or "unrecorded"
+    )
 
 
 def describe_machine(machine: dict) -> str:
     gpus = machine.get("gpus") or []
-    return (f"{machine.get('cpu', '?')} with {machine.get('cores', '?')} cores"
-            + (f" and {', '.join(gpus)}" if gpus else ""))
+    return f"{machine.get('cpu', '?')} with {machine.get('cores', '?')} cores" + (
+        f" and {', '.join(gpus)}" if gpus else ""
+    )

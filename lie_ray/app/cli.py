@@ -5,6 +5,7 @@ typo) print one line, ``error: ...``, and exit with status 2; no traceback. Ctrl
 prints one line saying what is kept and exits with 130 or 143 (``lie_ray.infra.interrupt``).
 Anything else is a bug and keeps its traceback.
 """
+
 from __future__ import annotations
 
 import functools
@@ -22,8 +23,11 @@ from lie_ray.infra.interrupt import Interrupted, on_interrupt
 from lie_ray.infra.outputs import check_output_dir, check_output_file, check_storage
 
 app = typer.Typer(
-    name="lie-ray", no_args_is_help=True, pretty_exceptions_enable=False,
-    help="Adversarial tests of learnable image encryption (Tanaka's block cipher), on Ray.")
+    name="lie-ray",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    help="Adversarial tests of learnable image encryption (Tanaka's block cipher), on Ray.",
+)
 
 EXIT_USER_ERROR = 2
 
@@ -31,6 +35,7 @@ EXIT_USER_ERROR = 2
 def user_errors(command: Callable) -> Callable:
     """Turn a LieRayError into a one-line message and exit status 2, and an interruption into
     one line and exit status 128 + the signal number."""
+
     @functools.wraps(command)
     def wrapper(*args, **kwargs):
         try:
@@ -40,10 +45,14 @@ def user_errors(command: Callable) -> Callable:
             raise typer.Exit(EXIT_USER_ERROR) from None
         except (Interrupted, KeyboardInterrupt) as err:
             if not isinstance(err, Interrupted):  # outside a job's Ray work: nothing started
-                err = Interrupted(signal.SIGINT, "interrupted by SIGINT: stopped; files are "
-                                  "written whole or not at all, so run the command again")
+                err = Interrupted(
+                    signal.SIGINT,
+                    "interrupted by SIGINT: stopped; files are "
+                    "written whole or not at all, so run the command again",
+                )
             typer.echo(str(err), err=True)
             raise typer.Exit(err.exit_status) from None
+
     return wrapper
 
 
@@ -53,8 +62,12 @@ def main_options(verbose: bool = typer.Option(False, "--verbose", "-v", help="De
 
 
 def configure_logging(verbose: bool = False) -> None:
-    logging.basicConfig(level=logging.DEBUG if verbose else logging.INFO, stream=sys.stderr,
-                        format="%(asctime)s %(levelname)s %(message)s", force=True)
+    logging.basicConfig(
+        level=logging.DEBUG if verbose else logging.INFO,
+        stream=sys.stderr,
+        format="%(asctime)s %(levelname)s %(message)s",
+        force=True,
+    )
 
 
 @app.command()
@@ -81,27 +94,34 @@ def key_info(key: Path = typer.Argument(..., help="Key file to inspect.")):
     from lie_ray.keys import load_key
 
     loaded = load_key(key)
-    typer.echo(f"{key}: {loaded.kind} key, block size {loaded.block_size}, "
-               f"fingerprint {loaded.fingerprint}")
+    typer.echo(
+        f"{key}: {loaded.kind} key, block size {loaded.block_size}, "
+        f"fingerprint {loaded.fingerprint}"
+    )
 
 
 @app.command()
 @user_errors
-@takes("key", "out", "data", "policy", "key_batch_size", "preview", "actors", "limit",
-       "download")
+@takes("key", "out", "data", "policy", "key_batch_size", "preview", "actors", "limit", "download")
 def encrypt(
     given: Given,
     key: Path = typer.Option(..., "--key", help="Key file from 'lie-ray keygen'."),
     out: Path = typer.Option(..., "--out", help="Output directory for train/ and test/ shards."),
-    policy: str = typer.Option("fixed", "--policy", help="Key policy: fixed, id-group or per-image "
-                                "(per-minibatch keys are drawn in training)."),
-    preview: Optional[Path] = typer.Option(None, "--preview",
-                                           help="Also write a PNG of plain vs encrypted images."),
+    policy: str = typer.Option(
+        "fixed",
+        "--policy",
+        help="Key policy: fixed, id-group or per-image (per-minibatch keys are drawn in training).",
+    ),
+    preview: Optional[Path] = typer.Option(
+        None, "--preview", help="Also write a PNG of plain vs encrypted images."
+    ),
     actors: int = typer.Option(2, "--actors", min=1, help="Ray Data encryption actors."),
-    limit: Optional[int] = typer.Option(None, "--limit", min=1,
-                                        help="Encrypt only the first N images of each split."),
-    download: bool = typer.Option(False, "--download",
-                                  help="Download full CIFAR-10 if --data holds none."),
+    limit: Optional[int] = typer.Option(
+        None, "--limit", min=1, help="Encrypt only the first N images of each split."
+    ),
+    download: bool = typer.Option(
+        False, "--download", help="Download full CIFAR-10 if --data holds none."
+    ),
 ):
     """Encrypt CIFAR-10 into Parquet shards with a Ray Data actor pool."""
     from lie_ray.data.cifar import check_dataset
@@ -119,25 +139,48 @@ def encrypt(
     check_policy(spec)
     data = check_dataset(given.data, download)
     with ray_session():
-        manifest = run_encrypt(data, key, spec, out, actors=actors, limit=limit,
-                               preview=preview, download=download)
-    typer.echo(f"wrote {manifest['rows']['train']} train and {manifest['rows']['test']} test "
-               f"images to {out} (key {manifest['master_fingerprint']}, policy {policy})"
-               + (f"; preview {preview}" if preview else ""))
+        manifest = run_encrypt(
+            data, key, spec, out, actors=actors, limit=limit, preview=preview, download=download
+        )
+    typer.echo(
+        f"wrote {manifest['rows']['train']} train and {manifest['rows']['test']} test "
+        f"images to {out} (key {manifest['master_fingerprint']}, policy {policy})"
+        + (f"; preview {preview}" if preview else "")
+    )
 
 
 @app.command()
 @user_errors
-@takes("preset", "out", "data", "scenarios", "scenario_file", "key", *TRAINING, "storage",
-       "max_concurrent_trials", "resume", "compile", "estimate", "calibration")
+@takes(
+    "preset",
+    "out",
+    "data",
+    "scenarios",
+    "scenario_file",
+    "key",
+    *TRAINING,
+    "storage",
+    "max_concurrent_trials",
+    "resume",
+    "compile",
+    "estimate",
+    "calibration",
+)
 def train(
     given: Given,
-    out: Path = typer.Option(Path("runs/train"), "--out", help="Output directory (all Ray "
-                             "storage, checkpoints and training.parquet go here)."),
-    key: Optional[str] = typer.Option(None, "--key", help="Master key file or storage URI "
-                                      "(needed by encrypted scenarios)."),
-    resume: bool = typer.Option(False, "--resume", help="Continue an interrupted run in the "
-                                "same --out: finished trials are kept."),
+    out: Path = typer.Option(
+        Path("runs/train"),
+        "--out",
+        help="Output directory (all Ray storage, checkpoints and training.parquet go here).",
+    ),
+    key: Optional[str] = typer.Option(
+        None, "--key", help="Master key file or storage URI (needed by encrypted scenarios)."
+    ),
+    resume: bool = typer.Option(
+        False,
+        "--resume",
+        help="Continue an interrupted run in the same --out: finished trials are kept.",
+    ),
 ):
     """Train the scenarios: one Ray Tune trial each, running Ray Train DDP fed by Ray Data."""
     from lie_ray.data.cifar import check_dataset
@@ -149,8 +192,9 @@ def train(
 
     from lie_ray.infra.storage import check_uri
 
-    settings, chosen = training_plan(given.preset, given.scenarios, given.scenario_file,
-                                     given.overrides("train"))
+    settings, chosen = training_plan(
+        given.preset, given.scenarios, given.scenario_file, given.overrides("train")
+    )
     if given.estimate:
         return print_estimate(chosen, settings, None, given.data, calibration=given.calibration)
     refuse_calibration_without_estimate(given)
@@ -161,24 +205,45 @@ def train(
     key_for_scenarios(chosen, key, settings.block_size, settings.key_batch_size)
     with ray_session(num_cpus=embedded_cpus(settings)), on_interrupt(out):
         table = run_training(chosen, settings, data, out, key, resume=resume, storage=storage)
-    typer.echo(format_table(table, ["scenario", "train_error", "test_error", "epochs",
-                                    "key_fingerprint"]))
+    typer.echo(
+        format_table(table, ["scenario", "train_error", "test_error", "epochs", "key_fingerprint"])
+    )
     typer.echo(f"wrote {out / 'training.parquet'}")
 
 
 @app.command()
 @user_errors
-@takes("runs", "out", "preset", "data", "key", "scenarios", *EVALUATION, "resume", "gpu",
-       "storage", "compile", "estimate", "calibration")
+@takes(
+    "runs",
+    "out",
+    "preset",
+    "data",
+    "key",
+    "scenarios",
+    *EVALUATION,
+    "resume",
+    "gpu",
+    "storage",
+    "compile",
+    "estimate",
+    "calibration",
+)
 def evaluate(
     given: Given,
     runs: Path = typer.Option(..., "--runs", help="The --out directory of 'lie-ray train'."),
-    out: Path = typer.Option(Path("runs/eval"), "--out", help="Where the tables, report and "
-                             "pictures go."),
-    key: Optional[str] = typer.Option(None, "--key", help="The key the scenarios were trained "
-                                       "with (needed by encrypted scenarios)."),
-    resume: bool = typer.Option(False, "--resume", help="Reuse scenarios already evaluated "
-                                "into --out with the same checkpoint and settings."),
+    out: Path = typer.Option(
+        Path("runs/eval"), "--out", help="Where the tables, report and pictures go."
+    ),
+    key: Optional[str] = typer.Option(
+        None,
+        "--key",
+        help="The key the scenarios were trained with (needed by encrypted scenarios).",
+    ),
+    resume: bool = typer.Option(
+        False,
+        "--resume",
+        help="Reuse scenarios already evaluated into --out with the same checkpoint and settings.",
+    ),
 ):
     """Evaluate trained scenarios: the paper's PGD beside BPDA, EOT, transfer, encrypted-input
     and gradient-free attacks; writes examples.parquet, results.parquet and report.md."""
@@ -204,39 +269,80 @@ def evaluate(
     trained = read_training(runs, chosen)
     if given.estimate:
         scenarios, network = trained_scenarios(trained)
-        return print_estimate(scenarios, None, settings, given.data, network,
-                              calibration=given.calibration)
+        return print_estimate(
+            scenarios, None, settings, given.data, network, calibration=given.calibration
+        )
     refuse_calibration_without_estimate(given)
     data = check_dataset(given.data)
     check_keys(key, [trained_record(row) for row in trained])  # each at its own key batch
     with ray_session(), on_interrupt(out):
-        results = run_evaluation(runs, data, out, key, settings, scenarios=chosen,
-                                 resume=resume, gpu=gpu or "auto", parts=parts)
+        results = run_evaluation(
+            runs,
+            data,
+            out,
+            key,
+            settings,
+            scenarios=chosen,
+            resume=resume,
+            gpu=gpu or "auto",
+            parts=parts,
+        )
     report = write_report(out, read_training_table(runs))
-    headline = results.filter(pc.and_(  # the attacks at the largest eps, not the sanity runs
-        pc.equal(results["epsilon"], max(settings.epsilons)),
-        pc.invert(pc.starts_with(results["evaluation"], SANITY_PREFIX))))
+    headline = results.filter(
+        pc.and_(  # the attacks at the largest eps, not the sanity runs
+            pc.equal(results["epsilon"], max(settings.epsilons)),
+            pc.invert(pc.starts_with(results["evaluation"], SANITY_PREFIX)),
+        )
+    )
     typer.echo(format_table(headline, ["scenario", "evaluation", "epsilon", "n", "error"]))
     typer.echo(f"wrote {out / 'examples.parquet'}, {out / 'results.parquet'} and {report}")
 
 
 @app.command()
 @user_errors
-@takes("preset", "out", "data", "scenarios", "scenario_file", "key", "resume", "storage",
-       "max_concurrent_trials", "download", *TRAINING, *EVALUATION, "no_privacy", "compile",
-       "estimate", "calibration")
+@takes(
+    "preset",
+    "out",
+    "data",
+    "scenarios",
+    "scenario_file",
+    "key",
+    "resume",
+    "storage",
+    "max_concurrent_trials",
+    "download",
+    *TRAINING,
+    *EVALUATION,
+    "no_privacy",
+    "compile",
+    "estimate",
+    "calibration",
+)
 def sweep(
     given: Given,
-    out: Path = typer.Option(Path("runs/sweep"), "--out", help="Where everything goes: key, "
-                             "encrypted shards, Ray storage, tables, report."),
-    key: Optional[str] = typer.Option(None, "--key", help="Master key file or URI; default: a new "
-                                       "one made into OUT/keys/master.json (mode 0600)."),
-    resume: bool = typer.Option(False, "--resume", help="Continue an interrupted sweep in the "
-                                "same --out: finished trials and evaluations are kept."),
-    download: bool = typer.Option(False, "--download", help="Download full CIFAR-10 into "
-                                  "--data if it holds none."),
-    no_privacy: bool = typer.Option(False, "--no-privacy", help="Skip the privacy attacks "
-                                    "phase (see 'lie-ray privacy')."),
+    out: Path = typer.Option(
+        Path("runs/sweep"),
+        "--out",
+        help="Where everything goes: key, encrypted shards, Ray storage, tables, report.",
+    ),
+    key: Optional[str] = typer.Option(
+        None,
+        "--key",
+        help="Master key file or URI; default: a new "
+        "one made into OUT/keys/master.json (mode 0600).",
+    ),
+    resume: bool = typer.Option(
+        False,
+        "--resume",
+        help="Continue an interrupted sweep in the "
+        "same --out: finished trials and evaluations are kept.",
+    ),
+    download: bool = typer.Option(
+        False, "--download", help="Download full CIFAR-10 into --data if it holds none."
+    ),
+    no_privacy: bool = typer.Option(
+        False, "--no-privacy", help="Skip the privacy attacks phase (see 'lie-ray privacy')."
+    ),
 ):
     """The whole study: key, encryption, the scenarios trained, evaluation, report.
 
@@ -250,22 +356,35 @@ def sweep(
         from lie_ray.evaluation.settings import get_eval_preset
         from lie_ray.training.settings import training_plan
 
-        settings, chosen = training_plan(given.preset, given.scenarios, given.scenario_file,
-                                         given.overrides("train"))
+        settings, chosen = training_plan(
+            given.preset, given.scenarios, given.scenario_file, given.overrides("train")
+        )
         evaluation = get_eval_preset(given.preset).replace(**given.overrides("eval"))
-        return print_estimate(chosen, settings, evaluation, given.data,
-                              calibration=given.calibration)
+        return print_estimate(
+            chosen, settings, evaluation, given.data, calibration=given.calibration
+        )
     check_output_dir(out)  # fail before Ray starts
     check_storage(given.storage)
-    plan = resolve_plan(SweepRequest(
-        out=out, data=given.data, preset=given.preset, scenarios=given.scenarios,
-        scenario_files=given.scenario_file, key=key, resume=resume, storage=given.storage,
-        download=download, privacy=not no_privacy, train_overrides=given.overrides("train"),
-        eval_overrides=given.overrides("eval"), calibration=given.calibration))
+    plan = resolve_plan(
+        SweepRequest(
+            out=out,
+            data=given.data,
+            preset=given.preset,
+            scenarios=given.scenarios,
+            scenario_files=given.scenario_file,
+            key=key,
+            resume=resume,
+            storage=given.storage,
+            download=download,
+            privacy=not no_privacy,
+            train_overrides=given.overrides("train"),
+            eval_overrides=given.overrides("eval"),
+            calibration=given.calibration,
+        )
+    )
     with ray_session(num_cpus=embedded_cpus(plan.train)), on_interrupt(out):
         tables = run_sweep(plan)
-    typer.echo(summary(tables["training"], tables["results"], out.resolve(),
-                       tensorboard_dir(plan)))
+    typer.echo(summary(tables["training"], tables["results"], out.resolve(), tensorboard_dir(plan)))
 
 
 @app.command()
@@ -273,12 +392,19 @@ def sweep(
 @takes("key", "preset", "data", "out", "transforms")
 def privacy(
     given: Given,
-    key: Path = typer.Option(..., "--key", help="Master key file: the defender's key is its "
-                             "'fixed' sub-key, as in the sweep."),
-    out: Path = typer.Option(Path("runs/privacy"), "--out", help="Where privacy.parquet, "
-                             "privacy.md and privacy_gallery.png go."),
-    transforms: Optional[str] = typer.Option(None, "--transforms", help="Comma-separated "
-                                             "transforms (default: all), e.g. le,shuffle."),
+    key: Path = typer.Option(
+        ...,
+        "--key",
+        help="Master key file: the defender's key is its 'fixed' sub-key, as in the sweep.",
+    ),
+    out: Path = typer.Option(
+        Path("runs/privacy"),
+        "--out",
+        help="Where privacy.parquet, privacy.md and privacy_gallery.png go.",
+    ),
+    transforms: Optional[str] = typer.Option(
+        None, "--transforms", help="Comma-separated transforms (default: all), e.g. le,shuffle."
+    ),
 ):
     """Privacy attacks on every transform: key recovery (known and chosen plaintext),
     ciphertext-only FR-basic, the learned ITN inversion (Ray Train) and a key-space audit."""
@@ -293,16 +419,24 @@ def privacy(
     with ray_session(), on_interrupt(out, resumable=False):
         table = run_privacy(data, loaded, out, names, settings)
         write_privacy(out)  # privacy.md, from the table the job wrote
-    typer.echo(format_table(table.filter(pc.not_equal(table["attack"], "key-space")),
-                            ["transform", "attack", "k", "ssim", "psnr", "key_recovered"]))
-    typer.echo(f"wrote {out / 'privacy.parquet'}, {out / 'privacy.md'} and "
-               f"{out / 'privacy_gallery.png'}")
+    typer.echo(
+        format_table(
+            table.filter(pc.not_equal(table["attack"], "key-space")),
+            ["transform", "attack", "k", "ssim", "psnr", "key_recovered"],
+        )
+    )
+    typer.echo(
+        f"wrote {out / 'privacy.parquet'}, {out / 'privacy.md'} and {out / 'privacy_gallery.png'}"
+    )
 
 
 @app.command()
 @user_errors
-def report(results: Path = typer.Option(..., "--results",
-                                        help="The --out directory of 'lie-ray evaluate'.")):
+def report(
+    results: Path = typer.Option(
+        ..., "--results", help="The --out directory of 'lie-ray evaluate'."
+    ),
+):
     """Re-render report.md and curves.png from an evaluation's Parquet tables."""
     from lie_ray.report import write_report
 
@@ -315,12 +449,20 @@ def refuse_calibration_without_estimate(given: Given) -> None:
     """train and evaluate keep no prediction beside their run (the sweep does), so a
     calibration without ``--estimate`` would be silently ignored."""
     if given.calibration is not None:
-        raise LieRayError("--calibration scales --estimate's figures, and this command only "
-                          "uses it with --estimate: add --estimate, or drop --calibration")
+        raise LieRayError(
+            "--calibration scales --estimate's figures, and this command only "
+            "uses it with --estimate: add --estimate, or drop --calibration"
+        )
 
 
-def print_estimate(scenarios, train, evaluation, data_dir, network: dict | None = None,
-                   calibration: Path | None = None) -> None:
+def print_estimate(
+    scenarios,
+    train,
+    evaluation,
+    data_dir,
+    network: dict | None = None,
+    calibration: Path | None = None,
+) -> None:
     """``--estimate``: the cost table (lie_ray.app.estimate), on the device the run would
     use here, scaled by ``--calibration``'s measured ratios when given; nothing is written and
     Ray does not start."""
@@ -329,8 +471,9 @@ def print_estimate(scenarios, train, evaluation, data_dir, network: dict | None 
     from lie_ray.data.cifar import check_dataset
 
     ratios = read_calibration(calibration) if calibration is not None else None
-    typer.echo(for_run(scenarios, train, evaluation, check_dataset(data_dir), network,
-                       ratios).table())
+    typer.echo(
+        for_run(scenarios, train, evaluation, check_dataset(data_dir), network, ratios).table()
+    )
 
 
 def trained_scenarios(trained: list[dict]) -> tuple[list, dict]:
@@ -344,10 +487,15 @@ def trained_scenarios(trained: list[dict]) -> tuple[list, dict]:
     scenarios = []
     for record in records:
         definition, transform = record["scenario"], record["scenario"]["transform"] or {}
-        scenarios.append(Scenario(definition["name"], encrypted=definition["encrypted"],
-                                  key_policy=definition["key_policy"],
-                                  transform=transform.get("name", "le"),
-                                  variant=transform.get("variant")))
+        scenarios.append(
+            Scenario(
+                definition["name"],
+                encrypted=definition["encrypted"],
+                key_policy=definition["key_policy"],
+                transform=transform.get("name", "le"),
+                variant=transform.get("variant"),
+            )
+        )
     shape = records[0]["settings"]
     return scenarios, {k: shape[k] for k in ("width", "adaptation_channels", "batch_size")}
 
@@ -355,8 +503,7 @@ def trained_scenarios(trained: list[dict]) -> tuple[list, dict]:
 def format_table(table, columns: list[str]) -> str:
     """A small fixed-width text table for the console."""
     rows = table.select(columns).to_pylist()
-    cells = [[f"{v:.3f}" if isinstance(v, float) else str(v) for v in row.values()]
-             for row in rows]
+    cells = [[f"{v:.3f}" if isinstance(v, float) else str(v) for v in row.values()] for row in rows]
     widths = [max(len(c), *(len(r[i]) for r in cells)) for i, c in enumerate(columns)]
     lines = ["  ".join(c.ljust(w) for c, w in zip(columns, widths))]
     lines += ["  ".join(v.ljust(w) for v, w in zip(r, widths)) for r in cells]
@@ -372,8 +519,11 @@ def sweep_main() -> None:
     """``python -m lie_ray.sweep``: the ``sweep`` command of the ``lie-ray`` CLI."""
     configure_logging(verbose="--verbose" in sys.argv or "-v" in sys.argv)
     command = typer.main.get_command(app).commands["sweep"]
-    run_command(command, [a for a in sys.argv[1:] if a not in ("--verbose", "-v")],
-                "python -m lie_ray.sweep")
+    run_command(
+        command,
+        [a for a in sys.argv[1:] if a not in ("--verbose", "-v")],
+        "python -m lie_ray.sweep",
+    )
 
 
 def run_command(command, argv: Optional[list[str]], prog_name: str) -> None:

@@ -11,6 +11,7 @@ What a run adds to bare PyTorch on the same cores (Ray's workers and helpers, th
 start-up) is not in the probe: ``--calibration`` scales each phase by what an earlier sweep on
 this machine measured (``lie_ray.app.calibration``).
 """
+
 from __future__ import annotations
 
 import math
@@ -24,8 +25,13 @@ import torch.nn.functional as F
 from lie_ray.app.calibration import Calibration, scale_of
 from lie_ray.evaluation.actor import evaluations, key_recoverable
 from lie_ray.evaluation.protocols import restarts
-from lie_ray.evaluation.settings import (PAPER_READINGS, RECOVERED_KEY, SANITY, WORST_CASES,
-                                         EvalSettings)
+from lie_ray.evaluation.settings import (
+    PAPER_READINGS,
+    RECOVERED_KEY,
+    SANITY,
+    WORST_CASES,
+    EvalSettings,
+)
 from lie_ray.scenarios import Scenario
 from lie_ray.training.settings import TrainSettings
 
@@ -59,8 +65,9 @@ class Passes:
 def attack_passes(name: str, settings: EvalSettings, alone: bool = False) -> Passes:
     """One image, one epsilon: what evaluation ``name`` costs at most. ``alone``: every image
     has a key of its own, so the library attacks (one call per key) run image by image."""
-    gradients_of, queries_of = (("attack_single", "forward_single") if alone
-                                else ("attack", "forward"))
+    gradients_of, queries_of = (
+        ("attack_single", "forward_single") if alone else ("attack", "forward")
+    )
     steps = settings.pgd_steps
     pgd = lambda runs: Passes.of(attack=steps * runs, forward=runs + 1)  # + scoring, deployed
     runs = restarts(name, settings)
@@ -71,20 +78,24 @@ def attack_passes(name: str, settings: EvalSettings, alone: bool = False) -> Pas
     if name == "bpda":  # the identity surrogate is bpda-identity's, reused
         return pgd(runs) * 2
     if name == "eot":
-        return Passes.of(attack=steps * runs * settings.eot_keys,
-                         forward=runs * settings.eot_keys + 1)
+        return Passes.of(
+            attack=steps * runs * settings.eot_keys, forward=runs * settings.eot_keys + 1
+        )
     if name == "gradient-free":
         return Passes.of(**{queries_of: settings.square_queries}) + Passes.of(forward=1)
     if name == "autoattack":
         from lie_ray.attacks.library import autoattack_settings
 
-        run = autoattack_settings(settings.autoattack, settings.autoattack_steps,
-                                  settings.square_queries)
+        run = autoattack_settings(
+            settings.autoattack, settings.autoattack_steps, settings.square_queries
+        )
         # APGD-CE, APGD-T per target, FAB-T per target (two gradients a step), then Square.
-        gradients = run["apgd_steps"] * (1 + run["targets"]) + 2 * run["fab_steps"] * run[
-            "targets"]
-        return Passes.of(**{gradients_of: gradients * run["restarts"]}) + Passes.of(
-            **{queries_of: run["square_queries"]}) + Passes.of(forward=1)
+        gradients = run["apgd_steps"] * (1 + run["targets"]) + 2 * run["fab_steps"] * run["targets"]
+        return (
+            Passes.of(**{gradients_of: gradients * run["restarts"]})
+            + Passes.of(**{queries_of: run["square_queries"]})
+            + Passes.of(forward=1)
+        )
     raise ValueError(f"no cost model for evaluation {name!r}")
 
 
@@ -93,43 +104,60 @@ def keyed_alone(scenario: Scenario) -> bool:
     return scenario.encrypted and scenario.key_policy == "per-image"
 
 
-def training_passes(scenario: Scenario, settings: TrainSettings, train_images: int,
-                    test_images: int) -> Passes:
+def training_passes(
+    scenario: Scenario, settings: TrainSettings, train_images: int, test_images: int
+) -> Passes:
     """Every epoch's steps (and adversarial training's PGD steps, ``scenario.steps`` with
     the --pgd-* overrides applied), and its held-out pass."""
     steps = scenario.steps if scenario.adversarial else 0
-    return Passes.of(train=settings.epochs * train_images,
-                     attack=settings.epochs * train_images * steps,
-                     forward=settings.epochs * test_images)
+    return Passes.of(
+        train=settings.epochs * train_images,
+        attack=settings.epochs * train_images * steps,
+        forward=settings.epochs * test_images,
+    )
 
 
-def evaluation_passes(scenario: Scenario, settings: EvalSettings, test_images: int,
-                      train_images: int, has_plain_model: bool) -> tuple[Passes, Passes]:
+def evaluation_passes(
+    scenario: Scenario,
+    settings: EvalSettings,
+    test_images: int,
+    train_images: int,
+    has_plain_model: bool,
+) -> tuple[Passes, Passes]:
     """(full mode, the cascade's floor): the floor runs only the paper's readings and what
     runs on every image; everything else may be skipped where broken."""
-    names = evaluations(scenario.encrypted, scenario.encrypted and has_plain_model,
-                        scenario.encrypted and key_recoverable(
-                            scenario.key_policy, scenario.transform, scenario.variant))
+    names = evaluations(
+        scenario.encrypted,
+        scenario.encrypted and has_plain_model,
+        scenario.encrypted
+        and key_recoverable(scenario.key_policy, scenario.transform, scenario.variant),
+    )
     attacked = [e for e in settings.epsilons if e > 0]
     full = floor = every_image_passes(scenario, settings, test_images, train_images)
     for name in names:
         per_image = attack_passes(name, settings, keyed_alone(scenario)) * (
-            test_images * len(attacked))
+            test_images * len(attacked)
+        )
         full = full + per_image
         if name in PAPER_READINGS:
             floor = floor + per_image
     return full, floor
 
 
-def every_image_passes(scenario: Scenario, settings: EvalSettings, test_images: int,
-                       train_images: int) -> Passes:
+def every_image_passes(
+    scenario: Scenario, settings: EvalSettings, test_images: int, train_images: int
+) -> Passes:
     """What an evaluation runs whatever the attacks broke: the clean passes over both splits,
     the sanity checks' three white-box runs, PBA's stand-in (fitted in every actor)."""
     passes = Passes.of(forward=test_images + train_images)
     if settings.sanity and any(e > 0 for e in settings.epsilons):
         white = attack_passes("bpda-identity", settings)
-        doubled = attack_passes("bpda-identity", settings.replace(
-            pgd_steps=2 * settings.pgd_steps, pgd_restarts=2 * settings.pgd_restarts))
+        doubled = attack_passes(
+            "bpda-identity",
+            settings.replace(
+                pgd_steps=2 * settings.pgd_steps, pgd_restarts=2 * settings.pgd_restarts
+            ),
+        )
         passes = passes + (white * 2 + doubled) * test_images
     if scenario.encrypted:  # every actor fits it: a stand-in for the key never travels
         passes = passes + fit_passes(settings) * settings.actors
@@ -141,8 +169,10 @@ def fit_passes(settings: EvalSettings) -> Passes:
     every attacker image, then ``pba_steps`` Adam steps on ``FIT_BATCH`` of them."""
     from lie_ray.attacks.bypass import FIT_BATCH
 
-    return Passes.of(attack=settings.pba_steps * min(FIT_BATCH, settings.attacker_images),
-                     forward=settings.attacker_images)
+    return Passes.of(
+        attack=settings.pba_steps * min(FIT_BATCH, settings.attacker_images),
+        forward=settings.attacker_images,
+    )
 
 
 @dataclass(frozen=True)
@@ -156,15 +186,23 @@ class PassSeconds:
         return sum(passes.counts[k] * self.seconds[k] for k in KINDS)
 
 
-def probe(width: int, adaptation_channels: int, train_batch: int, eval_batch: int,
-          device: torch.device, repeats: int = 3, batches: int = 2) -> PassSeconds:
+def probe(
+    width: int,
+    adaptation_channels: int,
+    train_batch: int,
+    eval_batch: int,
+    device: torch.device,
+    repeats: int = 3,
+    batches: int = 2,
+) -> PassSeconds:
     """Time the preset's network (encrypted: the adaptation network in front, the costlier
     model) on random images: a warm-up, then ``repeats`` timings of ``batches`` batches of
     each pass kind; seconds per image from the median, spread from the extremes."""
     from lie_ray.models import build_model
 
-    model = build_model(encrypted=True, width=width,
-                        adaptation_channels=adaptation_channels).to(device)
+    model = build_model(encrypted=True, width=width, adaptation_channels=adaptation_channels).to(
+        device
+    )
     optimizer = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9)
 
     def train_step(n):
@@ -183,9 +221,13 @@ def probe(width: int, adaptation_channels: int, train_batch: int, eval_batch: in
         with torch.no_grad():
             model(torch.rand(n, 3, 32, 32, device=device))
 
-    kinds = {"train": (train_step, train_batch), "attack": (attack_step, eval_batch),
-             "attack_single": (attack_step, 1), "forward": (forward, eval_batch),
-             "forward_single": (forward, 1)}
+    kinds = {
+        "train": (train_step, train_batch),
+        "attack": (attack_step, eval_batch),
+        "attack_single": (attack_step, 1),
+        "forward": (forward, eval_batch),
+        "forward_single": (forward, 1),
+    }
     seconds, spreads = {}, []
     for kind, (step, n) in kinds.items():
         model.train(kind == "train")
@@ -208,8 +250,9 @@ def devices_here(device: torch.device) -> int:
     """What a local run spreads over: the GPUs, or the cores (one-thread workers/actors)."""
     if device.type == "cuda":
         return torch.cuda.device_count()
-    return max(1, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity")
-               else os.cpu_count() or 1)
+    return max(
+        1, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    )
 
 
 def trials_wall(costs: list[float], slots: int) -> float:
@@ -248,53 +291,100 @@ class Estimate:
         """The evaluation's wall seconds at least (the cascade's floor; full mode: all of
         it) and at most (every attack on every image)."""
         full = self.phase("evaluation (full)").wall_seconds
-        floor = next((p.wall_seconds for p in self.phases if p.name.endswith("floor)")
-                      and p.name.startswith("evaluation")), full)
+        floor = next(
+            (
+                p.wall_seconds
+                for p in self.phases
+                if p.name.endswith("floor)") and p.name.startswith("evaluation")
+            ),
+            full,
+        )
         return floor, full
 
     def table(self) -> str:
         spread = self.seconds.spread
-        lines = [f"estimate: {', '.join(self.scenarios)} on {self.devices} {self.device_type} "
-                 f"device(s) of this machine; seconds per image-pass measured here (spread "
-                 f"{spread:.0%}); image-passes count every step, restart, key, query and "
-                 "iteration, as if no attack stopped early",
-                 self.calibration.describe() if self.calibration else
-                 "uncalibrated: the probe's bare PyTorch, without what the cluster's workers, "
-                 "helpers and pipelines add on the same cores (1.3-1.6x on 2 cores); pass "
-                 "--calibration OUT, an earlier sweep's folder on this machine, to count it",
-                 f"{'phase':<28}{'image-passes':>14}{'device-hours':>14}  wall (range)"]
+        lines = [
+            f"estimate: {', '.join(self.scenarios)} on {self.devices} {self.device_type} "
+            f"device(s) of this machine; seconds per image-pass measured here (spread "
+            f"{spread:.0%}); image-passes count every step, restart, key, query and "
+            "iteration, as if no attack stopped early",
+            self.calibration.describe()
+            if self.calibration
+            else "uncalibrated: the probe's bare PyTorch, without what the cluster's workers, "
+            "helpers and pipelines add on the same cores (1.3-1.6x on 2 cores); pass "
+            "--calibration OUT, an earlier sweep's folder on this machine, to count it",
+            f"{'phase':<28}{'image-passes':>14}{'device-hours':>14}  wall (range)",
+        ]
         for p in self.phases:
-            lines.append(f"{p.name:<28}{p.passes.total:>14.3g}{p.device_seconds / 3600:>14.2f}  "
-                         f"{duration(p.wall_seconds)} ({duration(p.wall_seconds / (1 + spread))}"
-                         f" - {duration(p.wall_seconds * (1 + spread))})")
+            lines.append(
+                f"{p.name:<28}{p.passes.total:>14.3g}{p.device_seconds / 3600:>14.2f}  "
+                f"{duration(p.wall_seconds)} ({duration(p.wall_seconds / (1 + spread))}"
+                f" - {duration(p.wall_seconds * (1 + spread))})"
+            )
         return "\n".join(lines)
 
     def record(self) -> dict:
-        return {"devices": self.devices, "device_type": self.device_type,
-                "seconds_per_pass": self.seconds.seconds, "spread": self.seconds.spread,
-                "calibration": self.calibration.record() if self.calibration else None,
-                "phases": {p.name: {"image_passes": p.passes.total,
-                                    "device_seconds": p.device_seconds,
-                                    "wall_seconds": p.wall_seconds} for p in self.phases}}
+        return {
+            "devices": self.devices,
+            "device_type": self.device_type,
+            "seconds_per_pass": self.seconds.seconds,
+            "spread": self.seconds.spread,
+            "calibration": self.calibration.record() if self.calibration else None,
+            "phases": {
+                p.name: {
+                    "image_passes": p.passes.total,
+                    "device_seconds": p.device_seconds,
+                    "wall_seconds": p.wall_seconds,
+                }
+                for p in self.phases
+            },
+        }
 
 
-def estimate(scenarios: list[Scenario], train: TrainSettings | None,
-             evaluation: EvalSettings | None, data_dir, device: torch.device,
-             width: int, adaptation_channels: int, train_batch: int,
-             calibration: Calibration | None = None) -> Estimate:
+def estimate(
+    scenarios: list[Scenario],
+    train: TrainSettings | None,
+    evaluation: EvalSettings | None,
+    data_dir,
+    device: torch.device,
+    width: int,
+    adaptation_channels: int,
+    train_batch: int,
+    calibration: Calibration | None = None,
+) -> Estimate:
     """Per phase the image-passes, device-hours and wall time on this machine's devices (the
     wall's range from the probe's spread). Training's wall schedules the trials over the
     slots the run would have; evaluation's divides over its actors."""
     torch.set_num_threads(1)  # what each CPU worker and actor runs with
-    seconds = probe(width, adaptation_channels, train_batch,
-                    evaluation.batch_size if evaluation else train_batch, device)
-    return priced(scenarios, train, evaluation, data_dir, seconds, devices_here(device),
-                  device.type, calibration)
+    seconds = probe(
+        width,
+        adaptation_channels,
+        train_batch,
+        evaluation.batch_size if evaluation else train_batch,
+        device,
+    )
+    return priced(
+        scenarios,
+        train,
+        evaluation,
+        data_dir,
+        seconds,
+        devices_here(device),
+        device.type,
+        calibration,
+    )
 
 
-def priced(scenarios: list[Scenario], train: TrainSettings | None,
-           evaluation: EvalSettings | None, data_dir, seconds: PassSeconds, devices: int,
-           device_type: str, calibration: Calibration | None = None) -> Estimate:
+def priced(
+    scenarios: list[Scenario],
+    train: TrainSettings | None,
+    evaluation: EvalSettings | None,
+    data_dir,
+    seconds: PassSeconds,
+    devices: int,
+    device_type: str,
+    calibration: Calibration | None = None,
+) -> Estimate:
     """``estimate`` at given seconds per pass: the counts, the schedule and the calibration,
     apart from the probe's timing."""
     from lie_ray.data.cifar import load_split
@@ -305,10 +395,14 @@ def priced(scenarios: list[Scenario], train: TrainSettings | None,
         n_train, n_test = sizes("train", train.train_limit), sizes("test", train.test_limit)
         per_trial = [training_passes(s, train, n_train, n_test) for s in scenarios]
         costs = [seconds.cost(p) * scale_of(calibration, "training") for p in per_trial]
-        slots = min(train.max_concurrent_trials or devices, len(scenarios),
-                    max(1, devices // max(1, train.num_workers)))
-        phases.append(Phase("training", sum(per_trial, Passes.of()), sum(costs),
-                            trials_wall(costs, slots)))
+        slots = min(
+            train.max_concurrent_trials or devices,
+            len(scenarios),
+            max(1, devices // max(1, train.num_workers)),
+        )
+        phases.append(
+            Phase("training", sum(per_trial, Passes.of()), sum(costs), trials_wall(costs, slots))
+        )
     if evaluation is not None:
         n_test, n_train = sizes("test", evaluation.test_limit), sizes("train", None)
         plain = any(not s.encrypted for s in scenarios)
@@ -322,32 +416,57 @@ def priced(scenarios: list[Scenario], train: TrainSettings | None,
             cost = seconds.cost(passes) * scale_of(calibration, "evaluation")
             phases.append(Phase(name, passes, cost, cost / actors))
     upper = [p for p in phases if "floor" not in p.name]
-    total = lambda chosen, name: Phase(name, sum((p.passes for p in chosen), Passes.of()),
-                                       sum(p.device_seconds for p in chosen),
-                                       sum(p.wall_seconds for p in chosen))
+    total = lambda chosen, name: Phase(
+        name,
+        sum((p.passes for p in chosen), Passes.of()),
+        sum(p.device_seconds for p in chosen),
+        sum(p.wall_seconds for p in chosen),
+    )
     rows = phases + [total(upper, "total")]
     if any("floor" in p.name for p in phases):
         rows.append(total([p for p in phases if "full" not in p.name], "total (cascade floor)"))
-    return Estimate(rows, seconds, devices, device_type, [s.name for s in scenarios],
-                    calibration)
+    return Estimate(rows, seconds, devices, device_type, [s.name for s in scenarios], calibration)
 
 
-def for_run(scenarios: list[Scenario], train: TrainSettings | None,
-            evaluation: EvalSettings | None, data_dir, network: dict | None = None,
-            calibration: Calibration | None = None) -> Estimate:
+def for_run(
+    scenarios: list[Scenario],
+    train: TrainSettings | None,
+    evaluation: EvalSettings | None,
+    data_dir,
+    network: dict | None = None,
+    calibration: Calibration | None = None,
+) -> Estimate:
     """The estimate of a run of these settings, on the device it would use here.
     ``network``: the trained network's shape (evaluate), else the training settings'."""
     if network is None:
-        network = {"width": train.width, "adaptation_channels": train.adaptation_channels,
-                   "batch_size": train.batch_size}
+        network = {
+            "width": train.width,
+            "adaptation_channels": train.adaptation_channels,
+            "batch_size": train.batch_size,
+        }
     gpu = torch.cuda.is_available() and (train is None or train.gpu != "no")
-    return estimate(scenarios, train, evaluation, data_dir,
-                    torch.device("cuda" if gpu else "cpu"), network["width"],
-                    network["adaptation_channels"], network["batch_size"], calibration)
+    return estimate(
+        scenarios,
+        train,
+        evaluation,
+        data_dir,
+        torch.device("cuda" if gpu else "cpu"),
+        network["width"],
+        network["adaptation_channels"],
+        network["batch_size"],
+        calibration,
+    )
 
 
-def work_done(examples, evaluation: EvalSettings, scenarios: list[Scenario], test_images: int,
-              train_images: int, seconds: PassSeconds, scale: float = 1.0) -> float:
+def work_done(
+    examples,
+    evaluation: EvalSettings,
+    scenarios: list[Scenario],
+    test_images: int,
+    train_images: int,
+    seconds: PassSeconds,
+    scale: float = 1.0,
+) -> float:
     """Device-seconds of the evaluation a run did, by the same cost model: every attack's
     passes on the images it was given (``attacked``, so the cascade's skipped images cost
     nothing, less the ``reused`` rows, which were handed an earlier run's outcome), with the
@@ -365,8 +484,11 @@ def work_done(examples, evaluation: EvalSettings, scenarios: list[Scenario], tes
     for row in counts.to_pylist():
         if row["evaluation"] in RUN_ELSEWHERE or row["scenario"] not in known:
             continue
-        passes = passes + attack_passes(row["evaluation"], evaluation, keyed_alone(
-            known[row["scenario"]])) * row["count_all"]
+        passes = (
+            passes
+            + attack_passes(row["evaluation"], evaluation, keyed_alone(known[row["scenario"]]))
+            * row["count_all"]
+        )
     for scenario in scenarios:
         passes = passes + every_image_passes(scenario, evaluation, test_images, train_images)
     return seconds.cost(passes) * scale

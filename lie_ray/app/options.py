@@ -11,6 +11,7 @@ takes: an option left out is ``None``, which keeps the preset's value.
 typer reads a command's parameters from ``inspect.signature``, so ``takes`` writes the
 function's ``__signature__`` (and ``__annotations__``, which typer reads for the types).
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -65,8 +66,12 @@ class Option:
 
     def parameter(self, name: str) -> inspect.Parameter:
         declared = typer.Option(self.flag, help=self.help, min=self.min)
-        return inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, default=self.default,
-                                 annotation=Annotated[self.type, declared])
+        return inspect.Parameter(
+            name,
+            inspect.Parameter.KEYWORD_ONLY,
+            default=self.default,
+            annotation=Annotated[self.type, declared],
+        )
 
     def setting(self, value: Any) -> Any:
         return value if self.parse is None else self.parse(value)
@@ -74,94 +79,229 @@ class Option:
 
 OPTIONS: dict[str, Option] = {
     # What to run, and on what (train, evaluate, sweep, privacy; --data encrypt too).
-    "preset": Option("--preset", str, "smoke", help="Settings preset: smoke (minutes), study "
-                     "(models that learn, about an hour on 2 cores), paper, or family (one "
-                     "scenario per transform)."),
-    "data": Option("--data", Path, Path(DEFAULT_DATA_DIR), help="CIFAR-10 "
-                   "'cifar-10-batches-py' directory (or its parent)."),
-    "scenarios": Option("--scenarios", Optional[str], help="Comma-separated scenario names "
-                        "(default: all)."),
-    "scenario_file": Option("--scenario-file", Optional[list[Path]], help="TOML file of extra "
-                            "scenario records (README: Training); repeat for several."),
-    "storage": Option("--storage", Optional[str], help="Where cluster nodes write "
-                      "(checkpoints, shards, evaluation parts): a path or URI every node "
-                      "reaches, e.g. s3://bucket/lie_ray?region=us-east-1."),
+    "preset": Option(
+        "--preset",
+        str,
+        "smoke",
+        help="Settings preset: smoke (minutes), study "
+        "(models that learn, about an hour on 2 cores), paper, or family (one "
+        "scenario per transform).",
+    ),
+    "data": Option(
+        "--data",
+        Path,
+        Path(DEFAULT_DATA_DIR),
+        help="CIFAR-10 'cifar-10-batches-py' directory (or its parent).",
+    ),
+    "scenarios": Option(
+        "--scenarios", Optional[str], help="Comma-separated scenario names (default: all)."
+    ),
+    "scenario_file": Option(
+        "--scenario-file",
+        Optional[list[Path]],
+        help="TOML file of extra scenario records (README: Training); repeat for several.",
+    ),
+    "storage": Option(
+        "--storage",
+        Optional[str],
+        help="Where cluster nodes write "
+        "(checkpoints, shards, evaluation parts): a path or URI every node "
+        "reaches, e.g. s3://bucket/lie_ray?region=us-east-1.",
+    ),
     # TrainSettings (train, sweep).
     "epochs": Option("--epochs", Optional[int], min=1, fills=("train.epochs",)),
     "batch_size": Option("--batch-size", Optional[int], min=1, fills=("train.batch_size",)),
     "lr": Option("--lr", Optional[float], fills=("train.lr",)),
-    "width": Option("--width", Optional[int], min=1, help="ResNet18 base width.",
-                    fills=("train.width",)),
-    "workers": Option("--workers", Optional[int], min=1, help="Ray Train DDP workers per "
-                      "trial.", fills=("train.num_workers",)),
+    "width": Option(
+        "--width", Optional[int], min=1, help="ResNet18 base width.", fills=("train.width",)
+    ),
+    "workers": Option(
+        "--workers",
+        Optional[int],
+        min=1,
+        help="Ray Train DDP workers per trial.",
+        fills=("train.num_workers",),
+    ),
     "gpu": Option("--gpu", Optional[str], help="auto, yes or no.", fills=("train.gpu",)),
-    "pgd_steps": Option("--pgd-steps", Optional[int], help="PGD steps for adversarial "
-                        "training.", fills=("train.pgd_steps",)),
+    "pgd_steps": Option(
+        "--pgd-steps",
+        Optional[int],
+        help="PGD steps for adversarial training.",
+        fills=("train.pgd_steps",),
+    ),
     "pgd_step_size": Option("--pgd-step-size", Optional[float], fills=("train.pgd_step_size",)),
     "pgd_eps": Option("--pgd-eps", Optional[float], fills=("train.pgd_eps",)),
-    "adv_attack": Option("--adv-attack", Optional[str], help="How adversarial training's PGD "
-                         "meets the cipher: bpda (true forward, surrogate backward; default) "
-                         "or pgd (plain autograd, zero gradient through LE).",
-                         fills=("train.adv_attack",)),
-    "train_limit": Option("--train-limit", Optional[int], min=1, help="Use only the first N "
-                          "training images.", fills=("train.train_limit",)),
-    "test_limit": Option("--test-limit", Optional[int], min=1, help="Use only the first N "
-                         "test images.", fills=("train.test_limit",)),
-    "key_batch_size": Option("--key-batch-size", Optional[int], min=1, help="Ids per key "
-                             "group under the id-group policy, and outside training under "
-                             "per-minibatch (default 128); evaluation reads it from each "
-                             "run's record.",
-                             fills=("train.key_batch_size",)),
+    "adv_attack": Option(
+        "--adv-attack",
+        Optional[str],
+        help="How adversarial training's PGD "
+        "meets the cipher: bpda (true forward, surrogate backward; default) "
+        "or pgd (plain autograd, zero gradient through LE).",
+        fills=("train.adv_attack",),
+    ),
+    "train_limit": Option(
+        "--train-limit",
+        Optional[int],
+        min=1,
+        help="Use only the first N training images.",
+        fills=("train.train_limit",),
+    ),
+    "test_limit": Option(
+        "--test-limit",
+        Optional[int],
+        min=1,
+        help="Use only the first N test images.",
+        fills=("train.test_limit",),
+    ),
+    "key_batch_size": Option(
+        "--key-batch-size",
+        Optional[int],
+        min=1,
+        help="Ids per key "
+        "group under the id-group policy, and outside training under "
+        "per-minibatch (default 128); evaluation reads it from each "
+        "run's record.",
+        fills=("train.key_batch_size",),
+    ),
     "max_concurrent_trials": Option(
-        "--max-concurrent-trials", Optional[int], min=1, help="At most N scenario trials at "
+        "--max-concurrent-trials",
+        Optional[int],
+        min=1,
+        help="At most N scenario trials at "
         "once (default: as many as the cluster holds, or may grow to).",
-        fills=("train.max_concurrent_trials",)),
+        fills=("train.max_concurrent_trials",),
+    ),
     # EvalSettings (evaluate, sweep).
-    "epsilons": Option("--epsilons", Optional[str], help="Comma-separated attack epsilons, "
-                       "e.g. 0,0.031,0.1.", fills=("eval.epsilons",), parse=parse_floats),
-    "eval_limit": Option("--eval-limit", Optional[int], min=1, help="Attack only the first N "
-                         "test images.", fills=("eval.test_limit",)),
-    "eval_pgd_steps": Option("--eval-pgd-steps", Optional[int], min=1, help="PGD steps of the "
-                             "evaluation attacks.", fills=("eval.pgd_steps",)),
-    "eval_restarts": Option("--eval-restarts", Optional[int], min=1, help="Random restarts "
-                            "of every adaptive PGD (not the paper's readings).",
-                            fills=("eval.pgd_restarts",)),
-    "eot_keys": Option("--eot-keys", Optional[int], min=1, help="Random keys the keyless "
-                       "(EOT) attacker averages over.", fills=("eval.eot_keys",)),
-    "square_queries": Option("--square-queries", Optional[int], min=1, help="Queries of the "
-                             "gradient-free Square attack.", fills=("eval.square_queries",)),
-    "actors": Option("--actors", Optional[int], min=1, help="Evaluation actors per scenario.",
-                     fills=("eval.actors",)),
-    "evaluation": Option("--evaluation", Optional[str], help="cascade: each attack only on "
-                         "the images its attacker has not broken yet, cheapest first (the "
-                         "same worst cases for far fewer attacks; the paper preset's "
-                         "default); full: every attack on every image.",
-                         fills=("eval.evaluation",)),
-    "pba_steps": Option("--pba-steps", Optional[int], min=4, help="Adam steps fitting PBA's "
-                        "stand-in for the keyed transform.", fills=("eval.pba_steps",)),
-    "attacker_images": Option("--attacker-images", Optional[int], min=4, help="The "
-                              "attacker's own train images (PBA's fitting set; the leaked "
-                              "pairs of the recovered-key attacks).",
-                              fills=("eval.attacker_images",)),
+    "epsilons": Option(
+        "--epsilons",
+        Optional[str],
+        help="Comma-separated attack epsilons, e.g. 0,0.031,0.1.",
+        fills=("eval.epsilons",),
+        parse=parse_floats,
+    ),
+    "eval_limit": Option(
+        "--eval-limit",
+        Optional[int],
+        min=1,
+        help="Attack only the first N test images.",
+        fills=("eval.test_limit",),
+    ),
+    "eval_pgd_steps": Option(
+        "--eval-pgd-steps",
+        Optional[int],
+        min=1,
+        help="PGD steps of the evaluation attacks.",
+        fills=("eval.pgd_steps",),
+    ),
+    "eval_restarts": Option(
+        "--eval-restarts",
+        Optional[int],
+        min=1,
+        help="Random restarts of every adaptive PGD (not the paper's readings).",
+        fills=("eval.pgd_restarts",),
+    ),
+    "eot_keys": Option(
+        "--eot-keys",
+        Optional[int],
+        min=1,
+        help="Random keys the keyless (EOT) attacker averages over.",
+        fills=("eval.eot_keys",),
+    ),
+    "square_queries": Option(
+        "--square-queries",
+        Optional[int],
+        min=1,
+        help="Queries of the gradient-free Square attack.",
+        fills=("eval.square_queries",),
+    ),
+    "actors": Option(
+        "--actors",
+        Optional[int],
+        min=1,
+        help="Evaluation actors per scenario.",
+        fills=("eval.actors",),
+    ),
+    "evaluation": Option(
+        "--evaluation",
+        Optional[str],
+        help="cascade: each attack only on "
+        "the images its attacker has not broken yet, cheapest first (the "
+        "same worst cases for far fewer attacks; the paper preset's "
+        "default); full: every attack on every image.",
+        fills=("eval.evaluation",),
+    ),
+    "pba_steps": Option(
+        "--pba-steps",
+        Optional[int],
+        min=4,
+        help="Adam steps fitting PBA's stand-in for the keyed transform.",
+        fills=("eval.pba_steps",),
+    ),
+    "attacker_images": Option(
+        "--attacker-images",
+        Optional[int],
+        min=4,
+        help="The "
+        "attacker's own train images (PBA's fitting set; the leaked "
+        "pairs of the recovered-key attacks).",
+        fills=("eval.attacker_images",),
+    ),
     # Both.
-    "estimate": Option("--estimate", bool, False, help="Print what the run would cost "
-                       "(image-passes, device-hours, wall time on this machine, from a short "
-                       "probe of the preset's network) and run nothing else.",
-                       parse=given_only),
-    "calibration": Option("--calibration", Optional[Path], help="An earlier sweep's --out "
-                          "folder on this machine: its measured times scale the estimate's "
-                          "bare-PyTorch probe by what the cluster adds (README: --estimate)."),
-    "compile": Option("--compile", bool, False, help="torch.compile the networks for training "
-                      "and attacks: minutes of compiling, paid back on long GPU runs (the "
-                      "paper preset), not on CPUs or smoke runs.",
-                      fills=("train.compile", "eval.compile"), parse=given_only),
+    "estimate": Option(
+        "--estimate",
+        bool,
+        False,
+        help="Print what the run would cost "
+        "(image-passes, device-hours, wall time on this machine, from a short "
+        "probe of the preset's network) and run nothing else.",
+        parse=given_only,
+    ),
+    "calibration": Option(
+        "--calibration",
+        Optional[Path],
+        help="An earlier sweep's --out "
+        "folder on this machine: its measured times scale the estimate's "
+        "bare-PyTorch probe by what the cluster adds (README: --estimate).",
+    ),
+    "compile": Option(
+        "--compile",
+        bool,
+        False,
+        help="torch.compile the networks for training "
+        "and attacks: minutes of compiling, paid back on long GPU runs (the "
+        "paper preset), not on CPUs or smoke runs.",
+        fills=("train.compile", "eval.compile"),
+        parse=given_only,
+    ),
 }
 # The rows that fill TrainSettings and EvalSettings, in --help order (train, evaluate, sweep).
-TRAINING = ("epochs", "batch_size", "lr", "width", "workers", "gpu", "pgd_steps",
-            "pgd_step_size", "pgd_eps", "adv_attack", "key_batch_size", "train_limit",
-            "test_limit")
-EVALUATION = ("epsilons", "eval_limit", "eval_pgd_steps", "eval_restarts", "eot_keys",
-              "square_queries", "pba_steps", "attacker_images", "actors", "evaluation")
+TRAINING = (
+    "epochs",
+    "batch_size",
+    "lr",
+    "width",
+    "workers",
+    "gpu",
+    "pgd_steps",
+    "pgd_step_size",
+    "pgd_eps",
+    "adv_attack",
+    "key_batch_size",
+    "train_limit",
+    "test_limit",
+)
+EVALUATION = (
+    "epsilons",
+    "eval_limit",
+    "eval_pgd_steps",
+    "eval_restarts",
+    "eot_keys",
+    "square_queries",
+    "pba_steps",
+    "attacker_images",
+    "actors",
+    "evaluation",
+)
 
 
 @dataclass(frozen=True)
@@ -179,25 +319,38 @@ class Given:
 
     def overrides(self, settings: str) -> dict[str, Any]:
         """``field: value`` for every option of this command that fills ``settings``."""
-        return {target.partition(".")[2]: OPTIONS[name].setting(value)
-                for name, value in self.values.items() for target in OPTIONS[name].fills
-                if target.partition(".")[0] == settings}
+        return {
+            target.partition(".")[2]: OPTIONS[name].setting(value)
+            for name, value in self.values.items()
+            for target in OPTIONS[name].fills
+            if target.partition(".")[0] == settings
+        }
 
 
 def takes(*names: str) -> Callable[[Callable], Callable]:
     """The command's parameters, in ``--help`` order: rows of ``OPTIONS`` and the command's
     own parameters (an own parameter named like a row is the command's own option, as
     encrypt's ``--actors``). The command gets the rows' values as its ``given`` parameter."""
+
     def decorate(command: Callable) -> Callable:
-        own = {n: p for n, p in inspect.signature(command, eval_str=True).parameters.items()
-               if n != "given"}
+        own = {
+            n: p
+            for n, p in inspect.signature(command, eval_str=True).parameters.items()
+            if n != "given"
+        }
         unknown = [n for n in names if n not in own and n not in OPTIONS]
         left_out = [n for n in own if n not in names]
         if unknown or left_out:
-            raise TypeError(f"@takes on {command.__name__}: no option {unknown}, "
-                            f"parameters not listed {left_out}")
-        parameters = [own[n].replace(kind=inspect.Parameter.KEYWORD_ONLY) if n in own
-                      else OPTIONS[n].parameter(n) for n in names]
+            raise TypeError(
+                f"@takes on {command.__name__}: no option {unknown}, "
+                f"parameters not listed {left_out}"
+            )
+        parameters = [
+            own[n].replace(kind=inspect.Parameter.KEYWORD_ONLY)
+            if n in own
+            else OPTIONS[n].parameter(n)
+            for n in names
+        ]
 
         @functools.wraps(command)
         def wrapper(**values):
@@ -207,4 +360,5 @@ def takes(*names: str) -> Callable[[Callable], Callable]:
         wrapper.__signature__ = inspect.Signature(parameters)
         wrapper.__annotations__ = {p.name: p.annotation for p in parameters}
         return wrapper
+
     return decorate

@@ -22,6 +22,7 @@ or under ``ray job submit``, it joins that cluster. ``--resume`` after an interr
 what is finished: the encrypted shards, finished Tune trials (``Tuner.restore``), and every
 scenario whose evaluation file matches its checkpoint and settings.
 """
+
 from __future__ import annotations
 
 import functools
@@ -103,8 +104,9 @@ def run_sweep(plan: SweepPlan) -> dict[str, pa.Table]:
     out = plan.out.resolve()
     log_to_file(out / "logs" / "sweep.log")  # the console stays quiet; this file does not
     # A cluster that cannot hold one training trial fails now, not after encrypting.
-    concurrent_trials(plan.train, wants_gpu(plan.train.gpu), len(plan.scenarios),
-                      plan.train.max_concurrent_trials)
+    concurrent_trials(
+        plan.train, wants_gpu(plan.train.gpu), len(plan.scenarios), plan.train.max_concurrent_trials
+    )
     predicted = predict(plan)  # the bill, before it is paid: beside the measured times
     measured: dict[str, float] = {}
     recorder = ClusterRecorder().start()
@@ -116,17 +118,36 @@ def run_sweep(plan: SweepPlan) -> dict[str, pa.Table]:
         if plan.resume and encryption_done(encrypted, key, plan.train.train_limit):
             log.info("encrypted shards in %s are complete: not encrypted again", encrypted)
         else:
-            run_encrypt(plan.data, key_path, PolicySpec("fixed", plan.train.key_batch_size),
-                        encrypted, limit=plan.train.train_limit,
-                        preview=out / "encrypted" / "preview.png")
+            run_encrypt(
+                plan.data,
+                key_path,
+                PolicySpec("fixed", plan.train.key_batch_size),
+                encrypted,
+                limit=plan.train.train_limit,
+                preview=out / "encrypted" / "preview.png",
+            )
     with phase("training", recorder):
-        training = run_training(plan.scenarios, plan.train, plan.data, out, key_path,
-                                resume=plan.resume, storage=plan.storage)
+        training = run_training(
+            plan.scenarios,
+            plan.train,
+            plan.data,
+            out,
+            key_path,
+            resume=plan.resume,
+            storage=plan.storage,
+        )
     with phase("evaluation", recorder):
-        results = run_evaluation(out, plan.data, out, key_path, plan.evaluation,
-                                 [s.name for s in plan.scenarios],
-                                 resume=plan.resume, gpu=plan.train.gpu,
-                                 parts=plan.shared("evaluations"))
+        results = run_evaluation(
+            out,
+            plan.data,
+            out,
+            key_path,
+            plan.evaluation,
+            [s.name for s in plan.scenarios],
+            resume=plan.resume,
+            gpu=plan.train.gpu,
+            parts=plan.shared("evaluations"),
+        )
     if plan.privacy is not None:
         with phase("privacy", recorder):
             from lie_ray.privacy import targets
@@ -148,13 +169,18 @@ def predict(plan: SweepPlan):
     from lie_ray.app.estimate import duration, for_run
 
     started = time.monotonic()
-    predicted = for_run(plan.scenarios, plan.train, plan.evaluation, plan.data,
-                        calibration=plan.calibration)
+    predicted = for_run(
+        plan.scenarios, plan.train, plan.evaluation, plan.data, calibration=plan.calibration
+    )
     low, high = predicted.evaluation_range()
-    log.info("predicted (--estimate, probed here in %.0f s; %s): training %s, evaluation %s "
-             "to %s", time.monotonic() - started,
-             plan.calibration.describe() if plan.calibration else "uncalibrated",
-             duration(predicted.phase("training").wall_seconds), duration(low), duration(high))
+    log.info(
+        "predicted (--estimate, probed here in %.0f s; %s): training %s, evaluation %s to %s",
+        time.monotonic() - started,
+        plan.calibration.describe() if plan.calibration else "uncalibrated",
+        duration(predicted.phase("training").wall_seconds),
+        duration(low),
+        duration(high),
+    )
     return predicted
 
 
@@ -171,13 +197,26 @@ def write_timings(plan: SweepPlan, predicted, measured: dict[str, float], out: P
     examples = pq.read_table(path, columns=[c for c in columns if c in pq.read_schema(path).names])
     tests = len(load_split(plan.data, "test", limit=plan.evaluation.test_limit).labels)
     trains = len(load_split(plan.data, "train").labels)
-    done = work_done(examples, plan.evaluation, plan.scenarios, tests, trains,
-                     predicted.seconds, scale_of(plan.calibration, "evaluation"))
-    record = {"predicted": predicted.record(), "measured_seconds": measured,
-              "evaluation_work_done": {
-                  "device_seconds": done,
-                  "wall_seconds": done / max(1, min(plan.evaluation.actors, predicted.devices))},
-              "resumed": plan.resume, "machine": provenance.machine(), "preset": plan.preset}
+    done = work_done(
+        examples,
+        plan.evaluation,
+        plan.scenarios,
+        tests,
+        trains,
+        predicted.seconds,
+        scale_of(plan.calibration, "evaluation"),
+    )
+    record = {
+        "predicted": predicted.record(),
+        "measured_seconds": measured,
+        "evaluation_work_done": {
+            "device_seconds": done,
+            "wall_seconds": done / max(1, min(plan.evaluation.actors, predicted.devices)),
+        },
+        "resumed": plan.resume,
+        "machine": provenance.machine(),
+        "preset": plan.preset,
+    }
     atomic.write_bytes(out / "timings.json", json.dumps(record, indent=1).encode())
 
 
@@ -186,8 +225,9 @@ def tensorboard_dir(plan: SweepPlan) -> str:
 
 
 @contextmanager
-def timed_phase(name: str, recorder: ClusterRecorder | None = None,
-                measured: dict[str, float] | None = None) -> Iterator[None]:
+def timed_phase(
+    name: str, recorder: ClusterRecorder | None = None, measured: dict[str, float] | None = None
+) -> Iterator[None]:
     """A line when a phase starts and one when it ends, with its wall time (kept in
     ``measured``); the cluster recorder labels its samples with the phase (and stops if the
     phase fails)."""
@@ -212,8 +252,10 @@ def prepare_key(plan: SweepPlan, out: Path) -> tuple[str | Path, Key]:
     """The user's key (validated: readable by its owner only, the right block size), else the
     sweep's own, made once into OUT/keys/ and reused by every later run into the same OUT."""
     if plan.key_path is not None:
-        return (key_location(plan.key_path),
-                load_key(plan.key_path, block_size=plan.train.block_size))
+        return (
+            key_location(plan.key_path),
+            load_key(plan.key_path, block_size=plan.train.block_size),
+        )
     path = out / "keys" / "master.json"
     if path.exists():
         key = load_key(path, block_size=plan.train.block_size)
@@ -231,8 +273,7 @@ def encryption_done(directory: str, key: Key, limit: int | None) -> bool:
         written = json.loads(storage.read_bytes(storage.join(directory, "manifest.json")))
     except (OSError, ValueError):
         return False
-    return written.get("master_fingerprint") == key.fingerprint and \
-        written.get("limit") == limit
+    return written.get("master_fingerprint") == key.fingerprint and written.get("limit") == limit
 
 
 def summary(training: pa.Table, results: pa.Table, out: Path, tensorboard: str) -> str:
@@ -242,27 +283,39 @@ def summary(training: pa.Table, results: pa.Table, out: Path, tensorboard: str) 
     is."""
     rows = results.to_pylist()
     epsilon = max(r["epsilon"] for r in rows if not is_sanity_check(r["evaluation"]))
-    found = {(r["scenario"], r["evaluation"]): r for r in rows
-             if r["epsilon"] == epsilon or r["evaluation"] in ("train", "test")}
-    n = {e: sorted({r["n"] for (_, name), r in found.items() if name == e})
-         for e in ("train", "test", "pgd")}
+    found = {
+        (r["scenario"], r["evaluation"]): r
+        for r in rows
+        if r["epsilon"] == epsilon or r["evaluation"] in ("train", "test")
+    }
+    n = {
+        e: sorted({r["n"] for (_, name), r in found.items() if name == e})
+        for e in ("train", "test", "pgd")
+    }
     columns = ("train", "test", "pgd", "worst-case-keyless", "worst-case", "worst-case-channel")
-    lines = [f"{'scenario':<18} {'train':>6} {'test':>6} {'pgd':>6} {'keyless':>7} "
-             f"{'worst':>6} {'channel':>7}"]
+    lines = [
+        f"{'scenario':<18} {'train':>6} {'test':>6} {'pgd':>6} {'keyless':>7} "
+        f"{'worst':>6} {'channel':>7}"
+    ]
     for row in training.to_pylist():
         name = row["scenario"]
         cells = [_cell(found.get((name, e))) for e in columns]
-        lines.append(f"{name:<18} {cells[0]:>6} {cells[1]:>6} {cells[2]:>6} {cells[3]:>7} "
-                     f"{cells[4]:>6} {cells[5]:>7}")
-    lines += [f"(results.parquet: clean train error n={_sizes(n['train'])}, clean test error "
-              f"n={_sizes(n['test'])}; adversarial errors at eps {epsilon:.4f}, "
-              f"n={_sizes(n['pgd'])}: pgd = the paper's protocol; worst cases over plain-image "
-              "attacks: keyless = without the key (the headline of a key-based defence), "
-              "worst = with it; channel = with the ciphertext-space attack too)",
-              "", f"report      {out / 'report.md'}",
-              f"tables      {out / 'training.parquet'}, {out / 'results.parquet'}, "
-              f"{out / 'examples.parquet'}",
-              f"tensorboard tensorboard --logdir {tensorboard}"]
+        lines.append(
+            f"{name:<18} {cells[0]:>6} {cells[1]:>6} {cells[2]:>6} {cells[3]:>7} "
+            f"{cells[4]:>6} {cells[5]:>7}"
+        )
+    lines += [
+        f"(results.parquet: clean train error n={_sizes(n['train'])}, clean test error "
+        f"n={_sizes(n['test'])}; adversarial errors at eps {epsilon:.4f}, "
+        f"n={_sizes(n['pgd'])}: pgd = the paper's protocol; worst cases over plain-image "
+        "attacks: keyless = without the key (the headline of a key-based defence), "
+        "worst = with it; channel = with the ciphertext-space attack too)",
+        "",
+        f"report      {out / 'report.md'}",
+        f"tables      {out / 'training.parquet'}, {out / 'results.parquet'}, "
+        f"{out / 'examples.parquet'}",
+        f"tensorboard tensorboard --logdir {tensorboard}",
+    ]
     return "\n".join(lines)
 
 
@@ -283,21 +336,31 @@ def resolve_plan(request: SweepRequest) -> SweepPlan:
     from lie_ray.infra.storage import check_uri, is_uri as storage_is_uri
 
     key, privacy = request.key, request.privacy
-    train, chosen = training_plan(request.preset, request.scenarios, request.scenario_files,
-                                  dict(request.train_overrides))
+    train, chosen = training_plan(
+        request.preset, request.scenarios, request.scenario_files, dict(request.train_overrides)
+    )
     evaluation = get_eval_preset(request.preset).replace(**request.eval_overrides)
     if key is not None:
         if storage_is_uri(key):
             check_uri(key, "--key")
         loaded = key_for_scenarios(chosen, key, train.block_size, train.key_batch_size)
         if privacy and loaded is not None:
-            loaded.require_master(f"the privacy phase derives many keys from --key {key}",
-                                  fix="pass a key made by 'lie-ray keygen', or add --no-privacy")
+            loaded.require_master(
+                f"the privacy phase derives many keys from --key {key}",
+                fix="pass a key made by 'lie-ray keygen', or add --no-privacy",
+            )
     storage = check_uri(request.storage) if request.storage is not None else None
-    calibration = (read_calibration(request.calibration) if request.calibration is not None
-                   else None)
-    return SweepPlan(out=request.out, data=check_dataset(request.data, request.download),
-                     scenarios=chosen, train=train, evaluation=evaluation, key_path=key,
-                     resume=request.resume, storage=storage,
-                     privacy=get_privacy_preset(request.preset, train.block_size)
-                     if privacy else None, preset=request.preset, calibration=calibration)
+    calibration = read_calibration(request.calibration) if request.calibration is not None else None
+    return SweepPlan(
+        out=request.out,
+        data=check_dataset(request.data, request.download),
+        scenarios=chosen,
+        train=train,
+        evaluation=evaluation,
+        key_path=key,
+        resume=request.resume,
+        storage=storage,
+        privacy=get_privacy_preset(request.preset, train.block_size) if privacy else None,
+        preset=request.preset,
+        calibration=calibration,
+    )

@@ -5,6 +5,7 @@ scenarios it is ``model(encrypt(x))`` with the cipher's chosen backward pass, so
 themselves never know about encryption: the threat model (perturb the plain image, then it is
 encrypted and classified) lives in how the classifier is built.
 """
+
 from __future__ import annotations
 
 from typing import Callable
@@ -39,8 +40,9 @@ class Attack:
         (grad,) = torch.autograd.grad(loss, images)
         return grad
 
-    def loss_gradient_per_example(self, images: torch.Tensor, labels: torch.Tensor
-                                  ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    def loss_gradient_per_example(
+        self, images: torch.Tensor, labels: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """(gradient, per-example loss, fooled) from one forward pass: what an attack that
         keeps its best iterate needs at every step."""
         images = images.detach().requires_grad_(True)
@@ -49,8 +51,9 @@ class Attack:
         (grad,) = torch.autograd.grad(losses.sum(), images)
         return grad, losses.detach(), logits.detach().argmax(1) != labels
 
-    def score(self, images: torch.Tensor, labels: torch.Tensor
-              ) -> tuple[torch.Tensor, torch.Tensor]:
+    def score(
+        self, images: torch.Tensor, labels: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         """(per-example loss, fooled), without a gradient."""
         with torch.no_grad():
             logits = self.classifier(images.detach())

@@ -9,6 +9,7 @@ pixels, shared by every block: exact for the key-based transforms that act block
 with one key (Shuffle, NP, and LE up to its nibble split), an approximation for the rest,
 which is what the attack's error then measures. No public attack library ships PBA.
 """
+
 from __future__ import annotations
 
 from typing import Callable
@@ -35,16 +36,24 @@ class BlockAffine(torch.nn.Module):
         m = self.block
         blocks = images.reshape(n, c, h // m, m, w // m, m).permute(0, 2, 4, 3, 5, 1)
         mapped = self.linear(blocks.reshape(n, h // m, w // m, m * m * c))
-        return (mapped.reshape(n, h // m, w // m, m, m, c).permute(0, 5, 1, 3, 2, 4)
-                .reshape(n, c, h, w))
+        return (
+            mapped.reshape(n, h // m, w // m, m, m, c).permute(0, 5, 1, 3, 2, 4).reshape(n, c, h, w)
+        )
 
 
 FIT_BATCH = 256  # attacker images per Adam step of the stand-in's fit
 
 
-def fit_bypass(network: torch.nn.Module, query: Callable[[torch.Tensor], torch.Tensor],
-               images: torch.Tensor, block: int, steps: int, batch_size: int = FIT_BATCH,
-               lr: float = 0.01, seed: int = 0) -> BlockAffine:
+def fit_bypass(
+    network: torch.nn.Module,
+    query: Callable[[torch.Tensor], torch.Tensor],
+    images: torch.Tensor,
+    block: int,
+    steps: int,
+    batch_size: int = FIT_BATCH,
+    lr: float = 0.01,
+    seed: int = 0,
+) -> BlockAffine:
     """The stand-in fitted on ``images`` (the attacker's own, float NCHW in [0, 1]) to the
     pipeline's predictions, ``query(x)``: its logits, the only output the attacker sees."""
     generator = torch.Generator().manual_seed(seed)
@@ -53,8 +62,9 @@ def fit_bypass(network: torch.nn.Module, query: Callable[[torch.Tensor], torch.T
         targets = torch.cat([F.softmax(query(chunk), 1) for chunk in images.split(256)])
     optimiser = torch.optim.Adam(stand_in.parameters(), lr=lr)
     for _ in range(steps):
-        rows = torch.randint(0, len(images), (min(batch_size, len(images)),),
-                             generator=generator).to(images.device)
+        rows = torch.randint(
+            0, len(images), (min(batch_size, len(images)),), generator=generator
+        ).to(images.device)
         log_probs = F.log_softmax(network(stand_in(images[rows])), 1)
         loss = F.kl_div(log_probs, targets[rows], reduction="batchmean")
         optimiser.zero_grad(set_to_none=True)

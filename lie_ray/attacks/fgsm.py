@@ -1,4 +1,5 @@
 """Fast gradient sign method (Goodfellow, Shlens & Szegedy, ICLR 2015): one step of size eps."""
+
 from __future__ import annotations
 
 import torch

@@ -16,6 +16,7 @@ the batch. Everything else these attacks do is per image (eval-mode network, per
 step sizes and targets), so an image's outcome is its own, batched or alone. The draws are
 keyed by pixels, not ids, because the library hands its inner runs bare subsets of the rows.
 """
+
 from __future__ import annotations
 
 import sys
@@ -68,8 +69,9 @@ class OwnDraws:
         super().__init__(*args, **kwargs)
         self._runs = -1
         if self.norm != "Linf":
-            raise ValueError(f"{type(self).__name__}: per-image draws cover norm='Linf' only, "
-                             f"not {self.norm!r}")
+            raise ValueError(
+                f"{type(self).__name__}: per-image draws cover norm='Linf' only, not {self.norm!r}"
+            )
 
     def forward(self, images, labels):
         self._runs = -1
@@ -115,8 +117,7 @@ class FAB(OwnDraws, torchattacks.FAB):
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
         if self.n_restarts != 1:  # its random restarts draw for a subset of the rows
-            raise ValueError(f"FAB: per-image draws cover n_restarts=1 only, not "
-                             f"{self.n_restarts}")
+            raise ValueError(f"FAB: per-image draws cover n_restarts=1 only, not {self.n_restarts}")
 
     def attack_single_run_targeted(self, x, *args, **kwargs):
         return self._with_own_draws(super().attack_single_run_targeted, x, *args, **kwargs)
@@ -131,37 +132,61 @@ class Square(OwnDraws, torchattacks.Square):
 # FAB-T over 9 targets with 100 iterations, Square with 5000 queries. torchattacks'
 # AutoAttack(version="standard") leaves its attacks at their default 10 steps, so the four
 # are composed here with the reference settings spelled out.
-STANDARD = {"apgd_steps": 100, "fab_steps": 100, "targets": N_CLASSES - 1,
-            "square_queries": 5000, "restarts": 1}
+STANDARD = {
+    "apgd_steps": 100,
+    "fab_steps": 100,
+    "targets": N_CLASSES - 1,
+    "square_queries": 5000,
+    "restarts": 1,
+}
 
 
 def autoattack_settings(version: str, steps: int, queries: int) -> dict:
     """What an AutoAttack version runs, for the report and the results' provenance."""
     if version == "standard":
         return {"version": version, **STANDARD}
-    return {"version": version, "apgd_steps": steps, "fab_steps": steps, "targets": 1,
-            "square_queries": queries, "restarts": 1}
+    return {
+        "version": version,
+        "apgd_steps": steps,
+        "fab_steps": steps,
+        "targets": 1,
+        "square_queries": queries,
+        "restarts": 1,
+    }
 
 
-def autoattack(module: torch.nn.Module, eps: float, version: str, steps: int, queries: int,
-               seed: int) -> torchattacks.attack.Attack:
+def autoattack(
+    module: torch.nn.Module, eps: float, version: str, steps: int, queries: int, seed: int
+) -> torchattacks.attack.Attack:
     """AutoAttack, L-inf: APGD-CE, APGD-T, FAB-T, then Square, each on the images the ones
     before it left unfooled. ``standard`` at Croce & Hein's settings; ``light`` with ``steps``
     iterations, the single most likely wrong class as target and ``queries`` Square queries."""
     run = autoattack_settings(version, steps, queries)
     common = {"norm": "Linf", "eps": eps, "seed": seed, "n_restarts": run["restarts"]}
     classes = run["targets"] + 1  # torchattacks targets its n_classes - 1 likeliest others
-    return torchattacks.MultiAttack([
-        APGD(module, steps=run["apgd_steps"], loss="ce", **common),
-        APGDT(module, steps=run["apgd_steps"], n_classes=classes, **common),
-        FAB(module, steps=run["fab_steps"], multi_targeted=True, n_classes=classes, **common),
-        square(module, eps, run["square_queries"], seed, rescale=version != "standard"),
-    ])
+    return torchattacks.MultiAttack(
+        [
+            APGD(module, steps=run["apgd_steps"], loss="ce", **common),
+            APGDT(module, steps=run["apgd_steps"], n_classes=classes, **common),
+            FAB(module, steps=run["fab_steps"], multi_targeted=True, n_classes=classes, **common),
+            square(module, eps, run["square_queries"], seed, rescale=version != "standard"),
+        ]
+    )
 
 
-def square(module: torch.nn.Module, eps: float, queries: int, seed: int, rescale: bool = True
-           ) -> torchattacks.attack.Attack:
+def square(
+    module: torch.nn.Module, eps: float, queries: int, seed: int, rescale: bool = True
+) -> torchattacks.attack.Attack:
     """Square attack, L-inf, margin loss, p_init 0.8; its square-size schedule rescaled to
     ``queries`` (AutoAttack standard keeps the reference's own schedule for its 5000)."""
-    return Square(module, norm="Linf", eps=eps, n_queries=queries, n_restarts=1, p_init=0.8,
-                  seed=seed, loss="margin", resc_schedule=rescale)
+    return Square(
+        module,
+        norm="Linf",
+        eps=eps,
+        n_queries=queries,
+        n_restarts=1,
+        p_init=0.8,
+        seed=seed,
+        loss="margin",
+        resc_schedule=rescale,
+    )

@@ -8,6 +8,7 @@ Carlini et al. (2019, "On Evaluating Adversarial Robustness") count the last ite
 weakened attack. Each step's forward pass gives both the loss that ranks the iterate and the
 gradient of the next step, so tracking costs one forward pass per restart.
 """
+
 from __future__ import annotations
 
 import numpy as np
@@ -19,28 +20,36 @@ from lie_ray.errors import LieRayError
 
 
 class PGD(Attack):
-    def __init__(self, classifier: Classifier, eps: float = 0.1, step_size: float = 0.01,
-                 steps: int = 20, random_start: bool = True, restarts: int = 1,
-                 seed: int | None = None):
+    def __init__(
+        self,
+        classifier: Classifier,
+        eps: float = 0.1,
+        step_size: float = 0.01,
+        steps: int = 20,
+        random_start: bool = True,
+        restarts: int = 1,
+        seed: int | None = None,
+    ):
         super().__init__(classifier, eps)
         if not 0 < step_size <= 1:
             raise LieRayError(f"step size must lie in (0, 1], got {step_size}")
         for name, value in (("steps", steps), ("restarts", restarts)):
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise LieRayError(f"PGD needs a whole number of {name}, at least 1, got "
-                                  f"{value!r}")
+                raise LieRayError(f"PGD needs a whole number of {name}, at least 1, got {value!r}")
         self.step_size, self.steps, self.random_start = step_size, steps, random_start
         self.restarts, self.seed = restarts, seed
 
-    def forward(self, images: torch.Tensor, labels: torch.Tensor,
-                ids: np.ndarray | None = None) -> torch.Tensor:
+    def forward(
+        self, images: torch.Tensor, labels: torch.Tensor, ids: np.ndarray | None = None
+    ) -> torch.Tensor:
         """``ids`` (with a ``seed``): each image's random starts are its own (``seeding``),
         so its outcome does not depend on the batch it is attacked in."""
         images = images.detach()
         best = Best(images)
         for restart in range(self.restarts):
-            adversarial = (self.random_perturb(images, ids, restart) if self.random_start
-                           else images.clone())
+            adversarial = (
+                self.random_perturb(images, ids, restart) if self.random_start else images.clone()
+            )
             for _ in range(self.steps):
                 grad, losses, fooled = self.loss_gradient_per_example(adversarial, labels)
                 best.update(adversarial, losses, fooled)
@@ -48,11 +57,13 @@ class PGD(Attack):
             best.update(adversarial, *self.score(adversarial, labels))
         return best.images
 
-    def random_perturb(self, images: torch.Tensor, ids: np.ndarray | None = None,
-                       restart: int = 0) -> torch.Tensor:
+    def random_perturb(
+        self, images: torch.Tensor, ids: np.ndarray | None = None, restart: int = 0
+    ) -> torch.Tensor:
         if ids is not None and self.seed is not None:
-            unit = seeding.uniform(ids, self.seed, restart, tuple(images.shape), images.device,
-                                   images.dtype)
+            unit = seeding.uniform(
+                ids, self.seed, restart, tuple(images.shape), images.device, images.dtype
+            )
         else:
             unit = torch.rand_like(images)
         return torch.clamp(images + (2 * unit - 1) * self.eps, 0, 1)
@@ -65,12 +76,12 @@ class Best:
 
     def __init__(self, images: torch.Tensor):
         self.images = images.clone()
-        self.losses = torch.full((len(images),), -torch.inf, device=images.device,
-                                 dtype=torch.float64)
+        self.losses = torch.full(
+            (len(images),), -torch.inf, device=images.device, dtype=torch.float64
+        )
         self.fooled = torch.zeros(len(images), dtype=torch.bool, device=images.device)
 
-    def update(self, candidate: torch.Tensor, losses: torch.Tensor, fooled: torch.Tensor
-               ) -> None:
+    def update(self, candidate: torch.Tensor, losses: torch.Tensor, fooled: torch.Tensor) -> None:
         losses = losses.detach().to(torch.float64)
         better = (fooled & ~self.fooled) | ((fooled == self.fooled) & (losses > self.losses))
         self.images[better] = candidate.detach()[better]

@@ -7,6 +7,7 @@ possibly another outcome. Here each value is a hash of (seed, image id, draw, po
 same for an image wherever and with whatever it is attacked, on every device. The hash is
 lowbias32 (Chris Wellons' integer-hash search), in int64 arithmetic that never overflows.
 """
+
 from __future__ import annotations
 
 import numpy as np
@@ -38,10 +39,11 @@ def row_keys(ids: np.ndarray | torch.Tensor, seed: int, draw: int, device) -> to
     return hash32(hash32(base ^ (ids & MASK)) ^ draw)
 
 
-def uniform(ids, seed: int, draw: int, shape: tuple[int, ...], device,
-            dtype=torch.float32) -> torch.Tensor:
+def uniform(
+    ids, seed: int, draw: int, shape: tuple[int, ...], device, dtype=torch.float32
+) -> torch.Tensor:
     """Uniform [0, 1) values of ``shape`` (first dimension: one row per id)."""
     per_row = int(np.prod(shape[1:]))
     positions = hash32(torch.arange(per_row, dtype=torch.int64, device=device))
     values = hash32(row_keys(ids, seed, draw, device)[:, None] ^ positions[None, :])
-    return (values.to(torch.float64) / 2 ** 32).to(dtype).reshape(shape)
+    return (values.to(torch.float64) / 2**32).to(dtype).reshape(shape)

@@ -4,6 +4,7 @@ Shared by ``lie_ray.evaluate`` and ``lie_ray.privacy.attack``: both encrypt byte
 image must sit on the 8-bit grid. Torch is only touched when the caller passed a tensor, so
 this module stays importable where torch is not loaded.
 """
+
 from __future__ import annotations
 
 import sys
@@ -19,20 +20,24 @@ def as_uint8_images(images) -> np.ndarray:
     if torch is not None and isinstance(images, torch.Tensor):
         tensor = images.detach().cpu()
         if tensor.ndim != 4 or tensor.shape[1] != 3:
-            raise LieRayError(f"tensor images must be NCHW with 3 channels, got shape "
-                              f"{tuple(tensor.shape)}")
+            raise LieRayError(
+                f"tensor images must be NCHW with 3 channels, got shape {tuple(tensor.shape)}"
+            )
         if tensor.is_floating_point():
             levels = torch.round(tensor * 255)
-            if (levels - tensor * 255).abs().max() > 1e-3 or levels.min() < 0 or \
-                    levels.max() > 255:
-                raise LieRayError("float images must be 8-bit levels k / 255 in [0, 1] (the "
-                                  "pipeline encrypts bytes): pass (x * 255).round() / 255")
+            if (levels - tensor * 255).abs().max() > 1e-3 or levels.min() < 0 or levels.max() > 255:
+                raise LieRayError(
+                    "float images must be 8-bit levels k / 255 in [0, 1] (the "
+                    "pipeline encrypts bytes): pass (x * 255).round() / 255"
+                )
             tensor = levels.to(torch.uint8)
         elif tensor.dtype != torch.uint8:
             raise LieRayError(f"tensor images must be uint8 or float, got {tensor.dtype}")
         return np.ascontiguousarray(tensor.permute(0, 2, 3, 1).numpy())
     array = np.asarray(images)
     if array.dtype != np.uint8 or array.ndim != 4 or array.shape[-1] != 3:
-        raise LieRayError(f"array images must be uint8 NHWC with 3 channels, got "
-                          f"{array.dtype} {array.shape}: pass a uint8 array or an NCHW tensor")
+        raise LieRayError(
+            f"array images must be uint8 NHWC with 3 channels, got "
+            f"{array.dtype} {array.shape}: pass a uint8 array or an NCHW tensor"
+        )
     return np.ascontiguousarray(array)

@@ -4,6 +4,7 @@ The project's own data (``../shared/data/cifar-10-batches-py``) is a genuine sub
 1,000 images per file, so nothing here assumes 10,000. Problems with the files are reported in
 one line naming the file and what was expected.
 """
+
 from __future__ import annotations
 
 import os
@@ -49,13 +50,16 @@ def resolve_data_dir(path: str | os.PathLike, download: bool = False) -> Path:
             return candidate
     if download:
         return _download(root)
-    raise LieRayError(f"no CIFAR-10 data at {root}: expected a '{DIRECTORY_NAME}' directory with "
-                      "data_batch_1..5 and test_batch; pass --data DIR, or --download to fetch "
-                      "full CIFAR-10")
+    raise LieRayError(
+        f"no CIFAR-10 data at {root}: expected a '{DIRECTORY_NAME}' directory with "
+        "data_batch_1..5 and test_batch; pass --data DIR, or --download to fetch "
+        "full CIFAR-10"
+    )
 
 
-def load_split(path: str | os.PathLike, split: str, download: bool = False,
-               limit: int | None = None) -> Split:
+def load_split(
+    path: str | os.PathLike, split: str, download: bool = False, limit: int | None = None
+) -> Split:
     """Load ``train`` (data_batch_1..5, concatenated in order) or ``test`` (test_batch).
 
     ``limit`` keeps the first ``limit`` rows, as ``Split.head`` does, but reads only the files
@@ -73,8 +77,9 @@ def load_split(path: str | os.PathLike, split: str, download: bool = False,
     _check_not_empty(split, directory, rows)
     if len(parts) == 1:  # the test split: concatenating would only copy it
         return Split(split, *parts[0])
-    return Split(split, np.concatenate([p[0] for p in parts]),
-                 np.concatenate([p[1] for p in parts]))
+    return Split(
+        split, np.concatenate([p[0] for p in parts]), np.concatenate([p[1] for p in parts])
+    )
 
 
 def data_record(path: str | os.PathLike, **limits: int | None) -> dict:
@@ -85,8 +90,9 @@ def data_record(path: str | os.PathLike, **limits: int | None) -> dict:
     return provenance.files_record(directory, names + ["batches.meta"], **limits)
 
 
-def check_dataset(path: str | os.PathLike, download: bool = False,
-                  splits: tuple[str, ...] = ("train", "test")) -> Path:
+def check_dataset(
+    path: str | os.PathLike, download: bool = False, splits: tuple[str, ...] = ("train", "test")
+) -> Path:
     """``resolve_data_dir`` plus a full check of every batch file of ``splits``.
 
     Jobs call this in the driver before Ray starts, so a missing, corrupt, truncated, misshapen
@@ -109,38 +115,52 @@ def _check_split_name(split: str) -> None:
 
 def _check_not_empty(split: str, directory: Path, count: int) -> None:
     if count == 0:
-        raise LieRayError(f"the {split} split in {directory} holds no images: the batch files "
-                          "are empty; restore the dataset (or pass --download)")
+        raise LieRayError(
+            f"the {split} split in {directory} holds no images: the batch files "
+            "are empty; restore the dataset (or pass --download)"
+        )
 
 
 def _read_batch(path: Path, keep: int | None = None) -> tuple[np.ndarray, np.ndarray]:
     """A checked batch file's first ``keep`` rows (all when None): NHWC images, int64 labels."""
     if not path.is_file():
-        raise LieRayError(f"CIFAR-10 batch file {path} is missing: the directory must hold "
-                          "data_batch_1..5 and test_batch (re-download with --download)")
+        raise LieRayError(
+            f"CIFAR-10 batch file {path} is missing: the directory must hold "
+            "data_batch_1..5 and test_batch (re-download with --download)"
+        )
     try:
         with open(path, "rb") as handle:
             record = pickle.load(handle, encoding="latin1")
     except Exception as err:  # truncated, corrupt or not a pickle at all
-        raise LieRayError(f"CIFAR-10 batch file {path} is corrupt or truncated "
-                          f"({type(err).__name__}): replace it with a fresh copy") from None
+        raise LieRayError(
+            f"CIFAR-10 batch file {path} is corrupt or truncated "
+            f"({type(err).__name__}): replace it with a fresh copy"
+        ) from None
     if not isinstance(record, dict) or "data" not in record or "labels" not in record:
-        raise LieRayError(f"CIFAR-10 batch file {path} lacks 'data' and 'labels': not a CIFAR-10 "
-                          "python-version batch; replace it with a fresh copy")
+        raise LieRayError(
+            f"CIFAR-10 batch file {path} lacks 'data' and 'labels': not a CIFAR-10 "
+            "python-version batch; replace it with a fresh copy"
+        )
     try:
         data = np.asarray(record["data"])
         labels = np.asarray(record["labels"], dtype=np.int64).reshape(-1)
     except (TypeError, ValueError):
-        raise LieRayError(f"CIFAR-10 batch file {path} holds 'data' or 'labels' that are not "
-                          "arrays of numbers: replace it with a fresh copy") from None
+        raise LieRayError(
+            f"CIFAR-10 batch file {path} holds 'data' or 'labels' that are not "
+            "arrays of numbers: replace it with a fresh copy"
+        ) from None
     pixels = int(np.prod(IMAGE_SHAPE))
     if data.dtype != np.uint8 or data.ndim != 2 or data.shape[1] != pixels:
-        raise LieRayError(f"CIFAR-10 batch file {path} holds data of shape {data.shape} and dtype "
-                          f"{data.dtype}; expected uint8 rows of {pixels} bytes (32x32x3): "
-                          "replace it with the python-version CIFAR-10 batch")
+        raise LieRayError(
+            f"CIFAR-10 batch file {path} holds data of shape {data.shape} and dtype "
+            f"{data.dtype}; expected uint8 rows of {pixels} bytes (32x32x3): "
+            "replace it with the python-version CIFAR-10 batch"
+        )
     if len(labels) != len(data) or (labels.size and (labels.min() < 0 or labels.max() > 9)):
-        raise LieRayError(f"CIFAR-10 batch file {path} has {len(labels)} labels for {len(data)} "
-                          "images, or labels outside 0..9: replace it with a fresh copy")
+        raise LieRayError(
+            f"CIFAR-10 batch file {path} has {len(labels)} labels for {len(data)} "
+            "images, or labels outside 0..9: replace it with a fresh copy"
+        )
     # Rows are 1024 R, 1024 G, 1024 B bytes; NHWC is what the cipher's NumPy path takes.
     images = data[:keep].reshape(-1, 3, 32, 32).transpose(0, 2, 3, 1)
     return np.ascontiguousarray(images), labels[:keep]
@@ -154,6 +174,8 @@ def _download(root: Path) -> Path:
     try:
         CIFAR10(root=str(parent), train=True, download=True)
     except Exception as err:
-        raise LieRayError(f"could not download CIFAR-10 into {parent} ({err}); check the network "
-                          "or pass --data with a local copy") from None
+        raise LieRayError(
+            f"could not download CIFAR-10 into {parent} ({err}); check the network "
+            "or pass --data with a local copy"
+        ) from None
     return parent / DIRECTORY_NAME

@@ -3,6 +3,7 @@
 Every row carries ``id`` from the moment it is loaded: key policies, evaluation tables and
 joins all key on it, because Ray Data keeps neither order nor batch boundaries.
 """
+
 from __future__ import annotations
 
 import os
@@ -22,16 +23,18 @@ ROWS_PER_BLOCK = 512
 
 
 def split_to_table(split: Split) -> pa.Table:
-    return pa.table({"id": split.ids, "image": ArrowTensorArray.from_numpy(split.images),
-                     "label": split.labels})
+    return pa.table(
+        {"id": split.ids, "image": ArrowTensorArray.from_numpy(split.images), "label": split.labels}
+    )
 
 
 def to_ray_dataset(split: Split, rows_per_block: int = ROWS_PER_BLOCK) -> ray.data.Dataset:
     """A Dataset with columns ``id`` (int64), ``image`` (uint8 32x32x3) and ``label`` (int64),
     in blocks of ``rows_per_block`` rows so that actor pools have work to share."""
     table = split_to_table(split)
-    blocks = [table.slice(start, rows_per_block)
-              for start in range(0, table.num_rows, rows_per_block)]
+    blocks = [
+        table.slice(start, rows_per_block) for start in range(0, table.num_rows, rows_per_block)
+    ]
     return ray.data.from_arrow(blocks)
 
 

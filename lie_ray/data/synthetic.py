@@ -18,6 +18,7 @@ class has its own colour and gradient direction, each image a random wave along 
 and pixel noise. That is not CIFAR, but it has CIFAR's smooth structure, so compressed sizes
 (Parquet shards) are of the real order rather than those of pure noise or flat colour.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -32,16 +33,38 @@ from lie_ray.infra import atomic
 from lie_ray.data.cifar import DIRECTORY_NAME, IMAGE_SHAPE, SPLIT_FILES
 from lie_ray.errors import LieRayError
 
-LABEL_NAMES = ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship",
-               "truck"]
+LABEL_NAMES = [
+    "airplane",
+    "automobile",
+    "bird",
+    "cat",
+    "deer",
+    "dog",
+    "frog",
+    "horse",
+    "ship",
+    "truck",
+]
 FULL_TRAIN, FULL_TEST = 50_000, 10_000
 MAX_PER_FILE = 200_000  # a Python 2 BINSTRING holds < 2 GiB; this stays far below
 _CHUNK = 1_000  # images generated at once: bounds the float temporaries to ~12 MB
 _PIXELS = int(np.prod(IMAGE_SHAPE))
 # Per class: a base colour (RGB) and a gradient direction, so classes differ in a learnable way.
-_CLASS_COLOURS = np.array([[120, 150, 200], [180, 60, 60], [110, 160, 90], [160, 120, 90],
-                           [140, 130, 80], [170, 140, 120], [80, 130, 70], [150, 110, 70],
-                           [70, 110, 170], [200, 190, 180]], dtype=np.float32)
+_CLASS_COLOURS = np.array(
+    [
+        [120, 150, 200],
+        [180, 60, 60],
+        [110, 160, 90],
+        [160, 120, 90],
+        [140, 130, 80],
+        [170, 140, 120],
+        [80, 130, 70],
+        [150, 110, 70],
+        [70, 110, 170],
+        [200, 190, 180],
+    ],
+    dtype=np.float32,
+)
 _CLASS_ANGLES = np.linspace(0, np.pi, len(LABEL_NAMES), endpoint=False, dtype=np.float32)
 
 
@@ -57,13 +80,18 @@ def generate_images(labels: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     wave = np.cos(2 * np.pi * freq * ramp + phase)
     centre = rng.uniform(-0.3, 0.3, (n, 2)).astype(np.float32)
     radius = rng.uniform(0.08, 0.3, n).astype(np.float32)
-    blob = np.exp(-((x - centre[:, 0, None, None]) ** 2 + (y - centre[:, 1, None, None]) ** 2)
-                  / (2 * radius[:, None, None] ** 2))
+    blob = np.exp(
+        -((x - centre[:, 0, None, None]) ** 2 + (y - centre[:, 1, None, None]) ** 2)
+        / (2 * radius[:, None, None] ** 2)
+    )
     colour = _CLASS_COLOURS[labels] + rng.normal(0, 25, (n, 3)).astype(np.float32)
     contrast = rng.uniform(20, 60, (n, 3)).astype(np.float32)
     blob_colour = rng.uniform(0, 255, (n, 3)).astype(np.float32)
-    image = (colour[:, :, None, None] + contrast[:, :, None, None] * wave[:, None]
-             + 0.8 * (blob_colour - colour)[:, :, None, None] * blob[:, None])
+    image = (
+        colour[:, :, None, None]
+        + contrast[:, :, None, None] * wave[:, None]
+        + 0.8 * (blob_colour - colour)[:, :, None, None] * blob[:, None]
+    )
     image += rng.standard_normal(image.shape, dtype=np.float32) * 4
     return np.clip(np.rint(image), 0, 255).astype(np.uint8)
 
@@ -80,8 +108,9 @@ def generate_batch(count: int, seed: int, file_index: int) -> tuple[np.ndarray, 
     return data, labels.astype(np.int64)
 
 
-def write_dataset(out: str | Path, train: int = FULL_TRAIN, test: int = FULL_TEST,
-                  seed: int = 0) -> Path:
+def write_dataset(
+    out: str | Path, train: int = FULL_TRAIN, test: int = FULL_TEST, seed: int = 0
+) -> Path:
     """Write ``out/cifar-10-batches-py`` whole or not at all; return that directory.
 
     ``train`` images are spread over the five ``data_batch`` files as evenly as possible. An
@@ -89,25 +118,38 @@ def write_dataset(out: str | Path, train: int = FULL_TRAIN, test: int = FULL_TES
     _check_counts(train, test)
     target = Path(out).expanduser().resolve() / DIRECTORY_NAME
     if Path(out).exists() and not Path(out).is_dir():
-        raise LieRayError(f"{out} is a file, not a directory: pass a directory to write "
-                          f"{DIRECTORY_NAME} into")
+        raise LieRayError(
+            f"{out} is a file, not a directory: pass a directory to write {DIRECTORY_NAME} into"
+        )
     if target.exists():
-        raise LieRayError(f"{target} already exists: remove it or choose another output "
-                          "directory (existing data is never overwritten)")
+        raise LieRayError(
+            f"{target} already exists: remove it or choose another output "
+            "directory (existing data is never overwritten)"
+        )
     names = SPLIT_FILES["train"] + SPLIT_FILES["test"]
     counts = _spread(train, len(SPLIT_FILES["train"])) + [test]
     with atomic.staged_directory(target) as staging:
         staging.chmod(0o755)  # a data directory, not a secret (mkdtemp made it 0700)
         for index, (name, count) in enumerate(zip(names, counts)):
             data, labels = generate_batch(count, seed, index)
-            split = "testing batch 1 of 1" if name == "test_batch" else \
-                f"training batch {index + 1} of {len(SPLIT_FILES['train'])}"
-            record = {"batch_label": split, "labels": labels.tolist(), "data": data,
-                      "filenames": [f"synthetic_{index}_{row:06d}.png" for row in range(count)]}
+            split = (
+                "testing batch 1 of 1"
+                if name == "test_batch"
+                else f"training batch {index + 1} of {len(SPLIT_FILES['train'])}"
+            )
+            record = {
+                "batch_label": split,
+                "labels": labels.tolist(),
+                "data": data,
+                "filenames": [f"synthetic_{index}_{row:06d}.png" for row in range(count)],
+            }
             with open(staging / name, "wb") as handle:
                 write_py2_pickle(record, handle)
-        meta = {"num_cases_per_batch": max(counts[:-1]), "label_names": LABEL_NAMES,
-                "num_vis": _PIXELS}
+        meta = {
+            "num_cases_per_batch": max(counts[:-1]),
+            "label_names": LABEL_NAMES,
+            "num_vis": _PIXELS,
+        }
         with open(staging / "batches.meta", "wb") as handle:
             write_py2_pickle(meta, handle, memo=True)
     return target
@@ -132,8 +174,14 @@ def _py2_opcodes(obj, memo: bool, counter: list[int] | None = None) -> Iterator[
         yield b"\x80\x02"
     if isinstance(obj, dict):
         yield b"}" + _binput(memo, counter)
-        yield from _batched([part for key, value in obj.items() for part in (key, value)],
-                            b"s", b"u", memo, counter, per_item=2)
+        yield from _batched(
+            [part for key, value in obj.items() for part in (key, value)],
+            b"s",
+            b"u",
+            memo,
+            counter,
+            per_item=2,
+        )
     elif isinstance(obj, list):
         yield b"]" + _binput(memo, counter)
         yield from _batched(obj, b"a", b"e", memo, counter)
@@ -143,11 +191,31 @@ def _py2_opcodes(obj, memo: bool, counter: list[int] | None = None) -> Iterator[
         yield _int(int(obj))
     elif isinstance(obj, np.ndarray) and obj.dtype == np.uint8 and obj.ndim == 2:
         rows, cols = obj.shape
-        yield (b"cnumpy.core.multiarray\n_reconstruct\ncnumpy\nndarray\n" + _int(0) + b"\x85"
-               + _binstring(b"b") + b"\x87R(" + _int(1) + _int(rows) + _int(cols) + b"\x86"
-               + b"cnumpy\ndtype\n" + _binstring(b"u1") + _int(0) + _int(1) + b"\x87R("
-               + _int(3) + _binstring(b"|") + b"NNN" + _int(-1) + _int(-1) + _int(0) + b"tb\x89"
-               + b"T" + struct.pack("<i", obj.nbytes))
+        yield (
+            b"cnumpy.core.multiarray\n_reconstruct\ncnumpy\nndarray\n"
+            + _int(0)
+            + b"\x85"
+            + _binstring(b"b")
+            + b"\x87R("
+            + _int(1)
+            + _int(rows)
+            + _int(cols)
+            + b"\x86"
+            + b"cnumpy\ndtype\n"
+            + _binstring(b"u1")
+            + _int(0)
+            + _int(1)
+            + b"\x87R("
+            + _int(3)
+            + _binstring(b"|")
+            + b"NNN"
+            + _int(-1)
+            + _int(-1)
+            + _int(0)
+            + b"tb\x89"
+            + b"T"
+            + struct.pack("<i", obj.nbytes)
+        )
         yield memoryview(np.ascontiguousarray(obj)).cast("B")
         yield b"tb"
     else:
@@ -156,13 +224,14 @@ def _py2_opcodes(obj, memo: bool, counter: list[int] | None = None) -> Iterator[
         yield b"."
 
 
-def _batched(items: list, single: bytes, many: bytes, memo: bool, counter: list[int],
-             per_item: int = 1) -> Iterator[bytes]:
+def _batched(
+    items: list, single: bytes, many: bytes, memo: bool, counter: list[int], per_item: int = 1
+) -> Iterator[bytes]:
     """Python 2's ``batch_appends``/``batch_setitems``: MARK..APPENDS per 1,000 items, a lone
     item with APPEND (SETITEM for dicts)."""
     step = 1000 * per_item
     for start in range(0, len(items), step):
-        chunk = items[start:start + step]
+        chunk = items[start : start + step]
         if len(chunk) > per_item:
             yield b"("
         for item in chunk:
@@ -179,8 +248,9 @@ def _binput(memo: bool, counter: list[int]) -> bytes:
 
 
 def _binstring(data: bytes) -> bytes:
-    return (b"U" + bytes([len(data)]) if len(data) < 256 else b"T" + struct.pack("<i", len(data))
-            ) + data
+    return (
+        b"U" + bytes([len(data)]) if len(data) < 256 else b"T" + struct.pack("<i", len(data))
+    ) + data
 
 
 def _int(value: int) -> bytes:
@@ -198,11 +268,14 @@ def _spread(total: int, parts: int) -> list[int]:
 def _check_counts(train: int, test: int) -> None:
     files = len(SPLIT_FILES["train"])
     if not files <= train <= files * MAX_PER_FILE:
-        raise LieRayError(f"--train must lie in {files}..{files * MAX_PER_FILE} (one image per "
-                          f"batch file at least), got {train}: e.g. --train {FULL_TRAIN}")
+        raise LieRayError(
+            f"--train must lie in {files}..{files * MAX_PER_FILE} (one image per "
+            f"batch file at least), got {train}: e.g. --train {FULL_TRAIN}"
+        )
     if not 1 <= test <= MAX_PER_FILE:
-        raise LieRayError(f"--test must lie in 1..{MAX_PER_FILE}, got {test}: e.g. "
-                          f"--test {FULL_TEST}")
+        raise LieRayError(
+            f"--test must lie in 1..{MAX_PER_FILE}, got {test}: e.g. --test {FULL_TEST}"
+        )
 
 
 class _OneLineParser(argparse.ArgumentParser):
@@ -213,14 +286,24 @@ class _OneLineParser(argparse.ArgumentParser):
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = _OneLineParser(prog="python -m lie_ray.data.synthetic",
-                            description="Write a CIFAR-10 layout of generated images (for scale "
-                                        "benchmarks; never commit it).")
+    parser = _OneLineParser(
+        prog="python -m lie_ray.data.synthetic",
+        description="Write a CIFAR-10 layout of generated images (for scale "
+        "benchmarks; never commit it).",
+    )
     parser.add_argument("out", help=f"directory to write {DIRECTORY_NAME} into")
-    parser.add_argument("--train", type=int, default=FULL_TRAIN,
-                        help="train images over data_batch_1..5 (default: %(default)s)")
-    parser.add_argument("--test", type=int, default=FULL_TEST,
-                        help="test images in test_batch (default: %(default)s)")
+    parser.add_argument(
+        "--train",
+        type=int,
+        default=FULL_TRAIN,
+        help="train images over data_batch_1..5 (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--test",
+        type=int,
+        default=FULL_TEST,
+        help="test images in test_batch (default: %(default)s)",
+    )
     parser.add_argument("--seed", type=int, default=0, help="same seed, same bytes")
     args = parser.parse_args(argv)
     try:

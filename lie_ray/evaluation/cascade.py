@@ -19,6 +19,7 @@ the narrowest that can run it, and an image that attacker has broken is broken f
 ones too. Each worst case records what broke an image first (in ``RANK`` order, the same in
 both modes) and at which epsilon.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass, field
@@ -27,7 +28,7 @@ import numpy as np
 import torch
 
 from lie_ray.evaluation.protocols import Outcome, attacker_evaluations
-from lie_ray.evaluation.settings import (CASCADE_ORDER, PAPER_READINGS, WORST_CASES)
+from lie_ray.evaluation.settings import CASCADE_ORDER, PAPER_READINGS, WORST_CASES
 
 CLEAN = "clean"
 
@@ -48,9 +49,10 @@ class Plan:
             for name in self.names:
                 if united is None or name in united:
                     self.narrowest.setdefault(name, worst_case)
-        self.members = {worst_case: sorted(
-            (n for n in self.names if self.covers(worst_case, n)), key=self.rank)
-            for worst_case in WORST_CASES}
+        self.members = {
+            worst_case: sorted((n for n in self.names if self.covers(worst_case, n)), key=self.rank)
+            for worst_case in WORST_CASES
+        }
 
     def covers(self, worst_case: str, name: str) -> bool:
         return WORST_CASES.index(self.narrowest[name]) <= WORST_CASES.index(worst_case)
@@ -90,12 +92,17 @@ class Union:
         self.broken[take], self.broken_by[take], self.broken_at[take] = True, name, eps
 
     def outcome(self) -> Outcome:
-        return Outcome(self.predictions.clone(), self.linf.clone(),
-                       broken_by=self.broken_by.copy(), broken_at=self.broken_at.copy())
+        return Outcome(
+            self.predictions.clone(),
+            self.linf.clone(),
+            broken_by=self.broken_by.copy(),
+            broken_at=self.broken_at.copy(),
+        )
 
 
-def run(plan: Plan, epsilons, cascade: bool, clean: torch.Tensor, labels: torch.Tensor,
-        attack) -> list[tuple[str, float, np.ndarray, Outcome]]:
+def run(
+    plan: Plan, epsilons, cascade: bool, clean: torch.Tensor, labels: torch.Tensor, attack
+) -> list[tuple[str, float, np.ndarray, Outcome]]:
     """Every attack at every epsilon, and the worst cases: (name, eps, rows, outcome) with
     ``rows`` the batch rows the outcome covers (all of them but for cascaded attacks; the
     outcome is None where a cascaded attack found no image left).
@@ -113,8 +120,11 @@ def run(plan: Plan, epsilons, cascade: bool, clean: torch.Tensor, labels: torch.
         provisional = {w: union.broken.copy() for w, union in unions.items()}
         done: dict[str, tuple[np.ndarray, Outcome]] = {}
         for name in plan.order():
-            rows = every if not cascade or name in PAPER_READINGS else \
-                np.flatnonzero(~provisional[plan.narrowest[name]])
+            rows = (
+                every
+                if not cascade or name in PAPER_READINGS
+                else np.flatnonzero(~provisional[plan.narrowest[name]])
+            )
             outcome = attack(name, eps, rows, done) if len(rows) else None
             done[name] = (rows, outcome)  # None: no image left to attack
             if outcome is None:

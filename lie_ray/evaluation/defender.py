@@ -4,6 +4,7 @@
 images with the cipher's backward pass of the attacker's choosing, keyed per image exactly as
 in training (the scenario's key policy over the test ids).
 """
+
 from __future__ import annotations
 
 import io
@@ -29,12 +30,17 @@ def load_network(checkpoint: str | Path) -> tuple[torch.nn.Module, dict]:
     """The network in eval mode and its checkpoint metadata. ``checkpoint`` is a local
     directory or a storage URI: each actor reads it itself, from whichever node it runs on."""
     if not storage.exists(storage.join(checkpoint, STATE_FILE)):
-        raise LieRayError(f"no checkpoint at {checkpoint}: run 'lie-ray train' first, and pass "
-                          "its --out directory as --runs")
+        raise LieRayError(
+            f"no checkpoint at {checkpoint}: run 'lie-ray train' first, and pass "
+            "its --out directory as --runs"
+        )
     meta = json.loads(storage.read_bytes(storage.join(checkpoint, META_FILE)))
     model = build_model(**meta["model"])
-    state = torch.load(io.BytesIO(storage.read_bytes(storage.join(checkpoint, STATE_FILE))),
-                       map_location="cpu", weights_only=True)
+    state = torch.load(
+        io.BytesIO(storage.read_bytes(storage.join(checkpoint, STATE_FILE))),
+        map_location="cpu",
+        weights_only=True,
+    )
     model.load_state_dict(state["model"])
     for parameter in model.parameters():  # attacks need input gradients only
         parameter.requires_grad_(False)
@@ -42,16 +48,19 @@ def load_network(checkpoint: str | Path) -> tuple[torch.nn.Module, dict]:
 
 
 class Defender:
-    def __init__(self, model: torch.nn.Module, key: KeyedTransform | None = None,
-                 policy: KeyPolicy | None = None):
+    def __init__(
+        self,
+        model: torch.nn.Module,
+        key: KeyedTransform | None = None,
+        policy: KeyPolicy | None = None,
+    ):
         self.model, self.key, self.policy = model, key, policy
 
     @property
     def encrypted(self) -> bool:
         return self.key is not None
 
-    def encrypt(self, plain: torch.Tensor, ids: np.ndarray, backward: str = "none"
-                ) -> torch.Tensor:
+    def encrypt(self, plain: torch.Tensor, ids: np.ndarray, backward: str = "none") -> torch.Tensor:
         if not self.encrypted:
             return plain
         return self.policy.encrypt_torch(self.key, plain, ids, "test", backward)
@@ -60,13 +69,13 @@ class Defender:
         """model(encrypt(x)) with the chosen cipher backward: 'none' is the paper's protocol."""
         return lambda plain: self.model(self.encrypt(plain, ids, backward))
 
-    def single_key_classifier(self, representative_id: int, backward: str = "none"
-                              ) -> Classifier:
+    def single_key_classifier(self, representative_id: int, backward: str = "none") -> Classifier:
         """model(encrypt(x)) with the key of ``representative_id`` for EVERY row: for library
         attacks, which query arbitrary subsets of the rows they are given (the rows of one
         key here: ``key_groups``)."""
-        return lambda plain: self.model(self.encrypt(
-            plain, np.full(len(plain), representative_id), backward))
+        return lambda plain: self.model(
+            self.encrypt(plain, np.full(len(plain), representative_id), backward)
+        )
 
     def key_groups(self, ids: np.ndarray) -> list[np.ndarray]:
         """The batch's rows grouped by the key that encrypts them (one group without a key)."""
@@ -85,8 +94,10 @@ def checkpoint_record(checkpoint: str | Path, meta: dict | None = None) -> dict:
     if meta is None:
         meta = json.loads(storage.read_bytes(storage.join(checkpoint, META_FILE)))
     if "record" not in meta:
-        raise LieRayError(f"checkpoint {checkpoint} has no run record (an older lie_ray wrote "
-                          "it): train the scenario again")
+        raise LieRayError(
+            f"checkpoint {checkpoint} has no run record (an older lie_ray wrote "
+            "it): train the scenario again"
+        )
     return meta["record"]
 
 
@@ -100,9 +111,11 @@ def load_defender(checkpoint: str | Path, key_path: str | None) -> Defender:
     spec = TransformSpec(**definition["transform"])
     key = load_key(key_path)  # its identity is checked by fingerprint below
     if meta.get("key_fingerprint") and meta["key_fingerprint"] != key.fingerprint:
-        raise LieRayError(f"checkpoint {checkpoint} was trained with key "
-                          f"{meta['key_fingerprint']}, but --key is {key.fingerprint}: pass "
-                          "the key used for training")
+        raise LieRayError(
+            f"checkpoint {checkpoint} was trained with key "
+            f"{meta['key_fingerprint']}, but --key is {key.fingerprint}: pass "
+            "the key used for training"
+        )
     return Defender(model, spec.keyed(key), policy_spec(definition).build())
 
 
@@ -127,8 +140,16 @@ class AttackerKeys:
 
     def __call__(self) -> list[Transform]:
         draw, self.draws = self.draws, self.draws + 1
-        return [build(self.spec.name, self.master, self.spec.block_size, f"eot/{draw}/{k}",
-                      self.spec.variant) for k in range(self.count)]
+        return [
+            build(
+                self.spec.name,
+                self.master,
+                self.spec.block_size,
+                f"eot/{draw}/{k}",
+                self.spec.variant,
+            )
+            for k in range(self.count)
+        ]
 
 
 def eot_classifier(model: torch.nn.Module, draw: Callable[[], list[Transform]]) -> Classifier:
@@ -138,8 +159,11 @@ def eot_classifier(model: torch.nn.Module, draw: Callable[[], list[Transform]]) 
     Returns the mean log-probabilities over the keys, so the attack's cross-entropy is that of
     the keys' geometric-mean prediction and its gradient averages the per-key gradients; with
     one key it is exactly the BPDA gradient through that key (a test checks this)."""
+
     def classify(plain: torch.Tensor) -> torch.Tensor:
-        log_probs = [torch.log_softmax(model(c.with_grad(plain, "bpda-both")), dim=1)
-                     for c in draw()]
+        log_probs = [
+            torch.log_softmax(model(c.with_grad(plain, "bpda-both")), dim=1) for c in draw()
+        ]
         return torch.stack(log_probs).mean(0)
+
     return classify

@@ -11,6 +11,7 @@ so the tables do not depend on the pool's size or on how Ray Data groups rows in
 The driver streams the results and hands back each scenario as soon as all its rows are in,
 while later ones still run.
 """
+
 from __future__ import annotations
 
 import json
@@ -33,19 +34,30 @@ from lie_ray.infra.session import wants_gpu
 def chunks(scenario: str, split: Split, size: int) -> list[pa.Table]:
     """``split`` in chunks of ``size`` images, one one-row table (one Ray Data block) each, so
     the pool hands out work a chunk at a time."""
-    return [block.append_column("scenario", pa.array([scenario])).append_column(
-                "split", pa.array([split.name]))
-            for block in image_chunks(split.ids, split.labels, split.images, size)]
+    return [
+        block.append_column("scenario", pa.array([scenario])).append_column(
+            "split", pa.array([split.name])
+        )
+        for block in image_chunks(split.ids, split.labels, split.images, size)
+    ]
 
 
-def image_chunks(ids: np.ndarray, labels: np.ndarray, images: np.ndarray, size: int
-                 ) -> list[pa.Table]:
+def image_chunks(
+    ids: np.ndarray, labels: np.ndarray, images: np.ndarray, size: int
+) -> list[pa.Table]:
     """Rows ``size`` at a time as one-row tables of tensors (``ids``, ``labels``, ``images``):
     the blocks an evaluation pool takes one at a time (the CLI's and ``lie_ray.evaluate``'s)."""
     tensor = lambda array: ArrowVariableShapedTensorArray.from_numpy([array])  # noqa: E731
-    return [pa.table({"ids": tensor(ids[s:s + size]), "labels": tensor(labels[s:s + size]),
-                      "images": tensor(images[s:s + size])})
-            for s in range(0, len(labels), size)]
+    return [
+        pa.table(
+            {
+                "ids": tensor(ids[s : s + size]),
+                "labels": tensor(labels[s : s + size]),
+                "images": tensor(images[s : s + size]),
+            }
+        )
+        for s in range(0, len(labels), size)
+    ]
 
 
 def train_chunk(settings: EvalSettings) -> int:
@@ -56,48 +68,72 @@ def train_chunk(settings: EvalSettings) -> int:
     return max(settings.batch_size, 2048)
 
 
-def expected_rows(row: dict, plain_checkpoint: str | None, settings: EvalSettings,
-                  test_images: int, train_images: int) -> int:
+def expected_rows(
+    row: dict,
+    plain_checkpoint: str | None,
+    settings: EvalSettings,
+    test_images: int,
+    train_images: int,
+) -> int:
     """How many example rows a scenario's evaluation produces (test and train split)."""
     encrypted = bool(row["encrypted"])
     definition = json.loads(row["record"])["scenario"]
     transform = definition["transform"] or {}
-    recoverable = encrypted and key_recoverable(definition["key_policy"], transform.get("name"),
-                                                transform.get("variant"))
-    per_image = rows_per_test_image(encrypted, encrypted and plain_checkpoint is not None,
-                                    settings, recoverable)
+    recoverable = encrypted and key_recoverable(
+        definition["key_policy"], transform.get("name"), transform.get("variant")
+    )
+    per_image = rows_per_test_image(
+        encrypted, encrypted and plain_checkpoint is not None, settings, recoverable
+    )
     return test_images * per_image + train_images
 
 
-def evaluate(trained: list[dict], test: Split, train: Split, key_path: str | None,
-             settings: EvalSettings, plain_checkpoint: str | None,
-             gpu: str = "auto") -> Iterator[tuple[str, pa.Table]]:
+def evaluate(
+    trained: list[dict],
+    test: Split,
+    train: Split,
+    key_path: str | None,
+    settings: EvalSettings,
+    plain_checkpoint: str | None,
+    gpu: str = "auto",
+) -> Iterator[tuple[str, pa.Table]]:
     """Evaluate every scenario of ``trained`` (rows of ``training.parquet``) on ``test`` (every
     evaluation) and ``train`` (clean predictions; the splits' names say which is which) in one
     pool of ``settings.actors`` actors. Yields (scenario, its example rows) as each scenario
     completes."""
-    expected = {row["scenario"]: expected_rows(row, plain_checkpoint, settings,
-                                               len(test.labels), len(train.labels))
-                for row in trained}
+    expected = {
+        row["scenario"]: expected_rows(
+            row, plain_checkpoint, settings, len(test.labels), len(train.labels)
+        )
+        for row in trained
+    }
     # Costliest scenarios first, so the pool's tail is cheap work (Plain's chunks) that evens
     # out the actors' finishing times; each scenario's part is still written as soon as done.
-    by_cost = sorted(trained, key=lambda row: -expected_rows(row, plain_checkpoint, settings,
-                                                             1, 0))
-    blocks = [block for row in by_cost for split, size in ((test, settings.batch_size),
-                                                           (train, train_chunk(settings)))
-              for block in chunks(row["scenario"], split, size)]
+    by_cost = sorted(trained, key=lambda row: -expected_rows(row, plain_checkpoint, settings, 1, 0))
+    blocks = [
+        block
+        for row in by_cost
+        for split, size in ((test, settings.batch_size), (train, train_chunk(settings)))
+        for block in chunks(row["scenario"], split, size)
+    ]
     scenarios = {row["scenario"]: {"checkpoint": row["checkpoint"]} for row in trained}
     results = ray.data.from_arrow(blocks).map_batches(
-        EvaluateShard, fn_constructor_kwargs={
-            "scenarios": scenarios, "key_path": key_path, "settings": settings,
+        EvaluateShard,
+        fn_constructor_kwargs={
+            "scenarios": scenarios,
+            "key_path": key_path,
+            "settings": settings,
             "plain_checkpoint": plain_checkpoint,
             # The first train images: the attacker's own (the test images are attacked).
-            "attacker_images": train.images[:settings.attacker_images]},
+            "attacker_images": train.images[: settings.attacker_images],
+        },
         # One chunk at a time per actor: a chunk queued behind a long attack would leave the
         # other actors idle at the end; sending the next one costs milliseconds.
-        compute=ray.data.ActorPoolStrategy(size=settings.actors,
-                                           max_tasks_in_flight_per_actor=1), batch_size=1,
-        batch_format="numpy", num_gpus=1 if wants_gpu(gpu) else 0)
+        compute=ray.data.ActorPoolStrategy(size=settings.actors, max_tasks_in_flight_per_actor=1),
+        batch_size=1,
+        batch_format="numpy",
+        num_gpus=1 if wants_gpu(gpu) else 0,
+    )
     received: dict[str, list[pa.Table]] = defaultdict(list)
     counts: dict[str, int] = defaultdict(int)
     for block in results.iter_batches(batch_size=None, batch_format="pyarrow"):
@@ -108,5 +144,7 @@ def evaluate(trained: list[dict], test: Split, train: Split, key_path: str | Non
             if counts[scenario] == expected[scenario]:
                 yield scenario, pa.concat_tables(received.pop(scenario))
     if received:  # a miscount here would silently drop a scenario's part
-        raise RuntimeError(f"evaluation rows {dict(counts)} do not match the expected "
-                           f"{expected} for {sorted(received)}")
+        raise RuntimeError(
+            f"evaluation rows {dict(counts)} do not match the expected "
+            f"{expected} for {sorted(received)}"
+        )

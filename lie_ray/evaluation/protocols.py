@@ -47,6 +47,7 @@ not run. Per example, each worst case starts from the clean outcome and takes th
 one attacker's evaluations (``lie_ray.evaluation.settings``): ``worst-case-keyless`` over the
 keyless ones, ``worst-case`` over every plain-image attack, ``worst-case-channel`` over all.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
@@ -59,8 +60,7 @@ import torch
 from lie_ray.attacks import PGD
 from lie_ray.attacks.library import PipelineModule, autoattack as make_autoattack, square
 from lie_ray.evaluation.defender import AttackerKeys, Defender, eot_classifier
-from lie_ray.evaluation.settings import (KEYLESS, PLAIN_SPACE, RECOVERED_K, RECOVERED_KEY,
-                                         SINGLE_RUN)
+from lie_ray.evaluation.settings import KEYLESS, PLAIN_SPACE, RECOVERED_K, RECOVERED_KEY, SINGLE_RUN
 
 
 @dataclass
@@ -110,32 +110,43 @@ def deployed(adversarial: torch.Tensor, images: torch.Tensor, eps: float) -> tor
     return torch.clamp(plain + delta, 0, 255) / 255
 
 
-def plain_image_attack(defender: Defender, batch: Batch, adversarial: torch.Tensor,
-                       eps: float) -> Outcome:
+def plain_image_attack(
+    defender: Defender, batch: Batch, adversarial: torch.Tensor, eps: float
+) -> Outcome:
     adversarial = deployed(adversarial.detach(), batch.images, eps)
-    return Outcome(defender.predict(adversarial, batch.ids),
-                   (adversarial - batch.images).abs().flatten(1).amax(1))
+    return Outcome(
+        defender.predict(adversarial, batch.ids),
+        (adversarial - batch.images).abs().flatten(1).amax(1),
+    )
 
 
 def restarts(name: str, settings) -> int:
     return 1 if name in SINGLE_RUN else settings.pgd_restarts
 
 
-def through(classifier, defender: Defender, batch: Batch, eps: float, settings,
-            name: str) -> Outcome:
+def through(
+    classifier, defender: Defender, batch: Batch, eps: float, settings, name: str
+) -> Outcome:
     """PGD against ``classifier`` (the pipeline with a chosen backward, or a stand-in for
     it), with ``name``'s restarts, scored on the real pipeline as deployed."""
-    attack = PGD(classifier, eps, settings.step_size(eps), settings.pgd_steps,
-                 restarts=restarts(name, settings), seed=settings.attacker_seed)
-    return plain_image_attack(defender, batch, attack(batch.images, batch.labels,
-                                                      ids=batch.ids), eps)
+    attack = PGD(
+        classifier,
+        eps,
+        settings.step_size(eps),
+        settings.pgd_steps,
+        restarts=restarts(name, settings),
+        seed=settings.attacker_seed,
+    )
+    return plain_image_attack(
+        defender, batch, attack(batch.images, batch.labels, ids=batch.ids), eps
+    )
 
 
-def pgd_through_cipher(defender: Defender, batch: Batch, eps: float, settings,
-                       backward: str | None, name: str) -> Outcome:
+def pgd_through_cipher(
+    defender: Defender, batch: Batch, eps: float, settings, backward: str | None, name: str
+) -> Outcome:
     """PGD on the plain image, true cipher forward, the chosen backward ('none': autograd)."""
-    return through(defender.classifier(batch.ids, backward), defender, batch, eps, settings,
-                   name)
+    return through(defender.classifier(batch.ids, backward), defender, batch, eps, settings, name)
 
 
 def white_box(defender: Defender, batch: Batch, eps: float, settings) -> Outcome:
@@ -156,8 +167,10 @@ def bpda(defender, batch, eps, settings, context) -> Outcome:
     """The worst over surrogates; reuses this batch's ``bpda-identity`` when it already ran."""
     identity = context.get("done", {}).get("bpda-identity")
     outcomes = [identity or bpda_identity(defender, batch, eps, settings, context)]
-    outcomes += [pgd_through_cipher(defender, batch, eps, settings, backward, "bpda")
-                 for backward in ("bpda-high", "bpda-both")]
+    outcomes += [
+        pgd_through_cipher(defender, batch, eps, settings, backward, "bpda")
+        for backward in ("bpda-high", "bpda-both")
+    ]
     return worst_of(outcomes, batch.labels)
 
 
@@ -171,8 +184,14 @@ def transfer(defender, batch, eps, settings, context) -> Outcome:
 
 
 def pba(defender, batch, eps, settings, context) -> Outcome:
-    return through(lambda plain: defender.model(context["bypass"](plain)), defender, batch,
-                   eps, settings, "pba")
+    return through(
+        lambda plain: defender.model(context["bypass"](plain)),
+        defender,
+        batch,
+        eps,
+        settings,
+        "pba",
+    )
 
 
 def recovered_key(k: int):
@@ -182,18 +201,31 @@ def recovered_key(k: int):
         reused = context.get("done", {}).get(f"recovered-key-{fewer[0]}") if fewer else None
         if reused is not None:  # the same key, the same seeds: the same attack, already run
             return replace(reused, reused=True)
-        return through(lambda plain: defender.model(cipher.with_grad(plain, None)), defender,
-                       batch, eps, settings, f"recovered-key-{k}")
+        return through(
+            lambda plain: defender.model(cipher.with_grad(plain, None)),
+            defender,
+            batch,
+            eps,
+            settings,
+            f"recovered-key-{k}",
+        )
+
     return protocol
 
 
-def encrypted_pgd(defender: Defender, batch: Batch, eps: float, settings
-                  ) -> tuple[torch.Tensor, torch.Tensor]:
+def encrypted_pgd(
+    defender: Defender, batch: Batch, eps: float, settings
+) -> tuple[torch.Tensor, torch.Tensor]:
     """PGD on the network alone, from the encrypted image: (encrypted, adversarial encrypted)."""
     with torch.no_grad():
         encrypted = defender.encrypt(batch.images, batch.ids)
-    attack = PGD(defender.model, eps, settings.step_size(eps), settings.pgd_steps,
-                 seed=settings.attacker_seed)
+    attack = PGD(
+        defender.model,
+        eps,
+        settings.step_size(eps),
+        settings.pgd_steps,
+        seed=settings.attacker_seed,
+    )
     return encrypted, attack(encrypted, batch.labels, ids=batch.ids)
 
 
@@ -211,8 +243,9 @@ def paper_literal(defender, batch, eps, settings, context) -> Outcome:
     return plain_image_attack(defender, batch, torch.clamp(batch.images + noise, 0, 1), eps)
 
 
-def library_attack(defender: Defender, batch: Batch, eps: float, backward: str, settings,
-                   attack_for) -> Outcome:
+def library_attack(
+    defender: Defender, batch: Batch, eps: float, backward: str, settings, attack_for
+) -> Outcome:
     """Run a library attack (``attack_for(module)`` builds it) on the batch, one call per key.
     The library queries arbitrary subsets of the rows it is given, so its module cannot key
     rows by id: each call holds the rows of one key (every row under the fixed policy, an id
@@ -222,39 +255,75 @@ def library_attack(defender: Defender, batch: Batch, eps: float, backward: str, 
     detached here."""
     adversarial = batch.images.clone()
     for rows in defender.key_groups(batch.ids):
-        module = PipelineModule(defender.single_key_classifier(batch.ids[rows[0]], backward),
-                                defender.model)
+        module = PipelineModule(
+            defender.single_key_classifier(batch.ids[rows[0]], backward), defender.model
+        )
         index = torch.from_numpy(rows).to(batch.images.device)
-        adversarial[index] = attack_for(module)(batch.images[index].contiguous(),
-                                                batch.labels[index]).detach()
+        adversarial[index] = attack_for(module)(
+            batch.images[index].contiguous(), batch.labels[index]
+        ).detach()
     return plain_image_attack(defender, batch, adversarial, eps)
 
 
 def gradient_free(defender, batch, eps, settings, context) -> Outcome:
     """Square attack (scores only: the backward pass is never used)."""
-    return library_attack(defender, batch, eps, "none", settings, lambda module: square(
-        module, eps, settings.square_queries, settings.attacker_seed))
+    return library_attack(
+        defender,
+        batch,
+        eps,
+        "none",
+        settings,
+        lambda module: square(module, eps, settings.square_queries, settings.attacker_seed),
+    )
 
 
 def autoattack(defender, batch, eps, settings, context) -> Outcome:
-    return library_attack(defender, batch, eps, "bpda-both", settings,
-                          lambda module: make_autoattack(
-                              module, eps, settings.autoattack, settings.autoattack_steps,
-                              settings.square_queries, settings.attacker_seed))
+    return library_attack(
+        defender,
+        batch,
+        eps,
+        "bpda-both",
+        settings,
+        lambda module: make_autoattack(
+            module,
+            eps,
+            settings.autoattack,
+            settings.autoattack_steps,
+            settings.square_queries,
+            settings.attacker_seed,
+        ),
+    )
 
 
 # In EVALUATIONS' order: bpda-identity runs before bpda, which reuses it.
-PROTOCOLS = {"pgd": pgd, "paper-literal": paper_literal, "bpda-identity": bpda_identity,
-             "bpda": bpda, "eot": eot, "transfer": transfer, "gradient-free": gradient_free,
-             "autoattack": autoattack, "pba": pba,
-             **{name: recovered_key(k) for k, name in zip(RECOVERED_K, RECOVERED_KEY)},
-             "encrypted-input": encrypted_input}
-ENCRYPTED_ONLY = {"paper-literal", "bpda-identity", "bpda", "eot", "transfer", "pba",
-                  *RECOVERED_KEY, "encrypted-input"}
+PROTOCOLS = {
+    "pgd": pgd,
+    "paper-literal": paper_literal,
+    "bpda-identity": bpda_identity,
+    "bpda": bpda,
+    "eot": eot,
+    "transfer": transfer,
+    "gradient-free": gradient_free,
+    "autoattack": autoattack,
+    "pba": pba,
+    **{name: recovered_key(k) for k, name in zip(RECOVERED_K, RECOVERED_KEY)},
+    "encrypted-input": encrypted_input,
+}
+ENCRYPTED_ONLY = {
+    "paper-literal",
+    "bpda-identity",
+    "bpda",
+    "eot",
+    "transfer",
+    "pba",
+    *RECOVERED_KEY,
+    "encrypted-input",
+}
 
 
-def applicable(name: str, encrypted: bool, has_plain_model: bool,
-               key_recoverable: bool = False) -> bool:
+def applicable(
+    name: str, encrypted: bool, has_plain_model: bool, key_recoverable: bool = False
+) -> bool:
     """``key_recoverable``: one key serves every image (the fixed policy) and the transform's
     key can be recovered from pairs, so the recovered-key attacks apply."""
     if name in ENCRYPTED_ONLY and not encrypted:

@@ -10,6 +10,7 @@ evaluates the test set (and clean error on the train set) in one Ray Data actor 
                            each captioned true class -> predicted class
     OUT/report.md, OUT/curves.png   (``lie_ray.report``)
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -36,10 +37,17 @@ from lie_ray.infra.images import CIFAR_CLASSES, save_grid
 log = logging.getLogger("lie_ray")
 
 
-def run_evaluation(runs_dir: str | Path, data_dir: str | Path, out_dir: str | Path,
-                   key_path: str | Path | None, settings: EvalSettings,
-                   scenarios: list[str] | None = None, resume: bool = False,
-                   gpu: str = "auto", parts: str | None = None) -> pa.Table:
+def run_evaluation(
+    runs_dir: str | Path,
+    data_dir: str | Path,
+    out_dir: str | Path,
+    key_path: str | Path | None,
+    settings: EvalSettings,
+    scenarios: list[str] | None = None,
+    resume: bool = False,
+    gpu: str = "auto",
+    parts: str | None = None,
+) -> pa.Table:
     """Evaluate every trained scenario; return the results table.
 
     Each scenario's defender (transform, key policy, key-batch size) is the one its run
@@ -61,11 +69,15 @@ def run_evaluation(runs_dir: str | Path, data_dir: str | Path, out_dir: str | Pa
     data = resolve_data_dir(data_dir)
     test = load_split(data, "test", limit=settings.test_limit)
     train = load_split(data, "train")
-    record = {"kind": "evaluation", "settings": dataclasses.asdict(settings),
-              "attacks": attack_record(settings),
-              "data": data_record(data, test_limit=settings.test_limit),
-              "code": provenance.code(), "plain_run_id": plain_run,
-              "training": {row["scenario"]: records[row["scenario"]] for row in trained}}
+    record = {
+        "kind": "evaluation",
+        "settings": dataclasses.asdict(settings),
+        "attacks": attack_record(settings),
+        "data": data_record(data, test_limit=settings.test_limit),
+        "code": provenance.code(),
+        "plain_run_id": plain_run,
+        "training": {row["scenario"]: records[row["scenario"]] for row in trained},
+    }
     tables, locations, digests, pending = {}, {}, {}, []
     for row in trained:
         name = row["scenario"]
@@ -75,8 +87,12 @@ def run_evaluation(runs_dir: str | Path, data_dir: str | Path, out_dir: str | Pa
             log.info("%s: already evaluated (%s), not run again", name, locations[name])
             tables[name] = storage.read_table(locations[name])
         else:
-            log.info("evaluating %s on %d test images at eps %s", name, len(test.labels),
-                     ", ".join(f"{e:.4f}" for e in settings.epsilons))
+            log.info(
+                "evaluating %s on %d test images at eps %s",
+                name,
+                len(test.labels),
+                ", ".join(f"{e:.4f}" for e in settings.epsilons),
+            )
             pending.append(row)
     if pending:  # one actor pool for every scenario left; each part is kept once complete
         for name, table in evaluate(pending, test, train, key, settings, plain, gpu):
@@ -84,10 +100,16 @@ def run_evaluation(runs_dir: str | Path, data_dir: str | Path, out_dir: str | Pa
             storage.write_table(tables[name], locations[name])
             log.info("evaluated %s (%d of %d)", name, len(tables), len(trained))
     # promote: a part kept from an older lie_ray may lack a newer column (``reused``: null)
-    examples = pa.concat_tables((t.replace_schema_metadata(None) for t in tables.values()),
-                                promote_options="default").sort_by(
-        [("scenario", "ascending"), ("evaluation", "ascending"), ("epsilon", "ascending"),
-         ("id", "ascending")])
+    examples = pa.concat_tables(
+        (t.replace_schema_metadata(None) for t in tables.values()), promote_options="default"
+    ).sort_by(
+        [
+            ("scenario", "ascending"),
+            ("evaluation", "ascending"),
+            ("epsilon", "ascending"),
+            ("id", "ascending"),
+        ]
+    )
     write_parquet(provenance.with_record(examples, record), out / "examples.parquet")
     results = with_training_columns(summarise(examples), every)
     write_parquet(provenance.with_record(results, record), out / "results.parquet")
@@ -105,9 +127,11 @@ def trained_record(row: dict) -> dict:
     record = json.loads(row["record"])
     written = checkpoint_record(row["checkpoint"])
     if written.get("run_id") != row["run_id"]:
-        raise LieRayError(f"checkpoint {row['checkpoint']} of {row['scenario']} holds run "
-                          f"{str(written.get('run_id'))[:12]}, but training.parquet records "
-                          f"{row['run_id'][:12]}: train again into that --runs directory")
+        raise LieRayError(
+            f"checkpoint {row['checkpoint']} of {row['scenario']} holds run "
+            f"{str(written.get('run_id'))[:12]}, but training.parquet records "
+            f"{row['run_id'][:12]}: train again into that --runs directory"
+        )
     return record
 
 
@@ -123,9 +147,14 @@ def evaluation_digest(record: dict, plain_run: str | None, evaluation: dict) -> 
     """What a scenario's evaluation depends on (its run record, the Plain run the transfer
     attack uses, the evaluation's settings and data): a saved part is reused only when this
     matches. Holds no key material."""
-    return provenance.digest({"run_id": record["run_id"], "plain": plain_run,
-                              "settings": evaluation["settings"],  # test_limit included
-                              "data": evaluation["data"]["files"]})
+    return provenance.digest(
+        {
+            "run_id": record["run_id"],
+            "plain": plain_run,
+            "settings": evaluation["settings"],  # test_limit included
+            "data": evaluation["data"]["files"],
+        }
+    )
 
 
 def finished_part(path: str, digest: str) -> bool:
@@ -146,16 +175,21 @@ def with_training_columns(results: pa.Table, trained: list[dict]) -> pa.Table:
         definition = by_name[name]["scenario"]
         return definition["transform"]["name"] if definition["transform"] else "none"
 
-    results = results.add_column(1, "transform",
-                                 pa.array([transform(n) for n in names], pa.string()))
-    results = results.append_column("run_id", pa.array(
-        [by_name[n]["run_id"] for n in names], pa.string()))
-    return results.append_column("key_fingerprint", pa.array(
-        [by_name[n]["key_fingerprint"] or "" for n in names], pa.string()))
+    results = results.add_column(
+        1, "transform", pa.array([transform(n) for n in names], pa.string())
+    )
+    results = results.append_column(
+        "run_id", pa.array([by_name[n]["run_id"] for n in names], pa.string())
+    )
+    return results.append_column(
+        "key_fingerprint",
+        pa.array([by_name[n]["key_fingerprint"] or "" for n in names], pa.string()),
+    )
 
 
-def write_gallery(trained: list[dict], key_path: str | None, test, settings: EvalSettings,
-                  path: Path) -> None:
+def write_gallery(
+    trained: list[dict], key_path: str | None, test, settings: EvalSettings, path: Path
+) -> None:
     """The paper's Fig. 1 and Fig. 4: plain, encrypted, adversarial (BPDA-PGD at eps 0.1) and
     encrypted adversarial images for the first encrypted scenario, each row named and each
     image captioned with its true class and what the scenario's network predicts for it."""
@@ -166,18 +200,36 @@ def write_gallery(trained: list[dict], key_path: str | None, test, settings: Eva
     shown = test.head(8)
     plain = torch.from_numpy(shown.images).permute(0, 3, 1, 2).float().contiguous() / 255
     labels = torch.from_numpy(shown.labels).long()
-    adversarial = PGD(defender.classifier(shown.ids, "bpda-both"), PAPER_EPSILON,
-                      settings.step_size(PAPER_EPSILON), settings.pgd_steps)(plain, labels)
+    adversarial = PGD(
+        defender.classifier(shown.ids, "bpda-both"),
+        PAPER_EPSILON,
+        settings.step_size(PAPER_EPSILON),
+        settings.pgd_steps,
+    )(plain, labels)
     with torch.no_grad():
-        images = [plain, defender.encrypt(plain, shown.ids), adversarial,
-                  defender.encrypt(adversarial, shown.ids)]
+        images = [
+            plain,
+            defender.encrypt(plain, shown.ids),
+            adversarial,
+            defender.encrypt(adversarial, shown.ids),
+        ]
     predicted = [defender.predict(x, shown.ids).tolist() for x in (plain, adversarial)]
-    as_bytes = [torch.floor(x * 255 + 0.5).to(torch.uint8).permute(0, 2, 3, 1).numpy()
-                for x in images]
+    as_bytes = [
+        torch.floor(x * 255 + 0.5).to(torch.uint8).permute(0, 2, 3, 1).numpy() for x in images
+    ]
     name = lambda k: CIFAR_CLASSES[k] if 0 <= k < len(CIFAR_CLASSES) else str(k)
-    captions = [[f"true {name(t)}\npred {name(p)}" for t, p in zip(labels.tolist(), guesses)]
-                for guesses in (predicted[0], predicted[0], predicted[1], predicted[1])]
-    save_grid(as_bytes, path, row_labels=[
-        f"plain\n({row['scenario']})", "encrypted\n(what it sees)",
-        f"adversarial\n(BPDA-PGD, eps {PAPER_EPSILON:g})", "encrypted\nadversarial"],
-        captions=captions)
+    captions = [
+        [f"true {name(t)}\npred {name(p)}" for t, p in zip(labels.tolist(), guesses)]
+        for guesses in (predicted[0], predicted[0], predicted[1], predicted[1])
+    ]
+    save_grid(
+        as_bytes,
+        path,
+        row_labels=[
+            f"plain\n({row['scenario']})",
+            "encrypted\n(what it sees)",
+            f"adversarial\n(BPDA-PGD, eps {PAPER_EPSILON:g})",
+            "encrypted\nadversarial",
+        ],
+        captions=captions,
+    )

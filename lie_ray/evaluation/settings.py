@@ -3,6 +3,7 @@
 Attack step sizes scale with epsilon (step = eps / 10, the paper's 0.01 at 0.1), so curves
 over epsilon compare like with like.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -18,8 +19,18 @@ PAPER_EPSILON = 0.1
 # white-box attack with the key recovered from k leaked (plain, encrypted) pairs.
 RECOVERED_K = (1, 2, 4)
 RECOVERED_KEY = tuple(f"recovered-key-{k}" for k in RECOVERED_K)
-PLAIN_SPACE = ("pgd", "paper-literal", "bpda-identity", "bpda", "eot", "transfer",
-               "gradient-free", "autoattack", "pba", *RECOVERED_KEY)
+PLAIN_SPACE = (
+    "pgd",
+    "paper-literal",
+    "bpda-identity",
+    "bpda",
+    "eot",
+    "transfer",
+    "gradient-free",
+    "autoattack",
+    "pba",
+    *RECOVERED_KEY,
+)
 CHANNEL = ("encrypted-input",)
 EVALUATIONS = PLAIN_SPACE + CHANNEL
 # What an attacker without the defender's key can run: it knows the network's weights and the
@@ -41,8 +52,16 @@ PAPER_READINGS = ("pgd", "paper-literal", "bpda-identity")
 # the PGD runs of one cost, the likeliest to break an image goes first, so fewer images are
 # left to the others: where one leaked pair reveals the key, recovered-key-1 is the white-box
 # attack (on the study's Encrypted it broke 35 of the 40 images it met, transfer 4 of 45).
-CASCADE_ORDER = (*RECOVERED_KEY, "transfer", "pba", "eot", "gradient-free", "bpda",
-                 "autoattack", "encrypted-input")
+CASCADE_ORDER = (
+    *RECOVERED_KEY,
+    "transfer",
+    "pba",
+    "eot",
+    "gradient-free",
+    "bpda",
+    "autoattack",
+    "encrypted-input",
+)
 EVALUATION_MODES = ("full", "cascade")
 # The paper's own readings of its protocol run once, as the paper did; every adaptive PGD
 # (BPDA, EOT, transfer) takes ``pgd_restarts`` random restarts.
@@ -52,14 +71,17 @@ SINGLE_RUN = ("pgd", "paper-literal")
 # once with twice the steps and restarts. Their rows are not attacks to report: the report's
 # sanity section reads them, and no worst case takes them.
 SANITY_PREFIX = "sanity-"
-SANITY_UNBOUNDED, SANITY_PGD, SANITY_PGD_2X = (f"{SANITY_PREFIX}{n}" for n in
-                                                ("unbounded", "pgd", "pgd-2x"))
+SANITY_UNBOUNDED, SANITY_PGD, SANITY_PGD_2X = (
+    f"{SANITY_PREFIX}{n}" for n in ("unbounded", "pgd", "pgd-2x")
+)
 SANITY = (SANITY_UNBOUNDED, SANITY_PGD, SANITY_PGD_2X)
 
 
 def is_sanity_check(evaluation: str) -> bool:
     """A sanity check's run, not an attack to report or take a worst case over."""
     return evaluation.startswith(SANITY_PREFIX)
+
+
 AUTOATTACK_VERSIONS = ("standard", "light")
 
 
@@ -102,35 +124,44 @@ class EvalSettings:
         return max(attacked, default=None)
 
     def replace(self, **overrides) -> "EvalSettings":
-        updated = dataclasses.replace(self, **{k: v for k, v in overrides.items()
-                                               if v is not None})
+        updated = dataclasses.replace(self, **{k: v for k, v in overrides.items() if v is not None})
         updated.validate()
         return updated
 
     def validate(self) -> None:
         if not self.epsilons:
-            raise LieRayError("--epsilons names no value: pass comma-separated epsilons in "
-                              "[0, 1], e.g. 0,0.031,0.1, or leave it out for the preset's")
+            raise LieRayError(
+                "--epsilons names no value: pass comma-separated epsilons in "
+                "[0, 1], e.g. 0,0.031,0.1, or leave it out for the preset's"
+            )
         if any(not 0 <= e <= 1 for e in self.epsilons):  # NaN fails the comparison too
-            raise LieRayError(f"epsilons must lie in [0, 1], got {self.epsilons}: pass "
-                              "--epsilons in that range, e.g. 0,0.031,0.1")
+            raise LieRayError(
+                f"epsilons must lie in [0, 1], got {self.epsilons}: pass "
+                "--epsilons in that range, e.g. 0,0.031,0.1"
+            )
         repeated = sorted({e for e in self.epsilons if self.epsilons.count(e) > 1})
         if repeated:  # each epsilon's rows would be counted twice in the error rates
-            raise LieRayError(f"--epsilons lists {', '.join(map(str, repeated))} more than "
-                              "once: list each epsilon once")
+            raise LieRayError(
+                f"--epsilons lists {', '.join(map(str, repeated))} more than "
+                "once: list each epsilon once"
+            )
         if min(self.attacker_images, self.pba_steps) < RECOVERED_K[-1]:
             raise LieRayError(f"attacker images and PBA steps must be >= {RECOVERED_K[-1]}")
         if min(self.pgd_steps, self.pgd_restarts, self.eot_keys, self.square_queries) < 1:
-            raise LieRayError("PGD steps and restarts, EOT keys and Square queries must all "
-                              "be >= 1")
+            raise LieRayError(
+                "PGD steps and restarts, EOT keys and Square queries must all be >= 1"
+            )
         if self.autoattack not in AUTOATTACK_VERSIONS:
-            raise LieRayError(f"AutoAttack version must be one of {AUTOATTACK_VERSIONS}, got "
-                              f"{self.autoattack!r}")
+            raise LieRayError(
+                f"AutoAttack version must be one of {AUTOATTACK_VERSIONS}, got {self.autoattack!r}"
+            )
         if self.autoattack_steps < 1:
             raise LieRayError("AutoAttack steps must be >= 1")
         if self.evaluation not in EVALUATION_MODES:
-            raise LieRayError(f"--evaluation must be one of {', '.join(EVALUATION_MODES)}, got "
-                              f"{self.evaluation!r}")
+            raise LieRayError(
+                f"--evaluation must be one of {', '.join(EVALUATION_MODES)}, got "
+                f"{self.evaluation!r}"
+            )
         if self.actors < 1 or self.batch_size < 1:
             raise LieRayError("actors and batch size must be >= 1")
 
@@ -138,16 +169,36 @@ class EvalSettings:
 EVAL_PRESETS: dict[str, EvalSettings] = {
     "paper": EvalSettings(evaluation="cascade"),
     # A few minutes on 2 cores: 3 epsilons, 100 test images, lighter attacks.
-    "smoke": EvalSettings(epsilons=(0.0, 8 / 255, PAPER_EPSILON), pgd_steps=10,
-                          pgd_restarts=1, eot_keys=2, attacker_images=128, pba_steps=60,
-                          square_queries=50, autoattack="light", autoattack_steps=5,
-                          test_limit=100, actors=2, batch_size=50),
+    "smoke": EvalSettings(
+        epsilons=(0.0, 8 / 255, PAPER_EPSILON),
+        pgd_steps=10,
+        pgd_restarts=1,
+        eot_keys=2,
+        attacker_images=128,
+        pba_steps=60,
+        square_queries=50,
+        autoattack="light",
+        autoattack_steps=5,
+        test_limit=100,
+        actors=2,
+        batch_size=50,
+    ),
     # The study preset's: every test image, every attack in the cascade, the smoke budgets
     # but twice Square's queries and AutoAttack's iterations.
-    "study": EvalSettings(epsilons=(0.0, 8 / 255, PAPER_EPSILON), pgd_steps=10,
-                          pgd_restarts=1, eot_keys=2, attacker_images=128, pba_steps=60,
-                          square_queries=100, autoattack="light", autoattack_steps=10,
-                          evaluation="cascade", actors=2, batch_size=64),
+    "study": EvalSettings(
+        epsilons=(0.0, 8 / 255, PAPER_EPSILON),
+        pgd_steps=10,
+        pgd_restarts=1,
+        eot_keys=2,
+        attacker_images=128,
+        pba_steps=60,
+        square_queries=100,
+        autoattack="light",
+        autoattack_steps=10,
+        evaluation="cascade",
+        actors=2,
+        batch_size=64,
+    ),
 }
 
 

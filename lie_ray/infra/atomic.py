@@ -4,6 +4,7 @@ Readers either see the previous complete file or the new complete one. Temporary
 the same directory as the target (``os.replace`` is atomic only within one filesystem) and start
 with a dot so globbing for results never picks them up.
 """
+
 from __future__ import annotations
 
 import contextlib

@@ -6,4 +6,5 @@ scenario, the network's build arguments, the transform and the epoch's metrics; 
 fingerprint). Kept apart from ``lie_ray.training``, whose import pulls in Ray Train: an
 evaluation actor that imports only this starts 1.5 s sooner.
 """
+
 STATE_FILE, META_FILE = "state.pt", "meta.json"

@@ -5,6 +5,7 @@ how many CPUs and GPUs the cluster had and how many were in use, phase by phase.
 driver samples Ray's resource view every few seconds (cheap GCS reads, no tasks); the report
 plots it with the phases shaded (``lie_ray.report.cluster``).
 """
+
 from __future__ import annotations
 
 import logging
@@ -36,12 +37,17 @@ class ClusterRecorder:
         except Exception:  # the cluster is going away: keep what we have
             log.debug("cluster sample failed", exc_info=True)
             return
-        self.rows.append({
-            "time": time.time(), "phase": self.phase, "alive_nodes": len(nodes),
-            "cpus_total": float(total.get("CPU", 0)),
-            "cpus_used": float(total.get("CPU", 0) - free.get("CPU", 0)),
-            "gpus_total": float(total.get("GPU", 0)),
-            "gpus_used": float(total.get("GPU", 0) - free.get("GPU", 0))})
+        self.rows.append(
+            {
+                "time": time.time(),
+                "phase": self.phase,
+                "alive_nodes": len(nodes),
+                "cpus_total": float(total.get("CPU", 0)),
+                "cpus_used": float(total.get("CPU", 0) - free.get("CPU", 0)),
+                "gpus_total": float(total.get("GPU", 0)),
+                "gpus_used": float(total.get("GPU", 0) - free.get("GPU", 0)),
+            }
+        )
 
     def _run(self) -> None:
         while not self._stop.is_set():
@@ -49,9 +55,10 @@ class ClusterRecorder:
             self._stop.wait(self.interval)
 
     def table(self) -> pa.Table:
-        schema = pa.schema([("time", pa.float64()), ("phase", pa.string()),
-                            ("alive_nodes", pa.int64())] +
-                           [(c, pa.float64()) for c in COLUMNS[3:]])
+        schema = pa.schema(
+            [("time", pa.float64()), ("phase", pa.string()), ("alive_nodes", pa.int64())]
+            + [(c, pa.float64()) for c in COLUMNS[3:]]
+        )
         return pa.Table.from_pylist(self.rows, schema=schema)
 
     def start(self) -> "ClusterRecorder":

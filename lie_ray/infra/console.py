@@ -7,6 +7,7 @@ execution plans, Train's checkpoint reports) is left out. ``--verbose`` (DEBUG o
 INFO and above, Ray's included, go to ``OUT/logs/sweep.log``; workers' output stays in Ray's
 session logs (``/tmp/ray/session_latest/logs`` on each node).
 """
+
 from __future__ import annotations
 
 import logging
@@ -35,8 +36,7 @@ def keep_driver_logging(handlers: list[logging.Handler], level: int) -> None:
         if handler not in handlers:
             root.removeHandler(handler)
     root.setLevel(level)
-    logging.getLogger("lie_ray").setLevel(logging.DEBUG if level <= logging.DEBUG
-                                          else logging.INFO)
+    logging.getLogger("lie_ray").setLevel(logging.DEBUG if level <= logging.DEBUG else logging.INFO)
 
 
 def log_to_file(path: Path) -> logging.Handler:
@@ -64,8 +64,9 @@ def hold_ray_consoles() -> None:
     in Ray's session logs, keep everything)."""
     for name in RAY_LOGGERS:
         for handler in logging.getLogger(name).handlers:
-            if isinstance(handler, logging.StreamHandler) and \
-                    not isinstance(handler, logging.FileHandler):
+            if isinstance(handler, logging.StreamHandler) and not isinstance(
+                handler, logging.FileHandler
+            ):
                 handler.setLevel(logging.WARNING)
 
 

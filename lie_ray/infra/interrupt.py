@@ -17,6 +17,7 @@ Ray Tune caught Ctrl-C, saved its state and returned, and the training job then 
 The CLI prints the message and exits with 128 + the signal number (130 for SIGINT, 143 for
 SIGTERM), the shell's convention.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -65,8 +66,10 @@ def on_interrupt(out: str | os.PathLike, resumable: bool = True) -> Iterator[Non
     if threading.current_thread() is not threading.main_thread():
         yield
         return
-    previous = {sig: signal.signal(sig, handler)
-                for sig, handler in ((signal.SIGINT, _on_sigint), (signal.SIGTERM, _on_sigterm))}
+    previous = {
+        sig: signal.signal(sig, handler)
+        for sig, handler in ((signal.SIGINT, _on_sigint), (signal.SIGTERM, _on_sigterm))
+    }
     _received.clear()
     try:
         yield
@@ -114,8 +117,10 @@ def describe(signum: int, out: str | os.PathLike, resumable: bool = True) -> str
     """One line: the signal, what ``out`` keeps, how to go on."""
     kept = kept_in(Path(out))
     where = f"kept in {Path(out).resolve()}: {', '.join(kept)}" if kept else "nothing was kept"
-    return (f"interrupted by {signal.Signals(signum).name}: {where}; no table was written from "
-            f"unfinished work; {RESUME_HINT if resumable else RERUN_HINT}")
+    return (
+        f"interrupted by {signal.Signals(signum).name}: {where}; no table was written from "
+        f"unfinished work; {RESUME_HINT if resumable else RERUN_HINT}"
+    )
 
 
 def kept_in(out: Path) -> list[str]:
@@ -132,8 +137,7 @@ def kept_in(out: Path) -> list[str]:
         kept.append("training.parquet")
     evaluated = sorted(p.stem for p in (out / "evaluations").glob("*.parquet"))
     if evaluated:
-        kept.append(f"evaluations of {_count(len(evaluated), 'scenario')} "
-                    f"({', '.join(evaluated)})")
+        kept.append(f"evaluations of {_count(len(evaluated), 'scenario')} ({', '.join(evaluated)})")
     return kept
 
 

@@ -8,6 +8,7 @@ names, numbers, digests and key FINGERPRINTS, never a key.
 ``identity`` digests the part of a record that decides a result (not the code version or the
 machine): a resumed or repeated job reuses finished work only when it matches.
 """
+
 from __future__ import annotations
 
 import functools
@@ -57,13 +58,18 @@ def machine() -> dict[str, Any]:
     model = platform.processor() or platform.machine()
     try:
         with open("/proc/cpuinfo", encoding="utf-8") as info:
-            model = next((line.split(":", 1)[1].strip() for line in info
-                          if line.startswith("model name")), model)
+            model = next(
+                (line.split(":", 1)[1].strip() for line in info if line.startswith("model name")),
+                model,
+            )
     except OSError:
         pass
     torch = sys.modules.get("torch")
-    gpus = [torch.cuda.get_device_name(i) for i in range(torch.cuda.device_count())] \
-        if torch is not None and torch.cuda.is_available() else []
+    gpus = (
+        [torch.cuda.get_device_name(i) for i in range(torch.cuda.device_count())]
+        if torch is not None and torch.cuda.is_available()
+        else []
+    )
     return {"cpu": model, "cores": os.cpu_count(), "gpus": gpus}
 
 
@@ -72,11 +78,20 @@ def git_commit() -> dict[str, Any]:
     if not (PACKAGE_ROOT / ".git").exists():
         return {"commit": None, "dirty": None}
     try:
-        head = subprocess.run(["git", "-C", str(PACKAGE_ROOT), "rev-parse", "HEAD"],
-                              capture_output=True, text=True, timeout=10, check=True)
-        status = subprocess.run(["git", "-C", str(PACKAGE_ROOT), "status", "--porcelain",
-                                 "--untracked-files=no"], capture_output=True, text=True,
-                                timeout=10, check=True)
+        head = subprocess.run(
+            ["git", "-C", str(PACKAGE_ROOT), "rev-parse", "HEAD"],
+            capture_output=True,
+            text=True,
+            timeout=10,
+            check=True,
+        )
+        status = subprocess.run(
+            ["git", "-C", str(PACKAGE_ROOT), "status", "--porcelain", "--untracked-files=no"],
+            capture_output=True,
+            text=True,
+            timeout=10,
+            check=True,
+        )
     except (OSError, subprocess.SubprocessError):
         return {"commit": None, "dirty": None}
     return {"commit": head.stdout.strip(), "dirty": bool(status.stdout.strip())}
@@ -86,8 +101,11 @@ def files_record(directory: Path, names: list[str], **limits: int | None) -> dic
     """A dataset as a job used it: its directory, the SHA-256 of each of its files that the
     job reads, and the limits it read them under."""
     root = Path(directory).resolve()
-    files = {name: file_digest(str(root / name), *_stamp(root / name)) for name in names
-             if (root / name).is_file()}
+    files = {
+        name: file_digest(str(root / name), *_stamp(root / name))
+        for name in names
+        if (root / name).is_file()
+    }
     return {"directory": str(root), "files": files, **limits}
 
 

@@ -10,6 +10,7 @@
   group, the signal reaches only the driver, which stops the job and then Ray. They still
   die with the driver: Ray starts them with the kernel's parent-death signal.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -49,6 +50,7 @@ def ray_session(num_cpus: int | None = None) -> Iterator[None]:
     # torch before ray.init: a job driver that loads torch only after joining a cluster died
     # at once with "Intel oneMKL FATAL ERROR: Cannot load libtorch_cpu.so" (RAY_NOTES.md).
     import torch  # noqa: F401
+
     if os.environ.get("RAY_ADDRESS"):
         log.info("joining the Ray cluster at %s", os.environ["RAY_ADDRESS"])
         ray.init(log_to_driver=True, **quiet)
@@ -62,10 +64,13 @@ def ray_session(num_cpus: int | None = None) -> Iterator[None]:
         for name, value in LOG_MONITOR_ENV.items():
             os.environ.setdefault(name, value)
         with own_session_for_ray_processes():
-            dashboard = ray.init(address="local",
-                                 num_cpus=max(num_cpus or 0, DEFAULT_LOCAL_CPUS),
-                                 include_dashboard=None, log_to_driver=True,
-                                 **quiet).dashboard_url
+            dashboard = ray.init(
+                address="local",
+                num_cpus=max(num_cpus or 0, DEFAULT_LOCAL_CPUS),
+                include_dashboard=None,
+                log_to_driver=True,
+                **quiet,
+            ).dashboard_url
     keep_driver_logging(handlers, level)
     if dashboard:
         log.info("Ray dashboard (jobs, actors, Train runs): http://%s", dashboard)

@@ -10,6 +10,7 @@ belong in a URI (URIs are logged and land in tables): ``check_uri`` refuses them
 reads them from the environment (``AWS_ACCESS_KEY_ID`` ...), the instance profile or the
 job's runtime environment instead.
 """
+
 from __future__ import annotations
 
 import io
@@ -37,14 +38,18 @@ def check_uri(location: str, what: str = "--storage") -> str:
     query = parse_qs(urlsplit(location).query)
     secrets = sorted(set(SECRET_OPTIONS) & set(query))
     if secrets:
-        raise LieRayError(f"{what} must not carry credentials ({', '.join(secrets)}): URIs are "
-                          "logged and stored in tables; pass them as AWS_ACCESS_KEY_ID / "
-                          "AWS_SECRET_ACCESS_KEY in the environment instead")
+        raise LieRayError(
+            f"{what} must not carry credentials ({', '.join(secrets)}): URIs are "
+            "logged and stored in tables; pass them as AWS_ACCESS_KEY_ID / "
+            "AWS_SECRET_ACCESS_KEY in the environment instead"
+        )
     try:
         pyarrow.fs.FileSystem.from_uri(location)
     except (pa.ArrowInvalid, pa.ArrowNotImplementedError, OSError) as err:
-        raise LieRayError(f"{what} {location!r} is not a usable location ({err}): pass a local "
-                          "path or a URI such as s3://bucket/prefix?region=us-east-1") from None
+        raise LieRayError(
+            f"{what} {location!r} is not a usable location ({err}): pass a local "
+            "path or a URI such as s3://bucket/prefix?region=us-east-1"
+        ) from None
     return location
 
 
@@ -74,7 +79,7 @@ def to_location(base: str | os.PathLike, fs_path: str) -> str:
     _, root = resolve(base)
     if not fs_path.startswith(root.rstrip("/") + "/"):
         raise LieRayError(f"{fs_path} is not under the storage {base}")
-    return join(base, fs_path[len(root.rstrip("/")) + 1:])
+    return join(base, fs_path[len(root.rstrip("/")) + 1 :])
 
 
 def exists(location: str | os.PathLike) -> bool:

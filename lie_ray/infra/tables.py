@@ -15,6 +15,7 @@ live in ``infra``, below the jobs, because a job reads another's table (evaluati
 training.parquet) and no job may import the report layer. A location is a table's file or
 the directory holding it, a local path or a storage URI.
 """
+
 from __future__ import annotations
 
 import os
@@ -39,23 +40,42 @@ TRAINED_COLUMNS = ("scenario", "encrypted", "key_policy", "checkpoint", "run_id"
 # Table I's fallback: clean errors from the training run's last epoch.
 TRAINING_COLUMNS = ("scenario", "train_error", "test_error", "epochs")
 # What the family table shows of each scenario (optional: older runs trained LE only).
-FAMILY_COLUMNS = ("scenario", "encrypted", "transform", "transform_block_size",
-                  "transform_variant")
+FAMILY_COLUMNS = ("scenario", "encrypted", "transform", "transform_block_size", "transform_variant")
 RESULT_COLUMNS = ("scenario", "evaluation", "epsilon", "n", "error", "ci_low", "ci_high")
 EXAMPLE_COLUMNS = ("scenario", "evaluation", "epsilon", "id", "correct", "linf", "attacked")
-PRIVACY_COLUMNS = ("transform", "attack", "threat_model", "k", "ssim", "ssim_low", "ssim_high",
-                   "psnr", "key_recovered", "key_space_log2", "keys_per_second",
-                   "brute_force_log10_years")
-CLUSTER_COLUMNS = ("time", "phase", "alive_nodes", "cpus_total", "cpus_used", "gpus_total",
-                   "gpus_used")
+PRIVACY_COLUMNS = (
+    "transform",
+    "attack",
+    "threat_model",
+    "k",
+    "ssim",
+    "ssim_low",
+    "ssim_high",
+    "psnr",
+    "key_recovered",
+    "key_space_log2",
+    "keys_per_second",
+    "brute_force_log10_years",
+)
+CLUSTER_COLUMNS = (
+    "time",
+    "phase",
+    "alive_nodes",
+    "cpus_total",
+    "cpus_used",
+    "gpus_total",
+    "gpus_used",
+)
 
 Location = str | os.PathLike
 
 
 # --- one reader per table ------------------------------------------------------------------
 
-def read_training(location: Location, columns: tuple[str, ...] = TRAINED_COLUMNS, *,
-                  optional: bool = False) -> pa.Table | None:
+
+def read_training(
+    location: Location, columns: tuple[str, ...] = TRAINED_COLUMNS, *, optional: bool = False
+) -> pa.Table | None:
     """``training.parquet`` as ``lie-ray train`` wrote it; ``optional``: None when absent."""
     path = table_path(location, TRAINING)
     if not exists(path):
@@ -98,22 +118,22 @@ def read_cluster(location: Location) -> pa.Table | None:
 
 # --- checks --------------------------------------------------------------------------------
 
+
 def read_table(location: Location, columns: tuple[str, ...]) -> pa.Table:
     """Any of the tables, checked for ``columns``; unreadable is a one-line error."""
     try:  # a local path straight to pyarrow, so its errors read as they always have
-        table = (storage.read_table(location) if storage.is_uri(location)
-                 else pq.read_table(location))
+        table = (
+            storage.read_table(location) if storage.is_uri(location) else pq.read_table(location)
+        )
     except (OSError, pa.ArrowInvalid) as err:
-        raise LieRayError(f"cannot read {location} ({err}): rerun the step that wrote it"
-                          ) from None
+        raise LieRayError(f"cannot read {location} ({err}): rerun the step that wrote it") from None
     check_columns(table, columns, str(location))
     check_rates(table, tuple(c for c in columns if c in RATE_COLUMNS), str(location))
     return table
 
 
 # Columns that hold a rate, wherever they appear: a value outside [0, 1] is a broken table.
-RATE_COLUMNS = ("error", "ci_low", "ci_high", "train_error", "test_error",
-                "clean_train_error")
+RATE_COLUMNS = ("error", "ci_low", "ci_high", "train_error", "test_error", "clean_train_error")
 
 
 def check_rates(table: pa.Table, columns: tuple[str, ...], where: str) -> None:
@@ -127,16 +147,20 @@ def check_rates(table: pa.Table, columns: tuple[str, ...], where: str) -> None:
         bad = pc.invert(pc.fill_null(valid, False))
         if pc.any(bad).as_py():
             first = values.filter(bad)[0].as_py()
-            raise LieRayError(f"{where}: column {name} holds {first!r}, not an error rate in "
-                              "[0, 1]: the table is damaged or was not written by lie_ray; "
-                              "rerun the step that wrote it")
+            raise LieRayError(
+                f"{where}: column {name} holds {first!r}, not an error rate in "
+                "[0, 1]: the table is damaged or was not written by lie_ray; "
+                "rerun the step that wrote it"
+            )
 
 
 def check_columns(table: pa.Table, columns: tuple[str, ...], where: str) -> None:
     missing = [c for c in columns if c not in table.column_names]
     if missing:
-        raise LieRayError(f"{where} lacks columns {missing}: it was written by another version; "
-                          "rerun the step that wrote it")
+        raise LieRayError(
+            f"{where} lacks columns {missing}: it was written by another version; "
+            "rerun the step that wrote it"
+        )
 
 
 def table_path(location: Location, name: str) -> Path | str:

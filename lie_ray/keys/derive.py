@@ -6,6 +6,7 @@ per-minibatch and per-image keys are reproducible
 anywhere the master is, without ever being stored. Long draws come in chunks of their own info
 (HKDF expands at most 255 hash blocks per call).
 """
+
 from __future__ import annotations
 
 import math
@@ -34,8 +35,10 @@ def derive_u64(key: "Key", info: str, count: int) -> np.ndarray:
     """``count`` pseudorandom 64-bit values from (master secret, info)."""
     if count <= _HKDF_MAX_U64:
         return np.frombuffer(key.stream(info, 8 * count), dtype="<u8").copy()
-    chunks = [key.stream(f"{info}/chunk/{start}", 8 * min(_HKDF_MAX_U64, count - start))
-              for start in range(0, count, _HKDF_MAX_U64)]
+    chunks = [
+        key.stream(f"{info}/chunk/{start}", 8 * min(_HKDF_MAX_U64, count - start))
+        for start in range(0, count, _HKDF_MAX_U64)
+    ]
     return np.frombuffer(b"".join(chunks), dtype="<u8").copy()
 
 

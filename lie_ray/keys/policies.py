@@ -7,6 +7,7 @@ position in a stream, makes the result independent of how Ray Data splits, order
 rows, and reproducible in any later run. A new policy (per-epoch, per-client, ...) is one small
 subclass registered in ``POLICIES``.
 """
+
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
@@ -37,8 +38,9 @@ class KeyPolicy(ABC):
     def check_key(self, key: Key) -> None:
         """Raise if ``key`` cannot serve this policy."""
 
-    def encrypt(self, key: "KeyedTransform", images: np.ndarray, ids: np.ndarray, split: str
-                ) -> tuple[np.ndarray, np.ndarray]:
+    def encrypt(
+        self, key: "KeyedTransform", images: np.ndarray, ids: np.ndarray, split: str
+    ) -> tuple[np.ndarray, np.ndarray]:
         """Encrypt uint8 NHWC ``images``; return them with each row's sub-key label.
         Output dtype is the transform's."""
         labels = self.labels(np.asarray(ids), split)
@@ -51,8 +53,14 @@ class KeyPolicy(ABC):
             out[rows] = piece
         return (images.copy() if out is None else out), labels
 
-    def encrypt_torch(self, key: "KeyedTransform", images: "torch.Tensor", ids: np.ndarray,
-                      split: str, backward: str | None = None) -> "torch.Tensor":
+    def encrypt_torch(
+        self,
+        key: "KeyedTransform",
+        images: "torch.Tensor",
+        ids: np.ndarray,
+        split: str,
+        backward: str | None = None,
+    ) -> "torch.Tensor":
         """The autograd twin of ``encrypt`` for float NCHW tensors on any device: the same
         ciphertext, with the chosen backward pass (``Transform.with_grad``: the true gradient
         where the transform has one, else the named BPDA surrogate; None: its default)."""
@@ -66,8 +74,7 @@ class KeyPolicy(ABC):
         pieces = []
         for label in distinct:  # one call per distinct sub-key in the batch
             rows = torch.from_numpy(np.flatnonzero(labels == label)).to(images.device)
-            pieces.append(key.cipher(str(label)).with_grad(images.index_select(0, rows),
-                                                           backward))
+            pieces.append(key.cipher(str(label)).with_grad(images.index_select(0, rows), backward))
         grouped = torch.cat(pieces)  # rows in the order of ``order``
         restore = torch.from_numpy(np.argsort(order, kind="stable")).to(images.device)
         return grouped.index_select(0, restore)
@@ -96,13 +103,16 @@ class IdGroupPolicy(KeyPolicy):
 
     def __init__(self, batch_size: int = 128):
         if batch_size < 1:
-            raise LieRayError(f"{self.name} key group size must be >= 1, got {batch_size}: pass "
-                              "--key-batch-size 1 or more (128 by default)")
+            raise LieRayError(
+                f"{self.name} key group size must be >= 1, got {batch_size}: pass "
+                "--key-batch-size 1 or more (128 by default)"
+            )
         self.batch_size = batch_size
 
     def labels(self, ids: np.ndarray, split: str) -> np.ndarray:
-        groups, row_group = np.unique(np.asarray(ids, dtype=np.int64) // self.batch_size,
-                                      return_inverse=True)
+        groups, row_group = np.unique(
+            np.asarray(ids, dtype=np.int64) // self.batch_size, return_inverse=True
+        )
         names = np.array([f"batch/{split}/{g}" for g in groups], dtype=object)
         return names[row_group.reshape(-1)]
 
@@ -139,18 +149,22 @@ class PerImagePolicy(IdGroupPolicy):
         super().__init__(1)
 
     def labels(self, ids: np.ndarray, split: str) -> np.ndarray:
-        return np.array([f"image/{split}/{int(i)}" for i in np.asarray(ids).reshape(-1)],
-                        dtype=object)
+        return np.array(
+            [f"image/{split}/{int(i)}" for i in np.asarray(ids).reshape(-1)], dtype=object
+        )
 
 
-POLICIES: dict[str, type[KeyPolicy]] = {cls.name: cls for cls in (
-    FixedPolicy, IdGroupPolicy, PerMinibatchPolicy, PerImagePolicy)}
+POLICIES: dict[str, type[KeyPolicy]] = {
+    cls.name: cls for cls in (FixedPolicy, IdGroupPolicy, PerMinibatchPolicy, PerImagePolicy)
+}
 # Policies with options: the key-batch size is theirs, and their run records carry it.
 GROUPED = ("id-group", "per-minibatch")
-RETIRED = {"per-batch": "'per-batch' is retired (it gave a fixed key to each group of ids, "
-                        "not a fresh key per batch): choose 'per-minibatch' (a fresh key for "
-                        "every training mini-batch, the paper's DK) or 'id-group' (what "
-                        "'per-batch' did)"}
+RETIRED = {
+    "per-batch": "'per-batch' is retired (it gave a fixed key to each group of ids, "
+    "not a fresh key per batch): choose 'per-minibatch' (a fresh key for "
+    "every training mini-batch, the paper's DK) or 'id-group' (what "
+    "'per-batch' did)"
+}
 
 
 def unknown_policy(name: object) -> str:
@@ -178,8 +192,9 @@ class PolicySpec:
         return make_policy(self.name, **options)
 
 
-def load_key_for_policies(key_path, policies, key_batch_size: int = 128,
-                          block_size: int | None = None) -> Key | None:
+def load_key_for_policies(
+    key_path, policies, key_batch_size: int = 128, block_size: int | None = None
+) -> Key | None:
     """Load ``key_path`` and check it can serve every named policy on CIFAR-sized images.
 
     What a job runs in its driver before Ray starts, so that a missing, exposed, damaged or
@@ -189,8 +204,9 @@ def load_key_for_policies(key_path, policies, key_batch_size: int = 128,
     """
     if key_path is None:
         if policies:
-            raise LieRayError("encrypted scenarios need a key: pass --key FILE (make one with "
-                              "'lie-ray keygen')")
+            raise LieRayError(
+                "encrypted scenarios need a key: pass --key FILE (make one with 'lie-ray keygen')"
+            )
         return None
     specs = {PolicySpec(name, key_batch_size) for name in policies}
     for spec in specs:  # an unknown policy is the user's first mistake to hear about

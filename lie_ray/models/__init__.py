@@ -1,4 +1,5 @@
 """Networks: the CIFAR ResNet18 and Tanaka's adaptation network, and the scenario factory."""
+
 from lie_ray.models.adaptation import AdaptationNetwork
 from lie_ray.models.factory import build_model
 from lie_ray.models.resnet import ResNet18

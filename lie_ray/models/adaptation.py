@@ -5,13 +5,15 @@ matching the cipher's block structure, so it can learn to undo the key's per-blo
 1x1 layers then mix within a block and pixel shuffle restores full resolution with C channels
 (Tanaka used C = 32) for whatever classifier follows.
 """
+
 from __future__ import annotations
 
 from torch import nn
 
 
-def AdaptationNetwork(block_size: int = 4, out_channels: int = 32, in_channels: int = 3
-                      ) -> nn.Sequential:
+def AdaptationNetwork(
+    block_size: int = 4, out_channels: int = 32, in_channels: int = 3
+) -> nn.Sequential:
     block_features = block_size * block_size * in_channels
     return nn.Sequential(
         nn.BatchNorm2d(in_channels),

@@ -9,6 +9,7 @@
   takes minutes, paid back over the ``paper`` preset's 100 epochs, not over a smoke run.
   ``Module.compile`` compiles in place, so checkpoints keep their plain state-dict keys.
 """
+
 from __future__ import annotations
 
 import numpy as np
@@ -21,8 +22,9 @@ def configure(device: torch.device) -> None:
         torch.backends.cudnn.benchmark = True
 
 
-def prepare_network(model: torch.nn.Module, device: torch.device, compile: bool = False
-                    ) -> torch.nn.Module:
+def prepare_network(
+    model: torch.nn.Module, device: torch.device, compile: bool = False
+) -> torch.nn.Module:
     """``model`` on ``device``, in channels-last layout on GPUs, compiled when asked."""
     model = model.to(device)
     if device.type == "cuda":

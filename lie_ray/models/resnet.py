@@ -4,6 +4,7 @@ CIFAR variant: 3x3 stride-1 stem and no max-pool, so 32x32 inputs keep their res
 the first stage. ``width`` scales every stage (64 is the standard network; 16 trains on a
 2-core laptop), and ``in_channels`` lets it sit behind the adaptation network's C channels.
 """
+
 from __future__ import annotations
 
 import torch
@@ -23,7 +24,8 @@ class BasicBlock(nn.Module):
         self.shortcut = nn.Sequential()
         if stride != 1 or in_planes != planes:
             self.shortcut = nn.Sequential(
-                nn.Conv2d(in_planes, planes, 1, stride=stride, bias=False), nn.BatchNorm2d(planes))
+                nn.Conv2d(in_planes, planes, 1, stride=stride, bias=False), nn.BatchNorm2d(planes)
+            )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         out = F.relu(self.bn1(self.conv1(x)))
@@ -32,8 +34,9 @@ class BasicBlock(nn.Module):
 
 
 class ResNet(nn.Module):
-    def __init__(self, num_blocks: list[int], num_classes: int = 10, in_channels: int = 3,
-                 width: int = 64):
+    def __init__(
+        self, num_blocks: list[int], num_classes: int = 10, in_channels: int = 3, width: int = 64
+    ):
         super().__init__()
         self.in_planes = width
         self.conv1 = nn.Conv2d(in_channels, width, 3, stride=1, padding=1, bias=False)

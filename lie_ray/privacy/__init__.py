@@ -10,6 +10,7 @@ exact attack on one transform), ``run`` (the ``lie-ray privacy`` job) and ``api`
     found = privacy.attack("shuffle", images, attacker_images=own)
     found.results.to_pandas()      # the columns of privacy.parquet
 """
+
 __all__ = ["Privacy", "attack"]
 
 

@@ -10,6 +10,7 @@ who used that password falls in 792 trials; lie_ray's FFX derives a 128-bit pass
 master key, which no trial here can reach (the key space counts it: ``FFX.key_space_log2``),
 so the search finds nothing. The attack is never handed the defender's own lookup.
 """
+
 from __future__ import annotations
 
 import itertools
@@ -41,8 +42,9 @@ def public_guesses(name: str) -> list[dict[str, np.ndarray]]:
     return [{}]
 
 
-def brute_force(name: str, block_size: int, plain: np.ndarray, observed: np.ndarray
-                ) -> tuple[list[dict[str, np.ndarray]], int, float]:
+def brute_force(
+    name: str, block_size: int, plain: np.ndarray, observed: np.ndarray
+) -> tuple[list[dict[str, np.ndarray]], int, float]:
     """Every reference key consistent with one known pair (``plain`` -> ``observed``, all the
     attacker holds); keys tried; keys per second."""
     candidates = reference_binary_keys(block_size)
@@ -52,7 +54,8 @@ def brute_force(name: str, block_size: int, plain: np.ndarray, observed: np.ndar
         for flip in candidates:  # the attack IS one trial per key
             arrays = {"flip": flip, **public}
             tried += 1
-            if np.array_equal(targets.from_arrays(name, arrays, block_size).encrypt(plain),
-                              observed):
+            if np.array_equal(
+                targets.from_arrays(name, arrays, block_size).encrypt(plain), observed
+            ):
                 found.append(arrays)
     return found, tried, tried / (time.perf_counter() - started)

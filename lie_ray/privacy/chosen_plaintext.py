@@ -8,6 +8,7 @@ saturated, correlated channels) may need several. PE's key is per pixel, so nois
 the odd pixel with two equal channels: its probe is one flat colour of three distinct values. The probes are fed to the transform's known-plaintext
 recovery one at a time and counted.
 """
+
 from __future__ import annotations
 
 import numpy as np
@@ -22,8 +23,9 @@ IMAGE_SHAPE = (32, 32, 3)
 PIXEL_PROBE = np.array([10, 100, 200], dtype=np.uint8)
 
 
-def crafted_probes(name: str, count: int, seed: int, shape: tuple[int, int, int] = IMAGE_SHAPE
-                   ) -> np.ndarray:
+def crafted_probes(
+    name: str, count: int, seed: int, shape: tuple[int, int, int] = IMAGE_SHAPE
+) -> np.ndarray:
     """The probes offered for transform ``name``: a flat colour first where one reveals the
     key (PE), else noise."""
     probes = noise_probes(count, seed, shape)
@@ -32,7 +34,6 @@ def crafted_probes(name: str, count: int, seed: int, shape: tuple[int, int, int]
     return probes
 
 
-def noise_probes(count: int, seed: int, shape: tuple[int, int, int] = IMAGE_SHAPE
-                 ) -> np.ndarray:
+def noise_probes(count: int, seed: int, shape: tuple[int, int, int] = IMAGE_SHAPE) -> np.ndarray:
     """``count`` uint8 NHWC images of independent uniform bytes."""
     return np.random.default_rng(seed).integers(0, 256, size=(count, *shape), dtype=np.uint8)

@@ -8,6 +8,7 @@ removes nothing. Block-mean applies where a transform keeps every value inside i
 plain image at 1/M resolution. Scored against the true plain image like every other
 reconstruction.
 """
+
 from __future__ import annotations
 
 import numpy as np

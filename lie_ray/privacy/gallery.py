@@ -4,6 +4,7 @@ The reconstructions exist only in the job's memory (the table keeps their scores
 draws the gallery itself, as the evaluation job draws ``gallery.png``; the privacy section
 (``lie_ray.report.privacy``) is rebuilt from ``privacy.parquet`` alone and links the picture.
 """
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -14,8 +15,16 @@ from lie_ray.infra.images import save_grid
 
 GALLERY = "privacy_gallery.png"
 # The attacks in the order of the gallery's rows and of the privacy table.
-ATTACK_ORDER = ("ciphertext", "fr-basic", "block-mean", "itn", "known-plaintext", "chosen-plaintext",
-                "brute-force", "key-space")
+ATTACK_ORDER = (
+    "ciphertext",
+    "fr-basic",
+    "block-mean",
+    "itn",
+    "known-plaintext",
+    "chosen-plaintext",
+    "brute-force",
+    "key-space",
+)
 
 
 def write_gallery(gallery: list, path: Path) -> None:

@@ -5,6 +5,7 @@ The rate is measured, not assumed: keys per second a known-plaintext brute force
 this machine (build the transform for a candidate key, encrypt one known plain image, compare
 with its ciphertext). The expected brute-force time is half the key space at that rate.
 """
+
 from __future__ import annotations
 
 import math
@@ -16,8 +17,7 @@ import numpy as np
 SECONDS_PER_YEAR = 365.25 * 24 * 3600
 
 
-def keys_per_second(try_key: Callable[[int], object], budget_s: float, min_keys: int = 20
-                    ) -> float:
+def keys_per_second(try_key: Callable[[int], object], budget_s: float, min_keys: int = 20) -> float:
     """Call ``try_key(i)`` for i = 0, 1, ... until ``budget_s`` passed (at least ``min_keys``
     times); return the rate."""
     started = time.perf_counter()

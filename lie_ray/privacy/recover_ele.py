@@ -6,6 +6,7 @@ nibble b of input block j (reversed or not)" live in a (blocks, blocks, 2d, 2d) 
 over the observed pairs: a block pair stays possible while every output nibble keeps a source.
 Natural images settle it slowly (their nibbles repeat); a handful of noise probes settle it.
 """
+
 from __future__ import annotations
 
 import numpy as np

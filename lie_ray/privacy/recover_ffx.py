@@ -10,6 +10,7 @@ position is proved one way or the other and all 256 looked-up values are known. 
 lookup is then the smallest ``peak`` whose multiples reproduce every ratio exactly: what the
 encryption divides by is all it depends on, so that key encrypts as the true one does.
 """
+
 from __future__ import annotations
 
 import numpy as np
@@ -44,8 +45,7 @@ class FfxCandidates:
 
     @property
     def determined(self) -> bool:
-        return bool((self.flipped | self.proved_kept()).all() and
-                    not np.isnan(self.ratio).any())
+        return bool((self.flipped | self.proved_kept()).all() and not np.isnan(self.ratio).any())
 
     def arrays(self) -> dict[str, np.ndarray]:
         """The key from what was seen; unseen looked-up values get unused codes (the peak
@@ -56,7 +56,7 @@ class FfxCandidates:
         lookup[known] = np.rint(self.ratio[known].astype(np.float64) * peak).astype(np.int64)
         used = set(lookup[known].tolist())
         unused = [code for code in range(peak, -1, -1) if code not in used]
-        lookup[~known] = unused[:int((~known).sum())]
+        lookup[~known] = unused[: int((~known).sum())]
         return {"flip": self.flipped.copy(), "lookup": lookup}
 
 
@@ -65,7 +65,10 @@ def smallest_peak(ratios: np.ndarray) -> int:
     give back every ratio exactly as FFX's float32 table does."""
     for peak in range(LOOKUP_SIZE - 1, CODE_SPACE):
         codes = np.rint(ratios.astype(np.float64) * peak)
-        if codes.max(initial=0) <= peak and len(np.unique(codes)) == len(codes) and \
-                np.array_equal(codes.astype(np.float32) / np.float32(peak), ratios):
+        if (
+            codes.max(initial=0) <= peak
+            and len(np.unique(codes)) == len(codes)
+            and np.array_equal(codes.astype(np.float32) / np.float32(peak), ratios)
+        ):
             return peak
     return CODE_SPACE - 1  # no exact fit: not FFX's paper variant

@@ -5,6 +5,7 @@ channel's ``inv`` is 0. Per pixel a (3 x 3) table of candidates "output c reads 
 or negated, is ANDed over the observed images; a grey pixel (equal channels) leaves several, so
 natural images need a few pairs where one crafted probe (three distinct values) settles all.
 """
+
 from __future__ import annotations
 
 import numpy as np
@@ -44,8 +45,9 @@ class PixelCandidates:
         colour = self.codes().argmax(axis=1)
         source = COLOUR_TABLE[colour]  # (pixels, 3): input channel read by output channel c
         pixels = np.arange(len(source))[:, None]
-        negated = self.reversed[pixels, np.arange(3), source] & ~self.same[
-            pixels, np.arange(3), source]
+        negated = (
+            self.reversed[pixels, np.arange(3), source] & ~self.same[pixels, np.arange(3), source]
+        )
         inv = np.ones((len(source), 3), dtype=np.int64)
         inv[pixels, source] = np.where(negated, 0, 1)  # inv is indexed by INPUT channel
         return {"inv": inv.reshape(-1), "colour": colour.astype(np.int64)}

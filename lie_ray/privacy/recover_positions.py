@@ -7,6 +7,7 @@ while it holds in EVERY observed block, so each new block can only remove candid
 (positions x positions) boolean tables, ANDed over the blocks of each new image pair. When one
 candidate is left per output position the key is known.
 """
+
 from __future__ import annotations
 
 import numpy as np
@@ -18,8 +19,11 @@ CHUNK_BLOCKS = 512  # blocks per vectorised comparison: 512 x 96 x 96 bools = 4.
 def block_bytes(images: np.ndarray, m: int) -> np.ndarray:
     """uint8 NHWC images -> (n_blocks_total, M*M*C) in (row, col, channel) order."""
     n, h, w, c = images.shape
-    return (images.reshape(n, h // m, m, w // m, m, c).transpose(0, 1, 3, 2, 4, 5)
-            .reshape(-1, m * m * c))
+    return (
+        images.reshape(n, h // m, m, w // m, m, c)
+        .transpose(0, 1, 3, 2, 4, 5)
+        .reshape(-1, m * m * c)
+    )
 
 
 def le_nibbles(images: np.ndarray, m: int) -> np.ndarray:
@@ -37,8 +41,9 @@ class PositionCandidates:
 
     def __init__(self, block_size: int, channels: int = 3):
         self.block_size = block_size
-        size = len(self.symbols(np.zeros((1, block_size, block_size, channels), np.uint8),
-                                block_size)[0])
+        size = len(
+            self.symbols(np.zeros((1, block_size, block_size, channels), np.uint8), block_size)[0]
+        )
         start = np.eye(size, dtype=bool) if self.diagonal else np.ones((size, size), bool)
         self.same = start.copy()
         self.reversed = start.copy() if self.reverse_max is not None else np.zeros_like(start)
@@ -47,7 +52,10 @@ class PositionCandidates:
         p = self.symbols(plain, self.block_size)
         c = self.symbols(cipher, self.block_size)
         for start in range(0, len(p), CHUNK_BLOCKS):  # chunks bound memory; not a pixel loop
-            pc, cc = p[start:start + CHUNK_BLOCKS, None, :], c[start:start + CHUNK_BLOCKS, :, None]
+            pc, cc = (
+                p[start : start + CHUNK_BLOCKS, None, :],
+                c[start : start + CHUNK_BLOCKS, :, None],
+            )
             self.same &= (cc == pc).all(axis=0)
             if self.reverse_max is not None:
                 self.reversed &= (cc == self.reverse_max - pc).all(axis=0)

@@ -1,5 +1,6 @@
 """Privacy presets: ``smoke`` (every transform x attack in about a minute on 2 cores) and
 ``paper`` (the real ITN budget and more keys and images). Plain, non-secret values."""
+
 from __future__ import annotations
 
 import dataclasses
@@ -34,9 +35,13 @@ class PrivacySettings:
 
 PRIVACY_PRESETS = {
     "paper": PrivacySettings(),
-    "smoke": PrivacySettings(test_images=256, kp_keys=10, kp_max_k=8, audit_seconds=0.2,
-                             itn=ItnSettings(images=768, images_per_key=16, epochs=4,
-                                             width=32)),
+    "smoke": PrivacySettings(
+        test_images=256,
+        kp_keys=10,
+        kp_max_k=8,
+        audit_seconds=0.2,
+        itn=ItnSettings(images=768, images_per_key=16, epochs=4, width=32),
+    ),
 }
 PRIVACY_PRESETS["family"] = PRIVACY_PRESETS["smoke"]  # the family study's privacy phase
 PRIVACY_PRESETS["study"] = PRIVACY_PRESETS["smoke"]

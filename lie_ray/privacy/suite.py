@@ -15,6 +15,7 @@ the key the statistics over keys draw their keys from (a sub-key per label); the
 transform is passed whole, so an object built outside lie_ray is attacked as it is. Keys
 appear in rows only as fingerprints.
 """
+
 from __future__ import annotations
 
 import logging
@@ -32,22 +33,41 @@ from lie_ray.transforms import Transform, transform_class
 
 log = logging.getLogger("lie_ray")
 
-SCHEMA = pa.schema([
-    ("transform", pa.string()), ("block_size", pa.int64()), ("attack", pa.string()),
-    ("threat_model", pa.string()), ("k", pa.int64()), ("n", pa.int64()),
-    ("ssim", pa.float64()), ("ssim_low", pa.float64()), ("ssim_high", pa.float64()),
-    # PSNR: median and quartiles over images; exact_share: images reconstructed exactly.
-    ("psnr", pa.float64()), ("psnr_low", pa.float64()), ("psnr_high", pa.float64()),
-    ("exact_share", pa.float64()),
-    ("key_recovered", pa.bool_()), ("keys_tested", pa.int64()),
-    ("key_space_log2", pa.float64()), ("keys_per_second", pa.float64()),
-    ("brute_force_log10_years", pa.float64()), ("seconds", pa.float64()),
-    ("key_fingerprint", pa.string()),
-])
-THREATS = {"ciphertext": "none", "known-plaintext": "known-plaintext",
-           "chosen-plaintext": "chosen-plaintext", "brute-force": "known-plaintext",
-           "fr-basic": "ciphertext-only", "block-mean": "ciphertext-only",
-           "itn": "ciphertext-only + own data", "key-space": "brute force"}
+SCHEMA = pa.schema(
+    [
+        ("transform", pa.string()),
+        ("block_size", pa.int64()),
+        ("attack", pa.string()),
+        ("threat_model", pa.string()),
+        ("k", pa.int64()),
+        ("n", pa.int64()),
+        ("ssim", pa.float64()),
+        ("ssim_low", pa.float64()),
+        ("ssim_high", pa.float64()),
+        # PSNR: median and quartiles over images; exact_share: images reconstructed exactly.
+        ("psnr", pa.float64()),
+        ("psnr_low", pa.float64()),
+        ("psnr_high", pa.float64()),
+        ("exact_share", pa.float64()),
+        ("key_recovered", pa.bool_()),
+        ("keys_tested", pa.int64()),
+        ("key_space_log2", pa.float64()),
+        ("keys_per_second", pa.float64()),
+        ("brute_force_log10_years", pa.float64()),
+        ("seconds", pa.float64()),
+        ("key_fingerprint", pa.string()),
+    ]
+)
+THREATS = {
+    "ciphertext": "none",
+    "known-plaintext": "known-plaintext",
+    "chosen-plaintext": "chosen-plaintext",
+    "brute-force": "known-plaintext",
+    "fr-basic": "ciphertext-only",
+    "block-mean": "ciphertext-only",
+    "itn": "ciphertext-only + own data",
+    "key-space": "brute force",
+}
 ATTACKS = tuple(THREATS)
 
 
@@ -64,9 +84,15 @@ def applicable(name: str) -> dict[str, str]:
     return why
 
 
-def exact_attacks(name: str, defender: Transform, master: Key, plain: np.ndarray,
-                  pool: np.ndarray, settings: PrivacySettings, wanted: set[str]
-                  ) -> tuple[list[dict], dict[str, np.ndarray]]:
+def exact_attacks(
+    name: str,
+    defender: Transform,
+    master: Key,
+    plain: np.ndarray,
+    pool: np.ndarray,
+    settings: PrivacySettings,
+    wanted: set[str],
+) -> tuple[list[dict], dict[str, np.ndarray]]:
     """The rows of every wanted exact attack on ``defender`` (transform ``name``) over its
     images ``plain``, and each attack's reconstruction of them; ``pool`` holds the images the
     known-plaintext statistic over keys draws its pairs from."""
@@ -83,11 +109,13 @@ def exact_attacks(name: str, defender: Transform, master: Key, plain: np.ndarray
         rows.append(row(name, "block-mean", defender, k=0, **score(found["block-mean"], plain)))
     if "known-plaintext" in wanted:
         kp_row, found["known-plaintext"] = known_plaintext_attack(
-            name, defender, master, pool, plain, encrypted, settings)
+            name, defender, master, pool, plain, encrypted, settings
+        )
         rows.append(kp_row)
     if "chosen-plaintext" in wanted:
         cp_row, found["chosen-plaintext"] = chosen_plaintext_attack(
-            name, defender, plain, encrypted, settings)
+            name, defender, plain, encrypted, settings
+        )
         rows.append(cp_row)
     if "brute-force" in wanted:
         rows.append(brute_force_row(name, master, plain))
@@ -97,8 +125,14 @@ def exact_attacks(name: str, defender: Transform, master: Key, plain: np.ndarray
 
 
 def row(name: str, attack: str, target: Transform, **values) -> dict:
-    return {"transform": name, "block_size": target.block_size, "attack": attack,
-            "threat_model": THREATS[attack], "key_fingerprint": target.fingerprint, **values}
+    return {
+        "transform": name,
+        "block_size": target.block_size,
+        "attack": attack,
+        "threat_model": THREATS[attack],
+        "key_fingerprint": target.fingerprint,
+        **values,
+    }
 
 
 def known_plaintext_attack(name, defender, master, pool, plain, encrypted, settings):
@@ -108,37 +142,52 @@ def known_plaintext_attack(name, defender, master, pool, plain, encrypted, setti
     started = time.monotonic()
     ks, exact = [], []
     for i in range(settings.kp_keys):  # one key per iteration: the statistic is over keys
-        target = targets.build(name, master, defender.block_size,
-                               f"privacy/known-plaintext/{i}")
-        chosen = pool[np.random.default_rng(i).permutation(len(pool))[:settings.kp_max_k]]
-        k, arrays = known_plaintext.smallest_k(name, chosen, target.encrypt(chosen),
-                                               defender.block_size)
+        target = targets.build(name, master, defender.block_size, f"privacy/known-plaintext/{i}")
+        chosen = pool[np.random.default_rng(i).permutation(len(pool))[: settings.kp_max_k]]
+        k, arrays = known_plaintext.smallest_k(
+            name, chosen, target.encrypt(chosen), defender.block_size
+        )
         ks.append(k)
         exact.append(known_plaintext.equivalent(name, arrays, target))
     k_all = None if None in ks else max(ks)
     log.info("known-plaintext %s: k per key %s, exact %d/%d", name, ks, sum(exact), len(exact))
     pairs = min(k_all or settings.kp_max_k, len(plain) - 1)
-    _, arrays = known_plaintext.smallest_k(name, plain[:pairs], encrypted[:pairs],
-                                           defender.block_size)
+    _, arrays = known_plaintext.smallest_k(
+        name, plain[:pairs], encrypted[:pairs], defender.block_size
+    )
     recovered = targets.from_arrays(name, arrays, defender.block_size).decrypt_any(encrypted)
     values = score(recovered[pairs:], plain[pairs:])
-    return row(name, "known-plaintext", defender, k=k_all,
-               key_recovered=all(exact) and known_plaintext.equivalent(name, arrays, defender),
-               keys_tested=len(exact),
-               seconds=time.monotonic() - started, **values), recovered
+    return row(
+        name,
+        "known-plaintext",
+        defender,
+        k=k_all,
+        key_recovered=all(exact) and known_plaintext.equivalent(name, arrays, defender),
+        keys_tested=len(exact),
+        seconds=time.monotonic() - started,
+        **values,
+    ), recovered
 
 
 def chosen_plaintext_attack(name, defender, plain, encrypted, settings):
     started = time.monotonic()
-    probes = chosen_plaintext.crafted_probes(name, settings.max_probes, seed=0,
-                                             shape=plain.shape[1:])
-    k, arrays = known_plaintext.smallest_k(name, probes, defender.encrypt(probes),
-                                           defender.block_size)
+    probes = chosen_plaintext.crafted_probes(
+        name, settings.max_probes, seed=0, shape=plain.shape[1:]
+    )
+    k, arrays = known_plaintext.smallest_k(
+        name, probes, defender.encrypt(probes), defender.block_size
+    )
     recovered = targets.from_arrays(name, arrays, defender.block_size).decrypt_any(encrypted)
-    return row(name, "chosen-plaintext", defender, k=k,
-               key_recovered=known_plaintext.equivalent(name, arrays, defender),
-               keys_tested=1, seconds=time.monotonic() - started,
-               **score(recovered, plain)), recovered
+    return row(
+        name,
+        "chosen-plaintext",
+        defender,
+        k=k,
+        key_recovered=known_plaintext.equivalent(name, arrays, defender),
+        keys_tested=1,
+        seconds=time.monotonic() - started,
+        **score(recovered, plain),
+    ), recovered
 
 
 def brute_force_row(name, master, plain) -> dict:
@@ -148,28 +197,43 @@ def brute_force_row(name, master, plain) -> dict:
     started = time.monotonic()
     defender = targets.build(name, master, brute_force.BLOCK_SIZE, FIXED_LABEL)
     encrypted = defender.encrypt(plain)
-    found, tried, _ = brute_force.brute_force(name, brute_force.BLOCK_SIZE, plain[:1],
-                                              encrypted[:1])
+    found, tried, _ = brute_force.brute_force(
+        name, brute_force.BLOCK_SIZE, plain[:1], encrypted[:1]
+    )
     values = {}
     if len(found) == 1:
         recovered = targets.from_arrays(name, found[0], brute_force.BLOCK_SIZE)
         values = score(recovered.decrypt_any(encrypted[1:]), plain[1:])
-    return row(name, "brute-force", defender, k=1, keys_tested=tried,
-               key_recovered=len(found) == 1 and known_plaintext.equivalent(
-                   name, found[0], defender),
-               seconds=time.monotonic() - started, **values)
+    return row(
+        name,
+        "brute-force",
+        defender,
+        k=1,
+        keys_tested=tried,
+        key_recovered=len(found) == 1 and known_plaintext.equivalent(name, found[0], defender),
+        seconds=time.monotonic() - started,
+        **values,
+    )
 
 
 def key_space_row(name, defender, plain, settings) -> dict:
     """Measure keys/s of a known-plaintext brute force: build a candidate, encrypt, compare."""
-    master, image, observed = generate_key(settings.block_size), plain[:1], defender.encrypt(
-        plain[:1])
+    master, image, observed = (
+        generate_key(settings.block_size),
+        plain[:1],
+        defender.encrypt(plain[:1]),
+    )
 
     def try_key(i: int) -> bool:
         candidate = targets.build(name, master, defender.block_size, f"audit/{i}")
         return keyspace.matches(candidate.encrypt(image), observed)
 
     rate = keyspace.keys_per_second(try_key, settings.audit_seconds)
-    return row(name, "key-space", defender, key_space_log2=defender.key_space_log2,
-               keys_per_second=rate, brute_force_log10_years=keyspace.brute_force_log10_years(
-                   defender.key_space_log2, rate))
+    return row(
+        name,
+        "key-space",
+        defender,
+        key_space_log2=defender.key_space_log2,
+        keys_per_second=rate,
+        brute_force_log10_years=keyspace.brute_force_log10_years(defender.key_space_log2, rate),
+    )

@@ -7,6 +7,7 @@ from recovered arrays (to decrypt with it), and its key-space size. The family p
 them; this module only picks each transform's block size: the key's where the transform's
 papers use it, else the transform's own (PE works on single pixels, EtC and ELE on 4x4 blocks).
 """
+
 from __future__ import annotations
 
 from typing import Any
@@ -27,8 +28,10 @@ def check_names(chosen: list[str]) -> list[str]:
     known = names()
     unknown = [n for n in chosen if n not in known]
     if unknown:
-        raise LieRayError(f"unknown transform(s) {', '.join(unknown)}: choose from "
-                          f"{', '.join(known)} (--transforms)")
+        raise LieRayError(
+            f"unknown transform(s) {', '.join(unknown)}: choose from "
+            f"{', '.join(known)} (--transforms)"
+        )
     return chosen
 
 
@@ -36,8 +39,11 @@ def block_size_for(name: str, block_size: int) -> int:
     """``block_size`` if transform ``name`` is used at it in its papers (LE: any), else the
     transform's first paper block size."""
     cls = transforms.transform_class(name)
-    return block_size if cls.block_size_from_key or block_size in cls.paper_block_sizes \
+    return (
+        block_size
+        if cls.block_size_from_key or block_size in cls.paper_block_sizes
         else cls.paper_block_sizes[0]
+    )
 
 
 def build(name: str, key: Key, block_size: int, label: str) -> Transform:
@@ -47,6 +53,8 @@ def build(name: str, key: Key, block_size: int, label: str) -> Transform:
 
 def from_arrays(name: str, arrays: dict[str, Any], block_size: int) -> Transform:
     """A transform from (recovered) key arrays, in the reference format of ``key_arrays``."""
-    return transforms.from_arrays(name, {k: v if isinstance(v, (str, bytes)) else np.asarray(v)
-                                         for k, v in arrays.items()},
-                                  block_size_for(name, block_size))
+    return transforms.from_arrays(
+        name,
+        {k: v if isinstance(v, (str, bytes)) else np.asarray(v) for k, v in arrays.items()},
+        block_size_for(name, block_size),
+    )

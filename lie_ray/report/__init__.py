@@ -20,6 +20,7 @@ The sections, one module each: ``paper`` (Table I, the adaptive table, the headl
 (Carlini et al.'s checks),
 ``curves``, ``family``, ``privacy``, ``cluster``; ``markdown`` holds the table and cell format.
 """
+
 from __future__ import annotations
 
 import os
@@ -28,14 +29,27 @@ from pathlib import Path
 import pyarrow as pa
 
 from lie_ray.infra import atomic
-from lie_ray.infra.tables import (RATE_COLUMNS, TRAINING_COLUMNS, check_columns, check_rates,
-                                  read_training)
+from lie_ray.infra.tables import (
+    RATE_COLUMNS,
+    TRAINING_COLUMNS,
+    check_columns,
+    check_rates,
+    read_training,
+)
 from lie_ray.report.cluster import cluster_section
 from lie_ray.report.deviations import section as deviations_section
 from lie_ray.report.curves import write_curves
 from lie_ray.report.family import family_section
-from lie_ray.report.paper import (AMBIGUITY, PAPER_TABLE_I, THREAT_MODELS, headline_epsilon,
-                                  load_results, render_report, scenario_order, training_metrics)
+from lie_ray.report.paper import (
+    AMBIGUITY,
+    PAPER_TABLE_I,
+    THREAT_MODELS,
+    headline_epsilon,
+    load_results,
+    render_report,
+    scenario_order,
+    training_metrics,
+)
 from lie_ray.report.privacy import section as privacy_section, write_privacy
 from lie_ray.report.provenance import section as provenance_section
 from lie_ray.report.timing import timing_section
@@ -44,8 +58,7 @@ from lie_ray.report import sanity
 __all__ = ["AMBIGUITY", "PAPER_TABLE_I", "THREAT_MODELS", "write_privacy", "write_report"]
 
 
-def write_report(results_dir: str | os.PathLike,
-                 training_table: pa.Table | None = None) -> Path:
+def write_report(results_dir: str | os.PathLike, training_table: pa.Table | None = None) -> Path:
     """Write ``curves.png`` and ``report.md`` into ``results_dir``; return the report's path.
 
     ``training_table`` stands in for ``training.parquet`` when the caller already holds it.
@@ -61,9 +74,14 @@ def write_report(results_dir: str | os.PathLike,
     scenarios = scenario_order(rows, training)
     epsilon = headline_epsilon(rows)
     write_curves(rows, scenarios, directory / "curves.png")
-    text = render_report(rows, training, scenarios, epsilon,
-                         gallery=(directory / "gallery.png").is_file(),
-                         doubts=sanity.doubts(rows, scenarios, epsilon))
+    text = render_report(
+        rows,
+        training,
+        scenarios,
+        epsilon,
+        gallery=(directory / "gallery.png").is_file(),
+        doubts=sanity.doubts(rows, scenarios, epsilon),
+    )
     text += sanity.section(rows, scenarios, epsilon)
     text += deviations_section(directory, training_table)  # from the results' run records
     text += family_section(rows, training_table)  # "" unless several transforms

@@ -3,6 +3,7 @@
 Alive nodes, and CPUs and GPUs in total and in use, over the sweep, with its phases shaded:
 what an autoscaling cluster gave the run (the samples: ``lie_ray.infra.cluster_log``).
 """
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -23,9 +24,11 @@ def cluster_section(directory: Path) -> str:
     plot_cluster(rows, Path(directory) / "cluster.png")
     peak_nodes = max(r["alive_nodes"] for r in rows)
     peak_cpus = max(r["cpus_used"] for r in rows)
-    return ("\n## The cluster\n\nAlive nodes, and CPUs and GPUs in total and in use, sampled "
-            f"every few seconds (`cluster.parquet`); phases shaded. Peak: {peak_nodes} nodes, "
-            f"{peak_cpus:g} CPUs in use.\n\n![cluster](cluster.png)\n")
+    return (
+        "\n## The cluster\n\nAlive nodes, and CPUs and GPUs in total and in use, sampled "
+        f"every few seconds (`cluster.parquet`); phases shaded. Peak: {peak_nodes} nodes, "
+        f"{peak_cpus:g} CPUs in use.\n\n![cluster](cluster.png)\n"
+    )
 
 
 def plot_cluster(rows: list[dict], path: Path) -> None:
@@ -38,10 +41,21 @@ def plot_cluster(rows: list[dict], path: Path) -> None:
     nodes_ax.set_ylabel("alive nodes")
     for name, colour in (("cpus", "tab:blue"), ("gpus", "tab:green")):
         if any(r[f"{name}_total"] for r in rows):
-            cpu_ax.step(minutes, [r[f"{name}_total"] for r in rows], where="post", color=colour,
-                        label=f"{name.upper()} total")
-            cpu_ax.step(minutes, [r[f"{name}_used"] for r in rows], where="post", color=colour,
-                        linestyle="--", label=f"{name.upper()} in use")
+            cpu_ax.step(
+                minutes,
+                [r[f"{name}_total"] for r in rows],
+                where="post",
+                color=colour,
+                label=f"{name.upper()} total",
+            )
+            cpu_ax.step(
+                minutes,
+                [r[f"{name}_used"] for r in rows],
+                where="post",
+                color=colour,
+                linestyle="--",
+                label=f"{name.upper()} in use",
+            )
     cpu_ax.set_ylabel("logical resources")
     cpu_ax.set_xlabel("minutes since the sweep started")
     cpu_ax.legend(loc="upper right", fontsize="small")
@@ -49,8 +63,15 @@ def plot_cluster(rows: list[dict], path: Path) -> None:
     for index, (name, begin, end) in enumerate(spans):
         for axis in (nodes_ax, cpu_ax):
             axis.axvspan(begin, end, color=shades[index % 2], zorder=0)
-        nodes_ax.text((begin + end) / 2, 1.02, name, transform=nodes_ax.get_xaxis_transform(),
-                      ha="center", va="bottom", fontsize="small")
+        nodes_ax.text(
+            (begin + end) / 2,
+            1.02,
+            name,
+            transform=nodes_ax.get_xaxis_transform(),
+            ha="center",
+            va="bottom",
+            fontsize="small",
+        )
     figure.tight_layout()
     with atomic.staged_file(path) as staging:
         figure.savefig(staging, format="png", dpi=100)

@@ -6,6 +6,7 @@ error, and at every epsilon the paper's protocol (``pgd``: plain autograd throug
 as written; the TRUE gradient for transforms that have one) beside the worst case over every
 evaluation. Built from ``training.parquet`` and ``results.parquet`` alone.
 """
+
 from __future__ import annotations
 
 import pyarrow as pa
@@ -18,8 +19,9 @@ from lie_ray.transforms import build
 
 def key_space_log2(name: str, block_size: int, variant: str) -> float:
     """The key space does not depend on the key: measure it on an all-zero master."""
-    return build(name, Key("master", bytes(32), block_size), block_size,
-                 variant=variant or None).key_space_log2
+    return build(
+        name, Key("master", bytes(32), block_size), block_size, variant=variant or None
+    ).key_space_log2
 
 
 def family_section(rows: list, training: pa.Table | None) -> str:
@@ -37,21 +39,33 @@ def family_section(rows: list, training: pa.Table | None) -> str:
         header += [f"pgd {eps:.4f}", f"keyless {eps:.4f}", f"worst {eps:.4f}"]
     body = []
     for r in trained:
-        space = (f"{key_space_log2(r['transform'], r['transform_block_size'], r['transform_variant']):.1f}"
-                 if r["encrypted"] else "-")
-        cells = [r["scenario"], r["transform"], r["transform_variant"] or "-",
-                 str(r["transform_block_size"] or "-"), space,
-                 cell(by_key.get((r["scenario"], "test", 0.0)))]
+        space = (
+            f"{key_space_log2(r['transform'], r['transform_block_size'], r['transform_variant']):.1f}"
+            if r["encrypted"]
+            else "-"
+        )
+        cells = [
+            r["scenario"],
+            r["transform"],
+            r["transform_variant"] or "-",
+            str(r["transform_block_size"] or "-"),
+            space,
+            cell(by_key.get((r["scenario"], "test", 0.0))),
+        ]
         for eps in epsilons:
-            cells += [cell(by_key.get((r["scenario"], name, round(eps, 9))))
-                      for name in ("pgd", "worst-case-keyless", "worst-case")]
+            cells += [
+                cell(by_key.get((r["scenario"], name, round(eps, 9))))
+                for name in ("pgd", "worst-case-keyless", "worst-case")
+            ]
         body.append(cells)
-    return ("\n## The transform family under the same attacks\n\n"
-            "Error rates (lower is better). `pgd` is the paper's protocol: plain autograd "
-            "through the pipeline as written, which is the true gradient for Shuffle, NP, PE and "
-            "EtC and zero for LE, ELE and FFX; `keyless` is the worst case per image of an "
-            "attacker without the key (EOT, transfer, Square, PBA, recovered-key), `worst` of one "
-            "who holds it too "
-            "(every attack on the plain image: the paper's readings, BPDA, AutoAttack and the "
-            "keyless ones). Key spaces as each "
-            "reference draws its keys (TRANSFORMS.md).\n\n" + markdown_table(header, body))
+    return (
+        "\n## The transform family under the same attacks\n\n"
+        "Error rates (lower is better). `pgd` is the paper's protocol: plain autograd "
+        "through the pipeline as written, which is the true gradient for Shuffle, NP, PE and "
+        "EtC and zero for LE, ELE and FFX; `keyless` is the worst case per image of an "
+        "attacker without the key (EOT, transfer, Square, PBA, recovered-key), `worst` of one "
+        "who holds it too "
+        "(every attack on the plain image: the paper's readings, BPDA, AutoAttack and the "
+        "keyless ones). Key spaces as each "
+        "reference draws its keys (TRANSFORMS.md).\n\n" + markdown_table(header, body)
+    )

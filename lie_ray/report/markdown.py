@@ -4,6 +4,7 @@ Every table in ``report.md`` and ``privacy.md`` goes through ``markdown_table``,
 rows always give the same bytes, and a value that is not available is the same ``-``
 everywhere.
 """
+
 from __future__ import annotations
 
 MISSING = "-"

@@ -7,6 +7,7 @@ headline. Built from ``results.parquet`` (and ``training.parquet``'s last epoch 
 evaluation did not measure a clean error) as ``Row`` and ``Training`` values, which the curves
 and the family table read too.
 """
+
 from __future__ import annotations
 
 import math
@@ -15,9 +16,16 @@ from pathlib import Path
 
 import pyarrow as pa
 
-from lie_ray.evaluation.settings import (CHANNEL, PAPER_EPSILON, PAPER_READINGS, PLAIN_SPACE,
-                                         is_sanity_check,
-                                         WORST_CASE, WORST_CASE_CHANNEL, WORST_CASE_KEYLESS)
+from lie_ray.evaluation.settings import (
+    CHANNEL,
+    PAPER_EPSILON,
+    PAPER_READINGS,
+    PLAIN_SPACE,
+    is_sanity_check,
+    WORST_CASE,
+    WORST_CASE_CHANNEL,
+    WORST_CASE_KEYLESS,
+)
 from lie_ray.infra.tables import RESULT_COLUMNS, TRAINING_COLUMNS, read_results
 from lie_ray.report.markdown import MISSING, cell, markdown_table
 from lie_ray.scenarios import PAPER_SCENARIOS
@@ -25,31 +33,34 @@ from lie_ray.scenarios import PAPER_SCENARIOS
 CLEAN_EVALUATIONS = ("test", "train")
 # Plain-image attacks, their worst cases (keyless: the headline of a key-based defence; with
 # the key), then the ciphertext-space ones and the worst case over everything.
-ADAPTIVE_EVALUATIONS = (*PLAIN_SPACE, WORST_CASE_KEYLESS, WORST_CASE, *CHANNEL,
-                        WORST_CASE_CHANNEL)
+ADAPTIVE_EVALUATIONS = (*PLAIN_SPACE, WORST_CASE_KEYLESS, WORST_CASE, *CHANNEL, WORST_CASE_CHANNEL)
 PAPER_PROTOCOL = "pgd"
-AMBIGUITY = ("The paper says only that it \"generated adversarial noise by PGD, added the noise "
-             "to the test images and then, encrypted them\", which leaves open where the PGD "
-             "gradient was taken: through the true cipher (`pgd`, zero gradient), on the "
-             "encrypted image the network sees (`paper-literal`), or on the plain image with "
-             "the identity as the cipher's backward (`bpda-identity`).")
-THREAT_MODELS = ("Each worst case is one attacker's, per image over the evaluations that "
-                 "attacker can run, at this epsilon or a smaller one (whose perturbation lies "
-                 "in the larger ball), starting from the clean prediction. All perturb the PLAIN "
-                 "image by at most epsilon (L-inf, whole 8-bit levels) before it is encrypted "
-                 "with the defender's key and classified. `worst-case-keyless` knows the "
-                 "network's weights and the transform but not the key (EOT over keys of its "
-                 "own, transfer from a plain model, gradient-free queries, PBA's stand-in for "
-                 "the keyed transform fitted on its own images, and `recovered-key-k`: PGD "
-                 "with the key recovered from k leaked pairs of its own images, run only where "
-                 "one key serves every image, the fixed policy, and the transform's key can "
-                 "be recovered from pairs): the threat a "
-                 "key-based defence claims to meet, so it is the headline. `worst-case` also "
-                 "holds the key (BPDA, AutoAttack, and the paper's readings): what is left once "
-                 "the key leaks. `worst-case-channel` adds an attacker who edits the ENCRYPTED "
-                 "image in transit by at most epsilon in ciphertext space, a different threat "
-                 "whose epsilon does not compare with the plain-image one. Without a key, every "
-                 "attacker is keyless and the three coincide on the plain-image attacks.")
+AMBIGUITY = (
+    'The paper says only that it "generated adversarial noise by PGD, added the noise '
+    'to the test images and then, encrypted them", which leaves open where the PGD '
+    "gradient was taken: through the true cipher (`pgd`, zero gradient), on the "
+    "encrypted image the network sees (`paper-literal`), or on the plain image with "
+    "the identity as the cipher's backward (`bpda-identity`)."
+)
+THREAT_MODELS = (
+    "Each worst case is one attacker's, per image over the evaluations that "
+    "attacker can run, at this epsilon or a smaller one (whose perturbation lies "
+    "in the larger ball), starting from the clean prediction. All perturb the PLAIN "
+    "image by at most epsilon (L-inf, whole 8-bit levels) before it is encrypted "
+    "with the defender's key and classified. `worst-case-keyless` knows the "
+    "network's weights and the transform but not the key (EOT over keys of its "
+    "own, transfer from a plain model, gradient-free queries, PBA's stand-in for "
+    "the keyed transform fitted on its own images, and `recovered-key-k`: PGD "
+    "with the key recovered from k leaked pairs of its own images, run only where "
+    "one key serves every image, the fixed policy, and the transform's key can "
+    "be recovered from pairs): the threat a "
+    "key-based defence claims to meet, so it is the headline. `worst-case` also "
+    "holds the key (BPDA, AutoAttack, and the paper's readings): what is left once "
+    "the key leaks. `worst-case-channel` adds an attacker who edits the ENCRYPTED "
+    "image in transit by at most epsilon in ciphertext space, a different threat "
+    "whose epsilon does not compare with the plain-image one. Without a key, every "
+    "attacker is keyless and the three coincide on the plain-image attacks."
+)
 # Table I of the paper: train / test / adversarial error.
 PAPER_TABLE_I: dict[str, tuple[float, float, float]] = {
     "Plain": (0.006, 0.137, 1.000),
@@ -81,27 +92,39 @@ class Training:
 
 # --- loading -------------------------------------------------------------------------------
 
+
 def load_results(directory: Path) -> list[Row]:
     table = read_results(directory)
-    columns = list(RESULT_COLUMNS) + (["transform"] if "transform" in table.column_names
-                                      else [])
-    return [Row(scenario=str(r["scenario"]), evaluation=str(r["evaluation"]),
-                epsilon=float(r["epsilon"]), n=int(r["n"]), error=float(r["error"]),
-                ci_low=float(r["ci_low"]), ci_high=float(r["ci_high"]),
-                transform=str(r.get("transform") or ""))
-            for r in table.select(columns).to_pylist()]
+    columns = list(RESULT_COLUMNS) + (["transform"] if "transform" in table.column_names else [])
+    return [
+        Row(
+            scenario=str(r["scenario"]),
+            evaluation=str(r["evaluation"]),
+            epsilon=float(r["epsilon"]),
+            n=int(r["n"]),
+            error=float(r["error"]),
+            ci_low=float(r["ci_low"]),
+            ci_high=float(r["ci_high"]),
+            transform=str(r.get("transform") or ""),
+        )
+        for r in table.select(columns).to_pylist()
+    ]
 
 
 def training_metrics(table: pa.Table | None) -> dict[str, Training]:
     """Training metrics by scenario; empty when there are none (the report then shows '-')."""
     if table is None:
         return {}
-    return {str(r["scenario"]): Training(float(r["train_error"]), float(r["test_error"]),
-                                         int(r["epochs"]))
-            for r in table.select(list(TRAINING_COLUMNS)).to_pylist()}
+    return {
+        str(r["scenario"]): Training(
+            float(r["train_error"]), float(r["test_error"]), int(r["epochs"])
+        )
+        for r in table.select(list(TRAINING_COLUMNS)).to_pylist()
+    }
 
 
 # --- selection -----------------------------------------------------------------------------
+
 
 def scenario_order(rows: list[Row], training: dict[str, Training]) -> list[str]:
     """The paper's five in its order, then any others in the order they first appear.
@@ -116,8 +139,7 @@ def scenario_order(rows: list[Row], training: dict[str, Training]) -> list[str]:
 
 def is_adversarial(row: Row) -> bool:
     """An attack's row (not a clean error, not a sanity check's run)."""
-    return (row.evaluation not in CLEAN_EVALUATIONS
-            and not is_sanity_check(row.evaluation))
+    return row.evaluation not in CLEAN_EVALUATIONS and not is_sanity_check(row.evaluation)
 
 
 def same_epsilon(a: float, b: float) -> bool:
@@ -135,11 +157,17 @@ def headline_epsilon(rows: list[Row]) -> float | None:
     return max(epsilons)
 
 
-def find(rows: list[Row], scenario: str, evaluation: str,
-         epsilon: float | None = None) -> Row | None:
+def find(
+    rows: list[Row], scenario: str, evaluation: str, epsilon: float | None = None
+) -> Row | None:
     """The matching row; for clean evaluations (no ``epsilon``) the smallest epsilon wins."""
-    matches = [r for r in rows if r.scenario == scenario and r.evaluation == evaluation
-               and (epsilon is None or same_epsilon(r.epsilon, epsilon))]
+    matches = [
+        r
+        for r in rows
+        if r.scenario == scenario
+        and r.evaluation == evaluation
+        and (epsilon is None or same_epsilon(r.epsilon, epsilon))
+    ]
     return min(matches, key=lambda r: r.epsilon, default=None)
 
 
@@ -149,15 +177,22 @@ def adaptive_columns(rows: list[Row]) -> list[str]:
     present = {r.evaluation for r in rows if is_adversarial(r)}
     extra = sorted(present - set(ADAPTIVE_EVALUATIONS))
     split = ADAPTIVE_EVALUATIONS.index(WORST_CASE_KEYLESS)
-    return (list(ADAPTIVE_EVALUATIONS[:split]) + extra + list(ADAPTIVE_EVALUATIONS[split:]))
+    return list(ADAPTIVE_EVALUATIONS[:split]) + extra + list(ADAPTIVE_EVALUATIONS[split:])
 
 
-def sample_size(rows: list[Row], evaluation: str | None = None,
-                epsilon: float | None = None) -> str:
+def sample_size(
+    rows: list[Row], evaluation: str | None = None, epsilon: float | None = None
+) -> str:
     """'n=100' for the rows matched (or 'n=24..100' when they differ): every figure says n."""
-    sizes = sorted({r.n for r in rows if (evaluation is None or r.evaluation == evaluation)
-                    and (evaluation is not None or is_adversarial(r))
-                    and (epsilon is None or same_epsilon(r.epsilon, epsilon))})
+    sizes = sorted(
+        {
+            r.n
+            for r in rows
+            if (evaluation is None or r.evaluation == evaluation)
+            and (evaluation is not None or is_adversarial(r))
+            and (epsilon is None or same_epsilon(r.epsilon, epsilon))
+        }
+    )
     if not sizes:
         return "n=?"
     return f"n={sizes[0]}" if len(sizes) == 1 else f"n={sizes[0]}..{sizes[-1]}"
@@ -165,9 +200,15 @@ def sample_size(rows: list[Row], evaluation: str | None = None,
 
 # --- markdown ------------------------------------------------------------------------------
 
-def render_report(rows: list[Row], training: dict[str, Training], scenarios: list[str],
-                  epsilon: float | None, gallery: bool,
-                  doubts: dict[str, list[str]] | None = None) -> str:
+
+def render_report(
+    rows: list[Row],
+    training: dict[str, Training],
+    scenarios: list[str],
+    epsilon: float | None,
+    gallery: bool,
+    doubts: dict[str, list[str]] | None = None,
+) -> str:
     """``doubts``: the sanity checks each scenario failed, named beside its headline."""
     sections = [
         "# Adversarial test of learnable image encryption\n",
@@ -184,12 +225,15 @@ def describe_epsilon(epsilon: float | None) -> str:
         return "no adversarial evaluation was found in results.parquet"
     if same_epsilon(epsilon, PAPER_EPSILON):
         return f"epsilon = {PAPER_EPSILON:g} (the paper's)"
-    return (f"epsilon = {epsilon:g}, the largest evaluated (the paper used {PAPER_EPSILON:g}, "
-            "which is absent from these results)")
+    return (
+        f"epsilon = {epsilon:g}, the largest evaluated (the paper used {PAPER_EPSILON:g}, "
+        "which is absent from these results)"
+    )
 
 
-def clean_error(rows: list[Row], training: dict[str, Training], scenario: str,
-                evaluation: str) -> tuple[float | None, bool]:
+def clean_error(
+    rows: list[Row], training: dict[str, Training], scenario: str, evaluation: str
+) -> tuple[float | None, bool]:
     """(error, from training): from results.parquet when evaluated there (same test images as
     the attacks), else from training.parquet's last epoch, which the caller must label."""
     row = find(rows, scenario, evaluation)
@@ -201,8 +245,9 @@ def clean_error(rows: list[Row], training: dict[str, Training], scenario: str,
     return (metrics.train_error if evaluation == "train" else metrics.test_error), True
 
 
-def clean_cell(rows: list[Row], training: dict[str, Training], scenario: str,
-               evaluation: str) -> str:
+def clean_cell(
+    rows: list[Row], training: dict[str, Training], scenario: str, evaluation: str
+) -> str:
     value, from_training = clean_error(rows, training, scenario, evaluation)
     return cell(value) + ("*" if from_training and value is not None else "")
 
@@ -213,65 +258,92 @@ def closest_reading(rows: list[Row], scenarios: list[str], epsilon: float | None
     every reading ran (on Plain, with no cipher, they would coincide)."""
     if epsilon is None:
         return ""
-    found = {s: [find(rows, s, r, epsilon) for r in PAPER_READINGS] for s in scenarios
-             if s in PAPER_TABLE_I}
+    found = {
+        s: [find(rows, s, r, epsilon) for r in PAPER_READINGS]
+        for s in scenarios
+        if s in PAPER_TABLE_I
+    }
     common = [s for s, readings in found.items() if all(readings)]
     if not common:
         return ""
-    gaps = {reading: sum(abs(found[s][i].error - PAPER_TABLE_I[s][2]) for s in common)
-            / len(common) for i, reading in enumerate(PAPER_READINGS)}
+    gaps = {
+        reading: sum(abs(found[s][i].error - PAPER_TABLE_I[s][2]) for s in common) / len(common)
+        for i, reading in enumerate(PAPER_READINGS)
+    }
     best = min(gaps, key=gaps.get)
     listed = ", ".join(f"`{r}` {gap:.3f}" for r, gap in gaps.items())
-    return (f"Closest to the paper's adversarial column: **`{best}`** (mean absolute "
-            f"difference over {', '.join(common)}: {listed}).\n\n")
+    return (
+        f"Closest to the paper's adversarial column: **`{best}`** (mean absolute "
+        f"difference over {', '.join(common)}: {listed}).\n\n"
+    )
 
 
-def table_one(rows: list[Row], training: dict[str, Training], scenarios: list[str],
-              epsilon: float | None) -> str:
+def table_one(
+    rows: list[Row], training: dict[str, Training], scenarios: list[str], epsilon: float | None
+) -> str:
     clean_n = {e: sample_size(rows, e) for e in CLEAN_EVALUATIONS}
     attack_n = sample_size(rows, PAPER_PROTOCOL, epsilon)
-    header = ["Scenario", "epochs", "train (during training)",
-              f"clean train ({clean_n['train']})", f"test ({clean_n['test']})",
-              *(f"adversarial: {r}" for r in PAPER_READINGS),
-              "paper train", "paper test", "paper adversarial"]
+    header = [
+        "Scenario",
+        "epochs",
+        "train (during training)",
+        f"clean train ({clean_n['train']})",
+        f"test ({clean_n['test']})",
+        *(f"adversarial: {r}" for r in PAPER_READINGS),
+        "paper train",
+        "paper test",
+        "paper adversarial",
+    ]
     body = []
     for scenario in scenarios:
-        readings = [find(rows, scenario, r, epsilon) if epsilon is not None else None
-                    for r in PAPER_READINGS]
+        readings = [
+            find(rows, scenario, r, epsilon) if epsilon is not None else None
+            for r in PAPER_READINGS
+        ]
         paper = PAPER_TABLE_I.get(scenario)
         metrics = training.get(scenario)
         clean_train = find(rows, scenario, "train")
-        body.append([scenario, str(metrics.epochs) if metrics else MISSING,
-                     cell(metrics.train_error if metrics else None),
-                     cell(clean_train.error if clean_train else None),
-                     clean_cell(rows, training, scenario, "test"),
-                     *(cell(r.error if r else None) for r in readings),
-                     *(cell(v) for v in (paper or (None, None, None)))])
-    return ("## Table I: error rates (lower is better)\n\n"
-            "Ours: the train error as the paper recorded it, during training's last epoch on "
-            "what was trained on (augmented, encrypted, and adversarial for the -Adv "
-            "scenarios; training.parquet); the clean train error of the trained model, in eval "
-            "mode, on the evaluation's train images (which under --train-limit include images "
-            "it never saw); the clean test error on the evaluation's images (n in the header; "
-            "* marks a value from training.parquet's last epoch instead, measured on the "
-            f"training run's own test images); adversarial error under each reading of the "
-            f"paper's protocol at {describe_epsilon(epsilon)} ({attack_n} test images). The "
-            "paper's figures are for the whole CIFAR-10 test set after 100 epochs; '-' marks a "
-            "value that is not available.\n\n"
-            + markdown_table(header, body) + "\n" + AMBIGUITY + " "
-            + closest_reading(rows, scenarios, epsilon))
+        body.append(
+            [
+                scenario,
+                str(metrics.epochs) if metrics else MISSING,
+                cell(metrics.train_error if metrics else None),
+                cell(clean_train.error if clean_train else None),
+                clean_cell(rows, training, scenario, "test"),
+                *(cell(r.error if r else None) for r in readings),
+                *(cell(v) for v in (paper or (None, None, None))),
+            ]
+        )
+    return (
+        "## Table I: error rates (lower is better)\n\n"
+        "Ours: the train error as the paper recorded it, during training's last epoch on "
+        "what was trained on (augmented, encrypted, and adversarial for the -Adv "
+        "scenarios; training.parquet); the clean train error of the trained model, in eval "
+        "mode, on the evaluation's train images (which under --train-limit include images "
+        "it never saw); the clean test error on the evaluation's images (n in the header; "
+        "* marks a value from training.parquet's last epoch instead, measured on the "
+        f"training run's own test images); adversarial error under each reading of the "
+        f"paper's protocol at {describe_epsilon(epsilon)} ({attack_n} test images). The "
+        "paper's figures are for the whole CIFAR-10 test set after 100 epochs; '-' marks a "
+        "value that is not available.\n\n"
+        + markdown_table(header, body)
+        + "\n"
+        + AMBIGUITY
+        + " "
+        + closest_reading(rows, scenarios, epsilon)
+    )
 
 
 def interval_cell(row: Row) -> str:
     return f"{row.error:.3f} [{row.ci_low:.2f}, {row.ci_high:.2f}]"
 
 
-def adaptive_row(rows: list[Row], scenario: str, columns: list[str],
-                 epsilon: float | None) -> list[str]:
+def adaptive_row(
+    rows: list[Row], scenario: str, columns: list[str], epsilon: float | None
+) -> list[str]:
     """Cells for one scenario, the largest error(s) in bold: the attack that hurt most."""
-    found = {c: find(rows, scenario, c, epsilon) if epsilon is not None else None
-             for c in columns}
-    plain_image = columns[:columns.index(WORST_CASE) + 1]  # bold: the plain-image attacker's
+    found = {c: find(rows, scenario, c, epsilon) if epsilon is not None else None for c in columns}
+    plain_image = columns[: columns.index(WORST_CASE) + 1]  # bold: the plain-image attacker's
     worst = max((found[c].error for c in plain_image if found[c] is not None), default=None)
     cells = []
     for column in columns:
@@ -289,14 +361,15 @@ def adaptive_table(rows: list[Row], scenarios: list[str], epsilon: float | None)
     columns = adaptive_columns(rows)
     body = [[scenario, *adaptive_row(rows, scenario, columns, epsilon)] for scenario in scenarios]
     n = sample_size(rows, None, epsilon)
-    return ("## Adaptive evaluation\n\n"
-            f"Error under each attack at {describe_epsilon(epsilon)}, with its 95% Wilson "
-            f"interval (results.parquet, {n} test images per cell). Columns up to `worst-case` "
-            "perturb the plain image; `encrypted-input` edits the ciphertext, and "
-            "`worst-case-channel` takes it too. The largest plain-image error in each row is "
-            "in bold, and '-' marks an evaluation that does not apply to (or was not run for) "
-            "the scenario.\n\n"
-            + markdown_table(["Scenario", *columns], body))
+    return (
+        "## Adaptive evaluation\n\n"
+        f"Error under each attack at {describe_epsilon(epsilon)}, with its 95% Wilson "
+        f"interval (results.parquet, {n} test images per cell). Columns up to `worst-case` "
+        "perturb the plain image; `encrypted-input` edits the ciphertext, and "
+        "`worst-case-channel` takes it too. The largest plain-image error in each row is "
+        "in bold, and '-' marks an evaluation that does not apply to (or was not run for) "
+        "the scenario.\n\n" + markdown_table(["Scenario", *columns], body)
+    )
 
 
 def key_based(rows: list[Row], scenario: str) -> bool:
@@ -315,8 +388,10 @@ def headline_line(rows: list[Row], scenario: str, epsilon: float | None) -> str:
     keyless = find(rows, scenario, WORST_CASE_KEYLESS, epsilon) if epsilon is not None else None
     if keyless is None or not key_based(rows, scenario):
         return worst_case_error(rows, scenario, epsilon)
-    others = [(label, find(rows, scenario, name, epsilon)) for label, name in
-              (("with the key", WORST_CASE), ("on the channel", WORST_CASE_CHANNEL))]
+    others = [
+        (label, find(rows, scenario, name, epsilon))
+        for label, name in (("with the key", WORST_CASE), ("on the channel", WORST_CASE_CHANNEL))
+    ]
     beside = "; ".join(f"{label} {interval_cell(row)}" for label, row in others if row)
     return f"**keyless {interval_cell(keyless)}**" + (f" ({beside})" if beside else "")
 
@@ -329,9 +404,14 @@ def worst_case_error(rows: list[Row], scenario: str, epsilon: float | None) -> s
     row = find(rows, scenario, WORST_CASE, epsilon)
     if row is not None:
         return interval_cell(row)
-    attacks = [r for r in rows if r.scenario == scenario and is_adversarial(r)
-               and r.evaluation not in (*CHANNEL, WORST_CASE_CHANNEL, WORST_CASE_KEYLESS)
-               and same_epsilon(r.epsilon, epsilon)]
+    attacks = [
+        r
+        for r in rows
+        if r.scenario == scenario
+        and is_adversarial(r)
+        and r.evaluation not in (*CHANNEL, WORST_CASE_CHANNEL, WORST_CASE_KEYLESS)
+        and same_epsilon(r.epsilon, epsilon)
+    ]
     if not attacks:
         return MISSING
     top = max(attacks, key=lambda r: (r.error, r.evaluation))
@@ -339,36 +419,51 @@ def worst_case_error(rows: list[Row], scenario: str, epsilon: float | None) -> s
 
 
 def doubt_note(failed: list[str]) -> str:
-    return (f" (failed sanity check{'s' if len(failed) > 1 else ''}: {', '.join(failed)}; see "
-            "Sanity checks)") if failed else ""
+    return (
+        (
+            f" (failed sanity check{'s' if len(failed) > 1 else ''}: {', '.join(failed)}; see "
+            "Sanity checks)"
+        )
+        if failed
+        else ""
+    )
 
 
-def headline(rows: list[Row], scenarios: list[str], epsilon: float | None,
-             doubts: dict[str, list[str]]) -> str:
-    bullets = "\n".join(f"- {s}: {headline_line(rows, s, epsilon)}"
-                         f"{doubt_note(doubts.get(s, []))}" for s in scenarios)
+def headline(
+    rows: list[Row], scenarios: list[str], epsilon: float | None, doubts: dict[str, list[str]]
+) -> str:
+    bullets = "\n".join(
+        f"- {s}: {headline_line(rows, s, epsilon)}{doubt_note(doubts.get(s, []))}"
+        for s in scenarios
+    )
     n = sample_size(rows, WORST_CASE, epsilon)
-    return ("## Headline robustness\n\n" + THREAT_MODELS + "\n\n"
-            "The headline robustness figure for each scenario is a worst case (per image, "
-            "the strongest of one attacker's attacks), not any single attack's: for a "
-            "key-based defence the keyless attacker's, in bold, else `worst-case`. `pgd` is "
-            "the paper's protocol, plain autograd through the pipeline as written. Through "
-            "LE, ELE and FFX (quantisation, nibble split, lookup) that gradient is zero, so "
-            "the attack sees almost nothing and its error is an upper bound on robustness (a "
-            "lower bound on the error an attacker achieves), not evidence of it; on Plain and "
-            "through Shuffle, NP, PE and EtC it is the true gradient, an ordinary white-box "
-            "PGD. A scenario is only as robust as "
-            "its worst case, at "
-            f"{describe_epsilon(epsilon)} (results.parquet, {n} test images):\n\n{bullets}\n")
+    return (
+        "## Headline robustness\n\n" + THREAT_MODELS + "\n\n"
+        "The headline robustness figure for each scenario is a worst case (per image, "
+        "the strongest of one attacker's attacks), not any single attack's: for a "
+        "key-based defence the keyless attacker's, in bold, else `worst-case`. `pgd` is "
+        "the paper's protocol, plain autograd through the pipeline as written. Through "
+        "LE, ELE and FFX (quantisation, nibble split, lookup) that gradient is zero, so "
+        "the attack sees almost nothing and its error is an upper bound on robustness (a "
+        "lower bound on the error an attacker achieves), not evidence of it; on Plain and "
+        "through Shuffle, NP, PE and EtC it is the true gradient, an ordinary white-box "
+        "PGD. A scenario is only as robust as "
+        "its worst case, at "
+        f"{describe_epsilon(epsilon)} (results.parquet, {n} test images):\n\n{bullets}\n"
+    )
 
 
 def figures(gallery: bool) -> str:
-    text = ("## Figures\n\n"
-            "Robustness curves: error against epsilon, one line per evaluation; the thick black "
-            "lines are the worst cases (solid: keyless; dash-dot: with the key; dashed: with "
-            "the ciphertext-space attack too).\n\n![robustness curves](curves.png)\n")
+    text = (
+        "## Figures\n\n"
+        "Robustness curves: error against epsilon, one line per evaluation; the thick black "
+        "lines are the worst cases (solid: keyless; dash-dot: with the key; dashed: with "
+        "the ciphertext-space attack too).\n\n![robustness curves](curves.png)\n"
+    )
     if gallery:
-        text += ("\nRows: plain, encrypted, adversarial (BPDA-PGD at eps 0.1), encrypted "
-                 "adversarial; each image is labelled with its true and predicted class:\n\n"
-                 "![gallery](gallery.png)\n")
+        text += (
+            "\nRows: plain, encrypted, adversarial (BPDA-PGD at eps 0.1), encrypted "
+            "adversarial; each image is labelled with its true and predicted class:\n\n"
+            "![gallery](gallery.png)\n"
+        )
     return text

@@ -5,6 +5,7 @@ Rebuildable from the table alone (no Ray, no key). The SIA-GAN anchor is a publi
 for orientation, not compared number to number. The job draws the reconstruction gallery
 (``lie_ray.privacy.gallery``); the section links it when it is there.
 """
+
 from __future__ import annotations
 
 import math
@@ -34,32 +35,63 @@ def section(directory: str | Path) -> str:
     if table is None:
         return ""
     rows = table.to_pylist()
-    rows.sort(key=lambda r: (r["transform"], ATTACK_ORDER.index(r["attack"])
-                             if r["attack"] in ATTACK_ORDER else 99))
-    header = ["transform", "attack", "threat model", "k", "SSIM (95% CI)",
-              "PSNR dB (median)", "exact images", "key recovered", "SIA-GAN LPIPS"]
-    body = [[r["transform"], r["attack"], r["threat_model"], cell(r["k"], DIGITS), ssim_cell(r),
-             psnr_cell(r["psnr"]), exact_cell(r.get("exact_share")),
-             cell(r["key_recovered"], DIGITS),
-             cell(sia_gan_lpips(r["transform"]), DIGITS) if r["attack"] == "itn" else "-"]
-            for r in rows if r["attack"] != "key-space"]
-    audit = [[r["transform"], f"{r['key_space_log2']:.1f}", f"{r['keys_per_second']:.0f}",
-              years_cell(r["brute_force_log10_years"])]
-             for r in rows if r["attack"] == "key-space"]
-    text = ("## Privacy\n\n"
-            "How well each attack reconstructs the defender's test images (SSIM and PSNR against "
-            "the true plain images, per image: SSIM's mean with its 95% interval, PSNR's median, "
-            "and the share of images reconstructed exactly, 'all' only when every one is). k: "
-            "image pairs "
-            "(known-plaintext: the smallest k that recovered the whole key for every key tried) "
-            "or probes (chosen-plaintext) the attacker needed; 0 for ciphertext-only attacks. "
-            "`ciphertext` scores the encrypted image itself. SIA-GAN's published LPIPS (lower "
-            "= better reconstruction, a different metric) is the anchor for the learned "
-            "attack.\n\n" + markdown_table(header, body) + "\nKey-space audit (brute force with "
-            "one known pair, at this machine's measured rate):\n\n"
-            + markdown_table(["transform", "log2 keys", "keys/s", "expected time"], audit)
-            + (f"\n![reconstructions]({GALLERY})\n" if (Path(directory) / GALLERY).is_file()
-               else ""))
+    rows.sort(
+        key=lambda r: (
+            r["transform"],
+            ATTACK_ORDER.index(r["attack"]) if r["attack"] in ATTACK_ORDER else 99,
+        )
+    )
+    header = [
+        "transform",
+        "attack",
+        "threat model",
+        "k",
+        "SSIM (95% CI)",
+        "PSNR dB (median)",
+        "exact images",
+        "key recovered",
+        "SIA-GAN LPIPS",
+    ]
+    body = [
+        [
+            r["transform"],
+            r["attack"],
+            r["threat_model"],
+            cell(r["k"], DIGITS),
+            ssim_cell(r),
+            psnr_cell(r["psnr"]),
+            exact_cell(r.get("exact_share")),
+            cell(r["key_recovered"], DIGITS),
+            cell(sia_gan_lpips(r["transform"]), DIGITS) if r["attack"] == "itn" else "-",
+        ]
+        for r in rows
+        if r["attack"] != "key-space"
+    ]
+    audit = [
+        [
+            r["transform"],
+            f"{r['key_space_log2']:.1f}",
+            f"{r['keys_per_second']:.0f}",
+            years_cell(r["brute_force_log10_years"]),
+        ]
+        for r in rows
+        if r["attack"] == "key-space"
+    ]
+    text = (
+        "## Privacy\n\n"
+        "How well each attack reconstructs the defender's test images (SSIM and PSNR against "
+        "the true plain images, per image: SSIM's mean with its 95% interval, PSNR's median, "
+        "and the share of images reconstructed exactly, 'all' only when every one is). k: "
+        "image pairs "
+        "(known-plaintext: the smallest k that recovered the whole key for every key tried) "
+        "or probes (chosen-plaintext) the attacker needed; 0 for ciphertext-only attacks. "
+        "`ciphertext` scores the encrypted image itself. SIA-GAN's published LPIPS (lower "
+        "= better reconstruction, a different metric) is the anchor for the learned "
+        "attack.\n\n" + markdown_table(header, body) + "\nKey-space audit (brute force with "
+        "one known pair, at this machine's measured rate):\n\n"
+        + markdown_table(["transform", "log2 keys", "keys/s", "expected time"], audit)
+        + (f"\n![reconstructions]({GALLERY})\n" if (Path(directory) / GALLERY).is_file() else "")
+    )
     return text
 
 
@@ -67,9 +99,12 @@ def write_privacy(directory: str | Path) -> Path:
     """``privacy.md``: the section under its own title, after the privacy job has run."""
     target = Path(directory) / SECTION
     with atomic.staged_file(target) as staging:
-        staging.write_text("# Privacy attacks\n\n" + section(directory).split("\n", 2)[2]
-                           + provenance_section(directory, "privacy.parquet"),
-                           encoding="utf-8")
+        staging.write_text(
+            "# Privacy attacks\n\n"
+            + section(directory).split("\n", 2)[2]
+            + provenance_section(directory, "privacy.parquet"),
+            encoding="utf-8",
+        )
     return target
 
 
@@ -102,5 +137,5 @@ def years_cell(log10_years: float) -> str:
     if log10_years < math.log10(1 / (365.25 * 24 * 3600)):
         return "under a second"
     if log10_years < 0:
-        return f"{10 ** log10_years * 365.25 * 24 * 3600:.3g} s"
+        return f"{10**log10_years * 365.25 * 24 * 3600:.3g} s"
     return f"10^{log10_years:.0f} years"

@@ -3,6 +3,7 @@
 Read from the run records the tables carry (``lie_ray.infra.provenance``), never from the
 running process: re-rendering an old run's report names the code that made its tables.
 """
+
 from __future__ import annotations
 
 import json
@@ -25,19 +26,28 @@ def section(directory: str | Path, table: str = "results.parquet") -> str:
     lines = ["", "## Provenance", "", f"- Code: {code_line(record['code'])}."]
     data = record.get("data") or {}
     if data.get("files"):
-        limits = ", ".join(f"{k} {v}" for k, v in data.items()
-                           if k not in ("directory", "files") and v is not None)
-        lines.append(f"- Data: {data['directory']} ({len(data['files'])} files, SHA-256 of "
-                     f"their digests {provenance.digest(data['files'])[:16]}"
-                     + (f"; {limits}" if limits else "") + ").")
+        limits = ", ".join(
+            f"{k} {v}" for k, v in data.items() if k not in ("directory", "files") and v is not None
+        )
+        lines.append(
+            f"- Data: {data['directory']} ({len(data['files'])} files, SHA-256 of "
+            f"their digests {provenance.digest(data['files'])[:16]}"
+            + (f"; {limits}" if limits else "")
+            + ")."
+        )
     training = record.get("training") or {}
     if training:
         keys = sorted({r["key_fingerprint"] for r in training.values() if r["key_fingerprint"]})
         devices = sorted({r.get("device") for r in training.values() if r.get("device")})
-        lines.append("- Trained runs: " + ", ".join(
-            f"{name} `{r['run_id'][:12]}`" for name, r in training.items()) + "; key "
-            + (", ".join(f"`{k}`" for k in keys) or "none") + " (fingerprint)"
-            + (f"; device {', '.join(devices)}" if devices else "") + ".")
+        lines.append(
+            "- Trained runs: "
+            + ", ".join(f"{name} `{r['run_id'][:12]}`" for name, r in training.items())
+            + "; key "
+            + (", ".join(f"`{k}`" for k in keys) or "none")
+            + " (fingerprint)"
+            + (f"; device {', '.join(devices)}" if devices else "")
+            + "."
+        )
     if record.get("key_fingerprint"):
         lines.append(f"- Key: `{record['key_fingerprint']}` (fingerprint).")
     if record.get("attacks"):
@@ -49,33 +59,47 @@ def section(directory: str | Path, table: str = "results.parquet") -> str:
 def code_line(code: dict) -> str:
     versions = code.get("versions", {})
     commit = code.get("commit")
-    where = (f"commit {commit[:12]}" + (" with local changes" if code.get("dirty") else "")
-             if commit else "no git checkout")
-    libraries = ", ".join(f"{name} {version}" for name, version in versions.items()
-                          if name != "lie_ray" and version)
-    return (f"lie_ray {versions.get('lie_ray') or '?'} ({where}); {libraries}; "
-            f"Python {code.get('python', '?')}")
+    where = (
+        f"commit {commit[:12]}" + (" with local changes" if code.get("dirty") else "")
+        if commit
+        else "no git checkout"
+    )
+    libraries = ", ".join(
+        f"{name} {version}" for name, version in versions.items() if name != "lie_ray" and version
+    )
+    return (
+        f"lie_ray {versions.get('lie_ray') or '?'} ({where}); {libraries}; "
+        f"Python {code.get('python', '?')}"
+    )
 
 
 def attacks_line(attacks: dict) -> str:
     auto, pgd, eot = attacks["autoattack"], attacks["pgd"], attacks["eot"]
     pba = attacks.get("pba")  # absent from records written before PBA
-    return (f"AutoAttack {auto['version']} (APGD-CE and APGD-T {auto['apgd_steps']} iterations, "
-            f"FAB-T {auto['fab_steps']}, {auto['targets']} target class"
-            f"{'es' if auto['targets'] != 1 else ''}, Square {auto['square_queries']} queries, "
-            f"{auto['restarts']} restart each); PGD {pgd['steps']} steps of {pgd['step_size']}, "
-            f"best iterate over {pgd['restarts']} restart(s) (one run for "
-            f"{', '.join(pgd['restarts_exempt'])}, as the paper); EOT over "
-            f"{eot['keys_per_step']} fresh attacker keys at every step; Square "
-            f"{attacks['square_queries']} queries; "
-            + (f"PBA fitted on {pba['images']} attacker images in {pba['steps']} steps; "
-               if pba else "")
-            + f"scored as {attacks['scoring']}" + MODES.get(attacks.get("mode"), ""))
+    return (
+        f"AutoAttack {auto['version']} (APGD-CE and APGD-T {auto['apgd_steps']} iterations, "
+        f"FAB-T {auto['fab_steps']}, {auto['targets']} target class"
+        f"{'es' if auto['targets'] != 1 else ''}, Square {auto['square_queries']} queries, "
+        f"{auto['restarts']} restart each); PGD {pgd['steps']} steps of {pgd['step_size']}, "
+        f"best iterate over {pgd['restarts']} restart(s) (one run for "
+        f"{', '.join(pgd['restarts_exempt'])}, as the paper); EOT over "
+        f"{eot['keys_per_step']} fresh attacker keys at every step; Square "
+        f"{attacks['square_queries']} queries; "
+        + (
+            f"PBA fitted on {pba['images']} attacker images in {pba['steps']} steps; "
+            if pba
+            else ""
+        )
+        + f"scored as {attacks['scoring']}"
+        + MODES.get(attacks.get("mode"), "")
+    )
 
 
 # How the evaluation chose its images (absent from records written before the cascade).
-MODES = {"full": "; every attack on every test image",
-         "cascade": "; as a cascade: the paper's readings on every test image, every other "
-                    "attack cheapest first on the images its attacker had not yet broken (its "
-                    "own error is over those n images; the worst cases are over all, at this "
-                    "epsilon or a smaller one)"}
+MODES = {
+    "full": "; every attack on every test image",
+    "cascade": "; as a cascade: the paper's readings on every test image, every other "
+    "attack cheapest first on the images its attacker had not yet broken (its "
+    "own error is over those n images; the worst cases are over all, at this "
+    "epsilon or a smaller one)",
+}

@@ -8,12 +8,19 @@ that an evaluation, not the defence, is weak, computed per scenario from the res
 
 A failed check is named beside the headline figure it casts doubt on (``doubts``).
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
 
-from lie_ray.evaluation.settings import (KEYLESS, SANITY_PGD, SANITY_PGD_2X, SANITY_UNBOUNDED,
-                                         WORST_CASE, WORST_CASE_KEYLESS)
+from lie_ray.evaluation.settings import (
+    KEYLESS,
+    SANITY_PGD,
+    SANITY_PGD_2X,
+    SANITY_UNBOUNDED,
+    WORST_CASE,
+    WORST_CASE_KEYLESS,
+)
 from lie_ray.report.markdown import markdown_table
 from lie_ray.report.paper import Row, find, same_epsilon
 
@@ -37,8 +44,10 @@ class Check:
 def rising_with_epsilon(rows: list[Row], scenario: str) -> Check:
     details, passed = [], None
     for name in (WORST_CASE_KEYLESS, WORST_CASE):
-        points = sorted((r for r in rows if r.scenario == scenario and r.evaluation == name),
-                        key=lambda r: r.epsilon)
+        points = sorted(
+            (r for r in rows if r.scenario == scenario and r.evaluation == name),
+            key=lambda r: r.epsilon,
+        )
         if len(points) < 2:
             continue
         slack = 1 / min(r.n for r in points)  # one image
@@ -52,8 +61,11 @@ def unbounded(rows: list[Row], scenario: str) -> Check:
     row = find(rows, scenario, SANITY_UNBOUNDED, 1.0)
     if row is None:
         return Check("unbounded attack", None, "")
-    return Check("unbounded attack", row.error >= UNBOUNDED_MIN,
-                 f"{row.error:.3f} at eps 1 (needs >= {UNBOUNDED_MIN})")
+    return Check(
+        "unbounded attack",
+        row.error >= UNBOUNDED_MIN,
+        f"{row.error:.3f} at eps 1 (needs >= {UNBOUNDED_MIN})",
+    )
 
 
 def doubling(rows: list[Row], scenario: str, epsilon: float) -> Check:
@@ -61,40 +73,51 @@ def doubling(rows: list[Row], scenario: str, epsilon: float) -> Check:
     if once is None or twice is None:
         return Check("2x steps and restarts", None, "")
     change = twice.error - once.error
-    return Check("2x steps and restarts", abs(change) < DOUBLING_MAX,
-                 f"{once.error:.3f} → {twice.error:.3f} (change {change:+.3f}, needs < "
-                 f"{DOUBLING_MAX} either way)")
+    return Check(
+        "2x steps and restarts",
+        abs(change) < DOUBLING_MAX,
+        f"{once.error:.3f} → {twice.error:.3f} (change {change:+.3f}, needs < "
+        f"{DOUBLING_MAX} either way)",
+    )
 
 
 def black_box_below_white_box(rows: list[Row], scenario: str, epsilon: float) -> Check:
-    found = {r.evaluation: r for r in rows if r.scenario == scenario
-             and same_epsilon(r.epsilon, epsilon)}
+    found = {
+        r.evaluation: r for r in rows if r.scenario == scenario and same_epsilon(r.epsilon, epsilon)
+    }
     whole = max((r.n for r in found.values()), default=0)
     # Over the whole test set only: the cascade runs black-box attacks on what is left.
     black = {n: found[n].error for n in BLACK_BOX if n in found and found[n].n == whole}
     white = {n: found[n].error for n in WHITE_BOX if n in found and found[n].n == whole}
     if not black or not white:
         partial = any(n in found for n in BLACK_BOX)
-        return Check("black-box <= white-box", None,
-                     "black-box attacks ran on a cascade's subset" if partial else "")
+        return Check(
+            "black-box <= white-box",
+            None,
+            "black-box attacks ran on a cascade's subset" if partial else "",
+        )
     top_black, top_white = max(black, key=black.get), max(white, key=white.get)
-    return Check("black-box <= white-box", black[top_black] <= white[top_white],
-                 f"{top_black} {black[top_black]:.3f} vs {top_white} {white[top_white]:.3f}"
-                 + ("" if black[top_black] <= white[top_white] else ": gradient masking?"))
+    return Check(
+        "black-box <= white-box",
+        black[top_black] <= white[top_white],
+        f"{top_black} {black[top_black]:.3f} vs {top_white} {white[top_white]:.3f}"
+        + ("" if black[top_black] <= white[top_white] else ": gradient masking?"),
+    )
 
 
 def checks(rows: list[Row], scenario: str, epsilon: float | None) -> list[Check]:
     found = [rising_with_epsilon(rows, scenario), unbounded(rows, scenario)]
     if epsilon is not None:
-        found += [doubling(rows, scenario, epsilon),
-                  black_box_below_white_box(rows, scenario, epsilon)]
+        found += [
+            doubling(rows, scenario, epsilon),
+            black_box_below_white_box(rows, scenario, epsilon),
+        ]
     return found
 
 
 def doubts(rows: list[Row], scenarios: list[str], epsilon: float | None) -> dict[str, list[str]]:
     """The failed checks per scenario, for the headline."""
-    return {s: [c.name for c in checks(rows, s, epsilon) if c.passed is False]
-            for s in scenarios}
+    return {s: [c.name for c in checks(rows, s, epsilon) if c.passed is False] for s in scenarios}
 
 
 def section(rows: list[Row], scenarios: list[str], epsilon: float | None) -> str:
@@ -103,11 +126,13 @@ def section(rows: list[Row], scenarios: list[str], epsilon: float | None) -> str
         return ""
     names = [c.name for c in next(iter(table.values()))]
     body = [[s, *(c.cell() for c in found)] for s, found in table.items()]
-    return ("\n## Sanity checks\n\n"
-            "Carlini et al. (2019): signs that the evaluation, not the defence, is weak. The "
-            "white-box PGD (the key and the transform's own backward) runs unbounded (eps 1) "
-            "and, at the headline epsilon, once as set and once with twice the steps and "
-            "restarts; black-box attacks (" + ", ".join(BLACK_BOX) + ") above the white-box "
-            "ones suggest gradient masking. Keyless attacks are " + ", ".join(KEYLESS) + ". A "
-            "failure is named beside the scenario's headline figure.\n\n"
-            + markdown_table(["Scenario", *names], body))
+    return (
+        "\n## Sanity checks\n\n"
+        "Carlini et al. (2019): signs that the evaluation, not the defence, is weak. The "
+        "white-box PGD (the key and the transform's own backward) runs unbounded (eps 1) "
+        "and, at the headline epsilon, once as set and once with twice the steps and "
+        "restarts; black-box attacks (" + ", ".join(BLACK_BOX) + ") above the white-box "
+        "ones suggest gradient masking. Keyless attacks are " + ", ".join(KEYLESS) + ". A "
+        "failure is named beside the scenario's headline figure.\n\n"
+        + markdown_table(["Scenario", *names], body)
+    )

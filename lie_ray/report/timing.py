@@ -5,6 +5,7 @@ The evaluation's prediction is a range before the run (the cascade's floor to ev
 every image: how much the cascade skips depends on what breaks); after it, the same cost model
 applied to the work the run really did is the figure to hold the measurement against.
 """
+
 from __future__ import annotations
 
 import json
@@ -23,29 +24,47 @@ def timing_section(directory: Path) -> str:
     machine = timings.get("machine", {})
     rows = []
     if "training" in phases and "training" in measured:
-        rows.append(("training", minutes(phases["training"]["wall_seconds"]),
-                     measured["training"], phases["training"]["wall_seconds"]))
+        rows.append(
+            (
+                "training",
+                minutes(phases["training"]["wall_seconds"]),
+                measured["training"],
+                phases["training"]["wall_seconds"],
+            )
+        )
     if "evaluation" in measured and "evaluation (full)" in phases:
         full = phases["evaluation (full)"]["wall_seconds"]
         floor = phases.get("evaluation (cascade floor)", {}).get("wall_seconds", full)
         done = timings["evaluation_work_done"]["wall_seconds"]
         before = f"{minutes(floor)} to {minutes(full)}" if floor != full else minutes(full)
-        rows.append(("evaluation", f"{before} before; {minutes(done)} for the work done",
-                     measured["evaluation"], done))
+        rows.append(
+            (
+                "evaluation",
+                f"{before} before; {minutes(done)} for the work done",
+                measured["evaluation"],
+                done,
+            )
+        )
     calibration = predicted.get("calibration")
-    scaled = (f"; scaled by the times {calibration['source']} measured on this machine "
-              f"({calibration['preset']} preset): training x{calibration['training']:.2f}, "
-              f"evaluation x{calibration['evaluation']:.2f}" if calibration else
-              "; uncalibrated")
-    lines = ["\n## Time: predicted beside measured\n",
-             f"`--estimate`'s cost model, probed in the sweep's driver before anything ran (one "
-             f"thread of bare PyTorch on {machine.get('cpu', 'this machine')}, "
-             f"{machine.get('cores', '?')} cores; {predicted['devices']} "
-             f"{predicted['device_type']} device(s); probe spread "
-             f"{predicted['spread']:.0%}{scaled}), beside the sweep's wall time per phase"
-             + (" (a resumed run: finished work was not redone)" if timings.get("resumed")
-                else "") + ".\n",
-             "| phase | predicted | measured | measured / predicted |", "|---|---|---|---|"]
+    scaled = (
+        f"; scaled by the times {calibration['source']} measured on this machine "
+        f"({calibration['preset']} preset): training x{calibration['training']:.2f}, "
+        f"evaluation x{calibration['evaluation']:.2f}"
+        if calibration
+        else "; uncalibrated"
+    )
+    lines = [
+        "\n## Time: predicted beside measured\n",
+        f"`--estimate`'s cost model, probed in the sweep's driver before anything ran (one "
+        f"thread of bare PyTorch on {machine.get('cpu', 'this machine')}, "
+        f"{machine.get('cores', '?')} cores; {predicted['devices']} "
+        f"{predicted['device_type']} device(s); probe spread "
+        f"{predicted['spread']:.0%}{scaled}), beside the sweep's wall time per phase"
+        + (" (a resumed run: finished work was not redone)" if timings.get("resumed") else "")
+        + ".\n",
+        "| phase | predicted | measured | measured / predicted |",
+        "|---|---|---|---|",
+    ]
     for name, said, seconds, against in rows:
         ratio = seconds / against if against else float("nan")
         verdict = "agree" if abs(ratio - 1) <= AGREE else "differ"
@@ -53,11 +72,13 @@ def timing_section(directory: Path) -> str:
     others = sum(v for k, v in measured.items() if k not in ("training", "evaluation"))
     lines.append(f"| keys, encryption, privacy, report | not modelled | {minutes(others)} | |")
     lines.append(f"| whole sweep | | {minutes(sum(measured.values()))} | |")
-    lines.append("\nThe probe times bare PyTorch in one process; uncalibrated, a ratio above 1 is "
-                 "what the run adds on the same cores: Ray's Train workers and helper "
-                 "processes, the data pipelines, start-up (`bench/train.py` measures Ray's "
-                 "share). `--calibration` with this run's folder folds those ratios into the "
-                 "next prediction on this machine.\n")
+    lines.append(
+        "\nThe probe times bare PyTorch in one process; uncalibrated, a ratio above 1 is "
+        "what the run adds on the same cores: Ray's Train workers and helper "
+        "processes, the data pipelines, start-up (`bench/train.py` measures Ray's "
+        "share). `--calibration` with this run's folder folds those ratios into the "
+        "next prediction on this machine.\n"
+    )
     return "\n".join(lines)
 
 

@@ -3,13 +3,13 @@
 Applied before encryption, as in the paper: the cipher's blocks must see the augmented image,
 not an augmented ciphertext (a shifted ciphertext would break block alignment).
 """
+
 from __future__ import annotations
 
 import numpy as np
 
 
-def random_crop_flip(images: np.ndarray, rng: np.random.Generator, padding: int = 4
-                     ) -> np.ndarray:
+def random_crop_flip(images: np.ndarray, rng: np.random.Generator, padding: int = 4) -> np.ndarray:
     """One gather: each pixel (its channels viewed as one element) is picked from the padded
     image by its crop offset and flip. Twice as fast as slicing crop windows and flipping them
     with ``np.where`` (bench/ingest.py), with the same random draws and the same output."""
@@ -18,7 +18,7 @@ def random_crop_flip(images: np.ndarray, rng: np.random.Generator, padding: int 
     cols = rng.integers(0, 2 * padding + 1, n)
     flip = rng.random(n) < 0.5
     padded = np.zeros((n, h + 2 * padding, w + 2 * padding, c), images.dtype)
-    padded[:, padding:padding + h, padding:padding + w] = images
+    padded[:, padding : padding + h, padding : padding + w] = images
     pixels = padded.view(f"V{c * images.itemsize}")[..., 0]  # N, H + 2p, W + 2p
     across = np.arange(w)
     columns = cols[:, None] + np.where(flip[:, None], across[::-1], across)  # N, W

@@ -6,6 +6,7 @@ cluster offers: what it has now, or on an autoscaling cluster what its config le
 A cluster that cannot hold one trial would wait forever ("0.25/2 CPUs" and nothing moving), so
 the job stops at once instead, saying what is missing.
 """
+
 from __future__ import annotations
 
 import logging
@@ -29,9 +30,11 @@ class TrialNeeds:
 
     def describe(self, workers: int) -> str:
         worker = "1 GPU" if self.gpus else "1 CPU"
-        return (f"{self.cpus:g} CPUs{f' and {self.gpus} GPUs' if self.gpus else ''} "
-                f"({TRIAL_DRIVER_CPUS:g} trial driver + {worker} per Train worker x {workers} "
-                f"+ {self.data_cpus:g} for Ray Data)")
+        return (
+            f"{self.cpus:g} CPUs{f' and {self.gpus} GPUs' if self.gpus else ''} "
+            f"({TRIAL_DRIVER_CPUS:g} trial driver + {worker} per Train worker x {workers} "
+            f"+ {self.data_cpus:g} for Ray Data)"
+        )
 
 
 def trial_needs(settings: TrainSettings, use_gpu: bool) -> TrialNeeds:
@@ -71,8 +74,9 @@ def autoscaler_running() -> bool:
         return False
 
 
-def concurrent_trials(settings: TrainSettings, use_gpu: bool, trials: int,
-                      cap: int | None = None) -> int:
+def concurrent_trials(
+    settings: TrainSettings, use_gpu: bool, trials: int, cap: int | None = None
+) -> int:
     """Trials to run at once: as many as the cluster holds, at most ``cap`` and ``trials``.
 
     Raises a one-line error when the cluster (as big as it may grow) holds none."""
@@ -86,12 +90,18 @@ def concurrent_trials(settings: TrainSettings, use_gpu: bool, trials: int,
     if fits >= 1:
         return max(1, min(fits, limit))
     if grows_unknown:
-        log.info("the cluster has %g CPUs and %g GPUs now and an autoscaler of unknown reach: "
-                 "running up to %d trials at once (--max-concurrent-trials)", cpus, gpus, limit)
+        log.info(
+            "the cluster has %g CPUs and %g GPUs now and an autoscaler of unknown reach: "
+            "running up to %d trials at once (--max-concurrent-trials)",
+            cpus,
+            gpus,
+            limit,
+        )
         return max(1, limit)
     raise LieRayError(
         f"the Ray cluster has {cpus:g} CPUs{f' and {gpus:g} GPUs' if needs.gpus else ''}, but "
         f"one training trial needs {needs.describe(settings.num_workers)}: start Ray with more "
         f"logical CPUs (e.g. 'ray start --head --num-cpus={math.ceil(needs.cpus) + 1}'; they "
         f"may exceed the cores) or add nodes{' with GPUs' if needs.gpus else ''}"
-        + (", or pass --workers 1" if settings.num_workers > 1 else ""))
+        + (", or pass --workers 1" if settings.num_workers > 1 else "")
+    )

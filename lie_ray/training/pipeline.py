@@ -9,6 +9,7 @@ need the PLAIN image in the worker (the attack perturbs it, then encrypts on the
 the attack loop), and so does a policy that keys each mini-batch as it is trained on
 (``per-minibatch``): their train pipeline stops after augmentation.
 """
+
 from __future__ import annotations
 
 import ray.data
@@ -28,13 +29,16 @@ from lie_ray.training.augment import augment_batch
 ROWS_PER_BLOCK = 2048
 
 
-def build_datasets(scenario: Scenario, settings: TrainSettings, data_dir: str,
-                   key_path: str | None) -> dict[str, ray.data.Dataset]:
+def build_datasets(
+    scenario: Scenario, settings: TrainSettings, data_dir: str, key_path: str | None
+) -> dict[str, ray.data.Dataset]:
     train = load_split(data_dir, "train", limit=settings.train_limit)
     test = load_split(data_dir, "test", limit=settings.test_limit)
-    train_ds = (to_ray_dataset(train, rows_per_block=ROWS_PER_BLOCK)
-                .randomize_block_order()
-                .map_batches(augment_batch, batch_format="numpy", num_cpus=0.5))
+    train_ds = (
+        to_ray_dataset(train, rows_per_block=ROWS_PER_BLOCK)
+        .randomize_block_order()
+        .map_batches(augment_batch, batch_format="numpy", num_cpus=0.5)
+    )
     test_ds = to_ray_dataset(test, rows_per_block=ROWS_PER_BLOCK)
     if scenario.encrypted:
         spec = PolicySpec(scenario.key_policy, settings.key_batch_size)
@@ -49,5 +53,6 @@ def build_datasets(scenario: Scenario, settings: TrainSettings, data_dir: str,
 def _encrypted(dataset, key_path, spec, split, transform) -> ray.data.Dataset:
     # Tasks, not an actor pool: the train pipeline runs again every epoch, and a new pool of
     # actors every epoch cost seconds of start-up each time (bench/ingest.py).
-    return encrypt_dataset(dataset, key_path, spec, split, actors=None, num_cpus=0.5,
-                           transform=transform)
+    return encrypt_dataset(
+        dataset, key_path, spec, split, actors=None, num_cpus=0.5, transform=transform
+    )

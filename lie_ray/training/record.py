@@ -7,6 +7,7 @@ key policy, key-batch size) from it, never from a default. ``run_id`` names the 
 setting that decides the weights, and it is a different run, trained anew, never a reused
 checkpoint of another definition.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -26,8 +27,14 @@ EXECUTION_SETTINGS = ("gpu", "compile", "torch_threads", "max_concurrent_trials"
 LENGTH_SETTINGS = ("epochs",)
 # Settings that live in the scenario's definition once applied (its block size, its policy's
 # key-batch size, the --pgd-* overrides of its adversarial training).
-DEFINITION_SETTINGS = ("block_size", "key_batch_size", "pgd_steps", "pgd_step_size", "pgd_eps",
-                       "adv_attack")
+DEFINITION_SETTINGS = (
+    "block_size",
+    "key_batch_size",
+    "pgd_steps",
+    "pgd_step_size",
+    "pgd_eps",
+    "adv_attack",
+)
 
 
 def scenario_definition(scenario: Scenario, settings: TrainSettings) -> dict[str, Any]:
@@ -35,20 +42,28 @@ def scenario_definition(scenario: Scenario, settings: TrainSettings) -> dict[str
     and its key-batch size, adversarial-training attack (and how it meets the cipher)."""
     transform = transform_meta(scenario, settings) if scenario.encrypted else None
     return {
-        "name": scenario.name, "encrypted": scenario.encrypted,
+        "name": scenario.name,
+        "encrypted": scenario.encrypted,
         "key_policy": scenario.key_policy if scenario.encrypted else None,
         "key_batch_size": settings.key_batch_size if scenario.key_policy in GROUPED else None,
         "transform": transform,
         # The cipher's backward in the training attack (--adv-attack): none without a cipher.
-        "adversarial_training": ({"attack": settings.adv_attack if scenario.encrypted
-                                  else "pgd", "eps": scenario.eps,
-                                  "step_size": scenario.step_size, "steps": scenario.steps}
-                                 if scenario.adversarial else None),
+        "adversarial_training": (
+            {
+                "attack": settings.adv_attack if scenario.encrypted else "pgd",
+                "eps": scenario.eps,
+                "step_size": scenario.step_size,
+                "steps": scenario.steps,
+            }
+            if scenario.adversarial
+            else None
+        ),
     }
 
 
-def training_record(scenario: Scenario, settings: TrainSettings, key_fingerprint: str | None,
-                    data: dict[str, Any]) -> dict[str, Any]:
+def training_record(
+    scenario: Scenario, settings: TrainSettings, key_fingerprint: str | None, data: dict[str, Any]
+) -> dict[str, Any]:
     """The run record of one scenario's training (JSON-able, no key material)."""
     record = {
         "kind": "training",
@@ -64,13 +79,20 @@ def training_record(scenario: Scenario, settings: TrainSettings, key_fingerprint
 def run_id(record: dict[str, Any]) -> str:
     """The digest of what decides the trained weights (not the code version, not how the run
     was executed, not how many epochs it has run so far)."""
-    deciding = {k: v for k, v in record["settings"].items()
-                if k not in EXECUTION_SETTINGS + LENGTH_SETTINGS + DEFINITION_SETTINGS}
-    return provenance.digest({"scenario": record["scenario"], "settings": deciding,
-                              "key_fingerprint": record["key_fingerprint"],
-                              "data": record["data"]["files"],
-                              "limits": [record["settings"]["train_limit"],
-                                         record["settings"]["test_limit"]]})
+    deciding = {
+        k: v
+        for k, v in record["settings"].items()
+        if k not in EXECUTION_SETTINGS + LENGTH_SETTINGS + DEFINITION_SETTINGS
+    }
+    return provenance.digest(
+        {
+            "scenario": record["scenario"],
+            "settings": deciding,
+            "key_fingerprint": record["key_fingerprint"],
+            "data": record["data"]["files"],
+            "limits": [record["settings"]["train_limit"], record["settings"]["test_limit"]],
+        }
+    )
 
 
 def run_name(record: dict[str, Any]) -> str:

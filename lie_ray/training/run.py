@@ -9,6 +9,7 @@ Storage layout under ``--out``:
 With ``--storage URI`` (a path or ``s3://...`` every node reaches), ``STORAGE/train`` and
 ``STORAGE/runs`` take the place of ``OUT/ray/...``; ``checkpoint`` in the table is then a URI.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -37,9 +38,15 @@ log = logging.getLogger("lie_ray")
 EXPERIMENT = "train"
 
 
-def run_training(scenarios: list[Scenario], settings: TrainSettings, data_dir: str | Path,
-                 out_dir: str | Path, key_path: str | Path | None, resume: bool = False,
-                 storage: str | None = None) -> pa.Table:
+def run_training(
+    scenarios: list[Scenario],
+    settings: TrainSettings,
+    data_dir: str | Path,
+    out_dir: str | Path,
+    key_path: str | Path | None,
+    resume: bool = False,
+    storage: str | None = None,
+) -> pa.Table:
     """Train ``scenarios`` (one Tune trial each) and write ``OUT/training.parquet``.
 
     ``resume`` restores an interrupted Tune experiment: finished trials keep their results and
@@ -53,15 +60,14 @@ def run_training(scenarios: list[Scenario], settings: TrainSettings, data_dir: s
     key_fingerprint = key.fingerprint if key is not None else None
     use_gpu = wants_gpu(settings.gpu)
     # Fails at once, in one line, when the cluster cannot hold a single trial.
-    side_by_side = concurrent_trials(settings, use_gpu, len(scenarios),
-                                     settings.max_concurrent_trials)
+    side_by_side = concurrent_trials(
+        settings, use_gpu, len(scenarios), settings.max_concurrent_trials
+    )
     log.info("training %d scenario(s), up to %d at once", len(scenarios), side_by_side)
     storage = storage or str(out / "ray")
     runs = join(storage, "runs")
-    data_used = data_record(data, train_limit=settings.train_limit,
-                            test_limit=settings.test_limit)
-    records = {s.name: training_record(s, settings, key_fingerprint, data_used)
-               for s in scenarios}
+    data_used = data_record(data, train_limit=settings.train_limit, test_limit=settings.test_limit)
+    records = {s.name: training_record(s, settings, key_fingerprint, data_used) for s in scenarios}
     # Tune's config holds only the scenario's NAME (the grid): its table then shows the name,
     # and a trial's start prints one line of config. The rest reaches the trial through
     # tune.with_parameters (below).
@@ -77,35 +83,52 @@ def run_training(scenarios: list[Scenario], settings: TrainSettings, data_dir: s
         "quiet": not verbose(),
     }
     started = time.monotonic()
-    trainable = tune.with_resources(tune.with_parameters(
-        train_scenario, scenarios={s.name: dataclasses.asdict(s) for s in scenarios},
-        run_records=records, job=job), {"cpu": TRIAL_DRIVER_CPUS})
+    trainable = tune.with_resources(
+        tune.with_parameters(
+            train_scenario,
+            scenarios={s.name: dataclasses.asdict(s) for s in scenarios},
+            run_records=records,
+            job=job,
+        ),
+        {"cpu": TRIAL_DRIVER_CPUS},
+    )
     experiment = join(storage, EXPERIMENT)
     plan_file = join(storage, PLAN_FILE)
-    if resume and tune.Tuner.can_restore(experiment) and \
-            same_plan(plan_file, records):
+    if resume and tune.Tuner.can_restore(experiment) and same_plan(plan_file, records):
         log.info("resuming the training experiment at %s: finished trials are kept", experiment)
-        tuner = tune.Tuner.restore(experiment, trainable=trainable, resume_unfinished=True,
-                                   resume_errored=True)
+        tuner = tune.Tuner.restore(
+            experiment, trainable=trainable, resume_unfinished=True, resume_errored=True
+        )
     else:
         tuner = tune.Tuner(
             trainable,
             param_space=param_space,
-            tune_config=tune.TuneConfig(max_concurrent_trials=side_by_side,
-                                        trial_name_creator=_trial_name,
-                                        trial_dirname_creator=_trial_name),
+            tune_config=tune.TuneConfig(
+                max_concurrent_trials=side_by_side,
+                trial_name_creator=_trial_name,
+                trial_dirname_creator=_trial_name,
+            ),
             # verbose 1: Tune's status table and trial events; 2 (--verbose): every result too.
-            run_config=tune.RunConfig(name=EXPERIMENT, storage_path=storage,
-                                      verbose=2 if verbose() else 1,
-                                      failure_config=tune.FailureConfig(max_failures=1),
-                                      callbacks=[AnnounceFinishedTrials()]),
+            run_config=tune.RunConfig(
+                name=EXPERIMENT,
+                storage_path=storage,
+                verbose=2 if verbose() else 1,
+                failure_config=tune.FailureConfig(max_failures=1),
+                callbacks=[AnnounceFinishedTrials()],
+            ),
         )
         storage_io.write_bytes(plan_file, json.dumps(plan(records), sort_keys=True).encode())
     results = interrupt.tune_fit(tuner)  # a signal stops here: no table from unfinished trials
     table = results_table(results, scenarios, records, time.monotonic() - started, runs)
-    table = provenance.with_record(table, {"kind": "training", "code": provenance.code(),
-                                           "settings": dataclasses.asdict(settings),
-                                           "data": data_used})
+    table = provenance.with_record(
+        table,
+        {
+            "kind": "training",
+            "code": provenance.code(),
+            "settings": dataclasses.asdict(settings),
+            "data": data_used,
+        },
+    )
     atomic.write_parquet(table, out / "training.parquet")
     return table
 
@@ -133,9 +156,12 @@ def same_plan(plan_file: str, records: dict[str, dict]) -> bool:
     now = plan(records)
     changed = sorted(name for name in now if before.get(name) != now[name])
     if changed:
-        log.info("scenario(s) %s changed since the experiment being resumed (or it has no "
-                 "plan): starting a new experiment; finished runs of unchanged scenarios are "
-                 "reused", ", ".join(changed))
+        log.info(
+            "scenario(s) %s changed since the experiment being resumed (or it has no "
+            "plan): starting a new experiment; finished runs of unchanged scenarios are "
+            "reused",
+            ", ".join(changed),
+        )
     return before == now
 
 
@@ -144,10 +170,14 @@ class AnnounceFinishedTrials(tune.Callback):
 
     def on_trial_complete(self, iteration, trials, trial, **info):
         result = trial.last_result
-        log.info("finished training %s: held-out error %.3f after %s epochs (training's own "
-                 "test split, n=%s)", trial.config["scenario"],
-                 result.get("test_error", float("nan")), result.get("epoch", "?"),
-                 result.get("test_images", "?"))
+        log.info(
+            "finished training %s: held-out error %.3f after %s epochs (training's own "
+            "test split, n=%s)",
+            trial.config["scenario"],
+            result.get("test_error", float("nan")),
+            result.get("epoch", "?"),
+            result.get("test_images", "?"),
+        )
 
 
 def by_expected_cost(scenarios: list[Scenario]) -> list[Scenario]:
@@ -160,8 +190,13 @@ def _trial_name(trial) -> str:
     return trial.config["scenario"]
 
 
-def results_table(results, scenarios: list[Scenario], records: dict[str, dict],
-                  wall_seconds: float, runs: str = "") -> pa.Table:
+def results_table(
+    results,
+    scenarios: list[Scenario],
+    records: dict[str, dict],
+    wall_seconds: float,
+    runs: str = "",
+) -> pa.Table:
     """One row per scenario. ``checkpoint`` is a location every node can open (a URI under
     ``runs`` when storage is remote); ``node`` is the node id of the trial's rank-0 worker;
     ``record`` the scenario's run record (JSON), ``run_id`` its digest."""
@@ -170,46 +205,63 @@ def results_table(results, scenarios: list[Scenario], records: dict[str, dict],
         if result.config["scenario"] not in wanted:
             continue
         if result.error is not None:
-            raise LieRayError(f"training failed for scenario {result.config['scenario']}: "
-                              f"{type(result.error).__name__}; see the trial logs under "
-                              f"{result.path}")
+            raise LieRayError(
+                f"training failed for scenario {result.config['scenario']}: "
+                f"{type(result.error).__name__}; see the trial logs under "
+                f"{result.path}"
+            )
         by_name[result.config["scenario"]] = result.metrics
     missing = sorted(wanted - set(by_name))
     if missing:
-        raise LieRayError(f"the experiment being resumed has no trial for {missing}: resume with "
-                          "the scenarios it was started with, or use a new --out")
-    stale = sorted(name for name, metrics in by_name.items()
-                   if metrics.get("run_id") != records[name]["run_id"])
+        raise LieRayError(
+            f"the experiment being resumed has no trial for {missing}: resume with "
+            "the scenarios it was started with, or use a new --out"
+        )
+    stale = sorted(
+        name
+        for name, metrics in by_name.items()
+        if metrics.get("run_id") != records[name]["run_id"]
+    )
     if stale:  # never a table that pairs one definition with another's checkpoint
-        raise LieRayError(f"the trials of {stale} were trained from another definition than "
-                          "the one asked for: run again without --resume, or use a new --out")
+        raise LieRayError(
+            f"the trials of {stale} were trained from another definition than "
+            "the one asked for: run again without --resume, or use a new --out"
+        )
     rows = []
     for scenario in scenarios:
         metrics, record = by_name[scenario.name], records[scenario.name]
         definition = record["scenario"]
-        rows.append({
-            "scenario": scenario.name, "encrypted": scenario.encrypted,
-            "key_policy": scenario.key_policy or "", "adversarial": scenario.adversarial,
-            **transform_columns(definition),
-            "key_batch_size": definition["key_batch_size"] or 0,
-            "train_error": float(metrics["train_error"]), "test_error": float(metrics["test_error"]),
-            "train_loss": float(metrics["train_loss"]), "epochs": int(metrics["epoch"]),
-            "train_images": int(metrics["train_images"]),
-            "test_images": int(metrics["test_images"]),
-            "resumed_from_epoch": int(metrics["resumed_from_epoch"]),
-            "key_fingerprint": metrics.get("key_fingerprint") or "",
-            "checkpoint": to_location(runs, metrics.get("checkpoint_path", "")),
-            "node": metrics.get("node", ""),
-            # when the trial started and last reported (unix seconds): shows trials side by side
-            "started_at": float(metrics.get("timestamp", "nan"))
-            - float(metrics.get("time_total_s", 0)),
-            "finished_at": float(metrics.get("timestamp", "nan")),
-            "width": record["settings"]["width"], "workers": record["settings"]["num_workers"],
-            "device": metrics.get("device", ""),
-            "run_id": record["run_id"],
-            "record": json.dumps({**record, "device": metrics.get("device", "")},
-                                 sort_keys=True),
-        })
+        rows.append(
+            {
+                "scenario": scenario.name,
+                "encrypted": scenario.encrypted,
+                "key_policy": scenario.key_policy or "",
+                "adversarial": scenario.adversarial,
+                **transform_columns(definition),
+                "key_batch_size": definition["key_batch_size"] or 0,
+                "train_error": float(metrics["train_error"]),
+                "test_error": float(metrics["test_error"]),
+                "train_loss": float(metrics["train_loss"]),
+                "epochs": int(metrics["epoch"]),
+                "train_images": int(metrics["train_images"]),
+                "test_images": int(metrics["test_images"]),
+                "resumed_from_epoch": int(metrics["resumed_from_epoch"]),
+                "key_fingerprint": metrics.get("key_fingerprint") or "",
+                "checkpoint": to_location(runs, metrics.get("checkpoint_path", "")),
+                "node": metrics.get("node", ""),
+                # when the trial started and last reported (unix seconds): shows trials side by side
+                "started_at": float(metrics.get("timestamp", "nan"))
+                - float(metrics.get("time_total_s", 0)),
+                "finished_at": float(metrics.get("timestamp", "nan")),
+                "width": record["settings"]["width"],
+                "workers": record["settings"]["num_workers"],
+                "device": metrics.get("device", ""),
+                "run_id": record["run_id"],
+                "record": json.dumps(
+                    {**record, "device": metrics.get("device", "")}, sort_keys=True
+                ),
+            }
+        )
     table = pa.Table.from_pylist(rows)
     return table.replace_schema_metadata({"wall_seconds": f"{wall_seconds:.1f}"})
 
@@ -220,6 +272,8 @@ def transform_columns(definition: dict) -> dict:
     transform = definition["transform"]
     if transform is None:
         return {"transform": "none", "transform_block_size": 0, "transform_variant": ""}
-    return {"transform": transform["name"], "transform_block_size": transform["block_size"],
-            "transform_variant": transform["variant"]}
-
+    return {
+        "transform": transform["name"],
+        "transform_block_size": transform["block_size"],
+        "transform_variant": transform["variant"],
+    }

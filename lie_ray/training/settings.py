@@ -3,6 +3,7 @@
 
 These settings are plain, non-secret values: they go into Tune's param_space and onto disk.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -68,8 +69,7 @@ class TrainSettings:
         unknown = set(overrides) - fields
         if unknown:
             raise LieRayError(f"unknown training setting(s) {sorted(unknown)}")
-        updated = dataclasses.replace(self, **{k: v for k, v in overrides.items()
-                                               if v is not None})
+        updated = dataclasses.replace(self, **{k: v for k, v in overrides.items() if v is not None})
         updated.validate()
         return updated
 
@@ -77,17 +77,22 @@ class TrainSettings:
         if self.epochs < 1 or self.batch_size < 1 or self.num_workers < 1:
             raise LieRayError("epochs, batch size and workers must all be >= 1")
         if self.batch_size % self.num_workers:
-            raise LieRayError(f"batch size {self.batch_size} must divide evenly over "
-                              f"{self.num_workers} workers")
+            raise LieRayError(
+                f"batch size {self.batch_size} must divide evenly over {self.num_workers} workers"
+            )
         from lie_ray.infra.session import check_gpu_choice  # imports Ray: not for --help
 
         check_gpu_choice(self.gpu)
         if self.adv_attack not in ADV_ATTACKS:
-            raise LieRayError(f"unknown adversarial-training attack {self.adv_attack!r}: pass "
-                              f"--adv-attack {' or '.join(ADV_ATTACKS)}")
+            raise LieRayError(
+                f"unknown adversarial-training attack {self.adv_attack!r}: pass "
+                f"--adv-attack {' or '.join(ADV_ATTACKS)}"
+            )
         if not (0 < self.lr < math.inf and 0 < self.lr_after_drop < math.inf):  # NaN fails too
-            raise LieRayError(f"learning rates must be positive and finite, got lr {self.lr} "
-                              f"and lr_after_drop {self.lr_after_drop}: pass --lr > 0, e.g. 0.1")
+            raise LieRayError(
+                f"learning rates must be positive and finite, got lr {self.lr} "
+                f"and lr_after_drop {self.lr_after_drop}: pass --lr > 0, e.g. 0.1"
+            )
 
 
 PRESETS: dict[str, TrainSettings] = {
@@ -99,17 +104,39 @@ PRESETS: dict[str, TrainSettings] = {
     # Kolter, ICLR 2020). One 1-thread worker per trial, so two trials fill the two cores
     # without oversubscribing them (one trial alone trains about as fast with one 2-thread
     # worker as with two 1-thread DDP workers: bench/train.py); pass --workers 2 for DDP.
-    "smoke": TrainSettings(epochs=4, lr=0.05, lr_drop_epoch=3, lr_after_drop=0.01, width=8,
-                           adaptation_channels=16, num_workers=1, torch_threads=1, gpu="no",
-                           pgd_steps=1, pgd_step_size=0.125, max_concurrent_trials=2),
+    "smoke": TrainSettings(
+        epochs=4,
+        lr=0.05,
+        lr_drop_epoch=3,
+        lr_after_drop=0.01,
+        width=8,
+        adaptation_channels=16,
+        num_workers=1,
+        torch_threads=1,
+        gpu="no",
+        pgd_steps=1,
+        pgd_step_size=0.125,
+        max_concurrent_trials=2,
+    ),
     # Models that learn, the whole sweep in about an hour on 2 CPU cores (README: The study
     # preset): the smoke network and adversarial training, 20 epochs in batches of 64 (on CPUs
     # a smaller batch costs about the same per image and gives twice the updates), lr 0.05
     # dropped tenfold after 15 epochs.
-    "study": TrainSettings(epochs=20, batch_size=64, lr=0.05, lr_drop_epoch=15,
-                           lr_after_drop=0.005, width=8, adaptation_channels=16, num_workers=1,
-                           torch_threads=1, gpu="no", pgd_steps=1, pgd_step_size=0.125,
-                           max_concurrent_trials=2),
+    "study": TrainSettings(
+        epochs=20,
+        batch_size=64,
+        lr=0.05,
+        lr_drop_epoch=15,
+        lr_after_drop=0.005,
+        width=8,
+        adaptation_channels=16,
+        num_workers=1,
+        torch_threads=1,
+        gpu="no",
+        pgd_steps=1,
+        pgd_step_size=0.125,
+        max_concurrent_trials=2,
+    ),
 }
 # The transform family (scenarios.FAMILY_SCENARIOS) at the smoke settings.
 PRESETS["family"] = PRESETS["smoke"]
@@ -121,14 +148,18 @@ def get_preset(name: str) -> TrainSettings:
     return PRESETS[name]
 
 
-def training_plan(preset: str, names: str | None, scenario_file: list | str | None,
-                  overrides: dict) -> tuple[TrainSettings, list["Scenario"]]:
+def training_plan(
+    preset: str, names: str | None, scenario_file: list | str | None, overrides: dict
+) -> tuple[TrainSettings, list["Scenario"]]:
     """The settings and scenarios a training job runs: the preset with the user's overrides,
     and the chosen scenarios with the adversarial-training overrides (--pgd-*) applied."""
     from lie_ray.scenarios import select_scenarios
 
     settings = get_preset(preset).replace(**overrides)
-    scenarios = [s.with_attack(eps=settings.pgd_eps, step_size=settings.pgd_step_size,
-                               steps=settings.pgd_steps)
-                 for s in select_scenarios(names, scenario_file, preset)]
+    scenarios = [
+        s.with_attack(
+            eps=settings.pgd_eps, step_size=settings.pgd_step_size, steps=settings.pgd_steps
+        )
+        for s in select_scenarios(names, scenario_file, preset)
+    ]
     return settings, scenarios

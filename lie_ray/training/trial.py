@@ -11,6 +11,7 @@ The trial config holds only the scenario's name; records, settings, paths and th
 fingerprint come through ``tune.with_parameters``. The key FILE's path is the only way to the
 key, and workers and actors open it themselves.
 """
+
 from __future__ import annotations
 
 import json
@@ -38,12 +39,14 @@ def data_config(cpus: float = DATA_CPUS_PER_TRIAL) -> ray.train.DataConfig:
     evaluates all of it, so no test image is dropped to even out shards). Each pipeline gets at
     most ``cpus`` CPUs, so concurrent trials cannot flood a small machine with Ray Data tasks."""
     limited = ExecutionOptions(resource_limits=ExecutionResources(cpu=cpus))
-    return ray.train.DataConfig(datasets_to_split=["train"],
-                                execution_options={"train": limited, "test": limited})
+    return ray.train.DataConfig(
+        datasets_to_split=["train"], execution_options={"train": limited, "test": limited}
+    )
 
 
-def train_scenario(config: dict, scenarios: dict[str, dict], run_records: dict[str, dict],
-                   job: dict) -> None:
+def train_scenario(
+    config: dict, scenarios: dict[str, dict], run_records: dict[str, dict], job: dict
+) -> None:
     """Tune function trainable: train the scenario named ``config['scenario']`` (its fields
     in ``scenarios``, its run record in ``run_records``; the sweep's settings, paths and
     fingerprint in ``job``) to completion, or resume it."""
@@ -61,8 +64,11 @@ def train_scenario(config: dict, scenarios: dict[str, dict], run_records: dict[s
         # Tune the final checkpoint's metrics instead of starting workers that have nothing
         # to do. Tune's own experiment state may lag by seconds, so this is the safe check.
         path, metrics = finished
-        print(f"{scenario.name}: already trained for {metrics['epoch']} epochs ({path}): "
-              "not trained again", flush=True)
+        print(
+            f"{scenario.name}: already trained for {metrics['epoch']} epochs ({path}): "
+            "not trained again",
+            flush=True,
+        )
         tune.report({**metrics, CHECKPOINT_PATH_KEY: path})
         return
     key_path = config["key_path"] if scenario.encrypted else None
@@ -70,19 +76,23 @@ def train_scenario(config: dict, scenarios: dict[str, dict], run_records: dict[s
     ray.data.DataContext.get_current().enable_progress_bars = False
     trainer = TorchTrainer(
         train_func,
-        train_loop_config={"scenario": record, "settings": config["settings"],
-                           "key_path": key_path,
-                           "key_fingerprint": config["key_fingerprint"] if key_path else None,
-                           "run_record": run_record,
-                           # Ray Train restores its own latest checkpoint only when its
-                           # controller recorded it before the run stopped; a Ctrl-C or
-                           # SIGTERM right after an epoch's report often lands first, and the
-                           # trial restarted at epoch 0 (3 of 6 signalled runs). The worker
-                           # starts from whichever of the two is further along.
-                           "resume_from": checkpoints[-1][0] if checkpoints else None,
-                           "quiet": config["quiet"]},
-        scaling_config=ray.train.ScalingConfig(num_workers=settings.num_workers,
-                                               use_gpu=config["use_gpu"]),
+        train_loop_config={
+            "scenario": record,
+            "settings": config["settings"],
+            "key_path": key_path,
+            "key_fingerprint": config["key_fingerprint"] if key_path else None,
+            "run_record": run_record,
+            # Ray Train restores its own latest checkpoint only when its
+            # controller recorded it before the run stopped; a Ctrl-C or
+            # SIGTERM right after an epoch's report often lands first, and the
+            # trial restarted at epoch 0 (3 of 6 signalled runs). The worker
+            # starts from whichever of the two is further along.
+            "resume_from": checkpoints[-1][0] if checkpoints else None,
+            "quiet": config["quiet"],
+        },
+        scaling_config=ray.train.ScalingConfig(
+            num_workers=settings.num_workers, use_gpu=config["use_gpu"]
+        ),
         datasets=build_datasets(scenario, settings, config["data_dir"], key_path),
         dataset_config=data_config(data_cpus(settings.num_workers, config["use_gpu"])),
         run_config=ray.train.RunConfig(
@@ -93,8 +103,10 @@ def train_scenario(config: dict, scenarios: dict[str, dict], run_records: dict[s
             # Train's own INFO lines (worker group start-up, checkpoint reports) stay in its
             # log files unless --verbose; the per-epoch line comes from the worker itself.
             logging_config=ray.train.LoggingConfig(
-                log_level="WARNING" if config["quiet"] else "INFO"),
-            callbacks=[TuneReportCallback()]),
+                log_level="WARNING" if config["quiet"] else "INFO"
+            ),
+            callbacks=[TuneReportCallback()],
+        ),
     )
     trainer.fit()
 
@@ -111,8 +123,9 @@ def run_checkpoints(run_path: str, run_id: str) -> list[tuple[str, dict]]:
     selector = pyarrow.fs.FileSelector(root, allow_not_found=True)
     found = []
     for info in filesystem.get_file_info(selector):
-        if info.type != pyarrow.fs.FileType.Directory or \
-                not info.base_name.startswith("checkpoint_"):
+        if info.type != pyarrow.fs.FileType.Directory or not info.base_name.startswith(
+            "checkpoint_"
+        ):
             continue
         files = filesystem.get_file_info([f"{info.path}/{META_FILE}", f"{info.path}/{STATE_FILE}"])
         if any(file.type != pyarrow.fs.FileType.File for file in files):
@@ -120,14 +133,18 @@ def run_checkpoints(run_path: str, run_id: str) -> list[tuple[str, dict]]:
         with filesystem.open_input_stream(files[0].path) as stream:
             meta = json.loads(stream.read())
         if meta.get("run_id") == run_id and isinstance(meta.get("epoch"), int):
-            metrics = {k: v for k, v in meta.items()
-                       if k not in ("scenario", "model", "transform", "record")}
+            metrics = {
+                k: v
+                for k, v in meta.items()
+                if k not in ("scenario", "model", "transform", "record")
+            }
             found.append((join(run_path, info.base_name), metrics))
     return sorted(found, key=lambda checkpoint: checkpoint[1]["epoch"])
 
 
-def finished_checkpoint(checkpoints: list[tuple[str, dict]], epochs: int
-                        ) -> tuple[str, dict] | None:
+def finished_checkpoint(
+    checkpoints: list[tuple[str, dict]], epochs: int
+) -> tuple[str, dict] | None:
     """Of ``run_checkpoints``' answer, the checkpoint of the last epoch, if there is one."""
     finished = [c for c in checkpoints if c[1]["epoch"] == epochs]
     return finished[-1] if finished else None

@@ -6,6 +6,7 @@ Every rank reports the same number of times (a report is a barrier); rank 0 atta
 checkpoint. A checkpoint holds the model, the optimiser and the epoch, plus metadata naming the
 key by FINGERPRINT only.
 """
+
 from __future__ import annotations
 
 import json
@@ -43,10 +44,15 @@ def train_func(config: dict) -> None:
     torch.manual_seed(settings.seed + ray.train.get_context().get_world_rank())
     device = ray.train.torch.get_device()
     configure(device)
-    model = ray.train.torch.prepare_model(prepare_network(
-        build_model(**model_config(scenario, settings)), device, settings.compile))
-    optimizer = torch.optim.SGD(model.parameters(), lr=settings.lr, momentum=settings.momentum,
-                                weight_decay=settings.weight_decay)
+    model = ray.train.torch.prepare_model(
+        prepare_network(build_model(**model_config(scenario, settings)), device, settings.compile)
+    )
+    optimizer = torch.optim.SGD(
+        model.parameters(),
+        lr=settings.lr,
+        momentum=settings.momentum,
+        weight_decay=settings.weight_decay,
+    )
     start_epoch = restore(model, optimizer, config.get("resume_from"))
     encrypt = worker_side_encryption(scenario, settings, config.get("key_path"))
     train_shard = ray.train.get_dataset_shard("train")
@@ -57,28 +63,46 @@ def train_func(config: dict) -> None:
         for group in optimizer.param_groups:
             group["lr"] = settings.lr if epoch < settings.lr_drop_epoch else settings.lr_after_drop
         started_at, started = time.time(), time.perf_counter()
-        loss_sum, wrong, seen = train_epoch(model, optimizer, scenario, encrypt, train_shard,
-                                            per_worker_batch, device, epoch)
-        test_wrong, test_seen = (count_errors(unwrap(model), test_shard, per_worker_batch, device)
-                                 if is_rank_zero() else (0, 0))
+        loss_sum, wrong, seen = train_epoch(
+            model, optimizer, scenario, encrypt, train_shard, per_worker_batch, device, epoch
+        )
+        test_wrong, test_seen = (
+            count_errors(unwrap(model), test_shard, per_worker_batch, device)
+            if is_rank_zero()
+            else (0, 0)
+        )
         totals = all_reduce([loss_sum, wrong, seen, test_wrong, test_seen], device)
-        metrics = {"epoch": epoch + 1, "train_loss": totals[0] / max(totals[2], 1),
-                   "train_error": totals[1] / max(totals[2], 1),
-                   "test_error": totals[3] / max(totals[4], 1),
-                   "train_images": int(totals[2]), "test_images": int(totals[4]),
-                   "resumed_from_epoch": start_epoch,
-                   "key_fingerprint": config.get("key_fingerprint") or "",
-                   "node": ray.get_runtime_context().get_node_id(),
-                   # the epoch's training and test passes on every rank, checkpoint excluded
-                   "epoch_seconds": time.perf_counter() - started,
-                   "epoch_started_at": started_at,
-                   "run_id": config["run_record"]["run_id"], "device": device_name(device)}
-        report(model, optimizer, metrics, scenario, model_config(scenario, settings),
-               transform_meta(scenario, settings), config["run_record"])
+        metrics = {
+            "epoch": epoch + 1,
+            "train_loss": totals[0] / max(totals[2], 1),
+            "train_error": totals[1] / max(totals[2], 1),
+            "test_error": totals[3] / max(totals[4], 1),
+            "train_images": int(totals[2]),
+            "test_images": int(totals[4]),
+            "resumed_from_epoch": start_epoch,
+            "key_fingerprint": config.get("key_fingerprint") or "",
+            "node": ray.get_runtime_context().get_node_id(),
+            # the epoch's training and test passes on every rank, checkpoint excluded
+            "epoch_seconds": time.perf_counter() - started,
+            "epoch_started_at": started_at,
+            "run_id": config["run_record"]["run_id"],
+            "device": device_name(device),
+        }
+        report(
+            model,
+            optimizer,
+            metrics,
+            scenario,
+            model_config(scenario, settings),
+            transform_meta(scenario, settings),
+            config["run_record"],
+        )
         if is_rank_zero():
-            announce(f"{scenario.name}: epoch {epoch + 1}/{settings.epochs} done: train loss "
-                     f"{metrics['train_loss']:.3f}, train error {metrics['train_error']:.3f}, "
-                     f"test error {metrics['test_error']:.3f}")
+            announce(
+                f"{scenario.name}: epoch {epoch + 1}/{settings.epochs} done: train loss "
+                f"{metrics['train_loss']:.3f}, train error {metrics['train_error']:.3f}, "
+                f"test error {metrics['test_error']:.3f}"
+            )
 
 
 def announce(line: str) -> None:
@@ -115,13 +139,15 @@ def train_epoch(model, optimizer, scenario, encrypt, shard, batch_size, device, 
 
 def read_batches(shard, batch_size: int):
     """One epoch of a worker's training shard, in the batches it trains on."""
-    return shard.iter_batches(batch_size=batch_size, batch_format="numpy",
-                              local_shuffle_buffer_size=4 * batch_size)
+    return shard.iter_batches(
+        batch_size=batch_size, batch_format="numpy", local_shuffle_buffer_size=4 * batch_size
+    )
 
 
 def adversarial_inputs(model, scenario, encrypt, images, labels, ids):
     """PGD on the PLAIN image (BN in eval mode, so the attack does not move running stats);
     the model then trains on what it would see: the encrypted adversarial image."""
+
     def classifier(plain):
         return model(encrypt(plain, ids) if encrypt else plain)
 
@@ -160,21 +186,26 @@ def worker_side_encryption(scenario: Scenario, settings: TrainSettings, key_path
     key = scenario.transform_spec().keyed(load_key(key_path))
     backward = ADV_ATTACKS[settings.adv_attack]  # only adversarial training differentiates
     if policy.encrypts_on_worker:
-        return lambda plain, ids, epoch, step: key.cipher(
-            policy.step_label(epoch, step)).with_grad(plain, backward)
-    return lambda plain, ids, epoch, step: policy.encrypt_torch(key, plain, np.asarray(ids),
-                                                                "train", backward)
+        return lambda plain, ids, epoch, step: key.cipher(policy.step_label(epoch, step)).with_grad(
+            plain, backward
+        )
+    return lambda plain, ids, epoch, step: policy.encrypt_torch(
+        key, plain, np.asarray(ids), "train", backward
+    )
 
 
 def to_tensors(batch: dict, device) -> tuple[torch.Tensor, torch.Tensor]:
-    return (images_to_device(batch["image"], device),
-            to_device(np.asarray(batch["label"], dtype=np.int64), device))
+    return (
+        images_to_device(batch["image"], device),
+        to_device(np.asarray(batch["label"], dtype=np.int64), device),
+    )
 
 
 def autocast(device: torch.device):
     """bfloat16 mixed precision on GPUs, full precision on CPUs."""
-    return torch.autocast(device_type=device.type, dtype=torch.bfloat16,
-                          enabled=device.type == "cuda")
+    return torch.autocast(
+        device_type=device.type, dtype=torch.bfloat16, enabled=device.type == "cuda"
+    )
 
 
 def all_reduce(values: list[float], device) -> list[float]:
@@ -192,9 +223,14 @@ def restore(model, optimizer, resume_from: str | None) -> int:
     """Load the furthest checkpoint of this run, Ray Train's own or ``resume_from`` (the newest
     the trial found in the run's storage, which Train's controller may not have recorded
     before a signal stopped it); return the epoch to start from."""
-    candidates = [checkpoint for checkpoint in
-                  (ray.train.get_checkpoint(), resume_from and ray.train.Checkpoint(resume_from))
-                  if checkpoint]
+    candidates = [
+        checkpoint
+        for checkpoint in (
+            ray.train.get_checkpoint(),
+            resume_from and ray.train.Checkpoint(resume_from),
+        )
+        if checkpoint
+    ]
     if not candidates:
         return 0
     with max(candidates, key=checkpoint_epoch).as_directory() as directory:
@@ -215,10 +251,13 @@ def model_config(scenario: Scenario, settings: TrainSettings) -> dict:
     """What ``build_model`` needs to rebuild this network from a checkpoint: the adaptation
     network sized to the transform's blocks where its reference uses one."""
     spec = scenario.transform_spec().resolved(settings.block_size)
-    return {"encrypted": scenario.encrypted, "width": settings.width,
-            "block_size": spec.block_size,
-            "adaptation_channels": settings.adaptation_channels,
-            "adaptation": transform_class(spec.name).adaptation}
+    return {
+        "encrypted": scenario.encrypted,
+        "width": settings.width,
+        "block_size": spec.block_size,
+        "adaptation_channels": settings.adaptation_channels,
+        "adaptation": transform_class(spec.name).adaptation,
+    }
 
 
 def transform_meta(scenario: Scenario, settings: TrainSettings) -> dict:
@@ -238,15 +277,33 @@ def device_name(device: torch.device) -> str:
     return device.type
 
 
-def report(model, optimizer, metrics: dict, scenario: Scenario, model_kwargs: dict,
-           transform: dict, record: dict) -> None:
+def report(
+    model,
+    optimizer,
+    metrics: dict,
+    scenario: Scenario,
+    model_kwargs: dict,
+    transform: dict,
+    record: dict,
+) -> None:
     if not is_rank_zero():
         ray.train.report(metrics)
         return
     with tempfile.TemporaryDirectory() as directory:
-        torch.save({"model": unwrap(model).state_dict(), "optimizer": optimizer.state_dict(),
-                    "epoch": metrics["epoch"]}, os.path.join(directory, STATE_FILE))
-        meta = {"scenario": scenario.name, "model": model_kwargs, "transform": transform,
-                "record": {**record, "device": metrics["device"]}, **metrics}
+        torch.save(
+            {
+                "model": unwrap(model).state_dict(),
+                "optimizer": optimizer.state_dict(),
+                "epoch": metrics["epoch"],
+            },
+            os.path.join(directory, STATE_FILE),
+        )
+        meta = {
+            "scenario": scenario.name,
+            "model": model_kwargs,
+            "transform": transform,
+            "record": {**record, "device": metrics["device"]},
+            **metrics,
+        }
         Path(directory, META_FILE).write_text(json.dumps(meta, indent=2))
         ray.train.report(metrics, checkpoint=ray.train.Checkpoint.from_directory(directory))

@@ -15,9 +15,27 @@ and one line in ``registry.REGISTRY``; one written outside lie_ray is declared u
 Bring your own transform). Nothing here imports torch: Ray Data's encryption actors
 stay light.
 """
-from lie_ray.transforms.base import Transform
-from lie_ray.transforms.registry import (REGISTRY, KeyedTransform, TransformSpec, build,
-                                         from_arrays, names, register, transform_class)
 
-__all__ = ["REGISTRY", "Transform", "TransformSpec", "KeyedTransform", "build", "from_arrays",
-           "names", "register", "transform_class"]
+from lie_ray.transforms.base import Transform
+from lie_ray.transforms.registry import (
+    REGISTRY,
+    KeyedTransform,
+    TransformSpec,
+    build,
+    from_arrays,
+    names,
+    register,
+    transform_class,
+)
+
+__all__ = [
+    "REGISTRY",
+    "Transform",
+    "TransformSpec",
+    "KeyedTransform",
+    "build",
+    "from_arrays",
+    "names",
+    "register",
+    "transform_class",
+]

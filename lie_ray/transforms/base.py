@@ -13,6 +13,7 @@ per image size: its subclasses only say, in ``plan``, how the steps of their pap
 negate the values of an index image, so the steps read as in the paper while the data path
 never loops over blocks or pixels.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -40,8 +41,13 @@ class Transform:
     ``REQUIRED_FACTS`` have no default: the registry refuses a class that lacks one.
     """
 
-    REQUIRED_FACTS: ClassVar[tuple[str, ...]] = ("name", "label", "gradient", "adaptation",
-                                                 "key_fields")
+    REQUIRED_FACTS: ClassVar[tuple[str, ...]] = (
+        "name",
+        "label",
+        "gradient",
+        "adaptation",
+        "key_fields",
+    )
     # -- identity
     name: ClassVar[str]  # registry, scenario records and tables
     label: ClassVar[str]  # how reports and the family's scenario names call it
@@ -66,8 +72,13 @@ class Transform:
     flat_colour_probe: ClassVar[bool] = False  # chosen plaintext: a flat colour reveals the key
     sia_gan_lpips: ClassVar[float | None] = None  # SIA-GAN's published LPIPS (TRANSFORMS.md)
 
-    def __init__(self, arrays: dict[str, np.ndarray], block_size: int = 4,
-                 variant: str | None = None, image_size: tuple[int, int] = IMAGE_SIZE):
+    def __init__(
+        self,
+        arrays: dict[str, np.ndarray],
+        block_size: int = 4,
+        variant: str | None = None,
+        image_size: tuple[int, int] = IMAGE_SIZE,
+    ):
         self.block_size = check_block_size(block_size, image_size)
         self.variant = self.check_variant(variant)
         self.image_size = tuple(image_size)
@@ -76,19 +87,22 @@ class Transform:
         self.device_tables: dict[tuple, dict[str, Any]] = {}  # per direction and device
 
     def __repr__(self) -> str:  # never the key itself
-        return (f"{type(self).__name__}(block_size={self.block_size}, variant={self.variant}, "
-                f"fingerprint={self.fingerprint})")
+        return (
+            f"{type(self).__name__}(block_size={self.block_size}, variant={self.variant}, "
+            f"fingerprint={self.fingerprint})"
+        )
 
     # ------------------------------------------------------------ what subclasses provide
     @classmethod
-    def from_key(cls, key: Key, label: str, block_size: int, variant: str | None,
-                 image_size: tuple[int, int]) -> "Transform":
-        return cls(cls.derive(key, label, block_size, image_size), block_size, variant,
-                   image_size)
+    def from_key(
+        cls, key: Key, label: str, block_size: int, variant: str | None, image_size: tuple[int, int]
+    ) -> "Transform":
+        return cls(cls.derive(key, label, block_size, image_size), block_size, variant, image_size)
 
     @classmethod
-    def derive(cls, key: Key, label: str, block_size: int, image_size: tuple[int, int]
-               ) -> dict[str, np.ndarray]:
+    def derive(
+        cls, key: Key, label: str, block_size: int, image_size: tuple[int, int]
+    ) -> dict[str, np.ndarray]:
         """Key arrays for ``label`` from the master key, drawn as the reference draws them."""
         raise NotImplementedError
 
@@ -132,8 +146,10 @@ class Transform:
         if variant is None:
             return cls.variants[0]
         if variant not in cls.variants:
-            raise LieRayError(f"transform {cls.name!r} has no variant {variant!r}: choose one of "
-                              f"{', '.join(cls.variants)} (default {cls.variants[0]})")
+            raise LieRayError(
+                f"transform {cls.name!r} has no variant {variant!r}: choose one of "
+                f"{', '.join(cls.variants)} (default {cls.variants[0]})"
+            )
         return variant
 
     def backward_mode(self, backward: str | None) -> str:
@@ -145,16 +161,24 @@ class Transform:
             return backward
         # Any BPDA surrogate, or the identity, maps onto this transform's own surrogate
         # (FFX's is straight-through: the identity).
-        return self.backwards[0] if backward.startswith("bpda") or backward == "identity" \
-            else "none"
+        return (
+            self.backwards[0] if backward.startswith("bpda") or backward == "identity" else "none"
+        )
 
 
 def check_block_size(block_size: int, image_size: tuple[int, int]) -> int:
     height, width = image_size
-    if isinstance(block_size, bool) or not isinstance(block_size, (int, np.integer)) \
-            or block_size < 1 or height % block_size or width % block_size:
-        raise LieRayError(f"block size {block_size!r} does not divide the image size "
-                          f"{height}x{width}: use 2, 4 or 8 for CIFAR-10")
+    if (
+        isinstance(block_size, bool)
+        or not isinstance(block_size, (int, np.integer))
+        or block_size < 1
+        or height % block_size
+        or width % block_size
+    ):
+        raise LieRayError(
+            f"block size {block_size!r} does not divide the image size "
+            f"{height}x{width}: use 2, 4 or 8 for CIFAR-10"
+        )
     return int(block_size)
 
 
@@ -171,21 +195,20 @@ def fingerprint(name: str, block_size: int, variant: str, arrays: dict[str, np.n
 def to_blocks(image: np.ndarray, m: int) -> np.ndarray:
     """(H, W, C) -> (n_blocks, M, M, C), blocks in row-major order."""
     h, w, c = image.shape
-    return (image.reshape(h // m, m, w // m, m, c).transpose(0, 2, 1, 3, 4)
-            .reshape(-1, m, m, c))
+    return image.reshape(h // m, m, w // m, m, c).transpose(0, 2, 1, 3, 4).reshape(-1, m, m, c)
 
 
 def from_blocks(blocks: np.ndarray, h: int, w: int) -> np.ndarray:
     m, c = blocks.shape[1], blocks.shape[3]
-    return (blocks.reshape(h // m, w // m, m, m, c).transpose(0, 2, 1, 3, 4)
-            .reshape(h, w, c))
+    return blocks.reshape(h // m, w // m, m, m, c).transpose(0, 2, 1, 3, 4).reshape(h, w, c)
 
 
 def tile_block_mask(values: np.ndarray, m: int, image_size: tuple[int, int]) -> np.ndarray:
     """A per-block-element array (M*M*C,) repeated over every block, as an (H, W, C) image."""
     h, w = image_size
-    blocks = np.broadcast_to(values.reshape(1, m, m, -1), ((h // m) * (w // m), m, m,
-                                                           values.size // (m * m)))
+    blocks = np.broadcast_to(
+        values.reshape(1, m, m, -1), ((h // m) * (w // m), m, m, values.size // (m * m))
+    )
     return from_blocks(np.ascontiguousarray(blocks), h, w)
 
 
@@ -200,7 +223,8 @@ class GatherPlan:
 
     def __init__(self, height: int, width: int, channels: int = CHANNELS):
         self.source = np.arange(height * width * channels, dtype=np.int64).reshape(
-            height, width, channels)
+            height, width, channels
+        )
         self.negated = np.zeros((height, width, channels), dtype=bool)
 
     def move(self, step) -> "GatherPlan":
@@ -237,9 +261,11 @@ class GatherTransform(Transform):
 
     def decrypt(self, images):
         if not self.invertible:
-            raise LieRayError(f"{self.name} variant {self.variant!r} loses information (the "
-                              "reference's aliased colour shuffle) and cannot be decrypted: use "
-                              f"variant {self.variants[0]!r} for an invertible transform")
+            raise LieRayError(
+                f"{self.name} variant {self.variant!r} loses information (the "
+                "reference's aliased colour shuffle) and cannot be decrypted: use "
+                f"variant {self.variants[0]!r} for an invertible transform"
+            )
         return self._apply(images, "decrypt")
 
     def _apply(self, images, direction: str):
@@ -277,8 +303,9 @@ class GatherTransform(Transform):
 
 
 @lru_cache(maxsize=256)
-def _gather_tables(transform: GatherTransform, direction: str, layout: str
-                   ) -> tuple[np.ndarray, np.ndarray]:
+def _gather_tables(
+    transform: GatherTransform, direction: str, layout: str
+) -> tuple[np.ndarray, np.ndarray]:
     h, w = transform.image_size
     plan = transform.plan(GatherPlan(h, w))
     source, negated = plan.source.reshape(-1), plan.negated.reshape(-1)
@@ -308,27 +335,34 @@ def device_table(transform: GatherTransform, direction: str, device) -> dict[str
         transform.device_tables[cache_key] = {
             "source": torch.from_numpy(source).to(device),
             "negated": torch.from_numpy(negated).to(device),
-            "mask": torch.from_numpy(negated_bytes(negated)).to(device)}
+            "mask": torch.from_numpy(negated_bytes(negated)).to(device),
+        }
     return transform.device_tables[cache_key]
 
 
 # ---------------------------------------------------------------- input checks
 def numpy_batch(images: np.ndarray, image_size) -> np.ndarray:
     if images.dtype != np.uint8:
-        raise LieRayError(f"NumPy images must be uint8 NHWC, got dtype {images.dtype}: convert "
-                          "with (x * 255).round().astype(np.uint8)")
+        raise LieRayError(
+            f"NumPy images must be uint8 NHWC, got dtype {images.dtype}: convert "
+            "with (x * 255).round().astype(np.uint8)"
+        )
     batch = images[None] if images.ndim == 3 else images
     if batch.ndim != 4 or batch.shape[1:] != (*image_size, CHANNELS):
-        raise LieRayError(f"expected NHWC images of size {image_size[0]}x{image_size[1]} with "
-                          f"{CHANNELS} channels, got shape {images.shape}")
+        raise LieRayError(
+            f"expected NHWC images of size {image_size[0]}x{image_size[1]} with "
+            f"{CHANNELS} channels, got shape {images.shape}"
+        )
     return np.ascontiguousarray(batch)
 
 
 def torch_module(images):
     torch = sys.modules.get("torch")
     if torch is None or not isinstance(images, torch.Tensor):
-        raise LieRayError(f"cannot transform a {type(images).__name__}: pass a NumPy uint8 array "
-                          "(NHWC) or a torch tensor (NCHW)")
+        raise LieRayError(
+            f"cannot transform a {type(images).__name__}: pass a NumPy uint8 array "
+            "(NHWC) or a torch tensor (NCHW)"
+        )
     return torch
 
 
@@ -336,8 +370,10 @@ def torch_batch(images, image_size):
     torch_module(images)
     batch = images[None] if images.ndim == 3 else images
     if batch.ndim != 4 or tuple(batch.shape[1:]) != (CHANNELS, *image_size):
-        raise LieRayError(f"expected NCHW tensors of size {image_size[0]}x{image_size[1]} with "
-                          f"{CHANNELS} channels, got shape {tuple(images.shape)}")
+        raise LieRayError(
+            f"expected NCHW tensors of size {image_size[0]}x{image_size[1]} with "
+            f"{CHANNELS} channels, got shape {tuple(images.shape)}"
+        )
     return batch
 
 

@@ -9,6 +9,7 @@ Runs on LE's own gather kernels: ``transforms.nibble.tables`` builds per-block t
 block shuffle is folded into them, so encryption is the same two gathers as LE and the BPDA
 backward of ``cipher_with_grad`` applies unchanged.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -24,12 +25,19 @@ from lie_ray.transforms.nibble.block import NibbleCipher
 from lie_ray.transforms.nibble.tables import GatherTables, block_element_offsets, build_tables
 
 SOURCE_FIELDS = ("hi_src", "hi_shift", "lo_src", "lo_shift", "xor_mask")
-DEST_FIELDS = ("hi_dest", "hi_dest_is_hi", "hi_dest_flipped", "lo_dest", "lo_dest_is_hi",
-               "lo_dest_flipped")
+DEST_FIELDS = (
+    "hi_dest",
+    "hi_dest_is_hi",
+    "hi_dest_flipped",
+    "lo_dest",
+    "lo_dest_is_hi",
+    "lo_dest_flipped",
+)
 
 
-def compose(tables: GatherTables, pre: np.ndarray | None = None,
-            post: np.ndarray | None = None) -> GatherTables:
+def compose(
+    tables: GatherTables, pre: np.ndarray | None = None, post: np.ndarray | None = None
+) -> GatherTables:
     """Tables for ``post`` o cipher o ``pre``, where a gather g maps x to x[g]."""
     fields = vars(tables).copy()
     if post is not None:  # out'[i] = out[post[i]]
@@ -50,8 +58,14 @@ def compose(tables: GatherTables, pre: np.ndarray | None = None,
 class PerBlockCipher(NibbleCipher):
     """Nibble tables with a key per block, ending with a block shuffle, for one image size."""
 
-    def __init__(self, perms: np.ndarray, block_perm: np.ndarray, block_size: int,
-                 image_size: tuple[int, int], fingerprint: str):
+    def __init__(
+        self,
+        perms: np.ndarray,
+        block_perm: np.ndarray,
+        block_size: int,
+        image_size: tuple[int, int],
+        fingerprint: str,
+    ):
         super().__init__(block_size, CHANNELS, fingerprint)
         self.image_size, self.perms, self.block_perm = image_size, perms, block_perm
         self.reversed_mask = perms > block_size * block_size * CHANNELS
@@ -59,8 +73,10 @@ class PerBlockCipher(NibbleCipher):
 
     def tables(self, direction, height, width, layout) -> GatherTables:
         if (height, width) != tuple(self.image_size):
-            raise LieRayError(f"this ELE key is for {self.image_size[0]}x{self.image_size[1]} "
-                              f"images, got {height}x{width}")
+            raise LieRayError(
+                f"this ELE key is for {self.image_size[0]}x{self.image_size[1]} "
+                f"images, got {height}x{width}"
+            )
         cache_key = (direction, layout)
         if cache_key not in self._tables:
             m = self.block_size
@@ -68,12 +84,20 @@ class PerBlockCipher(NibbleCipher):
             shuffle = np.empty(height * width * CHANNELS, dtype=np.int64)
             shuffle[offsets.reshape(-1)] = offsets[self.block_perm].reshape(-1)
             if direction == "encrypt":
-                tables = build_tables(self.perms, self.reversed_mask, height, width, CHANNELS,
-                                      m, layout)
+                tables = build_tables(
+                    self.perms, self.reversed_mask, height, width, CHANNELS, m, layout
+                )
                 tables = compose(tables, post=shuffle)
             else:
-                tables = build_tables(np.argsort(self.perms, axis=1, kind="stable"),
-                                      self.reversed_mask, height, width, CHANNELS, m, layout)
+                tables = build_tables(
+                    np.argsort(self.perms, axis=1, kind="stable"),
+                    self.reversed_mask,
+                    height,
+                    width,
+                    CHANNELS,
+                    m,
+                    layout,
+                )
                 tables = compose(tables, pre=np.argsort(shuffle))
             self._tables[cache_key] = tables
         return self._tables[cache_key]
@@ -92,8 +116,10 @@ class ELE(NibbleTransform):
         size = nibble_count(block_size, CHANNELS)
         info = subkey_info(cls.name, label, block_size, image_size)
         draws = derive_u64(key, f"{info}/perms/{n}x{size}", n * size).reshape(n, size)
-        return {"perms": np.argsort(draws, axis=1, kind="stable").astype(np.int64),
-                "block_perm": derive_permutation(key, f"{info}/blocks", n)}
+        return {
+            "perms": np.argsort(draws, axis=1, kind="stable").astype(np.int64),
+            "block_perm": derive_permutation(key, f"{info}/blocks", n),
+        }
 
     def validate(self, arrays):
         n = (self.image_size[0] // self.block_size) * (self.image_size[1] // self.block_size)
@@ -107,8 +133,13 @@ class ELE(NibbleTransform):
 
     def __init__(self, arrays, block_size=4, variant=None, image_size=(32, 32)):
         super().__init__(arrays, block_size, variant, image_size)
-        self.cipher = PerBlockCipher(self.arrays["perms"], self.arrays["block_perm"],
-                                     self.block_size, self.image_size, self.fingerprint)
+        self.cipher = PerBlockCipher(
+            self.arrays["perms"],
+            self.arrays["block_perm"],
+            self.block_size,
+            self.image_size,
+            self.fingerprint,
+        )
 
     @property
     def key_space_log2(self) -> float:

@@ -12,6 +12,7 @@ Variants: ``paper`` (default) shuffles colours by true permutations (the table o
 channel for codes 1-5 and so cannot be decrypted (the published ELE-paper numbers used it).
 Every step moves or negates values: the attack gets the TRUE gradient.
 """
+
 from __future__ import annotations
 
 import math
@@ -47,8 +48,9 @@ class EtC(GatherTransform):
     def derive(cls, key, label, block_size, image_size):
         n = (image_size[0] // block_size) * (image_size[1] // block_size)
         info = subkey_info(cls.name, label, block_size, image_size)
-        arrays = {field: derive_choices(key, f"{info}/{field}", n, high)
-                  for field, high in FIELDS.items()}
+        arrays = {
+            field: derive_choices(key, f"{info}/{field}", n, high) for field, high in FIELDS.items()
+        }
         arrays["shuffle"] = derive_permutation(key, f"{info}/shuffle", n)
         return arrays
 
@@ -97,12 +99,17 @@ class EtC(GatherTransform):
             return out
 
         plan.move(per_block(m, size, rotate))
-        negate = np.broadcast_to((key["negaposi"] == 0)[:, None, None, None],
-                                 (self.n_blocks, m, m, CHANNELS))
+        negate = np.broadcast_to(
+            (key["negaposi"] == 0)[:, None, None, None], (self.n_blocks, m, m, CHANNELS)
+        )
         plan.negate(from_blocks(np.ascontiguousarray(negate), *size))
         plan.move(per_block(m, size, flip))
         table = COLOUR_TABLE if self.variant == "paper" else LOSSY_TABLE
-        codes = from_blocks(np.ascontiguousarray(np.broadcast_to(
-            key["channel"][:, None, None, None], (self.n_blocks, m, m, 1))), *size)
+        codes = from_blocks(
+            np.ascontiguousarray(
+                np.broadcast_to(key["channel"][:, None, None, None], (self.n_blocks, m, m, 1))
+            ),
+            *size,
+        )
         plan.move(colour_shuffle(table, codes.reshape(-1)))
         return plan.move(per_block(m, size, lambda blocks: blocks[key["shuffle"]]))

@@ -11,6 +11,7 @@ Variants: ``paper`` (default) divides key positions by the lookup's maximum and 
 does what the reference code does: ``floor(255 x)`` and EVERY value divided by the maximum.
 A lookup is not differentiable: the attack's backward is BPDA (straight-through identity).
 """
+
 from __future__ import annotations
 
 import functools
@@ -20,8 +21,13 @@ import numpy as np
 
 from lie_ray.errors import LieRayError
 from lie_ray.keys.derive import derive_u64, subkey_info
-from lie_ray.transforms.base import (Transform, numpy_batch, tile_block_mask, torch_batch,
-                                     torch_module)
+from lie_ray.transforms.base import (
+    Transform,
+    numpy_batch,
+    tile_block_mask,
+    torch_batch,
+    torch_module,
+)
 from lie_ray.transforms.negative import binary_key, check_flip, reference_key_space_log2
 
 LOOKUP_SIZE, CODE_SPACE = 256, 1000
@@ -64,21 +70,33 @@ class FFX(Transform):
 
     @classmethod
     def derive(cls, key, label, block_size, image_size):
-        password = derive_u64(key, subkey_info(cls.name, label, block_size, image_size)
-                              + "/password", 2).tobytes().hex()
-        return {"flip": binary_key(key, cls.name, label, block_size, image_size),
-                "lookup": ffx_lookup(password)}
+        password = (
+            derive_u64(key, subkey_info(cls.name, label, block_size, image_size) + "/password", 2)
+            .tobytes()
+            .hex()
+        )
+        return {
+            "flip": binary_key(key, cls.name, label, block_size, image_size),
+            "lookup": ffx_lookup(password),
+        }
 
     def validate(self, arrays):
         if "lookup" not in arrays and "password" in arrays:
             arrays = {**arrays, "lookup": ffx_lookup(arrays["password"])}
         lookup = np.asarray(arrays["lookup"])
-        if lookup.shape != (LOOKUP_SIZE,) or len(np.unique(lookup)) != LOOKUP_SIZE or \
-                lookup.min() < 0 or lookup.max() >= CODE_SPACE:
-            raise LieRayError("FFX key 'lookup' must hold 256 distinct values in 0..999 (or pass "
-                              "'password')")
-        return {"flip": check_flip(arrays, self.block_size, self.name),
-                "lookup": lookup.astype(np.int64)}
+        if (
+            lookup.shape != (LOOKUP_SIZE,)
+            or len(np.unique(lookup)) != LOOKUP_SIZE
+            or lookup.min() < 0
+            or lookup.max() >= CODE_SPACE
+        ):
+            raise LieRayError(
+                "FFX key 'lookup' must hold 256 distinct values in 0..999 (or pass 'password')"
+            )
+        return {
+            "flip": check_flip(arrays, self.block_size, self.name),
+            "lookup": lookup.astype(np.int64),
+        }
 
     @property
     def key_space_log2(self) -> float:
@@ -86,7 +104,8 @@ class FFX(Transform):
         for the reference's published one, 128 bits for a password lie_ray derives (or any
         other, whose strength the lookup alone cannot tell)."""
         return reference_key_space_log2(self.block_size) + (
-            0 if self.uses_published_password else DERIVED_PASSWORD_BITS)
+            0 if self.uses_published_password else DERIVED_PASSWORD_BITS
+        )
 
     @property
     def uses_published_password(self) -> bool:
@@ -110,7 +129,8 @@ class FFX(Transform):
         flip, divisor, _ = self._hwc
         peak = np.float32(self.arrays["lookup"].max())
         kept = np.arange(LOOKUP_SIZE, dtype=np.float32) / (
-            peak if self.variant == "reference" else np.float32(255))
+            peak if self.variant == "reference" else np.float32(255)
+        )
         table = np.concatenate([kept, self.arrays["lookup"].astype(np.float32) / peak])
         return table, flip.astype(np.uint16) * np.uint16(LOOKUP_SIZE)
 
@@ -123,11 +143,13 @@ class FFX(Transform):
             table, offset = self._encrypt_table
             self.device_tables[cache_key] = {
                 "flip": torch.from_numpy(np.ascontiguousarray(flip.transpose(2, 0, 1))).to(device),
-                "divisor": torch.from_numpy(np.ascontiguousarray(divisor.transpose(2, 0, 1))
-                                            ).to(device),
+                "divisor": torch.from_numpy(np.ascontiguousarray(divisor.transpose(2, 0, 1))).to(
+                    device
+                ),
                 "offset": np.ascontiguousarray(offset.transpose(2, 0, 1)),
                 "table": torch.from_numpy(table).to(device),
-                "inverse": torch.from_numpy(inverse).to(device)}
+                "inverse": torch.from_numpy(inverse).to(device),
+            }
         return self.device_tables[cache_key]
 
     # ------------------------------------------------------------ exact paths
@@ -140,8 +162,9 @@ class FFX(Transform):
         t = self._chw(images.device)
         levels = self._levels(torch_batch(images, self.image_size))
         if levels.device.type == "cpu":  # NumPy's take is several times faster here
-            out = torch.from_numpy(np.take(t["table"].numpy(),
-                                           levels.contiguous().numpy() + t["offset"]))
+            out = torch.from_numpy(
+                np.take(t["table"].numpy(), levels.contiguous().numpy() + t["offset"])
+            )
         else:
             index = levels.long() + torch.from_numpy(t["offset"]).to(levels.device).long()
             out = t["table"][index]
@@ -154,8 +177,9 @@ class FFX(Transform):
         torch = torch_module(images)
         t = self._chw(images.device)
         codes = torch.round(torch_batch(images, self.image_size) * t["divisor"]).long()
-        levels = self._check(torch.where(t["flip"], t["inverse"][codes.clamp(0, CODE_SPACE - 1)],
-                                         codes), torch)
+        levels = self._check(
+            torch.where(t["flip"], t["inverse"][codes.clamp(0, CODE_SPACE - 1)], codes), torch
+        )
         dtype = dtype or torch.float32
         out = levels.to(dtype) if dtype == torch.uint8 else levels.to(dtype) / 255
         return out.reshape(images.shape)
@@ -182,8 +206,10 @@ class FFX(Transform):
     @staticmethod
     def _check(levels, xp):
         if bool((levels < 0).any()) or bool((levels > 255).any()):
-            raise LieRayError("these values are not an FFX ciphertext of this key: decrypt with "
-                              "the key (and variant) that encrypted them")
+            raise LieRayError(
+                "these values are not an FFX ciphertext of this key: decrypt with "
+                "the key (and variant) that encrypted them"
+            )
         return levels
 
     # ------------------------------------------------------------ the attack's forward

@@ -4,6 +4,7 @@ Key arrays: ``{"perm": permutation of 0..2d-1}`` as the reference (``mastnk/ICCE
 stores it. Nibble operations are piecewise constant: the attack's backward is BPDA
 (``transforms.nibble.bpda``).
 """
+
 from __future__ import annotations
 
 import numpy as np
@@ -50,13 +51,16 @@ class LE(NibbleTransform):
     def derive(cls, key: Key, label, block_size, image_size) -> dict[str, np.ndarray]:
         if not key.derives_subkeys and label == FIXED_LABEL and block_size == key.block_size:
             return {"perm": key.imported_permutation()}  # the one key an import holds
-        key.require_master("only LE's fixed key at the key file's block size comes from an "
-                           "imported permutation", derives=f"sub-key {label!r}")
+        key.require_master(
+            "only LE's fixed key at the key file's block size comes from an imported permutation",
+            derives=f"sub-key {label!r}",
+        )
         return {"perm": le_permutation(key, label, nibble_count(block_size, CHANNELS))}
 
     def validate(self, arrays):
-        self.cipher = BlockCipher(validate_permutation(arrays["perm"], self.block_size),
-                                  self.block_size)
+        self.cipher = BlockCipher(
+            validate_permutation(arrays["perm"], self.block_size), self.block_size
+        )
         return {"perm": self.cipher.perm}
 
     def __init__(self, arrays, block_size=4, variant=None, image_size=(32, 32)):

@@ -5,6 +5,7 @@ bytes). The reference draws the key as ``randperm(d) > d / 2``, so exactly d/2 -
 flip (23 of 48 at M = 4); lie_ray derives it the same way from its master key. Affine on
 floats: the attack gets the TRUE gradient.
 """
+
 from __future__ import annotations
 
 import numpy as np

@@ -6,6 +6,7 @@ T[colour][c], T = (012), (021), (102), (120), (201), (210). Both steps are affin
 the attack gets the TRUE gradient. Random PE (a fresh key per image) is this transform under
 the ``per-image`` key policy.
 """
+
 from __future__ import annotations
 
 import math
@@ -21,10 +22,12 @@ COLOUR_TABLE = np.array([[0, 1, 2], [0, 2, 1], [1, 0, 2], [1, 2, 0], [2, 0, 1], 
 
 def colour_shuffle(table: np.ndarray, codes: np.ndarray):
     """Output channel c of each pixel (or block element) = input channel table[code][c]."""
+
     def step(image):
         h, w, c = image.shape
         index = table[codes].reshape(h, w, c)
         return np.take_along_axis(image, index, axis=2)
+
     return step
 
 
@@ -43,14 +46,17 @@ class PE(GatherTransform):
     def derive(cls, key, label, block_size, image_size):
         h, w = image_size
         info = subkey_info(cls.name, label, block_size, image_size)
-        return {"inv": derive_choices(key, f"{info}/inv", h * w * CHANNELS, 2),
-                "colour": derive_choices(key, f"{info}/colour", h * w, 6)}
+        return {
+            "inv": derive_choices(key, f"{info}/inv", h * w * CHANNELS, 2),
+            "colour": derive_choices(key, f"{info}/colour", h * w, 6),
+        }
 
     def validate(self, arrays):
         h, w = self.image_size
         if self.block_size != 1:
-            raise LieRayError(f"PE works on single pixels: pass block size 1, not "
-                              f"{self.block_size}")
+            raise LieRayError(
+                f"PE works on single pixels: pass block size 1, not {self.block_size}"
+            )
         inv, colour = np.asarray(arrays["inv"]), np.asarray(arrays["colour"])
         if inv.shape != (h * w * CHANNELS,) or not np.isin(inv, (0, 1)).all():
             raise LieRayError(f"PE key 'inv' must hold {h * w * CHANNELS} values in {{0, 1}}")

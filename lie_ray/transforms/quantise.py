@@ -9,6 +9,7 @@ so the CPU path (NumPy, faster here) and the GPU path (torch) agree bit for bit.
 CPU tensors go through NumPy views: on our 2-core machines its elementwise passes are 2-5x
 faster than torch's for these dtypes.
 """
+
 from __future__ import annotations
 
 import numpy as np
@@ -59,8 +60,12 @@ def from_bytes(levels: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
 
 def _check_range(low: float, high: float) -> None:
     if not (np.isfinite(low) and np.isfinite(high)):
-        raise LieRayError("images contain NaN or infinite values: the cipher needs finite "
-                          "pixels in [0, 1]; check the attack or the data loader upstream")
+        raise LieRayError(
+            "images contain NaN or infinite values: the cipher needs finite "
+            "pixels in [0, 1]; check the attack or the data loader upstream"
+        )
     if low < -_RANGE_TOLERANCE or high > 1 + _RANGE_TOLERANCE:
-        raise LieRayError(f"float images must lie in [0, 1], got values in [{low:.4g}, "
-                          f"{high:.4g}]: clamp them, or divide uint8 images by 255")
+        raise LieRayError(
+            f"float images must lie in [0, 1], got values in [{low:.4g}, "
+            f"{high:.4g}]: clamp them, or divide uint8 images by 255"
+        )

@@ -5,6 +5,7 @@ part of lie_ray reads from it (``Transform.REQUIRED_FACTS``). ``KeyedTransform``
 thing that turns (master key, sub-key label) into a transform: key policies, encryption,
 training and evaluation all hold one.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -24,20 +25,22 @@ from lie_ray.transforms.pe import PE
 from lie_ray.transforms.shuffle import Shuffle
 
 
-
 def check_facts(cls: type[Transform]) -> type[Transform]:
     """``cls``, or a one-line error naming the facts it lacks (class attributes that other
     parts of lie_ray read: the report's label, the key arrays, the gradient, ...)."""
     missing = [fact for fact in Transform.REQUIRED_FACTS if not hasattr(cls, fact)]
     if missing:
-        raise LieRayError(f"transform class {cls.__qualname__} lacks the class attribute(s) "
-                          f"{', '.join(missing)}: set them (Transform.REQUIRED_FACTS says what "
-                          "each one is for)")
+        raise LieRayError(
+            f"transform class {cls.__qualname__} lacks the class attribute(s) "
+            f"{', '.join(missing)}: set them (Transform.REQUIRED_FACTS says what "
+            "each one is for)"
+        )
     return cls
 
 
-REGISTRY: dict[str, type[Transform]] = {cls.name: check_facts(cls) for cls in (
-    LE, ELE, PE, EtC, Shuffle, NP, FFX)}
+REGISTRY: dict[str, type[Transform]] = {
+    cls.name: check_facts(cls) for cls in (LE, ELE, PE, EtC, Shuffle, NP, FFX)
+}
 # Transforms written outside lie_ray: a package lists each in its own pyproject.toml,
 #     [project.entry-points."lie_ray.transforms"]
 #     xor = "my_package.module:XorTransform"
@@ -52,13 +55,16 @@ def register(cls: type[Transform]) -> type[Transform]:
     """Make a ``Transform`` subclass known by its ``name`` in this process (usable as a class
     decorator); a name that the family or another class holds already is refused."""
     if not (isinstance(cls, type) and issubclass(cls, Transform)):
-        raise LieRayError(f"{cls!r} is not a lie_ray.transforms.Transform subclass: derive "
-                          "your transform from it")
+        raise LieRayError(
+            f"{cls!r} is not a lie_ray.transforms.Transform subclass: derive your transform from it"
+        )
     check_facts(cls)
     holder = REGISTRY.get(cls.name) or EXTERNAL.get(cls.name)
     if holder is not None and holder is not cls:
-        raise LieRayError(f"transform name {cls.name!r} is taken by {holder.__module__}."
-                          f"{holder.__qualname__}: give {cls.__qualname__} another name")
+        raise LieRayError(
+            f"transform name {cls.name!r} is taken by {holder.__module__}."
+            f"{holder.__qualname__}: give {cls.__qualname__} another name"
+        )
     EXTERNAL[cls.name] = cls
     return cls
 
@@ -73,12 +79,15 @@ def load_entry_points() -> None:
         try:
             cls = point.load()
         except Exception as error:  # a broken plug-in names itself, not a stack trace
-            raise LieRayError(f"transform entry point {point.name!r} ({point.value}) failed "
-                              f"to load: {error}") from error
+            raise LieRayError(
+                f"transform entry point {point.name!r} ({point.value}) failed to load: {error}"
+            ) from error
         if getattr(cls, "name", None) != point.name:
-            raise LieRayError(f"transform entry point {point.name!r} ({point.value}) names a "
-                              f"class whose name is {getattr(cls, 'name', None)!r}: make them "
-                              "agree")
+            raise LieRayError(
+                f"transform entry point {point.name!r} ({point.value}) names a "
+                f"class whose name is {getattr(cls, 'name', None)!r}: make them "
+                "agree"
+            )
         register(cls)
 
 
@@ -94,29 +103,44 @@ def transform_class(name: str) -> type[Transform]:
     if name not in EXTERNAL:
         load_entry_points()
     if name not in EXTERNAL:
-        raise LieRayError(f"unknown transform {name!r}: choose one of {', '.join(names())} "
-                          f"(or install a package that declares it under the "
-                          f"{ENTRY_POINT_GROUP!r} entry points)")
+        raise LieRayError(
+            f"unknown transform {name!r}: choose one of {', '.join(names())} "
+            f"(or install a package that declares it under the "
+            f"{ENTRY_POINT_GROUP!r} entry points)"
+        )
     return EXTERNAL[name]
 
 
-def build(name: str, key: Key, block_size: int | None = None, label: str = FIXED_LABEL,
-          variant: str | None = None, image_size: tuple[int, int] = IMAGE_SIZE) -> Transform:
+def build(
+    name: str,
+    key: Key,
+    block_size: int | None = None,
+    label: str = FIXED_LABEL,
+    variant: str | None = None,
+    image_size: tuple[int, int] = IMAGE_SIZE,
+) -> Transform:
     """The transform ``name`` keyed by ``label`` from lie_ray's master key ``key``."""
     cls = transform_class(name)
-    return cls.from_key(key, label, cls.default_block_size(block_size, key.block_size), variant,
-                        tuple(image_size))
+    return cls.from_key(
+        key, label, cls.default_block_size(block_size, key.block_size), variant, tuple(image_size)
+    )
 
 
-def from_arrays(name: str, arrays: dict[str, np.ndarray], block_size: int | None = None,
-                variant: str | None = None, image_size: tuple[int, int] = IMAGE_SIZE
-                ) -> Transform:
+def from_arrays(
+    name: str,
+    arrays: dict[str, np.ndarray],
+    block_size: int | None = None,
+    variant: str | None = None,
+    image_size: tuple[int, int] = IMAGE_SIZE,
+) -> Transform:
     """The transform ``name`` from key arrays in its reference implementation's format."""
     cls = transform_class(name)
     missing = set(cls.key_fields) - set(arrays)
     if missing:
-        raise LieRayError(f"transform {name!r} needs key arrays {sorted(cls.key_fields)}, "
-                          f"missing {sorted(missing)}")
+        raise LieRayError(
+            f"transform {name!r} needs key arrays {sorted(cls.key_fields)}, "
+            f"missing {sorted(missing)}"
+        )
     normalised = {field: key_array(name, field, value) for field, value in arrays.items()}
     return cls(normalised, block_size or cls.paper_block_sizes[0], variant, tuple(image_size))
 
@@ -128,24 +152,29 @@ def key_array(name: str, field: str, value):
     key). Anything else is refused: silently converting it would key another transform."""
     if field == "password":
         if not isinstance(value, (str, bytes)):
-            raise LieRayError(f"transform {name!r}: key 'password' must be a str or bytes, got "
-                              f"{type(value).__name__}: pass e.g. 'password' or b'password'")
+            raise LieRayError(
+                f"transform {name!r}: key 'password' must be a str or bytes, got "
+                f"{type(value).__name__}: pass e.g. 'password' or b'password'"
+            )
         return value
     if isinstance(value, (str, bytes)):
-        raise LieRayError(f"transform {name!r}: key array {field!r} must hold integers, got a "
-                          f"{type(value).__name__}: pass a list or numpy array")
+        raise LieRayError(
+            f"transform {name!r}: key array {field!r} must hold integers, got a "
+            f"{type(value).__name__}: pass a list or numpy array"
+        )
     try:
         array = np.asarray(value)
     except (TypeError, ValueError):
         array = np.asarray(value, dtype=object)
     if array.dtype.kind in "biu":
         return array
-    if array.dtype.kind == "f" and np.isfinite(array).all() and \
-            (array == np.round(array)).all():
+    if array.dtype.kind == "f" and np.isfinite(array).all() and (array == np.round(array)).all():
         return array.astype(np.int64)
-    raise LieRayError(f"transform {name!r}: key array {field!r} must hold integers (or "
-                      f"booleans), got {array.dtype} values: pass the key as the reference "
-                      "implementation writes it")
+    raise LieRayError(
+        f"transform {name!r}: key array {field!r} must hold integers (or "
+        f"booleans), got {array.dtype} values: pass the key as the reference "
+        "implementation writes it"
+    )
 
 
 @dataclass(frozen=True)
@@ -166,8 +195,11 @@ class TransformSpec:
     def resolved(self, key_block_size: int) -> "TransformSpec":
         """The same spec with every default filled in."""
         cls = transform_class(self.name)
-        return TransformSpec(self.name, cls.default_block_size(self.block_size, key_block_size),
-                             cls.check_variant(self.variant))
+        return TransformSpec(
+            self.name,
+            cls.default_block_size(self.block_size, key_block_size),
+            cls.check_variant(self.variant),
+        )
 
     def keyed(self, key: Key) -> "KeyedTransform":
         return KeyedTransform(self, key)
@@ -189,8 +221,7 @@ class KeyedTransform:
         if label not in self._cache:
             if len(self._cache) > 512:  # per-image keys: keep memory bounded
                 self._cache.clear()
-            self._cache[label] = build(self.spec.name, self.key, self.spec.block_size, label,
-                                       self.spec.variant)
+            self._cache[label] = build(
+                self.spec.name, self.key, self.spec.block_size, label, self.spec.variant
+            )
         return self._cache[label]
-
-

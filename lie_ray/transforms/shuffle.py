@@ -3,6 +3,7 @@
 One key for every block: output element j of a block is its element ``perm[j]`` (elements in
 (row, col, channel) order). A permutation of floats: the attack gets the TRUE gradient.
 """
+
 from __future__ import annotations
 
 import numpy as np
@@ -24,15 +25,18 @@ class Shuffle(GatherTransform):
     @classmethod
     def derive(cls, key, label, block_size, image_size):
         d = block_size * block_size * CHANNELS
-        return {"perm": derive_permutation(key, subkey_info(cls.name, label, block_size,
-                                                            image_size), d)}
+        return {
+            "perm": derive_permutation(key, subkey_info(cls.name, label, block_size, image_size), d)
+        }
 
     def validate(self, arrays):
         perm = np.asarray(arrays["perm"])
         d = self.block_size * self.block_size * CHANNELS
         if perm.shape != (d,) or not np.array_equal(np.sort(perm), np.arange(d)):
-            raise LieRayError(f"shuffle key 'perm' must be a permutation of 0..{d - 1} for block "
-                              f"size {self.block_size}")
+            raise LieRayError(
+                f"shuffle key 'perm' must be a permutation of 0..{d - 1} for block "
+                f"size {self.block_size}"
+            )
         return {"perm": perm.astype(np.int64)}
 
     @property
@@ -47,4 +51,5 @@ class Shuffle(GatherTransform):
             blocks = to_blocks(image, m)
             flat = blocks.reshape(len(blocks), -1)[:, perm]
             return from_blocks(flat.reshape(blocks.shape), h, w)
+
         return plan.move(shuffle)

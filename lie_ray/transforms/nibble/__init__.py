@@ -6,13 +6,25 @@ every block), ``bpda`` (the cipher inside autograd), ``reference`` (the yardstic
 (``transforms.le``, ``transforms.ele``) run on these. The autograd exports load torch on first
 use, so NumPy-only users (Ray Data actors) never pay for importing it.
 """
-from lie_ray.transforms.nibble.block import (BlockCipher, NibbleCipher, from_permutation,
-                                             nibble_count, validate_permutation)
+
+from lie_ray.transforms.nibble.block import (
+    BlockCipher,
+    NibbleCipher,
+    from_permutation,
+    nibble_count,
+    validate_permutation,
+)
 
 _TORCH_EXPORTS = {"BACKWARD_MODES", "cipher_with_grad", "smooth_surrogate"}
 
-__all__ = ["BlockCipher", "NibbleCipher", "from_permutation", "nibble_count",
-           "validate_permutation", *sorted(_TORCH_EXPORTS)]
+__all__ = [
+    "BlockCipher",
+    "NibbleCipher",
+    "from_permutation",
+    "nibble_count",
+    "validate_permutation",
+    *sorted(_TORCH_EXPORTS),
+]
 
 
 def __getattr__(name: str):

@@ -10,6 +10,7 @@ This module needs only NumPy: torch tensors are handed to ``kernels_torch.py``, 
 use. Ray Data's encryption actors therefore start without importing torch (2 s instead of 6.5 s
 on our machines, paid by every actor pool, every epoch).
 """
+
 from __future__ import annotations
 
 import sys
@@ -27,8 +28,14 @@ if TYPE_CHECKING:
     import torch
 
 ArrayLike = TypeVar("ArrayLike", np.ndarray, "torch.Tensor")
-__all__ = ["NibbleCipher", "BlockCipher", "from_permutation", "nibble_count",
-           "validate_permutation", "Direction"]
+__all__ = [
+    "NibbleCipher",
+    "BlockCipher",
+    "from_permutation",
+    "nibble_count",
+    "validate_permutation",
+    "Direction",
+]
 
 
 class NibbleCipher:
@@ -50,11 +57,11 @@ class NibbleCipher:
         self.device_tables: dict[tuple, dict[str, Any]] = {}  # filled by kernels_torch
 
     def __repr__(self) -> str:  # never show the key itself
-        return (f"{type(self).__name__}(block_size={self.block_size}, "
-                f"fingerprint={self.fingerprint})")
+        return (
+            f"{type(self).__name__}(block_size={self.block_size}, fingerprint={self.fingerprint})"
+        )
 
-    def tables(self, direction: Direction, height: int, width: int, layout: Layout
-               ) -> GatherTables:
+    def tables(self, direction: Direction, height: int, width: int, layout: Layout) -> GatherTables:
         raise NotImplementedError
 
     # ---------------------------------------------------------------- public API
@@ -73,13 +80,17 @@ class NibbleCipher:
             from lie_ray.transforms.nibble.kernels_torch import apply_torch
 
             return apply_torch(self, images, direction)
-        raise LieRayError(f"cannot encrypt a {type(images).__name__}: pass a NumPy uint8 array "
-                          "(NHWC) or a torch tensor (NCHW)")
+        raise LieRayError(
+            f"cannot encrypt a {type(images).__name__}: pass a NumPy uint8 array "
+            "(NHWC) or a torch tensor (NCHW)"
+        )
 
     def _apply_numpy(self, images: np.ndarray, direction: Direction) -> np.ndarray:
         if images.dtype != np.uint8:
-            raise LieRayError(f"NumPy images must be uint8 NHWC, got dtype {images.dtype}: "
-                              "convert with (x * 255).round().astype(np.uint8)")
+            raise LieRayError(
+                f"NumPy images must be uint8 NHWC, got dtype {images.dtype}: "
+                "convert with (x * 255).round().astype(np.uint8)"
+            )
         batch = as_batch(images, channel_axis=-1, channels=self.channels)
         n, h, w, _ = batch.shape
         tables = self.tables(direction, h, w, "hwc")
@@ -98,8 +109,7 @@ class BlockCipher(NibbleCipher):
         # PAPER.md step 3: position i is reversed when key[i] > d (strictly, as the reference).
         self.reversed_mask = self.perm > block_size * block_size * channels
 
-    def tables(self, direction: Direction, height: int, width: int, layout: Layout
-               ) -> GatherTables:
+    def tables(self, direction: Direction, height: int, width: int, layout: Layout) -> GatherTables:
         """Gather tables for one image size (cached: computing them costs ~1 ms)."""
         self.check_shape(height, width)
         return _cached_tables(self, direction, height, width, layout)
@@ -107,20 +117,25 @@ class BlockCipher(NibbleCipher):
     def check_shape(self, height: int, width: int) -> None:
         m = self.block_size
         if height % m or width % m:
-            raise LieRayError(f"block size {m} does not divide the image size {height}x{width}: "
-                              f"use a block size that divides both (e.g. 2, 4 or 8 for 32x32)")
+            raise LieRayError(
+                f"block size {m} does not divide the image size {height}x{width}: "
+                f"use a block size that divides both (e.g. 2, 4 or 8 for 32x32)"
+            )
 
 
 @lru_cache(maxsize=64)
-def _cached_tables(cipher: BlockCipher, direction: Direction, height: int, width: int,
-                   layout: Layout) -> GatherTables:
+def _cached_tables(
+    cipher: BlockCipher, direction: Direction, height: int, width: int, layout: Layout
+) -> GatherTables:
     perm = cipher.perm if direction == "encrypt" else cipher.inverse_perm
-    return build_tables(perm, cipher.reversed_mask, height, width, cipher.channels,
-                        cipher.block_size, layout)
+    return build_tables(
+        perm, cipher.reversed_mask, height, width, cipher.channels, cipher.block_size, layout
+    )
 
 
-def from_permutation(perm: np.ndarray | list[int], block_size: int = 4, channels: int = 3
-                     ) -> BlockCipher:
+def from_permutation(
+    perm: np.ndarray | list[int], block_size: int = 4, channels: int = 3
+) -> BlockCipher:
     """Import a key in the reference implementation's format: the raw permutation of
     0..2*M*M*C-1, where position i is reversed when perm[i] > M*M*C."""
     return BlockCipher(perm, block_size=block_size, channels=channels)

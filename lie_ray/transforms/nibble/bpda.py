@@ -24,6 +24,7 @@ Backward modes:
 
 For every mode, ``smooth_surrogate`` is the function whose Jacobian the backward pass applies.
 """
+
 from __future__ import annotations
 
 from typing import Literal, get_args
@@ -40,9 +41,12 @@ BackwardMode = Literal["none", "bpda-high", "bpda-both", "identity"]
 BACKWARD_MODES: tuple[str, ...] = get_args(BackwardMode)
 
 
-def cipher_with_grad(cipher: NibbleCipher, images: torch.Tensor,
-                     backward: BackwardMode = "bpda-both", direction: Direction = "encrypt"
-                     ) -> torch.Tensor:
+def cipher_with_grad(
+    cipher: NibbleCipher,
+    images: torch.Tensor,
+    backward: BackwardMode = "bpda-both",
+    direction: Direction = "encrypt",
+) -> torch.Tensor:
     """Run the true cipher on float NCHW images in [0, 1] with the chosen backward pass."""
     if backward not in BACKWARD_MODES:
         raise LieRayError(f"unknown backward mode {backward!r}: choose one of {BACKWARD_MODES}")
@@ -81,19 +85,24 @@ def bpda_weights(tables: dict[str, torch.Tensor], backward: str, dtype: torch.dt
     reversal on the way flips the sign; the high nibble moves at 1/16 of the pixel's rate and
     the low nibble at its full rate.
     """
+
     def routed(is_hi: torch.Tensor, flipped: torch.Tensor, nibble_rate: float) -> torch.Tensor:
         place = torch.where(is_hi, 16.0, 1.0) * nibble_rate
         sign = 1.0 - 2.0 * flipped.to(dtype)
         return (place * sign).to(dtype)
 
     weight_hi = routed(tables["hi_dest_is_hi"], tables["hi_dest_flipped"], 1 / 16)
-    weight_lo = (routed(tables["lo_dest_is_hi"], tables["lo_dest_flipped"], 1.0)
-                 if backward == "bpda-both" else None)
+    weight_lo = (
+        routed(tables["lo_dest_is_hi"], tables["lo_dest_flipped"], 1.0)
+        if backward == "bpda-both"
+        else None
+    )
     return weight_hi, weight_lo
 
 
-def _true_cipher_float(cipher: NibbleCipher, images: torch.Tensor, direction: Direction
-                       ) -> torch.Tensor:
+def _true_cipher_float(
+    cipher: NibbleCipher, images: torch.Tensor, direction: Direction
+) -> torch.Tensor:
     """The true cipher written in differentiable float ops (round, floor, gather, 15 - v).
 
     Its forward equals the integer cipher; its autograd gradient is whatever torch's rules for
@@ -116,8 +125,9 @@ def _true_cipher_float(cipher: NibbleCipher, images: torch.Tensor, direction: Di
     return ((16 * high + low) / 255).reshape(images.shape)
 
 
-def smooth_surrogate(cipher: BlockCipher, images: torch.Tensor, anchor: torch.Tensor,
-                     backward: BackwardMode) -> torch.Tensor:
+def smooth_surrogate(
+    cipher: BlockCipher, images: torch.Tensor, anchor: torch.Tensor, backward: BackwardMode
+) -> torch.Tensor:
     """The smooth function whose Jacobian the BPDA backward applies, linearised at ``anchor``.
 
     It equals the true cipher at ``images == anchor``. Written with block reshapes straight from
@@ -136,8 +146,11 @@ def smooth_surrogate(cipher: BlockCipher, images: torch.Tensor, anchor: torch.Te
     low = level0 - 16 * high0 + (offset if backward == "bpda-both" else 0 * offset)
 
     def to_blocks(plane: torch.Tensor) -> torch.Tensor:  # N,C,H,W -> N, blocks, d
-        return (plane.reshape(n, c, h // m, m, w // m, m).permute(0, 2, 4, 3, 5, 1)
-                .reshape(n, (h // m) * (w // m), d))
+        return (
+            plane.reshape(n, c, h // m, m, w // m, m)
+            .permute(0, 2, 4, 3, 5, 1)
+            .reshape(n, (h // m) * (w // m), d)
+        )
 
     nibbles = torch.cat([to_blocks(low), to_blocks(high)], dim=-1)
     reversed_mask = torch.from_numpy(cipher.reversed_mask).to(images.device)
@@ -145,5 +158,4 @@ def smooth_surrogate(cipher: BlockCipher, images: torch.Tensor, anchor: torch.Te
     nibbles = nibbles[..., torch.from_numpy(cipher.perm).to(images.device)]
     nibbles = torch.where(reversed_mask, 15 - nibbles, nibbles)
     joined = (16 * nibbles[..., d:] + nibbles[..., :d]) / 255
-    return (joined.reshape(n, h // m, w // m, m, m, c).permute(0, 5, 1, 3, 2, 4)
-            .reshape(n, c, h, w))
+    return joined.reshape(n, h // m, w // m, m, m, c).permute(0, 5, 1, 3, 2, 4).reshape(n, c, h, w)

@@ -3,6 +3,7 @@
 NumPy only, so Ray Data's encryption actors never import torch (2 s instead of 6.5 s of start-up
 on our machines, paid by every actor pool).
 """
+
 from __future__ import annotations
 
 from typing import Literal
@@ -34,6 +35,7 @@ def as_batch(images, channel_axis: int, channels: int):
         images = images[None]
     if images.ndim != 4 or images.shape[channel_axis] != channels:
         layout = "NHWC (NumPy)" if channel_axis == -1 else "NCHW (torch)"
-        raise LieRayError(f"expected images in {layout} with {channels} channels, got shape "
-                          f"{tuple(images.shape)}")
+        raise LieRayError(
+            f"expected images in {layout} with {channels} channels, got shape {tuple(images.shape)}"
+        )
     return images

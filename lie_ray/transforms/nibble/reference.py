@@ -4,6 +4,7 @@ Kept as the yardstick for ``bench/cipher.py`` and as a second opinion in tests: 
 PAPER.md step by step (reshape into blocks, split nibbles, reverse, fancy-index, reverse,
 re-join) with no precomputed tables. ``BlockCipher`` must match it bit for bit.
 """
+
 from __future__ import annotations
 
 import numpy as np
@@ -22,17 +23,20 @@ def reference_decrypt(images: np.ndarray, perm: np.ndarray, block_size: int) -> 
     return reference_apply(images, np.argsort(perm), perm > d, block_size)
 
 
-def reference_apply(images: np.ndarray, perm: np.ndarray, reversed_mask: np.ndarray,
-                    block_size: int) -> np.ndarray:
+def reference_apply(
+    images: np.ndarray, perm: np.ndarray, reversed_mask: np.ndarray, block_size: int
+) -> np.ndarray:
     n, h, w, c = images.shape
     m = block_size
     d = m * m * c
-    blocks = (images.reshape(n, h // m, m, w // m, m, c).transpose(0, 1, 3, 2, 4, 5)
-              .reshape(n, -1, d))
+    blocks = (
+        images.reshape(n, h // m, m, w // m, m, c).transpose(0, 1, 3, 2, 4, 5).reshape(n, -1, d)
+    )
     nibbles = np.concatenate([blocks & 0x0F, blocks >> 4], axis=-1)
     nibbles = np.where(reversed_mask, 15 - nibbles, nibbles)
     nibbles = nibbles[..., perm]
     nibbles = np.where(reversed_mask, 15 - nibbles, nibbles)
     joined = (16 * nibbles[..., d:] + nibbles[..., :d]).astype(np.uint8)
-    return (joined.reshape(n, h // m, w // m, m, m, c).transpose(0, 1, 3, 2, 4, 5)
-            .reshape(n, h, w, c))
+    return (
+        joined.reshape(n, h // m, w // m, m, m, c).transpose(0, 1, 3, 2, 4, 5).reshape(n, h, w, c)
+    )

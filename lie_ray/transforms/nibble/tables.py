@@ -16,6 +16,7 @@ the caller's array (HWC for NumPy NHWC, CHW for torch NCHW) so no transpose is e
 Derivation of the combined mask (PAPER.md, steps 3-4): with r[i] = key[i] > d, the cipher computes
 z[i] = rev_i(y'[key[i]]) where y' = y reversed on r, so z[i] = y[key[i]] XOR 15*(r[i] != r[key[i]]).
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -49,15 +50,22 @@ class GatherTables:
     lo_dest_flipped: np.ndarray
 
 
-def block_element_offsets(height: int, width: int, channels: int, block_size: int,
-                          layout: Layout) -> np.ndarray:
+def block_element_offsets(
+    height: int, width: int, channels: int, block_size: int, layout: Layout
+) -> np.ndarray:
     """Flat offset of every (block, element) pair: shape (n_blocks, M*M*C).
 
     Element numbering inside a block follows PAPER.md: e = (row*M + col)*C + channel.
     """
     m = block_size
-    br, bc, i, j, ch = np.meshgrid(np.arange(height // m), np.arange(width // m), np.arange(m),
-                                   np.arange(m), np.arange(channels), indexing="ij")
+    br, bc, i, j, ch = np.meshgrid(
+        np.arange(height // m),
+        np.arange(width // m),
+        np.arange(m),
+        np.arange(m),
+        np.arange(channels),
+        indexing="ij",
+    )
     rows, cols = br * m + i, bc * m + j
     if layout == "hwc":
         flat = (rows * width + cols) * channels + ch
@@ -66,8 +74,15 @@ def block_element_offsets(height: int, width: int, channels: int, block_size: in
     return flat.reshape((height // m) * (width // m), m * m * channels)
 
 
-def build_tables(perm: np.ndarray, reversed_mask: np.ndarray, height: int, width: int,
-                 channels: int, block_size: int, layout: Layout) -> GatherTables:
+def build_tables(
+    perm: np.ndarray,
+    reversed_mask: np.ndarray,
+    height: int,
+    width: int,
+    channels: int,
+    block_size: int,
+    layout: Layout,
+) -> GatherTables:
     """Gather tables that apply ``z[i] = y[perm[i]] ^ 15*(rev[i] != rev[perm[i]])`` to every block.
 
     ``perm`` is the key (encryption) or its inverse (decryption); ``reversed_mask`` is the same
@@ -80,8 +95,9 @@ def build_tables(perm: np.ndarray, reversed_mask: np.ndarray, height: int, width
     reversed_mask = np.broadcast_to(reversed_mask, perm.shape)
 
     def pick(values: np.ndarray, index: np.ndarray) -> np.ndarray:  # values[b, index[b, k]]
-        return np.take_along_axis(np.broadcast_to(values, (len(offsets), values.shape[-1])),
-                                  index, axis=1)
+        return np.take_along_axis(
+            np.broadcast_to(values, (len(offsets), values.shape[-1])), index, axis=1
+        )
 
     flip = reversed_mask != pick(reversed_mask, perm)  # per block and nibble position i
     src_nibble = perm  # nibble position each z[i] reads
@@ -107,8 +123,11 @@ def build_tables(perm: np.ndarray, reversed_mask: np.ndarray, height: int, width
     dest_of_lo, dest_of_hi = inv[:, :d], inv[:, d:]  # z positions receiving element e's nibbles
 
     def dest_tables(dest: np.ndarray):
-        return (per_output(pick(offsets, dest % d), np.int64), per_output(dest >= d, bool),
-                per_output(pick(flip, dest), bool))
+        return (
+            per_output(pick(offsets, dest % d), np.int64),
+            per_output(dest >= d, bool),
+            per_output(pick(flip, dest), bool),
+        )
 
     hi_dest, hi_dest_is_hi, hi_dest_flipped = dest_tables(dest_of_hi)
     lo_dest, lo_dest_is_hi, lo_dest_flipped = dest_tables(dest_of_lo)
@@ -119,6 +138,10 @@ def build_tables(perm: np.ndarray, reversed_mask: np.ndarray, height: int, width
         lo_src=per_output(pick(offsets, lo_elem), np.int64),
         lo_shift=per_output(np.where(lo_from_high, 4, 0), np.uint8),
         xor_mask=per_output(mask, np.uint8),
-        hi_dest=hi_dest, hi_dest_is_hi=hi_dest_is_hi, hi_dest_flipped=hi_dest_flipped,
-        lo_dest=lo_dest, lo_dest_is_hi=lo_dest_is_hi, lo_dest_flipped=lo_dest_flipped,
+        hi_dest=hi_dest,
+        hi_dest_is_hi=hi_dest_is_hi,
+        hi_dest_flipped=hi_dest_flipped,
+        lo_dest=lo_dest,
+        lo_dest_is_hi=lo_dest_is_hi,
+        lo_dest_flipped=lo_dest_flipped,
     )
