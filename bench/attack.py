@@ -32,9 +32,9 @@ import torch.nn.functional as F
 from lie_ray.attacks import PGD
 from lie_ray.evaluation.defender import Defender
 from lie_ray.keys import generate_key, save_key
+from lie_ray.keys.policies import FixedPolicy
 from lie_ray.models import build_model
 from lie_ray.models.device import configure, prepare_network
-from lie_ray.keys.policies import FixedPolicy
 from lie_ray.transforms import TransformSpec
 
 EPS, STEP, STEPS = 0.1, 0.01, 20
@@ -99,7 +99,8 @@ def per_evaluation(args, defender) -> None:
     test_set, total = 10_000, 0.0
     print(
         f"every evaluation at the paper preset (PGD-{settings.pgd_steps}, "
-        f"{settings.pgd_restarts} restarts, {settings.eot_keys} fresh EOT keys per step, Square {settings.square_queries} queries, AutoAttack "
+        f"{settings.pgd_restarts} restarts, {settings.eot_keys} fresh EOT keys per step, "
+        f"Square {settings.square_queries} queries, AutoAttack "
         f"{settings.autoattack}), eps {EPS}, {args.eval_images} images, width {args.width}, "
         + ("on " + torch.cuda.get_device_name() if device.type == "cuda" else "1 thread")
     )
@@ -189,7 +190,7 @@ class ActorCpu:
                         times = process.cpu_times()
                         self.seconds[process.pid] = times.user + times.system
 
-    def __enter__(self) -> "ActorCpu":
+    def __enter__(self) -> ActorCpu:
         self.thread.start()
         return self
 

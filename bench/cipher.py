@@ -25,9 +25,9 @@ import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
 from lie_ray.cipher import cipher_with_grad, from_permutation  # noqa: E402
+from lie_ray.models import ResNet18  # noqa: E402
 from lie_ray.transforms.nibble.kernels_torch import device_tables, gather_bytes_torch  # noqa: E402
 from lie_ray.transforms.nibble.reference import reference_encrypt  # noqa: E402
-from lie_ray.models import ResNet18  # noqa: E402
 
 
 def best_time(fn, repeats: int) -> float:

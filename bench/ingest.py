@@ -4,7 +4,8 @@
 
 For every scenario (the paper's five, and Random PE for the per-image key policy), the exact
 per-trial pipeline (``lie_ray.training.pipeline.build_datasets``: augmentation, encryption under
-the scenario's key policy where the pipeline encrypts, Ray Train's split) feeds one Ray Train worker that only counts the batches it is handed, read the
+the scenario's key policy where the pipeline encrypts, Ray Train's split) feeds one Ray Train
+worker that only counts the batches it is handed, read the
 way ``train_epoch`` reads them (batch size, local shuffle). Ray Data's budget is capped at 1,
 then 2 CPUs, exactly as a trial caps it (``trial.data_config``). The first epoch warms up
 (workers start, the test set is encrypted); the others are timed inside the worker.
@@ -31,14 +32,13 @@ from ray.train.torch import TorchTrainer
 
 from lie_ray.data.cifar import load_split
 from lie_ray.data.synthetic import FULL_TRAIN, write_dataset
-from lie_ray.keys import generate_key, save_key
-from lie_ray.training.settings import get_preset
 from lie_ray.infra.session import ray_session
+from lie_ray.keys import generate_key, save_key
 from lie_ray.scenarios import PAPER_SCENARIOS, Scenario
 from lie_ray.training.pipeline import build_datasets
+from lie_ray.training.settings import get_preset
 from lie_ray.training.trial import data_config
 from lie_ray.training.worker import read_batches
-
 
 # The paper's five (fixed and per-minibatch keys) and Random PE, the family's per-image policy.
 SCENARIOS = {

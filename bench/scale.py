@@ -19,8 +19,9 @@ deleted at the end. Then, for each size S, with the functions the product runs:
   train_limit S, test_limit S // 5, the full set's test:train proportion): reads both splits and
   encrypts and materialises the test set (encrypted scenarios).
 * ``epoch <scenario>``: one epoch of the train dataset (augment, then encrypt, in one fused
-  task per block for Encrypted), iterated to the end with ``iter_batches(128)`` by a consumer that only counts
-  rows, under the trial's Ray Data budget of one CPU (as Train's ``DataConfig`` sets it).
+  task per block for Encrypted), iterated to the end with ``iter_batches(128)`` by a consumer
+  that only counts rows, under the trial's Ray Data budget of one CPU (as Train's
+  ``DataConfig`` sets it).
 
 A background thread samples, every 0.1 s, the memory of this driver and of every process under
 it (the embedded Ray: raylet, GCS and other system processes, and its ``ray::`` workers). Peaks
@@ -61,14 +62,14 @@ import ray
 import ray.data
 from ray.data import ExecutionOptions, ExecutionResources
 
-from lie_ray.infra.console import hold_ray_consoles
 from lie_ray.data.synthetic import FULL_TEST, FULL_TRAIN, write_dataset
 from lie_ray.encryption.run import run_encrypt
+from lie_ray.infra.console import hold_ray_consoles
 from lie_ray.keys import generate_key, save_key
 from lie_ray.keys.policies import PolicySpec
-from lie_ray.training.settings import DATA_CPUS_PER_TRIAL, get_preset
 from lie_ray.scenarios import PAPER_SCENARIOS
 from lie_ray.training.pipeline import build_datasets
+from lie_ray.training.settings import DATA_CPUS_PER_TRIAL, get_preset
 
 KINDS = ("driver", "ray workers", "ray system")
 MB = 1 << 20

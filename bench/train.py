@@ -13,8 +13,8 @@ pass to the end of the test pass (the checkpoint is not counted), and their medi
 
 While the timed epochs run, a sampler in this process reads the CPU time of every process on
 the machine twice a second (psutil); the table shows, per kind of process, the cores it used on
-average over the timed epochs: what Ray costs besides the training itself. Target: Ray's epoch time at
-most 1.05x the bare loop's.
+average over the timed epochs: what Ray costs besides the training itself. Target: Ray's epoch
+time at most 1.05x the bare loop's.
 
 The control column (on unless ``--no-control``) runs the bare loop again beside a synthetic
 load as large as Ray's helpers measured in this run: 20 processes that each wake every 10 ms and
@@ -44,14 +44,14 @@ import psutil
 import torch
 
 from lie_ray.data.cifar import DEFAULT_DATA_DIR, Split, load_split
-from lie_ray.models import build_model
-from lie_ray.models.device import configure, prepare_network
-from lie_ray.training.settings import get_preset
 from lie_ray.infra import provenance
 from lie_ray.infra.session import ray_session
+from lie_ray.models import build_model
+from lie_ray.models.device import configure, prepare_network
 from lie_ray.scenarios import PAPER_SCENARIOS
 from lie_ray.training.augment import random_crop_flip
 from lie_ray.training.run import run_training
+from lie_ray.training.settings import get_preset
 from lie_ray.training.worker import count_errors, train_epoch
 
 TRAINING = "training (bare loop / Train workers)"
@@ -85,7 +85,7 @@ class CpuSampler:
         self.stopped = threading.Event()
         self.thread = threading.Thread(target=self._run, daemon=True)
 
-    def __enter__(self) -> "CpuSampler":
+    def __enter__(self) -> CpuSampler:
         self.thread.start()
         return self
 
@@ -267,7 +267,8 @@ def print_table(columns: dict[str, tuple[float, dict]]) -> None:
         key=lambda k: (k != TRAINING, -max(c.get(k, 0) for _, c, _ in columns.values())),
     )
     print(
-        f"\ncores used during the timed epochs (CPU seconds per wall second; {os.cpu_count()} cores here)"
+        "\ncores used during the timed epochs (CPU seconds per wall second; "
+        f"{os.cpu_count()} cores here)"
     )
     print(f"  {'process':44s}" + "".join(f"{name:>10s}" for name in columns))
     for kind in kinds:

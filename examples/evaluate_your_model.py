@@ -60,7 +60,10 @@ def fit(model: nn.Module, inputs: torch.Tensor, labels: torch.Tensor, epochs: in
     return model.eval()
 
 
-as_float = lambda images: torch.from_numpy(images).permute(0, 3, 1, 2).float() / 255
+def as_float(images):
+    return torch.from_numpy(images).permute(0, 3, 1, 2).float() / 255
+
+
 labels = torch.from_numpy(train.labels).long()
 
 # %% Undefended: every plain-image attack, the worst case over them

@@ -76,7 +76,7 @@ class Scenario:
         """The scenario's transform with its parameters (block size None: the key's for LE)."""
         return TransformSpec(self.transform, self.block_size, self.variant)
 
-    def with_attack(self, **overrides) -> "Scenario":
+    def with_attack(self, **overrides) -> Scenario:
         """A copy with attack settings replaced, skipping overrides that are None."""
         return dataclasses.replace(self, **{k: v for k, v in overrides.items() if v is not None})
 

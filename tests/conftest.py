@@ -219,9 +219,10 @@ def learned(cifar_dir):
     torch.manual_seed(0)
     torch.set_num_threads(1)  # on a shared, busy CPU a second thread mostly spins waiting
     train, test = load_split(cifar_dir, "train").head(2048), load_split(cifar_dir, "test").head(100)
-    as_float = lambda split: (
-        torch.from_numpy(split.images).permute(0, 3, 1, 2).float() / 255
-    ).contiguous()
+
+    def as_float(split):
+        return (torch.from_numpy(split.images).permute(0, 3, 1, 2).float() / 255).contiguous()
+
     x, y = as_float(train), torch.from_numpy(train.labels).long()
     key = Key("master", bytes(range(32)), block_size=4)  # fixed: the same models every run
     defenders = {}

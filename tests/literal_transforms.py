@@ -6,7 +6,6 @@ references' steps read. Slow on purpose; tests compare lie_ray's vectorised tran
 from __future__ import annotations
 
 import numpy as np
-
 from literal_cipher import literal_encrypt_image
 
 PE_TABLE = [(0, 1, 2), (0, 2, 1), (1, 0, 2), (1, 2, 0), (2, 0, 1), (2, 1, 0)]
@@ -134,9 +133,9 @@ def etc(image, key, m, reference):
     out = np.zeros_like(work)
     for i, src in enumerate(key["shuffle"]):
         a, b = divmod(i, nbw)
-        l, r = divmod(int(src), nbw)
+        row, col = divmod(int(src), nbw)
         out[a * m : (a + 1) * m, b * m : (b + 1) * m] = work[
-            l * m : (l + 1) * m, r * m : (r + 1) * m
+            row * m : (row + 1) * m, col * m : (col + 1) * m
         ]
     return out.astype(np.uint8)
 
@@ -156,8 +155,8 @@ def ele(image, perms, block_perm, m):
     out = np.zeros_like(image)
     for i, src in enumerate(block_perm):
         a, b = divmod(i, nbw)
-        l, r = divmod(int(src), nbw)
+        row, col = divmod(int(src), nbw)
         out[a * m : (a + 1) * m, b * m : (b + 1) * m] = scrambled[
-            l * m : (l + 1) * m, r * m : (r + 1) * m
+            row * m : (row + 1) * m, col * m : (col + 1) * m
         ]
     return out

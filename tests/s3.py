@@ -12,8 +12,8 @@ import contextlib
 import logging
 import socket
 import uuid
+from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Iterator
 
 REGION = "us-east-1"
 CREDENTIALS = {

@@ -6,8 +6,8 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from lie_ray.models.device import images_to_device, prepare_network, to_device
 from lie_ray.models import build_model
+from lie_ray.models.device import images_to_device, prepare_network, to_device
 
 CPU = torch.device("cpu")
 

@@ -10,14 +10,13 @@ import sys
 import numpy as np
 import pytest
 import torch
+from conftest import REPO_ROOT
 
 import lie_ray
 from lie_ray import transforms
 from lie_ray.errors import LieRayError
 from lie_ray.evaluation.settings import WORST_CASES
 from lie_ray.keys import Key, save_key
-
-from conftest import REPO_ROOT
 
 LEARNED_KEY = Key("master", bytes(range(32)), block_size=4)  # the `learned` fixture's key
 EPS = 8 / 255
@@ -34,7 +33,10 @@ FAST = {
 def same_rows(a, b) -> bool:
     """Two example tables hold the same rows, in any order (NaN equal to NaN)."""
     keys = ["evaluation", "epsilon", "id"]
-    frame = lambda t: t.to_pandas().sort_values(keys).reset_index(drop=True)
+
+    def frame(t):
+        return t.to_pandas().sort_values(keys).reset_index(drop=True)
+
     return frame(a).equals(frame(b))
 
 

@@ -158,10 +158,11 @@ def test_pgd_returns_its_best_iterate_not_its_last():
     images = mid_range_images()
     peak = images + 0.05  # half-way to the corner at eps 0.1
     labels = torch.zeros(N, dtype=torch.long)
+
     # Class 1's logit is the bump: the image is misclassified while the bump is above 0.
-    classifier = lambda x: torch.cat(
-        [torch.zeros(len(x), 1, dtype=x.dtype), Bump.apply(x, peak)], 1
-    )
+    def classifier(x):
+        return torch.cat([torch.zeros(len(x), 1, dtype=x.dtype), Bump.apply(x, peak)], 1)
+
     attack = PGD(classifier, eps=0.1, step_size=0.01, steps=20, random_start=False)
     adversarial = attack(images, labels)
     last = images + 0.1  # where the surrogate's steps end: the corner, correctly classified
@@ -176,13 +177,16 @@ def test_restarts_find_a_narrow_region_that_one_random_start_misses():
     n = 4000
     images = torch.full((n, 1, 1, 1), 0.5, dtype=torch.float64)
     labels = torch.zeros(n, dtype=torch.long)
-    classifier = lambda x: torch.cat(
-        [
-            0 * x.flatten(1),  # in the graph, zero gradient
-            torch.where(x.flatten(1) > 0.58, 1.0, -1.0),
-        ],
-        1,
-    )
+
+    def classifier(x):
+        return torch.cat(
+            [
+                0 * x.flatten(1),  # in the graph, zero gradient
+                torch.where(x.flatten(1) > 0.58, 1.0, -1.0),
+            ],
+            1,
+        )
+
     fooled = {}
     for restarts in (1, 20):
         torch.manual_seed(0)

@@ -28,9 +28,9 @@ from typer.testing import CliRunner
 
 import lie_ray.app.cli
 import lie_ray.infra.session
+from lie_ray.app.cli import app
 from lie_ray.attacks import FGSM, PGD
 from lie_ray.cipher import cipher_with_grad, from_permutation
-from lie_ray.app.cli import app
 from lie_ray.data.cifar import SPLIT_FILES, check_dataset, load_split
 from lie_ray.errors import LieRayError
 from lie_ray.keys import check_block_size, generate_key, import_permutation, load_key, save_key
@@ -392,7 +392,8 @@ def test_train_rejects_bad_settings_before_ray(tmp_path, case):
             ("'per-batch' is retired", "choose 'per-minibatch'", "'id-group'"),
         ),
         (
-            "[[scenario]]\nname = 'X'\nencrypted = true\nkey_policy = 'fixed'\ntransform = 'rot13'\n",
+            "[[scenario]]\nname = 'X'\nencrypted = true\nkey_policy = 'fixed'\n"
+            "transform = 'rot13'\n",
             ("scenario 'X': unknown transform 'rot13'", "choose one of le, ele"),
         ),
         ("[[scenario]\nname =", ("is not valid TOML", "fix that line")),

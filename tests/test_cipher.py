@@ -5,15 +5,14 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+from literal_cipher import literal_decrypt_image, literal_encrypt_image
 
 from lie_ray.cipher import BlockCipher, from_permutation
+from lie_ray.data.cifar import load_split
+from lie_ray.errors import LieRayError
 from lie_ray.transforms.nibble.kernels_numpy import gather_bytes_numpy
 from lie_ray.transforms.nibble.kernels_torch import device_tables, gather_bytes_torch
 from lie_ray.transforms.nibble.reference import reference_decrypt, reference_encrypt
-from lie_ray.data.cifar import load_split
-from lie_ray.errors import LieRayError
-
-from literal_cipher import literal_decrypt_image, literal_encrypt_image
 
 
 def random_key(block_size: int, seed: int) -> np.ndarray:

@@ -23,10 +23,9 @@ from pathlib import Path
 
 import jsonschema
 import pytest
-import yaml
-
 import ray
 import ray.autoscaler
+import yaml
 from ray.autoscaler._private.util import prepare_config, validate_config
 
 REPO = Path(__file__).resolve().parents[1]

@@ -17,9 +17,9 @@ from pathlib import Path
 import numpy as np
 import pyarrow.parquet as pq
 import pytest
+from conftest import REPO_ROOT
 from PIL import Image
 
-from conftest import REPO_ROOT
 from lie_ray.data.cifar import load_split
 from lie_ray.infra.provenance import record_of
 from lie_ray.keys import generate_key, load_key, save_key

@@ -5,9 +5,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+from literal_cipher import literal_encrypt_image
 
 from lie_ray.cipher import cipher_with_grad, from_permutation, smooth_surrogate
-from literal_cipher import literal_encrypt_image
 
 
 @pytest.fixture

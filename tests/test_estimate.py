@@ -161,9 +161,12 @@ def test_work_done_prices_what_ran_and_not_an_outcome_handed_on():
     table = pa.table(dict(zip(("evaluation", "epsilon", "attacked", "reused"), zip(*rows))))
     table = table.append_column("scenario", pa.array(["Enc"] * len(rows)))
     seconds = PassSeconds({kind: float(kind == "attack") for kind in KINDS}, spread=0.0)
-    cost = lambda t: work_done(
-        t, SETTINGS, [Scenario("Enc", encrypted=True, key_policy="fixed")], 3, 8, seconds
-    )
+
+    def cost(t):
+        return work_done(
+            t, SETTINGS, [Scenario("Enc", encrypted=True, key_policy="fixed")], 3, 8, seconds
+        )
+
     nothing = cost(table.filter(pa.array([False] * len(rows))))
     assert cost(table) - nothing == pytest.approx(4 * 3 * 2)  # 3 of k=1, 1 of k=4 ran
     older = table.drop_columns(["reused"])  # written before the column existed: every row
@@ -301,9 +304,17 @@ def test_estimate_takes_a_calibration_and_only_with_estimate(cifar_dir, tmp_path
 
     earlier = write_timings(tmp_path / "earlier", machine())
     common = ["--preset", "smoke", "--data", str(cifar_dir), "--calibration", str(earlier)]
-    run = lambda *args: subprocess.run(
-        [LIE_RAY, *args], cwd=tmp_path, env=os.environ, capture_output=True, text=True, timeout=300
-    )
+
+    def run(*args):
+        return subprocess.run(
+            [LIE_RAY, *args],
+            cwd=tmp_path,
+            env=os.environ,
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
+
     printed = run("sweep", "--estimate", *common)
     assert printed.returncode == 0, printed.stderr[-2000:]
     assert (

@@ -28,8 +28,8 @@ from lie_ray.evaluation.settings import (
 )
 from lie_ray.evaluation.tables import wilson_interval
 from lie_ray.keys import Key, generate_key
-from lie_ray.models import build_model
 from lie_ray.keys.policies import FixedPolicy
+from lie_ray.models import build_model
 from lie_ray.transforms import TransformSpec
 
 
@@ -329,7 +329,10 @@ def test_eot_draws_fresh_keys_at_every_step_reproducibly():
 
     spec = TransformSpec().resolved(4)
     probe = torch.rand(1, 3, 32, 32, generator=torch.Generator().manual_seed(0))
-    fingerprint = lambda ciphers: [c.encrypt(probe).sum().item() for c in ciphers]
+
+    def fingerprint(ciphers):
+        return [c.encrypt(probe).sum().item() for c in ciphers]
+
     keys = AttackerKeys(spec, count=3, seed=7)
     draws = [fingerprint(keys()) for _ in range(4)]
     assert len({value for draw in draws for value in draw}) == 12  # 4 steps x 3 keys, all new
@@ -338,7 +341,10 @@ def test_eot_draws_fresh_keys_at_every_step_reproducibly():
 
     calls = []
     model = build_model(encrypted=True, width=4, adaptation_channels=8).eval()
-    counting = lambda: calls.append(1) or keys()
+
+    def counting():
+        return calls.append(1) or keys()
+
     attack = PGD(eot_classifier(model, counting), eps=0.1, step_size=0.01, steps=5, restarts=2)
     attack(probe.repeat(2, 1, 1, 1), torch.tensor([0, 1]))
     assert len(calls) == 2 * (5 + 1)  # every step of every restart, and each restart's score

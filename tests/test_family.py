@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-
 import math
 from pathlib import Path
 
@@ -12,6 +11,8 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 import torch
+from test_report import result_row, table_rows
+from test_training import sorted_by_id
 
 from lie_ray import transforms
 from lie_ray.data.cifar import load_split
@@ -21,16 +22,13 @@ from lie_ray.errors import LieRayError
 from lie_ray.evaluation.run import with_training_columns
 from lie_ray.keys import generate_key, load_key, save_key
 from lie_ray.keys.policies import PolicySpec
-from lie_ray.training.settings import get_preset, training_plan
 from lie_ray.report import write_report
 from lie_ray.scenarios import FAMILY_SCENARIOS, PAPER_SCENARIOS, Scenario, load_scenario_file
 from lie_ray.training.record import scenario_definition, training_record
 from lie_ray.training.run import transform_columns
-from lie_ray.training.worker import model_config
-
+from lie_ray.training.settings import get_preset, training_plan
 from lie_ray.training.untrained import NO_DATA
-from test_report import result_row, table_rows
-from test_training import sorted_by_id
+from lie_ray.training.worker import model_config
 
 
 def test_scenarios_name_a_transform_and_presets_pick_them(tmp_path):

@@ -14,10 +14,10 @@ from lie_ray import transforms
 from lie_ray.errors import LieRayError
 from lie_ray.keys import (
     Key,
-    le_permutation,
     generate_key,
     hkdf_sha256,
     import_permutation,
+    le_permutation,
     load_key,
     save_key,
 )

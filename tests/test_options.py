@@ -54,7 +54,7 @@ def test_overrides_fill_the_named_settings_fields():
     assert get_eval_preset("smoke").replace(**given.overrides("eval")).test_limit == 16
     assert given.preset == "smoke"
     with pytest.raises(AttributeError, match="no option 'storage'"):
-        given.storage
+        _ = given.storage
 
 
 def test_a_row_naming_a_missing_field_fails_at_once():

@@ -14,7 +14,6 @@ import sys
 import numpy as np
 import pyarrow.parquet as pq
 import pytest
-
 from conftest import REPO_ROOT
 
 LIE_RAY = os.path.join(os.path.dirname(sys.executable), "lie-ray")

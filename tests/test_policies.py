@@ -9,11 +9,10 @@ import pytest
 from lie_ray.data.cifar import load_split
 from lie_ray.data.dataset import sorted_by_id, to_ray_dataset
 from lie_ray.encryption.run import encrypt_dataset
-from lie_ray.keys.policies import PolicySpec
 from lie_ray.errors import LieRayError
 from lie_ray.keys import generate_key, import_permutation, load_key, save_key
+from lie_ray.keys.policies import FixedPolicy, IdGroupPolicy, PolicySpec, make_policy
 from lie_ray.transforms import TransformSpec
-from lie_ray.keys.policies import FixedPolicy, IdGroupPolicy, make_policy
 
 
 def le(key):

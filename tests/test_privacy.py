@@ -17,17 +17,17 @@ from typer.testing import CliRunner
 
 from lie_ray import transforms
 from lie_ray.app.cli import app
-from lie_ray.errors import LieRayError
 from lie_ray.data.cifar import load_split
+from lie_ray.errors import LieRayError
 from lie_ray.keys import generate_key, import_permutation, save_key
 from lie_ray.privacy import brute_force, known_plaintext, targets
 from lie_ray.privacy.chosen_plaintext import crafted_probes
 from lie_ray.privacy.ciphertext_only import block_mean, fr_basic
 from lie_ray.privacy.keyspace import brute_force_log10_years
-from lie_ray.report.privacy import section
 from lie_ray.privacy.run import run_privacy
 from lie_ray.privacy.scoring import psnr_per_image, score, ssim_per_image
 from lie_ray.privacy.settings import ItnSettings, get_privacy_preset
+from lie_ray.report.privacy import section
 
 RECOVERABLE = ["le", "shuffle", "np", "pe", "etc"]
 

@@ -9,6 +9,7 @@ import json
 import numpy as np
 import pytest
 import torch
+from conftest import REPO_ROOT
 
 from lie_ray import privacy, transforms
 from lie_ray.data.cifar import load_split
@@ -16,8 +17,6 @@ from lie_ray.errors import LieRayError
 from lie_ray.keys import Key, generate_key
 from lie_ray.privacy.settings import ItnSettings
 from lie_ray.transforms import registry
-
-from conftest import REPO_ROOT
 
 MASTER = Key("master", bytes(range(7, 39)), block_size=4)
 FAST = {"kp_keys": 3, "kp_max_k": 4, "audit_seconds": 0.05}

@@ -398,9 +398,9 @@ def test_sanity_checks_pass_or_fail_by_carlini_et_al_and_mark_the_headline(tmp_p
     # The sanity rows are no attack of the adaptive table, nor an epsilon of the headline.
     assert "sanity" not in table_rows(report, "## Adaptive evaluation")["Scenario"]
     headline = report.split("## Headline robustness", 1)[1].split("\n## ", 1)[0]
-    line = next(l for l in headline.splitlines() if l.startswith("- Encrypted:"))
+    line = next(x for x in headline.splitlines() if x.startswith("- Encrypted:"))
     assert line.endswith(
         "(failed sanity checks: unbounded attack, 2x steps and restarts, "
         "black-box <= white-box; see Sanity checks)"
     )
-    assert "failed sanity" not in next(l for l in headline.splitlines() if l.startswith("- Plain:"))
+    assert "failed sanity" not in next(x for x in headline.splitlines() if x.startswith("- Plain:"))

@@ -19,7 +19,6 @@ import time
 
 import pexpect
 import pyarrow.parquet as pq
-
 from conftest import REPO_ROOT
 from test_commands import EVALUATE, LIE_RAY, USER_ENV
 

@@ -7,11 +7,10 @@ import pyarrow as pa
 import pyarrow.parquet  # noqa: F401  (pa.parquet)
 import pytest
 
-from lie_ray.training import capacity
-
-from lie_ray.infra import storage
 from lie_ray.errors import LieRayError
+from lie_ray.infra import storage
 from lie_ray.keys import generate_key, key_location, load_key, save_key
+from lie_ray.training import capacity
 from lie_ray.training.settings import get_preset
 from tests.s3 import CREDENTIALS, moto_bucket
 

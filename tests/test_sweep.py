@@ -15,9 +15,9 @@ from pathlib import Path
 
 import pyarrow.parquet as pq
 import pytest
+from conftest import HEAD_ENV, REPO_ROOT, TRAIN_SLICE, cli_args
 from PIL import Image
 
-from conftest import HEAD_ENV, REPO_ROOT, TRAIN_SLICE, cli_args
 from lie_ray import transforms
 from lie_ray.keys import load_key
 from lie_ray.scenarios import PAPER_SCENARIOS

@@ -19,21 +19,20 @@ import ray.train
 import ray.train.torch
 import torch
 import torch.nn.functional as F
+from conftest import TRAIN_SLICE
 from ray.train.torch import TorchTrainer
 
 from lie_ray.data.cifar import load_split
 from lie_ray.data.dataset import sorted_by_id, to_ray_dataset
 from lie_ray.encryption.run import encrypt_dataset
 from lie_ray.keys import generate_key, load_key, save_key
-from lie_ray.models import build_model
 from lie_ray.keys.policies import PolicySpec
-from lie_ray.training.settings import get_preset
+from lie_ray.models import build_model
 from lie_ray.scenarios import PAPER_SCENARIOS
 from lie_ray.training.augment import random_crop_flip
 from lie_ray.training.run import run_training
+from lie_ray.training.settings import get_preset
 from lie_ray.transforms import TransformSpec
-
-from conftest import TRAIN_SLICE
 
 ray.cloudpickle.register_pickle_by_value(sys.modules[__name__])  # workers can't import tests/
 

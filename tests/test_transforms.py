@@ -4,21 +4,20 @@ CIFAR images for fixed keys, exact round trips on every path, the FFX test vecto
 
 from __future__ import annotations
 
+import literal_transforms as literal
 import numpy as np
 import pytest
 import torch
+from literal_cipher import literal_encrypt_image
 
-import literal_transforms as literal
 from lie_ray import transforms
+from lie_ray.cipher import from_permutation
 from lie_ray.data.cifar import load_split
 from lie_ray.errors import LieRayError
-from lie_ray.cipher import from_permutation
 from lie_ray.keys import generate_key, le_permutation
 from lie_ray.keys.policies import make_policy
 from lie_ray.transforms import registry
 from lie_ray.transforms.ffx import ffx_lookup
-
-from literal_cipher import literal_encrypt_image
 
 
 def reference_keys(name: str, m: int, seed: int) -> dict[str, np.ndarray]:

@@ -4,8 +4,8 @@ the in-process API and its Ray actors."""
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import Iterator
 
 import torch
 

@@ -18,8 +18,9 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import os
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 import pyarrow as pa
@@ -36,7 +37,6 @@ from lie_ray.data.arrays import as_uint8_images
 from lie_ray.errors import LieRayError
 from lie_ray.evaluation.actor import evaluate_batch
 from lie_ray.evaluation.protocols import ENCRYPTED_ONLY, Batch, attacker_evaluations
-from lie_ray.evaluation.tables import attack_record, summarise
 from lie_ray.evaluation.settings import (
     EVALUATIONS,
     PAPER_READINGS,
@@ -49,6 +49,7 @@ from lie_ray.evaluation.settings import (
     get_eval_preset,
     is_sanity_check,
 )
+from lie_ray.evaluation.tables import attack_record, summarise
 from lie_ray.infra import provenance
 from lie_ray.keys import Key, load_key
 from lie_ray.models.device import images_to_device, to_device

@@ -12,8 +12,8 @@ import functools
 import logging
 import signal
 import sys
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable, Optional
 
 import typer
 
@@ -112,11 +112,11 @@ def encrypt(
         "--policy",
         help="Key policy: fixed, id-group or per-image (per-minibatch keys are drawn in training).",
     ),
-    preview: Optional[Path] = typer.Option(
+    preview: Path | None = typer.Option(
         None, "--preview", help="Also write a PNG of plain vs encrypted images."
     ),
     actors: int = typer.Option(2, "--actors", min=1, help="Ray Data encryption actors."),
-    limit: Optional[int] = typer.Option(
+    limit: int | None = typer.Option(
         None, "--limit", min=1, help="Encrypt only the first N images of each split."
     ),
     download: bool = typer.Option(
@@ -126,8 +126,8 @@ def encrypt(
     """Encrypt CIFAR-10 into Parquet shards with a Ray Data actor pool."""
     from lie_ray.data.cifar import check_dataset
     from lie_ray.encryption.run import check_policy, run_encrypt
-    from lie_ray.keys.policies import PolicySpec, load_key_for_policies
     from lie_ray.infra.session import ray_session
+    from lie_ray.keys.policies import PolicySpec, load_key_for_policies
     from lie_ray.training.settings import TrainSettings
 
     key_batch_size = given.key_batch_size or TrainSettings.key_batch_size  # training's default
@@ -173,7 +173,7 @@ def train(
         "--out",
         help="Output directory (all Ray storage, checkpoints and training.parquet go here).",
     ),
-    key: Optional[str] = typer.Option(
+    key: str | None = typer.Option(
         None, "--key", help="Master key file or storage URI (needed by encrypted scenarios)."
     ),
     resume: bool = typer.Option(
@@ -184,13 +184,12 @@ def train(
 ):
     """Train the scenarios: one Ray Tune trial each, running Ray Train DDP fed by Ray Data."""
     from lie_ray.data.cifar import check_dataset
-    from lie_ray.training.capacity import embedded_cpus
-    from lie_ray.training.settings import training_plan
     from lie_ray.infra.session import ray_session
-    from lie_ray.scenarios import key_for_scenarios
-    from lie_ray.training.run import run_training
-
     from lie_ray.infra.storage import check_uri
+    from lie_ray.scenarios import key_for_scenarios
+    from lie_ray.training.capacity import embedded_cpus
+    from lie_ray.training.run import run_training
+    from lie_ray.training.settings import training_plan
 
     settings, chosen = training_plan(
         given.preset, given.scenarios, given.scenario_file, given.overrides("train")
@@ -234,7 +233,7 @@ def evaluate(
     out: Path = typer.Option(
         Path("runs/eval"), "--out", help="Where the tables, report and pictures go."
     ),
-    key: Optional[str] = typer.Option(
+    key: str | None = typer.Option(
         None,
         "--key",
         help="The key the scenarios were trained with (needed by encrypted scenarios).",
@@ -251,13 +250,13 @@ def evaluate(
 
     from lie_ray.data.cifar import check_dataset
     from lie_ray.evaluation.run import check_keys, run_evaluation, trained_record
-    from lie_ray.evaluation.tables import read_training
     from lie_ray.evaluation.settings import SANITY_PREFIX, get_eval_preset
+    from lie_ray.evaluation.tables import read_training
+    from lie_ray.infra.session import check_gpu_choice, ray_session
+    from lie_ray.infra.storage import check_uri, join
     from lie_ray.infra.tables import read_training as read_training_table
     from lie_ray.report import write_report
-    from lie_ray.infra.session import check_gpu_choice, ray_session
     from lie_ray.scenarios import parse_names
-    from lie_ray.infra.storage import check_uri, join
 
     settings = get_eval_preset(given.preset).replace(**given.overrides("eval"))
     chosen = parse_names(given.scenarios) if given.scenarios is not None else None
@@ -325,7 +324,7 @@ def sweep(
         "--out",
         help="Where everything goes: key, encrypted shards, Ray storage, tables, report.",
     ),
-    key: Optional[str] = typer.Option(
+    key: str | None = typer.Option(
         None,
         "--key",
         help="Master key file or URI; default: a new "
@@ -348,8 +347,8 @@ def sweep(
 
     Runs on an embedded Ray, or joins the cluster named by RAY_ADDRESS (as under
     'ray job submit')."""
-    from lie_ray.infra.session import ray_session
     from lie_ray.app.study import SweepRequest, resolve_plan, run_sweep, summary, tensorboard_dir
+    from lie_ray.infra.session import ray_session
     from lie_ray.training.capacity import embedded_cpus
 
     if given.estimate:
@@ -402,7 +401,7 @@ def privacy(
         "--out",
         help="Where privacy.parquet, privacy.md and privacy_gallery.png go.",
     ),
-    transforms: Optional[str] = typer.Option(
+    transforms: str | None = typer.Option(
         None, "--transforms", help="Comma-separated transforms (default: all), e.g. le,shuffle."
     ),
 ):
@@ -410,9 +409,9 @@ def privacy(
     ciphertext-only FR-basic, the learned ITN inversion (Ray Train) and a key-space audit."""
     import pyarrow.compute as pc
 
+    from lie_ray.infra.session import ray_session
     from lie_ray.privacy.run import resolve_privacy, run_privacy
     from lie_ray.report import write_privacy
-    from lie_ray.infra.session import ray_session
 
     check_output_dir(out)  # fail before Ray starts
     loaded, names, settings, data = resolve_privacy(key, given.preset, given.data, transforms)
@@ -510,7 +509,7 @@ def format_table(table, columns: list[str]) -> str:
     return "\n".join(lines)
 
 
-def main(argv: Optional[list[str]] = None) -> None:
+def main(argv: list[str] | None = None) -> None:
     """``lie-ray``: the app, with click's own usage errors as one line."""
     run_command(typer.main.get_command(app), argv, "lie-ray")
 
@@ -526,7 +525,7 @@ def sweep_main() -> None:
     )
 
 
-def run_command(command, argv: Optional[list[str]], prog_name: str) -> None:
+def run_command(command, argv: list[str] | None, prog_name: str) -> None:
     """Run a click command; a usage error (an option out of range, a typo, a missing value)
     is one ``error:`` line naming the option and pointing at ``--help``, exit status 2,
     instead of click's boxed block of usage text."""

@@ -48,13 +48,13 @@ class Passes:
     counts: dict[str, float]
 
     @classmethod
-    def of(cls, **counts: float) -> "Passes":
+    def of(cls, **counts: float) -> Passes:
         return cls({kind: float(counts.get(kind, 0)) for kind in KINDS})
 
-    def __add__(self, other: "Passes") -> "Passes":
+    def __add__(self, other: Passes) -> Passes:
         return Passes({k: self.counts[k] + other.counts[k] for k in KINDS})
 
-    def __mul__(self, factor: float) -> "Passes":
+    def __mul__(self, factor: float) -> Passes:
         return Passes({k: v * factor for k, v in self.counts.items()})
 
     @property
@@ -69,7 +69,10 @@ def attack_passes(name: str, settings: EvalSettings, alone: bool = False) -> Pas
         ("attack_single", "forward_single") if alone else ("attack", "forward")
     )
     steps = settings.pgd_steps
-    pgd = lambda runs: Passes.of(attack=steps * runs, forward=runs + 1)  # + scoring, deployed
+
+    def pgd(runs):
+        return Passes.of(attack=steps * runs, forward=runs + 1)  # + scoring, deployed
+
     runs = restarts(name, settings)
     if name in ("pgd", "bpda-identity", "transfer", "pba", *RECOVERED_KEY):
         return pgd(runs)
@@ -389,7 +392,9 @@ def priced(
     apart from the probe's timing."""
     from lie_ray.data.cifar import load_split
 
-    sizes = lambda split, limit: len(load_split(data_dir, split, limit=limit).labels)
+    def sizes(split, limit):
+        return len(load_split(data_dir, split, limit=limit).labels)
+
     phases: list[Phase] = []
     if train is not None:
         n_train, n_test = sizes("train", train.train_limit), sizes("test", train.test_limit)
@@ -416,12 +421,15 @@ def priced(
             cost = seconds.cost(passes) * scale_of(calibration, "evaluation")
             phases.append(Phase(name, passes, cost, cost / actors))
     upper = [p for p in phases if "floor" not in p.name]
-    total = lambda chosen, name: Phase(
-        name,
-        sum((p.passes for p in chosen), Passes.of()),
-        sum(p.device_seconds for p in chosen),
-        sum(p.wall_seconds for p in chosen),
-    )
+
+    def total(chosen, name):
+        return Phase(
+            name,
+            sum((p.passes for p in chosen), Passes.of()),
+            sum(p.device_seconds for p in chosen),
+            sum(p.wall_seconds for p in chosen),
+        )
+
     rows = phases + [total(upper, "total")]
     if any("floor" in p.name for p in phases):
         rows.append(total([p for p in phases if "full" not in p.name], "total (cascade floor)"))

@@ -17,9 +17,10 @@ from __future__ import annotations
 import dataclasses
 import functools
 import inspect
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Annotated, Any, Callable, Mapping, Optional
+from typing import Annotated, Any
 
 import typer
 
@@ -34,7 +35,7 @@ from lie_ray.training.settings import TrainSettings
 SETTINGS: dict[str, type] = {"train": TrainSettings, "eval": EvalSettings}
 
 
-def parse_floats(text: Optional[str]) -> Optional[tuple[float, ...]]:
+def parse_floats(text: str | None) -> tuple[float, ...] | None:
     if text is None:
         return None
     try:
@@ -43,7 +44,7 @@ def parse_floats(text: Optional[str]) -> Optional[tuple[float, ...]]:
         raise LieRayError(f"--epsilons must be comma-separated numbers, got {text!r}") from None
 
 
-def given_only(flag: bool) -> Optional[bool]:
+def given_only(flag: bool) -> bool | None:
     """A switch that only turns a setting on: off leaves the preset's value."""
     return flag or None
 
@@ -53,10 +54,10 @@ class Option:
     flag: str
     type: Any
     default: Any = None
-    help: Optional[str] = None
-    min: Optional[int] = None
+    help: str | None = None
+    min: int | None = None
     fills: tuple[str, ...] = ()  # "train.num_workers", "eval.test_limit": settings.field
-    parse: Optional[Callable[[Any], Any]] = None  # the value as given -> the setting's
+    parse: Callable[[Any], Any] | None = None  # the value as given -> the setting's
 
     def __post_init__(self):
         for target in self.fills:
@@ -94,46 +95,46 @@ OPTIONS: dict[str, Option] = {
         help="CIFAR-10 'cifar-10-batches-py' directory (or its parent).",
     ),
     "scenarios": Option(
-        "--scenarios", Optional[str], help="Comma-separated scenario names (default: all)."
+        "--scenarios", str | None, help="Comma-separated scenario names (default: all)."
     ),
     "scenario_file": Option(
         "--scenario-file",
-        Optional[list[Path]],
+        list[Path] | None,
         help="TOML file of extra scenario records (README: Training); repeat for several.",
     ),
     "storage": Option(
         "--storage",
-        Optional[str],
+        str | None,
         help="Where cluster nodes write "
         "(checkpoints, shards, evaluation parts): a path or URI every node "
         "reaches, e.g. s3://bucket/lie_ray?region=us-east-1.",
     ),
     # TrainSettings (train, sweep).
-    "epochs": Option("--epochs", Optional[int], min=1, fills=("train.epochs",)),
-    "batch_size": Option("--batch-size", Optional[int], min=1, fills=("train.batch_size",)),
-    "lr": Option("--lr", Optional[float], fills=("train.lr",)),
+    "epochs": Option("--epochs", int | None, min=1, fills=("train.epochs",)),
+    "batch_size": Option("--batch-size", int | None, min=1, fills=("train.batch_size",)),
+    "lr": Option("--lr", float | None, fills=("train.lr",)),
     "width": Option(
-        "--width", Optional[int], min=1, help="ResNet18 base width.", fills=("train.width",)
+        "--width", int | None, min=1, help="ResNet18 base width.", fills=("train.width",)
     ),
     "workers": Option(
         "--workers",
-        Optional[int],
+        int | None,
         min=1,
         help="Ray Train DDP workers per trial.",
         fills=("train.num_workers",),
     ),
-    "gpu": Option("--gpu", Optional[str], help="auto, yes or no.", fills=("train.gpu",)),
+    "gpu": Option("--gpu", str | None, help="auto, yes or no.", fills=("train.gpu",)),
     "pgd_steps": Option(
         "--pgd-steps",
-        Optional[int],
+        int | None,
         help="PGD steps for adversarial training.",
         fills=("train.pgd_steps",),
     ),
-    "pgd_step_size": Option("--pgd-step-size", Optional[float], fills=("train.pgd_step_size",)),
-    "pgd_eps": Option("--pgd-eps", Optional[float], fills=("train.pgd_eps",)),
+    "pgd_step_size": Option("--pgd-step-size", float | None, fills=("train.pgd_step_size",)),
+    "pgd_eps": Option("--pgd-eps", float | None, fills=("train.pgd_eps",)),
     "adv_attack": Option(
         "--adv-attack",
-        Optional[str],
+        str | None,
         help="How adversarial training's PGD "
         "meets the cipher: bpda (true forward, surrogate backward; default) "
         "or pgd (plain autograd, zero gradient through LE).",
@@ -141,21 +142,21 @@ OPTIONS: dict[str, Option] = {
     ),
     "train_limit": Option(
         "--train-limit",
-        Optional[int],
+        int | None,
         min=1,
         help="Use only the first N training images.",
         fills=("train.train_limit",),
     ),
     "test_limit": Option(
         "--test-limit",
-        Optional[int],
+        int | None,
         min=1,
         help="Use only the first N test images.",
         fills=("train.test_limit",),
     ),
     "key_batch_size": Option(
         "--key-batch-size",
-        Optional[int],
+        int | None,
         min=1,
         help="Ids per key "
         "group under the id-group policy, and outside training under "
@@ -165,7 +166,7 @@ OPTIONS: dict[str, Option] = {
     ),
     "max_concurrent_trials": Option(
         "--max-concurrent-trials",
-        Optional[int],
+        int | None,
         min=1,
         help="At most N scenario trials at "
         "once (default: as many as the cluster holds, or may grow to).",
@@ -174,56 +175,56 @@ OPTIONS: dict[str, Option] = {
     # EvalSettings (evaluate, sweep).
     "epsilons": Option(
         "--epsilons",
-        Optional[str],
+        str | None,
         help="Comma-separated attack epsilons, e.g. 0,0.031,0.1.",
         fills=("eval.epsilons",),
         parse=parse_floats,
     ),
     "eval_limit": Option(
         "--eval-limit",
-        Optional[int],
+        int | None,
         min=1,
         help="Attack only the first N test images.",
         fills=("eval.test_limit",),
     ),
     "eval_pgd_steps": Option(
         "--eval-pgd-steps",
-        Optional[int],
+        int | None,
         min=1,
         help="PGD steps of the evaluation attacks.",
         fills=("eval.pgd_steps",),
     ),
     "eval_restarts": Option(
         "--eval-restarts",
-        Optional[int],
+        int | None,
         min=1,
         help="Random restarts of every adaptive PGD (not the paper's readings).",
         fills=("eval.pgd_restarts",),
     ),
     "eot_keys": Option(
         "--eot-keys",
-        Optional[int],
+        int | None,
         min=1,
         help="Random keys the keyless (EOT) attacker averages over.",
         fills=("eval.eot_keys",),
     ),
     "square_queries": Option(
         "--square-queries",
-        Optional[int],
+        int | None,
         min=1,
         help="Queries of the gradient-free Square attack.",
         fills=("eval.square_queries",),
     ),
     "actors": Option(
         "--actors",
-        Optional[int],
+        int | None,
         min=1,
         help="Evaluation actors per scenario.",
         fills=("eval.actors",),
     ),
     "evaluation": Option(
         "--evaluation",
-        Optional[str],
+        str | None,
         help="cascade: each attack only on "
         "the images its attacker has not broken yet, cheapest first (the "
         "same worst cases for far fewer attacks; the paper preset's "
@@ -232,14 +233,14 @@ OPTIONS: dict[str, Option] = {
     ),
     "pba_steps": Option(
         "--pba-steps",
-        Optional[int],
+        int | None,
         min=4,
         help="Adam steps fitting PBA's stand-in for the keyed transform.",
         fills=("eval.pba_steps",),
     ),
     "attacker_images": Option(
         "--attacker-images",
-        Optional[int],
+        int | None,
         min=4,
         help="The "
         "attacker's own train images (PBA's fitting set; the leaked "
@@ -258,7 +259,7 @@ OPTIONS: dict[str, Option] = {
     ),
     "calibration": Option(
         "--calibration",
-        Optional[Path],
+        Path | None,
         help="An earlier sweep's --out "
         "folder on this machine: its measured times scale the estimate's "
         "bare-PyTorch probe by what the cluster adds (README: --estimate).",

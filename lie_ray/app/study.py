@@ -29,10 +29,11 @@ import functools
 import json
 import logging
 import time
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterator, Mapping
+from typing import Any
 
 import pyarrow as pa
 
@@ -42,9 +43,9 @@ from lie_ray.evaluation.settings import EvalSettings, is_sanity_check
 from lie_ray.infra import atomic, provenance, storage
 from lie_ray.infra.cluster_log import ClusterRecorder
 from lie_ray.keys import Key, generate_key, key_location, load_key, save_key
-from lie_ray.training.settings import TrainSettings
 from lie_ray.privacy.settings import PrivacySettings
 from lie_ray.scenarios import Scenario
+from lie_ray.training.settings import TrainSettings
 
 log = logging.getLogger("lie_ray")
 PHASES = ("keys", "encryption", "training", "evaluation", "privacy", "report")
@@ -92,13 +93,13 @@ class SweepPlan:
 
 def run_sweep(plan: SweepPlan) -> dict[str, pa.Table]:
     """Run every phase in order; return the training and results tables."""
-    from lie_ray.infra.console import log_to_file
     from lie_ray.encryption.run import run_encrypt
     from lie_ray.evaluation.run import run_evaluation
-    from lie_ray.keys.policies import PolicySpec
-    from lie_ray.training.capacity import concurrent_trials
-    from lie_ray.report import write_report
+    from lie_ray.infra.console import log_to_file
     from lie_ray.infra.session import wants_gpu
+    from lie_ray.keys.policies import PolicySpec
+    from lie_ray.report import write_report
+    from lie_ray.training.capacity import concurrent_trials
     from lie_ray.training.run import run_training
 
     out = plan.out.resolve()
@@ -188,9 +189,10 @@ def write_timings(plan: SweepPlan, predicted, measured: dict[str, float], out: P
     """OUT/timings.json: each phase's wall seconds as measured and as predicted before it
     ran, and the evaluation's cost by the same model for the work it really did (the
     cascade skips what is broken: only the run knows how much)."""
+    import pyarrow.parquet as pq
+
     from lie_ray.app.estimate import work_done
     from lie_ray.data.cifar import load_split
-    import pyarrow.parquet as pq
 
     path = out / "examples.parquet"
     columns = ["scenario", "evaluation", "epsilon", "attacked", "reused"]
@@ -330,10 +332,11 @@ def _cell(row: dict | None) -> str:
 def resolve_plan(request: SweepRequest) -> SweepPlan:
     """Every check that can fail on the user's input, before Ray starts."""
     from lie_ray.evaluation.settings import get_eval_preset
-    from lie_ray.training.settings import training_plan
+    from lie_ray.infra.storage import check_uri
+    from lie_ray.infra.storage import is_uri as storage_is_uri
     from lie_ray.privacy.settings import get_privacy_preset
     from lie_ray.scenarios import key_for_scenarios
-    from lie_ray.infra.storage import check_uri, is_uri as storage_is_uri
+    from lie_ray.training.settings import training_plan
 
     key, privacy = request.key, request.privacy
     train, chosen = training_plan(

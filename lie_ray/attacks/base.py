@@ -8,7 +8,7 @@ encrypted and classified) lives in how the classifier is built.
 
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 import torch
 import torch.nn.functional as F

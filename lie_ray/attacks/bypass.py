@@ -12,7 +12,7 @@ which is what the attack's error then measures. No public attack library ships P
 
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 import torch
 import torch.nn.functional as F

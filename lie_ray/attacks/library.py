@@ -40,7 +40,7 @@ class PipelineModule(torch.nn.Module):
         self.classify = classify
         self.eval()
 
-    def train(self, mode: bool = True) -> "PipelineModule":
+    def train(self, mode: bool = True) -> PipelineModule:
         """Always eval mode. torchattacks restores the mode it found after every attack, and a
         fresh module starts in training mode: that would leave the defender's (shared) network
         with BatchNorm on batch statistics, and every later prediction wrong."""

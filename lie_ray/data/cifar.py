@@ -35,7 +35,7 @@ class Split:
     def ids(self) -> np.ndarray:
         return np.arange(len(self.labels), dtype=np.int64)
 
-    def head(self, limit: int | None) -> "Split":
+    def head(self, limit: int | None) -> Split:
         """The first ``limit`` rows (all when None): ids stay the same, so keys do too."""
         if limit is None:
             return self

@@ -15,9 +15,9 @@ import ray
 import ray.data
 from ray.data.extensions import ArrowTensorArray
 
-from lie_ray.infra import atomic, storage
 from lie_ray.data.cifar import Split
 from lie_ray.errors import LieRayError
+from lie_ray.infra import atomic, storage
 
 ROWS_PER_BLOCK = 512
 

@@ -24,14 +24,15 @@ from __future__ import annotations
 import argparse
 import struct
 import sys
+from collections.abc import Iterator
 from pathlib import Path
-from typing import BinaryIO, Iterator
+from typing import BinaryIO
 
 import numpy as np
 
-from lie_ray.infra import atomic
 from lie_ray.data.cifar import DIRECTORY_NAME, IMAGE_SHAPE, SPLIT_FILES
 from lie_ray.errors import LieRayError
+from lie_ray.infra import atomic
 
 LABEL_NAMES = [
     "airplane",

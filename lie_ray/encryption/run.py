@@ -16,13 +16,13 @@ from pathlib import Path
 import numpy as np
 import ray.data
 
-from lie_ray.errors import LieRayError
-from lie_ray.infra import storage
 from lie_ray.data.cifar import load_split
 from lie_ray.data.dataset import to_ray_dataset, write_shards
+from lie_ray.errors import LieRayError
+from lie_ray.infra import storage
+from lie_ray.infra.images import save_grid
 from lie_ray.keys import key_location, load_key
 from lie_ray.keys.policies import PolicySpec
-from lie_ray.infra.images import save_grid
 from lie_ray.transforms import TransformSpec
 
 log = logging.getLogger("lie_ray")

@@ -16,10 +16,6 @@ import numpy as np
 import torch
 
 from lie_ray.attacks.bypass import fit_bypass
-from lie_ray.keys import FIXED_LABEL
-from lie_ray.models.device import configure, images_to_device, prepare_network, to_device
-from lie_ray.privacy import known_plaintext, targets
-from lie_ray.transforms import transform_class
 from lie_ray.evaluation import cascade
 from lie_ray.evaluation.defender import Defender, load_defender, load_network
 from lie_ray.evaluation.protocols import PROTOCOLS, Batch, Outcome, applicable, white_box
@@ -31,6 +27,10 @@ from lie_ray.evaluation.settings import (
     WORST_CASES,
     EvalSettings,
 )
+from lie_ray.keys import FIXED_LABEL
+from lie_ray.models.device import configure, images_to_device, prepare_network, to_device
+from lie_ray.privacy import known_plaintext, targets
+from lie_ray.transforms import transform_class
 
 
 def evaluations(encrypted: bool, has_plain_model: bool, key_recoverable: bool = False) -> list[str]:

@@ -9,18 +9,18 @@ from __future__ import annotations
 
 import io
 import json
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 import torch
 
-from lie_ray.infra import storage
 from lie_ray.errors import LieRayError
-from lie_ray.keys import Key, load_key
-from lie_ray.models import build_model
-from lie_ray.keys.policies import KeyPolicy, PolicySpec
+from lie_ray.infra import storage
 from lie_ray.infra.checkpoints import META_FILE, STATE_FILE
+from lie_ray.keys import Key, load_key
+from lie_ray.keys.policies import KeyPolicy, PolicySpec
+from lie_ray.models import build_model
 from lie_ray.transforms import KeyedTransform, Transform, TransformSpec, build
 
 Classifier = Callable[[torch.Tensor], torch.Tensor]

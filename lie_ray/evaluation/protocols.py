@@ -50,15 +50,15 @@ keyless ones, ``worst-case`` over every plain-image attack, ``worst-case-channel
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
-
 import math
+from dataclasses import dataclass, replace
 
 import numpy as np
 import torch
 
 from lie_ray.attacks import PGD
-from lie_ray.attacks.library import PipelineModule, autoattack as make_autoattack, square
+from lie_ray.attacks.library import PipelineModule, square
+from lie_ray.attacks.library import autoattack as make_autoattack
 from lie_ray.evaluation.defender import AttackerKeys, Defender, eot_classifier
 from lie_ray.evaluation.settings import KEYLESS, PLAIN_SPACE, RECOVERED_K, RECOVERED_KEY, SINGLE_RUN
 
@@ -82,7 +82,7 @@ class Outcome:
         # still attached to autograd must not leak it into the tables.
         self.predictions, self.linf = self.predictions.detach(), self.linf.detach()
 
-    def subset(self, rows: np.ndarray) -> "Outcome":
+    def subset(self, rows: np.ndarray) -> Outcome:
         index = torch.from_numpy(rows).to(self.predictions.device)
         return Outcome(self.predictions[index], self.linf[index])
 
@@ -93,7 +93,7 @@ class Batch:
     labels: torch.Tensor
     ids: np.ndarray
 
-    def subset(self, rows: np.ndarray) -> "Batch":
+    def subset(self, rows: np.ndarray) -> Batch:
         """The batch's ``rows``: what a cascaded attack gets (ids and labels go with them)."""
         index = torch.from_numpy(rows).to(self.images.device)
         return Batch(self.images[index].contiguous(), self.labels[index], self.ids[rows])

@@ -21,18 +21,18 @@ from pathlib import Path
 import pyarrow as pa
 import torch
 
-from lie_ray.infra import provenance, storage
-from lie_ray.infra.atomic import write_parquet
 from lie_ray.attacks import PGD
 from lie_ray.data.cifar import data_record, load_split, resolve_data_dir
 from lie_ray.errors import LieRayError
 from lie_ray.evaluation.defender import checkpoint_record, load_defender, policy_spec
 from lie_ray.evaluation.pipeline import evaluate
-from lie_ray.evaluation.tables import attack_record, read_training, summarise
 from lie_ray.evaluation.settings import PAPER_EPSILON, EvalSettings
+from lie_ray.evaluation.tables import attack_record, read_training, summarise
+from lie_ray.infra import provenance, storage
+from lie_ray.infra.atomic import write_parquet
+from lie_ray.infra.images import CIFAR_CLASSES, save_grid
 from lie_ray.keys import key_location
 from lie_ray.keys.policies import load_key_for_policies
-from lie_ray.infra.images import CIFAR_CLASSES, save_grid
 
 log = logging.getLogger("lie_ray")
 
@@ -217,7 +217,10 @@ def write_gallery(
     as_bytes = [
         torch.floor(x * 255 + 0.5).to(torch.uint8).permute(0, 2, 3, 1).numpy() for x in images
     ]
-    name = lambda k: CIFAR_CLASSES[k] if 0 <= k < len(CIFAR_CLASSES) else str(k)
+
+    def name(k):
+        return CIFAR_CLASSES[k] if 0 <= k < len(CIFAR_CLASSES) else str(k)
+
     captions = [
         [f"true {name(t)}\npred {name(p)}" for t, p in zip(labels.tolist(), guesses)]
         for guesses in (predicted[0], predicted[0], predicted[1], predicted[1])

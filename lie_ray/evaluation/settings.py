@@ -123,7 +123,7 @@ class EvalSettings:
             return PAPER_EPSILON
         return max(attacked, default=None)
 
-    def replace(self, **overrides) -> "EvalSettings":
+    def replace(self, **overrides) -> EvalSettings:
         updated = dataclasses.replace(self, **{k: v for k, v in overrides.items() if v is not None})
         updated.validate()
         return updated

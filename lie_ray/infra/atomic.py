@@ -11,8 +11,8 @@ import contextlib
 import os
 import shutil
 import tempfile
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator
 
 
 def write_bytes(path: str | os.PathLike, data: bytes, mode: int = 0o644) -> None:

@@ -61,7 +61,7 @@ class ClusterRecorder:
         )
         return pa.Table.from_pylist(self.rows, schema=schema)
 
-    def start(self) -> "ClusterRecorder":
+    def start(self) -> ClusterRecorder:
         self._thread.start()
         return self
 

@@ -25,8 +25,8 @@ import logging
 import os
 import signal
 import threading
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator
 
 RESUME_HINT = "run the same command again with --resume to continue"
 RERUN_HINT = "run the same command again to start over"  # a job without --resume

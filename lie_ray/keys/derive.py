@@ -31,7 +31,7 @@ def hkdf_sha256(secret: bytes, info: bytes, length: int, salt: bytes = HKDF_SALT
     return HKDF(hashes.SHA256(), length, salt, info).derive(secret)
 
 
-def derive_u64(key: "Key", info: str, count: int) -> np.ndarray:
+def derive_u64(key: Key, info: str, count: int) -> np.ndarray:
     """``count`` pseudorandom 64-bit values from (master secret, info)."""
     if count <= _HKDF_MAX_U64:
         return np.frombuffer(key.stream(info, 8 * count), dtype="<u8").copy()
@@ -48,18 +48,18 @@ def uniform_permutation(draws: np.ndarray) -> np.ndarray:
     return np.argsort(draws, kind="stable").astype(np.int64)
 
 
-def derive_permutation(key: "Key", info: str, size: int) -> np.ndarray:
+def derive_permutation(key: Key, info: str, size: int) -> np.ndarray:
     """A uniform permutation of 0..size-1 for ``info``."""
     return uniform_permutation(derive_u64(key, f"{info}/perm/{size}", size))
 
 
-def le_permutation(key: "Key", label: str, size: int) -> np.ndarray:
+def le_permutation(key: Key, label: str, size: int) -> np.ndarray:
     """LE's key for ``label``: the derivation every LE key of lie_ray has had (its info string
     predates the family's ``subkey_info``), so existing keys keep their ciphers."""
     return uniform_permutation(derive_u64(key, f"permutation/{size}/{label}", size))
 
 
-def derive_choices(key: "Key", info: str, count: int, high: int) -> np.ndarray:
+def derive_choices(key: Key, info: str, count: int, high: int) -> np.ndarray:
     """``count`` values in 0..high-1 (modulo bias below 2**-58 for the small ``high`` used)."""
     return (derive_u64(key, f"{info}/choice/{count}/{high}", count) % high).astype(np.int64)
 

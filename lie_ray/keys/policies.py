@@ -35,11 +35,11 @@ class KeyPolicy(ABC):
     def labels(self, ids: np.ndarray, split: str) -> np.ndarray:
         """The sub-key label for every row id of ``split`` (``train`` or ``test``)."""
 
-    def check_key(self, key: Key) -> None:
+    def check_key(self, key: Key) -> None:  # noqa: B027 (a hook: most policies take any key)
         """Raise if ``key`` cannot serve this policy."""
 
     def encrypt(
-        self, key: "KeyedTransform", images: np.ndarray, ids: np.ndarray, split: str
+        self, key: KeyedTransform, images: np.ndarray, ids: np.ndarray, split: str
     ) -> tuple[np.ndarray, np.ndarray]:
         """Encrypt uint8 NHWC ``images``; return them with each row's sub-key label.
         Output dtype is the transform's."""
@@ -55,12 +55,12 @@ class KeyPolicy(ABC):
 
     def encrypt_torch(
         self,
-        key: "KeyedTransform",
-        images: "torch.Tensor",
+        key: KeyedTransform,
+        images: torch.Tensor,
         ids: np.ndarray,
         split: str,
         backward: str | None = None,
-    ) -> "torch.Tensor":
+    ) -> torch.Tensor:
         """The autograd twin of ``encrypt`` for float NCHW tensors on any device: the same
         ciphertext, with the chosen backward pass (``Transform.with_grad``: the true gradient
         where the transform has one, else the named BPDA surrogate; None: its default)."""
@@ -199,8 +199,8 @@ def load_key_for_policies(
 
     What a job runs in its driver before Ray starts, so that a missing, exposed, damaged or
     unsuitable key (wrong block size, one that does not divide 32x32, an imported permutation
-    under a policy that derives sub-keys) is a one-line error, not a failure inside a Ray actor. Without a key:
-    None when no policy needs one, else an error.
+    under a policy that derives sub-keys) is a one-line error, not a failure inside a Ray
+    actor. Without a key: None when no policy needs one, else an error.
     """
     if key_path is None:
         if policies:

@@ -17,8 +17,9 @@ import dataclasses
 import hashlib
 import os
 import tempfile
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 import pyarrow as pa
@@ -52,7 +53,10 @@ class Privacy:
             f"{'attack':<17} {'threat model':<27} {'k':>3} {'ssim':>6} {'psnr':>6} "
             f"{'exact':>6}  key"
         ]
-        show = lambda v, f: "-" if v is None else format(v, f)
+
+        def show(v, f):
+            return "-" if v is None else format(v, f)
+
         for r in self.results.to_pylist():
             key = {True: "recovered", False: "not recovered"}.get(r["key_recovered"], "")
             if r["attack"] == "key-space":

@@ -5,8 +5,8 @@ value, so two positions can agree by chance in all of an image's blocks only wit
 about 16**-64 (LE, M = 4, nibbles). One probe therefore pins down a key whose structure repeats
 over blocks (LE, Shuffle, NP) or shuffles distinct blocks (EtC), where natural images (smooth,
 saturated, correlated channels) may need several. PE's key is per pixel, so noise would leave
-the odd pixel with two equal channels: its probe is one flat colour of three distinct values. The probes are fed to the transform's known-plaintext
-recovery one at a time and counted.
+the odd pixel with two equal channels: its probe is one flat colour of three distinct values.
+The probes are fed to the transform's known-plaintext recovery one at a time and counted.
 """
 
 from __future__ import annotations

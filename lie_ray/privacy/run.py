@@ -19,15 +19,15 @@ from pathlib import Path
 
 import pyarrow as pa
 
-from lie_ray.infra import atomic, provenance
 from lie_ray.data.cifar import data_record, load_split
 from lie_ray.errors import LieRayError
+from lie_ray.infra import atomic, provenance
+from lie_ray.infra.storage import join
 from lie_ray.keys import FIXED_LABEL, Key
 from lie_ray.privacy import targets
 from lie_ray.privacy.scoring import score
 from lie_ray.privacy.settings import PrivacySettings
 from lie_ray.privacy.suite import ATTACKS, SCHEMA, applicable, exact_attacks, row
-from lie_ray.infra.storage import join
 
 log = logging.getLogger("lie_ray")
 

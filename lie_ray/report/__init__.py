@@ -36,9 +36,10 @@ from lie_ray.infra.tables import (
     check_rates,
     read_training,
 )
+from lie_ray.report import sanity
 from lie_ray.report.cluster import cluster_section
-from lie_ray.report.deviations import section as deviations_section
 from lie_ray.report.curves import write_curves
+from lie_ray.report.deviations import section as deviations_section
 from lie_ray.report.family import family_section
 from lie_ray.report.paper import (
     AMBIGUITY,
@@ -50,10 +51,10 @@ from lie_ray.report.paper import (
     scenario_order,
     training_metrics,
 )
-from lie_ray.report.privacy import section as privacy_section, write_privacy
+from lie_ray.report.privacy import section as privacy_section
+from lie_ray.report.privacy import write_privacy
 from lie_ray.report.provenance import section as provenance_section
 from lie_ray.report.timing import timing_section
-from lie_ray.report import sanity
 
 __all__ = ["AMBIGUITY", "PAPER_TABLE_I", "THREAT_MODELS", "write_privacy", "write_report"]
 

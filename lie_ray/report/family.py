@@ -39,11 +39,10 @@ def family_section(rows: list, training: pa.Table | None) -> str:
         header += [f"pgd {eps:.4f}", f"keyless {eps:.4f}", f"worst {eps:.4f}"]
     body = []
     for r in trained:
-        space = (
-            f"{key_space_log2(r['transform'], r['transform_block_size'], r['transform_variant']):.1f}"
-            if r["encrypted"]
-            else "-"
-        )
+        space = "-"
+        if r["encrypted"]:
+            bits = key_space_log2(r["transform"], r["transform_block_size"], r["transform_variant"])
+            space = f"{bits:.1f}"
         cells = [
             r["scenario"],
             r["transform"],

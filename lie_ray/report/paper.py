@@ -21,10 +21,10 @@ from lie_ray.evaluation.settings import (
     PAPER_EPSILON,
     PAPER_READINGS,
     PLAIN_SPACE,
-    is_sanity_check,
     WORST_CASE,
     WORST_CASE_CHANNEL,
     WORST_CASE_KEYLESS,
+    is_sanity_check,
 )
 from lie_ray.infra.tables import RESULT_COLUMNS, TRAINING_COLUMNS, read_results
 from lie_ray.report.markdown import MISSING, cell, markdown_table

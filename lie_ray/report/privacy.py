@@ -14,8 +14,8 @@ from pathlib import Path
 from lie_ray.infra import atomic
 from lie_ray.infra.tables import read_privacy
 from lie_ray.privacy.gallery import ATTACK_ORDER, GALLERY
-from lie_ray.report.provenance import section as provenance_section
 from lie_ray.report.markdown import cell, markdown_table
+from lie_ray.report.provenance import section as provenance_section
 from lie_ray.transforms import REGISTRY
 
 SECTION = "privacy.md"

@@ -18,9 +18,9 @@ from lie_ray.data.cifar import load_split
 from lie_ray.data.dataset import to_ray_dataset
 from lie_ray.encryption.run import encrypt_dataset
 from lie_ray.keys.policies import PolicySpec
-from lie_ray.training.settings import TrainSettings
 from lie_ray.scenarios import Scenario
 from lie_ray.training.augment import augment_batch
+from lie_ray.training.settings import TrainSettings
 
 # Rows per block: each block is one Ray Data task per epoch, and the executor's scheduling
 # loop waits up to 0.1 s for its tasks, so small blocks cap ingest (bench/ingest.py: 512-row

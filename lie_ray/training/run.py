@@ -21,17 +21,18 @@ from pathlib import Path
 import pyarrow as pa
 from ray import tune
 
-from lie_ray.infra import atomic, interrupt, provenance, storage as storage_io
-from lie_ray.training.capacity import concurrent_trials
-from lie_ray.infra.console import verbose
 from lie_ray.data.cifar import data_record, resolve_data_dir
 from lie_ray.errors import LieRayError
-from lie_ray.keys import key_location
-from lie_ray.training.settings import TRIAL_DRIVER_CPUS, TrainSettings
+from lie_ray.infra import atomic, interrupt, provenance
+from lie_ray.infra import storage as storage_io
+from lie_ray.infra.console import verbose
 from lie_ray.infra.session import wants_gpu
-from lie_ray.scenarios import Scenario, key_for_scenarios
 from lie_ray.infra.storage import join, to_location
+from lie_ray.keys import key_location
+from lie_ray.scenarios import Scenario, key_for_scenarios
+from lie_ray.training.capacity import concurrent_trials
 from lie_ray.training.record import training_record
+from lie_ray.training.settings import TRIAL_DRIVER_CPUS, TrainSettings
 from lie_ray.training.trial import train_scenario
 
 log = logging.getLogger("lie_ray")

@@ -1,5 +1,6 @@
 """Training presets: ``paper`` (the paper's settings), ``smoke`` (all five scenarios on a
-2-core machine in minutes) and ``study`` (models that learn, in about an hour there). Every field can be overridden from the command line.
+2-core machine in minutes) and ``study`` (models that learn, in about an hour there). Every
+field can be overridden from the command line.
 
 These settings are plain, non-secret values: they go into Tune's param_space and onto disk.
 """
@@ -9,7 +10,6 @@ from __future__ import annotations
 import dataclasses
 import math
 from dataclasses import dataclass
-
 from typing import TYPE_CHECKING
 
 from lie_ray.errors import LieRayError
@@ -64,7 +64,7 @@ class TrainSettings:
     max_concurrent_trials: int | None = None  # cap; None: as many as the cluster holds
     seed: int = 0
 
-    def replace(self, **overrides) -> "TrainSettings":
+    def replace(self, **overrides) -> TrainSettings:
         fields = {f.name for f in dataclasses.fields(self)}
         unknown = set(overrides) - fields
         if unknown:
@@ -150,7 +150,7 @@ def get_preset(name: str) -> TrainSettings:
 
 def training_plan(
     preset: str, names: str | None, scenario_file: list | str | None, overrides: dict
-) -> tuple[TrainSettings, list["Scenario"]]:
+) -> tuple[TrainSettings, list[Scenario]]:
     """The settings and scenarios a training job runs: the preset with the user's overrides,
     and the chosen scenarios with the adversarial-training overrides (--pgd-*) applied."""
     from lie_ray.scenarios import select_scenarios

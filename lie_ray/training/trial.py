@@ -19,18 +19,18 @@ import json
 import pyarrow.fs
 import ray.data
 import ray.train
-from ray.data import ExecutionOptions, ExecutionResources
 from ray import tune
+from ray.data import ExecutionOptions, ExecutionResources
 from ray.train.torch import TorchTrainer
 from ray.tune.integration.ray_train import CHECKPOINT_PATH_KEY, TuneReportCallback
 
+from lie_ray.infra.checkpoints import META_FILE, STATE_FILE
 from lie_ray.infra.console import quiet_trial
-from lie_ray.training.settings import DATA_CPUS_PER_TRIAL, TrainSettings, data_cpus
-from lie_ray.scenarios import Scenario
 from lie_ray.infra.storage import join, resolve
+from lie_ray.scenarios import Scenario
 from lie_ray.training.pipeline import build_datasets
 from lie_ray.training.record import run_name
-from lie_ray.infra.checkpoints import META_FILE, STATE_FILE
+from lie_ray.training.settings import DATA_CPUS_PER_TRIAL, TrainSettings, data_cpus
 from lie_ray.training.worker import train_func
 
 

@@ -24,15 +24,15 @@ import torch
 import torch.distributed as dist
 import torch.nn.functional as F
 
-from lie_ray.models.device import configure, images_to_device, prepare_network, to_device
 from lie_ray.attacks import PGD
 from lie_ray.infra.checkpoints import META_FILE, STATE_FILE
 from lie_ray.infra.console import quiet_worker
 from lie_ray.keys import load_key
-from lie_ray.models import build_model
 from lie_ray.keys.policies import PolicySpec
-from lie_ray.training.settings import ADV_ATTACKS, TrainSettings
+from lie_ray.models import build_model
+from lie_ray.models.device import configure, images_to_device, prepare_network, to_device
 from lie_ray.scenarios import Scenario
+from lie_ray.training.settings import ADV_ATTACKS, TrainSettings
 from lie_ray.transforms import transform_class
 
 

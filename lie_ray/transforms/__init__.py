@@ -1,4 +1,5 @@
-"""The family of key-based image transforms, behind one interface (``../shared/docs/TRANSFORMS.md``).
+"""The family of key-based image transforms, behind one interface
+(``../shared/docs/TRANSFORMS.md``).
 
     from lie_ray import transforms
     t = transforms.build("shuffle", load_key("master.json"), block_size=4)  # label "fixed"

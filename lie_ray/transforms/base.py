@@ -96,7 +96,7 @@ class Transform:
     @classmethod
     def from_key(
         cls, key: Key, label: str, block_size: int, variant: str | None, image_size: tuple[int, int]
-    ) -> "Transform":
+    ) -> Transform:
         return cls(cls.derive(key, label, block_size, image_size), block_size, variant, image_size)
 
     @classmethod
@@ -126,7 +126,7 @@ class Transform:
         cannot explain as level 0."""
         return self.decrypt(images)
 
-    def with_grad(self, images: "torch.Tensor", backward: str | None = None) -> "torch.Tensor":
+    def with_grad(self, images: torch.Tensor, backward: str | None = None) -> torch.Tensor:
         raise NotImplementedError
 
     # ------------------------------------------------------------ shared
@@ -227,12 +227,12 @@ class GatherPlan:
         )
         self.negated = np.zeros((height, width, channels), dtype=bool)
 
-    def move(self, step) -> "GatherPlan":
+    def move(self, step) -> GatherPlan:
         """Apply ``step`` (an (H, W, C) -> (H, W, C) rearrangement) to both arrays."""
         self.source, self.negated = step(self.source), step(self.negated)
         return self
 
-    def negate(self, mask: np.ndarray) -> "GatherPlan":
+    def negate(self, mask: np.ndarray) -> GatherPlan:
         self.negated = self.negated ^ np.asarray(mask, dtype=bool)
         return self
 
@@ -291,7 +291,7 @@ class GatherTransform(Transform):
         return from_bytes(out.reshape(batch.shape), images.dtype).reshape(images.shape)
 
     # -- the attack's forward: float ops, so autograd gives the true gradient
-    def with_grad(self, images: "torch.Tensor", backward: str | None = None) -> "torch.Tensor":
+    def with_grad(self, images: torch.Tensor, backward: str | None = None) -> torch.Tensor:
         self.backward_mode(backward)
         batch = torch_batch(images, self.image_size)
         if not batch.is_floating_point():

@@ -192,7 +192,7 @@ class TransformSpec:
         if self.block_size is not None:
             check_block_size(self.block_size, IMAGE_SIZE)
 
-    def resolved(self, key_block_size: int) -> "TransformSpec":
+    def resolved(self, key_block_size: int) -> TransformSpec:
         """The same spec with every default filled in."""
         cls = transform_class(self.name)
         return TransformSpec(
@@ -201,7 +201,7 @@ class TransformSpec:
             cls.check_variant(self.variant),
         )
 
-    def keyed(self, key: Key) -> "KeyedTransform":
+    def keyed(self, key: Key) -> KeyedTransform:
         return KeyedTransform(self, key)
 
 

@@ -19,7 +19,7 @@ if TYPE_CHECKING:
     from lie_ray.transforms.nibble.block import NibbleCipher
 
 
-def apply_torch(cipher: "NibbleCipher", images: torch.Tensor, direction: Direction) -> torch.Tensor:
+def apply_torch(cipher: NibbleCipher, images: torch.Tensor, direction: Direction) -> torch.Tensor:
     batch = as_batch(images, channel_axis=1, channels=cipher.channels)
     n, _, h, w = batch.shape
     flat = to_bytes(batch).reshape(n, -1)
@@ -33,7 +33,7 @@ def apply_torch(cipher: "NibbleCipher", images: torch.Tensor, direction: Directi
 
 
 def device_tables(
-    cipher: "NibbleCipher", direction: Direction, height: int, width: int, device: torch.device
+    cipher: NibbleCipher, direction: Direction, height: int, width: int, device: torch.device
 ) -> dict[str, torch.Tensor]:
     """The CHW tables as tensors on ``device``, cached on the cipher per device."""
     key = (direction, height, width, str(device))
