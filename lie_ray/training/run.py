@@ -33,7 +33,7 @@ from lie_ray.scenarios import Scenario, key_for_scenarios
 from lie_ray.training.capacity import concurrent_trials
 from lie_ray.training.record import training_record
 from lie_ray.training.settings import TRIAL_DRIVER_CPUS, TrainSettings
-from lie_ray.training.trial import train_scenario
+from lie_ray.training.trial import TrialJob, train_scenario
 
 log = logging.getLogger("lie_ray")
 EXPERIMENT = "train"
@@ -73,24 +73,21 @@ def run_training(
     # and a trial's start prints one line of config. The rest reaches the trial through
     # tune.with_parameters (below).
     param_space = {"scenario": tune.grid_search([s.name for s in by_expected_cost(scenarios)])}
-    job = {
-        "settings": dataclasses.asdict(settings),
-        "key_path": key_location(key_path),
-        "key_fingerprint": key_fingerprint,
-        "data_dir": str(data),
-        "train_storage": runs,
-        "use_gpu": use_gpu,
-        "max_failures": 2,
-        "quiet": not verbose(),
-    }
+    job = TrialJob(
+        scenarios={s.name: s for s in scenarios},
+        run_records=records,
+        settings=settings,
+        key_path=key_location(key_path),
+        key_fingerprint=key_fingerprint,
+        data_dir=str(data),
+        train_storage=runs,
+        use_gpu=use_gpu,
+        max_failures=2,
+        quiet=not verbose(),
+    )
     started = time.monotonic()
     trainable = tune.with_resources(
-        tune.with_parameters(
-            train_scenario,
-            scenarios={s.name: dataclasses.asdict(s) for s in scenarios},
-            run_records=records,
-            job=job,
-        ),
+        tune.with_parameters(train_scenario, job=job),
         {"cpu": TRIAL_DRIVER_CPUS},
     )
     experiment = join(storage, EXPERIMENT)

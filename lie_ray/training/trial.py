@@ -8,13 +8,15 @@ second time) resumes from its latest checkpoint; a different key, transform, dat
 is a different run.
 
 The trial config holds only the scenario's name; records, settings, paths and the key's
-fingerprint come through ``tune.with_parameters``. The key FILE's path is the only way to the
-key, and workers and actors open it themselves.
+fingerprint come through ``tune.with_parameters`` as one frozen ``TrialJob``. The key FILE's
+path is the only way to the key, and workers and actors open it themselves.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
+from dataclasses import dataclass
 
 import pyarrow.fs
 import ray.data
@@ -44,20 +46,33 @@ def data_config(cpus: float = DATA_CPUS_PER_TRIAL) -> ray.train.DataConfig:
     )
 
 
-def train_scenario(
-    config: dict, scenarios: dict[str, dict], run_records: dict[str, dict], job: dict
-) -> None:
-    """Tune function trainable: train the scenario named ``config['scenario']`` (its fields
-    in ``scenarios``, its run record in ``run_records``; the sweep's settings, paths and
-    fingerprint in ``job``) to completion, or resume it."""
-    record = scenarios[config["scenario"]]
-    run_record = run_records[config["scenario"]]
-    config = {**job, **config}
-    if config["quiet"]:
+@dataclass(frozen=True)
+class TrialJob:
+    """What every trial of one training run shares: the scenarios and their run records by
+    name, the settings, where the key file, the data and the runs are, and how to run. Plain
+    values and a key's fingerprint, never a key."""
+
+    scenarios: dict[str, Scenario]
+    run_records: dict[str, dict]
+    settings: TrainSettings
+    key_path: str | None  # the key FILE's location: workers open it themselves
+    key_fingerprint: str | None
+    data_dir: str
+    train_storage: str
+    use_gpu: bool
+    max_failures: int
+    quiet: bool
+
+
+def train_scenario(config: dict, job: TrialJob) -> None:
+    """Tune function trainable: train the scenario named ``config['scenario']`` (Tune's grid,
+    the only thing in its config) to completion, or resume it."""
+    scenario, settings = job.scenarios[config["scenario"]], job.settings
+    run_record = job.run_records[scenario.name]
+    if job.quiet:
         quiet_trial()
-    scenario, settings = Scenario(**record), TrainSettings(**config["settings"])
     name = run_name(run_record)
-    checkpoints = run_checkpoints(join(config["train_storage"], name), run_record["run_id"])
+    checkpoints = run_checkpoints(join(job.train_storage, name), run_record["run_id"])
     finished = finished_checkpoint(checkpoints, settings.epochs)
     if finished is not None:
         # Trained to the end already (a sweep resumed, or the same command run again): hand
@@ -71,16 +86,16 @@ def train_scenario(
         )
         tune.report({**metrics, CHECKPOINT_PATH_KEY: path})
         return
-    key_path = config["key_path"] if scenario.encrypted else None
+    key_path = job.key_path if scenario.encrypted else None
     # Tune's table shows per-epoch progress; per-trial Ray Data bars would interleave unreadably.
     ray.data.DataContext.get_current().enable_progress_bars = False
     trainer = TorchTrainer(
         train_func,
         train_loop_config={
-            "scenario": record,
-            "settings": config["settings"],
+            "scenario": dataclasses.asdict(scenario),
+            "settings": dataclasses.asdict(settings),
             "key_path": key_path,
-            "key_fingerprint": config["key_fingerprint"] if key_path else None,
+            "key_fingerprint": job.key_fingerprint if key_path else None,
             "run_record": run_record,
             # Ray Train restores its own latest checkpoint only when its
             # controller recorded it before the run stopped; a Ctrl-C or
@@ -88,23 +103,21 @@ def train_scenario(
             # trial restarted at epoch 0 (3 of 6 signalled runs). The worker
             # starts from whichever of the two is further along.
             "resume_from": checkpoints[-1][0] if checkpoints else None,
-            "quiet": config["quiet"],
+            "quiet": job.quiet,
         },
         scaling_config=ray.train.ScalingConfig(
-            num_workers=settings.num_workers, use_gpu=config["use_gpu"]
+            num_workers=settings.num_workers, use_gpu=job.use_gpu
         ),
-        datasets=build_datasets(scenario, settings, config["data_dir"], key_path),
-        dataset_config=data_config(data_cpus(settings.num_workers, config["use_gpu"])),
+        datasets=build_datasets(scenario, settings, job.data_dir, key_path),
+        dataset_config=data_config(data_cpus(settings.num_workers, job.use_gpu)),
         run_config=ray.train.RunConfig(
             name=name,
-            storage_path=config["train_storage"],
+            storage_path=job.train_storage,
             checkpoint_config=ray.train.CheckpointConfig(num_to_keep=2),
-            failure_config=ray.train.FailureConfig(max_failures=config["max_failures"]),
+            failure_config=ray.train.FailureConfig(max_failures=job.max_failures),
             # Train's own INFO lines (worker group start-up, checkpoint reports) stay in its
             # log files unless --verbose; the per-epoch line comes from the worker itself.
-            logging_config=ray.train.LoggingConfig(
-                log_level="WARNING" if config["quiet"] else "INFO"
-            ),
+            logging_config=ray.train.LoggingConfig(log_level="WARNING" if job.quiet else "INFO"),
             callbacks=[TuneReportCallback()],
         ),
     )
