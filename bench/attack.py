@@ -30,7 +30,7 @@ import torch
 import torch.nn.functional as F
 
 from lie_ray.attacks import PGD
-from lie_ray.evaluation.defender import Defender
+from lie_ray.attacks.pipeline import Defender
 from lie_ray.keys import generate_key, save_key
 from lie_ray.keys.policies import FixedPolicy
 from lie_ray.models import build_model
@@ -79,8 +79,9 @@ def per_evaluation(args, defender) -> None:
     """Every evaluation at the paper preset's settings, one eps, one thread. Labels are the
     model's own clean predictions, so every image starts correctly classified and the attacks
     that stop early on fooled images (Square, AutoAttack) are timed doing their full work."""
-    from lie_ray.evaluation.actor import keyless_knowledge
-    from lie_ray.evaluation.protocols import PROTOCOLS, Batch
+    from lie_ray.attacks.outcome import Batch
+    from lie_ray.evaluation.cascade import Row
+    from lie_ray.evaluation.engine import Engine
     from lie_ray.evaluation.settings import EVAL_PRESETS
 
     torch.set_num_threads(1)
@@ -90,11 +91,11 @@ def per_evaluation(args, defender) -> None:
     ids = np.arange(args.eval_images)
     batch = Batch(images, defender.predict(images, ids), ids)
     plain_model = prepare_network(build_model(False, width=args.width).eval(), device)
-    # PBA's stand-in and the recovered keys, built before the clock as the actors do; a short
-    # fit on few images, since the stand-in's quality does not change its attack's cost.
+    # What the attacks prepare (PBA's stand-in, the recovered keys), built before the clock as
+    # the actors do; a short fit on few images, since the stand-in's quality does not change
+    # its attack's cost.
     own = np.random.default_rng(0).integers(0, 256, (64, 32, 32, 3), dtype=np.uint8)
-    knowledge = keyless_knowledge(defender, own, settings.replace(pba_steps=8), device)
-    context = {"plain_model": plain_model, "done": {}, **knowledge}
+    engine = Engine(defender, settings.replace(pba_steps=8), own, plain_model)
     attacked = [e for e in settings.epsilons if e > 0]
     test_set, total = 10_000, 0.0
     print(
@@ -105,16 +106,16 @@ def per_evaluation(args, defender) -> None:
         + ("on " + torch.cuda.get_device_name() if device.type == "cuda" else "1 thread")
     )
     if device.type == "cuda":  # cuDNN picks its kernels on the first calls: not timed
-        PROTOCOLS["pgd"](defender, batch, EPS, settings, dict(context, done={}))
-    for name, protocol in PROTOCOLS.items():
-        seconds = timed(
-            lambda: context["done"].__setitem__(
-                name, protocol(defender, batch, EPS, settings, context)
-            )
-        )
+        engine.run(engine.specs[0], batch, EPS, ids, {}, settings)
+    done = {}  # what ran before at this epsilon, as in the evaluation (bpda reuses its run)
+    for spec in engine.specs:
+        ran = []
+        seconds = timed(lambda: ran.append(engine.run(spec, batch, EPS, ids, done, settings)))
+        outcome = ran[0]
+        done[spec.name] = Row(spec.name, EPS, ids, outcome)
         rate = args.eval_images / seconds
         total += test_set * len(attacked) / rate
-        print(f"  {name:<18} {rate:8.2f} img/s")
+        print(f"  {spec.name:<18} {rate:8.2f} img/s" + ("  (reused)" if outcome.reused else ""))
     hours = total / 3600
     where = (
         "on this GPU"
@@ -135,7 +136,7 @@ def ciphertext_change(defender) -> None:
     levels = torch.randint(0, 256, (256, 3, 32, 32), generator=generator)
     step = 25 * (2 * torch.randint(0, 2, levels.shape, generator=generator) - 1)
     plain, moved = levels.float() / 255, (levels + step).clamp(0, 255).float() / 255
-    cipher = defender.key.cipher("fixed")
+    cipher = defender.key.transform("fixed")
     change = (cipher.encrypt(moved) - cipher.encrypt(plain)).abs().max().item()
     print(
         f"plain-space L-inf {(moved - plain).abs().max().item():.3f} (<= 0.1) moves the "

@@ -20,9 +20,9 @@ import torch
 import torchattacks
 
 from lie_ray.attacks.library import PipelineModule, autoattack, autoattack_settings
+from lie_ray.attacks.outcome import deployed
 from lie_ray.data.cifar import DEFAULT_DATA_DIR, load_split
 from lie_ray.evaluation.defender import load_network
-from lie_ray.evaluation.protocols import deployed
 
 
 def main() -> None:

@@ -208,9 +208,9 @@ def learned(cifar_dir):
     import torch.nn.functional as F
 
     from lie_ray import transforms
+    from lie_ray.attacks.outcome import Batch
+    from lie_ray.attacks.pipeline import Defender
     from lie_ray.data.cifar import load_split
-    from lie_ray.evaluation.defender import Defender
-    from lie_ray.evaluation.protocols import Batch
     from lie_ray.keys import Key
     from lie_ray.keys.policies import FixedPolicy
     from lie_ray.models import build_model
@@ -244,3 +244,18 @@ def learned(cifar_dir):
         )
     batch = Batch(as_float(test), torch.from_numpy(test.labels).long(), np.arange(100))
     return defenders, batch
+
+
+def run_attack(defender, name, batch, eps, settings, done=None, **given):
+    """One evaluation of the catalogue on ``batch``, as the engine runs it: handed its tier's
+    view (built from ``given``: attacker_images, plain_model) and ``done``, the outcomes that
+    ran before it at this epsilon on every row, by name."""
+    import numpy as np
+
+    from lie_ray.evaluation.cascade import Row
+    from lie_ray.evaluation.engine import Engine
+
+    engine = Engine(defender, settings, given.get("attacker_images"), given.get("plain_model"))
+    every = np.arange(len(batch.ids))
+    rows = {n: Row(n, eps, every, outcome) for n, outcome in (done or {}).items()}
+    return engine.run(engine.by_name[name], batch, eps, every, rows, settings)

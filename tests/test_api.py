@@ -14,8 +14,8 @@ from conftest import REPO_ROOT
 
 import lie_ray
 from lie_ray import transforms
+from lie_ray.attacks.spec import WORST_CASE_NAMES as WORST_CASES
 from lie_ray.errors import LieRayError
-from lie_ray.evaluation.settings import WORST_CASES
 from lie_ray.keys import Key, save_key
 
 LEARNED_KEY = Key("master", bytes(range(32)), block_size=4)  # the `learned` fixture's key
@@ -226,7 +226,7 @@ def test_evaluate_on_ray_equals_in_process(learned, ray_cluster, tmp_path):
         (dict(images=np.full((4, 32, 32, 3), 0.5, np.float32)), "uint8 NHWC"),
         (dict(images=torch.full((4, 3, 32, 32), 0.3)), "8-bit levels"),
         (dict(labels=np.zeros(3, np.int64)), "4 images but 3 labels"),
-        (dict(attacks=["pgd", "fgsm"]), "unknown attack(s) ['fgsm']"),
+        (dict(attacks=["pgd", "fgsm"]), "unknown attack 'fgsm'"),
         (dict(transform="le"), "needs the key the model was trained with"),
         (
             dict(transform="le", key=LEARNED_KEY, attacks=["bpda"], threat="keyless"),

@@ -11,10 +11,14 @@ import pandas as pd
 import pytest
 import torch
 
-from lie_ray.attacks import PGD
+from lie_ray.attacks import PGD, registry
+from lie_ray.attacks.spec import WORST_CASE_NAMES as WORST_CASES
 from lie_ray.data.cifar import load_split
 from lie_ray.evaluation.actor import EvaluateShard
-from lie_ray.evaluation.settings import PAPER_READINGS, WORST_CASES, EvalSettings
+from lie_ray.evaluation.engine import Engine
+from lie_ray.evaluation.settings import EvalSettings
+
+PAPER_READINGS = [s.name for s in registry.default_attacks() if s.role == "paper-reading"]
 
 SETTINGS = EvalSettings(
     epsilons=(0.0, 2 / 255, 8 / 255),
@@ -35,17 +39,22 @@ IMAGES = 40
 def shard(learned, cifar_dir, mode: str) -> EvaluateShard:
     defenders, _ = learned
     attacker = load_split(cifar_dir, "train").images[-64:]
-    evaluator = EvaluateShard({}, None, SETTINGS.replace(evaluation=mode), None, attacker)
+    settings = SETTINGS.replace(mode=mode)
+    evaluator = EvaluateShard({}, None, settings, None, attacker)
     plain, encrypted = defenders["Plain"], defenders["Encrypted"]
-    context = {**evaluator.keyless_knowledge(encrypted), "plain_model": plain.model}
-    evaluator.warm = {"Plain": (plain, {}), "Encrypted": (encrypted, context)}
+    evaluator.engines = {
+        "Plain": Engine(plain, settings, attacker),
+        "Encrypted": Engine(encrypted, settings, attacker, plain.model),
+    }
     return evaluator
 
 
 def evaluated(evaluator: EvaluateShard, scenario: str, cifar_dir, chunks: int) -> pd.DataFrame:
     test = load_split(cifar_dir, "test").head(IMAGES)
     parts = [
-        evaluator.evaluate(scenario, "test", test.images[rows], test.labels[rows], test.ids[rows])
+        evaluator.evaluate_chunk(
+            scenario, "test", test.images[rows], test.labels[rows], test.ids[rows]
+        )
         for rows in np.array_split(np.arange(IMAGES), chunks)
     ]
     return (

@@ -10,13 +10,16 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 
 from lie_ray.app.estimate import attack_passes
-from lie_ray.evaluation.actor import EvaluateShard, evaluations
-from lie_ray.evaluation.defender import Defender
-from lie_ray.evaluation.protocols import PROTOCOLS, Batch
+from lie_ray.attacks import registry
+from lie_ray.attacks.outcome import Batch
+from lie_ray.attacks.pipeline import Defender
+from lie_ray.evaluation.cascade import Row
+from lie_ray.evaluation.engine import Engine
 from lie_ray.evaluation.settings import EvalSettings
 from lie_ray.keys import Key
 from lie_ray.keys.policies import FixedPolicy
@@ -67,34 +70,38 @@ def pipeline(cifar_dir):
         for parameter in network.parameters():
             parameter.requires_grad_(False)
     defender = Defender(encrypted, TransformSpec().keyed(key), FixedPolicy())
-    shard = EvaluateShard(
-        {}, None, SETTINGS, None, load_split(cifar_dir, "train").images[: SETTINGS.attacker_images]
-    )
-    context = {**shard.keyless_knowledge(defender), "plain_model": plain}
+    own = load_split(cifar_dir, "train").images[: SETTINGS.attacker_images]
+    engine = Engine(defender, SETTINGS, own, plain)
     test = load_split(cifar_dir, "test").head(3)
     images = torch.from_numpy(test.images).permute(0, 3, 1, 2).float().contiguous() / 255
-    return defender, context, Batch(images, torch.from_numpy(test.labels).long(), test.ids)
+    return engine, plain, Batch(images, torch.from_numpy(test.labels).long(), test.ids)
 
 
-@pytest.mark.parametrize(
-    "name", evaluations(encrypted=True, has_plain_model=True, key_recoverable=True)
-)
+@pytest.mark.parametrize("name", [s.name for s in registry.default_attacks()])
 def test_each_evaluations_counted_passes_are_the_ones_it_makes(pipeline, name):
-    defender, context, batch = pipeline
-    networks = (defender.model, context["plain_model"])
+    engine, plain, batch = pipeline
+    assert name in engine.by_name  # a fixed key, a plain model: every attack applies
+    networks = (engine.defender.model, plain)
     for network in networks:
         network.gradient = network.forward_only = 0
+    every = np.arange(len(batch.ids))
     done = {}
-    if name == "bpda":  # bpda reuses bpda-identity's run, as in the evaluation
-        done["bpda-identity"] = PROTOCOLS["bpda-identity"](defender, batch, 0.1, SETTINGS, context)
-        for network in networks:
-            network.gradient = network.forward_only = 0
-    PROTOCOLS[name](defender, batch, 0.1, SETTINGS, {**context, "done": done})
+    for earlier in engine.specs[: engine.specs.index(engine.by_name[name])]:
+        # what ran before it at this epsilon, as in the evaluation (bpda reuses
+        # bpda-identity's run, recovered-key-k a smaller k's with the same key)
+        outcome = engine.run(earlier, batch, 0.1, every, done, SETTINGS)
+        done[earlier.name] = Row(earlier.name, 0.1, every, outcome)
+    for network in networks:
+        network.gradient = network.forward_only = 0
+    outcome = engine.run(engine.by_name[name], batch, 0.1, every, done, SETTINGS)
     made = {
         "gradient": sum(n.gradient for n in networks) / len(batch.ids),
         "forward": sum(n.forward_only for n in networks) / len(batch.ids),
     }
-    counted = attack_passes(name, SETTINGS).counts
+    if outcome.reused:  # handed an earlier run's outcome: no pass made, none priced
+        assert made == {"gradient": 0, "forward": 0}
+        return
+    counted = attack_passes(engine.by_name[name], SETTINGS).counts
     estimate = {
         "gradient": counted["attack"] + counted["attack_single"],
         "forward": counted["forward"] + counted["forward_single"],
@@ -188,10 +195,9 @@ def test_trials_wall_is_the_last_slot_to_finish_costliest_first():
 def test_the_stand_ins_fit_is_counted_as_it_runs(cifar_dir):
     """PBA's fit in one actor: the pipeline's predictions on every attacker image, then each
     Adam step on a batch of 256 of them (more images than a batch, so the two differ)."""
-    from lie_ray.app.estimate import fit_passes
     from lie_ray.data.cifar import load_split
 
-    settings = dataclasses.replace(SETTINGS, attacker_images=300, pba_steps=2)
+    settings = dataclasses.replace(SETTINGS, attacker_images=300, pba_steps=2, attacks=("pba",))
     torch.manual_seed(0)
     network = Counting(build_model(encrypted=True, width=4, adaptation_channels=8).eval())
     for parameter in network.parameters():
@@ -199,11 +205,9 @@ def test_the_stand_ins_fit_is_counted_as_it_runs(cifar_dir):
     defender = Defender(
         network, TransformSpec().keyed(Key("master", bytes(range(32)), 4)), FixedPolicy()
     )
-    shard = EvaluateShard(
-        {}, None, settings, None, load_split(cifar_dir, "train").images[: settings.attacker_images]
-    )
-    shard.keyless_knowledge(defender)
-    counted = fit_passes(settings).counts
+    own = load_split(cifar_dir, "train").images[: settings.attacker_images]
+    Engine(defender, settings, own)  # fits the stand-in, once, as an actor does
+    counted = registry.spec("pba").prepare_cost(settings)
     assert (network.gradient, network.forward_only) == (counted["attack"], counted["forward"])
 
 

@@ -7,30 +7,36 @@ import pyarrow.parquet as pq
 import pytest
 import torch
 import torch.nn.functional as F
+from conftest import run_attack
 from PIL import Image
 
 from lie_ray import transforms
-from lie_ray.attacks import PGD
-from lie_ray.data.cifar import load_split
-from lie_ray.evaluation.defender import Defender, eot_classifier
-from lie_ray.evaluation.protocols import PROTOCOLS, Outcome, autoattack, worst_of
-from lie_ray.evaluation.settings import (
-    CHANNEL,
-    KEYLESS,
-    PLAIN_SPACE,
-    RECOVERED_KEY,
-    SANITY,
+from lie_ray.attacks import PGD, registry
+from lie_ray.attacks.catalogue.eot import eot_classifier
+from lie_ray.attacks.outcome import Outcome, worst_of
+from lie_ray.attacks.pipeline import Defender
+from lie_ray.attacks.spec import (
+    PLAIN_IMAGE_TIERS,
     WORST_CASE,
     WORST_CASE_CHANNEL,
     WORST_CASE_KEYLESS,
-    WORST_CASES,
-    EvalSettings,
 )
+from lie_ray.attacks.spec import WORST_CASE_NAMES as WORST_CASES
+from lie_ray.data.cifar import load_split
+from lie_ray.evaluation.settings import EvalSettings
 from lie_ray.evaluation.tables import wilson_interval
 from lie_ray.keys import Key, generate_key
 from lie_ray.keys.policies import FixedPolicy
 from lie_ray.models import build_model
 from lie_ray.transforms import TransformSpec
+
+# The catalogue's groups, from the registry (never a list kept here).
+ATTACKS = registry.default_attacks()
+PLAIN_SPACE = [s.name for s in ATTACKS if s.tier in PLAIN_IMAGE_TIERS]
+CHANNEL = [s.name for s in ATTACKS if s.tier == "channel"]
+KEYLESS = [s.name for s in ATTACKS if s.tier in ("keyless", "leaked")]
+RECOVERED_KEY = [s.name for s in ATTACKS if s.tier == "leaked"]
+SANITY = [s.name for s in registry.sanity_runs()]
 
 
 @pytest.fixture
@@ -77,7 +83,7 @@ def test_paper_protocol_pgd_cannot_move_without_gradient(defender, batch):
 
 def test_eot_over_the_defenders_own_key_is_bpda(defender, batch):
     images, labels, ids = batch
-    own_key = lambda: [defender.key.cipher("fixed")]  # noqa: E731 (a draw of one key)
+    own_key = lambda: [defender.key.transform("fixed")]  # noqa: E731 (a draw of one key)
     eot = input_gradient(eot_classifier(defender.model, own_key), images, labels)
     bpda = input_gradient(defender.classifier(ids, "bpda-both"), images, labels)
     torch.testing.assert_close(eot, bpda, rtol=1e-5, atol=1e-7)
@@ -192,7 +198,7 @@ def test_autoattack_wrapper_passes_real_gradients(learned):
     defenders, batch = learned
     settings = EvalSettings(autoattack="light", autoattack_steps=10, square_queries=50)
     assert (
-        autoattack(defenders["Plain"], batch, 0.1, settings, {})
+        run_attack(defenders["Plain"], "autoattack", batch, 0.1, settings)
         .predictions.ne(batch.labels)
         .float()
         .mean()
@@ -201,7 +207,7 @@ def test_autoattack_wrapper_passes_real_gradients(learned):
     encrypted = defenders["Encrypted"]
     torch.manual_seed(0)
     noisy = (batch.images + 0.1 * torch.randn_like(batch.images).sign()).clamp(0, 1)
-    outcome = autoattack(encrypted, batch, 0.1, settings, {})
+    outcome = run_attack(encrypted, "autoattack", batch, 0.1, settings)
     fooled = outcome.predictions != batch.labels
     survived_noise = encrypted.predict(noisy, batch.ids) == batch.labels
     assert survived_noise.sum() >= 10  # the model is not simply fooled by any noise
@@ -217,16 +223,16 @@ def test_each_reading_of_the_papers_protocol_and_bpda_includes_identity(learned)
     torch.manual_seed(0)  # random starts independent of the tests that ran before this one
     encrypted = defenders["Encrypted"]
     settings = EvalSettings(pgd_steps=5, pgd_restarts=1)
-    done = {"bpda-identity": PROTOCOLS["bpda-identity"](encrypted, batch, 0.1, settings, {})}
-    worst = PROTOCOLS["bpda"](encrypted, batch, 0.1, settings, {"done": done})
+    done = {"bpda-identity": run_attack(encrypted, "bpda-identity", batch, 0.1, settings)}
+    worst = run_attack(encrypted, "bpda", batch, 0.1, settings, done)
     fooled_identity = done["bpda-identity"].predictions != batch.labels
     assert (worst.predictions != batch.labels)[fooled_identity].all()  # bpda's worst includes it
-    literal = PROTOCOLS["paper-literal"](encrypted, batch, 0.1, settings, {})
+    literal = run_attack(encrypted, "paper-literal", batch, 0.1, settings)
     for outcome in (literal, done["bpda-identity"], worst):
         assert (outcome.linf <= 0.1).all()
     # With its surrogates, BPDA beats the zero-gradient reading by far. (The identity alone
     # need not: it ignores where the cipher moves each nibble.)
-    paper_pgd = PROTOCOLS["pgd"](encrypted, batch, 0.1, settings, {})
+    paper_pgd = run_attack(encrypted, "pgd", batch, 0.1, settings)
     assert (worst.predictions != batch.labels).float().mean() >= (
         paper_pgd.predictions != batch.labels
     ).float().mean() + 0.1
@@ -273,8 +279,7 @@ def test_report_renders_with_its_pictures(evaluation):
 def test_gradient_free_keys_every_row_with_its_own_sub_key():
     # Id-group keys: ids 0..3 and 4..7 are two key groups; the Square attack must encrypt
     # each row with its group's key even while it queries shrinking subsets of rows.
-    from lie_ray.evaluation.protocols import Batch, gradient_free
-    from lie_ray.evaluation.settings import EvalSettings
+    from lie_ray.attacks.outcome import Batch
     from lie_ray.keys.policies import IdGroupPolicy
 
     torch.manual_seed(0)
@@ -290,7 +295,7 @@ def test_gradient_free_keys_every_row_with_its_own_sub_key():
     defender.encrypt = recording_encrypt
     images = torch.rand(8, 3, 32, 32)
     batch = Batch(images, torch.randint(0, 10, (8,)), np.arange(8))
-    outcome = gradient_free(defender, batch, 0.1, EvalSettings(square_queries=5), {})
+    outcome = run_attack(defender, "gradient-free", batch, 0.1, EvalSettings(square_queries=5))
     assert (outcome.linf <= 0.1).all()
     assert {frozenset(s) for s in seen} >= {
         frozenset({"batch/test/0"}),
@@ -303,7 +308,7 @@ def test_gradient_free_keys_every_row_with_its_own_sub_key():
 def test_deployed_images_are_8_bit_and_within_eps_exactly(eps):
     # Oracle by integers: plain levels p, any float perturbation; the deployed level must be
     # p + round(delta) with |round(delta)| <= floor(255 eps), clipped to 0..255.
-    from lie_ray.evaluation.protocols import deployed
+    from lie_ray.attacks.outcome import deployed
 
     generator = torch.Generator().manual_seed(0)
     levels = torch.randint(0, 256, (64, 3, 8, 8), generator=generator)
@@ -325,7 +330,7 @@ def test_deployed_images_are_8_bit_and_within_eps_exactly(eps):
 
 
 def test_eot_draws_fresh_keys_at_every_step_reproducibly():
-    from lie_ray.evaluation.defender import AttackerKeys
+    from lie_ray.attacks.catalogue.eot import AttackerKeys
 
     spec = TransformSpec().resolved(4)
     probe = torch.rand(1, 3, 32, 32, generator=torch.Generator().manual_seed(0))
@@ -399,20 +404,16 @@ def test_pba_fits_a_block_shuffle_it_can_express(cifar_dir):
 def test_recovered_key_with_enough_pairs_is_the_white_box_attack(learned, cifar_dir):
     # LE's key is determined by one leaked pair: PGD through the recovered key must be the
     # white-box PGD through the defender's own key, image for image (same seed).
-    from lie_ray.evaluation.actor import recovered_ciphers
-    from lie_ray.evaluation.protocols import white_box
-    from lie_ray.keys import FIXED_LABEL
-
     defenders, batch = learned
     encrypted = defenders["Encrypted"]
     own = load_split(cifar_dir, "train").images[-4:]  # not the learned model's 2048
-    leaked = encrypted.key.cipher(FIXED_LABEL).encrypt(own)
-    context = {"recovered": recovered_ciphers("le", own, leaked, 4)}
     settings = EvalSettings(pgd_steps=5, pgd_restarts=1)
     torch.manual_seed(0)
-    recovered = PROTOCOLS["recovered-key-1"](encrypted, batch, 0.1, settings, context)
+    recovered = run_attack(
+        encrypted, "recovered-key-1", batch, 0.1, settings, attacker_images=own
+    )  # the leaked view's one pair: the first of the attacker's images, encrypted
     torch.manual_seed(0)
-    reference = white_box(encrypted, batch, 0.1, settings)
+    reference = run_attack(encrypted, "sanity-pgd", batch, 0.1, settings)  # the white box
     assert torch.equal(recovered.predictions, reference.predictions)
     assert (recovered.predictions != batch.labels).float().mean() >= 0.5
 
@@ -421,36 +422,38 @@ def test_more_leaked_pairs_that_recover_the_same_key_are_not_attacked_again(lear
     # A flat grey first pair tells LE's recovery nothing; the real images after it determine
     # the key. So k=1 has a key of its own, k=2 and k=4 share one, and recovered-key-4 hands
     # back recovered-key-2's outcome on the rows it covers without a single network pass.
-    from lie_ray.evaluation.actor import recovered_ciphers
+    from lie_ray.evaluation.cascade import Row
+    from lie_ray.evaluation.engine import Engine
     from lie_ray.keys import FIXED_LABEL
 
     defenders, batch = learned
     encrypted = defenders["Encrypted"]
     own = load_split(cifar_dir, "train").images[-4:].copy()
     own[0] = 128
-    leaked = encrypted.key.cipher(FIXED_LABEL).encrypt(own)
-    ciphers = recovered_ciphers("le", own, leaked, 4)
-    assert ciphers[1] is not ciphers[2] and ciphers[2] is ciphers[4]
+    settings = EvalSettings(pgd_steps=3, pgd_restarts=1)
+    engine = Engine(encrypted, settings, own)  # each leaked view holds its k pairs
+    ciphers = {k: engine.views[f"recovered-key-{k}"].prepared for k in (1, 2, 4)}
+    assert ciphers[1].fingerprint != ciphers[2].fingerprint == ciphers[4].fingerprint
     probe = load_split(cifar_dir, "test").images[:8]  # k=2's key is the defender's
     assert np.array_equal(
-        ciphers[2].encrypt(probe), encrypted.key.cipher(FIXED_LABEL).encrypt(probe)
+        ciphers[2].encrypt(probe), encrypted.key.transform(FIXED_LABEL).encrypt(probe)
     )
-    settings = EvalSettings(pgd_steps=3, pgd_restarts=1)
     part = batch.subset(np.arange(10))
-    two = PROTOCOLS["recovered-key-2"](encrypted, part, 0.1, settings, {"recovered": ciphers})
+    rows = np.arange(10)
+
+    def run(name, done):
+        return engine.run(engine.by_name[name], part, 0.1, rows, done, settings)
+
+    two = run("recovered-key-2", {})
     passes = []
     original = encrypted.model.forward
     encrypted.model.forward = lambda x: passes.append(len(x)) or original(x)
     try:
-        four = PROTOCOLS["recovered-key-4"](
-            encrypted, part, 0.1, settings, {"recovered": ciphers, "done": {"recovered-key-2": two}}
-        )
+        four = run("recovered-key-4", {"recovered-key-2": Row("recovered-key-2", 0.1, rows, two)})
         assert passes == [] and four.reused and not two.reused  # reused: the cost model
         assert torch.equal(four.predictions, two.predictions)  # leaves these rows out
         assert torch.equal(four.linf, two.linf)
-        PROTOCOLS["recovered-key-2"](
-            encrypted, part, 0.1, settings, {"recovered": ciphers, "done": {"recovered-key-1": two}}
-        )  # another key: it runs
-        assert sum(passes) > 0
+        run("recovered-key-2", {"recovered-key-1": Row("recovered-key-1", 0.1, rows, two)})
+        assert sum(passes) > 0  # another key: it runs
     finally:
         del encrypted.model.forward

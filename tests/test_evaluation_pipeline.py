@@ -51,11 +51,11 @@ class CountingShard(EvaluateShard):
 
     record = ""
 
-    def load(self, scenario):
-        if scenario not in self.warm:
+    def engine(self, scenario):
+        if scenario not in self.engines:
             with open(self.record, "a") as lines:
                 lines.write(f"{os.getpid()} {scenario}\n")
-        return super().load(scenario)
+        return super().engine(scenario)
 
 
 ray.cloudpickle.register_pickle_by_value(sys.modules[__name__])  # actors cannot import tests/

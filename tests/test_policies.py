@@ -122,5 +122,5 @@ def test_per_minibatch_keys_each_training_step_afresh_and_reproducibly(key_path)
     policy = PolicySpec("per-minibatch", key_batch_size=8).build()
     test_labels = policy.labels(np.array([0, 7, 8]), "test")
     assert test_labels.tolist() == ["batch/test/0", "batch/test/0", "batch/test/1"]
-    step_key = le(load_key(key_path)).cipher(policy.step_label(0, 0))
+    step_key = le(load_key(key_path)).transform(policy.step_label(0, 0))
     assert torch.equal(step_key.with_grad(same, None), out[(0, 0)])

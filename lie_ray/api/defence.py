@@ -1,6 +1,5 @@
-"""The defender a user's model and transform make: lie_ray's ``Defender`` (the fixed key), what
-the chosen attacks need beside it, and the model held frozen while it is attacked. Shared by
-the in-process API and its Ray actors."""
+"""The defender a user's model and transform make: lie_ray's ``Defender`` (the fixed key), and
+the model held frozen while it is attacked. Shared by the in-process API and its Ray actors."""
 
 from __future__ import annotations
 
@@ -9,21 +8,18 @@ from contextlib import contextmanager
 
 import torch
 
+from lie_ray.attacks.pipeline import Defender
 from lie_ray.errors import LieRayError
-from lie_ray.evaluation.actor import keyless_knowledge
-from lie_ray.evaluation.defender import Defender
-from lie_ray.evaluation.settings import RECOVERED_KEY
 from lie_ray.keys.policies import FixedPolicy
 from lie_ray.transforms import Transform, TransformSpec, register, transform_class
 
-NEEDS_ATTACKER_IMAGES = ("pba", *RECOVERED_KEY)  # fitted on / leaked from the attacker's own
 
-
-class ObjectKey:
-    """A transform object seen as lie_ray's keyed transform: the same cipher for every label
-    (the fixed policy), identified by its fingerprint. Its class is registered by name (unless
-    it is a known transform's subclass, e.g. one that instruments it), so the keyless attackers
-    can draw keys of their own for it (EOT) and recover its key where pairs reveal it."""
+class ObjectKeyedTransform:
+    """A transform object in the place of lie_ray's ``KeyedTransform``: the same transform for
+    every sub-key label (the fixed policy), identified by its fingerprint. Its class is
+    registered by name (unless it is a known transform's subclass, e.g. one that instruments
+    it), so the keyless attackers can draw keys of their own for it (EOT) and recover its key
+    where pairs reveal it."""
 
     def __init__(self, transform: Transform):
         try:
@@ -36,27 +32,19 @@ class ObjectKey:
                 f"{transform.name!r}, which is {known.__qualname__}: give it a "
                 "name of its own"
             )
-        self.transform = transform
+        self._transform = transform
         self.spec = TransformSpec(transform.name, transform.block_size, transform.variant)
         self.block_size, self.fingerprint = transform.block_size, transform.fingerprint
 
-    def cipher(self, label: str = "") -> Transform:
-        return self.transform
+    def __repr__(self) -> str:
+        return f"ObjectKeyedTransform({self.spec.name}, key={self.fingerprint})"
+
+    def transform(self, label: str = "") -> Transform:
+        return self._transform
 
 
 def make_defender(model: torch.nn.Module, keyed) -> Defender:
     return Defender(model) if keyed is None else Defender(model, keyed, FixedPolicy())
-
-
-def attack_context(defender: Defender, only: set[str], plain_model, own, settings, device) -> dict:
-    """What the chosen attacks need beyond the defender: the Plain model (transfer), PBA's
-    stand-in and the recovered keys (from the attacker's own images)."""
-    context = {}
-    if defender.encrypted and own is not None and only & set(NEEDS_ATTACKER_IMAGES):
-        context.update(keyless_knowledge(defender, own, settings, device))
-    if defender.encrypted and plain_model is not None and "transfer" in only:
-        context["plain_model"] = plain_model
-    return context
 
 
 @contextmanager

@@ -3,7 +3,8 @@
 Each actor gets the model (weights are not secret), the transform by name and the key as a
 file path it opens itself, as the CLI's evaluation actors do: key material never enters a task
 argument or Ray's object store. A batch is attacked whole and seeded per image, so the tables
-equal the in-process ones whatever actor a batch meets.
+equal the in-process ones whatever actor a batch meets. The attacks the request names must be
+loadable in every actor (lie_ray's own, or an installed package's entry points).
 """
 
 from __future__ import annotations
@@ -14,10 +15,10 @@ import numpy as np
 import pyarrow as pa
 import torch
 
-from lie_ray.api.defence import attack_context, make_defender
-from lie_ray.evaluation.actor import evaluate_batch
+from lie_ray.api.defence import make_defender
+from lie_ray.attacks.outcome import Batch
+from lie_ray.evaluation.engine import Engine
 from lie_ray.evaluation.pipeline import image_chunks
-from lie_ray.evaluation.protocols import Batch
 from lie_ray.evaluation.settings import EvalSettings
 from lie_ray.keys import load_key
 from lie_ray.models.device import images_to_device, to_device
@@ -33,7 +34,6 @@ class ModelShard:
         spec: dict | None,
         key_path: str | None,
         settings: EvalSettings,
-        only: set[str],
         plain_model,
         own,
         name: str,
@@ -41,18 +41,12 @@ class ModelShard:
         torch.set_num_threads(settings.torch_threads)
         self.device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
         # The actor's own copy of the models: eval mode and frozen weights for good.
-        self.model, self.plain_model = (
-            model.to(self.device).eval().requires_grad_(False),
-            plain_model,
-        )
-        if self.plain_model is not None:
-            self.plain_model = self.plain_model.to(self.device).eval().requires_grad_(False)
+        model = model.to(self.device).eval().requires_grad_(False)
+        if plain_model is not None:
+            plain_model = plain_model.to(self.device).eval().requires_grad_(False)
         keyed = None if spec is None else TransformSpec(**spec).keyed(load_key(key_path))
-        self.defender = make_defender(self.model, keyed)
-        self.settings, self.only, self.name = settings, only, name
-        self.context = attack_context(
-            self.defender, only, self.plain_model, own, settings, self.device
-        )
+        self.engine = Engine(make_defender(model, keyed), settings, own, plain_model)
+        self.name = name
 
     def __call__(self, chunk: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         parts = []
@@ -63,49 +57,34 @@ class ModelShard:
                 to_device(np.array(chunk["labels"][i], dtype=np.int64), self.device),
                 np.array(chunk["ids"][i], dtype=np.int64),
             )
-            parts.append(
-                evaluate_batch(
-                    self.defender, self.context, batch, self.settings, "test", self.name, self.only
-                )
-            )
+            parts.append(self.engine.evaluate_batch(batch, "test", self.name))
         return {column: np.concatenate([p[column] for p in parts]) for column in parts[0]}
 
 
-def evaluate_on_ray(
-    model,
-    keyed,
-    key,
-    plain: np.ndarray,
-    labels: np.ndarray,
-    ids: np.ndarray,
-    settings: EvalSettings,
-    only: set[str],
-    plain_model,
-    own,
-    name: str,
-    address: bool | str,
-) -> pa.Table:
+def evaluate_on_ray(request, key, address: bool | str) -> pa.Table:
+    """``request`` (``lie_ray.api.evaluate.Request``) on an actor pool; ``key``: the key
+    file's path (None without a transform); ``address``: True or a cluster's address."""
     import ray
     import ray.data
 
     from lie_ray.infra.session import ray_session
 
+    keyed, settings = request.keyed, request.settings
     spec = None if keyed is None else dataclasses.asdict(keyed.spec)
-    blocks = image_chunks(ids, labels, plain, settings.batch_size)
+    blocks = image_chunks(request.ids, request.labels, request.images, settings.batch_size)
     if isinstance(address, str) and not ray.is_initialized():
         ray.init(address=address)  # the user's cluster, still joined for their next call
     with ray_session():
         results = ray.data.from_arrow(blocks).map_batches(
             ModelShard,
             fn_constructor_kwargs={
-                "model": model,
+                "model": request.model,
                 "spec": spec,
                 "key_path": None if key is None else str(key),
                 "settings": settings,
-                "only": only,
-                "plain_model": plain_model,
-                "own": own,
-                "name": name,
+                "plain_model": request.plain_model,
+                "own": request.attacker_images,
+                "name": request.name,
             },
             compute=ray.data.ActorPoolStrategy(
                 size=min(settings.actors, len(blocks)), max_tasks_in_flight_per_actor=1

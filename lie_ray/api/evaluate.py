@@ -4,9 +4,9 @@ the user's own, with tensors in and tables out.
 The model classifies what the transform outputs (or plain images, with no transform): it is the
 defender's network, and lie_ray puts the transform in front of it exactly as for its own
 scenarios (one key for every image: the fixed policy). Every attack, the cascade and the worst
-cases are the CLI's own code (``lie_ray.evaluation.actor.evaluate_batch``), so a figure here and
-in ``results.parquet`` mean the same thing. ``threat`` names the attacker whose worst case the
-tables end with; an attack gets only what that attacker has (``lie_ray.evaluation.settings``).
+cases are the CLI's own code (``lie_ray.evaluation.engine``), so a figure here and in
+``results.parquet`` mean the same thing. ``threat`` names the attacker whose worst case the
+tables end with; an attack gets only what its tier's attacker has (``lie_ray.attacks.views``).
 
 In-process by default (a laptop, a notebook); ``ray=True`` (or a cluster address) spreads the
 batches over an actor pool. The key then travels as a file path, read inside each actor, as the
@@ -26,29 +26,22 @@ import numpy as np
 import pyarrow as pa
 import torch
 
-from lie_ray.api.defence import (
-    NEEDS_ATTACKER_IMAGES,
-    ObjectKey,
-    attack_context,
-    frozen,
-    make_defender,
-)
-from lie_ray.data.arrays import as_uint8_images
-from lie_ray.errors import LieRayError
-from lie_ray.evaluation.actor import evaluate_batch
-from lie_ray.evaluation.protocols import ENCRYPTED_ONLY, Batch, attacker_evaluations
-from lie_ray.evaluation.settings import (
-    EVALUATIONS,
-    PAPER_READINGS,
-    PLAIN_SPACE,
+from lie_ray.api.defence import ObjectKeyedTransform, frozen, make_defender
+from lie_ray.attacks import registry
+from lie_ray.attacks.outcome import Batch
+from lie_ray.attacks.spec import (
     WORST_CASE,
     WORST_CASE_CHANNEL,
     WORST_CASE_KEYLESS,
+    WORST_CASE_NAMES,
     WORST_CASES,
-    EvalSettings,
-    get_eval_preset,
-    is_sanity_check,
+    AttackSpec,
+    united_tiers,
 )
+from lie_ray.data.arrays import as_uint8_images
+from lie_ray.errors import LieRayError
+from lie_ray.evaluation.engine import Engine
+from lie_ray.evaluation.settings import EvalSettings, get_eval_preset
 from lie_ray.evaluation.tables import attack_record, summarise
 from lie_ray.infra import provenance
 from lie_ray.keys import Key, load_key
@@ -115,8 +108,9 @@ def evaluate(
     transform       None (the model sees plain images), a transform's name (with ``key``: a
                     key file, or a ``lie_ray.keys.Key``) or a ``Transform`` object.
     eps             L-inf radii on the plain image (the clean row, eps 0, always comes too).
-    attacks         "adaptive" (every attack ``threat``'s attacker can run), "paper" (the
-                    paper's three readings) or a list of names from ``EVALUATIONS``.
+    attacks         "adaptive" (every lie_ray attack ``threat``'s attacker can run), "paper"
+                    (the paper's three readings) or a list of names (``lie_ray.attacks.names()``,
+                    attacks from outside lie_ray included).
     threat          "keyless", "with-key" or "channel": whose worst case to end with.
     cascade         each costlier attack only on the images cheaper ones left unbroken
                     (per-image worst cases equal full mode's; False: every attack, every image).
@@ -139,7 +133,7 @@ def evaluate(
     base = dataclasses.replace(base, test_limit=None)  # the images given are all attacked
     overrides = {
         "epsilons": tuple(sorted({0.0, *map(float, eps)})),
-        "evaluation": "cascade" if cascade else "full",
+        "mode": "cascade" if cascade else "full",
         **({"sanity": False} if threat == "keyless" else {}),
         **settings,
     }
@@ -155,54 +149,36 @@ def evaluate(
     only, not_run = choose_attacks(
         attacks, threat, keyed is not None, plain_model is not None, own is not None
     )
-    if own is not None:
-        chosen = chosen.replace(attacker_images=len(own))
+    if ray:
+        registry.check_reachable_from_actors(only)
+    chosen = chosen.replace(
+        attacks=only, **({"attacker_images": len(own)} if own is not None else {})
+    )
     record = {
         "kind": "api-evaluation",
         "scenario": name,
         "threat": threat,
         "settings": dataclasses.asdict(chosen),
         "attacks": attack_record(chosen),
-        "evaluations": sorted(only),
+        "evaluations": sorted(only),  # those that applied ran (lie_ray.attacks.spec.NEEDS)
         "not_run": not_run,
         "transform": None if keyed is None else dataclasses.asdict(keyed.spec),
         # the master key's (as in results.parquet), or a transform object's own; and
         # the fixed key's transform, the same either way
         "key_fingerprint": "" if keyed is None else keyed.fingerprint,
-        "transform_fingerprint": "" if keyed is None else keyed.cipher().fingerprint,
+        "transform_fingerprint": "" if keyed is None else keyed.transform().fingerprint,
         "data": {"images": len(plain), "sha256": data_digest(plain, label_array, id_array)},
         "code": provenance.code(),
     }
+    request = Request(model, keyed, plain, label_array, id_array, chosen, plain_model, own, name)
     if ray:
         from lie_ray.api.distributed import evaluate_on_ray
 
-        examples = evaluate_on_ray(
-            model,
-            keyed,
-            key,
-            plain,
-            label_array,
-            id_array,
-            chosen,
-            only,
-            plain_model,
-            own,
-            name,
-            ray,
-        )
+        examples = evaluate_on_ray(request, key, ray)
     else:
-        examples = evaluate_here(
-            model, keyed, plain, label_array, id_array, chosen, only, plain_model, own, name
-        )
-    kept = shown_worst_cases(threat)
-    examples = examples.filter(
-        pa.array(
-            [
-                e in only or e in kept or e == "test" or is_sanity_check(e)
-                for e in examples["evaluation"].to_pylist()
-            ]
-        )
-    )
+        examples = evaluate_here(request)
+    shown = {*only, *shown_worst_cases(threat), "test", *(s.name for s in registry.sanity_runs())}
+    examples = examples.filter(pa.array([e in shown for e in examples["evaluation"].to_pylist()]))
     results = summarise(examples)
     results = results.add_column(
         1,
@@ -218,32 +194,43 @@ def evaluate(
     )
 
 
-def evaluate_here(
-    model,
-    keyed,
-    plain: np.ndarray,
-    labels: np.ndarray,
-    ids: np.ndarray,
-    settings: EvalSettings,
-    only: set[str],
-    plain_model,
-    own,
-    name: str,
-) -> pa.Table:
+@dataclass(frozen=True)
+class Request:
+    """One ``evaluate`` call, resolved: the model and its keyed transform (None: plain
+    images), the images, labels and ids attacked, the settings (``attacks`` the names chosen),
+    the plain model and the attacker's own images (None where not given), the scenario name."""
+
+    model: torch.nn.Module
+    keyed: Any
+    images: np.ndarray
+    labels: np.ndarray
+    ids: np.ndarray
+    settings: EvalSettings
+    plain_model: torch.nn.Module | None
+    attacker_images: np.ndarray | None
+    name: str
+
+
+def evaluate_here(request: Request) -> pa.Table:
     """Batch after batch in this process, on the model's own device."""
-    device = next(iter(model.parameters()), torch.zeros(0)).device
-    with frozen(model), frozen(plain_model):
-        defender = make_defender(model, keyed)
-        context = attack_context(defender, only, plain_model, own, settings, device)
+    device = next(iter(request.model.parameters()), torch.zeros(0)).device
+    settings, plain = request.settings, request.images
+    with frozen(request.model), frozen(request.plain_model):
+        engine = Engine(
+            make_defender(request.model, request.keyed),
+            settings,
+            request.attacker_images,
+            request.plain_model,
+        )
         parts = []
         for start in range(0, len(plain), settings.batch_size):
             rows = slice(start, start + settings.batch_size)
             batch = Batch(
-                images_to_device(plain[rows], device), to_device(labels[rows], device), ids[rows]
+                images_to_device(plain[rows], device),
+                to_device(request.labels[rows], device),
+                request.ids[rows],
             )
-            parts.append(
-                pa.table(evaluate_batch(defender, context, batch, settings, "test", name, only))
-            )
+            parts.append(pa.table(engine.evaluate_batch(batch, "test", request.name)))
     return pa.concat_tables(parts)
 
 
@@ -264,7 +251,7 @@ def keyed_transform(transform, key, ray: bool | str):
             )
         if key is not None:
             raise LieRayError("a Transform object holds its own key: pass key=None")
-        return ObjectKey(transform)
+        return ObjectKeyedTransform(transform)
     if isinstance(transform, type):
         raise LieRayError(
             f"transform {transform.__name__} is a class: pass an instance, or "
@@ -285,52 +272,66 @@ def keyed_transform(transform, key, ray: bool | str):
     return TransformSpec(transform).keyed(load_key(key))
 
 
+# What a caller may leave out, and how to give it: an attack that needs it is then not run
+# (or, named explicitly, refused). The other needs are the defence's own.
+GIVEN_BY_CALLER = {
+    "plain-model": "needs plain_model=",
+    "attacker-images": "needs attacker_images= (the attacker's own plain images)",
+}
+
+
 def choose_attacks(
     attacks, threat: str, encrypted: bool, has_plain_model: bool, has_attacker_images: bool
-) -> tuple[set[str], dict[str, str]]:
-    """The evaluations to run, and why any of the threat's others will not."""
-    allowed = threat_evaluations(threat, encrypted)
+) -> tuple[tuple[str, ...], dict[str, str]]:
+    """The attacks to run (in the registry's order), and why any of the threat's others will
+    not. lie_ray's own attacks run by default; one from outside only where it is named."""
+    allowed = threat_attacks(threat, encrypted)
     if attacks == "adaptive":
         wanted, explicit = list(allowed), False
     elif attacks == "paper":
-        wanted, explicit = [n for n in PAPER_READINGS if n in allowed], True
+        wanted, explicit = [s for s in allowed if s.role == "paper-reading"], True
     elif isinstance(attacks, str):
         raise LieRayError(
             f"attacks={attacks!r}: pass 'adaptive', 'paper' or a list of names "
-            f"from {', '.join(EVALUATIONS)}"
+            f"from {', '.join(registry.names())}"
         )
     else:
-        wanted, explicit = list(attacks), True
-        unknown = [n for n in wanted if n not in EVALUATIONS]
-        if unknown:
-            raise LieRayError(f"unknown attack(s) {unknown}: choose from {', '.join(EVALUATIONS)}")
-        outside = [n for n in wanted if n not in allowed]
+        explicit = True
+        wanted = [registry.spec(name) for name in attacks]  # one line for an unknown name
+        reach = threat_attacks(threat, encrypted, wanted)
+        outside = [s.name for s in wanted if s not in reach]
         if outside:
             raise LieRayError(
                 f"attack(s) {outside} are not in the {threat} attacker's reach: "
-                f"it runs {', '.join(allowed)} (pass another threat=)"
+                f"it runs {', '.join(s.name for s in allowed)} (pass another threat=)"
             )
+        order = registry.names()
+        wanted = sorted(wanted, key=lambda s: order.index(s.name))
+    given = {"plain-model": has_plain_model, "attacker-images": has_attacker_images}
     missing = {}
-    for n in wanted:
-        if n == "transfer" and not has_plain_model:
-            missing[n] = "needs plain_model="
-        elif n in NEEDS_ATTACKER_IMAGES and not has_attacker_images:
-            missing[n] = "needs attacker_images= (the attacker's own plain images)"
+    for spec in wanted:
+        lacking = [need for need in GIVEN_BY_CALLER if need in spec.needs and not given[need]]
+        if lacking:
+            missing[spec.name] = GIVEN_BY_CALLER[lacking[0]]
     if explicit and missing:
         raise LieRayError("; ".join(f"{n} {why}" for n, why in missing.items()))
-    return {n for n in wanted if n not in missing}, missing
+    return tuple(s.name for s in wanted if s.name not in missing), missing
 
 
-def threat_evaluations(threat: str, encrypted: bool) -> list[str]:
-    """What the attacker of ``threat`` can run on a defence with (or without) a key."""
-    if not encrypted:  # nothing to withhold: every attacker runs the plain-image attacks
-        return [n for n in PLAIN_SPACE if n not in ENCRYPTED_ONLY]
-    united = attacker_evaluations(THREATS[threat], encrypted)
-    return [n for n in EVALUATIONS if united is None or n in united]
+def threat_attacks(
+    threat: str, encrypted: bool, candidates: list[AttackSpec] | None = None
+) -> list[AttackSpec]:
+    """Of ``candidates`` (lie_ray's own attacks by default), what the attacker of ``threat``
+    can run on a defence with (or without) a key: the tiers its worst case unites; without a
+    key, every attack that needs none."""
+    worst_case = WORST_CASES[WORST_CASE_NAMES.index(THREATS[threat])]
+    tiers = united_tiers(worst_case, encrypted)
+    candidates = registry.default_attacks() if candidates is None else candidates
+    return [s for s in candidates if s.tier in tiers and (encrypted or "transform" not in s.needs)]
 
 
 def shown_worst_cases(threat: str) -> set[str]:
-    return set(WORST_CASES[: WORST_CASES.index(THREATS[threat]) + 1])
+    return set(WORST_CASE_NAMES[: WORST_CASE_NAMES.index(THREATS[threat]) + 1])
 
 
 def as_labels(labels) -> np.ndarray:

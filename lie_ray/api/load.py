@@ -21,7 +21,7 @@ from torch import nn
 
 from lie_ray.errors import LieRayError
 from lie_ray.evaluation.defender import load_defender
-from lie_ray.evaluation.tables import read_training
+from lie_ray.evaluation.tables import trained_rows
 from lie_ray.transforms import Transform
 
 
@@ -63,7 +63,7 @@ def load(
     output), in eval mode with frozen weights. ``key``: the key file it was trained with (by
     default the sweep's own, ``run_dir/keys/master.json``); ``backward``: the transform's
     backward pass for attacks (None: its default)."""
-    rows = read_training(run_dir, [scenario])
+    rows = trained_rows(run_dir, [scenario])
     row = rows[0]
     key_path = None
     if row["encrypted"]:
@@ -82,5 +82,5 @@ def load(
                 f"{defender.policy.name}); a module sees no ids, so only fixed-key "
                 "scenarios load as one: evaluate the others with lie-ray evaluate"
             )
-        cipher = defender.key.cipher()
+        cipher = defender.key.transform()
     return DefendedModel(defender.model, cipher, backward, scenario).eval()

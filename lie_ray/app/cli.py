@@ -220,6 +220,7 @@ def train(
     "key",
     "scenarios",
     *EVALUATION,
+    "attacks",
     "resume",
     "gpu",
     "storage",
@@ -246,12 +247,14 @@ def evaluate(
 ):
     """Evaluate trained scenarios: the paper's PGD beside BPDA, EOT, transfer, encrypted-input
     and gradient-free attacks; writes examples.parquet, results.parquet and report.md."""
+    import pyarrow as pa
     import pyarrow.compute as pc
 
+    from lie_ray.attacks import registry
     from lie_ray.data.cifar import check_dataset
     from lie_ray.evaluation.run import check_keys, run_evaluation, trained_record
-    from lie_ray.evaluation.settings import SANITY_PREFIX, get_eval_preset
-    from lie_ray.evaluation.tables import read_training
+    from lie_ray.evaluation.settings import get_eval_preset
+    from lie_ray.evaluation.tables import trained_rows
     from lie_ray.infra.session import check_gpu_choice, ray_session
     from lie_ray.infra.storage import check_uri, join
     from lie_ray.infra.tables import read_training as read_training_table
@@ -265,7 +268,7 @@ def evaluate(
     check_output_dir(out)  # fail before Ray starts
     check_storage(given.storage)
     parts = join(check_uri(given.storage), "evaluations") if given.storage else None
-    trained = read_training(runs, chosen)
+    trained = trained_rows(runs, chosen)
     if given.estimate:
         scenarios, network = trained_scenarios(trained)
         return print_estimate(
@@ -287,10 +290,12 @@ def evaluate(
             parts=parts,
         )
     report = write_report(out, read_training_table(runs))
+    sanity = [spec.name for spec in registry.sanity_runs()]
+    headline = settings.headline_epsilon() or 0.0
     headline = results.filter(
-        pc.and_(  # the attacks at the largest eps, not the sanity runs
-            pc.equal(results["epsilon"], max(settings.epsilons)),
-            pc.invert(pc.starts_with(results["evaluation"], SANITY_PREFIX)),
+        pc.and_(  # the attacks at the headline eps (the report's), not the sanity runs
+            pc.less_equal(pc.abs(pc.subtract(results["epsilon"], headline)), 1e-6),
+            pc.invert(pc.is_in(results["evaluation"], value_set=pa.array(sanity))),
         )
     )
     typer.echo(format_table(headline, ["scenario", "evaluation", "epsilon", "n", "error"]))

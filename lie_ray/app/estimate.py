@@ -23,20 +23,14 @@ import torch
 import torch.nn.functional as F
 
 from lie_ray.app.calibration import Calibration, scale_of
-from lie_ray.evaluation.actor import evaluations, key_recoverable
-from lie_ray.evaluation.protocols import restarts
-from lie_ray.evaluation.settings import (
-    PAPER_READINGS,
-    RECOVERED_KEY,
-    SANITY,
-    WORST_CASES,
-    EvalSettings,
-)
+from lie_ray.attacks import registry
+from lie_ray.attacks.spec import WORST_CASE_NAMES, AttackSpec
+from lie_ray.evaluation.engine import chosen_specs, offered, sanity_runs, settings_for
+from lie_ray.evaluation.settings import EvalSettings
 from lie_ray.scenarios import Scenario
 from lie_ray.training.settings import TrainSettings
 
 KINDS = ("train", "attack", "attack_single", "forward", "forward_single")
-RUN_ELSEWHERE = (*WORST_CASES, *SANITY)  # rows no attack ran for, or counted per image apart
 
 
 @dataclass
@@ -62,44 +56,11 @@ class Passes:
         return sum(self.counts.values())
 
 
-def attack_passes(name: str, settings: EvalSettings, alone: bool = False) -> Passes:
-    """One image, one epsilon: what evaluation ``name`` costs at most. ``alone``: every image
-    has a key of its own, so the library attacks (one call per key) run image by image."""
-    gradients_of, queries_of = (
-        ("attack_single", "forward_single") if alone else ("attack", "forward")
-    )
-    steps = settings.pgd_steps
-
-    def pgd(runs):
-        return Passes.of(attack=steps * runs, forward=runs + 1)  # + scoring, deployed
-
-    runs = restarts(name, settings)
-    if name in ("pgd", "bpda-identity", "transfer", "pba", *RECOVERED_KEY):
-        return pgd(runs)
-    if name in ("paper-literal", "encrypted-input"):
-        return pgd(1)
-    if name == "bpda":  # the identity surrogate is bpda-identity's, reused
-        return pgd(runs) * 2
-    if name == "eot":
-        return Passes.of(
-            attack=steps * runs * settings.eot_keys, forward=runs * settings.eot_keys + 1
-        )
-    if name == "gradient-free":
-        return Passes.of(**{queries_of: settings.square_queries}) + Passes.of(forward=1)
-    if name == "autoattack":
-        from lie_ray.attacks.library import autoattack_settings
-
-        run = autoattack_settings(
-            settings.autoattack, settings.autoattack_steps, settings.square_queries
-        )
-        # APGD-CE, APGD-T per target, FAB-T per target (two gradients a step), then Square.
-        gradients = run["apgd_steps"] * (1 + run["targets"]) + 2 * run["fab_steps"] * run["targets"]
-        return (
-            Passes.of(**{gradients_of: gradients * run["restarts"]})
-            + Passes.of(**{queries_of: run["square_queries"]})
-            + Passes.of(forward=1)
-        )
-    raise ValueError(f"no cost model for evaluation {name!r}")
+def attack_passes(spec: AttackSpec, settings: EvalSettings, alone: bool = False) -> Passes:
+    """One image, one epsilon: what ``spec`` costs at most (its ``cost``, with the restarts it
+    runs with). ``alone``: every image has a key of its own, so the library attacks (one call
+    per key) run image by image."""
+    return Passes.of(**spec.cost(settings_for(spec, settings), alone))
 
 
 def keyed_alone(scenario: Scenario) -> bool:
@@ -120,6 +81,21 @@ def training_passes(
     )
 
 
+def scenario_attacks(
+    scenario: Scenario, settings: EvalSettings, has_plain_model: bool
+) -> list[AttackSpec]:
+    """The attacks an evaluation runs on ``scenario`` (as the actors will find them)."""
+    available = offered(
+        scenario.encrypted,
+        has_plain_model,
+        True,  # the attacker's images: the first train images
+        scenario.key_policy,
+        scenario.transform,
+        scenario.variant,
+    )
+    return chosen_specs(settings, available)
+
+
 def evaluation_passes(
     scenario: Scenario,
     settings: EvalSettings,
@@ -129,53 +105,32 @@ def evaluation_passes(
 ) -> tuple[Passes, Passes]:
     """(full mode, the cascade's floor): the floor runs only the paper's readings and what
     runs on every image; everything else may be skipped where broken."""
-    names = evaluations(
-        scenario.encrypted,
-        scenario.encrypted and has_plain_model,
-        scenario.encrypted
-        and key_recoverable(scenario.key_policy, scenario.transform, scenario.variant),
-    )
+    specs = scenario_attacks(scenario, settings, has_plain_model)
     attacked = [e for e in settings.epsilons if e > 0]
-    full = floor = every_image_passes(scenario, settings, test_images, train_images)
-    for name in names:
-        per_image = attack_passes(name, settings, keyed_alone(scenario)) * (
+    full = floor = every_image_passes(specs, settings, test_images, train_images)
+    for spec in specs:
+        per_image = attack_passes(spec, settings, keyed_alone(scenario)) * (
             test_images * len(attacked)
         )
         full = full + per_image
-        if name in PAPER_READINGS:
+        if spec.role == "paper-reading":
             floor = floor + per_image
     return full, floor
 
 
 def every_image_passes(
-    scenario: Scenario, settings: EvalSettings, test_images: int, train_images: int
+    specs: list[AttackSpec], settings: EvalSettings, test_images: int, train_images: int
 ) -> Passes:
     """What an evaluation runs whatever the attacks broke: the clean passes over both splits,
-    the sanity checks' three white-box runs, PBA's stand-in (fitted in every actor)."""
+    the sanity runs, and what the attacks prepare (PBA's stand-in: fitted in every actor, as
+    a stand-in for the key never travels)."""
     passes = Passes.of(forward=test_images + train_images)
-    if settings.sanity and any(e > 0 for e in settings.epsilons):
-        white = attack_passes("bpda-identity", settings)
-        doubled = attack_passes(
-            "bpda-identity",
-            settings.replace(
-                pgd_steps=2 * settings.pgd_steps, pgd_restarts=2 * settings.pgd_restarts
-            ),
-        )
-        passes = passes + (white * 2 + doubled) * test_images
-    if scenario.encrypted:  # every actor fits it: a stand-in for the key never travels
-        passes = passes + fit_passes(settings) * settings.actors
+    for spec, _, _ in sanity_runs(settings):
+        passes = passes + attack_passes(spec, settings) * test_images
+    for spec in specs:
+        if spec.prepare_cost is not None:
+            passes = passes + Passes.of(**spec.prepare_cost(settings)) * settings.actors
     return passes
-
-
-def fit_passes(settings: EvalSettings) -> Passes:
-    """PBA's stand-in, fitted once per scenario in each actor: the pipeline's predictions on
-    every attacker image, then ``pba_steps`` Adam steps on ``FIT_BATCH`` of them."""
-    from lie_ray.attacks.bypass import FIT_BATCH
-
-    return Passes.of(
-        attack=settings.pba_steps * min(FIT_BATCH, settings.attacker_images),
-        forward=settings.attacker_images,
-    )
 
 
 @dataclass(frozen=True)
@@ -414,7 +369,7 @@ def priced(
         bounds = [evaluation_passes(s, evaluation, n_test, n_train, plain) for s in scenarios]
         actors = max(1, min(evaluation.actors, devices))
         named = [("evaluation (full)", 0)]
-        if evaluation.evaluation == "cascade":
+        if evaluation.mode == "cascade":
             named.append(("evaluation (cascade floor)", 1))
         for name, which in named:
             passes = sum((b[which] for b in bounds), Passes.of())
@@ -488,17 +443,21 @@ def work_done(
     attacked = examples.filter(pc.and_(pc.greater(examples["epsilon"], 0), ran))
     counts = attacked.group_by(["scenario", "evaluation"]).aggregate([([], "count_all")])
     known = {s.name: s for s in scenarios}
+    elsewhere = {*WORST_CASE_NAMES, *(s.name for s in registry.sanity_runs())}
     passes = Passes.of()
     for row in counts.to_pylist():
-        if row["evaluation"] in RUN_ELSEWHERE or row["scenario"] not in known:
-            continue
+        if row["evaluation"] in elsewhere or row["scenario"] not in known:
+            continue  # no attack ran for a worst case; the sanity runs are counted below
+        spec = registry.spec(row["evaluation"])
         passes = (
             passes
-            + attack_passes(row["evaluation"], evaluation, keyed_alone(known[row["scenario"]]))
+            + attack_passes(spec, evaluation, keyed_alone(known[row["scenario"]]))
             * row["count_all"]
         )
+    plain = any(not s.encrypted for s in scenarios)
     for scenario in scenarios:
-        passes = passes + every_image_passes(scenario, evaluation, test_images, train_images)
+        specs = scenario_attacks(scenario, evaluation, plain)
+        passes = passes + every_image_passes(specs, evaluation, test_images, train_images)
     return seconds.cost(passes) * scale
 
 

@@ -44,6 +44,19 @@ def parse_floats(text: str | None) -> tuple[float, ...] | None:
         raise LieRayError(f"--epsilons must be comma-separated numbers, got {text!r}") from None
 
 
+def parse_attacks(text: str | None) -> tuple[str, ...] | None:
+    """--attacks: names, 'default' standing for lie_ray's own attacks (the run without the
+    option). The registry (and torch with it) is read only when the option is given."""
+    if text is None:
+        return None
+    from lie_ray.attacks import registry
+
+    names = []
+    for name in (v.strip() for v in text.split(",") if v.strip()):
+        names += [s.name for s in registry.default_attacks()] if name == "default" else [name]
+    return tuple(names)
+
+
 def given_only(flag: bool) -> bool | None:
     """A switch that only turns a setting on: off leaves the preset's value."""
     return flag or None
@@ -229,7 +242,7 @@ OPTIONS: dict[str, Option] = {
         "the images its attacker has not broken yet, cheapest first (the "
         "same worst cases for far fewer attacks; the paper preset's "
         "default); full: every attack on every image.",
-        fills=("eval.evaluation",),
+        fills=("eval.mode",),
     ),
     "pba_steps": Option(
         "--pba-steps",
@@ -256,6 +269,15 @@ OPTIONS: dict[str, Option] = {
         "(image-passes, device-hours, wall time on this machine, from a short "
         "probe of the preset's network) and run nothing else.",
         parse=given_only,
+    ),
+    "attacks": Option(
+        "--attacks",
+        str | None,
+        help="Comma-separated attacks to run, by name (default: every one of lie_ray's own, "
+        "which 'default' stands for): attacks installed from outside lie_ray run only when "
+        "named, e.g. --attacks default,wrong-key.",
+        fills=("eval.attacks",),
+        parse=parse_attacks,
     ),
     "calibration": Option(
         "--calibration",

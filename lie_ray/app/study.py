@@ -38,12 +38,14 @@ from typing import Any
 import pyarrow as pa
 
 from lie_ray.app.calibration import Calibration, read_calibration, scale_of
+from lie_ray.attacks.spec import WORST_CASE_NAMES
 from lie_ray.data.cifar import check_dataset
-from lie_ray.evaluation.settings import EvalSettings, is_sanity_check
+from lie_ray.evaluation.settings import EvalSettings, headline_epsilon
 from lie_ray.infra import atomic, provenance, storage
 from lie_ray.infra.cluster_log import ClusterRecorder
 from lie_ray.keys import Key, generate_key, key_location, load_key, save_key
 from lie_ray.privacy.settings import PrivacySettings
+from lie_ray.report.catalogue import Catalogue
 from lie_ray.scenarios import Scenario
 from lie_ray.training.settings import TrainSettings
 
@@ -281,22 +283,25 @@ def encryption_done(directory: str, key: Key, limit: int | None) -> bool:
 def summary(training: pa.Table, results: pa.Table, out: Path, tensorboard: str) -> str:
     """The headline per scenario, every figure from results.parquet with its n (the same
     numbers and labels as report.md): clean errors, the paper's PGD and the worst cases at the
-    largest epsilon attacked (not the sanity checks' unbounded run); then where everything
-    is."""
+    headline epsilon (the report's); then where everything is."""
     rows = results.to_pylist()
-    epsilon = max(r["epsilon"] for r in rows if not is_sanity_check(r["evaluation"]))
+    catalogue = Catalogue.of_record(provenance.record_of(results.schema))
+    epsilon = headline_epsilon(
+        r["epsilon"] for r in rows if catalogue.is_adversarial(r["evaluation"])
+    )
     found = {
         (r["scenario"], r["evaluation"]): r
         for r in rows
-        if r["epsilon"] == epsilon or r["evaluation"] in ("train", "test")
+        if abs(r["epsilon"] - epsilon) <= 1e-6 or r["evaluation"] in ("train", "test")
     }
+    protocol = catalogue.protocol()
     n = {
         e: sorted({r["n"] for (_, name), r in found.items() if name == e})
-        for e in ("train", "test", "pgd")
+        for e in ("train", "test", protocol)
     }
-    columns = ("train", "test", "pgd", "worst-case-keyless", "worst-case", "worst-case-channel")
+    columns = ("train", "test", protocol, *WORST_CASE_NAMES)
     lines = [
-        f"{'scenario':<18} {'train':>6} {'test':>6} {'pgd':>6} {'keyless':>7} "
+        f"{'scenario':<18} {'train':>6} {'test':>6} {protocol:>6} {'keyless':>7} "
         f"{'worst':>6} {'channel':>7}"
     ]
     for row in training.to_pylist():
@@ -309,7 +314,7 @@ def summary(training: pa.Table, results: pa.Table, out: Path, tensorboard: str) 
     lines += [
         f"(results.parquet: clean train error n={_sizes(n['train'])}, clean test error "
         f"n={_sizes(n['test'])}; adversarial errors at eps {epsilon:.4f}, "
-        f"n={_sizes(n['pgd'])}: pgd = the paper's protocol; worst cases over plain-image "
+        f"n={_sizes(n[protocol])}: pgd = the paper's protocol; worst cases over plain-image "
         "attacks: keyless = without the key (the headline of a key-based defence), "
         "worst = with it; channel = with the ciphertext-space attack too)",
         "",

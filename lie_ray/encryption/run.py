@@ -53,7 +53,7 @@ class EncryptBatch:
         encrypted, labels = self.policy.encrypt(self.key, images, batch["id"], self.split)
         if not provenance:
             return {"id": batch["id"], "image": encrypted, "label": batch["label"]}
-        fingerprints = {label: self.key.cipher(label).fingerprint for label in set(labels)}
+        fingerprints = {label: self.key.transform(label).fingerprint for label in set(labels)}
         return {
             "id": batch["id"],
             "image": encrypted,

@@ -14,59 +14,81 @@ What is left is floating point: a batched kernel may round the last bit of an im
 differently at another batch size, and an attack's steps can grow that into another path (a
 ReLU on its kink). ``bench/cascade.py`` counts the worst-case rows where the modes differ.
 
-The attackers nest (keyless within with-key within channel), so an attack's own attacker is
-the narrowest that can run it, and an image that attacker has broken is broken for the wider
-ones too. Each worst case records what broke an image first (in ``RANK`` order, the same in
-both modes) and at which epsilon.
+The attackers nest (``lie_ray.attacks.spec.WORST_CASES``: keyless within with-key within
+channel), so an attack's own attacker is the narrowest worst case that unites its tier, and an
+image that attacker has broken is broken for the wider ones too. Each worst case records what
+broke an image first (in ``Plan.rank`` order, the same in both modes) and at which epsilon.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import NamedTuple
 
 import numpy as np
 import torch
 
-from lie_ray.evaluation.protocols import Outcome, attacker_evaluations
-from lie_ray.evaluation.settings import CASCADE_ORDER, PAPER_READINGS, WORST_CASES
+from lie_ray.attacks.outcome import Outcome
+from lie_ray.attacks.spec import WORST_CASE_NAMES, WORST_CASES, AttackSpec, united_tiers
 
 CLEAN = "clean"
+
+
+class Row(NamedTuple):
+    """One evaluation's outcome at one epsilon on the batch rows it ``covered`` (all of them
+    but for a cascaded attack; ``outcome`` None where it found no image left to attack)."""
+
+    evaluation: str
+    epsilon: float
+    covered: np.ndarray
+    outcome: Outcome | None
 
 
 @dataclass
 class Plan:
     """The attacks of one scenario, in the order they run and the order unions take them."""
 
-    names: list[str]
+    specs: list[AttackSpec]
     encrypted: bool
     members: dict[str, list[str]] = field(init=False)  # per worst case, in rank order
     narrowest: dict[str, str] = field(init=False)  # per attack: its own attacker's worst case
 
     def __post_init__(self):
         self.narrowest = {}
+        self.by_name = {spec.name: spec for spec in self.specs}
         for worst_case in WORST_CASES:  # narrowest first
-            united = attacker_evaluations(worst_case, self.encrypted)
-            for name in self.names:
-                if united is None or name in united:
-                    self.narrowest.setdefault(name, worst_case)
+            for spec in self.specs:
+                if spec.tier in united_tiers(worst_case, self.encrypted):
+                    self.narrowest.setdefault(spec.name, worst_case.name)
         self.members = {
-            worst_case: sorted((n for n in self.names if self.covers(worst_case, n)), key=self.rank)
-            for worst_case in WORST_CASES
+            worst_case: sorted(
+                (s.name for s in self.specs if self.covers(worst_case, s.name)), key=self.rank
+            )
+            for worst_case in WORST_CASE_NAMES
         }
 
-    def covers(self, worst_case: str, name: str) -> bool:
-        return WORST_CASES.index(self.narrowest[name]) <= WORST_CASES.index(worst_case)
+    @property
+    def names(self) -> list[str]:
+        return [spec.name for spec in self.specs]
 
-    def rank(self, name: str) -> tuple[int, int, int]:
-        """Narrowest attacker first; within it the paper's readings, then cheapest first."""
-        stage = WORST_CASES.index(self.narrowest[name])
-        if name in PAPER_READINGS:
-            return stage, 0, PAPER_READINGS.index(name)
-        return stage, 1, CASCADE_ORDER.index(name)
+    def covers(self, worst_case: str, name: str) -> bool:
+        return WORST_CASE_NAMES.index(self.narrowest[name]) <= WORST_CASE_NAMES.index(worst_case)
+
+    def reads_every_image(self, name: str) -> bool:
+        """The paper's readings run on every image in either mode (Table I stays complete)."""
+        return self.by_name[name].role == "paper-reading"
+
+    def rank(self, name: str) -> tuple[int, int, float, int]:
+        """Narrowest attacker first; within it the paper's readings, then cheapest first
+        (``cascade_rank``; ties by registration)."""
+        stage = WORST_CASE_NAMES.index(self.narrowest[name])
+        spec = self.by_name[name]
+        return stage, not self.reads_every_image(name), spec.cascade_rank, self.names.index(name)
 
     def order(self) -> list[str]:
         """How the attacks run: the paper's readings (every image) first, then by rank."""
-        return sorted(self.names, key=lambda n: (n not in PAPER_READINGS, self.rank(n)))
+        return sorted(self.names, key=lambda n: (not self.reads_every_image(n), self.rank(n)))
 
 
 class Union:
@@ -80,13 +102,13 @@ class Union:
         self.broken_by = np.where(self.broken, CLEAN, "").astype(object)
         self.broken_at = np.where(self.broken, 0.0, np.nan)
 
-    def add(self, name: str, eps: float, rows: np.ndarray, outcome: Outcome) -> None:
-        fooled = (outcome.predictions != self.labels[rows]).cpu().numpy()
-        take = rows[fooled & ~self.broken[rows]]
+    def add(self, name: str, eps: float, covered: np.ndarray, outcome: Outcome) -> None:
+        fooled = (outcome.predictions != self.labels[covered]).cpu().numpy()
+        take = covered[fooled & ~self.broken[covered]]
         if len(take) == 0:
             return
         index = torch.from_numpy(take).to(self.predictions.device)
-        within = torch.from_numpy(np.searchsorted(rows, take)).to(self.predictions.device)
+        within = torch.from_numpy(np.searchsorted(covered, take)).to(self.predictions.device)
         self.predictions[index] = outcome.predictions[within]
         self.linf[index] = outcome.linf[within]
         self.broken[take], self.broken_by[take], self.broken_at[take] = True, name, eps
@@ -100,44 +122,50 @@ class Union:
         )
 
 
+Attack = Callable[[AttackSpec, float, np.ndarray, dict[str, Row]], Outcome]
+
+
 def run(
-    plan: Plan, epsilons, cascade: bool, clean: torch.Tensor, labels: torch.Tensor, attack
-) -> list[tuple[str, float, np.ndarray, Outcome]]:
-    """Every attack at every epsilon, and the worst cases: (name, eps, rows, outcome) with
-    ``rows`` the batch rows the outcome covers (all of them but for cascaded attacks; the
-    outcome is None where a cascaded attack found no image left).
-    ``attack(name, eps, rows, done)`` runs one attack on those rows; ``done`` maps what ran
-    at this epsilon to (rows, outcome)."""
+    plan: Plan,
+    epsilons,
+    cascade: bool,
+    clean: torch.Tensor,
+    labels: torch.Tensor,
+    attack: Attack,
+) -> list[Row]:
+    """Every attack at every epsilon, and the worst cases, as ``Row``s: ``covered`` is the
+    batch rows an outcome covers (all of them but for cascaded attacks; the outcome is None
+    where a cascaded attack found no image left). ``attack(spec, eps, covered, done)`` runs one
+    attack on those rows; ``done`` holds the rows that ran at this epsilon, by name."""
     every = np.arange(len(clean))
-    unions = {worst_case: Union(clean, labels) for worst_case in WORST_CASES}
+    unions = {worst_case: Union(clean, labels) for worst_case in WORST_CASE_NAMES}
     out = []
     for eps in sorted(epsilons):
         if eps == 0:  # no perturbation: every attack's outcome is the clean prediction
             zero = Outcome(clean, torch.zeros(len(clean), device=clean.device))
-            out += [(name, eps, every, zero) for name in plan.names]
-            out += [(w, eps, every, unions[w].outcome()) for w in WORST_CASES]
+            out += [Row(name, eps, every, zero) for name in plan.names]
+            out += [Row(w, eps, every, unions[w].outcome()) for w in WORST_CASE_NAMES]
             continue
         provisional = {w: union.broken.copy() for w, union in unions.items()}
-        done: dict[str, tuple[np.ndarray, Outcome]] = {}
+        done: dict[str, Row] = {}
         for name in plan.order():
-            rows = (
-                every
-                if not cascade or name in PAPER_READINGS
-                else np.flatnonzero(~provisional[plan.narrowest[name]])
-            )
-            outcome = attack(name, eps, rows, done) if len(rows) else None
-            done[name] = (rows, outcome)  # None: no image left to attack
+            if not cascade or plan.reads_every_image(name):
+                covered = every
+            else:
+                covered = np.flatnonzero(~provisional[plan.narrowest[name]])
+            outcome = attack(plan.by_name[name], eps, covered, done) if len(covered) else None
+            done[name] = Row(name, eps, covered, outcome)  # outcome None: no image left
             if outcome is None:
                 continue
-            fooled = rows[(outcome.predictions != labels[rows]).cpu().numpy()]
-            for worst_case in WORST_CASES:
+            fooled = covered[(outcome.predictions != labels[covered]).cpu().numpy()]
+            for worst_case in WORST_CASE_NAMES:
                 if plan.covers(worst_case, name):
                     provisional[worst_case][fooled] = True
         for worst_case, union in unions.items():
             for name in plan.members[worst_case]:
-                rows, outcome = done[name]
-                if outcome is not None:
-                    union.add(name, eps, rows, outcome)
-        out += [(name, eps, rows, outcome) for name, (rows, outcome) in done.items()]
-        out += [(w, eps, every, unions[w].outcome()) for w in WORST_CASES]
+                row = done[name]
+                if row.outcome is not None:
+                    union.add(name, eps, row.covered, row.outcome)
+        out += list(done.values())
+        out += [Row(w, eps, every, unions[w].outcome()) for w in WORST_CASE_NAMES]
     return out

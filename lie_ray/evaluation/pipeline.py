@@ -26,7 +26,8 @@ import ray.data
 from ray.data.extensions import ArrowVariableShapedTensorArray
 
 from lie_ray.data.cifar import Split
-from lie_ray.evaluation.actor import EvaluateShard, key_recoverable, rows_per_test_image
+from lie_ray.evaluation.actor import EvaluateShard
+from lie_ray.evaluation.engine import chosen_specs, offered, rows_per_test_image
 from lie_ray.evaluation.settings import EvalSettings
 from lie_ray.infra.session import wants_gpu
 
@@ -75,20 +76,23 @@ def expected_rows(
     test_images: int,
     train_images: int,
 ) -> int:
-    """How many example rows a scenario's evaluation produces (test and train split)."""
-    encrypted = bool(row["encrypted"])
+    """How many example rows a scenario's evaluation produces (test and train split): the
+    attacks its actors will find applicable, from its run record (``engine.offered``)."""
     definition = json.loads(row["record"])["scenario"]
     transform = definition["transform"] or {}
-    recoverable = encrypted and key_recoverable(
-        definition["key_policy"], transform.get("name"), transform.get("variant")
+    available = offered(
+        bool(row["encrypted"]),
+        plain_checkpoint is not None,
+        True,  # the attacker's images: the first train images, always there
+        definition["key_policy"],
+        transform.get("name"),
+        transform.get("variant"),
     )
-    per_image = rows_per_test_image(
-        encrypted, encrypted and plain_checkpoint is not None, settings, recoverable
-    )
+    per_image = rows_per_test_image(chosen_specs(settings, available), settings)
     return test_images * per_image + train_images
 
 
-def evaluate(
+def evaluate_in_pool(
     trained: list[dict],
     test: Split,
     train: Split,

@@ -22,12 +22,13 @@ import pyarrow as pa
 import torch
 
 from lie_ray.attacks import PGD
+from lie_ray.attacks.registry import check_reachable_from_actors
 from lie_ray.data.cifar import data_record, load_split, resolve_data_dir
 from lie_ray.errors import LieRayError
 from lie_ray.evaluation.defender import checkpoint_record, load_defender, policy_spec
-from lie_ray.evaluation.pipeline import evaluate
+from lie_ray.evaluation.pipeline import evaluate_in_pool
 from lie_ray.evaluation.settings import PAPER_EPSILON, EvalSettings
-from lie_ray.evaluation.tables import attack_record, read_training, summarise
+from lie_ray.evaluation.tables import attack_record, summarise, trained_rows
 from lie_ray.infra import provenance, storage
 from lie_ray.infra.atomic import write_parquet
 from lie_ray.infra.images import CIFAR_CLASSES, save_grid
@@ -59,8 +60,9 @@ def run_evaluation(
     per-scenario files go instead (a path or storage URI).
     """
     out = Path(out_dir).resolve()
-    trained = read_training(runs_dir, scenarios)
-    every = read_training(runs_dir, None)
+    check_reachable_from_actors(settings.attacks)
+    trained = trained_rows(runs_dir, scenarios)
+    every = trained_rows(runs_dir, None)
     records = {row["scenario"]: trained_record(row) for row in every}
     check_keys(key_path, [records[row["scenario"]] for row in trained])
     key = key_location(key_path)
@@ -95,7 +97,7 @@ def run_evaluation(
             )
             pending.append(row)
     if pending:  # one actor pool for every scenario left; each part is kept once complete
-        for name, table in evaluate(pending, test, train, key, settings, plain, gpu):
+        for name, table in evaluate_in_pool(pending, test, train, key, settings, plain, gpu):
             tables[name] = table.replace_schema_metadata({DIGEST_KEY: digests[name]})
             storage.write_table(tables[name], locations[name])
             log.info("evaluated %s (%d of %d)", name, len(tables), len(trained))

@@ -12,74 +12,20 @@ from dataclasses import dataclass
 from lie_ray.errors import LieRayError
 
 PAPER_EPSILON = 0.1
-# Two threat models. PLAIN_SPACE attackers perturb the plain image within eps before it is
-# encrypted (the paper's); CHANNEL attackers edit the encrypted image in transit, with eps
-# measured in ciphertext space, which is a different (not a stronger or weaker) attacker.
-# The strongest known attacks on key-based defences: the parametric bypass (PBA) and a
-# white-box attack with the key recovered from k leaked (plain, encrypted) pairs.
-RECOVERED_K = (1, 2, 4)
-RECOVERED_KEY = tuple(f"recovered-key-{k}" for k in RECOVERED_K)
-PLAIN_SPACE = (
-    "pgd",
-    "paper-literal",
-    "bpda-identity",
-    "bpda",
-    "eot",
-    "transfer",
-    "gradient-free",
-    "autoattack",
-    "pba",
-    *RECOVERED_KEY,
-)
-CHANNEL = ("encrypted-input",)
-EVALUATIONS = PLAIN_SPACE + CHANNEL
-# What an attacker without the defender's key can run: it knows the network's weights and the
-# transform, draws keys of its own (EOT), attacks a plain model (transfer) or only queries the
-# deployed pipeline (gradient-free), fits a stand-in for the transform (pba) or recovers the
-# key from leaked pairs (recovered-key-k). On a scenario without a key every attack is keyless.
-KEYLESS = ("eot", "transfer", "gradient-free", "pba", *RECOVERED_KEY)
-# Per image, the clean outcome first, then the union over one attacker's evaluations:
-WORST_CASE_KEYLESS = "worst-case-keyless"  # KEYLESS: the headline of a key-based defence
-WORST_CASE = "worst-case"  # PLAIN_SPACE: an attacker who also holds the key
-WORST_CASE_CHANNEL = "worst-case-channel"  # PLAIN_SPACE + CHANNEL
-WORST_CASES = (WORST_CASE_KEYLESS, WORST_CASE, WORST_CASE_CHANNEL)
-# The paper's readings of its protocol (lie_ray.evaluation.protocols): Table I's, so they run
-# on every image in either evaluation mode.
-PAPER_READINGS = ("pgd", "paper-literal", "bpda-identity")
-# The cascade runs every other attack cheapest first (per attacker: lie_ray.evaluation.cascade):
-# a PGD run (the recovered keys, transfer, PBA), then EOT (a PGD over several keys per step),
-# Square's queries, BPDA's two more surrogates, AutoAttack; ciphertext-space PGD last. Among
-# the PGD runs of one cost, the likeliest to break an image goes first, so fewer images are
-# left to the others: where one leaked pair reveals the key, recovered-key-1 is the white-box
-# attack (on the study's Encrypted it broke 35 of the 40 images it met, transfer 4 of 45).
-CASCADE_ORDER = (
-    *RECOVERED_KEY,
-    "transfer",
-    "pba",
-    "eot",
-    "gradient-free",
-    "bpda",
-    "autoattack",
-    "encrypted-input",
-)
+# How the attacks meet the images: 'cascade': each attack only on the images its attacker has
+# not broken yet (the same worst cases for a fraction of the attacks; lie_ray.evaluation.
+# cascade); 'full': every attack on every image, so every attack's own error is over all.
 EVALUATION_MODES = ("full", "cascade")
-# The paper's own readings of its protocol run once, as the paper did; every adaptive PGD
-# (BPDA, EOT, transfer) takes ``pgd_restarts`` random restarts.
-SINGLE_RUN = ("pgd", "paper-literal")
-# Carlini et al.'s (2019) checks need three more runs of the white-box PGD (the key, and the
-# transform's own backward): unbounded (eps 1), and at the headline epsilon once as set and
-# once with twice the steps and restarts. Their rows are not attacks to report: the report's
-# sanity section reads them, and no worst case takes them.
-SANITY_PREFIX = "sanity-"
-SANITY_UNBOUNDED, SANITY_PGD, SANITY_PGD_2X = (
-    f"{SANITY_PREFIX}{n}" for n in ("unbounded", "pgd", "pgd-2x")
-)
-SANITY = (SANITY_UNBOUNDED, SANITY_PGD, SANITY_PGD_2X)
 
 
-def is_sanity_check(evaluation: str) -> bool:
-    """A sanity check's run, not an attack to report or take a worst case over."""
-    return evaluation.startswith(SANITY_PREFIX)
+def headline_epsilon(epsilons) -> float | None:
+    """The one rule for the headline epsilon, from the epsilons attacked (0 is no attack):
+    the paper's 0.1 when it was attacked, else the largest; None when none was. Epsilons may
+    have passed through float32 on the way, hence the tolerance."""
+    attacked = [e for e in epsilons if e > 0]
+    if any(abs(e - PAPER_EPSILON) <= 1e-6 for e in attacked):
+        return PAPER_EPSILON
+    return max(attacked, default=None)
 
 
 AUTOATTACK_VERSIONS = ("standard", "light")
@@ -108,20 +54,16 @@ class EvalSettings:
     # stand-in on them, in pba_steps Adam steps; the recovered-key attacks leak k of them.
     attacker_images: int = 512
     pba_steps: int = 300
-    # 'cascade': each attack only on the images its attacker has not broken yet (the same
-    # worst cases for a fraction of the attacks; lie_ray.evaluation.cascade); 'full': every
-    # attack on every image, so every attack's own error is over the whole test set.
-    evaluation: str = "full"
+    mode: str = "full"  # EVALUATION_MODES
+    # The attacks to run, by name (lie_ray.attacks.spec); None: every one of lie_ray's own.
+    # An attack from outside lie_ray runs only where it is named.
+    attacks: tuple[str, ...] | None = None
 
     def step_size(self, eps: float) -> float:
         return eps / 10
 
     def headline_epsilon(self) -> float | None:
-        """The paper's 0.1 when evaluated, else the largest epsilon (the report's choice)."""
-        attacked = [e for e in self.epsilons if e > 0]
-        if any(abs(e - PAPER_EPSILON) < 1e-9 for e in attacked):
-            return PAPER_EPSILON
-        return max(attacked, default=None)
+        return headline_epsilon(self.epsilons)
 
     def replace(self, **overrides) -> EvalSettings:
         updated = dataclasses.replace(self, **{k: v for k, v in overrides.items() if v is not None})
@@ -145,8 +87,16 @@ class EvalSettings:
                 f"--epsilons lists {', '.join(map(str, repeated))} more than "
                 "once: list each epsilon once"
             )
-        if min(self.attacker_images, self.pba_steps) < RECOVERED_K[-1]:
-            raise LieRayError(f"attacker images and PBA steps must be >= {RECOVERED_K[-1]}")
+        if self.pba_steps < 1:
+            raise LieRayError("PBA steps must be >= 1")
+        if self.attacks is not None:
+            check_attack_names(self.attacks)
+        leaked = most_leaked_pairs(self.attacks)
+        if self.attacker_images < leaked:
+            raise LieRayError(
+                f"attacker images must be >= {leaked}: the leaked-pair attacks leak that many "
+                f"of them (pass --attacker-images >= {leaked})"
+            )
         if min(self.pgd_steps, self.pgd_restarts, self.eot_keys, self.square_queries) < 1:
             raise LieRayError(
                 "PGD steps and restarts, EOT keys and Square queries must all be >= 1"
@@ -157,17 +107,16 @@ class EvalSettings:
             )
         if self.autoattack_steps < 1:
             raise LieRayError("AutoAttack steps must be >= 1")
-        if self.evaluation not in EVALUATION_MODES:
+        if self.mode not in EVALUATION_MODES:
             raise LieRayError(
-                f"--evaluation must be one of {', '.join(EVALUATION_MODES)}, got "
-                f"{self.evaluation!r}"
+                f"--evaluation must be one of {', '.join(EVALUATION_MODES)}, got {self.mode!r}"
             )
         if self.actors < 1 or self.batch_size < 1:
             raise LieRayError("actors and batch size must be >= 1")
 
 
 EVAL_PRESETS: dict[str, EvalSettings] = {
-    "paper": EvalSettings(evaluation="cascade"),
+    "paper": EvalSettings(mode="cascade"),
     # A few minutes on 2 cores: 3 epsilons, 100 test images, lighter attacks.
     "smoke": EvalSettings(
         epsilons=(0.0, 8 / 255, PAPER_EPSILON),
@@ -195,7 +144,7 @@ EVAL_PRESETS: dict[str, EvalSettings] = {
         square_queries=100,
         autoattack="light",
         autoattack_steps=10,
-        evaluation="cascade",
+        mode="cascade",
         actors=2,
         batch_size=64,
     ),
@@ -209,3 +158,30 @@ def get_eval_preset(name: str) -> EvalSettings:
     if name not in EVAL_PRESETS:
         raise LieRayError(f"unknown preset {name!r}: choose one of {', '.join(EVAL_PRESETS)}")
     return EVAL_PRESETS[name]
+
+
+def most_leaked_pairs(names: tuple[str, ...] | None) -> int:
+    """The most pairs of the attacker's images that the attacks run (``names``; None: lie_ray's
+    own) leak. Reads the attack registry, which imports torch: only when settings are checked."""
+    from lie_ray.attacks import registry
+
+    chosen = registry.default_attacks() if names is None else map(registry.spec, names)
+    return max((spec.leaked_pairs for spec in chosen), default=0)
+
+
+def check_attack_names(names: tuple[str, ...]) -> None:
+    """Every name an attack this process can load (lie_ray's, or an installed plug-in's),
+    named once; one line naming the problem otherwise."""
+    from lie_ray.attacks import registry
+
+    if not names:
+        raise LieRayError("--attacks names no attack: pass comma-separated names, or leave it out")
+    repeated = sorted({n for n in names if names.count(n) > 1})
+    if repeated:
+        raise LieRayError(f"--attacks lists {', '.join(repeated)} more than once: list each once")
+    for name in names:
+        if registry.spec(name).is_sanity:
+            raise LieRayError(
+                f"{name!r} is a sanity run, not an attack: it runs with every evaluation "
+                "(turn the sanity runs off in the settings instead)"
+            )

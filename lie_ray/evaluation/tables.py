@@ -9,17 +9,19 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from lie_ray.attacks.library import autoattack_settings
+from lie_ray.attacks import registry
+from lie_ray.attacks.spec import AttackSpec
 from lie_ray.errors import LieRayError
-from lie_ray.evaluation.settings import SINGLE_RUN, EvalSettings
-from lie_ray.infra.tables import read_training as training_table
+from lie_ray.evaluation.settings import EvalSettings
+from lie_ray.infra.tables import read_training
 
 Z_95 = 1.959963984540054
 
 
-def read_training(runs_dir: str | Path, scenarios: list[str] | None) -> list[dict]:
-    """The trained scenarios in ``RUNS/training.parquet`` (all, or those in ``scenarios``)."""
-    rows = training_table(runs_dir).to_pylist()
+def trained_rows(runs_dir: str | Path, scenarios: list[str] | None) -> list[dict]:
+    """The trained scenarios in ``RUNS/training.parquet`` (all, or those in ``scenarios``), as
+    rows."""
+    rows = read_training(runs_dir).to_pylist()
     if scenarios:
         unknown = set(scenarios) - {r["scenario"] for r in rows}
         if unknown:
@@ -30,24 +32,43 @@ def read_training(runs_dir: str | Path, scenarios: list[str] | None) -> list[dic
 
 def attack_record(settings: EvalSettings) -> dict:
     """What the attacks ran with, spelled out for the report (AutoAttack's version alone does
-    not say its iterations, targets and queries)."""
-    return {
-        "autoattack": autoattack_settings(
-            settings.autoattack, settings.autoattack_steps, settings.square_queries
-        ),
-        "pgd": {
-            "steps": settings.pgd_steps,
-            "restarts": settings.pgd_restarts,
-            "restarts_exempt": list(SINGLE_RUN),
-            "best_iterate": True,
-            "step_size": "eps / 10",
-        },
-        "eot": {"keys_per_step": settings.eot_keys, "fresh_keys_every_step": True},
-        "square_queries": settings.square_queries,
-        "pba": {"images": settings.attacker_images, "steps": settings.pba_steps},
-        "scoring": "8-bit images within eps exactly",
-        "mode": settings.evaluation,
-    }
+    not say its iterations, targets and queries), and how each attack is shown
+    (``AttackSpec.shown``): a report renders from the record without the attacks' packages."""
+    chosen = record_specs(settings)
+    record = {}
+    for spec in chosen:
+        if spec.budget is not None:
+            record.update(spec.budget(settings))
+    record["single_run"] = [spec.name for spec in chosen if not spec.restarts]
+    record["scoring"] = "8-bit images within eps exactly"
+    record["mode"] = settings.mode
+    record["catalogue"] = {spec.name: spec.shown() for spec in chosen}
+    phrases = [spec.budget_text(settings) for spec in chosen if spec.budget_text is not None]
+    record["summary"] = (
+        "; ".join(phrases)
+        + f" (one run, not restarted: {', '.join(record['single_run'])})"
+        + f"; scored as {record['scoring']}"
+        + MODES[settings.mode]
+    )
+    return record
+
+
+# How the evaluation chose its images, in words for the report.
+MODES = {
+    "full": "; every attack on every test image",
+    "cascade": "; as a cascade: the paper's readings on every test image, every other "
+    "attack cheapest first on the images its attacker had not yet broken (its own error is "
+    "over those n images; the worst cases are over all, at this epsilon or a smaller one)",
+}
+
+
+def record_specs(settings: EvalSettings) -> list[AttackSpec]:
+    """The attacks a run with these settings may run (applicable or not), and its sanity runs."""
+    if settings.attacks is None:
+        chosen = registry.default_attacks()
+    else:
+        chosen = [registry.spec(name) for name in settings.attacks]
+    return [*chosen, *registry.sanity_runs()]
 
 
 def wilson_interval(wrong: int, n: int) -> tuple[float, float]:

@@ -47,7 +47,7 @@ class KeyPolicy(ABC):
         out = None
         for label in np.unique(labels):  # one pass per distinct sub-key, a handful per batch
             rows = labels == label
-            piece = key.cipher(str(label)).encrypt(images[rows])
+            piece = key.transform(str(label)).encrypt(images[rows])
             if out is None:
                 out = np.empty(images.shape, dtype=piece.dtype)
             out[rows] = piece
@@ -69,12 +69,14 @@ class KeyPolicy(ABC):
         labels = self.labels(np.asarray(ids), split)
         distinct = np.unique(labels)
         if len(distinct) == 1:
-            return key.cipher(str(distinct[0])).with_grad(images, backward)
+            return key.transform(str(distinct[0])).with_grad(images, backward)
         order = np.argsort(labels, kind="stable")
         pieces = []
         for label in distinct:  # one call per distinct sub-key in the batch
             rows = torch.from_numpy(np.flatnonzero(labels == label)).to(images.device)
-            pieces.append(key.cipher(str(label)).with_grad(images.index_select(0, rows), backward))
+            pieces.append(
+                key.transform(str(label)).with_grad(images.index_select(0, rows), backward)
+            )
         grouped = torch.cat(pieces)  # rows in the order of ``order``
         restore = torch.from_numpy(np.argsort(order, kind="stable")).to(images.device)
         return grouped.index_select(0, restore)

@@ -37,6 +37,7 @@ from lie_ray.infra.tables import (
     read_training,
 )
 from lie_ray.report import sanity
+from lie_ray.report.catalogue import Catalogue
 from lie_ray.report.cluster import cluster_section
 from lie_ray.report.curves import write_curves
 from lie_ray.report.deviations import section as deviations_section
@@ -73,19 +74,21 @@ def write_report(results_dir: str | os.PathLike, training_table: pa.Table | None
         check_rates(training_table, RATE_COLUMNS, "the training table")
     training = training_metrics(training_table)
     scenarios = scenario_order(rows, training)
-    epsilon = headline_epsilon(rows)
-    write_curves(rows, scenarios, directory / "curves.png")
+    catalogue = Catalogue.of_results(directory)  # how the evaluations are shown, as recorded
+    epsilon = headline_epsilon(rows, catalogue)
+    write_curves(rows, scenarios, directory / "curves.png", catalogue)
     text = render_report(
         rows,
         training,
         scenarios,
         epsilon,
         gallery=(directory / "gallery.png").is_file(),
-        doubts=sanity.doubts(rows, scenarios, epsilon),
+        doubts=sanity.doubts(rows, scenarios, epsilon, catalogue),
+        catalogue=catalogue,
     )
-    text += sanity.section(rows, scenarios, epsilon)
+    text += sanity.section(rows, scenarios, epsilon, catalogue)
     text += deviations_section(directory, training_table)  # from the results' run records
-    text += family_section(rows, training_table)  # "" unless several transforms
+    text += family_section(rows, training_table, catalogue)  # "" unless several transforms
     text += privacy_section(directory)  # empty unless privacy.parquet is there
     text += cluster_section(directory)  # cluster.png, when the sweep recorded the cluster
     text += timing_section(directory)  # predicted beside measured, when a sweep ran

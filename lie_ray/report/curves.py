@@ -13,42 +13,33 @@ from pathlib import Path
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
-from lie_ray.evaluation.settings import WORST_CASES
+from lie_ray.attacks.spec import WORST_CASE_NAMES
 from lie_ray.infra import atomic
-from lie_ray.report.paper import ADAPTIVE_EVALUATIONS, Row, is_adversarial
+from lie_ray.report.catalogue import Catalogue
+from lie_ray.report.paper import Row, is_adversarial
 
-# Fixed colours, so an evaluation looks the same in every subplot and in every run.
-COLOURS = {
-    "pgd": "tab:blue",
-    "bpda": "tab:orange",
-    "eot": "tab:green",
-    "transfer": "tab:red",
-    "encrypted-input": "tab:purple",
-    "gradient-free": "tab:brown",
-    "paper-literal": "tab:cyan",
-    "bpda-identity": "tab:olive",
-    "autoattack": "tab:pink",
-    "pba": "gold",
-    "recovered-key-1": "navy",
-    "recovered-key-2": "teal",
-    "recovered-key-4": "maroon",
-}
-LINE_STYLES = dict(zip(WORST_CASES, ("-", "-.", "--")))
+LINE_STYLES = dict(zip(WORST_CASE_NAMES, ("-", "-.", "--")))
 
 
-def write_curves(rows: list[Row], scenarios: list[str], path: Path) -> None:
+def write_curves(
+    rows: list[Row], scenarios: list[str], path: Path, catalogue: Catalogue | None = None
+) -> None:
     """One subplot per scenario, sharing the 0..1 error axis so scenarios compare at a glance.
 
     Uses a bare ``Figure`` with the Agg canvas rather than pyplot: no global state, no
-    display, safe in any thread or Ray worker.
+    display, safe in any thread or Ray worker. Each evaluation keeps its catalogue colour
+    (``AttackSpec.colour``), so it looks the same in every subplot and in every run.
     """
+    catalogue = catalogue or Catalogue.builtin()
+    rank = legend_rank(catalogue)
     columns = min(3, len(scenarios))
     lines = math.ceil(len(scenarios) / columns)
     figure = Figure(figsize=(4.2 * columns, 3.4 * lines), layout="constrained")
     FigureCanvasAgg(figure)
     axes = figure.subplots(lines, columns, squeeze=False, sharey=True).ravel()
     for axis, scenario in zip(axes, scenarios):
-        plot_scenario(axis, [r for r in rows if r.scenario == scenario and is_adversarial(r)])
+        shown = [r for r in rows if r.scenario == scenario and is_adversarial(r, catalogue)]
+        plot_scenario(axis, shown, catalogue, rank)
         axis.set_title(scenario)
     for axis in axes[len(scenarios) :]:
         axis.set_visible(False)
@@ -57,7 +48,7 @@ def write_curves(rows: list[Row], scenarios: list[str], path: Path) -> None:
         for handle, label in zip(*axis.get_legend_handles_labels()):
             handles.setdefault(label, handle)
     if handles:
-        order = sorted(handles, key=legend_rank)
+        order = sorted(handles, key=rank)
         figure.legend(
             [handles[k] for k in order],
             order,
@@ -69,26 +60,32 @@ def write_curves(rows: list[Row], scenarios: list[str], path: Path) -> None:
         figure.savefig(staging, format="png", dpi=100)
 
 
-def legend_rank(evaluation: str) -> tuple[int, int, str]:
-    """The adaptive table's column order: known attacks, then unknown ones, worst case last."""
-    if evaluation in WORST_CASES:
-        return (2, WORST_CASES.index(evaluation), evaluation)
-    if evaluation in ADAPTIVE_EVALUATIONS:
-        return (0, ADAPTIVE_EVALUATIONS.index(evaluation), evaluation)
-    return (1, 0, evaluation)
+def legend_rank(catalogue: Catalogue):
+    """The adaptive table's order: the catalogue's attacks, then ones it does not know, the
+    worst cases last."""
+    known = catalogue.attacks()
+
+    def rank(evaluation: str) -> tuple[int, int, str]:
+        if evaluation in WORST_CASE_NAMES:
+            return (2, WORST_CASE_NAMES.index(evaluation), evaluation)
+        if evaluation in known:
+            return (0, known.index(evaluation), evaluation)
+        return (1, 0, evaluation)
+
+    return rank
 
 
-def plot_scenario(axis, rows: list[Row]) -> None:
+def plot_scenario(axis, rows: list[Row], catalogue: Catalogue, rank) -> None:
     """Every evaluation over the whole test set: a cascaded attack's rows count only the
     images earlier attacks left it (fewer than the worst cases'), so they are no curve."""
     whole = max((r.n for r in rows), default=0)
     partial = {r.evaluation for r in rows if r.n < whole}
-    evaluations = sorted({r.evaluation for r in rows} - partial, key=legend_rank)
+    evaluations = sorted({r.evaluation for r in rows} - partial, key=rank)
     for evaluation in evaluations:
         points = sorted((r for r in rows if r.evaluation == evaluation), key=lambda r: r.epsilon)
         x = [r.epsilon for r in points]
-        worst = evaluation in WORST_CASES
-        colour = "black" if worst else COLOURS.get(evaluation, "tab:gray")
+        worst = evaluation in WORST_CASE_NAMES
+        colour = "black" if worst else catalogue.colour(evaluation)
         axis.fill_between(
             x,
             [r.ci_low for r in points],
@@ -106,7 +103,7 @@ def plot_scenario(axis, rows: list[Row]) -> None:
             color=colour,
             linewidth=3.0 if worst else 1.2,
             zorder=3 if worst else 2,
-            label=evaluation,
+            label=catalogue.label(evaluation),
         )
     if not evaluations:
         axis.text(

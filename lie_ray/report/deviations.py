@@ -14,6 +14,7 @@ import pyarrow.parquet as pq
 from lie_ray.evaluation.settings import PAPER_EPSILON
 from lie_ray.infra import provenance
 from lie_ray.scenarios import PAPER_SCENARIOS
+from lie_ray.training.settings import ADV_BPDA
 
 # What the paper states (Sec. III): CIFAR-10 (50,000 / 10,000), batch 128, SGD lr 0.1 -> 0.01
 # after 40 of 100 epochs, ResNet18 (width 64), PGD eps 0.1, step 0.01, 20 iterations for
@@ -119,7 +120,7 @@ def training_deviations(runs: dict[str, dict]) -> list[str]:
                 f"{name}'s adversarial training meets the cipher by `{attack['attack']}` "
                 + (
                     "(true forward, the transform's surrogate backward where it has no gradient)"
-                    if attack["attack"] == "bpda"
+                    if attack["attack"] == ADV_BPDA
                     else "(plain autograd through the pipeline as written)"
                 )
                 + ' ["the same PGD" as the attack, which it leaves open].'

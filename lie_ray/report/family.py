@@ -11,8 +11,10 @@ from __future__ import annotations
 
 import pyarrow as pa
 
+from lie_ray.attacks.spec import WORST_CASE, WORST_CASE_KEYLESS
 from lie_ray.infra.tables import FAMILY_COLUMNS
 from lie_ray.keys import Key
+from lie_ray.report.catalogue import Catalogue
 from lie_ray.report.markdown import cell, markdown_table
 from lie_ray.transforms import build
 
@@ -24,7 +26,9 @@ def key_space_log2(name: str, block_size: int, variant: str) -> float:
     ).key_space_log2
 
 
-def family_section(rows: list, training: pa.Table | None) -> str:
+def family_section(
+    rows: list, training: pa.Table | None, catalogue: Catalogue | None = None
+) -> str:
     """Markdown for the family table, or "" when the run holds fewer than two transforms
     (or ``training``, the training table, is absent or older than the family's columns)."""
     if training is None or not set(FAMILY_COLUMNS) <= set(training.column_names):
@@ -33,10 +37,11 @@ def family_section(rows: list, training: pa.Table | None) -> str:
     if len({r["transform"] for r in trained if r["encrypted"]}) < 2:
         return ""
     by_key = {(r.scenario, r.evaluation, round(r.epsilon, 9)): r.error for r in rows}
-    epsilons = sorted({r.epsilon for r in rows if r.evaluation == "pgd" and r.epsilon > 0})
+    protocol = (catalogue or Catalogue.builtin()).protocol()
+    epsilons = sorted({r.epsilon for r in rows if r.evaluation == protocol and r.epsilon > 0})
     header = ["scenario", "transform", "variant", "M", "key space (log2)", "clean test"]
     for eps in epsilons:
-        header += [f"pgd {eps:.4f}", f"keyless {eps:.4f}", f"worst {eps:.4f}"]
+        header += [f"{protocol} {eps:.4f}", f"keyless {eps:.4f}", f"worst {eps:.4f}"]
     body = []
     for r in trained:
         space = "-"
@@ -54,7 +59,7 @@ def family_section(rows: list, training: pa.Table | None) -> str:
         for eps in epsilons:
             cells += [
                 cell(by_key.get((r["scenario"], name, round(eps, 9))))
-                for name in ("pgd", "worst-case-keyless", "worst-case")
+                for name in (protocol, WORST_CASE_KEYLESS, WORST_CASE)
             ]
         body.append(cells)
     return (

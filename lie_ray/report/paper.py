@@ -16,25 +16,14 @@ from pathlib import Path
 
 import pyarrow as pa
 
-from lie_ray.evaluation.settings import (
-    CHANNEL,
-    PAPER_EPSILON,
-    PAPER_READINGS,
-    PLAIN_SPACE,
-    WORST_CASE,
-    WORST_CASE_CHANNEL,
-    WORST_CASE_KEYLESS,
-    is_sanity_check,
-)
+from lie_ray.attacks.spec import WORST_CASE, WORST_CASE_KEYLESS, WORST_CASES
+from lie_ray.evaluation.settings import PAPER_EPSILON
+from lie_ray.evaluation.settings import headline_epsilon as headline_of
 from lie_ray.infra.tables import RESULT_COLUMNS, TRAINING_COLUMNS, read_results
+from lie_ray.report.catalogue import CLEAN_EVALUATIONS, Catalogue
 from lie_ray.report.markdown import MISSING, cell, markdown_table
 from lie_ray.scenarios import PAPER_SCENARIOS
 
-CLEAN_EVALUATIONS = ("test", "train")
-# Plain-image attacks, their worst cases (keyless: the headline of a key-based defence; with
-# the key), then the ciphertext-space ones and the worst case over everything.
-ADAPTIVE_EVALUATIONS = (*PLAIN_SPACE, WORST_CASE_KEYLESS, WORST_CASE, *CHANNEL, WORST_CASE_CHANNEL)
-PAPER_PROTOCOL = "pgd"
 AMBIGUITY = (
     'The paper says only that it "generated adversarial noise by PGD, added the noise '
     'to the test images and then, encrypted them", which leaves open where the PGD '
@@ -137,9 +126,9 @@ def scenario_order(rows: list[Row], training: dict[str, Training]) -> list[str]:
     return paper + [name for name in seen if name not in PAPER_SCENARIOS]
 
 
-def is_adversarial(row: Row) -> bool:
+def is_adversarial(row: Row, catalogue: Catalogue) -> bool:
     """An attack's row (not a clean error, not a sanity check's run)."""
-    return row.evaluation not in CLEAN_EVALUATIONS and not is_sanity_check(row.evaluation)
+    return catalogue.is_adversarial(row.evaluation)
 
 
 def same_epsilon(a: float, b: float) -> bool:
@@ -147,14 +136,9 @@ def same_epsilon(a: float, b: float) -> bool:
     return math.isclose(a, b, rel_tol=0.0, abs_tol=1e-6)
 
 
-def headline_epsilon(rows: list[Row]) -> float | None:
-    """The paper's 0.1 when it was evaluated, else the largest epsilon that was."""
-    epsilons = [r.epsilon for r in rows if is_adversarial(r)]
-    if not epsilons:
-        return None
-    if any(same_epsilon(e, PAPER_EPSILON) for e in epsilons):
-        return PAPER_EPSILON
-    return max(epsilons)
+def headline_epsilon(rows: list[Row], catalogue: Catalogue) -> float | None:
+    """The headline epsilon of the epsilons attacked (``evaluation.settings``' one rule)."""
+    return headline_of(r.epsilon for r in rows if is_adversarial(r, catalogue))
 
 
 def find(
@@ -171,17 +155,21 @@ def find(
     return min(matches, key=lambda r: r.epsilon, default=None)
 
 
-def adaptive_columns(rows: list[Row]) -> list[str]:
-    """The known evaluations in a fixed order; unknown ones are kept (sorted) before the worst
-    case rather than silently dropped."""
-    present = {r.evaluation for r in rows if is_adversarial(r)}
-    extra = sorted(present - set(ADAPTIVE_EVALUATIONS))
-    split = ADAPTIVE_EVALUATIONS.index(WORST_CASE_KEYLESS)
-    return list(ADAPTIVE_EVALUATIONS[:split]) + extra + list(ADAPTIVE_EVALUATIONS[split:])
+def adaptive_columns(rows: list[Row], catalogue: Catalogue) -> list[str]:
+    """The catalogue's evaluations in its order; ones it does not know are kept (sorted)
+    before the worst case rather than silently dropped."""
+    known = catalogue.adaptive_columns()
+    present = {r.evaluation for r in rows if is_adversarial(r, catalogue)}
+    extra = sorted(present - set(known))
+    split = known.index(WORST_CASE_KEYLESS)
+    return known[:split] + extra + known[split:]
 
 
 def sample_size(
-    rows: list[Row], evaluation: str | None = None, epsilon: float | None = None
+    rows: list[Row],
+    evaluation: str | None = None,
+    epsilon: float | None = None,
+    catalogue: Catalogue | None = None,
 ) -> str:
     """'n=100' for the rows matched (or 'n=24..100' when they differ): every figure says n."""
     sizes = sorted(
@@ -189,7 +177,7 @@ def sample_size(
             r.n
             for r in rows
             if (evaluation is None or r.evaluation == evaluation)
-            and (evaluation is not None or is_adversarial(r))
+            and (evaluation is not None or is_adversarial(r, catalogue))
             and (epsilon is None or same_epsilon(r.epsilon, epsilon))
         }
     )
@@ -208,13 +196,16 @@ def render_report(
     epsilon: float | None,
     gallery: bool,
     doubts: dict[str, list[str]] | None = None,
+    catalogue: Catalogue | None = None,
 ) -> str:
-    """``doubts``: the sanity checks each scenario failed, named beside its headline."""
+    """``doubts``: the sanity checks each scenario failed, named beside its headline;
+    ``catalogue``: how the results' evaluations are shown (lie_ray's own by default)."""
+    catalogue = catalogue or Catalogue.builtin()
     sections = [
         "# Adversarial test of learnable image encryption\n",
-        table_one(rows, training, scenarios, epsilon),
-        adaptive_table(rows, scenarios, epsilon),
-        headline(rows, scenarios, epsilon, doubts or {}),
+        table_one(rows, training, scenarios, epsilon, catalogue),
+        adaptive_table(rows, scenarios, epsilon, catalogue),
+        headline(rows, scenarios, epsilon, doubts or {}, catalogue),
         figures(gallery),
     ]
     return "\n".join(sections)
@@ -252,23 +243,23 @@ def clean_cell(
     return cell(value) + ("*" if from_training and value is not None else "")
 
 
-def closest_reading(rows: list[Row], scenarios: list[str], epsilon: float | None) -> str:
+def closest_reading(
+    rows: list[Row], scenarios: list[str], epsilon: float | None, readings: list[str]
+) -> str:
     """Which reading of the paper's protocol comes closest to its Table I: the smallest mean
     absolute difference from the paper's adversarial errors, over the paper's scenarios where
     every reading ran (on Plain, with no cipher, they would coincide)."""
     if epsilon is None:
         return ""
     found = {
-        s: [find(rows, s, r, epsilon) for r in PAPER_READINGS]
-        for s in scenarios
-        if s in PAPER_TABLE_I
+        s: [find(rows, s, r, epsilon) for r in readings] for s in scenarios if s in PAPER_TABLE_I
     }
     common = [s for s, readings in found.items() if all(readings)]
     if not common:
         return ""
     gaps = {
         reading: sum(abs(found[s][i].error - PAPER_TABLE_I[s][2]) for s in common) / len(common)
-        for i, reading in enumerate(PAPER_READINGS)
+        for i, reading in enumerate(readings)
     }
     best = min(gaps, key=gaps.get)
     listed = ", ".join(f"`{r}` {gap:.3f}" for r, gap in gaps.items())
@@ -279,26 +270,30 @@ def closest_reading(rows: list[Row], scenarios: list[str], epsilon: float | None
 
 
 def table_one(
-    rows: list[Row], training: dict[str, Training], scenarios: list[str], epsilon: float | None
+    rows: list[Row],
+    training: dict[str, Training],
+    scenarios: list[str],
+    epsilon: float | None,
+    catalogue: Catalogue,
 ) -> str:
+    readings = catalogue.readings()
     clean_n = {e: sample_size(rows, e) for e in CLEAN_EVALUATIONS}
-    attack_n = sample_size(rows, PAPER_PROTOCOL, epsilon)
+    attack_n = sample_size(rows, catalogue.protocol(), epsilon)
     header = [
         "Scenario",
         "epochs",
         "train (during training)",
         f"clean train ({clean_n['train']})",
         f"test ({clean_n['test']})",
-        *(f"adversarial: {r}" for r in PAPER_READINGS),
+        *(f"adversarial: {catalogue.label(r)}" for r in readings),
         "paper train",
         "paper test",
         "paper adversarial",
     ]
     body = []
     for scenario in scenarios:
-        readings = [
-            find(rows, scenario, r, epsilon) if epsilon is not None else None
-            for r in PAPER_READINGS
+        found = [
+            find(rows, scenario, r, epsilon) if epsilon is not None else None for r in readings
         ]
         paper = PAPER_TABLE_I.get(scenario)
         metrics = training.get(scenario)
@@ -310,7 +305,7 @@ def table_one(
                 cell(metrics.train_error if metrics else None),
                 cell(clean_train.error if clean_train else None),
                 clean_cell(rows, training, scenario, "test"),
-                *(cell(r.error if r else None) for r in readings),
+                *(cell(r.error if r else None) for r in found),
                 *(cell(v) for v in (paper or (None, None, None))),
             ]
         )
@@ -330,7 +325,7 @@ def table_one(
         + "\n"
         + AMBIGUITY
         + " "
-        + closest_reading(rows, scenarios, epsilon)
+        + closest_reading(rows, scenarios, epsilon, readings)
     )
 
 
@@ -357,10 +352,12 @@ def adaptive_row(
     return cells
 
 
-def adaptive_table(rows: list[Row], scenarios: list[str], epsilon: float | None) -> str:
-    columns = adaptive_columns(rows)
+def adaptive_table(
+    rows: list[Row], scenarios: list[str], epsilon: float | None, catalogue: Catalogue
+) -> str:
+    columns = adaptive_columns(rows, catalogue)
     body = [[scenario, *adaptive_row(rows, scenario, columns, epsilon)] for scenario in scenarios]
-    n = sample_size(rows, None, epsilon)
+    n = sample_size(rows, None, epsilon, catalogue)
     return (
         "## Adaptive evaluation\n\n"
         f"Error under each attack at {describe_epsilon(epsilon)}, with its 95% Wilson "
@@ -368,35 +365,34 @@ def adaptive_table(rows: list[Row], scenarios: list[str], epsilon: float | None)
         "perturb the plain image; `encrypted-input` edits the ciphertext, and "
         "`worst-case-channel` takes it too. The largest plain-image error in each row is "
         "in bold, and '-' marks an evaluation that does not apply to (or was not run for) "
-        "the scenario.\n\n" + markdown_table(["Scenario", *columns], body)
+        "the scenario.\n\n" + markdown_table(["Scenario", *map(catalogue.label, columns)], body)
     )
 
 
-def key_based(rows: list[Row], scenario: str) -> bool:
+def key_based(rows: list[Row], scenario: str, catalogue: Catalogue) -> bool:
     """Whether a key protects the scenario: its transform, where the table names it, else
-    whether keyless attacks (EOT) ran on it, which they do on encrypted scenarios only."""
+    whether an attack that needs a transform ran on it."""
     mine = [r for r in rows if r.scenario == scenario]
     named = {r.transform for r in mine if r.transform}
     if named:
         return named != {"none"}
-    return any(r.evaluation == "eot" for r in mine)
+    return any(catalogue.encrypted_only(r.evaluation) for r in mine)
 
 
-def headline_line(rows: list[Row], scenario: str, epsilon: float | None) -> str:
+def headline_line(rows: list[Row], scenario: str, epsilon: float | None, catalogue) -> str:
     """A key-based defence's headline is its keyless worst case, the attackers with the key
     and on the channel beside it; a scenario without a key has one attacker."""
     keyless = find(rows, scenario, WORST_CASE_KEYLESS, epsilon) if epsilon is not None else None
-    if keyless is None or not key_based(rows, scenario):
-        return worst_case_error(rows, scenario, epsilon)
-    others = [
-        (label, find(rows, scenario, name, epsilon))
-        for label, name in (("with the key", WORST_CASE), ("on the channel", WORST_CASE_CHANNEL))
-    ]
+    if keyless is None or not key_based(rows, scenario, catalogue):
+        return worst_case_error(rows, scenario, epsilon, catalogue)
+    others = [(w.label, find(rows, scenario, w.name, epsilon)) for w in WORST_CASES[1:]]
     beside = "; ".join(f"{label} {interval_cell(row)}" for label, row in others if row)
     return f"**keyless {interval_cell(keyless)}**" + (f" ({beside})" if beside else "")
 
 
-def worst_case_error(rows: list[Row], scenario: str, epsilon: float | None) -> str:
+def worst_case_error(
+    rows: list[Row], scenario: str, epsilon: float | None, catalogue: Catalogue
+) -> str:
     """The worst-case row; failing that, the largest error among the attacks that were run,
     labelled as such so it is not mistaken for the real worst case."""
     if epsilon is None:
@@ -408,8 +404,7 @@ def worst_case_error(rows: list[Row], scenario: str, epsilon: float | None) -> s
         r
         for r in rows
         if r.scenario == scenario
-        and is_adversarial(r)
-        and r.evaluation not in (*CHANNEL, WORST_CASE_CHANNEL, WORST_CASE_KEYLESS)
+        and r.evaluation in catalogue.attacks(WORST_CASES[1].tiers)
         and same_epsilon(r.epsilon, epsilon)
     ]
     if not attacks:
@@ -430,10 +425,14 @@ def doubt_note(failed: list[str]) -> str:
 
 
 def headline(
-    rows: list[Row], scenarios: list[str], epsilon: float | None, doubts: dict[str, list[str]]
+    rows: list[Row],
+    scenarios: list[str],
+    epsilon: float | None,
+    doubts: dict[str, list[str]],
+    catalogue: Catalogue,
 ) -> str:
     bullets = "\n".join(
-        f"- {s}: {headline_line(rows, s, epsilon)}{doubt_note(doubts.get(s, []))}"
+        f"- {s}: {headline_line(rows, s, epsilon, catalogue)}{doubt_note(doubts.get(s, []))}"
         for s in scenarios
     )
     n = sample_size(rows, WORST_CASE, epsilon)

@@ -74,32 +74,8 @@ def code_line(code: dict) -> str:
 
 
 def attacks_line(attacks: dict) -> str:
-    auto, pgd, eot = attacks["autoattack"], attacks["pgd"], attacks["eot"]
-    pba = attacks.get("pba")  # absent from records written before PBA
-    return (
-        f"AutoAttack {auto['version']} (APGD-CE and APGD-T {auto['apgd_steps']} iterations, "
-        f"FAB-T {auto['fab_steps']}, {auto['targets']} target class"
-        f"{'es' if auto['targets'] != 1 else ''}, Square {auto['square_queries']} queries, "
-        f"{auto['restarts']} restart each); PGD {pgd['steps']} steps of {pgd['step_size']}, "
-        f"best iterate over {pgd['restarts']} restart(s) (one run for "
-        f"{', '.join(pgd['restarts_exempt'])}, as the paper); EOT over "
-        f"{eot['keys_per_step']} fresh attacker keys at every step; Square "
-        f"{attacks['square_queries']} queries; "
-        + (
-            f"PBA fitted on {pba['images']} attacker images in {pba['steps']} steps; "
-            if pba
-            else ""
-        )
-        + f"scored as {attacks['scoring']}"
-        + MODES.get(attacks.get("mode"), "")
-    )
-
-
-# How the evaluation chose its images (absent from records written before the cascade).
-MODES = {
-    "full": "; every attack on every test image",
-    "cascade": "; as a cascade: the paper's readings on every test image, every other "
-    "attack cheapest first on the images its attacker had not yet broken (its "
-    "own error is over those n images; the worst cases are over all, at this "
-    "epsilon or a smaller one)",
-}
+    """The attacks' budgets in words, as the evaluation recorded them (``summary``); a record
+    written before it held them shows its budgets as recorded."""
+    if attacks.get("summary"):
+        return attacks["summary"]
+    return "as recorded, " + json.dumps(attacks, sort_keys=True)

@@ -13,21 +13,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from lie_ray.evaluation.settings import (
-    KEYLESS,
-    SANITY_PGD,
-    SANITY_PGD_2X,
-    SANITY_UNBOUNDED,
-    WORST_CASE,
-    WORST_CASE_KEYLESS,
-)
+from lie_ray.attacks.spec import WORST_CASE, WORST_CASE_KEYLESS
+from lie_ray.report.catalogue import Catalogue
 from lie_ray.report.markdown import markdown_table
 from lie_ray.report.paper import Row, find, same_epsilon
 
 UNBOUNDED_MIN = 0.99
 DOUBLING_MAX = 0.02
-BLACK_BOX = ("gradient-free", "transfer")
-WHITE_BOX = ("pgd", "paper-literal", "bpda-identity", "bpda", "autoattack", SANITY_PGD)
 
 
 @dataclass(frozen=True)
@@ -57,8 +49,8 @@ def rising_with_epsilon(rows: list[Row], scenario: str) -> Check:
     return Check("error rises with eps", passed, "; ".join(details))
 
 
-def unbounded(rows: list[Row], scenario: str) -> Check:
-    row = find(rows, scenario, SANITY_UNBOUNDED, 1.0)
+def unbounded(rows: list[Row], scenario: str, catalogue: Catalogue) -> Check:
+    row = find(rows, scenario, catalogue.checked_by("unbounded"), 1.0)
     if row is None:
         return Check("unbounded attack", None, "")
     return Check(
@@ -68,8 +60,10 @@ def unbounded(rows: list[Row], scenario: str) -> Check:
     )
 
 
-def doubling(rows: list[Row], scenario: str, epsilon: float) -> Check:
-    once, twice = (find(rows, scenario, n, epsilon) for n in (SANITY_PGD, SANITY_PGD_2X))
+def doubling(rows: list[Row], scenario: str, epsilon: float, catalogue: Catalogue) -> Check:
+    once, twice = (
+        find(rows, scenario, catalogue.checked_by(check), epsilon) for check in ("once", "doubled")
+    )
     if once is None or twice is None:
         return Check("2x steps and restarts", None, "")
     change = twice.error - once.error
@@ -81,16 +75,21 @@ def doubling(rows: list[Row], scenario: str, epsilon: float) -> Check:
     )
 
 
-def black_box_below_white_box(rows: list[Row], scenario: str, epsilon: float) -> Check:
+def black_box_below_white_box(
+    rows: list[Row], scenario: str, epsilon: float, catalogue: Catalogue
+) -> Check:
+    """No attack that follows none of the pipeline's gradient (``box`` "black") above those
+    that follow the key holder's ("white"): else the gradient is masked."""
+    black_box, white_box = catalogue.boxed("black"), catalogue.boxed("white")
     found = {
         r.evaluation: r for r in rows if r.scenario == scenario and same_epsilon(r.epsilon, epsilon)
     }
     whole = max((r.n for r in found.values()), default=0)
     # Over the whole test set only: the cascade runs black-box attacks on what is left.
-    black = {n: found[n].error for n in BLACK_BOX if n in found and found[n].n == whole}
-    white = {n: found[n].error for n in WHITE_BOX if n in found and found[n].n == whole}
+    black = {n: found[n].error for n in black_box if n in found and found[n].n == whole}
+    white = {n: found[n].error for n in white_box if n in found and found[n].n == whole}
     if not black or not white:
-        partial = any(n in found for n in BLACK_BOX)
+        partial = any(n in found for n in black_box)
         return Check(
             "black-box <= white-box",
             None,
@@ -105,23 +104,32 @@ def black_box_below_white_box(rows: list[Row], scenario: str, epsilon: float) ->
     )
 
 
-def checks(rows: list[Row], scenario: str, epsilon: float | None) -> list[Check]:
-    found = [rising_with_epsilon(rows, scenario), unbounded(rows, scenario)]
+def checks(
+    rows: list[Row], scenario: str, epsilon: float | None, catalogue: Catalogue
+) -> list[Check]:
+    found = [rising_with_epsilon(rows, scenario), unbounded(rows, scenario, catalogue)]
     if epsilon is not None:
         found += [
-            doubling(rows, scenario, epsilon),
-            black_box_below_white_box(rows, scenario, epsilon),
+            doubling(rows, scenario, epsilon, catalogue),
+            black_box_below_white_box(rows, scenario, epsilon, catalogue),
         ]
     return found
 
 
-def doubts(rows: list[Row], scenarios: list[str], epsilon: float | None) -> dict[str, list[str]]:
+def doubts(
+    rows: list[Row], scenarios: list[str], epsilon: float | None, catalogue: Catalogue
+) -> dict[str, list[str]]:
     """The failed checks per scenario, for the headline."""
-    return {s: [c.name for c in checks(rows, s, epsilon) if c.passed is False] for s in scenarios}
+    return {
+        s: [c.name for c in checks(rows, s, epsilon, catalogue) if c.passed is False]
+        for s in scenarios
+    }
 
 
-def section(rows: list[Row], scenarios: list[str], epsilon: float | None) -> str:
-    table = {s: checks(rows, s, epsilon) for s in scenarios}
+def section(
+    rows: list[Row], scenarios: list[str], epsilon: float | None, catalogue: Catalogue
+) -> str:
+    table = {s: checks(rows, s, epsilon, catalogue) for s in scenarios}
     if not any(c.passed is not None for found in table.values() for c in found):
         return ""
     names = [c.name for c in next(iter(table.values()))]
@@ -131,8 +139,10 @@ def section(rows: list[Row], scenarios: list[str], epsilon: float | None) -> str
         "Carlini et al. (2019): signs that the evaluation, not the defence, is weak. The "
         "white-box PGD (the key and the transform's own backward) runs unbounded (eps 1) "
         "and, at the headline epsilon, once as set and once with twice the steps and "
-        "restarts; black-box attacks (" + ", ".join(BLACK_BOX) + ") above the white-box "
-        "ones suggest gradient masking. Keyless attacks are " + ", ".join(KEYLESS) + ". A "
+        "restarts; black-box attacks (" + ", ".join(catalogue.boxed("black")) + ") above the "
+        "white-box ones suggest gradient masking. Keyless attacks are "
+        + ", ".join(catalogue.united(WORST_CASE_KEYLESS))
+        + ". A "
         "failure is named beside the scenario's headline figure.\n\n"
         + markdown_table(["Scenario", *names], body)
     )

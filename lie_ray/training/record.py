@@ -16,7 +16,7 @@ from typing import Any
 from lie_ray.infra import provenance
 from lie_ray.keys.policies import GROUPED
 from lie_ray.scenarios import Scenario
-from lie_ray.training.settings import TrainSettings
+from lie_ray.training.settings import ADV_PLAIN_AUTOGRAD, TrainSettings
 from lie_ray.training.worker import transform_meta
 
 # Settings that say how a run is executed, not what it learns: they are recorded, but a run
@@ -50,7 +50,7 @@ def scenario_definition(scenario: Scenario, settings: TrainSettings) -> dict[str
         # The cipher's backward in the training attack (--adv-attack): none without a cipher.
         "adversarial_training": (
             {
-                "attack": settings.adv_attack if scenario.encrypted else "pgd",
+                "attack": settings.adv_attack if scenario.encrypted else ADV_PLAIN_AUTOGRAD,
                 "eps": scenario.eps,
                 "step_size": scenario.step_size,
                 "steps": scenario.steps,

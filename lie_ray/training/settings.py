@@ -19,8 +19,10 @@ if TYPE_CHECKING:
 
 
 # --adv-attack: the cipher's backward pass adversarial training's PGD uses (None: the
-# transform's default, its true gradient or BPDA; "none": plain autograd).
-ADV_ATTACKS = {"bpda": None, "pgd": "none"}
+# transform's default, its true gradient or BPDA; "none": plain autograd). These name how
+# training meets the cipher, not evaluations (lie_ray.attacks.catalogue).
+ADV_BPDA, ADV_PLAIN_AUTOGRAD = "bpda", "pgd"
+ADV_ATTACKS = {ADV_BPDA: None, ADV_PLAIN_AUTOGRAD: "none"}
 TRIAL_DRIVER_CPUS = 0.25  # the Tune trial only builds pipelines and waits on its trainer
 DATA_CPUS_PER_TRIAL = 1  # Ray Data's budget per CPU trial's pipeline (augment, encrypt)
 # Per GPU worker: an H100 trains the paper's ResNet18 at ~25-30k images/s in bfloat16, and one
@@ -58,7 +60,7 @@ class TrainSettings:
     # has no gradient (the only reading whose attack has a gradient to follow through LE);
     # pgd: plain autograd through the pipeline as written (zero through LE, ELE and FFX, so
     # only the random start acts).
-    adv_attack: str = "bpda"
+    adv_attack: str = ADV_BPDA
     train_limit: int | None = None  # use only the first N train images (ids stay stable)
     test_limit: int | None = None
     max_concurrent_trials: int | None = None  # cap; None: as many as the cluster holds

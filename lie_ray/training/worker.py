@@ -186,9 +186,9 @@ def worker_side_encryption(scenario: Scenario, settings: TrainSettings, key_path
     key = scenario.transform_spec().keyed(load_key(key_path))
     backward = ADV_ATTACKS[settings.adv_attack]  # only adversarial training differentiates
     if policy.encrypts_on_worker:
-        return lambda plain, ids, epoch, step: key.cipher(policy.step_label(epoch, step)).with_grad(
-            plain, backward
-        )
+        return lambda plain, ids, epoch, step: key.transform(
+            policy.step_label(epoch, step)
+        ).with_grad(plain, backward)
     return lambda plain, ids, epoch, step: policy.encrypt_torch(
         key, plain, np.asarray(ids), "train", backward
     )

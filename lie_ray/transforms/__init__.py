@@ -8,7 +8,8 @@
     t.fingerprint, t.key_space_log2, t.gradient, t.key_arrays()
     transforms.from_arrays("shuffle", {"perm": perm}, block_size=4)
     out = t.with_grad(x_float)        # the attack's forward: true gradient or BPDA
-    keyed = TransformSpec("le").keyed(key); keyed.cipher("batch/train/3")  # a sub-key's transform
+    keyed = TransformSpec("le").keyed(key)
+    keyed.transform("batch/train/3")  # the transform of one sub-key label
 
 Adding a transform is one module (a ``Transform`` subclass with its facts as class attributes)
 and one line in ``registry.REGISTRY``; one written outside lie_ray is declared under the

@@ -9,11 +9,11 @@ training and evaluation all hold one.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from importlib.metadata import entry_points
 
 import numpy as np
 
 from lie_ray.errors import LieRayError
+from lie_ray.infra import plugins
 from lie_ray.keys import FIXED_LABEL, IMAGE_SIZE, Key
 from lie_ray.transforms.base import Transform, check_block_size
 from lie_ray.transforms.ele import ELE
@@ -75,19 +75,7 @@ def load_entry_points() -> None:
     if _entry_points_loaded:
         return
     _entry_points_loaded = True
-    for point in entry_points(group=ENTRY_POINT_GROUP):
-        try:
-            cls = point.load()
-        except Exception as error:  # a broken plug-in names itself, not a stack trace
-            raise LieRayError(
-                f"transform entry point {point.name!r} ({point.value}) failed to load: {error}"
-            ) from error
-        if getattr(cls, "name", None) != point.name:
-            raise LieRayError(
-                f"transform entry point {point.name!r} ({point.value}) names a "
-                f"class whose name is {getattr(cls, 'name', None)!r}: make them "
-                "agree"
-            )
+    for cls in plugins.declared(ENTRY_POINT_GROUP, "transform"):
         register(cls)
 
 
@@ -206,7 +194,7 @@ class TransformSpec:
 
 
 class KeyedTransform:
-    """A master key seen through one transform: ``cipher(label)`` is the transform for a
+    """A master key seen through one transform: ``transform(label)`` is the transform for a
     sub-key label, so key policies (``lie_ray.keys.policies``) serve every transform alike."""
 
     def __init__(self, spec: TransformSpec, key: Key):
@@ -217,7 +205,7 @@ class KeyedTransform:
     def __repr__(self) -> str:
         return f"KeyedTransform({self.spec.name}, key={self.fingerprint})"
 
-    def cipher(self, label: str = FIXED_LABEL) -> Transform:
+    def transform(self, label: str = FIXED_LABEL) -> Transform:
         if label not in self._cache:
             if len(self._cache) > 512:  # per-image keys: keep memory bounded
                 self._cache.clear()

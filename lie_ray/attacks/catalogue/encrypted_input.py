@@ -1,0 +1,36 @@
+"""The channel attacker: PGD on the encrypted image the network sees, eps measured in
+ciphertext space. NOT a bound on plain-image attacks either way: an eps step on a plain pixel
+can move a ciphertext byte by far more than eps (a changed low nibble lands in some byte's high
+half), and ciphertext edits need not be reachable from the plain image."""
+
+from __future__ import annotations
+
+import torch
+
+from lie_ray.attacks.catalogue.common import encrypted_pgd
+from lie_ray.attacks.outcome import Outcome
+from lie_ray.attacks.pgd_through import pgd_cost
+from lie_ray.attacks.spec import AttackSpec
+
+
+def encrypted_input(view, batch, eps, settings):
+    encrypted, adversarial = encrypted_pgd(view.pipeline, batch, eps, settings)
+    with torch.no_grad():
+        predictions = view.pipeline.model(adversarial).argmax(1)
+    return Outcome(predictions, (adversarial - encrypted).abs().flatten(1).amax(1))
+
+
+SPECS = (
+    AttackSpec(
+        name="encrypted-input",
+        tier="channel",
+        run=encrypted_input,
+        cost=pgd_cost,
+        needs=frozenset({"transform"}),
+        restarts=False,
+        cascade_rank=80,
+        label="encrypted-input",
+        colour="tab:purple",
+        description="PGD on the ciphertext in transit, eps in ciphertext space",
+    ),
+)

@@ -1,0 +1,115 @@
+"""What each attacker is handed: one view per tier (``lie_ray.attacks.spec``), built by the
+engine for every attack from what its tier's attacker has, and nothing more.
+
+``Keyless`` holds the network's weights, the transform's class and public parameters (a
+``TransformSpec``: name, block size, variant) and the key policy (public: which images share a
+key), the attacker's own plain images, a plain model where one exists, and an ``Oracle`` of the
+deployed pipeline: the outputs it gives for images of the attacker's choosing, never a
+gradient, and no reference to the key. ``Leaked`` adds k plain/encrypted pairs of the
+attacker's images; ``WithKey`` adds the keyed pipeline itself (``Defender``), for the with-key
+and channel tiers. Nothing in a keyless or leaked view reaches the key
+(``tests/test_attack_registry.py`` walks every object reachable from one to check).
+
+Python offers no sandbox: code that imports lie_ray's internals can reach anything in its
+process. What the views guarantee is what an attack is HANDED, so that an attack of a tier is
+written against that tier's knowledge, and a keyless figure is keyless by construction.
+"""
+
+from __future__ import annotations
+
+import itertools
+import weakref
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from types import MappingProxyType
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import torch
+
+from lie_ray.attacks.pipeline import Defender, key_groups
+
+if TYPE_CHECKING:
+    from lie_ray.attacks.outcome import Outcome
+    from lie_ray.keys.policies import KeyPolicy
+    from lie_ray.transforms import TransformSpec
+
+# The pipelines oracles answer for, by handle. An oracle keeps only its handle, so nothing
+# reachable from a view holds the pipeline (and its key); the engine that made the oracle
+# holds the pipeline, and the entry goes with it.
+_SERVED: weakref.WeakValueDictionary[int, Defender] = weakref.WeakValueDictionary()
+_HANDLES = itertools.count(1)
+
+
+class Oracle:
+    """Queries to the deployed pipeline: the logits (or predicted classes) it outputs for plain
+    images, each keyed as the defender keys that image id. No gradient flows through it."""
+
+    __slots__ = ("_handle",)
+
+    def __init__(self, pipeline: Defender):
+        self._handle = next(_HANDLES)
+        _SERVED[self._handle] = pipeline
+
+    def __repr__(self) -> str:
+        return f"Oracle(#{self._handle})"
+
+    def _pipeline(self) -> Defender:
+        try:
+            return _SERVED[self._handle]
+        except KeyError:
+            raise RuntimeError("this oracle's pipeline is gone: its evaluation ended") from None
+
+    def logits(self, images: torch.Tensor, ids: np.ndarray) -> torch.Tensor:
+        pipeline = self._pipeline()
+        with torch.no_grad():
+            return pipeline.model(pipeline.encrypt(images, ids))
+
+    def predict(self, images: torch.Tensor, ids: np.ndarray) -> torch.Tensor:
+        return self.logits(images, ids).argmax(1)
+
+    def single_key(self, representative_id: int):
+        """The pipeline's logits with the key of ``representative_id`` for every row: for
+        library attacks, which query subsets of the rows of one key (``key_groups``)."""
+        return lambda images: self.logits(images, np.full(len(images), representative_id))
+
+
+@dataclass(frozen=True)
+class Keyless:
+    """The keyless attacker's knowledge. ``prepared``: what its attack's ``prepare`` built
+    from this view, once per scenario; ``earlier``: the outcomes, at this epsilon and on
+    exactly these images, of the attacks that ran before it and that its tier could run."""
+
+    network: torch.nn.Module
+    transform: TransformSpec | None  # None: the network sees plain images
+    policy: KeyPolicy | None
+    oracle: Oracle
+    attacker_images: np.ndarray | None = None  # uint8 NHWC, never the attacked images
+    plain_model: torch.nn.Module | None = None
+    prepared: Any = None
+    earlier: Mapping[str, Outcome] = field(default_factory=lambda: MappingProxyType({}))
+
+    @property
+    def encrypted(self) -> bool:
+        return self.transform is not None
+
+    def key_groups(self, ids: np.ndarray) -> list[np.ndarray]:
+        """The batch's rows by the key that encrypts them (the policy is public)."""
+        return key_groups(self.policy if self.encrypted else None, ids)
+
+
+@dataclass(frozen=True)
+class Leaked(Keyless):
+    """Plus k (plain, encrypted) pairs of the attacker's own images: uint8 NHWC each."""
+
+    pairs: tuple[np.ndarray, np.ndarray] | None = None
+
+
+@dataclass(frozen=True)
+class WithKey(Leaked):
+    """Plus the keyed pipeline itself: the with-key and channel attackers."""
+
+    pipeline: Defender | None = None
+
+
+VIEWS = {"keyless": Keyless, "leaked": Leaked, "with-key": WithKey, "channel": WithKey}

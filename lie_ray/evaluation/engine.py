@@ -1,0 +1,280 @@
+"""The per-batch evaluation of one defended scenario, free of Ray (an import-linter contract
+says so): the CLI's actors (``lie_ray.evaluation.actor``) and ``lie_ray.evaluate`` both run it,
+so their figures mean the same.
+
+``Engine`` holds a scenario's defender and, for every attack that applies to it
+(``AttackSpec.needs`` against what the defence offers, ``offered``), the view of that attack's
+tier (``lie_ray.attacks.views``): a keyless attack gets the network, the transform's public
+parameters, the attacker's images, a plain model and an oracle of the pipeline, never the key.
+What an attack prepares from its view (PBA's stand-in, a recovered key) is built once, here,
+where the attack runs: a recovered key is key material and never travels.
+
+A batch's rows: its clean predictions, then, for a test batch, every attack at every epsilon on
+the rows the mode gives it (``lie_ray.evaluation.cascade``), the worst cases, and the sanity
+runs. Each output row is one (image, evaluation, epsilon).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable
+from types import MappingProxyType
+
+import numpy as np
+import torch
+
+from lie_ray.attacks import registry
+from lie_ray.attacks.outcome import Batch, Outcome
+from lie_ray.attacks.pipeline import Defender
+from lie_ray.attacks.spec import TIERS, WORST_CASES, AttackSpec
+from lie_ray.attacks.views import VIEWS, Oracle
+from lie_ray.evaluation import cascade
+from lie_ray.evaluation.cascade import Row
+from lie_ray.evaluation.settings import EvalSettings
+from lie_ray.transforms import transform_class
+
+
+def key_recoverable(policy: str | None, transform: str | None, variant: str | None = None) -> bool:
+    """Whether leaked pairs reveal the key the attacked images use: one key for every image
+    (``fixed``) of a transform with a known-plaintext recovery, which models each transform's
+    default variant (FFX's ``reference`` variant divides differently)."""
+    if policy != "fixed" or transform is None:
+        return False
+    cls = transform_class(transform)
+    return cls.known_plaintext and cls.check_variant(variant) == cls.variants[0]
+
+
+def offered(
+    encrypted: bool,
+    plain_model: bool,
+    attacker_images: bool,
+    policy: str | None = None,
+    transform: str | None = None,
+    variant: str | None = None,
+) -> frozenset[str]:
+    """What a defence offers its attackers, in ``NEEDS`` names: the driver counts rows from
+    a run record with this, the actors attack with it, so both agree."""
+    needs = set()
+    if encrypted:
+        needs.add("transform")
+        if key_recoverable(policy, transform, variant):
+            needs.add("recoverable-key")
+        if policy != "fixed":
+            needs.add("randomised-key")
+    if plain_model:
+        needs.add("plain-model")
+    if attacker_images:
+        needs.add("attacker-images")
+    return frozenset(needs)
+
+
+def chosen_specs(settings: EvalSettings, available: frozenset[str]) -> list[AttackSpec]:
+    """The attacks run on a defence offering ``available``: those ``settings.attacks`` names
+    (None: every built-in attack), in the registry's order, where they apply."""
+    if settings.attacks is None:
+        wanted = registry.default_attacks()
+    else:
+        order = registry.names()
+        wanted = [registry.spec(n) for n in sorted(settings.attacks, key=order.index)]
+    return [spec for spec in wanted if spec.applies(available)]
+
+
+def sanity_runs(settings: EvalSettings) -> list[tuple[AttackSpec, float, EvalSettings]]:
+    """(spec, epsilon, settings) of each sanity run; none when switched off, or where no
+    epsilon was attacked."""
+    if not settings.sanity:
+        return []
+    runs = []
+    for spec in registry.sanity_runs():
+        eps = spec.sanity_epsilon(settings)
+        if eps is not None:
+            runs.append((spec, eps, spec.sanity_settings(settings)))
+    return runs
+
+
+def rows_per_test_image(specs: list[AttackSpec], settings: EvalSettings) -> int:
+    """Output rows per test image: its clean row, then at every epsilon each attack and the
+    worst cases, then the sanity runs (a train image gives one row). The driver counts rows
+    with this to know when a scenario is complete."""
+    per_epsilon = len(specs) + len(WORST_CASES)
+    return 1 + len(settings.epsilons) * per_epsilon + len(sanity_runs(settings))
+
+
+def settings_for(spec: AttackSpec, settings: EvalSettings) -> EvalSettings:
+    """The settings an attack runs with: one run, not ``pgd_restarts``, for a single run."""
+    return settings if spec.restarts else dataclasses.replace(settings, pgd_restarts=1)
+
+
+class Engine:
+    """One defended scenario's attacks, ready for batch after batch."""
+
+    def __init__(
+        self,
+        defender: Defender,
+        settings: EvalSettings,
+        attacker_images: np.ndarray | None = None,
+        plain_model: torch.nn.Module | Callable[[], torch.nn.Module] | None = None,
+    ):
+        self.defender, self.settings = defender, settings
+        spec = defender.key.spec if defender.encrypted else None
+        self.available = offered(
+            defender.encrypted,
+            plain_model is not None,
+            attacker_images is not None,
+            defender.policy.name if defender.encrypted else None,
+            spec.name if spec else None,
+            spec.variant if spec else None,
+        )
+        self.specs = chosen_specs(settings, self.available)
+        self.by_name = {s.name: s for s in [*self.specs, *registry.sanity_runs()]}
+        if plain_model is not None and not any("plain-model" in s.needs for s in self.specs):
+            plain_model = None  # nothing here attacks through it: not loaded
+        if callable(plain_model) and not isinstance(plain_model, torch.nn.Module):
+            plain_model = plain_model()
+        self.oracle = Oracle(defender)  # the engine holds the defender it answers for
+        self.knowledge = dict(
+            network=defender.model,
+            transform=spec,
+            policy=defender.policy if defender.encrypted else None,
+            oracle=self.oracle,
+            attacker_images=attacker_images,
+            plain_model=plain_model,
+        )
+        self.views = {s.name: self.view(s) for s in [*self.specs, *registry.sanity_runs()]}
+
+    def view(self, spec: AttackSpec):
+        """What ``spec``'s attacker has, with what its ``prepare`` built from it."""
+        given = dict(self.knowledge)
+        if spec.tier == "leaked":
+            plain = self.knowledge["attacker_images"][: spec.leaked_pairs]
+            leaked, _ = self.defender.policy.encrypt(
+                self.defender.key, plain, np.arange(len(plain)), "test"
+            )
+            given["pairs"] = (plain, leaked)
+        if spec.tier in ("with-key", "channel"):
+            given["pipeline"] = self.defender
+        view = VIEWS[spec.tier](**given)
+        if spec.prepare is not None:
+            view = dataclasses.replace(view, prepared=spec.prepare(view, self.settings))
+        return view
+
+    # --- a batch ----------------------------------------------------------------------------
+
+    def evaluate_batch(
+        self, batch: Batch, split: str = "test", scenario: str = ""
+    ) -> dict[str, np.ndarray]:
+        """One batch's rows: its clean predictions, then for a test batch every attack at
+        every epsilon, the worst cases and the sanity runs (a train batch is scored clean)."""
+        torch.manual_seed(self.settings.attacker_seed)
+        clean = self.defender.predict(batch.images, batch.ids)
+        every = np.arange(len(batch.ids))
+        zero = torch.zeros(len(clean), device=clean.device)
+        rows = [Row(split, 0.0, every, Outcome(clean, zero))]
+        if split == "test":
+            rows += self.attack_rows(batch, clean)
+        return to_columns(scenario, rows, batch, clean)
+
+    def attack_rows(self, batch: Batch, clean: torch.Tensor) -> list[Row]:
+        """Every attack at every epsilon, each on the rows the mode gives it, then the worst
+        cases (``lie_ray.evaluation.cascade``), then the sanity runs."""
+        plan = cascade.Plan(self.specs, self.defender.encrypted)
+
+        def attack(spec: AttackSpec, eps: float, covered: np.ndarray, done: dict) -> Outcome:
+            part = batch if len(covered) == len(batch.ids) else batch.subset(covered)
+            return self.run(spec, part, eps, covered, done, self.settings)
+
+        rows = cascade.run(
+            plan,
+            self.settings.epsilons,
+            self.settings.mode == "cascade",
+            clean,
+            batch.labels,
+            attack,
+        )
+        every = np.arange(len(batch.ids))
+        rows += [
+            Row(spec.name, eps, every, self.run(spec, batch, eps, every, {}, run_settings))
+            for spec, eps, run_settings in sanity_runs(self.settings)
+        ]
+        return rows
+
+    def run(
+        self,
+        spec: AttackSpec,
+        part: Batch,
+        eps: float,
+        covered: np.ndarray,
+        done: dict[str, Row],
+        settings: EvalSettings,
+    ) -> Outcome:
+        """``spec`` on ``part`` (the batch's ``covered`` rows), handed what ran before it at
+        this epsilon on every one of these rows, within its tier; or the outcome of an earlier
+        run that was the same attack (``AttackSpec.same_run``), handed on."""
+        view = self.views[spec.name]
+        covering = {
+            name: row.outcome.subset(np.searchsorted(row.covered, covered))
+            for name, row in done.items()
+            if row.outcome is not None and np.isin(covered, row.covered).all()
+        }
+        if spec.same_run is not None:
+            key = spec.same_run(view.prepared)
+            first = next((n for n in done if self.same_run_key(n) == key), None)
+            if first is not None and first in covering:
+                return dataclasses.replace(covering[first], reused=True)
+        within = TIERS.index(spec.tier)
+        earlier = {
+            name: outcome
+            for name, outcome in covering.items()
+            if TIERS.index(self.by_name[name].tier) <= within
+        }
+        view = dataclasses.replace(view, earlier=MappingProxyType(earlier))
+        return spec.run(view, part, eps, settings_for(spec, settings))
+
+    def same_run_key(self, name: str):
+        spec = self.by_name[name]
+        return None if spec.same_run is None else spec.same_run(self.views[name].prepared)
+
+
+def to_columns(
+    scenario: str, rows: list[Row], batch: Batch, clean: torch.Tensor
+) -> dict[str, np.ndarray]:
+    """One output row per image per (evaluation, epsilon), attacked or not: the driver counts
+    rows to know when a scenario is done. An image a cascaded attack skipped (its attacker
+    had broken it already) keeps its clean prediction, with ``attacked`` False; the results
+    count attacked rows only."""
+    n = len(batch.ids)
+    labels, clean_np = batch.labels.cpu().numpy(), clean.cpu().numpy()
+    columns = {
+        name: [] for name in ("adv_pred", "linf", "attacked", "reused", "broken_by", "broken_at")
+    }
+    for row in rows:
+        predictions, linf = clean_np.copy(), np.zeros(n)
+        attacked = np.zeros(n, dtype=bool)
+        outcome = row.outcome
+        if outcome is not None:
+            predictions[row.covered] = outcome.predictions.cpu().numpy()
+            linf[row.covered] = outcome.linf.cpu().numpy()
+            attacked[row.covered] = True
+        worst = outcome is not None and outcome.broken_by is not None
+        columns["adv_pred"].append(predictions)
+        columns["linf"].append(linf)
+        columns["attacked"].append(attacked)
+        columns["reused"].append(attacked & (outcome is not None and outcome.reused))
+        columns["broken_by"].append(outcome.broken_by if worst else np.full(n, "", object))
+        columns["broken_at"].append(outcome.broken_at if worst else np.full(n, np.nan))
+    predictions = np.concatenate(columns["adv_pred"])
+    return {
+        "scenario": np.full(n * len(rows), scenario),
+        "evaluation": np.repeat([row.evaluation for row in rows], n),
+        "epsilon": np.repeat([row.epsilon for row in rows], n).astype(np.float64),
+        "id": np.tile(batch.ids, len(rows)),
+        "label": np.tile(labels, len(rows)),
+        "clean_pred": np.tile(clean_np, len(rows)),
+        "adv_pred": predictions,
+        "correct": predictions == np.tile(labels, len(rows)),
+        "linf": np.concatenate(columns["linf"]).astype(np.float64),
+        "attacked": np.concatenate(columns["attacked"]),
+        "reused": np.concatenate(columns["reused"]),  # attacked, by an earlier run's outcome
+        "broken_by": np.concatenate(columns["broken_by"]).astype(str),
+        "broken_at": np.concatenate(columns["broken_at"]).astype(np.float64),
+    }
