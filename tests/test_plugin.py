@@ -58,11 +58,11 @@ EVALUATE = [
 ]
 
 
-@pytest.fixture(scope="module")
-def plugin_env(tmp_path_factory):
-    """The example installed by pip from a copy of its folder (the source stays clean)."""
-    work = tmp_path_factory.mktemp("plugin")
-    shutil.copytree(EXAMPLE, work / "source")
+def installed(example, tmp_path_factory) -> dict[str, str]:
+    """An example plug-in installed by pip from a copy of its folder (the source stays clean)
+    into a directory of its own, and the environment in which Python finds it there."""
+    work = tmp_path_factory.mktemp(example.name)
+    shutil.copytree(example, work / "source")
     subprocess.run(
         [
             sys.executable,
@@ -81,6 +81,11 @@ def plugin_env(tmp_path_factory):
     )
     path = os.pathsep.join(filter(None, [str(work / "site"), os.environ.get("PYTHONPATH")]))
     return {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"} | {"PYTHONPATH": path}
+
+
+@pytest.fixture(scope="module")
+def plugin_env(tmp_path_factory):
+    return installed(EXAMPLE, tmp_path_factory)
 
 
 def lie_ray(env, *args, expect: int = 0) -> subprocess.CompletedProcess:
@@ -214,3 +219,119 @@ def test_the_example_transform_is_exact_and_invertible():
         torch.round(xor.encrypt(floats) * 255).to(torch.uint8).permute(0, 2, 3, 1),
         torch.from_numpy(expected),
     )
+
+
+# ---------------------------------------------------------------------------- an attack
+ATTACK_EXAMPLE = REPO_ROOT / "examples" / "wrong_key_attack"
+ATTACK_SLICE = [
+    "--preset",
+    "smoke",
+    "--scenarios",
+    "Encrypted",
+    "--eval-limit",
+    "16",
+    "--epsilons",
+    "0,0.1",
+    "--eval-pgd-steps",
+    "2",
+    "--eot-keys",
+    "1",
+    "--actors",
+    "1",
+]
+
+
+@pytest.fixture(scope="module")
+def attack_env(tmp_path_factory):
+    """examples/wrong_key_attack installed by pip, as a user installs a plug-in."""
+    return installed(ATTACK_EXAMPLE, tmp_path_factory)
+
+
+def test_an_outside_attack_runs_where_named_and_joins_its_tiers_worst_case(
+    attack_env, smoke_sweep, cifar_dir, tmp_path
+):
+    runs, key = smoke_sweep["out"], smoke_sweep["key_path"]
+    common = ["--runs", runs, "--key", key, "--data", cifar_dir, *ATTACK_SLICE]
+    lie_ray(attack_env, "evaluate", *common, "--attacks", "eot,wrong-key", "--evaluation",
+            "full", "--out", tmp_path / "eval")  # fmt: skip
+    results = pq.read_table(tmp_path / "eval" / "results.parquet").to_pandas()
+    at = results[results.epsilon == 0.1].set_index("evaluation")
+    assert at.loc["wrong-key", "n"] == 16 and "bpda" not in at.index  # only what was named
+    # Its place: worst-case-keyless is, image by image, the clean outcome or eot or wrong-key.
+    examples = pq.read_table(tmp_path / "eval" / "examples.parquet").to_pandas()
+    attacked = examples[(examples.epsilon == 0.1) & (examples.evaluation != "train")]
+    wrong = attacked.assign(wrong=~attacked.correct).pivot_table(
+        index="id", columns="evaluation", values="wrong"
+    )
+    clean = attacked.groupby("id").apply(lambda g: (g.clean_pred != g.label).iloc[0])
+    union = (wrong["eot"] | wrong["wrong-key"] | clean).astype(bool)
+    assert (wrong["worst-case-keyless"].astype(bool) == union).all()
+    keyless = attacked[attacked.evaluation == "worst-case-keyless"]
+    assert set(keyless.broken_by) <= {"", "clean", "eot", "wrong-key"}
+    # The report renders where the plug-in is not installed: its facts are in the record.
+    bare = {k: v for k, v in os.environ.items() if k not in ("RAY_ADDRESS", "PYTHONPATH")}
+    (tmp_path / "eval" / "report.md").unlink()
+    lie_ray(bare, "report", tmp_path / "eval")
+    report = (tmp_path / "eval" / "report.md").read_text()
+    adaptive = report.split("## Adaptive evaluation", 1)[1].split("\n## ", 1)[0]
+    header = next(line for line in adaptive.splitlines() if line.startswith("| Scenario"))
+    assert "wrong-key" in header  # a column of its own, from the record's catalogue
+
+    # --estimate prices it: its PGD (2 steps, 1 restart: 2 gradients, 2 forwards) per image
+    # at the one attacked epsilon, 16 images: 64 image-passes more than eot alone.
+    def passes(attack_list):
+        done = lie_ray(attack_env, "evaluate", *common, "--attacks", attack_list, "--estimate",
+                       "--out", tmp_path / "never")  # fmt: skip
+        row = next(line for line in done.stdout.splitlines() if line.startswith("evaluation"))
+        return float(row.split()[2])
+
+    assert passes("eot,wrong-key") - passes("eot") == pytest.approx(16 * (2 + 2), rel=1e-3)
+    assert not (tmp_path / "never").exists()
+
+
+def test_an_outside_attack_through_lie_ray_evaluate(attack_env, learned, tmp_path):
+    """lie_ray.evaluate(attacks=["wrong-key"]) in a process that has the plug-in installed;
+    a name nobody declares is refused in one line."""
+    defenders, batch = learned
+    images = torch_to_uint8(batch.images[:12])
+    np.save(tmp_path / "images.npy", images)
+    np.save(tmp_path / "labels.npy", batch.labels[:12].numpy())
+    torch_save(defenders["Encrypted"].model, tmp_path / "model.pt")
+    script = f"""
+import numpy as np, torch, lie_ray
+from lie_ray.keys import Key
+from lie_ray import transforms
+from lie_ray.errors import LieRayError
+here = {str(tmp_path)!r}
+model = torch.load(here + "/model.pt", weights_only=False)
+images, labels = np.load(here + "/images.npy"), np.load(here + "/labels.npy")
+le = transforms.build("le", Key("master", bytes(range(32)), 4))
+result = lie_ray.evaluate(model, images, labels, transform=le, eps=[0.1], threat="keyless",
+                          attacks=["wrong-key"], pgd_steps=2, pgd_restarts=1)
+print(sorted(set(result.results["evaluation"].to_pylist())))
+try:
+    lie_ray.evaluate(model, images, labels, transform=le, attacks=["no-such-attack"])
+except LieRayError as error:
+    print("refused:", error)
+"""
+    done = subprocess.run(
+        [sys.executable, "-c", script], env=attack_env, capture_output=True, text=True,
+        timeout=600, cwd=REPO_ROOT,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr[-3000:]
+    lines = done.stdout.strip().splitlines()
+    assert lines[0] == "['test', 'worst-case-keyless', 'wrong-key']"
+    assert lines[1].startswith("refused: unknown attack 'no-such-attack'")
+    assert "wrong-key" in lines[1]  # the installed plug-in is among the names offered
+
+
+def torch_to_uint8(images):
+    import torch
+
+    return torch.round(images * 255).to(torch.uint8).permute(0, 2, 3, 1).numpy()
+
+
+def torch_save(model, path):
+    import torch
+
+    torch.save(model, path)
