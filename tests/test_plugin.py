@@ -263,30 +263,47 @@ def test_an_outside_attack_runs_where_named_and_joins_its_tiers_worst_case(
     wrong = attacked.assign(wrong=~attacked.correct).pivot_table(
         index="id", columns="evaluation", values="wrong"
     )
-    clean = attacked.groupby("id").apply(lambda g: (g.clean_pred != g.label).iloc[0])
-    union = (wrong["eot"] | wrong["wrong-key"] | clean).astype(bool)
-    assert (wrong["worst-case-keyless"].astype(bool) == union).all()
+    wrong = wrong.astype(bool)
+    clean = attacked.groupby("id").apply(lambda g: bool((g.clean_pred != g.label).iloc[0]))
+    union = wrong["eot"] | wrong["wrong-key"] | clean.reindex(wrong.index)
+    assert (wrong["worst-case-keyless"] == union).all()
     keyless = attacked[attacked.evaluation == "worst-case-keyless"]
     assert set(keyless.broken_by) <= {"", "clean", "eot", "wrong-key"}
     # The report renders where the plug-in is not installed: its facts are in the record.
     bare = {k: v for k, v in os.environ.items() if k not in ("RAY_ADDRESS", "PYTHONPATH")}
     (tmp_path / "eval" / "report.md").unlink()
-    lie_ray(bare, "report", tmp_path / "eval")
+    lie_ray(bare, "report", "--results", tmp_path / "eval")
     report = (tmp_path / "eval" / "report.md").read_text()
     adaptive = report.split("## Adaptive evaluation", 1)[1].split("\n## ", 1)[0]
     header = next(line for line in adaptive.splitlines() if line.startswith("| Scenario"))
     assert "wrong-key" in header  # a column of its own, from the record's catalogue
 
-    # --estimate prices it: its PGD (2 steps, 1 restart: 2 gradients, 2 forwards) per image
-    # at the one attacked epsilon, 16 images: 64 image-passes more than eot alone.
-    def passes(attack_list):
-        done = lie_ray(attack_env, "evaluate", *common, "--attacks", attack_list, "--estimate",
-                       "--out", tmp_path / "never")  # fmt: skip
-        row = next(line for line in done.stdout.splitlines() if line.startswith("evaluation"))
-        return float(row.split()[2])
 
-    assert passes("eot,wrong-key") - passes("eot") == pytest.approx(16 * (2 + 2), rel=1e-3)
-    assert not (tmp_path / "never").exists()
+def test_an_outside_attacks_cost_is_in_the_estimate():
+    """--estimate's count for a scenario grows by the plug-in's own cost: its PGD (3 steps,
+    2 restarts: 6 gradients, a forward per restart and one to score) on each of 10 images at
+    each of 2 attacked epsilons."""
+    from lie_ray import attacks
+    from lie_ray.app.estimate import Passes, evaluation_passes
+    from lie_ray.evaluation.settings import EvalSettings
+    from lie_ray.scenarios import Scenario
+
+    sys.path.insert(0, str(ATTACK_EXAMPLE))
+    try:
+        from lie_ray_wrong_key import SPEC
+    finally:
+        sys.path.remove(str(ATTACK_EXAMPLE))
+    attacks.register(SPEC)
+    settings = EvalSettings(epsilons=(0.0, 0.05, 0.1), pgd_steps=3, pgd_restarts=2)
+    scenario = Scenario("Encrypted", encrypted=True, key_policy="fixed")
+
+    def count(names: tuple[str, ...]) -> Passes:
+        return evaluation_passes(scenario, settings.replace(attacks=names), 10, 100, False)[0]
+
+    more = count(("eot", "wrong-key")).counts
+    less = count(("eot",)).counts
+    assert more["attack"] - less["attack"] == 10 * 2 * 6
+    assert more["forward"] - less["forward"] == 10 * 2 * 3
 
 
 def test_an_outside_attack_through_lie_ray_evaluate(attack_env, learned, tmp_path):

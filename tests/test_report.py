@@ -404,3 +404,41 @@ def test_sanity_checks_pass_or_fail_by_carlini_et_al_and_mark_the_headline(tmp_p
         "black-box <= white-box; see Sanity checks)"
     )
     assert "failed sanity" not in next(x for x in headline.splitlines() if x.startswith("- Plain:"))
+
+
+def test_a_run_that_named_its_attacks_renders_with_an_outside_one_shown_as_recorded(tmp_path):
+    """--attacks eot,probe-outside: no paper reading ran, and 'probe-outside' is not
+    installed where the report is rendered; the run record says how to show it (its label in
+    the adaptive table), lie_ray's own attacks keep their columns, with '-' where none ran."""
+    from lie_ray.attacks import AttackSpec, pgd_cost, registry
+    from lie_ray.evaluation.settings import EvalSettings
+    from lie_ray.evaluation.tables import attack_record
+    from lie_ray.infra import provenance
+
+    outside = AttackSpec(
+        name="probe-outside",
+        tier="keyless",
+        run=lambda *args: None,
+        cost=pgd_cost,
+        cascade_rank=35,
+        label="probe (outside)",
+        colour="crimson",
+    )
+    registry.register(outside)
+    try:
+        settings = EvalSettings(attacks=("eot", "probe-outside"))
+        record = {"attacks": attack_record(settings), "code": provenance.code()}
+    finally:
+        del registry.EXTERNAL["probe-outside"]  # rendered below without it, as elsewhere
+    errors = {"Encrypted": {"eot": 0.3, "probe-outside": 0.4, "worst-case-keyless": 0.5}}
+    table = provenance.with_record(results_table(errors), record)
+    pq.write_table(table, tmp_path / "results.parquet")
+    pq.write_table(training_table(), tmp_path / "training.parquet")
+    report = write_report(tmp_path).read_text()
+    adaptive = table_rows(report, "## Adaptive evaluation")
+    header = adaptive["Scenario"]
+    assert "probe (outside)" in header and "eot" in header and "pgd" in header
+    cells = dict(zip(header, adaptive["Encrypted"]))
+    assert cells["probe (outside)"].startswith("0.400") and cells["pgd"] == "-"
+    assert header.index("probe (outside)") < header.index("worst-case-keyless")
+    assert "probe-outside" not in registry.EXTERNAL

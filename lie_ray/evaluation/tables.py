@@ -33,7 +33,8 @@ def trained_rows(runs_dir: str | Path, scenarios: list[str] | None) -> list[dict
 def attack_record(settings: EvalSettings) -> dict:
     """What the attacks ran with, spelled out for the report (AutoAttack's version alone does
     not say its iterations, targets and queries), and how each attack is shown
-    (``AttackSpec.shown``): a report renders from the record without the attacks' packages."""
+    (``AttackSpec.shown``): lie_ray's own, whether they ran or not (the report's columns stay
+    the same), and any other named; a report renders from the record without their packages."""
     chosen = record_specs(settings)
     record = {}
     for spec in chosen:
@@ -42,24 +43,15 @@ def attack_record(settings: EvalSettings) -> dict:
     record["single_run"] = [spec.name for spec in chosen if not spec.restarts]
     record["scoring"] = "8-bit images within eps exactly"
     record["mode"] = settings.mode
-    record["catalogue"] = {spec.name: spec.shown() for spec in chosen}
+    shown = {spec.name: spec for spec in [*registry.default_attacks(), *chosen]}
+    record["catalogue"] = {name: spec.shown() for name, spec in shown.items()}
     phrases = [spec.budget_text(settings) for spec in chosen if spec.budget_text is not None]
+    if record["single_run"]:
+        phrases.append(f"one run, not restarted: {', '.join(record['single_run'])}")
     record["summary"] = (
-        "; ".join(phrases)
-        + f" (one run, not restarted: {', '.join(record['single_run'])})"
-        + f"; scored as {record['scoring']}"
-        + MODES[settings.mode]
+        "; ".join([*phrases, f"scored as {record['scoring']}"]) + MODES[settings.mode]
     )
     return record
-
-
-# How the evaluation chose its images, in words for the report.
-MODES = {
-    "full": "; every attack on every test image",
-    "cascade": "; as a cascade: the paper's readings on every test image, every other "
-    "attack cheapest first on the images its attacker had not yet broken (its own error is "
-    "over those n images; the worst cases are over all, at this epsilon or a smaller one)",
-}
 
 
 def record_specs(settings: EvalSettings) -> list[AttackSpec]:
@@ -69,6 +61,15 @@ def record_specs(settings: EvalSettings) -> list[AttackSpec]:
     else:
         chosen = [registry.spec(name) for name in settings.attacks]
     return [*chosen, *registry.sanity_runs()]
+
+
+# How the evaluation chose its images, in words for the report.
+MODES = {
+    "full": "; every attack on every test image",
+    "cascade": "; as a cascade: the paper's readings on every test image, every other "
+    "attack cheapest first on the images its attacker had not yet broken (its own error is "
+    "over those n images; the worst cases are over all, at this epsilon or a smaller one)",
+}
 
 
 def wilson_interval(wrong: int, n: int) -> tuple[float, float]:
