@@ -297,7 +297,7 @@ def choose_attacks(
         )
     else:
         explicit = True
-        wanted = [registry.spec(name) for name in attacks]  # one line for an unknown name
+        wanted = registry.chosen(attacks)  # one line for an unknown name
         reach = threat_attacks(threat, encrypted, wanted)
         outside = [s.name for s in wanted if s not in reach]
         if outside:
@@ -305,8 +305,6 @@ def choose_attacks(
                 f"attack(s) {outside} are not in the {threat} attacker's reach: "
                 f"it runs {', '.join(s.name for s in allowed)} (pass another threat=)"
             )
-        order = registry.names()
-        wanted = sorted(wanted, key=lambda s: order.index(s.name))
     given = {"plain-model": has_plain_model, "attacker-images": has_attacker_images}
     missing = {}
     for spec in wanted:

@@ -90,6 +90,16 @@ def names() -> list[str]:
     ]
 
 
+def chosen(names=None) -> list[AttackSpec]:
+    """The attacks ``names`` names, in the registry's order (lie_ray's own first, then outside
+    ones as registered), however they were listed; None: lie_ray's own (``default_attacks``)."""
+    if names is None:
+        return default_attacks()
+    specs = [spec(name) for name in names]  # one line for an unknown name, entry points read
+    order = [*builtin(), *EXTERNAL]
+    return sorted(specs, key=lambda s: order.index(s.name))
+
+
 def default_attacks() -> list[AttackSpec]:
     """What runs when no attack is named: every built-in attack (sanity runs apart)."""
     return [s for s in builtin().values() if not s.is_sanity]

@@ -71,12 +71,7 @@ def offered(
 def chosen_specs(settings: EvalSettings, available: frozenset[str]) -> list[AttackSpec]:
     """The attacks run on a defence offering ``available``: those ``settings.attacks`` names
     (None: every built-in attack), in the registry's order, where they apply."""
-    if settings.attacks is None:
-        wanted = registry.default_attacks()
-    else:
-        order = registry.names()
-        wanted = [registry.spec(n) for n in sorted(settings.attacks, key=order.index)]
-    return [spec for spec in wanted if spec.applies(available)]
+    return [spec for spec in registry.chosen(settings.attacks) if spec.applies(available)]
 
 
 def sanity_runs(settings: EvalSettings) -> list[tuple[AttackSpec, float, EvalSettings]]:
@@ -126,7 +121,8 @@ class Engine:
             spec.variant if spec else None,
         )
         self.specs = chosen_specs(settings, self.available)
-        self.by_name = {s.name: s for s in [*self.specs, *registry.sanity_runs()]}
+        every = [*self.specs, *registry.sanity_runs()]
+        self.by_name = {s.name: s for s in every}
         if plain_model is not None and not any("plain-model" in s.needs for s in self.specs):
             plain_model = None  # nothing here attacks through it: not loaded
         if callable(plain_model) and not isinstance(plain_model, torch.nn.Module):
@@ -140,7 +136,11 @@ class Engine:
             attacker_images=attacker_images,
             plain_model=plain_model,
         )
-        self.views = {s.name: self.view(s) for s in [*self.specs, *registry.sanity_runs()]}
+        self.views = {s.name: self.view(s) for s in every}
+        # What makes two runs one attack (AttackSpec.same_run), from what each prepared.
+        self.run_keys = {
+            s.name: s.same_run(self.views[s.name].prepared) for s in every if s.same_run
+        }
 
     def view(self, spec: AttackSpec):
         """What ``spec``'s attacker has, with what its ``prepare`` built from it."""
@@ -216,9 +216,9 @@ class Engine:
             for name, row in done.items()
             if row.outcome is not None and np.isin(covered, row.covered).all()
         }
-        if spec.same_run is not None:
-            key = spec.same_run(view.prepared)
-            first = next((n for n in done if self.same_run_key(n) == key), None)
+        key = self.run_keys.get(spec.name)
+        if key is not None:
+            first = next((n for n in done if self.run_keys.get(n) == key), None)
             if first is not None and first in covering:
                 return dataclasses.replace(covering[first], reused=True)
         within = TIERS.index(spec.tier)
@@ -229,10 +229,6 @@ class Engine:
         }
         view = dataclasses.replace(view, earlier=MappingProxyType(earlier))
         return spec.run(view, part, eps, settings_for(spec, settings))
-
-    def same_run_key(self, name: str):
-        spec = self.by_name[name]
-        return None if spec.same_run is None else spec.same_run(self.views[name].prepared)
 
 
 def to_columns(

@@ -165,8 +165,7 @@ def most_leaked_pairs(names: tuple[str, ...] | None) -> int:
     own) leak. Reads the attack registry, which imports torch: only when settings are checked."""
     from lie_ray.attacks import registry
 
-    chosen = registry.default_attacks() if names is None else map(registry.spec, names)
-    return max((spec.leaked_pairs for spec in chosen), default=0)
+    return max((spec.leaked_pairs for spec in registry.chosen(names)), default=0)
 
 
 def check_attack_names(names: tuple[str, ...]) -> None:

@@ -56,11 +56,7 @@ def attack_record(settings: EvalSettings) -> dict:
 
 def record_specs(settings: EvalSettings) -> list[AttackSpec]:
     """The attacks a run with these settings may run (applicable or not), and its sanity runs."""
-    if settings.attacks is None:
-        chosen = registry.default_attacks()
-    else:
-        chosen = [registry.spec(name) for name in settings.attacks]
-    return [*chosen, *registry.sanity_runs()]
+    return [*registry.chosen(settings.attacks), *registry.sanity_runs()]
 
 
 # How the evaluation chose its images, in words for the report.
