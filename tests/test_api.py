@@ -81,9 +81,17 @@ def test_evaluate_own_model_gives_the_results_table(learned, cifar_dir):
         if r["epsilon"] == 0:
             assert r["error"] == pytest.approx(wrong)
         assert r["max_linf"] <= r["epsilon"] + 1e-6
-    for eps in (2 / 255, EPS):
-        assert result.error("worst-case", eps) >= result.error("pgd", eps)
-    assert result.error("worst-case", EPS) >= result.error("worst-case", 2 / 255) > wrong
+    # PGD breaks more in the larger ball (an attack, not a union carried up the eps ladder);
+    # the worst case is, image by image, the clean error or any attack's (an oracle from the
+    # per-image rows, not the engine's union).
+    assert result.error("pgd", EPS) > max(result.error("pgd", 2 / 255), wrong)
+    frame = result.examples.to_pandas()
+    attacked = frame[frame.epsilon == EPS].pivot_table(
+        index="id", columns="evaluation", values="correct"
+    )
+    union = ~attacked[["pgd", "gradient-free", "autoattack"]].astype(bool).all(axis=1)
+    clean_wrong = frame[frame.evaluation == "test"].set_index("id").correct.eq(False)
+    assert ((union | clean_wrong) == ~attacked["worst-case"].astype(bool)).all()
     assert result.record["data"]["images"] == 40 and result.record["key_fingerprint"] == ""
     examples = result.examples.to_pandas()
     assert len(examples[(examples.evaluation == "pgd") & (examples.epsilon == EPS)]) == 40
@@ -248,10 +256,14 @@ def test_bad_calls_say_what_to_do(call, message):
     assert "\n" not in str(error.value)
 
 
+AGREEMENT_IMAGES = 256
+
+
 def test_loaded_defender_is_the_evaluated_model_and_torchattacks_agree(smoke_sweep):
     """``lie_ray.load`` gives the sweep's defenders as modules: their clean predictions are
     those in examples.parquet, image by image; torchattacks' PGD runs on them as they are,
-    and its error agrees with the sweep's own PGD figure on the same images."""
+    and its error agrees with lie_ray's PGD on the same module and images, within three
+    standard errors on 256 images."""
     import pyarrow.parquet as pq
     import torchattacks
 
@@ -259,29 +271,38 @@ def test_loaded_defender_is_the_evaluated_model_and_torchattacks_agree(smoke_swe
 
     out = smoke_sweep["out"]
     examples = pq.read_table(out / "examples.parquet").to_pandas()
-    test_split = load_split(recorded_data(out), "test")
-    eps = 0.1
-    for scenario, figure in (("Plain", "pgd"), ("Encrypted", "sanity-pgd")):
+    test_split = load_split(recorded_data(out), "test").head(AGREEMENT_IMAGES)
+    images = (
+        torch.from_numpy(test_split.images.copy()).permute(0, 3, 1, 2).float() / 255
+    ).contiguous()
+    labels = torch.from_numpy(test_split.labels).long()
+    eps = 8 / 255  # short of saturation, where two attacks agreeing would say little
+    for scenario in ("Plain", "Encrypted"):
         model = lie_ray.load(out, scenario)
         assert ("key=" in repr(model)) == (scenario == "Encrypted")
         rows = examples[(examples.scenario == scenario) & (examples.evaluation == "test")]
         ids = rows.id.to_numpy()
-        images = (
-            torch.from_numpy(test_split.images[ids]).permute(0, 3, 1, 2).float() / 255
-        ).contiguous()
-        labels = torch.from_numpy(test_split.labels[ids]).long()
         with torch.no_grad():
-            assert (model(images).argmax(1).numpy() == rows.clean_pred.to_numpy()).all()
-        attack = torchattacks.PGD(model, eps=eps, alpha=eps / 10, steps=3, random_start=True)
+            assert (model(images[ids]).argmax(1).numpy() == rows.clean_pred.to_numpy()).all()
+        # The loaded module attacked as it is, by torchattacks and by lie_ray's PGD (plain
+        # autograd through the module: the key holder's gradient), same steps and ball.
+        attack = torchattacks.PGD(model, eps=eps, alpha=eps / 10, steps=5, random_start=True)
         adversarial = attack(images, labels)
         with torch.no_grad():
             theirs = (model(adversarial).argmax(1) != labels).float().mean().item()
-        ours = examples[
-            (examples.scenario == scenario)
-            & (examples.evaluation == figure)
-            & (examples.epsilon == eps)
-        ]
-        assert abs(theirs - (1 - ours.correct.mean())) <= 0.25, (scenario, theirs)
+        ours = lie_ray.evaluate(
+            model,
+            test_split.images,
+            test_split.labels,
+            eps=[eps],
+            attacks=["pgd"],
+            pgd_steps=5,
+            sanity=False,
+        ).error("pgd", eps)
+        p = (theirs + ours) / 2
+        tolerance = 3 * (2 * p * (1 - p) / AGREEMENT_IMAGES) ** 0.5 + 2 / AGREEMENT_IMAGES
+        assert abs(theirs - ours) <= tolerance, (scenario, theirs, ours, tolerance)
+        assert 0.05 < ours < 0.99  # away from both ends, where agreement is cheap
 
 
 def test_examples_run_as_a_user_runs_them(smoke_sweep, cifar_dir):
@@ -320,10 +341,14 @@ def test_examples_run_as_a_user_runs_them(smoke_sweep, cifar_dir):
         timeout=900,
     )
     assert attack.returncode == 0, attack.stderr[-3000:]
-    figures = dict(re.findall(r"^  (.+?)\s+([0-9.]+)$", attack.stdout, re.M))
+    figures = {
+        name: float(value)
+        for name, value in re.findall(r"^  (.+?)\s+([0-9.]+)$", attack.stdout, re.M)
+    }
+    # Not "AutoAttack >= clean" (the library hands back the clean image where it fails, so
+    # that holds by construction): both AutoAttacks at least as strong as PGD-20, bar an image.
     for name in ("torchattacks AutoAttack (standard)", "AutoAttack, Croce & Hein's settings"):
-        assert float(figures[name]) >= float(figures["clean"])
-    assert abs(float(figures["torchattacks PGD-20"]) - float(figures["lie_ray sanity-pgd"])) <= 0.25
+        assert figures[name] >= figures["torchattacks PGD-20"] - 1 / 8, (name, figures)
 
 
 def recorded_data(out):

@@ -177,7 +177,8 @@ def evaluate(
         examples = evaluate_on_ray(request, key, ray)
     else:
         examples = evaluate_here(request)
-    shown = {*only, *shown_worst_cases(threat), "test", *(s.name for s in registry.sanity_runs())}
+    sanity = registry.sanity_runs(registry.chosen(chosen.attacks))
+    shown = {*only, *shown_worst_cases(threat), "test", *(s.name for s in sanity)}
     examples = examples.filter(pa.array([e in shown for e in examples["evaluation"].to_pylist()]))
     results = summarise(examples)
     results = results.add_column(

@@ -290,7 +290,7 @@ def evaluate(
             parts=parts,
         )
     report = write_report(out, read_training_table(runs))
-    sanity = [spec.name for spec in registry.sanity_runs()]
+    sanity = [spec.name for spec in registry.sanity_runs(registry.chosen(settings.attacks))]
     headline = settings.headline_epsilon() or 0.0
     headline = results.filter(
         pc.and_(  # the attacks at the headline eps (the report's), not the sanity runs

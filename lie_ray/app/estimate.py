@@ -115,7 +115,15 @@ def evaluation_passes(
         full = full + per_image
         if spec.role == "paper-reading":
             floor = floor + per_image
+    for spec in repeated_attacks(settings, specs):  # on the images their attack met
+        full = full + attack_passes(spec, settings, keyed_alone(scenario)) * test_images
     return full, floor
+
+
+def repeated_attacks(settings: EvalSettings, specs: list[AttackSpec]) -> list[AttackSpec]:
+    """The 2x sanity runs of ``specs``: they run where their attack ran, priced like it."""
+    names = {spec.name for spec in specs}
+    return [spec for spec, _, _ in sanity_runs(settings, specs) if spec.reference in names]
 
 
 def every_image_passes(
@@ -127,7 +135,7 @@ def every_image_passes(
     passes = Passes.of(forward=test_images + train_images)
     for spec, _, _ in sanity_runs(settings):
         passes = passes + attack_passes(spec, settings) * test_images
-    for spec in specs:
+    for spec in [*specs, *repeated_attacks(settings, specs)]:
         if spec.prepare_cost is not None:
             passes = passes + Passes.of(**spec.prepare_cost(settings)) * settings.actors
     return passes
@@ -444,11 +452,13 @@ def work_done(
     counts = attacked.group_by(["scenario", "evaluation"]).aggregate([([], "count_all")])
     known = {s.name: s for s in scenarios}
     elsewhere = {*WORST_CASE_NAMES, *(s.name for s in registry.sanity_runs())}
+    chosen = registry.chosen(evaluation.attacks)
+    repeats = {s.name: s for s, _, _ in sanity_runs(evaluation, chosen) if s.reference}
     passes = Passes.of()
     for row in counts.to_pylist():
         if row["evaluation"] in elsewhere or row["scenario"] not in known:
             continue  # no attack ran for a worst case; the sanity runs are counted below
-        spec = registry.spec(row["evaluation"])
+        spec = repeats.get(row["evaluation"]) or registry.spec(row["evaluation"])
         passes = (
             passes
             + attack_passes(spec, evaluation, keyed_alone(known[row["scenario"]]))

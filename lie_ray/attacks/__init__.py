@@ -14,7 +14,14 @@ outside lie_ray is registered with ``register`` (this process) or under the
 
 from lie_ray.attacks.base import Attack, Classifier
 from lie_ray.attacks.fgsm import FGSM
-from lie_ray.attacks.outcome import Batch, Outcome, deployed, scored, worst_of
+from lie_ray.attacks.outcome import (
+    Batch,
+    Outcome,
+    deployed,
+    effective_epsilon,
+    scored,
+    worst_of,
+)
 from lie_ray.attacks.pgd import PGD
 from lie_ray.attacks.pgd_through import pgd_cost, through
 from lie_ray.attacks.registry import names, register, spec
@@ -37,6 +44,7 @@ __all__ = [
     "PGD",
     "WithKey",
     "deployed",
+    "effective_epsilon",
     "names",
     "pgd_cost",
     "register",

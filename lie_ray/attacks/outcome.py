@@ -3,7 +3,10 @@ an ``Outcome`` (the deployed pipeline's predictions on the adversarial images, a
 perturbation really applied).
 
 Every adversarial plain image is scored as the deployed pipeline receives it (``deployed``):
-8-bit pixels, within eps of the 8-bit plain image exactly.
+8-bit pixels, within eps of the 8-bit plain image exactly. An attack asked for eps therefore
+works in the ball it is scored in, ``effective_epsilon(eps)`` = floor(255 eps)/255 (eps 0.1:
+25/255), with its step derived from that ball: an attack at eps 0.1 and one at 25/255 are the
+same attack, and no success found at 25.5 levels is undone by clipping to 25.
 """
 
 from __future__ import annotations
@@ -25,8 +28,9 @@ class Outcome:
 
     predictions: torch.Tensor
     linf: torch.Tensor
-    # Worst cases only: per example the member that broke it first ("clean": it was
-    # misclassified already, "": unbroken) and at which epsilon (NaN: unbroken).
+    # Worst cases: per example the member that broke it first ("clean": it was misclassified
+    # already, "": unbroken) and at which epsilon (NaN: unbroken). A composite attack
+    # (AutoAttack): the part of it that broke the example, and no epsilon.
     broken_by: np.ndarray | None = None
     broken_at: np.ndarray | None = None
     # An earlier run's outcome handed on (the same attack, ``AttackSpec.same_run``): it cost
@@ -55,14 +59,25 @@ class Batch:
         return Batch(self.images[index].contiguous(), self.labels[index], self.ids[rows])
 
 
+def levels(eps: float) -> int:
+    """The whole 8-bit levels eps allows a pixel to move: floor(255 eps), with a tolerance for
+    epsilons that passed through float32 (8/255 must stay 8 levels)."""
+    return math.floor(eps * 255 + 1e-6)
+
+
+def effective_epsilon(eps: float) -> float:
+    """The ball an attack asked for ``eps`` works in: the one it is scored in."""
+    return levels(eps) / 255
+
+
 def deployed(adversarial: torch.Tensor, images: torch.Tensor, eps: float) -> torch.Tensor:
     """The adversarial image as the deployed pipeline receives it: 8-bit pixels, each within
     eps of the 8-bit plain image. Rounding the attack's float image instead would move a pixel
     by up to eps + 0.5/255 (26/255 at eps 0.1); the perturbation is rounded to whole levels
     and clipped to the floor(255 * eps) levels that eps allows."""
-    levels = math.floor(eps * 255 + 1e-6)
+    allowed = levels(eps)
     plain = torch.round(images * 255)
-    delta = torch.clamp(torch.round((adversarial - images) * 255), -levels, levels)
+    delta = torch.clamp(torch.round((adversarial - images) * 255), -allowed, allowed)
     return torch.clamp(plain + delta, 0, 255) / 255
 
 

@@ -105,8 +105,13 @@ def default_attacks() -> list[AttackSpec]:
     return [s for s in builtin().values() if not s.is_sanity]
 
 
-def sanity_runs() -> list[AttackSpec]:
-    return [s for s in builtin().values() if s.is_sanity]
+def sanity_runs(attacks=()) -> list[AttackSpec]:
+    """lie_ray's sanity runs, then the 2x run of each of ``attacks`` that declares how to
+    double its effort (``AttackSpec.doubled``)."""
+    from lie_ray.attacks.catalogue.sanity import doubled_run
+
+    own = [s for s in builtin().values() if s.is_sanity]
+    return own + [doubled_run(s) for s in attacks if s.doubled is not None]
 
 
 def only_here(name: str) -> bool:

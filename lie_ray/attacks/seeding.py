@@ -10,10 +10,21 @@ lowbias32 (Chris Wellons' integer-hash search), in int64 arithmetic that never o
 
 from __future__ import annotations
 
+import hashlib
+
 import numpy as np
 import torch
 
 MASK = 0xFFFFFFFF
+
+
+def salted(seed: int, *salt: str) -> int:
+    """The seed of one attack (or one part of it), of the attacker's seed and its name: every
+    attack draws its own random starts, keys and queries, so no two evaluations of a scenario
+    start an image from the same point (a union over attacks that share their draws is weaker
+    than it looks). Still per image: the draws hash (this seed, the image's id, the draw)."""
+    text = "/".join((str(seed), *salt)).encode()
+    return int.from_bytes(hashlib.blake2b(text, digest_size=4).digest(), "little")
 
 
 def _mul32(h: torch.Tensor, constant: int) -> torch.Tensor:

@@ -126,6 +126,11 @@ class AttackSpec:
     sanity_epsilon: Callable[[EvalSettings], float | None] | None = None
     sanity_settings: Callable[[EvalSettings], EvalSettings] | None = None
     checks: str | None = None  # sanity runs: which check reads it ("unbounded", "once", ...)
+    # Twice this attack's effort ((settings) -> settings: EOT's keys, the bypass's fit steps,
+    # Square's queries): the 2x check runs it so at the headline epsilon on the images the
+    # attack met there, and compares (``lie_ray.attacks.catalogue.sanity.doubled_run``).
+    doubled: Callable[[EvalSettings], EvalSettings] | None = None
+    reference: str | None = None  # a 2x sanity run: the evaluation it repeats with twice the effort
 
     REQUIRED_FACTS = ("name", "tier", "run", "cost", "cascade_rank", "label")
 
@@ -169,6 +174,7 @@ class AttackSpec:
             "cascade_rank": self.cascade_rank,
             "encrypted_only": self.encrypted_only,
             "checks": self.checks,
+            "reference": self.reference,
             "description": self.description,
         }
 
@@ -207,6 +213,10 @@ def check_facts(spec: AttackSpec) -> AttackSpec:
         )
     if spec.is_sanity != (spec.sanity_epsilon is not None):
         problems.append("a sanity run, and only one, says its sanity_epsilon")
+    if spec.reference is not None and not spec.is_sanity:
+        problems.append("only a sanity run repeats a reference evaluation")
+    if spec.doubled is not None and not callable(spec.doubled):
+        problems.append("doubled must be a callable (settings) -> settings")
     if spec.name in WORST_CASE_NAMES or spec.name in ("test", "train"):
         problems.append(f"its name {spec.name!r} is a row name lie_ray reserves")
     if problems:

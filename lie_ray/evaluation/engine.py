@@ -23,8 +23,8 @@ from types import MappingProxyType
 import numpy as np
 import torch
 
-from lie_ray.attacks import registry
-from lie_ray.attacks.outcome import Batch, Outcome
+from lie_ray.attacks import registry, seeding
+from lie_ray.attacks.outcome import Batch, Outcome, effective_epsilon
 from lie_ray.attacks.pipeline import Defender
 from lie_ray.attacks.spec import TIERS, WORST_CASES, AttackSpec
 from lie_ray.attacks.views import VIEWS, Oracle
@@ -74,13 +74,16 @@ def chosen_specs(settings: EvalSettings, available: frozenset[str]) -> list[Atta
     return [spec for spec in registry.chosen(settings.attacks) if spec.applies(available)]
 
 
-def sanity_runs(settings: EvalSettings) -> list[tuple[AttackSpec, float, EvalSettings]]:
-    """(spec, epsilon, settings) of each sanity run; none when switched off, or where no
-    epsilon was attacked."""
+def sanity_runs(
+    settings: EvalSettings, attacks: list[AttackSpec] = ()
+) -> list[tuple[AttackSpec, float, EvalSettings]]:
+    """(spec, epsilon, settings) of each sanity run: lie_ray's own, and the 2x run of each of
+    ``attacks`` (those run on a scenario) that declares one; none when switched off, or where
+    no epsilon was attacked."""
     if not settings.sanity:
         return []
     runs = []
-    for spec in registry.sanity_runs():
+    for spec in registry.sanity_runs(attacks):
         eps = spec.sanity_epsilon(settings)
         if eps is not None:
             runs.append((spec, eps, spec.sanity_settings(settings)))
@@ -92,12 +95,17 @@ def rows_per_test_image(specs: list[AttackSpec], settings: EvalSettings) -> int:
     worst cases, then the sanity runs (a train image gives one row). The driver counts rows
     with this to know when a scenario is complete."""
     per_epsilon = len(specs) + len(WORST_CASES)
-    return 1 + len(settings.epsilons) * per_epsilon + len(sanity_runs(settings))
+    return 1 + len(settings.epsilons) * per_epsilon + len(sanity_runs(settings, specs))
 
 
 def settings_for(spec: AttackSpec, settings: EvalSettings) -> EvalSettings:
-    """The settings an attack runs with: one run, not ``pgd_restarts``, for a single run."""
-    return settings if spec.restarts else dataclasses.replace(settings, pgd_restarts=1)
+    """The settings an attack runs with: one run, not ``pgd_restarts``, for a single run; and
+    a seed of its own (``seeding.salted``), so that no two attacks share a random draw."""
+    return dataclasses.replace(
+        settings,
+        pgd_restarts=settings.pgd_restarts if spec.restarts else 1,
+        attacker_seed=seeding.salted(settings.attacker_seed, spec.name),
+    )
 
 
 class Engine:
@@ -121,7 +129,8 @@ class Engine:
             spec.variant if spec else None,
         )
         self.specs = chosen_specs(settings, self.available)
-        every = [*self.specs, *registry.sanity_runs()]
+        self.sanity = sanity_runs(settings, self.specs)
+        every = [*self.specs, *(spec for spec, _, _ in self.sanity)]
         self.by_name = {s.name: s for s in every}
         if plain_model is not None and not any("plain-model" in s.needs for s in self.specs):
             plain_model = None  # nothing here attacks through it: not loaded
@@ -154,8 +163,10 @@ class Engine:
         if spec.tier in ("with-key", "channel"):
             given["pipeline"] = self.defender
         view = VIEWS[spec.tier](**given)
-        if spec.prepare is not None:
-            view = dataclasses.replace(view, prepared=spec.prepare(view, self.settings))
+        if spec.prepare is not None:  # a 2x sanity run prepares with twice the effort too
+            settings = spec.sanity_settings(self.settings) if spec.is_sanity else self.settings
+            prepared = spec.prepare(view, settings_for(spec, settings))
+            view = dataclasses.replace(view, prepared=prepared)
         return view
 
     # --- a batch ----------------------------------------------------------------------------
@@ -191,12 +202,24 @@ class Engine:
             batch.labels,
             attack,
         )
-        every = np.arange(len(batch.ids))
-        rows += [
-            Row(spec.name, eps, every, self.run(spec, batch, eps, every, {}, run_settings))
-            for spec, eps, run_settings in sanity_runs(self.settings)
-        ]
+        for spec, eps, run_settings in self.sanity:
+            covered = self.met(spec, eps, rows, len(batch.ids))
+            part = batch if len(covered) == len(batch.ids) else batch.subset(covered)
+            outcome = self.run(spec, part, eps, covered, {}, run_settings) if len(covered) else None
+            rows.append(Row(spec.name, eps, covered, outcome))
         return rows
+
+    @staticmethod
+    def met(spec: AttackSpec, eps: float, rows: list[Row], n: int) -> np.ndarray:
+        """The rows a sanity run attacks: every one, or for a 2x run the ones the attack it
+        repeats met at that epsilon (in cascade mode, those its attacker had left)."""
+        if spec.reference is None:
+            return np.arange(n)
+        return next(
+            row.covered
+            for row in rows
+            if row.evaluation == spec.reference and abs(row.epsilon - eps) <= 1e-6
+        )
 
     def run(
         self,
@@ -228,7 +251,7 @@ class Engine:
             if TIERS.index(self.by_name[name].tier) <= within
         }
         view = dataclasses.replace(view, earlier=MappingProxyType(earlier))
-        return spec.run(view, part, eps, settings_for(spec, settings))
+        return spec.run(view, part, effective_epsilon(eps), settings_for(spec, settings))
 
 
 def to_columns(
@@ -251,13 +274,17 @@ def to_columns(
             predictions[row.covered] = outcome.predictions.cpu().numpy()
             linf[row.covered] = outcome.linf.cpu().numpy()
             attacked[row.covered] = True
-        worst = outcome is not None and outcome.broken_by is not None
+        broken_by, broken_at = np.full(n, "", object), np.full(n, np.nan)
+        if outcome is not None and outcome.broken_by is not None:
+            broken_by[row.covered] = outcome.broken_by
+            if outcome.broken_at is not None:
+                broken_at[row.covered] = outcome.broken_at
         columns["adv_pred"].append(predictions)
         columns["linf"].append(linf)
         columns["attacked"].append(attacked)
         columns["reused"].append(attacked & (outcome is not None and outcome.reused))
-        columns["broken_by"].append(outcome.broken_by if worst else np.full(n, "", object))
-        columns["broken_at"].append(outcome.broken_at if worst else np.full(n, np.nan))
+        columns["broken_by"].append(broken_by)
+        columns["broken_at"].append(broken_at)
     predictions = np.concatenate(columns["adv_pred"])
     return {
         "scenario": np.full(n * len(rows), scenario),

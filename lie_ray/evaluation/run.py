@@ -21,8 +21,9 @@ from pathlib import Path
 import pyarrow as pa
 import torch
 
-from lie_ray.attacks import PGD
+from lie_ray.attacks import PGD, deployed, effective_epsilon
 from lie_ray.attacks.registry import check_reachable_from_actors
+from lie_ray.attacks.seeding import salted
 from lie_ray.data.cifar import data_record, load_split, resolve_data_dir
 from lie_ray.errors import LieRayError
 from lie_ray.evaluation.defender import checkpoint_record, load_defender, policy_spec
@@ -194,7 +195,9 @@ def write_gallery(
 ) -> None:
     """The paper's Fig. 1 and Fig. 4: plain, encrypted, adversarial (BPDA-PGD at eps 0.1) and
     encrypted adversarial images for the first encrypted scenario, each row named and each
-    image captioned with its true class and what the scenario's network predicts for it."""
+    image captioned with its true class and what the scenario's network predicts for it.
+    The adversarial image is what the pipeline receives (8-bit, within the effective ball,
+    ``deployed``), and the prediction is on that image."""
     row = next((r for r in trained if r["encrypted"]), None)
     if row is None:
         return
@@ -202,12 +205,15 @@ def write_gallery(
     shown = test.head(8)
     plain = torch.from_numpy(shown.images).permute(0, 3, 1, 2).float().contiguous() / 255
     labels = torch.from_numpy(shown.labels).long()
+    eps = effective_epsilon(PAPER_EPSILON)
     adversarial = PGD(
         defender.classifier(shown.ids, "bpda-both"),
-        PAPER_EPSILON,
-        settings.step_size(PAPER_EPSILON),
+        eps,
+        settings.step_size(eps),
         settings.pgd_steps,
-    )(plain, labels)
+        seed=salted(settings.attacker_seed, "gallery"),
+    )(plain, labels, ids=shown.ids)
+    adversarial = deployed(adversarial, plain, eps)
     with torch.no_grad():
         images = [
             plain,

@@ -10,6 +10,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from lie_ray.attacks import registry
+from lie_ray.attacks.outcome import effective_epsilon
 from lie_ray.attacks.spec import AttackSpec
 from lie_ray.errors import LieRayError
 from lie_ray.evaluation.settings import EvalSettings
@@ -42,6 +43,7 @@ def attack_record(settings: EvalSettings) -> dict:
             record.update(spec.budget(settings))
     record["single_run"] = [spec.name for spec in chosen if not spec.restarts]
     record["scoring"] = "8-bit images within eps exactly"
+    record["ball"] = ball_record(settings)
     record["mode"] = settings.mode
     shown = {spec.name: spec for spec in [*registry.default_attacks(), *chosen]}
     record["catalogue"] = {name: spec.shown() for name, spec in shown.items()}
@@ -54,9 +56,25 @@ def attack_record(settings: EvalSettings) -> dict:
     return record
 
 
+def ball_record(settings: EvalSettings) -> dict:
+    """Each epsilon asked for, the ball its attacks worked in (the one they are scored in,
+    ``effective_epsilon``) and the PGD step there; rows keep the epsilon asked for."""
+    balls = {}
+    for eps in settings.epsilons:
+        if eps > 0:
+            effective = effective_epsilon(eps)
+            balls[f"{eps:g}"] = {
+                "levels": round(effective * 255),
+                "effective": effective,
+                "step_size": settings.step_size(effective),
+            }
+    return balls
+
+
 def record_specs(settings: EvalSettings) -> list[AttackSpec]:
     """The attacks a run with these settings may run (applicable or not), and its sanity runs."""
-    return [*registry.chosen(settings.attacks), *registry.sanity_runs()]
+    chosen = registry.chosen(settings.attacks)
+    return [*chosen, *registry.sanity_runs(chosen)]
 
 
 # How the evaluation chose its images, in words for the report.

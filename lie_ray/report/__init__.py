@@ -9,6 +9,7 @@ at any time without Ray, and rebuilding it from the same tables gives the same b
 Reads from the results directory (through ``lie_ray.infra.tables``, one checked reader each):
 
     results.parquet    one row per (scenario, evaluation, epsilon), with a 95% Wilson interval
+    examples.parquet   optional, one row per image: the sanity checks compare images
     training.parquet   optional, one row per scenario (train/test error, epochs)
     privacy.parquet    optional, the privacy attacks (also rendered alone as ``privacy.md``)
     cluster.parquet    optional, the cluster sampled over a sweep
@@ -76,6 +77,7 @@ def write_report(results_dir: str | os.PathLike, training_table: pa.Table | None
     scenarios = scenario_order(rows, training)
     catalogue = Catalogue.of_results(directory)  # how the evaluations are shown, as recorded
     epsilon = headline_epsilon(rows, catalogue)
+    images = sanity.PerImage.of_results(directory)  # the per-image rows the checks pair
     write_curves(rows, scenarios, directory / "curves.png", catalogue)
     text = render_report(
         rows,
@@ -83,10 +85,10 @@ def write_report(results_dir: str | os.PathLike, training_table: pa.Table | None
         scenarios,
         epsilon,
         gallery=(directory / "gallery.png").is_file(),
-        doubts=sanity.doubts(rows, scenarios, epsilon, catalogue),
+        doubts=sanity.doubts(rows, scenarios, epsilon, catalogue, images),
         catalogue=catalogue,
     )
-    text += sanity.section(rows, scenarios, epsilon, catalogue)
+    text += sanity.section(rows, scenarios, epsilon, catalogue, images)
     text += deviations_section(directory, training_table)  # from the results' run records
     text += family_section(rows, training_table, catalogue)  # "" unless several transforms
     text += privacy_section(directory)  # empty unless privacy.parquet is there

@@ -37,6 +37,7 @@ class Shown:
     cascade_rank: float
     encrypted_only: bool
     checks: str | None = None
+    reference: str | None = None
     description: str = ""
 
 
@@ -48,7 +49,8 @@ class Catalogue:
 
     @classmethod
     def builtin(cls) -> Catalogue:
-        specs = [*registry.default_attacks(), *registry.sanity_runs()]
+        attacks = registry.default_attacks()
+        specs = [*attacks, *registry.sanity_runs(attacks)]
         return cls({s.name: Shown(s.name, **s.shown()) for s in specs})
 
     @classmethod

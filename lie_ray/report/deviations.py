@@ -156,6 +156,14 @@ def evaluation_deviations(record: dict) -> list[str]:
         lines.append(f"Attacked the first {limit} test images [{PAPER['test_images']:,}].")
     if settings.get("pgd_steps") not in (None, PAPER["steps"]):
         lines.append(f"Evaluation PGD runs {settings['pgd_steps']} steps [20].")
+    ball = ((record.get("attacks") or {}).get("ball") or {}).get(f"{PAPER_EPSILON:g}")
+    if ball:
+        lines.append(
+            f"Every attack works in the ball it is scored in, whole 8-bit levels: at eps "
+            f"{PAPER_EPSILON:g} that is {ball['levels']}/255 = {ball['effective']:.4f}, so PGD's "
+            f"step is {ball['step_size']:.4f} [step {PAPER['step_size']:g}]; rows keep the eps "
+            "asked for."
+        )
     epsilons = settings.get("epsilons") or []
     if epsilons and not any(abs(e - PAPER_EPSILON) < 1e-9 for e in epsilons):
         lines.append(

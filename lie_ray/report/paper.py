@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pyarrow as pa
 
-from lie_ray.attacks.spec import WORST_CASE, WORST_CASE_KEYLESS, WORST_CASES
+from lie_ray.attacks.spec import WORST_CASE, WORST_CASE_KEYLESS, WORST_CASE_NAMES, WORST_CASES
 from lie_ray.evaluation.settings import PAPER_EPSILON
 from lie_ray.evaluation.settings import headline_epsilon as headline_of
 from lie_ray.infra.tables import RESULT_COLUMNS, TRAINING_COLUMNS, read_results
@@ -195,7 +195,7 @@ def render_report(
     scenarios: list[str],
     epsilon: float | None,
     gallery: bool,
-    doubts: dict[str, list[str]] | None = None,
+    doubts: dict[str, dict[str, list[str]]] | None = None,
     catalogue: Catalogue | None = None,
 ) -> str:
     """``doubts``: the sanity checks each scenario failed, named beside its headline;
@@ -333,22 +333,34 @@ def interval_cell(row: Row) -> str:
     return f"{row.error:.3f} [{row.ci_low:.2f}, {row.ci_high:.2f}]"
 
 
+def broken(row: Row) -> int:
+    """The images an evaluation broke (its error over the n it met)."""
+    return round(row.error * row.n)
+
+
 def adaptive_row(
     rows: list[Row], scenario: str, columns: list[str], epsilon: float | None
 ) -> list[str]:
-    """Cells for one scenario, the largest error(s) in bold: the attack that hurt most."""
+    """Cells for one scenario: the error with its interval where the evaluation met every
+    image, else (a cascaded attack, on the images its attacker had left) "broke b of n".
+    In bold, the plain-image attack that broke the most images (ties all bold); the worst
+    cases, unions of the attacks, are never bold."""
     found = {c: find(rows, scenario, c, epsilon) if epsilon is not None else None for c in columns}
-    plain_image = columns[: columns.index(WORST_CASE) + 1]  # bold: the plain-image attacker's
-    worst = max((found[c].error for c in plain_image if found[c] is not None), default=None)
+    whole = max((r.n for r in found.values() if r is not None), default=0)
+    attacks = [
+        c
+        for c in columns[: columns.index(WORST_CASE) + 1]
+        if c not in WORST_CASE_NAMES and found[c] is not None
+    ]
+    most = max((broken(found[c]) for c in attacks), default=None)
     cells = []
     for column in columns:
         row = found[column]
         if row is None:
             cells.append(MISSING)
-        elif row.error == worst and column in plain_image:
-            cells.append(f"**{interval_cell(row)}**")
-        else:
-            cells.append(interval_cell(row))
+            continue
+        text = interval_cell(row) if row.n == whole else f"broke {broken(row)} of {row.n}"
+        cells.append(f"**{text}**" if column in attacks and broken(row) == most else text)
     return cells
 
 
@@ -360,12 +372,15 @@ def adaptive_table(
     n = sample_size(rows, None, epsilon, catalogue)
     return (
         "## Adaptive evaluation\n\n"
-        f"Error under each attack at {describe_epsilon(epsilon)}, with its 95% Wilson "
-        f"interval (results.parquet, {n} test images per cell). Columns up to `worst-case` "
-        "perturb the plain image; `encrypted-input` edits the ciphertext, and "
-        "`worst-case-channel` takes it too. The largest plain-image error in each row is "
-        "in bold, and '-' marks an evaluation that does not apply to (or was not run for) "
-        "the scenario.\n\n" + markdown_table(["Scenario", *map(catalogue.label, columns)], body)
+        f"Each attack at {describe_epsilon(epsilon)} (results.parquet, {n} test images per "
+        "cell): where it met every test image, its error with a 95% Wilson interval; where "
+        'the cascade gave it only the images its attacker had not yet broken, "broke b of '
+        'n": the n images it met and the b of them it broke. The worst cases are over every '
+        "image. Columns up to `worst-case` perturb the plain image; `encrypted-input` edits "
+        "the ciphertext, and `worst-case-channel` takes it too. In bold, the plain-image "
+        "attack that broke the most images; '-' marks an evaluation that does not apply to "
+        "(or was not run for) the scenario.\n\n"
+        + markdown_table(["Scenario", *map(catalogue.label, columns)], body)
     )
 
 
@@ -413,26 +428,33 @@ def worst_case_error(
     return f"{interval_cell(top)} (no worst-case row; largest single attack, `{top.evaluation}`)"
 
 
-def doubt_note(failed: list[str]) -> str:
-    return (
-        (
-            f" (failed sanity check{'s' if len(failed) > 1 else ''}: {', '.join(failed)}; see "
-            "Sanity checks)"
+def doubt_note(failed: dict[str, list[str]], key_based: bool = True) -> str:
+    """The failed sanity checks, each beside the figure it casts doubt on (``failed``: per
+    worst case); a scenario without a key has one figure, so they are simply listed."""
+    if not failed:
+        return ""
+    labels = {w.name: w.label for w in WORST_CASES}
+    count = sum(len(checks) for checks in failed.values())
+    if key_based:
+        listed = "; ".join(
+            f"{', '.join(checks)} (on {labels.get(worst_case, worst_case)})"
+            for worst_case, checks in failed.items()
         )
-        if failed
-        else ""
-    )
+    else:
+        listed = ", ".join(dict.fromkeys(c for checks in failed.values() for c in checks))
+    return f" (failed sanity check{'s' if count > 1 else ''}: {listed}; see Sanity checks)"
 
 
 def headline(
     rows: list[Row],
     scenarios: list[str],
     epsilon: float | None,
-    doubts: dict[str, list[str]],
+    doubts: dict[str, dict[str, list[str]]],
     catalogue: Catalogue,
 ) -> str:
     bullets = "\n".join(
-        f"- {s}: {headline_line(rows, s, epsilon, catalogue)}{doubt_note(doubts.get(s, []))}"
+        f"- {s}: {headline_line(rows, s, epsilon, catalogue)}"
+        f"{doubt_note(doubts.get(s, {}), key_based(rows, s, catalogue))}"
         for s in scenarios
     )
     n = sample_size(rows, WORST_CASE, epsilon)

@@ -1,25 +1,51 @@
-"""``## Sanity checks``: Carlini et al.'s ("On Evaluating Adversarial Robustness", 2019) signs
-that an evaluation, not the defence, is weak, computed per scenario from the results:
+"""``## Sanity checks``: signs that an evaluation, not the defence, is weak (Carlini et al., "On
+Evaluating Adversarial Robustness", 2019; Croce & Hein, ICML 2020), per scenario, from the
+results and the per-image rows (``examples.parquet``). Each compares what can differ, so each
+can fail:
 
-- error non-decreasing in epsilon (each worst case, allowing one image of noise);
-- an unbounded attack (eps 1: any image is reachable) reaching >= 0.99 error;
-- the white-box PGD with twice the steps and restarts changing its error by < 0.02;
-- no black-box or transfer attack above the white-box ones (else gradient masking).
+- **error rises with eps**: per attack (not per worst case: a union carried up the eps ladder
+  cannot fall), the images it broke at the larger eps against the smaller, on the images it
+  met at both; it fails on a fall of more than one image that chance does not explain (a
+  sign test on the images only one eps broke, p < 0.05). In cascade mode an image an attack
+  broke at the smaller eps is never met again, so there the check bites on the attacks that
+  met every image (the paper's readings); in full mode on every attack.
+- **unbounded attack**: the white-box PGD at eps 1 (any image is reachable) reaches >= 0.99.
+- **2x effort**: the white-box PGD with twice the steps and restarts, and each keyless attack
+  that carries a key-based defence's headline with twice its effort (EOT's keys, the bypass's
+  fit, Square's queries) on the images it met; it fails on a change of 0.02 of the test
+  images or more, either way, that chance does not explain (p < 0.05).
+- **black-box <= white-box**: per black-box attack (queries, or another model's gradient), on
+  the images it met, no more broken than by the strongest white-box attack (the key holder's
+  gradient) that met every one of them; else the gradient is masked.
+- **Square after gradient attacks**: AutoAttack's own flag (``check_square_sr`` in the
+  reference code): Square, run last, breaking more than 0.2% of the images its gradient
+  attacks left suggests masked gradients.
 
-A failed check is named beside the headline figure it casts doubt on (``doubts``).
+A failed check is named beside the headline figure it casts doubt on (``doubts``): the worst
+case of the attacker whose attack it questions.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
 
-from lie_ray.attacks.spec import WORST_CASE, WORST_CASE_KEYLESS
+import numpy as np
+import pyarrow as pa
+
+from lie_ray.attacks.library import SQUARE
+from lie_ray.attacks.spec import WORST_CASE, WORST_CASES
+from lie_ray.infra import tables
 from lie_ray.report.catalogue import Catalogue
 from lie_ray.report.markdown import markdown_table
 from lie_ray.report.paper import Row, find, same_epsilon
 
 UNBOUNDED_MIN = 0.99
-DOUBLING_MAX = 0.02
+DOUBLING_MAX = 0.02  # of the test images, either way
+SQUARE_MAX = 0.002  # AutoAttack's alpha: Square may break at most this share of the images
+NOISE = 1  # images an attack's error may fall from one eps to the next
+SIGNIFICANCE = 0.05  # a change fails a check only where chance explains it this rarely
 
 
 @dataclass(frozen=True)
@@ -27,26 +53,125 @@ class Check:
     name: str
     passed: bool | None  # None: not measured (the rows are absent)
     detail: str
+    doubts: tuple[str, ...] = field(default=())  # the worst cases a failure casts doubt on
 
     def cell(self) -> str:
         verdict = {True: "pass", False: "**FAIL**", None: "not run"}[self.passed]
         return f"{verdict}: {self.detail}" if self.detail else verdict
 
 
-def rising_with_epsilon(rows: list[Row], scenario: str) -> Check:
-    details, passed = [], None
-    for name in (WORST_CASE_KEYLESS, WORST_CASE):
-        points = sorted(
-            (r for r in rows if r.scenario == scenario and r.evaluation == name),
-            key=lambda r: r.epsilon,
+class PerImage:
+    """Per (scenario, evaluation, epsilon): the ids an evaluation attacked, whether each was
+    misclassified, and what broke it (a composite attack's part), from ``examples.parquet``."""
+
+    def __init__(self, table: pa.Table | None):
+        self.rows: dict[tuple[str, str], list[tuple[float, dict]]] = {}
+        if table is None:
+            return
+        columns = ["scenario", "evaluation", "epsilon", "id", "correct", "attacked"]
+        has_parts = "broken_by" in table.column_names
+        table = table.select(columns + (["broken_by"] if has_parts else []))
+        frame = {name: table.column(name).to_numpy(zero_copy_only=False) for name in columns}
+        parts = table.column("broken_by").to_numpy(zero_copy_only=False) if has_parts else None
+        keys = np.char.add(
+            np.char.add(frame["scenario"].astype(str), "\x1f"), frame["evaluation"].astype(str)
         )
-        if len(points) < 2:
-            continue
-        slack = 1 / min(r.n for r in points)  # one image
-        ok = all(b.error >= a.error - slack - 1e-12 for a, b in zip(points, points[1:]))
-        passed = ok if passed is None else passed and ok
-        details.append(f"{name} " + " → ".join(f"{r.error:.2f}" for r in points))
-    return Check("error rises with eps", passed, "; ".join(details))
+        for key in np.unique(keys):
+            mine = (keys == key) & frame["attacked"]
+            scenario, evaluation = str(key).split("\x1f")
+            for eps in np.unique(frame["epsilon"][mine]):
+                at = mine & (frame["epsilon"] == eps)
+                order = np.argsort(frame["id"][at])
+                self.rows.setdefault((scenario, evaluation), []).append(
+                    (
+                        float(eps),
+                        {
+                            "ids": frame["id"][at][order],
+                            "wrong": ~frame["correct"][at][order].astype(bool),
+                            "parts": None if parts is None else parts[at][order].astype(str),
+                        },
+                    )
+                )
+
+    @classmethod
+    def of_results(cls, directory: str | Path) -> PerImage:
+        path = Path(directory) / tables.EXAMPLES
+        return cls(tables.read_examples(directory) if path.is_file() else None)
+
+    @property
+    def present(self) -> bool:
+        return bool(self.rows)
+
+    def ladder(self, scenario: str, evaluation: str) -> list[tuple[float, dict]]:
+        """The attacked epsilons (> 0) of one evaluation, ascending."""
+        found = self.rows.get((scenario, evaluation), [])
+        return sorted((e, r) for e, r in found if e > 0)
+
+    def at(self, scenario: str, evaluation: str, epsilon: float) -> dict | None:
+        return next(
+            (r for e, r in self.rows.get((scenario, evaluation), []) if same_epsilon(e, epsilon)),
+            None,
+        )
+
+
+def broken_on(found: dict, ids: np.ndarray) -> int:
+    """How many of ``ids`` (all met by ``found``'s evaluation) it broke."""
+    return int(wrong_on(found, ids).sum())
+
+
+def wrong_on(found: dict, ids: np.ndarray) -> np.ndarray:
+    return found["wrong"][np.searchsorted(found["ids"], ids)]
+
+
+def sign_test(lost: int, gained: int) -> float:
+    """One-sided p-value of losing ``lost`` images and gaining ``gained`` (the images only one
+    side broke) if either side were as likely to break each: the chance of ``lost`` or more
+    of the ``lost + gained`` going one way. Two runs of a randomised attack differ on some
+    images by chance alone; a check fails only on a change chance does not explain."""
+    n = lost + gained
+    return sum(math.comb(n, k) for k in range(lost, n + 1)) / 2**n if n else 1.0
+
+
+def attackers_worst_case(name: str, catalogue: Catalogue) -> str:
+    """The narrowest worst case that takes ``name``'s attacker: the figure its doubt is on."""
+    tier = catalogue.shown[name].tier if name in catalogue.shown else "with-key"
+    return next((w.name for w in WORST_CASES if tier in w.tiers), WORST_CASE)
+
+
+def rising_with_epsilon(images: PerImage, scenario: str, catalogue: Catalogue) -> Check:
+    name = "error rises with eps"
+    if not images.present:
+        return Check(name, None, "no examples.parquet")
+    compared, every, falls = 0, 0, []
+    for attack in catalogue.attacks():
+        ladder = images.ladder(scenario, attack)
+        for (small, a), (large, b) in zip(ladder, ladder[1:]):
+            common = np.intersect1d(a["ids"], b["ids"])
+            if len(common) == 0:
+                continue
+            compared += 1
+            every += len(common) == len(a["ids"]) == len(b["ids"])
+            was, now = wrong_on(a, common), wrong_on(b, common)
+            before, after = int(was.sum()), int(now.sum())
+            lost, gained = int((was & ~now).sum()), int((now & ~was).sum())
+            if after < before - NOISE and sign_test(lost, gained) < SIGNIFICANCE:
+                falls.append(
+                    (
+                        attack,
+                        f"{attack} {before} → {after} of {len(common)} "
+                        f"(eps {small:.4g} → {large:.4g})",
+                    )
+                )
+    if not compared:
+        return Check(name, None, "")
+    if falls:
+        doubts = tuple(dict.fromkeys(attackers_worst_case(a, catalogue) for a, _ in falls))
+        return Check(name, False, "; ".join(text for _, text in falls), doubts)
+    return Check(
+        name,
+        True,
+        f"{compared} comparison(s) on the images met at both eps, {every} on every image",
+    )
 
 
 def unbounded(rows: list[Row], scenario: str, catalogue: Catalogue) -> Check:
@@ -57,92 +182,184 @@ def unbounded(rows: list[Row], scenario: str, catalogue: Catalogue) -> Check:
         "unbounded attack",
         row.error >= UNBOUNDED_MIN,
         f"{row.error:.3f} at eps 1 (needs >= {UNBOUNDED_MIN})",
+        (WORST_CASE,),
     )
 
 
-def doubling(rows: list[Row], scenario: str, epsilon: float, catalogue: Catalogue) -> Check:
-    once, twice = (
-        find(rows, scenario, catalogue.checked_by(check), epsilon) for check in ("once", "doubled")
-    )
-    if once is None or twice is None:
-        return Check("2x steps and restarts", None, "")
-    change = twice.error - once.error
+def doubling(
+    images: PerImage, scenario: str, epsilon: float, catalogue: Catalogue, test_images: int
+) -> Check:
+    """Each 2x run against the run it repeats, on the same images: the change in images broken,
+    as a share of the test images (what it could move a worst case by); a failure is a change
+    of ``DOUBLING_MAX`` or more that chance does not explain (``sign_test``, either way)."""
+    name = "2x effort"
+    if not images.present:
+        return Check(name, None, "no examples.parquet")
+    runs = [s for s in catalogue.shown.values() if s.checks == "doubled" and s.reference]
+    details, failed = [], []
+    for run in runs:
+        once, twice = (images.at(scenario, n, epsilon) for n in (run.reference, run.name))
+        if once is None or twice is None or not test_images:
+            continue
+        common = np.intersect1d(once["ids"], twice["ids"])
+        was, now = wrong_on(once, common), wrong_on(twice, common)
+        before, after = int(was.sum()), int(now.sum())
+        lost, gained = int((was & ~now).sum()), int((now & ~was).sum())
+        change = (after - before) / test_images
+        chance = 2 * sign_test(max(lost, gained), min(lost, gained))
+        text = f"{run.reference} {before} → {after} of {len(common)} ({change:+.3f}"
+        details.append(text + (f", p {min(chance, 1):.2g})" if lost + gained else ")"))
+        if abs(change) >= DOUBLING_MAX and chance < SIGNIFICANCE:
+            failed.append(run.reference)
+    if not details:
+        return Check(name, None, "")
+    doubts = tuple(dict.fromkeys(attackers_worst_case(a, catalogue) for a in failed))
     return Check(
-        "2x steps and restarts",
-        abs(change) < DOUBLING_MAX,
-        f"{once.error:.3f} → {twice.error:.3f} (change {change:+.3f}, needs < "
-        f"{DOUBLING_MAX} either way)",
+        name,
+        not failed,
+        "; ".join(details)
+        + f" (fails on a change >= {DOUBLING_MAX} of {test_images} with p < {SIGNIFICANCE})",
+        doubts,
     )
+
+
+def black_box(catalogue: Catalogue) -> list[str]:
+    """The black-box attacks (a 2x run repeats one, and is no attack of its own)."""
+    return [n for n in catalogue.boxed("black") if not catalogue.is_sanity(n)]
 
 
 def black_box_below_white_box(
-    rows: list[Row], scenario: str, epsilon: float, catalogue: Catalogue
+    images: PerImage, scenario: str, epsilon: float, catalogue: Catalogue
 ) -> Check:
-    """No attack that follows none of the pipeline's gradient (``box`` "black") above those
-    that follow the key holder's ("white"): else the gradient is masked."""
-    black_box, white_box = catalogue.boxed("black"), catalogue.boxed("white")
-    found = {
-        r.evaluation: r for r in rows if r.scenario == scenario and same_epsilon(r.epsilon, epsilon)
-    }
-    whole = max((r.n for r in found.values()), default=0)
-    # Over the whole test set only: the cascade runs black-box attacks on what is left.
-    black = {n: found[n].error for n in black_box if n in found and found[n].n == whole}
-    white = {n: found[n].error for n in white_box if n in found and found[n].n == whole}
-    if not black or not white:
-        partial = any(n in found for n in black_box)
-        return Check(
-            "black-box <= white-box",
-            None,
-            "black-box attacks ran on a cascade's subset" if partial else "",
+    """No black-box attack above the strongest white-box one that met every image it met."""
+    name = "black-box <= white-box"
+    if not images.present:
+        return Check(name, None, "no examples.parquet")
+    details, failed = [], False
+    for black in black_box(catalogue):
+        mine = images.at(scenario, black, epsilon)
+        if mine is None or len(mine["ids"]) == 0:
+            continue
+        ids = mine["ids"]
+        rivals = {}
+        for white in catalogue.boxed("white"):
+            theirs = images.at(scenario, white, epsilon)
+            if theirs is not None and np.isin(ids, theirs["ids"]).all():
+                rivals[white] = broken_on(theirs, ids)
+        if not rivals:
+            details.append(f"{black}: no white-box attack met its {len(ids)} images")
+            continue
+        top = max(rivals, key=rivals.get)
+        mine_broken = broken_on(mine, ids)
+        above = mine_broken > rivals[top]
+        failed |= above
+        details.append(
+            f"{black} {mine_broken} vs {top} {rivals[top]} of {len(ids)}"
+            + (": gradient masking?" if above else "")
         )
-    top_black, top_white = max(black, key=black.get), max(white, key=white.get)
-    return Check(
-        "black-box <= white-box",
-        black[top_black] <= white[top_white],
-        f"{top_black} {black[top_black]:.3f} vs {top_white} {white[top_white]:.3f}"
-        + ("" if black[top_black] <= white[top_white] else ": gradient masking?"),
-    )
+    if not details:
+        return Check(name, None, "")
+    compared = any(" vs " in d for d in details)
+    return Check(name, not failed if compared else None, "; ".join(details), (WORST_CASE,))
+
+
+def square_after_gradients(
+    images: PerImage, scenario: str, epsilon: float, catalogue: Catalogue
+) -> Check:
+    """AutoAttack's ``check_square_sr``: Square, its last part, breaking more than
+    ``SQUARE_MAX`` of the images than the gradient parts before it."""
+    name = "Square after gradient attacks"
+    if not images.present:
+        return Check(name, None, "no examples.parquet")
+    details, failed = [], []
+    for attack in catalogue.attacks():
+        found = images.at(scenario, attack, epsilon)
+        if found is None or found["parts"] is None or not (found["parts"] != "").any():
+            continue
+        parts = found["parts"]
+        by_square = int((parts == SQUARE).sum())
+        left = int((parts == SQUARE).sum() + (~found["wrong"]).sum())
+        n = len(parts)
+        details.append(f"{attack}: Square broke {by_square} of the {left} its gradients left")
+        if by_square / n > SQUARE_MAX:
+            failed.append(attack)
+    if not details:
+        return Check(name, None, "")
+    doubts = tuple(dict.fromkeys(attackers_worst_case(a, catalogue) for a in failed))
+    return Check(name, not failed, "; ".join(details), doubts)
 
 
 def checks(
-    rows: list[Row], scenario: str, epsilon: float | None, catalogue: Catalogue
+    rows: list[Row],
+    scenario: str,
+    epsilon: float | None,
+    catalogue: Catalogue,
+    images: PerImage | None = None,
 ) -> list[Check]:
-    found = [rising_with_epsilon(rows, scenario), unbounded(rows, scenario, catalogue)]
+    images = images or PerImage(None)
+    found = [
+        rising_with_epsilon(images, scenario, catalogue),
+        unbounded(rows, scenario, catalogue),
+    ]
     if epsilon is not None:
+        test = find(rows, scenario, "test")
         found += [
-            doubling(rows, scenario, epsilon, catalogue),
-            black_box_below_white_box(rows, scenario, epsilon, catalogue),
+            doubling(images, scenario, epsilon, catalogue, test.n if test else 0),
+            black_box_below_white_box(images, scenario, epsilon, catalogue),
+            square_after_gradients(images, scenario, epsilon, catalogue),
         ]
     return found
 
 
 def doubts(
-    rows: list[Row], scenarios: list[str], epsilon: float | None, catalogue: Catalogue
-) -> dict[str, list[str]]:
-    """The failed checks per scenario, for the headline."""
-    return {
-        s: [c.name for c in checks(rows, s, epsilon, catalogue) if c.passed is False]
-        for s in scenarios
-    }
+    rows: list[Row],
+    scenarios: list[str],
+    epsilon: float | None,
+    catalogue: Catalogue,
+    images: PerImage | None = None,
+) -> dict[str, dict[str, list[str]]]:
+    """Per scenario, per worst case: the failed checks that cast doubt on it."""
+    found: dict[str, dict[str, list[str]]] = {}
+    for scenario in scenarios:
+        mine = found.setdefault(scenario, {})
+        for check in checks(rows, scenario, epsilon, catalogue, images):
+            if check.passed is False:
+                for worst_case in check.doubts or (WORST_CASE,):
+                    mine.setdefault(worst_case, []).append(check.name)
+    return found
 
 
 def section(
-    rows: list[Row], scenarios: list[str], epsilon: float | None, catalogue: Catalogue
+    rows: list[Row],
+    scenarios: list[str],
+    epsilon: float | None,
+    catalogue: Catalogue,
+    images: PerImage | None = None,
 ) -> str:
-    table = {s: checks(rows, s, epsilon, catalogue) for s in scenarios}
+    table = {s: checks(rows, s, epsilon, catalogue, images) for s in scenarios}
     if not any(c.passed is not None for found in table.values() for c in found):
         return ""
     names = [c.name for c in next(iter(table.values()))]
     body = [[s, *(c.cell() for c in found)] for s, found in table.items()]
+    doubled = [s.reference for s in catalogue.shown.values() if s.checks == "doubled"]
     return (
         "\n## Sanity checks\n\n"
-        "Carlini et al. (2019): signs that the evaluation, not the defence, is weak. The "
-        "white-box PGD (the key and the transform's own backward) runs unbounded (eps 1) "
-        "and, at the headline epsilon, once as set and once with twice the steps and "
-        "restarts; black-box attacks (" + ", ".join(catalogue.boxed("black")) + ") above the "
-        "white-box ones suggest gradient masking. Keyless attacks are "
-        + ", ".join(catalogue.united(WORST_CASE_KEYLESS))
-        + ". A "
-        "failure is named beside the scenario's headline figure.\n\n"
+        "Signs that the evaluation, not the defence, is weak (Carlini et al. 2019; Croce & "
+        "Hein 2020), each on images both of its sides met. Error rises with eps: per attack, "
+        f"images broken at each eps against the next (a fall of more than {NOISE} image "
+        f"that chance does not explain fails: a sign test on the images only one eps broke, "
+        f"p < {SIGNIFICANCE}; in cascade mode an attack never meets again an image it broke, "
+        "so only the attacks that met every image can fail it). Unbounded: the white-box PGD "
+        "(the key and the transform's own backward) at eps 1 reaches >= "
+        f"{UNBOUNDED_MIN}. 2x effort: {', '.join(doubled)} again with twice the effort on "
+        f"the images each met; a change of {DOUBLING_MAX} of the test images or more, "
+        f"either way, with p < {SIGNIFICANCE} fails. Black-box ("
+        + ", ".join(black_box(catalogue))
+        + ") <= white-box ("
+        + ", ".join(catalogue.boxed("white"))
+        + "): on the images the black-box attack met, against the strongest white-box "
+        "attack that met them all; above it suggests gradient masking. Square after "
+        f"gradient attacks: AutoAttack's own flag, Square breaking more than {SQUARE_MAX:.1%} "
+        "of the images. A failure is named beside the headline figure it casts doubt on.\n\n"
         + markdown_table(["Scenario", *names], body)
     )

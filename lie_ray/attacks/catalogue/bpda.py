@@ -10,6 +10,9 @@ surrogate backward. The key holder's attack where the transform has no useful gr
 
 from __future__ import annotations
 
+import dataclasses
+
+from lie_ray.attacks import seeding
 from lie_ray.attacks.outcome import worst_of
 from lie_ray.attacks.pgd_through import pgd_cost, through
 from lie_ray.attacks.spec import AttackSpec
@@ -22,10 +25,19 @@ def bpda_identity(view, batch, eps, settings):
 
 
 def bpda(view, batch, eps, settings):
-    """The worst over surrogates; reuses this batch's ``bpda-identity`` when it already ran."""
+    """The worst over surrogates; reuses this batch's ``bpda-identity`` when it already ran.
+    Each surrogate's PGD draws its own random starts (``seeding.salted``)."""
     outcomes = [view.earlier.get(IDENTITY) or bpda_identity(view, batch, eps, settings)]
     outcomes += [
-        through(view.pipeline.classifier(batch.ids, backward), view, batch, eps, settings)
+        through(
+            view.pipeline.classifier(batch.ids, backward),
+            view,
+            batch,
+            eps,
+            dataclasses.replace(
+                settings, attacker_seed=seeding.salted(settings.attacker_seed, backward)
+            ),
+        )
         for backward in ("bpda-high", "bpda-both")
     ]
     return worst_of(outcomes, batch.labels)

@@ -6,6 +6,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
+import numpy as np
 import torch
 
 from lie_ray.attacks.base import Classifier
@@ -49,12 +50,22 @@ def library_attack(
     group under the grouped ones, one image under per-image keys), classified as
     ``classifier_for(a representative id)``. Each image's random draws are its own
     (``lie_ray.attacks.library``), so its outcome does not depend on the rows it was attacked
-    with. Library attacks may hand back tensors still attached to their graph: detached."""
+    with. Library attacks may hand back tensors still attached to their graph: detached.
+    A composite attack (AutoAttack, ``library.InTurn``) also hands back which of its parts
+    broke each image: the outcome's ``broken_by``, where the deployed pipeline was fooled."""
     adversarial = batch.images.clone()
+    parts = None
     for rows in view.key_groups(batch.ids):
         module = PipelineModule(classifier_for(batch.ids[rows[0]]), view.network)
         index = torch.from_numpy(rows).to(batch.images.device)
-        adversarial[index] = attack_for(module)(
-            batch.images[index].contiguous(), batch.labels[index]
-        ).detach()
-    return scored(view.oracle, batch, adversarial, eps)
+        found = attack_for(module)(batch.images[index].contiguous(), batch.labels[index])
+        if isinstance(found, tuple):
+            found, broken_by = found
+            parts = np.full(len(batch.ids), "", dtype=object) if parts is None else parts
+            parts[rows] = broken_by
+        adversarial[index] = found.detach()
+    outcome = scored(view.oracle, batch, adversarial, eps)
+    if parts is not None:
+        fooled = (outcome.predictions != batch.labels).cpu().numpy()
+        outcome.broken_by = np.where(fooled, parts, "").astype(object)
+    return outcome

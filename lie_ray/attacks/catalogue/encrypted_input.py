@@ -8,13 +8,15 @@ from __future__ import annotations
 import torch
 
 from lie_ray.attacks.catalogue.common import encrypted_pgd
-from lie_ray.attacks.outcome import Outcome
+from lie_ray.attacks.outcome import Outcome, deployed
 from lie_ray.attacks.pgd_through import pgd_cost
 from lie_ray.attacks.spec import AttackSpec
 
 
 def encrypted_input(view, batch, eps, settings):
+    """Scored as the network receives it: an 8-bit ciphertext within eps of the 8-bit one."""
     encrypted, adversarial = encrypted_pgd(view.pipeline, batch, eps, settings)
+    adversarial = deployed(adversarial.detach(), encrypted, eps)
     with torch.no_grad():
         predictions = view.pipeline.model(adversarial).argmax(1)
     return Outcome(predictions, (adversarial - encrypted).abs().flatten(1).amax(1))

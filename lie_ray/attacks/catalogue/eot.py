@@ -3,6 +3,7 @@ transform draws keys of its own, fresh at every step, and follows the average gr
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable
 
 import torch
@@ -79,6 +80,7 @@ SPECS = (
         run=eot,
         cost=eot_cost,
         needs=frozenset({"transform"}),
+        doubled=lambda settings: dataclasses.replace(settings, eot_keys=2 * settings.eot_keys),
         cascade_rank=40,
         label=NAME,
         colour="tab:green",

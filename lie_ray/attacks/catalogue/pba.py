@@ -4,6 +4,8 @@ outputs on images of its own (``lie_ray.attacks.bypass``), then attacks through 
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import torch
 
@@ -64,6 +66,7 @@ SPECS = (
         needs=frozenset({"transform", "attacker-images"}),
         prepare=fit_stand_in,
         prepare_cost=fit_cost,
+        doubled=lambda settings: dataclasses.replace(settings, pba_steps=2 * settings.pba_steps),
         cascade_rank=30,
         label=NAME,
         colour="gold",

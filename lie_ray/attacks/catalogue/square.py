@@ -3,6 +3,8 @@ attack on the deployed pipeline's scores, which any user of it can query."""
 
 from __future__ import annotations
 
+import dataclasses
+
 from lie_ray.attacks.catalogue.common import library_attack
 from lie_ray.attacks.library import square
 from lie_ray.attacks.spec import AttackSpec
@@ -39,6 +41,9 @@ SPECS = (
         run=gradient_free,
         cost=square_cost,
         cascade_rank=50,
+        doubled=lambda settings: dataclasses.replace(
+            settings, square_queries=2 * settings.square_queries
+        ),
         label=NAME,
         colour="tab:brown",
         box="black",
