@@ -281,7 +281,7 @@ def test_loaded_defender_is_the_evaluated_model_and_torchattacks_agree(smoke_swe
         model = lie_ray.load(out, scenario)
         assert ("key=" in repr(model)) == (scenario == "Encrypted")
         rows = examples[(examples.scenario == scenario) & (examples.evaluation == "test")]
-        ids = rows.id.to_numpy()
+        ids = rows.id.to_numpy().copy()  # writable: torch indexes with it
         with torch.no_grad():
             assert (model(images[ids]).argmax(1).numpy() == rows.clean_pred.to_numpy()).all()
         # The loaded module attacked as it is, by torchattacks and by lie_ray's PGD (plain

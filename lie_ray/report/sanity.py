@@ -16,7 +16,8 @@ can fail:
   images or more, either way, that chance does not explain (p < 0.05).
 - **black-box <= white-box**: per black-box attack (queries, or another model's gradient), on
   the images it met, no more broken than by the strongest white-box attack (the key holder's
-  gradient) that met every one of them; else the gradient is masked.
+  gradient) that met every one of them, beyond chance (a sign test on the images only one of
+  them broke, p < 0.05); else the gradient is masked.
 - **Square after gradient attacks**: AutoAttack's own flag (``check_square_sr`` in the
   reference code): Square, run last, breaking more than 0.2% of the images its gradient
   attacks left suggests masked gradients.
@@ -245,16 +246,18 @@ def black_box_below_white_box(
         for white in catalogue.boxed("white"):
             theirs = images.at(scenario, white, epsilon)
             if theirs is not None and np.isin(ids, theirs["ids"]).all():
-                rivals[white] = broken_on(theirs, ids)
+                rivals[white] = wrong_on(theirs, ids)
         if not rivals:
             details.append(f"{black}: no white-box attack met its {len(ids)} images")
             continue
-        top = max(rivals, key=rivals.get)
-        mine_broken = broken_on(mine, ids)
-        above = mine_broken > rivals[top]
+        top = max(rivals, key=lambda white: int(rivals[white].sum()))
+        mine_wrong, theirs_wrong = mine["wrong"], rivals[top]
+        only_mine = int((mine_wrong & ~theirs_wrong).sum())
+        only_theirs = int((theirs_wrong & ~mine_wrong).sum())
+        above = only_mine > only_theirs and sign_test(only_mine, only_theirs) < SIGNIFICANCE
         failed |= above
         details.append(
-            f"{black} {mine_broken} vs {top} {rivals[top]} of {len(ids)}"
+            f"{black} {int(mine_wrong.sum())} vs {top} {int(theirs_wrong.sum())} of {len(ids)}"
             + (": gradient masking?" if above else "")
         )
     if not details:
@@ -358,7 +361,8 @@ def section(
         + ") <= white-box ("
         + ", ".join(catalogue.boxed("white"))
         + "): on the images the black-box attack met, against the strongest white-box "
-        "attack that met them all; above it suggests gradient masking. Square after "
+        f"attack that met them all; above it beyond chance (p < {SIGNIFICANCE}) suggests "
+        "gradient masking. Square after "
         f"gradient attacks: AutoAttack's own flag, Square breaking more than {SQUARE_MAX:.1%} "
         "of the images. A failure is named beside the headline figure it casts doubt on.\n\n"
         + markdown_table(["Scenario", *names], body)
