@@ -115,13 +115,25 @@ class PerImage:
         )
 
 
-def broken_on(found: dict, ids: np.ndarray) -> int:
-    """How many of ``ids`` (all met by ``found``'s evaluation) it broke."""
-    return int(wrong_on(found, ids).sum())
-
-
 def wrong_on(found: dict, ids: np.ndarray) -> np.ndarray:
+    """Whether ``found``'s evaluation broke each of ``ids`` (all of which it met)."""
     return found["wrong"][np.searchsorted(found["ids"], ids)]
+
+
+@dataclass(frozen=True)
+class Paired:
+    """Two evaluations on the same images: how many each broke, and how many only the first
+    (``lost`` going from it to the second) or only the second (``gained``) broke."""
+
+    before: int
+    after: int
+    lost: int
+    gained: int
+
+    @classmethod
+    def of(cls, first: dict, second: dict, ids: np.ndarray) -> Paired:
+        was, now = wrong_on(first, ids), wrong_on(second, ids)
+        return cls(int(was.sum()), int(now.sum()), int((was & ~now).sum()), int((now & ~was).sum()))
 
 
 def sign_test(lost: int, gained: int) -> float:
@@ -152,14 +164,15 @@ def rising_with_epsilon(images: PerImage, scenario: str, catalogue: Catalogue) -
                 continue
             compared += 1
             every += len(common) == len(a["ids"]) == len(b["ids"])
-            was, now = wrong_on(a, common), wrong_on(b, common)
-            before, after = int(was.sum()), int(now.sum())
-            lost, gained = int((was & ~now).sum()), int((now & ~was).sum())
-            if after < before - NOISE and sign_test(lost, gained) < SIGNIFICANCE:
+            pair = Paired.of(a, b, common)
+            if (
+                pair.after < pair.before - NOISE
+                and sign_test(pair.lost, pair.gained) < SIGNIFICANCE
+            ):
                 falls.append(
                     (
                         attack,
-                        f"{attack} {before} → {after} of {len(common)} "
+                        f"{attack} {pair.before} → {pair.after} of {len(common)} "
                         f"(eps {small:.4g} → {large:.4g})",
                     )
                 )
@@ -203,13 +216,11 @@ def doubling(
         if once is None or twice is None or not test_images:
             continue
         common = np.intersect1d(once["ids"], twice["ids"])
-        was, now = wrong_on(once, common), wrong_on(twice, common)
-        before, after = int(was.sum()), int(now.sum())
-        lost, gained = int((was & ~now).sum()), int((now & ~was).sum())
-        change = (after - before) / test_images
-        chance = 2 * sign_test(max(lost, gained), min(lost, gained))
-        text = f"{run.reference} {before} → {after} of {len(common)} ({change:+.3f}"
-        details.append(text + (f", p {min(chance, 1):.2g})" if lost + gained else ")"))
+        pair = Paired.of(once, twice, common)
+        change = (pair.after - pair.before) / test_images
+        chance = 2 * sign_test(max(pair.lost, pair.gained), min(pair.lost, pair.gained))
+        text = f"{run.reference} {pair.before} → {pair.after} of {len(common)} ({change:+.3f}"
+        details.append(text + (f", p {min(chance, 1):.2g})" if pair.lost + pair.gained else ")"))
         if abs(change) >= DOUBLING_MAX and chance < SIGNIFICANCE:
             failed.append(run.reference)
     if not details:
@@ -242,22 +253,20 @@ def black_box_below_white_box(
         if mine is None or len(mine["ids"]) == 0:
             continue
         ids = mine["ids"]
-        rivals = {}
+        rivals = {}  # the white-box attacks that met every image it met, paired with it
         for white in catalogue.boxed("white"):
             theirs = images.at(scenario, white, epsilon)
             if theirs is not None and np.isin(ids, theirs["ids"]).all():
-                rivals[white] = wrong_on(theirs, ids)
+                rivals[white] = Paired.of(mine, theirs, ids)
         if not rivals:
             details.append(f"{black}: no white-box attack met its {len(ids)} images")
             continue
-        top = max(rivals, key=lambda white: int(rivals[white].sum()))
-        mine_wrong, theirs_wrong = mine["wrong"], rivals[top]
-        only_mine = int((mine_wrong & ~theirs_wrong).sum())
-        only_theirs = int((theirs_wrong & ~mine_wrong).sum())
-        above = only_mine > only_theirs and sign_test(only_mine, only_theirs) < SIGNIFICANCE
+        top = max(rivals, key=lambda white: rivals[white].after)
+        pair = rivals[top]  # lost: broken by the black-box attack alone
+        above = pair.lost > pair.gained and sign_test(pair.lost, pair.gained) < SIGNIFICANCE
         failed |= above
         details.append(
-            f"{black} {int(mine_wrong.sum())} vs {top} {int(theirs_wrong.sum())} of {len(ids)}"
+            f"{black} {pair.before} vs {top} {pair.after} of {len(ids)}"
             + (": gradient masking?" if above else "")
         )
     if not details:
