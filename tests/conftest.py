@@ -63,6 +63,7 @@ EVAL_SLICE = {
     "eot_keys": 2,
     "square_queries": 10,
     "pba_steps": 8,
+    "key_search_budget": 8,
     "attacker_images": 32,
     "actors": 2,
 }

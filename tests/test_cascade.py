@@ -38,7 +38,7 @@ IMAGES = 40
 
 def shard(learned, cifar_dir, mode: str) -> EvaluateShard:
     defenders, _ = learned
-    attacker = load_split(cifar_dir, "train").images[-64:]
+    attacker = load_split(cifar_dir, "train").images[-64:]  # the held-out end of the split
     settings = SETTINGS.replace(mode=mode)
     evaluator = EvaluateShard({}, None, settings, None, attacker)
     plain, encrypted = defenders["Plain"], defenders["Encrypted"]

@@ -22,7 +22,7 @@ from lie_ray.evaluation.cascade import Row
 from lie_ray.evaluation.engine import Engine
 from lie_ray.evaluation.settings import EvalSettings
 from lie_ray.keys import Key
-from lie_ray.keys.policies import FixedPolicy
+from lie_ray.keys.policies import FixedPolicy, PerImagePolicy
 from lie_ray.models import build_model
 from lie_ray.transforms import TransformSpec
 
@@ -36,10 +36,14 @@ SETTINGS = EvalSettings(
     autoattack_steps=2,
     attacker_images=8,
     pba_steps=4,
+    key_search_budget=4,
+    rand_steps=2,
+    rand_draws=2,
     sanity=False,
 )
 LIE_RAY = str(Path(sys.executable).with_name("lie-ray"))
-LIBRARY = ("gradient-free", "autoattack")  # they stop where an image is fooled: at most
+# they stop where an image is fooled: at most
+LIBRARY = ("gradient-free", "autoattack", "autoattack-rand")
 
 
 class Counting(torch.nn.Module):
@@ -69,18 +73,26 @@ def pipeline(cifar_dir):
     for network in (encrypted, plain):
         for parameter in network.parameters():
             parameter.requires_grad_(False)
-    defender = Defender(encrypted, TransformSpec().keyed(key), FixedPolicy())
     own = load_split(cifar_dir, "train").images[: SETTINGS.attacker_images]
-    engine = Engine(defender, SETTINGS, own, plain)
+    # a fixed key and a plain model: every attack applies but AutoAttack rand, which the
+    # per-image keys' engine runs
+    engines = {
+        policy: Engine(
+            Defender(encrypted, TransformSpec().keyed(key), policy()), SETTINGS, own, plain
+        )
+        for policy in (FixedPolicy, PerImagePolicy)
+    }
     test = load_split(cifar_dir, "test").head(3)
     images = torch.from_numpy(test.images).permute(0, 3, 1, 2).float().contiguous() / 255
-    return engine, plain, Batch(images, torch.from_numpy(test.labels).long(), test.ids)
+    return engines, plain, Batch(images, torch.from_numpy(test.labels).long(), test.ids)
 
 
 @pytest.mark.parametrize("name", [s.name for s in registry.default_attacks()])
 def test_each_evaluations_counted_passes_are_the_ones_it_makes(pipeline, name):
-    engine, plain, batch = pipeline
-    assert name in engine.by_name  # a fixed key, a plain model: every attack applies
+    engines, plain, batch = pipeline
+    randomised = "randomised-key" in registry.spec(name).needs
+    engine = engines[PerImagePolicy if randomised else FixedPolicy]
+    assert name in engine.by_name
     networks = (engine.defender.model, plain)
     for network in networks:
         network.gradient = network.forward_only = 0

@@ -7,7 +7,7 @@ import pyarrow.parquet as pq
 import pytest
 import torch
 import torch.nn.functional as F
-from conftest import run_attack
+from conftest import EVAL_SLICE, TRAIN_SLICE, run_attack
 from PIL import Image
 
 from lie_ray import transforms
@@ -20,11 +20,13 @@ from lie_ray.attacks.spec import (
     WORST_CASE,
     WORST_CASE_CHANNEL,
     WORST_CASE_KEYLESS,
+    WORST_CASE_LEAKED,
 )
 from lie_ray.attacks.spec import WORST_CASE_NAMES as WORST_CASES
 from lie_ray.data.cifar import load_split
 from lie_ray.evaluation.settings import EvalSettings
 from lie_ray.evaluation.tables import wilson_interval
+from lie_ray.infra import provenance
 from lie_ray.keys import Key, generate_key
 from lie_ray.keys.policies import FixedPolicy
 from lie_ray.models import build_model
@@ -34,10 +36,15 @@ from lie_ray.transforms import TransformSpec
 ATTACKS = registry.default_attacks()
 PLAIN_SPACE = [s.name for s in ATTACKS if s.tier in PLAIN_IMAGE_TIERS]
 CHANNEL = [s.name for s in ATTACKS if s.tier == "channel"]
-KEYLESS = [s.name for s in ATTACKS if s.tier in ("keyless", "leaked")]
+KEYLESS = [s.name for s in ATTACKS if s.tier == "keyless"]
+LEAKED = [s.name for s in ATTACKS if s.tier in ("keyless", "leaked")]
 RECOVERED_KEY = [s.name for s in ATTACKS if s.tier == "leaked"]
+# what one key for every image allows (the leaked pairs, the key search), and what only a key
+# that changes under the attacker calls for (AutoAttack rand): read from each spec's needs
+FIXED_ONLY = [s.name for s in ATTACKS if s.needs & {"fixed-key", "recoverable-key"}]
+RANDOMISED_ONLY = [s.name for s in ATTACKS if "randomised-key" in s.needs]
 SANITY = [s.name for s in registry.sanity_runs()]  # lie_ray's own white-box runs
-DOUBLED = {s.reference: s.name for s in registry.sanity_runs(ATTACKS) if s.reference in KEYLESS}
+DOUBLED = {s.reference: s.name for s in registry.sanity_runs(ATTACKS) if s.reference in LEAKED}
 
 
 @pytest.fixture
@@ -121,16 +128,19 @@ def test_examples_have_one_row_per_image_per_evaluation(evaluation):
     assert (counts["count"] == 24).all() and (counts["nunique"] == 24).all()
     plain = {"test", "pgd", "gradient-free", "autoattack", *WORST_CASES, *SANITY}
     expected = {"Plain": plain | {DOUBLED["gradient-free"]}}
-    encrypted = {"test", *PLAIN_SPACE, *CHANNEL, *WORST_CASES, *SANITY, *DOUBLED.values()}
+    every = {"test", *PLAIN_SPACE, *CHANNEL, *WORST_CASES, *SANITY, *DOUBLED.values()}
+    encrypted = every - set(RANDOMISED_ONLY)
     # Fresh keys per mini-batch (and id groups at test): no leaked pair reveals the key of
-    # another image, so the recovered-key attacks do not apply to the DK scenarios.
+    # another image and no one key is there to search for, so the recovered-key attacks and
+    # the key search do not apply to the DK scenarios; AutoAttack rand does.
     expected.update(
-        {name: encrypted - set(RECOVERED_KEY) for name in ("Encrypted-DK", "Encrypted-Adv-DK")}
+        {name: every - set(FIXED_ONLY) for name in ("Encrypted-DK", "Encrypted-Adv-DK")}
     )
     for scenario, group in test_rows.groupby("scenario"):
         assert set(group.evaluation) == expected.get(scenario, encrypted), scenario
     train_rows = examples[examples.evaluation == "train"]
-    assert train_rows.groupby("scenario").id.nunique().eq(5438).all()
+    # the defender's part of the train split: its limit, never the attacker's held-out images
+    assert train_rows.groupby("scenario").id.nunique().eq(TRAIN_SLICE["train_limit"]).all()
     # Scored as deployed: whole 8-bit levels, and within eps exactly (float32: 1e-6); the
     # channel attacker's too, in ciphertext space.
     assert (examples.linf <= examples.epsilon + 1e-6).all()
@@ -146,7 +156,8 @@ def test_examples_have_one_row_per_image_per_evaluation(evaluation):
 
 def test_each_worst_case_unites_its_attackers_evaluations_and_the_clean_outcome(evaluation):
     # Per image: worst-case-keyless is wrong exactly when the clean prediction or a keyless
-    # attack was (on Plain, with no key to withhold, any plain-image attack); worst-case when
+    # attack was (on Plain, with no key to withhold, any plain-image attack), never a
+    # leaked-pair one; worst-case-leaked when a keyless or leaked-pair one was; worst-case when
     # the clean prediction or any plain-image attack was (never encrypted-input);
     # worst-case-channel when the clean prediction or any attack at all was.
     examples = pq.read_table(evaluation["out"] / "examples.parquet").to_pandas()
@@ -167,10 +178,15 @@ def test_each_worst_case_unites_its_attackers_evaluations_and_the_clean_outcome(
     def union(columns, frame=wrong):
         return frame[[c for c in columns if c in frame]].max(axis=1).astype(bool) | clean_wrong
 
-    keyless = union(KEYLESS)
     plain_model = wrong.index.get_level_values("scenario") == "Plain"
-    keyless[plain_model] = union(PLAIN_SPACE)[plain_model]
-    assert (wrong[WORST_CASE_KEYLESS].astype(bool) == keyless).all()
+    for worst_case, attacks in ((WORST_CASE_KEYLESS, KEYLESS), (WORST_CASE_LEAKED, LEAKED)):
+        expected = union(attacks)
+        expected[plain_model] = union(PLAIN_SPACE)[plain_model]
+        assert (wrong[worst_case].astype(bool) == expected).all(), worst_case
+    # the tiers differ where a leaked pair reveals the key: recovered-key broke images no
+    # keyless attack did, so the split can be told from a relabelling
+    encrypted_rows = ~plain_model
+    assert (union(LEAKED) & ~union(KEYLESS))[encrypted_rows].any()
     assert (wrong[WORST_CASE].astype(bool) == union(PLAIN_SPACE)).all()
     assert (wrong[WORST_CASE_CHANNEL].astype(bool) == union((*PLAIN_SPACE, *CHANNEL))).all()
     encrypted = wrong.xs("Encrypted", level="scenario")
@@ -462,3 +478,25 @@ def test_more_leaked_pairs_that_recover_the_same_key_are_not_attacked_again(lear
         assert sum(passes) > 0  # another key: it runs
     finally:
         del encrypted.model.forward
+
+
+def test_the_keyless_fits_are_recorded_once_per_scenario_with_their_figures(evaluation):
+    """Every encrypted scenario's record holds what its bypass and key search reached, fitted
+    on the attacker's images and judged on the rest of its held-out part; the figures only
+    the true key can score are there for the fixed key alone."""
+    record = provenance.record_of(pq.read_schema(evaluation["out"] / "results.parquet"))
+    fits = record["fits"]
+    assert set(fits) == {"Encrypted", "Encrypted-Adv", "Encrypted-DK", "Encrypted-Adv-DK"}
+    for scenario, attacks in fits.items():
+        bypass = attacks["pba"]
+        assert bypass["images"] == EVAL_SLICE["attacker_images"]
+        assert bypass["judged"] == 512 - EVAL_SLICE["attacker_images"]
+        assert 0 <= bypass["agreement"] <= 1 and bypass["chosen"] in bypass["variants"]
+        fixed = scenario in ("Encrypted", "Encrypted-Adv")
+        assert ("key-search" in attacks) == fixed and ("gradient_cosine" in bypass) == fixed
+        if fixed:
+            assert -1 <= bypass["gradient_cosine"] <= 1
+            assert 0 <= attacks["key-search"]["key_share"] <= 1
+            assert attacks["key-search"]["evaluations"] <= EVAL_SLICE["key_search_budget"]
+    report = (evaluation["out"] / "report.md").read_text()
+    assert "## The keyless attacker's fits" in report

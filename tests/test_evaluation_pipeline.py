@@ -15,6 +15,7 @@ import ray.cloudpickle
 import torch
 from ray.data.block import BlockAccessor
 
+from lie_ray.attacks.views import OwnImages
 from lie_ray.data.cifar import load_split
 from lie_ray.evaluation import pipeline
 from lie_ray.evaluation.actor import EvaluateShard
@@ -93,7 +94,7 @@ def each_scenario_alone(runs, cifar_dir) -> pa.Table:
         runs["key"],
         SETTINGS,
         plain,
-        attacker_images=train.images[: SETTINGS.attacker_images],
+        OwnImages(train.images[-64:], train.labels[-64:], SETTINGS.attacker_images),
     )
     blocks = [
         b

@@ -37,6 +37,7 @@ class ModelShard:
         plain_model,
         own,
         name: str,
+        prepared: dict | None = None,
     ):
         torch.set_num_threads(settings.torch_threads)
         self.device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
@@ -45,7 +46,7 @@ class ModelShard:
         if plain_model is not None:
             plain_model = plain_model.to(self.device).eval().requires_grad_(False)
         keyed = None if spec is None else TransformSpec(**spec).keyed(load_key(key_path))
-        self.engine = Engine(make_defender(model, keyed), settings, own, plain_model)
+        self.engine = Engine(make_defender(model, keyed), settings, own, plain_model, prepared)
         self.name = name
 
     def __call__(self, chunk: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
@@ -61,9 +62,11 @@ class ModelShard:
         return {column: np.concatenate([p[column] for p in parts]) for column in parts[0]}
 
 
-def evaluate_on_ray(request, key, address: bool | str) -> pa.Table:
+def evaluate_on_ray(request, key, address: bool | str, prepared: dict | None = None) -> pa.Table:
     """``request`` (``lie_ray.api.evaluate.Request``) on an actor pool; ``key``: the key
-    file's path (None without a transform); ``address``: True or a cluster's address."""
+    file's path (None without a transform); ``address``: True or a cluster's address;
+    ``prepared``: what the keyless attacks prepared in the caller's process (the bypass, the
+    key search), handed to every actor so that none fits again."""
     import ray
     import ray.data
 
@@ -85,6 +88,7 @@ def evaluate_on_ray(request, key, address: bool | str) -> pa.Table:
                 "plain_model": request.plain_model,
                 "own": request.attacker_images,
                 "name": request.name,
+                "prepared": prepared,
             },
             compute=ray.data.ActorPoolStrategy(
                 size=min(settings.actors, len(blocks)), max_tasks_in_flight_per_actor=1

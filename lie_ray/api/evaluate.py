@@ -29,15 +29,9 @@ import torch
 from lie_ray.api.defence import ObjectKeyedTransform, frozen, make_defender
 from lie_ray.attacks import registry
 from lie_ray.attacks.outcome import Batch
-from lie_ray.attacks.spec import (
-    WORST_CASE,
-    WORST_CASE_CHANNEL,
-    WORST_CASE_KEYLESS,
-    WORST_CASE_NAMES,
-    WORST_CASES,
-    AttackSpec,
-    united_tiers,
-)
+from lie_ray.attacks.spec import THREATS as WORST_CASE_OF
+from lie_ray.attacks.spec import WORST_CASE_NAMES, AttackSpec, united_tiers
+from lie_ray.attacks.views import OwnImages
 from lie_ray.data.arrays import as_uint8_images
 from lie_ray.errors import LieRayError
 from lie_ray.evaluation.engine import Engine
@@ -48,9 +42,9 @@ from lie_ray.keys import Key, load_key
 from lie_ray.models.device import images_to_device, to_device
 from lie_ray.transforms import Transform, TransformSpec
 
-# threat -> the worst case that attacker ends with (the attackers nest: keyless in with-key in
-# channel, so each threat's tables hold the narrower worst cases too).
-THREATS = {"keyless": WORST_CASE_KEYLESS, "with-key": WORST_CASE, "channel": WORST_CASE_CHANNEL}
+# threat -> the worst case that attacker ends with (the attackers nest: keyless in leaked in
+# with-key in channel, so each threat's tables hold the narrower worst cases too).
+THREATS = {tier: worst_case.name for tier, worst_case in WORST_CASE_OF.items()}
 
 
 @dataclass(frozen=True)
@@ -97,6 +91,7 @@ def evaluate(
     preset: str = "smoke",
     plain_model: torch.nn.Module | None = None,
     attacker_images=None,
+    attacker_labels=None,
     ids=None,
     name: str = "model",
     ray: bool | str = False,
@@ -111,12 +106,17 @@ def evaluate(
     attacks         "adaptive" (every lie_ray attack ``threat``'s attacker can run), "paper"
                     (the paper's three readings) or a list of names (``lie_ray.attacks.names()``,
                     attacks from outside lie_ray included).
-    threat          "keyless", "with-key" or "channel": whose worst case to end with.
+    threat          "keyless" (weights, no key, no pairs), "leaked" (plus leaked pairs),
+                    "with-key" or "channel": whose worst case to end with.
     cascade         each costlier attack only on the images cheaper ones left unbroken
                     (per-image worst cases equal full mode's; False: every attack, every image).
     plain_model     a model trained on plain images: enables the transfer attack.
-    attacker_images the attacker's own plain images (uint8 NHWC), never the ones attacked:
-                    PBA fits its stand-in on them, recovered-key leaks pairs of them.
+    attacker_images the attacker's own plain images (uint8 NHWC), never the ones attacked
+                    nor trained on: the bypass fits on them, the key search searches with
+                    them, recovered-key leaks pairs of them; a quarter is held out to judge
+                    the fits on.
+    attacker_labels their true labels (None: the attacker labels them by querying the
+                    pipeline).
     preset          the attacks' budgets (``lie_ray.evaluation.settings.EVAL_PRESETS``);
                     ``settings`` override single fields (pgd_steps=20, batch_size=64, ...).
     ray             run the batches on a Ray actor pool (True: join RAY_ADDRESS or start one;
@@ -134,7 +134,7 @@ def evaluate(
     overrides = {
         "epsilons": tuple(sorted({0.0, *map(float, eps)})),
         "mode": "cascade" if cascade else "full",
-        **({"sanity": False} if threat == "keyless" else {}),
+        **({"sanity": False} if threat in ("keyless", "leaked") else {}),
         **settings,
     }
     unknown = set(overrides) - {f.name for f in dataclasses.fields(EvalSettings)}
@@ -145,14 +145,14 @@ def evaluate(
         )
     chosen = base.replace(**overrides)
     keyed = keyed_transform(transform, key, ray)
-    own = None if attacker_images is None else as_uint8_images(attacker_images)
+    own = own_images(attacker_images, attacker_labels)
     only, not_run = choose_attacks(
         attacks, threat, keyed is not None, plain_model is not None, own is not None
     )
     if ray:
         registry.check_reachable_from_actors(only)
     chosen = chosen.replace(
-        attacks=only, **({"attacker_images": len(own)} if own is not None else {})
+        attacks=only, **({"attacker_images": fitted(own)} if own is not None else {})
     )
     record = {
         "kind": "api-evaluation",
@@ -171,12 +171,15 @@ def evaluate(
         "code": provenance.code(),
     }
     request = Request(model, keyed, plain, label_array, id_array, chosen, plain_model, own, name)
-    if ray:
-        from lie_ray.api.distributed import evaluate_on_ray
+    with frozen(request.model), frozen(request.plain_model):
+        engine = prepared_engine(request)
+        record["fits"] = engine.fit_figures()
+        if ray:
+            from lie_ray.api.distributed import evaluate_on_ray
 
-        examples = evaluate_on_ray(request, key, ray)
-    else:
-        examples = evaluate_here(request)
+            examples = evaluate_on_ray(request, key, ray, engine.shared_preparations())
+        else:
+            examples = evaluate_here(request, engine)
     sanity = registry.sanity_runs(registry.chosen(chosen.attacks))
     shown = {*only, *shown_worst_cases(threat), "test", *(s.name for s in sanity)}
     examples = examples.filter(pa.array([e in shown for e in examples["evaluation"].to_pylist()]))
@@ -208,31 +211,59 @@ class Request:
     ids: np.ndarray
     settings: EvalSettings
     plain_model: torch.nn.Module | None
-    attacker_images: np.ndarray | None
+    attacker_images: OwnImages | np.ndarray | None
     name: str
 
 
-def evaluate_here(request: Request) -> pa.Table:
+def prepared_engine(request: Request) -> Engine:
+    """The request's engine in this process, its attacks prepared (the bypass fitted, the
+    key searched) once: it evaluates here, or hands what it prepared to Ray's actors."""
+    return Engine(
+        make_defender(request.model, request.keyed),
+        request.settings,
+        request.attacker_images,
+        request.plain_model,
+    )
+
+
+def evaluate_here(request: Request, engine: Engine) -> pa.Table:
     """Batch after batch in this process, on the model's own device."""
     device = next(iter(request.model.parameters()), torch.zeros(0)).device
     settings, plain = request.settings, request.images
-    with frozen(request.model), frozen(request.plain_model):
-        engine = Engine(
-            make_defender(request.model, request.keyed),
-            settings,
-            request.attacker_images,
-            request.plain_model,
+    parts = []
+    for start in range(0, len(plain), settings.batch_size):
+        rows = slice(start, start + settings.batch_size)
+        batch = Batch(
+            images_to_device(plain[rows], device),
+            to_device(request.labels[rows], device),
+            request.ids[rows],
         )
-        parts = []
-        for start in range(0, len(plain), settings.batch_size):
-            rows = slice(start, start + settings.batch_size)
-            batch = Batch(
-                images_to_device(plain[rows], device),
-                to_device(request.labels[rows], device),
-                request.ids[rows],
-            )
-            parts.append(pa.table(engine.evaluate_batch(batch, "test", request.name)))
+        parts.append(pa.table(engine.evaluate_batch(batch, "test", request.name)))
     return pa.concat_tables(parts)
+
+
+def own_images(images, labels) -> OwnImages | np.ndarray | None:
+    """The attacker's own images as given: with their labels (a quarter held out to judge
+    its fits on), or bare (the engine labels them by querying the pipeline)."""
+    if images is None:
+        if labels is not None:
+            raise LieRayError("attacker_labels without attacker_images: pass both, or neither")
+        return None
+    plain = as_uint8_images(images)
+    if labels is None:
+        return plain
+    label_array = as_labels(labels)
+    if len(label_array) != len(plain):
+        raise LieRayError(
+            f"{len(plain)} attacker images but {len(label_array)} attacker labels: pass one "
+            "label per image"
+        )
+    return OwnImages.split(plain, label_array)
+
+
+def fitted(own: OwnImages | np.ndarray) -> int:
+    """How many of the attacker's images it fits with (the rest judge its fits)."""
+    return own.fit if isinstance(own, OwnImages) else OwnImages.fit_count(len(own))
 
 
 def keyed_transform(transform, key, ray: bool | str):
@@ -323,8 +354,7 @@ def threat_attacks(
     """Of ``candidates`` (lie_ray's own attacks by default), what the attacker of ``threat``
     can run on a defence with (or without) a key: the tiers its worst case unites; without a
     key, every attack that needs none."""
-    worst_case = WORST_CASES[WORST_CASE_NAMES.index(THREATS[threat])]
-    tiers = united_tiers(worst_case, encrypted)
+    tiers = united_tiers(WORST_CASE_OF[threat], encrypted)
     candidates = registry.default_attacks() if candidates is None else candidates
     return [s for s in candidates if s.tier in tiers and (encrypted or "transform" not in s.needs)]
 

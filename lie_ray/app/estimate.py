@@ -130,14 +130,17 @@ def every_image_passes(
     specs: list[AttackSpec], settings: EvalSettings, test_images: int, train_images: int
 ) -> Passes:
     """What an evaluation runs whatever the attacks broke: the clean passes over both splits,
-    the sanity runs, and what the attacks prepare (PBA's stand-in: fitted in every actor, as
-    a stand-in for the key never travels)."""
+    the sanity runs, and what the attacks prepare: the keyless attacks' bypass and key
+    search once per scenario (fitted in a task and handed to every actor), anything else in
+    every actor; a 2x run prepares with its own doubled effort."""
     passes = Passes.of(forward=test_images + train_images)
     for spec, _, _ in sanity_runs(settings):
         passes = passes + attack_passes(spec, settings) * test_images
     for spec in [*specs, *repeated_attacks(settings, specs)]:
         if spec.prepare_cost is not None:
-            passes = passes + Passes.of(**spec.prepare_cost(settings)) * settings.actors
+            effort = spec.sanity_settings(settings) if spec.is_sanity else settings
+            copies = 1 if spec.tier == "keyless" else settings.actors
+            passes = passes + Passes.of(**spec.prepare_cost(effort)) * copies
     return passes
 
 

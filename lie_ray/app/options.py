@@ -160,6 +160,14 @@ OPTIONS: dict[str, Option] = {
         help="Use only the first N training images.",
         fills=("train.train_limit",),
     ),
+    "attacker_holdout": Option(
+        "--attacker-holdout",
+        int | None,
+        min=16,
+        help="The last N train images are the attacker's own: never trained on, never "
+        "attacked (default 512).",
+        fills=("train.attacker_holdout",),
+    ),
     "test_limit": Option(
         "--test-limit",
         int | None,
@@ -248,16 +256,22 @@ OPTIONS: dict[str, Option] = {
         "--pba-steps",
         int | None,
         min=4,
-        help="Adam steps fitting PBA's stand-in for the keyed transform.",
+        help="Steps fitting each variant of the bypass (PBA's stand-in for the keyed transform).",
         fills=("eval.pba_steps",),
+    ),
+    "key_search_budget": Option(
+        "--key-search-budget",
+        int | None,
+        min=1,
+        help="Candidate keys the keyless key search scores on the attacker's images.",
+        fills=("eval.key_search_budget",),
     ),
     "attacker_images": Option(
         "--attacker-images",
         int | None,
         min=4,
-        help="The "
-        "attacker's own train images (PBA's fitting set; the leaked "
-        "pairs of the recovered-key attacks).",
+        help="Of the attacker's held-out images, how many it fits its bypass, searches "
+        "keys and leaks pairs with; it judges its fits on the rest.",
         fills=("eval.attacker_images",),
     ),
     # Both.
@@ -311,6 +325,7 @@ TRAINING = (
     "adv_attack",
     "key_batch_size",
     "train_limit",
+    "attacker_holdout",
     "test_limit",
 )
 EVALUATION = (
@@ -321,6 +336,7 @@ EVALUATION = (
     "eot_keys",
     "square_queries",
     "pba_steps",
+    "key_search_budget",
     "attacker_images",
     "actors",
     "evaluation",

@@ -300,23 +300,20 @@ def summary(training: pa.Table, results: pa.Table, out: Path, tensorboard: str) 
         for e in ("train", "test", protocol)
     }
     columns = ("train", "test", protocol, *WORST_CASE_NAMES)
-    lines = [
-        f"{'scenario':<18} {'train':>6} {'test':>6} {protocol:>6} {'keyless':>7} "
-        f"{'worst':>6} {'channel':>7}"
-    ]
+    titles = ("train", "test", protocol, "keyless", "leaked", "worst", "channel")
+    widths = [max(6, len(title)) for title in titles]
+    lines = [f"{'scenario':<18} " + " ".join(f"{t:>{w}}" for t, w in zip(titles, widths))]
     for row in training.to_pylist():
         name = row["scenario"]
         cells = [_cell(found.get((name, e))) for e in columns]
-        lines.append(
-            f"{name:<18} {cells[0]:>6} {cells[1]:>6} {cells[2]:>6} {cells[3]:>7} "
-            f"{cells[4]:>6} {cells[5]:>7}"
-        )
+        lines.append(f"{name:<18} " + " ".join(f"{c:>{w}}" for c, w in zip(cells, widths)))
     lines += [
         f"(results.parquet: clean train error n={_sizes(n['train'])}, clean test error "
         f"n={_sizes(n['test'])}; adversarial errors at eps {epsilon:.4f}, "
         f"n={_sizes(n[protocol])}: pgd = the paper's protocol; worst cases over plain-image "
-        "attacks: keyless = without the key (the headline of a key-based defence), "
-        "worst = with it; channel = with the ciphertext-space attack too)",
+        "attacks: keyless = the weights but no key and no leaked pair (the headline of a "
+        "key-based defence), leaked = with leaked plain/encrypted pairs too, worst = with "
+        "the key; channel = with the ciphertext-space attack too)",
         "",
         f"report      {out / 'report.md'}",
         f"tables      {out / 'training.parquet'}, {out / 'results.parquet'}, "

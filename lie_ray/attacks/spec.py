@@ -18,9 +18,10 @@ The tiers nest, each attacker holding what the ones before it hold:
 ``with-key``  that, plus the keyed pipeline itself (the key, and the transform's backward).
 ``channel``   that, editing the ENCRYPTED image in transit (eps measured in ciphertext space).
 
-Each worst case unites some tiers' attacks per image (``WORST_CASES``). Until the keyless
-issue moves them out, the leaked-pair attacks count in ``worst-case-keyless``, as they did
-before tiers were declared, so that no figure moves.
+Each tier has its worst case (``WORST_CASES``): per image, the union over the attacks of that
+tier and the tiers before it. ``worst-case-keyless`` is the headline of a key-based defence: an
+attacker with the weights but no key and no leaked pair. It no longer takes the leaked-pair
+attacks, which now have ``worst-case-leaked`` of their own.
 """
 
 from __future__ import annotations
@@ -45,6 +46,7 @@ NEEDS = {
     "attacker-images": "plain images of the attacker's own, never the attacked ones",
     "recoverable-key": "one key for every image (the fixed policy) of a transform whose key "
     "known-plaintext pairs reveal",
+    "fixed-key": "one key for every image (the fixed policy)",
     "randomised-key": "a key that changes from image to image or batch to batch",
 }
 ROLES = ("attack", "paper-reading", "sanity")
@@ -65,20 +67,24 @@ class WorstCase:
 
 
 WORST_CASES = (
-    # "leaked" sits here until the keyless issue gives it a worst case of its own.
-    WorstCase("worst-case-keyless", ("keyless", "leaked"), "keyless"),
+    WorstCase("worst-case-keyless", ("keyless",), "keyless"),
+    WorstCase("worst-case-leaked", ("keyless", "leaked"), "with leaked pairs"),
     WorstCase("worst-case", ("keyless", "leaked", "with-key"), "with the key"),
     WorstCase("worst-case-channel", TIERS, "on the channel"),
 )
-WORST_CASE_KEYLESS, WORST_CASE, WORST_CASE_CHANNEL = (w.name for w in WORST_CASES)
+WORST_CASE_KEYLESS, WORST_CASE_LEAKED, WORST_CASE, WORST_CASE_CHANNEL = (
+    w.name for w in WORST_CASES
+)
 WORST_CASE_NAMES = tuple(w.name for w in WORST_CASES)
-PLAIN_IMAGE_TIERS = WORST_CASES[1].tiers  # the attackers who perturb the plain image
+THREATS = {w.tiers[-1]: w for w in WORST_CASES}  # the attacker of each tier -> its worst case
+PLAIN_IMAGE_TIERS = THREATS["with-key"].tiers  # the attackers who perturb the plain image
 
 
 def united_tiers(worst_case: WorstCase, encrypted: bool) -> tuple[str, ...]:
     """The tiers ``worst_case`` unites on a defence with (or without) a key. Without a key
-    there is nothing to withhold, so the keyless attacker runs every plain-image attack."""
-    if not encrypted and worst_case is WORST_CASES[0]:
+    there is nothing to withhold or leak, so every plain-image attacker runs every
+    plain-image attack."""
+    if not encrypted and worst_case.tiers[-1] in ("keyless", "leaked"):
         return PLAIN_IMAGE_TIERS
     return worst_case.tiers
 
@@ -111,6 +117,11 @@ class AttackSpec:
     # the attacker's images, a key recovered from pairs): the view's ``prepared``.
     prepare: Callable[[Any, EvalSettings], Any] | None = None
     prepare_cost: Callable[[EvalSettings], Mapping[str, float]] | None = None  # passes, once
+    # What the preparation reached, for the run record: (prepared, the defender, the
+    # attacker's OwnImages) -> figures. The attacker's own (agreement on its held-out images)
+    # and those only the true key can score (the gradient against the key holder's, the
+    # share of the key found), scored after the fact, never fed to the attack.
+    fit_figures: Callable[[Any, Any, Any], dict] | None = None
     # Two runs whose keys are equal (and not None) are one attack: the later is handed the
     # earlier's outcome (``Outcome.reused``) instead of running again. (prepared) -> key.
     same_run: Callable[[Any], Any] | None = None

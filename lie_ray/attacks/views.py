@@ -3,12 +3,13 @@ engine for every attack from what its tier's attacker has, and nothing more.
 
 ``Keyless`` holds the network's weights, the transform's class and public parameters (a
 ``TransformSpec``: name, block size, variant) and the key policy (public: which images share a
-key), the attacker's own plain images, a plain model where one exists, and an ``Oracle`` of the
-deployed pipeline: the outputs it gives for images of the attacker's choosing, never a
-gradient, and no reference to the key. ``Leaked`` adds k plain/encrypted pairs of the
-attacker's images; ``WithKey`` adds the keyed pipeline itself (``Defender``), for the with-key
-and channel tiers. Nothing in a keyless or leaked view reaches the key
-(``tests/test_attack_registry.py`` walks every object reachable from one to check).
+key), the attacker's own labelled plain images (``OwnImages``: held out of training), a plain
+model where one exists, and an ``Oracle`` of the deployed pipeline: the outputs it gives for
+images of the attacker's choosing, never a gradient, and no reference to the key. ``Leaked``
+adds k plain/encrypted pairs of the attacker's images; ``WithKey`` adds the keyed pipeline
+itself (``Defender``), for the with-key and channel tiers. Nothing in a keyless or leaked view
+reaches the key (``tests/test_attack_registry.py`` walks every object reachable from one to
+check).
 
 Python offers no sandbox: code that imports lie_ray's internals can reach anything in its
 process. What the views guarantee is what an attack is HANDED, so that an attack of a tier is
@@ -75,6 +76,46 @@ class Oracle:
 
 
 @dataclass(frozen=True)
+class OwnImages:
+    """The attacker's own labelled plain images (uint8 NHWC, int64 labels), never trained on
+    and never attacked: the first ``fit`` are what it fits its bypass on, searches keys with
+    and leaks pairs of; the rest are what it judges its fits on (held-out agreement with the
+    deployed pipeline, which it measures by querying it: an attacker-side figure)."""
+
+    images: np.ndarray
+    labels: np.ndarray
+    fit: int
+
+    def __post_init__(self):
+        if not 0 < self.fit <= len(self.images) or len(self.labels) != len(self.images):
+            raise ValueError(
+                f"{len(self.images)} attacker images, {len(self.labels)} labels, fit {self.fit}"
+            )
+
+    @staticmethod
+    def fit_count(n: int, judged: float = 0.25) -> int:
+        """Of ``n`` images, how many to fit on: all but the last ``judged`` share (at least
+        one image held out where there are two or more)."""
+        return n - (max(1, int(n * judged)) if n > 1 else 0)
+
+    @classmethod
+    def split(cls, images: np.ndarray, labels: np.ndarray) -> OwnImages:
+        """Fit on the first part, judge on the rest (``fit_count``)."""
+        return cls(images, labels, cls.fit_count(len(images)))
+
+    @property
+    def fitting(self) -> tuple[np.ndarray, np.ndarray]:
+        return self.images[: self.fit], self.labels[: self.fit]
+
+    @property
+    def judging(self) -> tuple[np.ndarray, np.ndarray]:
+        """The held-out part (the fitting part again where nothing was held out)."""
+        if self.fit == len(self.images):
+            return self.fitting
+        return self.images[self.fit :], self.labels[self.fit :]
+
+
+@dataclass(frozen=True)
 class Keyless:
     """The keyless attacker's knowledge. ``prepared``: what its attack's ``prepare`` built
     from this view, once per scenario; ``earlier``: the outcomes, at this epsilon and on
@@ -85,6 +126,7 @@ class Keyless:
     policy: KeyPolicy | None
     oracle: Oracle
     attacker_images: np.ndarray | None = None  # uint8 NHWC, never the attacked images
+    own: OwnImages | None = None  # the same images with their labels and held-out part
     plain_model: torch.nn.Module | None = None
     prepared: Any = None
     earlier: Mapping[str, Outcome] = field(default_factory=lambda: MappingProxyType({}))

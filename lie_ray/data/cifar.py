@@ -42,6 +42,36 @@ class Split:
         return Split(self.name, self.images[:limit], self.labels[:limit])
 
 
+def held_out(train: Split, holdout: int) -> tuple[Split, Split]:
+    """(what the defender may train on, the attacker's own images): the last ``holdout``
+    images of the train split are the attacker's, never trained on and never attacked, so a
+    fit on them is not flattered by images the model has fitted. A split too small to spare
+    them (the defender would keep fewer than half) is refused in one line."""
+    kept = len(train.labels) - holdout
+    if holdout < 0 or kept < holdout:
+        raise LieRayError(
+            f"the train split has {len(train.labels)} images, too few to hold out "
+            f"{holdout} for the attacker and train on the rest: pass a smaller "
+            "--attacker-holdout (at most half the train split)"
+        )
+    return train.head(kept), Split(
+        f"{train.name}-held-out", train.images[kept:], train.labels[kept:]
+    )
+
+
+def defender_part(train: Split, holdout: int, limit: int | None) -> Split:
+    """What the defender trains on (and its train error is measured on): the first ``limit``
+    images (all when None) of the train split less the attacker's held-out part."""
+    kept, _ = held_out(train, holdout)
+    if limit is not None and limit > len(kept.labels):
+        raise LieRayError(
+            f"--train-limit {limit} reaches into the {holdout} images held out for the "
+            f"attacker (the defender may train on {len(kept.labels)}): pass --train-limit "
+            f"<= {len(kept.labels)} or a smaller --attacker-holdout"
+        )
+    return kept.head(limit)
+
+
 def resolve_data_dir(path: str | os.PathLike, download: bool = False) -> Path:
     """Accept the batches directory itself or its parent; download full CIFAR-10 if asked."""
     root = Path(path).expanduser().resolve()  # absolute: Ray workers run in other directories

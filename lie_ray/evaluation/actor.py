@@ -11,11 +11,13 @@ secret travels with the task.
 from __future__ import annotations
 
 from collections import Counter
+from typing import Any
 
 import numpy as np
 import torch
 
 from lie_ray.attacks.outcome import Batch
+from lie_ray.attacks.views import OwnImages
 from lie_ray.evaluation.defender import load_defender, load_network
 from lie_ray.evaluation.engine import Engine
 from lie_ray.evaluation.settings import EvalSettings
@@ -34,7 +36,8 @@ class EvaluateShard:
         key_path: str | None,
         settings: EvalSettings,
         plain_checkpoint: str | None,
-        attacker_images: np.ndarray,
+        attacker: OwnImages,
+        prepared: dict[str, dict[str, Any]] | None = None,
     ):
         torch.set_num_threads(settings.torch_threads)
         self.device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
@@ -42,9 +45,10 @@ class EvaluateShard:
         self.scenarios, self.settings = scenarios, settings
         self.key_path = key_path
         self.plain_checkpoint = plain_checkpoint
-        # Plain train images the attacker owns (PBA's fitting set, the leaked pairs): public
-        # data, never attacked.
-        self.attacker_images = attacker_images
+        # The attacker's own labelled images, held out of training and never attacked, and
+        # what its keyless attacks prepared from them once per scenario (prepare_scenario).
+        self.attacker = attacker
+        self.prepared = prepared or {}
         self.engines: dict[str, Engine] = {}
         self.plain_model: torch.nn.Module | None = None  # loaded once, for every scenario
         self.loads: Counter[str] = Counter()  # checkpoints read, by scenario (tests check 1)
@@ -73,8 +77,9 @@ class EvaluateShard:
             self.engines[scenario] = Engine(
                 defender,
                 self.settings,
-                self.attacker_images,
+                self.attacker,
                 self.load_plain_model if self.plain_checkpoint else None,
+                self.prepared.get(scenario),
             )
         return self.engines[scenario]
 
@@ -89,3 +94,22 @@ class EvaluateShard:
     ) -> dict[str, np.ndarray]:
         batch = Batch(images_to_device(images, self.device), to_device(labels, self.device), ids)
         return self.engine(scenario).evaluate_batch(batch, split, scenario)
+
+
+def prepare_scenario(
+    scenario: str,
+    checkpoint: str,
+    key_path: str | None,
+    settings: EvalSettings,
+    plain_checkpoint: str | None,
+    attacker: OwnImages,
+) -> tuple[dict[str, Any], dict[str, dict]]:
+    """Once per scenario, before its pool: what its keyless attacks prepare (the bypass, the
+    key search), to be handed to every actor, and the figures they reached. Run as a Ray
+    task (``lie_ray.evaluation.pipeline``); the key is read from its path here, as in an
+    actor, and only the attacker's own artefacts come back."""
+    shard = EvaluateShard(
+        {scenario: {"checkpoint": checkpoint}}, key_path, settings, plain_checkpoint, attacker
+    )
+    engine = shard.engine(scenario)
+    return engine.shared_preparations(), engine.fit_figures()

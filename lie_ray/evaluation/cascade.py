@@ -14,9 +14,9 @@ What is left is floating point: a batched kernel may round the last bit of an im
 differently at another batch size, and an attack's steps can grow that into another path (a
 ReLU on its kink). ``bench/cascade.py`` counts the worst-case rows where the modes differ.
 
-The attackers nest (``lie_ray.attacks.spec.WORST_CASES``: keyless within with-key within
-channel), so an attack's own attacker is the narrowest worst case that unites its tier, and an
-image that attacker has broken is broken for the wider ones too. Each worst case records what
+The attackers nest (``lie_ray.attacks.spec.WORST_CASES``: keyless within leaked within with-key
+within channel), so an attack's own attacker is the narrowest worst case that unites its tier,
+and an image that attacker has broken is broken for the wider ones too. Each worst case records what
 broke an image first (in ``Plan.rank`` order, the same in both modes) and at which epsilon.
 """
 

@@ -17,8 +17,9 @@ runs. Each output row is one (image, evaluation, epsilon).
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from types import MappingProxyType
+from typing import Any
 
 import numpy as np
 import torch
@@ -27,10 +28,11 @@ from lie_ray.attacks import registry, seeding
 from lie_ray.attacks.outcome import Batch, Outcome, effective_epsilon
 from lie_ray.attacks.pipeline import Defender
 from lie_ray.attacks.spec import TIERS, WORST_CASES, AttackSpec
-from lie_ray.attacks.views import VIEWS, Oracle
+from lie_ray.attacks.views import VIEWS, Oracle, OwnImages
 from lie_ray.evaluation import cascade
 from lie_ray.evaluation.cascade import Row
 from lie_ray.evaluation.settings import EvalSettings
+from lie_ray.models.device import images_to_device
 from lie_ray.transforms import transform_class
 
 
@@ -59,8 +61,7 @@ def offered(
         needs.add("transform")
         if key_recoverable(policy, transform, variant):
             needs.add("recoverable-key")
-        if policy != "fixed":
-            needs.add("randomised-key")
+        needs.add("fixed-key" if policy == "fixed" else "randomised-key")
     if plain_model:
         needs.add("plain-model")
     if attacker_images:
@@ -98,32 +99,41 @@ def rows_per_test_image(specs: list[AttackSpec], settings: EvalSettings) -> int:
     return 1 + len(settings.epsilons) * per_epsilon + len(sanity_runs(settings, specs))
 
 
-def settings_for(spec: AttackSpec, settings: EvalSettings) -> EvalSettings:
+def settings_for(spec: AttackSpec, settings: EvalSettings, salt: str | None = None) -> EvalSettings:
     """The settings an attack runs with: one run, not ``pgd_restarts``, for a single run; and
-    a seed of its own (``seeding.salted``), so that no two attacks share a random draw."""
+    a seed of its own (``seeding.salted`` with its name, or ``salt``: a preparation that
+    attacks share), so that no two attacks share a random draw."""
     return dataclasses.replace(
         settings,
         pgd_restarts=settings.pgd_restarts if spec.restarts else 1,
-        attacker_seed=seeding.salted(settings.attacker_seed, spec.name),
+        attacker_seed=seeding.salted(settings.attacker_seed, salt or spec.name),
     )
 
 
 class Engine:
-    """One defended scenario's attacks, ready for batch after batch."""
+    """One defended scenario's attacks, ready for batch after batch.
+
+    ``attacker``: the attacker's own labelled images (``OwnImages``; bare images are labelled
+    by querying the pipeline, and a quarter of them held out to judge fits on). ``prepared``:
+    what the keyless attacks prepared elsewhere (``shared_preparations`` of an engine on
+    another process: the bypass, a key found by search), taken instead of preparing again, so
+    that a pool of actors fits once per scenario. The defender's key never travels; what the
+    attacker made from its own images and queries may."""
 
     def __init__(
         self,
         defender: Defender,
         settings: EvalSettings,
-        attacker_images: np.ndarray | None = None,
+        attacker: OwnImages | np.ndarray | None = None,
         plain_model: torch.nn.Module | Callable[[], torch.nn.Module] | None = None,
+        prepared: Mapping[str, Any] | None = None,
     ):
         self.defender, self.settings = defender, settings
         spec = defender.key.spec if defender.encrypted else None
         self.available = offered(
             defender.encrypted,
             plain_model is not None,
-            attacker_images is not None,
+            attacker is not None,
             defender.policy.name if defender.encrypted else None,
             spec.name if spec else None,
             spec.variant if spec else None,
@@ -137,22 +147,47 @@ class Engine:
         if callable(plain_model) and not isinstance(plain_model, torch.nn.Module):
             plain_model = plain_model()
         self.oracle = Oracle(defender)  # the engine holds the defender it answers for
+        self.own = self.labelled(attacker)
         self.knowledge = dict(
             network=defender.model,
             transform=spec,
             policy=defender.policy if defender.encrypted else None,
             oracle=self.oracle,
-            attacker_images=attacker_images,
+            attacker_images=None if self.own is None else self.own.fitting[0],
+            own=self.own,
             plain_model=plain_model,
         )
+        self.given = dict(prepared or {})
+        self.preparations: dict[tuple, Any] = {}  # one per preparing function and effort
         self.views = {s.name: self.view(s) for s in every}
         # What makes two runs one attack (AttackSpec.same_run), from what each prepared.
         self.run_keys = {
             s.name: s.same_run(self.views[s.name].prepared) for s in every if s.same_run
         }
 
+    def labelled(self, attacker: OwnImages | np.ndarray | None) -> OwnImages | None:
+        """Bare images get the labels the deployed pipeline gives them (the attacker's
+        queries) and a quarter held out for judging its fits."""
+        if attacker is None or isinstance(attacker, OwnImages):
+            return attacker
+        ids = np.arange(len(attacker))
+        answers = [
+            self.oracle.predict(
+                images_to_device(attacker[s : s + 256], self.device), ids[s : s + 256]
+            )
+            for s in range(0, len(attacker), 256)
+        ]
+        return OwnImages.split(attacker, torch.cat(answers).cpu().numpy())
+
+    @property
+    def device(self) -> torch.device:
+        tensor = next(iter(self.defender.model.parameters()), None)
+        return tensor.device if tensor is not None else torch.device("cpu")
+
     def view(self, spec: AttackSpec):
-        """What ``spec``'s attacker has, with what its ``prepare`` built from it."""
+        """What ``spec``'s attacker has, with what its ``prepare`` built from it: given
+        (prepared elsewhere), or built here once per preparing function and effort (attacks
+        that share a preparation, the bypass and the key search, share one)."""
         given = dict(self.knowledge)
         if spec.tier == "leaked":
             plain = self.knowledge["attacker_images"][: spec.leaked_pairs]
@@ -163,11 +198,37 @@ class Engine:
         if spec.tier in ("with-key", "channel"):
             given["pipeline"] = self.defender
         view = VIEWS[spec.tier](**given)
-        if spec.prepare is not None:  # a 2x sanity run prepares with twice the effort too
-            settings = spec.sanity_settings(self.settings) if spec.is_sanity else self.settings
-            prepared = spec.prepare(view, settings_for(spec, settings))
-            view = dataclasses.replace(view, prepared=prepared)
-        return view
+        if spec.prepare is None:
+            return view
+        if spec.name in self.given:
+            return dataclasses.replace(view, prepared=self.given[spec.name])
+        # a 2x sanity run prepares with twice the effort too
+        settings = spec.sanity_settings(self.settings) if spec.is_sanity else self.settings
+        effort = settings_for(spec, settings, salt=spec.prepare.__qualname__)
+        memo = (spec.prepare, spec.tier, effort)
+        if memo not in self.preparations:
+            self.preparations[memo] = spec.prepare(view, effort)
+        return dataclasses.replace(view, prepared=self.preparations[memo])
+
+    def shared_preparations(self) -> dict[str, Any]:
+        """What the keyless attacks prepared (the attacker's own artefacts, made from its
+        images and queries), by attack: for the other actors of a pool. The leaked tier's
+        recovered keys are rebuilt where they run, from pairs, in milliseconds."""
+        return {
+            name: view.prepared
+            for name, view in self.views.items()
+            if self.by_name[name].tier == "keyless" and view.prepared is not None
+        }
+
+    def fit_figures(self) -> dict[str, dict]:
+        """What each attack's preparation reached (``AttackSpec.fit_figures``): the attacker's
+        own figures, and those only the true key can score (the gradient against the key
+        holder's, the share of the key found), scored here, afterwards, for the report."""
+        return {
+            name: self.by_name[name].fit_figures(view.prepared, self.defender, self.own)
+            for name, view in self.views.items()
+            if self.by_name[name].fit_figures is not None and view.prepared is not None
+        }
 
     # --- a batch ----------------------------------------------------------------------------
 

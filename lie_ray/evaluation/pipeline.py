@@ -17,6 +17,7 @@ from __future__ import annotations
 import json
 from collections import defaultdict
 from collections.abc import Iterator
+from typing import Any
 
 import numpy as np
 import pyarrow as pa
@@ -25,8 +26,9 @@ import ray
 import ray.data
 from ray.data.extensions import ArrowVariableShapedTensorArray
 
+from lie_ray.attacks.views import OwnImages
 from lie_ray.data.cifar import Split
-from lie_ray.evaluation.actor import EvaluateShard
+from lie_ray.evaluation.actor import EvaluateShard, prepare_scenario
 from lie_ray.evaluation.engine import chosen_specs, offered, rows_per_test_image
 from lie_ray.evaluation.settings import EvalSettings
 from lie_ray.infra.session import wants_gpu
@@ -83,13 +85,39 @@ def expected_rows(
     available = offered(
         bool(row["encrypted"]),
         plain_checkpoint is not None,
-        True,  # the attacker's images: the first train images, always there
+        True,  # the attacker's images: held out of the train split, always there
         definition["key_policy"],
         transform.get("name"),
         transform.get("variant"),
     )
     per_image = rows_per_test_image(chosen_specs(settings, available), settings)
     return test_images * per_image + train_images
+
+
+def prepare_in_tasks(
+    trained: list[dict],
+    key_path: str | None,
+    settings: EvalSettings,
+    plain_checkpoint: str | None,
+    attacker: OwnImages,
+    gpu: str = "auto",
+) -> dict[str, tuple[dict[str, Any], dict[str, dict]]]:
+    """Per encrypted scenario of ``trained``, one Ray task that fits what its keyless attacks
+    prepare (``actor.prepare_scenario``), all side by side: (the prepared artefacts, their
+    figures) by scenario. Every actor of the pool is then handed them instead of fitting
+    again: the fit is paid once per scenario, not once per actor."""
+    task = ray.remote(prepare_scenario).options(
+        num_cpus=settings.torch_threads, num_gpus=1 if wants_gpu(gpu) else 0
+    )
+    attacker_ref = ray.put(attacker)  # once, not once per task
+    pending = {
+        row["scenario"]: task.remote(
+            row["scenario"], row["checkpoint"], key_path, settings, plain_checkpoint, attacker_ref
+        )
+        for row in trained
+        if row["encrypted"]
+    }
+    return dict(zip(pending, ray.get(list(pending.values()))))
 
 
 def evaluate_in_pool(
@@ -99,11 +127,14 @@ def evaluate_in_pool(
     key_path: str | None,
     settings: EvalSettings,
     plain_checkpoint: str | None,
+    attacker: OwnImages,
+    prepared: dict[str, dict[str, Any]] | None = None,
     gpu: str = "auto",
 ) -> Iterator[tuple[str, pa.Table]]:
     """Evaluate every scenario of ``trained`` (rows of ``training.parquet``) on ``test`` (every
-    evaluation) and ``train`` (clean predictions; the splits' names say which is which) in one
-    pool of ``settings.actors`` actors. Yields (scenario, its example rows) as each scenario
+    evaluation) and ``train`` (clean predictions: the defender's part of the train split) in
+    one pool of ``settings.actors`` actors, each handed the attacker's own images and what
+    was ``prepared`` for each scenario. Yields (scenario, its example rows) as each scenario
     completes."""
     expected = {
         row["scenario"]: expected_rows(
@@ -128,8 +159,8 @@ def evaluate_in_pool(
             "key_path": key_path,
             "settings": settings,
             "plain_checkpoint": plain_checkpoint,
-            # The first train images: the attacker's own (the test images are attacked).
-            "attacker_images": train.images[: settings.attacker_images],
+            "attacker": attacker,
+            "prepared": prepared,
         },
         # One chunk at a time per actor: a chunk queued behind a long attack would leave the
         # other actors idle at the end; sending the next one costs milliseconds.

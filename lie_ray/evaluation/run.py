@@ -18,16 +18,25 @@ import json
 import logging
 from pathlib import Path
 
+import numpy as np
 import pyarrow as pa
 import torch
 
 from lie_ray.attacks import PGD, deployed, effective_epsilon
 from lie_ray.attacks.registry import check_reachable_from_actors
 from lie_ray.attacks.seeding import salted
-from lie_ray.data.cifar import data_record, load_split, resolve_data_dir
+from lie_ray.attacks.views import OwnImages
+from lie_ray.data.cifar import (
+    Split,
+    data_record,
+    defender_part,
+    held_out,
+    load_split,
+    resolve_data_dir,
+)
 from lie_ray.errors import LieRayError
 from lie_ray.evaluation.defender import checkpoint_record, load_defender, policy_spec
-from lie_ray.evaluation.pipeline import evaluate_in_pool
+from lie_ray.evaluation.pipeline import evaluate_in_pool, prepare_in_tasks
 from lie_ray.evaluation.settings import PAPER_EPSILON, EvalSettings
 from lie_ray.evaluation.tables import attack_record, summarise, trained_rows
 from lie_ray.infra import provenance, storage
@@ -71,7 +80,10 @@ def run_evaluation(
     plain_run = records["Plain"]["run_id"] if plain else None
     data = resolve_data_dir(data_dir)
     test = load_split(data, "test", limit=settings.test_limit)
-    train = load_split(data, "train")
+    holdout, train_limit = held_out_part([records[row["scenario"]] for row in trained])
+    everything = load_split(data, "train")
+    train = defender_part(everything, holdout, train_limit)
+    attacker = attacker_images(held_out(everything, holdout)[1], settings.attacker_images)
     record = {
         "kind": "evaluation",
         "settings": dataclasses.asdict(settings),
@@ -97,11 +109,22 @@ def run_evaluation(
                 ", ".join(f"{e:.4f}" for e in settings.epsilons),
             )
             pending.append(row)
+    fits = {name: part_fits(table) for name, table in tables.items()}
     if pending:  # one actor pool for every scenario left; each part is kept once complete
-        for name, table in evaluate_in_pool(pending, test, train, key, settings, plain, gpu):
-            tables[name] = table.replace_schema_metadata({DIGEST_KEY: digests[name]})
+        log.info("fitting the keyless attacks' bypass and key search, once per scenario")
+        prepared = prepare_in_tasks(pending, key, settings, plain, attacker, gpu)
+        for name, (_, figures) in prepared.items():
+            fits[name] = figures
+            log.info("%s: %s", name, fit_summary(figures))
+        shared = {name: artefacts for name, (artefacts, _) in prepared.items()}
+        for name, table in evaluate_in_pool(
+            pending, test, train, key, settings, plain, attacker, shared, gpu
+        ):
+            metadata = {DIGEST_KEY: digests[name], FITS_KEY: json.dumps(fits.get(name, {}))}
+            tables[name] = table.replace_schema_metadata(metadata)
             storage.write_table(tables[name], locations[name])
             log.info("evaluated %s (%d of %d)", name, len(tables), len(trained))
+    record["fits"] = {name: fits[name] for name in sorted(fits) if fits[name]}
     # promote: a part kept from an older lie_ray may lack a newer column (``reused``: null)
     examples = pa.concat_tables(
         (t.replace_schema_metadata(None) for t in tables.values()), promote_options="default"
@@ -121,6 +144,48 @@ def run_evaluation(
 
 
 DIGEST_KEY = b"lie_ray.evaluation"
+FITS_KEY = b"lie_ray.fits"  # a part's fit figures, so that a resumed scenario keeps them
+
+
+def held_out_part(records: list[dict]) -> tuple[int, int | None]:
+    """(the attacker's held-out images, the train limit) the scenarios were trained with,
+    read from their run records: the attacker's images must be ones no scenario trained
+    on, so scenarios trained with different parts are refused in one line."""
+    parts = {
+        (r["settings"].get("attacker_holdout"), r["settings"].get("train_limit")) for r in records
+    }
+    if len(parts) != 1 or None in {holdout for holdout, _ in parts}:
+        raise LieRayError(
+            "the scenarios were trained with different (or no) held-out attacker images "
+            f"({sorted(parts, key=str)}): train them again in one run of this lie_ray"
+        )
+    return parts.pop()
+
+
+def attacker_images(held: Split, fit: int) -> OwnImages:
+    """The attacker's held-out images: it fits, searches and leaks pairs with the first
+    ``fit`` (``--attacker-images``) and judges its fits on the rest."""
+    if not 0 < fit < len(held.labels):
+        raise LieRayError(
+            f"--attacker-images {fit} leaves none of the {len(held.labels)} held-out images "
+            f"to judge the attacker's fits on: pass --attacker-images < {len(held.labels)}"
+        )
+    return OwnImages(held.images, held.labels.astype(np.int64), fit)
+
+
+def part_fits(table: pa.Table) -> dict:
+    metadata = table.schema.metadata or {}
+    return json.loads(metadata.get(FITS_KEY, b"{}"))
+
+
+def fit_summary(figures: dict[str, dict]) -> str:
+    """One log line of what the keyless fits reached: agreement on held-out images, and the
+    share of the key found (scored afterwards)."""
+    parts = []
+    for name, fit in figures.items():
+        shown = [f"{k} {v:.3f}" for k, v in fit.items() if isinstance(v, float)]
+        parts.append(f"{name} ({', '.join(shown)})" if shown else name)
+    return "; ".join(parts) or "nothing to fit"
 
 
 def trained_record(row: dict) -> dict:

@@ -52,8 +52,14 @@ class EvalSettings:
     sanity: bool = True  # the sanity checks' three white-box PGD runs (SANITY)
     # The attacker's own images (the first of the TRAIN split, never attacked): PBA fits its
     # stand-in on them, in pba_steps Adam steps; the recovered-key attacks leak k of them.
-    attacker_images: int = 512
+    attacker_images: int = 384
     pba_steps: int = 300
+    key_search_budget: int = 1000  # candidate keys the key search scores (random, then moves)
+    # AutoAttack 'rand' (Croce & Hein) for the randomised key policies: APGD-CE and APGD-DLR,
+    # each step's gradient the mean over eot_draws fresh attacker keys (the reference: 100
+    # iterations, 20 draws).
+    rand_steps: int = 100
+    rand_draws: int = 20
     mode: str = "full"  # EVALUATION_MODES
     # The attacks to run, by name (lie_ray.attacks.spec); None: every one of lie_ray's own.
     # An attack from outside lie_ray runs only where it is named.
@@ -87,8 +93,11 @@ class EvalSettings:
                 f"--epsilons lists {', '.join(map(str, repeated))} more than "
                 "once: list each epsilon once"
             )
-        if self.pba_steps < 1:
-            raise LieRayError("PBA steps must be >= 1")
+        if min(self.pba_steps, self.key_search_budget, self.rand_steps, self.rand_draws) < 1:
+            raise LieRayError(
+                "PBA steps, the key search's candidates and AutoAttack rand's steps and "
+                "draws must all be >= 1"
+            )
         if self.attacks is not None:
             check_attack_names(self.attacks)
         leaked = most_leaked_pairs(self.attacks)
@@ -124,7 +133,10 @@ EVAL_PRESETS: dict[str, EvalSettings] = {
         pgd_restarts=1,
         eot_keys=2,
         attacker_images=128,
-        pba_steps=60,
+        pba_steps=40,
+        key_search_budget=40,
+        rand_steps=5,
+        rand_draws=4,
         square_queries=50,
         autoattack="light",
         autoattack_steps=5,
@@ -133,14 +145,19 @@ EVAL_PRESETS: dict[str, EvalSettings] = {
         batch_size=50,
     ),
     # The study preset's: every test image, every attack in the cascade, the smoke budgets
-    # but twice Square's queries and AutoAttack's iterations.
+    # but twice Square's queries and AutoAttack's iterations, and a keyless attacker that
+    # fits its bypass on 384 images of its own (judged on 128 more) in 300 steps per variant
+    # and scores 400 candidate keys.
     "study": EvalSettings(
         epsilons=(0.0, 8 / 255, PAPER_EPSILON),
         pgd_steps=10,
         pgd_restarts=1,
         eot_keys=2,
-        attacker_images=128,
-        pba_steps=60,
+        attacker_images=384,
+        pba_steps=300,
+        key_search_budget=400,
+        rand_steps=10,
+        rand_draws=5,
         square_queries=100,
         autoattack="light",
         autoattack_steps=10,

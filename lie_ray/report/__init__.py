@@ -37,7 +37,7 @@ from lie_ray.infra.tables import (
     check_rates,
     read_training,
 )
-from lie_ray.report import sanity
+from lie_ray.report import fits, sanity
 from lie_ray.report.catalogue import Catalogue
 from lie_ray.report.cluster import cluster_section
 from lie_ray.report.curves import write_curves
@@ -78,6 +78,7 @@ def write_report(results_dir: str | os.PathLike, training_table: pa.Table | None
     catalogue = Catalogue.of_results(directory)  # how the evaluations are shown, as recorded
     epsilon = headline_epsilon(rows, catalogue)
     images = sanity.PerImage.of_results(directory)  # the per-image rows the checks pair
+    fitted = fits.recorded(directory)  # what the keyless attacker's fits reached
     write_curves(rows, scenarios, directory / "curves.png", catalogue)
     text = render_report(
         rows,
@@ -87,7 +88,9 @@ def write_report(results_dir: str | os.PathLike, training_table: pa.Table | None
         gallery=(directory / "gallery.png").is_file(),
         doubts=sanity.doubts(rows, scenarios, epsilon, catalogue, images),
         catalogue=catalogue,
+        notes=fits.headline_notes(fitted),
     )
+    text += fits.section(fitted)
     text += sanity.section(rows, scenarios, epsilon, catalogue, images)
     text += deviations_section(directory, training_table)  # from the results' run records
     text += family_section(rows, training_table, catalogue)  # "" unless several transforms

@@ -17,6 +17,7 @@ from lie_ray.attacks.spec import (
     WORST_CASE,
     WORST_CASE_CHANNEL,
     WORST_CASE_KEYLESS,
+    WORST_CASE_LEAKED,
     WORST_CASES,
 )
 from lie_ray.infra import provenance
@@ -90,10 +91,12 @@ class Catalogue:
 
     def adaptive_columns(self) -> list[str]:
         """Plain-image attacks, their worst cases (keyless: the headline of a key-based
-        defence; with the key), then the channel attacks and the worst case over all."""
+        defence; with leaked pairs; with the key), then the channel attacks and the worst
+        case over all."""
         return [
             *self.attacks(PLAIN_IMAGE_TIERS),
             WORST_CASE_KEYLESS,
+            WORST_CASE_LEAKED,
             WORST_CASE,
             *self.attacks(("channel",)),
             WORST_CASE_CHANNEL,

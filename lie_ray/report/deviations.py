@@ -90,6 +90,13 @@ def training_deviations(runs: dict[str, dict]) -> list[str]:
         shown = differing(runs, field, PAPER[field])
         if shown:
             lines.append(f"Training {label}: {shown} [{PAPER[field]}].")
+    held = sorted({run["settings"].get("attacker_holdout") for run in runs.values()}, key=str)
+    if held and held != [None]:
+        lines.append(
+            f"The last {', '.join(map(str, held))} train images are held out of training as "
+            "the attacker's own (its bypass, key search and leaked pairs use them; never "
+            "attacked) [the paper trains on all 50,000]."
+        )
     unstated = sorted(
         {(run["settings"]["momentum"], run["settings"]["weight_decay"]) for run in runs.values()}
     )

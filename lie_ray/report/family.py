@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import pyarrow as pa
 
-from lie_ray.attacks.spec import WORST_CASE, WORST_CASE_KEYLESS
+from lie_ray.attacks.spec import WORST_CASE, WORST_CASE_KEYLESS, WORST_CASE_LEAKED
 from lie_ray.infra.tables import FAMILY_COLUMNS
 from lie_ray.keys import Key
 from lie_ray.report.catalogue import Catalogue
@@ -41,7 +41,12 @@ def family_section(
     epsilons = sorted({r.epsilon for r in rows if r.evaluation == protocol and r.epsilon > 0})
     header = ["scenario", "transform", "variant", "M", "key space (log2)", "clean test"]
     for eps in epsilons:
-        header += [f"{protocol} {eps:.4f}", f"keyless {eps:.4f}", f"worst {eps:.4f}"]
+        header += [
+            f"{protocol} {eps:.4f}",
+            f"keyless {eps:.4f}",
+            f"leaked {eps:.4f}",
+            f"worst {eps:.4f}",
+        ]
     body = []
     for r in trained:
         space = "-"
@@ -59,7 +64,7 @@ def family_section(
         for eps in epsilons:
             cells += [
                 cell(by_key.get((r["scenario"], name, round(eps, 9))))
-                for name in (protocol, WORST_CASE_KEYLESS, WORST_CASE)
+                for name in (protocol, WORST_CASE_KEYLESS, WORST_CASE_LEAKED, WORST_CASE)
             ]
         body.append(cells)
     return (
@@ -67,8 +72,9 @@ def family_section(
         "Error rates (lower is better). `pgd` is the paper's protocol: plain autograd "
         "through the pipeline as written, which is the true gradient for Shuffle, NP, PE and "
         "EtC and zero for LE, ELE and FFX; `keyless` is the worst case per image of an "
-        "attacker without the key (EOT, transfer, Square, PBA, recovered-key), `worst` of one "
-        "who holds it too "
+        "attacker with the weights but no key and no leaked pair (EOT, transfer, Square, the "
+        "bypass, the key search), `leaked` of one who also holds leaked pairs "
+        "(recovered-key), `worst` of one who holds the key too "
         "(every attack on the plain image: the paper's readings, BPDA, AutoAttack and the "
         "keyless ones). Key spaces as each "
         "reference draws its keys (TRANSFORMS.md).\n\n" + markdown_table(header, body)

@@ -16,7 +16,13 @@ from pathlib import Path
 
 import pyarrow as pa
 
-from lie_ray.attacks.spec import WORST_CASE, WORST_CASE_KEYLESS, WORST_CASE_NAMES, WORST_CASES
+from lie_ray.attacks.spec import (
+    PLAIN_IMAGE_TIERS,
+    WORST_CASE,
+    WORST_CASE_KEYLESS,
+    WORST_CASE_NAMES,
+    WORST_CASES,
+)
 from lie_ray.evaluation.settings import PAPER_EPSILON
 from lie_ray.evaluation.settings import headline_epsilon as headline_of
 from lie_ray.infra.tables import RESULT_COLUMNS, TRAINING_COLUMNS, read_results
@@ -36,19 +42,23 @@ THREAT_MODELS = (
     "attacker can run, at this epsilon or a smaller one (whose perturbation lies "
     "in the larger ball), starting from the clean prediction. All perturb the PLAIN "
     "image by at most epsilon (L-inf, whole 8-bit levels) before it is encrypted "
-    "with the defender's key and classified. `worst-case-keyless` knows the "
-    "network's weights and the transform but not the key (EOT over keys of its "
-    "own, transfer from a plain model, gradient-free queries, PBA's stand-in for "
-    "the keyed transform fitted on its own images, and `recovered-key-k`: PGD "
-    "with the key recovered from k leaked pairs of its own images, run only where "
-    "one key serves every image, the fixed policy, and the transform's key can "
-    "be recovered from pairs): the threat a "
-    "key-based defence claims to meet, so it is the headline. `worst-case` also "
+    "with the defender's key and classified. `worst-case-keyless` holds the "
+    "network's weights, the transform and its public parameters, labelled images of "
+    "its own (held out of training, never attacked) and queries to the deployed "
+    "pipeline, but no key and no leaked pair (EOT over keys of its own, transfer from "
+    "a plain model, gradient-free queries, the bypass: a stand-in for the keyed "
+    "transform with the transform's own structure fitted through the network, and "
+    "the key search: the key under which the network is most accurate on its "
+    "images): the threat a key-based defence claims to meet, so it is the headline. "
+    "It no longer takes leaked pairs: `worst-case-leaked` adds `recovered-key-k`, PGD "
+    "with the key recovered from k leaked plain/encrypted pairs of its own images "
+    "(only where one key serves every image and pairs reveal it). `worst-case` also "
     "holds the key (BPDA, AutoAttack, and the paper's readings): what is left once "
     "the key leaks. `worst-case-channel` adds an attacker who edits the ENCRYPTED "
     "image in transit by at most epsilon in ciphertext space, a different threat "
-    "whose epsilon does not compare with the plain-image one. Without a key, every "
-    "attacker is keyless and the three coincide on the plain-image attacks."
+    "whose epsilon does not compare with the plain-image one. Without a key there is "
+    "nothing to withhold or leak: every plain-image attacker runs every plain-image "
+    "attack and their worst cases coincide."
 )
 # Table I of the paper: train / test / adversarial error.
 PAPER_TABLE_I: dict[str, tuple[float, float, float]] = {
@@ -197,15 +207,17 @@ def render_report(
     gallery: bool,
     doubts: dict[str, dict[str, list[str]]] | None = None,
     catalogue: Catalogue | None = None,
+    notes: dict[str, str] | None = None,
 ) -> str:
     """``doubts``: the sanity checks each scenario failed, named beside its headline;
-    ``catalogue``: how the results' evaluations are shown (lie_ray's own by default)."""
+    ``notes``: anything else said there (a bypass that fitted badly); ``catalogue``: how the
+    results' evaluations are shown (lie_ray's own by default)."""
     catalogue = catalogue or Catalogue.builtin()
     sections = [
         "# Adversarial test of learnable image encryption\n",
         table_one(rows, training, scenarios, epsilon, catalogue),
         adaptive_table(rows, scenarios, epsilon, catalogue),
-        headline(rows, scenarios, epsilon, doubts or {}, catalogue),
+        headline(rows, scenarios, epsilon, doubts or {}, catalogue, notes or {}),
         figures(gallery),
     ]
     return "\n".join(sections)
@@ -419,7 +431,7 @@ def worst_case_error(
         r
         for r in rows
         if r.scenario == scenario
-        and r.evaluation in catalogue.attacks(WORST_CASES[1].tiers)
+        and r.evaluation in catalogue.attacks(PLAIN_IMAGE_TIERS)
         and same_epsilon(r.epsilon, epsilon)
     ]
     if not attacks:
@@ -451,10 +463,12 @@ def headline(
     epsilon: float | None,
     doubts: dict[str, dict[str, list[str]]],
     catalogue: Catalogue,
+    notes: dict[str, str] | None = None,
 ) -> str:
     bullets = "\n".join(
         f"- {s}: {headline_line(rows, s, epsilon, catalogue)}"
         f"{doubt_note(doubts.get(s, {}), key_based(rows, s, catalogue))}"
+        f"{(notes or {}).get(s, '')}"
         for s in scenarios
     )
     n = sample_size(rows, WORST_CASE, epsilon)
@@ -478,7 +492,8 @@ def figures(gallery: bool) -> str:
     text = (
         "## Figures\n\n"
         "Robustness curves: error against epsilon, one line per evaluation; the thick black "
-        "lines are the worst cases (solid: keyless; dash-dot: with the key; dashed: with "
+        "lines are the worst cases (solid: keyless; densely dashed: with leaked pairs; "
+        "dash-dot: with the key; dashed: with "
         "the ciphertext-space attack too).\n\n![robustness curves](curves.png)\n"
     )
     if gallery:

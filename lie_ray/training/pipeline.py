@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import ray.data
 
-from lie_ray.data.cifar import load_split
+from lie_ray.data.cifar import defender_part, load_split
 from lie_ray.data.dataset import to_ray_dataset
 from lie_ray.encryption.run import encrypt_dataset
 from lie_ray.keys.policies import PolicySpec
@@ -32,7 +32,9 @@ ROWS_PER_BLOCK = 2048
 def build_datasets(
     scenario: Scenario, settings: TrainSettings, data_dir: str, key_path: str | None
 ) -> dict[str, ray.data.Dataset]:
-    train = load_split(data_dir, "train", limit=settings.train_limit)
+    train = defender_part(
+        load_split(data_dir, "train"), settings.attacker_holdout, settings.train_limit
+    )
     test = load_split(data_dir, "test", limit=settings.test_limit)
     train_ds = (
         to_ray_dataset(train, rows_per_block=ROWS_PER_BLOCK)

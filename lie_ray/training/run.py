@@ -21,7 +21,7 @@ from pathlib import Path
 import pyarrow as pa
 from ray import tune
 
-from lie_ray.data.cifar import data_record, resolve_data_dir
+from lie_ray.data.cifar import data_record, defender_part, load_split, resolve_data_dir
 from lie_ray.errors import LieRayError
 from lie_ray.infra import atomic, interrupt, provenance
 from lie_ray.infra import storage as storage_io
@@ -56,6 +56,9 @@ def run_training(
     """
     out = Path(out_dir).resolve()
     data = resolve_data_dir(data_dir)
+    # The attacker's held-out part and the limit must fit the split: one line now, not a
+    # failure inside every trial.
+    defender_part(load_split(data, "train"), settings.attacker_holdout, settings.train_limit)
     # Reject a missing key, or one a policy cannot use, before any Ray work.
     key = key_for_scenarios(scenarios, key_path, settings.block_size, settings.key_batch_size)
     key_fingerprint = key.fingerprint if key is not None else None

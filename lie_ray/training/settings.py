@@ -62,6 +62,9 @@ class TrainSettings:
     # only the random start acts).
     adv_attack: str = ADV_BPDA
     train_limit: int | None = None  # use only the first N train images (ids stay stable)
+    # The last N train images are the attacker's own (lie_ray.data.cifar.held_out): never
+    # trained on, never attacked; the keyless attacks fit, search and leak pairs with them.
+    attacker_holdout: int = 512
     test_limit: int | None = None
     max_concurrent_trials: int | None = None  # cap; None: as many as the cluster holds
     seed: int = 0

@@ -4,6 +4,7 @@ curves and the engine meet their attacks."""
 
 from lie_ray.attacks.catalogue import (
     autoattack,
+    autoattack_rand,
     bpda,
     encrypted_input,
     eot,
@@ -24,6 +25,7 @@ BUILTIN = (
     *transfer.SPECS,
     *square.SPECS,
     *autoattack.SPECS,
+    *autoattack_rand.SPECS,
     *pba.SPECS,
     *recovered_key.SPECS,
     *encrypted_input.SPECS,

@@ -1,81 +1,98 @@
-"""PBA, the parametric bypass approximation (Rusu et al., ICML 2022): a keyless attacker with
-the network's weights fits a stand-in for the keyed transform to the deployed pipeline's
-outputs on images of its own (``lie_ray.attacks.bypass``), then attacks through it."""
+"""PBA, the parametric bypass approximation (Rusu et al., ICML 2022), and the key search from
+the weights (AprilPyone & Kiya, TIFS 2021): two keyless attacks on what the attacker fits once
+per scenario (``keyless_fit``), then PGD through it, scored on the deployed pipeline.
+
+``pba`` attacks through the stand-in whose held-out agreement with the pipeline is best (its
+variants: fitted to the pipeline's probabilities, to its images' labels, and started from the
+key the search found); ``key-search`` through the transform under the key the search found,
+with the transform's own backward (the key holder's, had that key been the key)."""
 
 from __future__ import annotations
 
 import dataclasses
 
-import numpy as np
-import torch
-
-from lie_ray.attacks.bypass import FIT_BATCH, fit_bypass
+from lie_ray.attacks.bypass import FIT_BATCH
+from lie_ray.attacks.catalogue.keyless_fit import bypass_figures, fit_keyless, search_figures
 from lie_ray.attacks.pgd_through import pgd_cost, through
 from lie_ray.attacks.spec import AttackSpec
-from lie_ray.models.device import images_to_device
 
-NAME = "pba"
-
-
-def network_device(network: torch.nn.Module) -> torch.device:
-    tensor = next(iter(network.parameters()), None)
-    if tensor is None:
-        tensor = next(iter(network.buffers()), torch.zeros(0))
-    return tensor.device
-
-
-def fit_stand_in(view, settings) -> torch.nn.Module:
-    """Once per scenario: the stand-in, fitted on the attacker's images through the oracle."""
-    torch.manual_seed(settings.attacker_seed)
-    own = images_to_device(view.attacker_images, network_device(view.network))
-    ids = np.arange(len(own))
-    return fit_bypass(
-        view.network,
-        lambda x: view.oracle.logits(x, ids[: len(x)]),
-        own,
-        view.transform.block_size,
-        settings.pba_steps,
-        seed=settings.attacker_seed,
-    )
+NAME, SEARCH = "pba", "key-search"
 
 
 def pba(view, batch, eps, settings):
-    stand_in = view.prepared
+    stand_in = view.prepared.stand_in
     return through(lambda plain: view.network(stand_in(plain)), view, batch, eps, settings)
 
 
+def key_search(view, batch, eps, settings):
+    found = view.prepared.found.transform
+    return through(
+        lambda plain: view.network(found.with_grad(plain, None)), view, batch, eps, settings
+    )
+
+
 def fit_cost(settings) -> dict[str, float]:
-    """The stand-in's fit: the pipeline's outputs on every attacker image, then ``pba_steps``
-    Adam steps on ``FIT_BATCH`` of them (paid once per scenario in every actor)."""
+    """The bypass's three fits (probabilities, labels, from the search's key), each
+    ``pba_steps`` steps on up to ``FIT_BATCH`` images, and the pipeline's answers."""
     return {
-        "attack": settings.pba_steps * min(FIT_BATCH, settings.attacker_images),
-        "forward": settings.attacker_images,
+        "attack": 3 * settings.pba_steps * min(FIT_BATCH, settings.attacker_images),
+        "forward": 2 * settings.attacker_images,
     }
+
+
+def search_cost(settings) -> dict[str, float]:
+    """Every candidate key scored on every fitting image: one forward each."""
+    return {"forward": settings.key_search_budget * settings.attacker_images}
 
 
 def pba_budget(settings) -> dict:
     return {NAME: {"images": settings.attacker_images, "steps": settings.pba_steps}}
 
 
+def search_budget(settings) -> dict:
+    return {SEARCH: {"images": settings.attacker_images, "candidates": settings.key_search_budget}}
+
+
 SPECS = (
+    AttackSpec(
+        name=SEARCH,
+        tier="keyless",
+        run=key_search,
+        cost=pgd_cost,
+        needs=frozenset({"transform", "attacker-images", "fixed-key"}),
+        prepare=fit_keyless,
+        prepare_cost=search_cost,
+        fit_figures=search_figures,
+        cascade_rank=25,
+        label=SEARCH,
+        colour="olive",
+        budget=search_budget,
+        budget_text=lambda settings: (
+            f"key search over {settings.key_search_budget} candidate keys on "
+            f"{settings.attacker_images} attacker images"
+        ),
+        description="PGD through the key under which the network is most accurate on the "
+        "attacker's images, found by search from the weights",
+    ),
     AttackSpec(
         name=NAME,
         tier="keyless",
         run=pba,
         cost=pgd_cost,
         needs=frozenset({"transform", "attacker-images"}),
-        prepare=fit_stand_in,
+        prepare=fit_keyless,
         prepare_cost=fit_cost,
+        fit_figures=bypass_figures,
         doubled=lambda settings: dataclasses.replace(settings, pba_steps=2 * settings.pba_steps),
         cascade_rank=30,
         label=NAME,
         colour="gold",
         budget=pba_budget,
         budget_text=lambda settings: (
-            f"PBA fitted on {settings.attacker_images} attacker images in "
-            f"{settings.pba_steps} steps"
+            f"bypass fitted on {settings.attacker_images} attacker images in "
+            f"{settings.pba_steps} steps per variant"
         ),
-        description="PGD through a stand-in for the keyed transform, fitted to the pipeline's "
-        "outputs on the attacker's own images",
+        description="PGD through a stand-in with the keyed transform's structure, fitted "
+        "through the network on the attacker's own images",
     ),
 )

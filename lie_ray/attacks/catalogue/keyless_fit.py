@@ -1,0 +1,178 @@
+"""What the keyless attacker fits from the weights, once per scenario, for the bypass (``pba``)
+and the key search (``key-search``) alike: the two share it (``Engine.view`` prepares once per
+preparing function), and a pool of actors is handed it rather than fitting again.
+
+With the network's weights, the transform's public structure, labelled images of its own and
+queries to the deployed pipeline, the attacker
+
+1. fits the bypass (Rusu et al., ICML 2022): a stand-in with the transform's own structure
+   and its key relaxed to continuous parameters (``lie_ray.attacks.bypass``), through the
+   frozen network, to the pipeline's output probabilities on its images, and a labels-only
+   variant to its images' true labels;
+2. searches the key space for the key under which the network is most accurate on its
+   images (AprilPyone & Kiya's adaptive attack on their own defence;
+   ``lie_ray.attacks.key_search``), from random keys and from the key read off the bypass,
+   where one key serves every image (the fixed policy);
+3. fits the bypass once more, started from the key the search found.
+
+It judges every fit by what it can measure itself: top-1 agreement with the deployed pipeline
+on the held-out part of its images (queries), and accuracy through the stand-in; the fit with
+the best agreement is the one ``pba`` attacks through. What only the true key can score (the
+gradient against the key holder's, the share of the key found) is scored afterwards by the
+engine (``figures``), for the report, and never reaches a fit.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from lie_ray.attacks import bypass, key_search
+from lie_ray.models.device import images_to_device, to_device
+
+# The bypass's variants, in the order they are fitted (the first best agreement wins a tie).
+PROBABILITIES, LABELS, FROM_SEARCH = "probabilities", "labels", "from-search"
+# What the run record calls each figure set (``fits``), so a report reads them by kind.
+BYPASS, SEARCH = "bypass", "key search"
+
+
+@dataclass(frozen=True)
+class KeylessFit:
+    """The attacker's artefacts: the stand-ins by variant and the chosen one, the key found
+    (None where the key changes from image to image), and the attacker-side figures."""
+
+    stand_ins: dict[str, torch.nn.Module]
+    chosen: str
+    found: key_search.KeyFound | None
+    figures: dict[str, dict[str, float]]  # by variant: held-out agreement, accuracy
+    images: int
+    judged: int
+    steps: int
+
+    @property
+    def stand_in(self) -> torch.nn.Module:
+        return self.stand_ins[self.chosen]
+
+
+def network_device(network: torch.nn.Module) -> torch.device:
+    tensor = next(iter(network.parameters()), None)
+    if tensor is None:
+        tensor = next(iter(network.buffers()), torch.zeros(0))
+    return tensor.device
+
+
+def queried(view, images: torch.Tensor) -> torch.Tensor:
+    """The deployed pipeline's logits on the attacker's images: its queries."""
+    ids = np.arange(len(images))
+    return torch.cat(
+        [
+            view.oracle.logits(images[s : s + 256], ids[s : s + 256])
+            for s in range(0, len(images), 256)
+        ]
+    )
+
+
+def fit_keyless(view, settings) -> KeylessFit:
+    """Once per scenario: the bypass in its variants, the key search, and their figures."""
+    torch.manual_seed(settings.attacker_seed)
+    device = network_device(view.network)
+    own = view.own
+    images, labels = (images_to_device(own.fitting[0], device), to_device(own.fitting[1], device))
+    judge = images_to_device(own.judging[0], device)
+    judge_labels = to_device(own.judging[1], device)
+    probabilities = F.softmax(queried(view, images), 1)
+    answers = queried(view, judge).argmax(1)
+
+    def fitted(targets, start=None) -> torch.nn.Module:
+        stand_in = bypass.stand_in_for(view.transform).to(device)
+        if start is not None:
+            stand_in.set_key(start)
+        return bypass.fit(
+            view.network, stand_in, images, targets, settings.pba_steps, seed=settings.attacker_seed
+        )
+
+    stand_ins = {PROBABILITIES: fitted(probabilities), LABELS: fitted(labels)}
+    found = None
+    if view.policy is not None and view.policy.name == "fixed":
+        read = stand_ins[PROBABILITIES].read_key()
+        found = key_search.search_key(
+            view.network,
+            view.transform,
+            images,
+            labels,
+            settings.key_search_budget,
+            settings.attacker_seed,
+            start=read,
+        )
+        stand_ins[FROM_SEARCH] = fitted(probabilities, start=found.transform)
+    figures = {
+        variant: {
+            "agreement": bypass.agreement(view.network, stand_in, judge, answers),
+            "accuracy": bypass.accuracy(view.network, stand_in, judge, judge_labels),
+        }
+        for variant, stand_in in stand_ins.items()
+    }
+    chosen = max(figures, key=lambda v: (figures[v]["agreement"], -list(figures).index(v)))
+    return KeylessFit(
+        stand_ins, chosen, found, figures, len(images), len(judge), settings.pba_steps
+    )
+
+
+def key_holder(defender):
+    """The key holder's fixed transform (the true key), for scoring only; None where the key
+    changes from image to image."""
+    return defender.key.transform() if defender.policy.name == "fixed" else None
+
+
+def bypass_figures(fit: KeylessFit, defender, own) -> dict:
+    """The bypass's record: per variant, agreement and accuracy on the held-out images; the
+    chosen variant; and, scored with the true key afterwards, the cosine between the chosen
+    stand-in's input gradient and the key holder's, and the share of the key read off it."""
+    record = {
+        "kind": BYPASS,
+        "chosen": fit.chosen,
+        "agreement": fit.figures[fit.chosen]["agreement"],
+        "accuracy": fit.figures[fit.chosen]["accuracy"],
+        "variants": fit.figures,
+        "images": fit.images,
+        "judged": fit.judged,
+        "steps": fit.steps,
+    }
+    true = key_holder(defender)
+    if true is None:
+        return record
+    device = network_device(defender.model)
+    images, labels = own.judging
+    record["gradient_cosine"] = bypass.gradient_cosine(
+        defender.model,
+        fit.stand_in,
+        true,
+        images_to_device(images, device),
+        to_device(labels, device),
+    )
+    read = fit.stand_in.read_key()
+    if read is not None:
+        record["key_share_read"] = key_search.key_share(read, true.key_arrays())
+    return record
+
+
+def search_figures(fit: KeylessFit, defender, own) -> dict:
+    """The key search's record: the attacker's accuracy with the key it found, what it
+    scored, where it started, and (scored with the true key afterwards) the share of the key
+    it found."""
+    found = fit.found
+    if found is None:
+        return {}
+    record = {
+        "kind": SEARCH,
+        "accuracy": found.accuracy,
+        "evaluations": found.evaluations,
+        "started_from": found.started_from,
+    }
+    true = key_holder(defender)
+    if true is not None:
+        record["key_share"] = key_search.key_share(found.arrays, true.key_arrays())
+    return record
