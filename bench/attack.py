@@ -224,6 +224,12 @@ def ray_scaling(args) -> float:
         square_queries=20,
         autoattack="light",
         autoattack_steps=3,
+        # the keyless fits run in the timed evaluation, once per scenario in Ray tasks
+        attacker_images=128,
+        pba_steps=60,
+        key_search_budget=100,
+        rand_steps=5,
+        rand_draws=4,
         test_limit=args.scaling_images,
         batch_size=32,
         torch_threads=1,

@@ -34,7 +34,7 @@ MAX_CATEGORIES = 16  # a field with more values, not all distinct (none in the f
 CHUNK = 1024  # images per forward of the network
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)  # arrays do not compare as one truth value
 class KeyFound:
     arrays: KeyArrays  # the key in the transform's own format
     transform: Transform  # built from ``arrays``
