@@ -12,7 +12,6 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from lie_ray.attacks import bypass
 from lie_ray.attacks.bypass import (
     BlockAffine,
     accuracy,
@@ -253,7 +252,3 @@ def test_key_share_counts_equal_entries_over_the_fields_both_hold():
     assert key_share({"perm": np.array([1, 0, 2, 3]), "other": np.zeros(3)}, true) == 0.5
     assert key_share({"perm": np.array([1, 0, 2, 3]), "flip": np.array([1, 0])}, true) == 4 / 6
     assert key_share(true, true) == 1.0
-
-
-def test_fit_batch_is_exported_for_the_attacks_cost():
-    assert bypass.FIT_BATCH == 256

@@ -146,16 +146,16 @@ EVAL_PRESETS: dict[str, EvalSettings] = {
     ),
     # The study preset's: every test image, every attack in the cascade, the smoke budgets
     # but twice Square's queries and AutoAttack's iterations, and a keyless attacker that
-    # fits its bypass on 384 images of its own (judged on 128 more) in 300 steps per variant
-    # and scores 400 candidate keys.
+    # fits its bypass on 384 images of its own (judged on 128 more) in 200 steps per variant
+    # and scores 300 candidate keys.
     "study": EvalSettings(
         epsilons=(0.0, 8 / 255, PAPER_EPSILON),
         pgd_steps=10,
         pgd_restarts=1,
         eot_keys=2,
         attacker_images=384,
-        pba_steps=300,
-        key_search_budget=400,
+        pba_steps=200,
+        key_search_budget=300,
         rand_steps=10,
         rand_draws=5,
         square_queries=100,
