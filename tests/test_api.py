@@ -130,6 +130,8 @@ def test_threats_give_attacks_only_what_their_attacker_has(learned):
         **FAST,
     )
     assert set(SpyLE.asked) == {"none"}
+    # the fits were scored against the key afterwards, on a copy of the key holder's transform
+    assert -1 <= keyless.record["fits"]["pba"]["gradient_cosine"] <= 1
     assert {r["evaluation"] for r in keyless.results.to_pylist()} == {
         "test",
         "eot",

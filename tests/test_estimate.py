@@ -205,11 +205,15 @@ def test_trials_wall_is_the_last_slot_to_finish_costliest_first():
 
 
 def test_the_stand_ins_fit_is_counted_as_it_runs(cifar_dir):
-    """PBA's fit in one actor: the pipeline's predictions on every attacker image, then each
-    Adam step on a batch of 256 of them (more images than a batch, so the two differ)."""
+    """The keyless preparation, as an actor's engine runs it: each fit's Adam steps on a
+    batch of 128 of the attacker's 200 images (more images than a batch, so the two differ)
+    are priced exactly; the forward passes are the pipeline's answers, the judging of the 100
+    held-out images (agreement and accuracy per variant) and every candidate the search
+    scored, of which the cost model prices all but the judging."""
+    from lie_ray.attacks.views import OwnImages
     from lie_ray.data.cifar import load_split
 
-    settings = dataclasses.replace(SETTINGS, attacker_images=300, pba_steps=2, attacks=("pba",))
+    settings = dataclasses.replace(SETTINGS, attacker_images=200, pba_steps=2, attacks=("pba",))
     torch.manual_seed(0)
     network = Counting(build_model(encrypted=True, width=4, adaptation_channels=8).eval())
     for parameter in network.parameters():
@@ -217,10 +221,17 @@ def test_the_stand_ins_fit_is_counted_as_it_runs(cifar_dir):
     defender = Defender(
         network, TransformSpec().keyed(Key("master", bytes(range(32)), 4)), FixedPolicy()
     )
-    own = load_split(cifar_dir, "train").images[: settings.attacker_images]
-    Engine(defender, settings, own)  # fits the stand-in, once, as an actor does
+    train = load_split(cifar_dir, "train")
+    own = OwnImages(train.images[-300:], train.labels[-300:], settings.attacker_images)
+    engine = Engine(defender, settings, own)  # fits, once, as an actor does
+    fit = engine.views["pba"].prepared
     counted = registry.spec("pba").prepare_cost(settings)
-    assert (network.gradient, network.forward_only) == (counted["attack"], counted["forward"])
+    search = registry.spec("key-search").prepare_cost(
+        dataclasses.replace(settings, key_search_budget=fit.found.evaluations)
+    )
+    judging = 100 + 2 * 100 * len(fit.stand_ins)  # the pipeline's answers, then per variant
+    assert network.gradient == counted["attack"]
+    assert network.forward_only == counted["forward"] + search["forward"] + judging
 
 
 # ---------------------------------------------------------------------------- calibration

@@ -23,6 +23,7 @@ from lie_ray.attacks.spec import (
     WORST_CASE_LEAKED,
 )
 from lie_ray.attacks.spec import WORST_CASE_NAMES as WORST_CASES
+from lie_ray.attacks.views import OwnImages
 from lie_ray.data.cifar import load_split
 from lie_ray.evaluation.settings import EvalSettings
 from lie_ray.evaluation.tables import wilson_interval
@@ -183,10 +184,6 @@ def test_each_worst_case_unites_its_attackers_evaluations_and_the_clean_outcome(
         expected = union(attacks)
         expected[plain_model] = union(PLAIN_SPACE)[plain_model]
         assert (wrong[worst_case].astype(bool) == expected).all(), worst_case
-    # the tiers differ where a leaked pair reveals the key: recovered-key broke images no
-    # keyless attack did, so the split can be told from a relabelling
-    encrypted_rows = ~plain_model
-    assert (union(LEAKED) & ~union(KEYLESS))[encrypted_rows].any()
     assert (wrong[WORST_CASE].astype(bool) == union(PLAIN_SPACE)).all()
     assert (wrong[WORST_CASE_CHANNEL].astype(bool) == union((*PLAIN_SPACE, *CHANNEL))).all()
     encrypted = wrong.xs("Encrypted", level="scenario")
@@ -403,10 +400,13 @@ def test_more_leaked_pairs_that_recover_the_same_key_are_not_attacked_again(lear
 
     defenders, batch = learned
     encrypted = defenders["Encrypted"]
-    own = load_split(cifar_dir, "train").images[-4:].copy()
+    train = load_split(cifar_dir, "train")
+    own = train.images[-4:].copy()
     own[0] = 128
-    settings = EvalSettings(pgd_steps=3, pgd_restarts=1)
-    engine = Engine(encrypted, settings, own)  # each leaked view holds its k pairs
+    leaked = tuple(f"recovered-key-{k}" for k in (1, 2, 4))
+    settings = EvalSettings(pgd_steps=3, pgd_restarts=1, attacker_images=4, attacks=leaked)
+    # every one of its 4 images leaks (nothing held out to judge: no fit here)
+    engine = Engine(encrypted, settings, OwnImages(own, train.labels[-4:], fit=4))
     ciphers = {k: engine.views[f"recovered-key-{k}"].prepared for k in (1, 2, 4)}
     assert ciphers[1].fingerprint != ciphers[2].fingerprint == ciphers[4].fingerprint
     probe = load_split(cifar_dir, "test").images[:8]  # k=2's key is the defender's

@@ -15,11 +15,16 @@ import ray.cloudpickle
 import torch
 from ray.data.block import BlockAccessor
 
-from lie_ray.attacks.views import OwnImages
-from lie_ray.data.cifar import load_split
+from lie_ray.data.cifar import defender_part, held_out, load_split
 from lie_ray.evaluation import pipeline
 from lie_ray.evaluation.actor import EvaluateShard
-from lie_ray.evaluation.run import DIGEST_KEY, run_evaluation
+from lie_ray.evaluation.run import (
+    DIGEST_KEY,
+    attacker_images,
+    held_out_part,
+    run_evaluation,
+    trained_record,
+)
 from lie_ray.evaluation.settings import EvalSettings
 from lie_ray.keys import generate_key, save_key
 from lie_ray.scenarios import PAPER_SCENARIOS
@@ -87,14 +92,17 @@ def each_scenario_alone(runs, cifar_dir) -> pa.Table:
     """The old way: each scenario on its own, batch by batch (chunks of ``batch_size`` from
     id 0), here in one process; one actor, fed chunks two at a time, mixing scenarios."""
     test = load_split(cifar_dir, "test").head(SETTINGS.test_limit)
-    train = load_split(cifar_dir, "train")
+    # the defender's part of the train split and the attacker's held-out part, as recorded
+    holdout, limit = held_out_part([trained_record(r) for r in runs["rows"]])
+    everything = load_split(cifar_dir, "train")
+    train = defender_part(everything, holdout, limit)
     plain = runs["rows"][0]["checkpoint"]
-    shard = EvaluateShard(
+    shard = EvaluateShard(  # prepares its own fits, where the pool is handed the tasks'
         {r["scenario"]: r for r in runs["rows"]},
         runs["key"],
         SETTINGS,
         plain,
-        OwnImages(train.images[-64:], train.labels[-64:], SETTINGS.attacker_images),
+        attacker_images(held_out(everything, holdout)[1], SETTINGS.attacker_images),
     )
     blocks = [
         b
@@ -119,7 +127,8 @@ def test_one_pool_gives_each_scenarios_own_results(evaluated, runs, cifar_dir):
         assert np.array_equal(got, want, equal_nan=want.dtype.kind == "f"), name
     counts = examples.group_by(["scenario", "evaluation"]).aggregate([("id", "count")])
     sizes = {(r["scenario"], r["evaluation"]): r["id_count"] for r in counts.to_pylist()}
-    assert sizes[("Plain", "train")] == sizes[("Encrypted", "train")] == 5438
+    # the train split less the attacker's 512 held-out images
+    assert sizes[("Plain", "train")] == sizes[("Encrypted", "train")] == 5438 - 512
     assert sizes[("Encrypted", "bpda")] == 2 * 24 and sizes[("Plain", "pgd")] == 2 * 24
     assert ("Plain", "bpda") not in sizes
 

@@ -124,7 +124,12 @@ def test_results_and_report_carry_the_family(tmp_path: Path):
         rows += [result_row(r["scenario"], "test", 0.0, 0.2 + i / 10)]
         rows += [
             result_row(r["scenario"], e, eps, 0.3 + i / 10 + eps + extra)
-            for e, extra in (("pgd", 0), ("worst-case-keyless", 0.05), ("worst-case", 0.1))
+            for e, extra in (
+                ("pgd", 0),
+                ("worst-case-keyless", 0.05),
+                ("worst-case-leaked", 0.07),
+                ("worst-case", 0.1),
+            )
             for eps in (0.0, 0.1)
         ]
     results = with_training_columns(pa.Table.from_pylist(rows), trained)
@@ -150,7 +155,14 @@ def test_results_and_report_carry_the_family(tmp_path: Path):
         "0.300",
     ]
     # FFX: 792 binary keys and the 128-bit password lie_ray derives from the master key.
-    assert table["FFX"][3:] == [f"{math.log2(792) + 128:.1f}", "0.400", "0.600", "0.650", "0.700"]
+    assert table["FFX"][3:] == [
+        f"{math.log2(792) + 128:.1f}",
+        "0.400",
+        "0.600",
+        "0.650",
+        "0.670",
+        "0.700",
+    ]
     assert table["Plain"][3] == "-"
 
 

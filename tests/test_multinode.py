@@ -20,6 +20,8 @@ import tempfile
 import time
 from pathlib import Path
 
+import pyarrow as pa
+import pyarrow.compute
 import pyarrow.parquet as pq
 import pytest
 
@@ -360,8 +362,16 @@ def test_a_node_lost_mid_training_costs_nothing(cluster, bucket, s3_sweep, tmp_p
     assert hit["epochs"] == EPOCHS_LOST and hit["resumed_from_epoch"] >= 1
     assert hit["node"] != victim
     assert all(r["epochs"] == EPOCHS_LOST for r in training.values())
+    # the test rows as the undisturbed sweep's; the train rows are the defender's part of
+    # the split, which here is its own --train-limit of 512
     examples = pq.read_table(out / "examples.parquet")
+    train_rows = pa.compute.equal(examples["evaluation"], "train")
+    assert examples.filter(train_rows).group_by("scenario").aggregate([("id", "count_distinct")])[
+        "id_count_distinct"
+    ].to_pylist() == [512] * len(training)
+    examples = examples.filter(pa.compute.invert(train_rows))
     undisturbed = pq.read_table(s3_sweep["out"] / "examples.parquet")
+    undisturbed = undisturbed.filter(pa.compute.not_equal(undisturbed["evaluation"], "train"))
     counts = examples.group_by("scenario").aggregate([("id", "count")]).sort_by("scenario")
     expected = undisturbed.group_by("scenario").aggregate([("id", "count")]).sort_by("scenario")
     print("examples rows per scenario:", counts.to_pylist(), "undisturbed:", expected.to_pylist())

@@ -54,7 +54,7 @@ def test_job_submitted_sweep_writes_every_table_and_the_report(smoke_sweep):
     assert "## Privacy" in (out / "report.md").read_text()
     # train, test, pgd, keyless, worst, channel: every cell a number (at the largest attacked
     # epsilon, not the sanity checks' unbounded run, where only that run has rows).
-    assert re.search(r"Encrypted-Adv-DK" + r"\s+[\d.]+" * 6 + r"\s*$", output, re.M)
+    assert re.search(r"Encrypted-Adv-DK" + r"\s+[\d.]+" * 7 + r"\s*$", output, re.M)
     assert f"report      {out / 'report.md'}" in output
     # A quiet console (no Ray Data execution plans; Tune's table names each scenario rather
     # than printing its record), while the driver's whole log is kept under OUT.

@@ -205,7 +205,8 @@ class Engine:
         # a 2x sanity run prepares with twice the effort too
         settings = spec.sanity_settings(self.settings) if spec.is_sanity else self.settings
         effort = settings_for(spec, settings, salt=spec.prepare.__qualname__)
-        memo = (spec.prepare, spec.tier, effort)
+        # a view is decided by its tier and, in the leaked tier, its k pairs
+        memo = (spec.prepare, spec.tier, spec.leaked_pairs, effort)
         if memo not in self.preparations:
             self.preparations[memo] = spec.prepare(view, effort)
         return dataclasses.replace(view, prepared=self.preparations[memo])

@@ -33,10 +33,11 @@ def key_search(view, batch, eps, settings):
 
 def fit_cost(settings) -> dict[str, float]:
     """The bypass's three fits (probabilities, labels, from the search's key), each
-    ``pba_steps`` steps on up to ``FIT_BATCH`` images, and the pipeline's answers."""
+    ``pba_steps`` steps on up to ``FIT_BATCH`` images, and the pipeline's answers on the
+    images it fits; judging the held-out part (a few passes over it) is not priced."""
     return {
         "attack": 3 * settings.pba_steps * min(FIT_BATCH, settings.attacker_images),
-        "forward": 2 * settings.attacker_images,
+        "forward": settings.attacker_images,
     }
 
 
