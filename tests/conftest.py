@@ -78,6 +78,13 @@ def cli_args(settings: dict) -> list[str]:
     return args
 
 
+# The keyless attacker's fit budgets of the slice, for commands that take the smoke preset's
+# otherwise (128 images, 40 steps, 40 candidate keys: minutes a test does not need).
+FIT_SLICE = cli_args(
+    {name: EVAL_SLICE[name] for name in ("pba_steps", "attacker_images", "key_search_budget")}
+)
+
+
 def free_port() -> int:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))

@@ -25,6 +25,7 @@ FAST = {
     "square_queries": 20,
     "autoattack_steps": 3,
     "pba_steps": 8,
+    "key_search_budget": 8,
     "eot_keys": 2,
     "sanity": False,
 }

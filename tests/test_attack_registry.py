@@ -42,6 +42,7 @@ FAST = EvalSettings(
     autoattack_steps=1,
     attacker_images=8,
     pba_steps=4,
+    key_search_budget=4,
     sanity=False,
 )
 

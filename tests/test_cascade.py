@@ -30,6 +30,7 @@ SETTINGS = EvalSettings(
     autoattack_steps=2,
     attacker_images=16,
     pba_steps=8,
+    key_search_budget=8,
     sanity=False,
     torch_threads=1,
 )

@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 import pyarrow.parquet as pq
 import pytest
-from conftest import REPO_ROOT
+from conftest import FIT_SLICE, REPO_ROOT
 from PIL import Image
 
 from lie_ray.data.cifar import load_split
@@ -57,12 +57,9 @@ EVALUATE = [
     "1",
     "--square-queries",
     "4",
-    "--pba-steps",
-    "8",
-    "--attacker-images",
-    "32",
     "--actors",
     "1",
+    *FIT_SLICE,
 ]
 
 

@@ -234,6 +234,40 @@ def test_the_stand_ins_fit_is_counted_as_it_runs(cifar_dir):
     assert network.forward_only == counted["forward"] + search["forward"] + judging
 
 
+def test_the_2x_run_fits_twice_as_long_and_reuses_the_key_search(cifar_dir, monkeypatch):
+    """PBA's 2x check doubles the bypass's fit, not the key search: the search runs once per
+    scenario, and the 2x run's stand-ins start from the key it found."""
+    from lie_ray.attacks import key_search
+    from lie_ray.attacks.views import OwnImages
+    from lie_ray.data.cifar import load_split
+
+    searches = []
+    search = key_search.search_key
+    monkeypatch.setattr(
+        key_search, "search_key", lambda *a, **k: searches.append(1) or search(*a, **k)
+    )
+    settings = dataclasses.replace(
+        SETTINGS,
+        attacker_images=64,
+        pba_steps=2,
+        key_search_budget=6,
+        attacks=("pba",),
+        sanity=True,
+    )
+    torch.manual_seed(0)
+    defender = Defender(
+        build_model(encrypted=True, width=4, adaptation_channels=8).eval(),
+        TransformSpec().keyed(Key("master", bytes(range(32)), 4)),
+        FixedPolicy(),
+    )
+    train = load_split(cifar_dir, "train")
+    engine = Engine(defender, settings, OwnImages(train.images[-96:], train.labels[-96:], 64))
+    once, twice = engine.views["pba"].prepared, engine.views["pba-2x"].prepared
+    assert len(searches) == 1
+    assert twice.found is once.found and "from-search" in twice.stand_ins
+    assert (once.steps, twice.steps) == (2, 4)
+
+
 # ---------------------------------------------------------------------------- calibration
 def write_timings(
     directory: Path,

@@ -381,7 +381,7 @@ def test_recovered_key_with_enough_pairs_is_the_white_box_attack(learned, cifar_
     defenders, batch = learned
     encrypted = defenders["Encrypted"]
     own = load_split(cifar_dir, "train").images[-4:]  # not the learned model's 2048
-    settings = EvalSettings(pgd_steps=5, pgd_restarts=1)
+    settings = EvalSettings(pgd_steps=5, pgd_restarts=1, pba_steps=2, key_search_budget=2)
     engine = Engine(encrypted, settings, own)  # the leaked view's one pair: own[0], encrypted
     eps = 25 / 255
     recovered = recovered_key(engine.views["recovered-key-1"], batch, eps, settings)

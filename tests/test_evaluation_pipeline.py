@@ -43,6 +43,9 @@ SETTINGS = EvalSettings(
     batch_size=10,
     attacker_images=16,
     pba_steps=4,
+    key_search_budget=4,
+    rand_steps=2,
+    rand_draws=2,
 )
 ORDER = [
     ("scenario", "ascending"),

@@ -14,7 +14,7 @@ import sys
 import numpy as np
 import pyarrow.parquet as pq
 import pytest
-from conftest import REPO_ROOT
+from conftest import FIT_SLICE, REPO_ROOT
 
 LIE_RAY = os.path.join(os.path.dirname(sys.executable), "lie-ray")
 EXAMPLE = REPO_ROOT / "examples" / "xor_transform"
@@ -49,12 +49,9 @@ EVALUATE = [
     "1",
     "--square-queries",
     "4",
-    "--pba-steps",
-    "8",
-    "--attacker-images",
-    "32",
     "--actors",
     "1",
+    *FIT_SLICE,
 ]
 
 

@@ -8,6 +8,7 @@ import json
 from pathlib import Path
 
 import pyarrow.parquet as pq
+from conftest import FIT_SLICE
 from typer.testing import CliRunner
 
 from lie_ray.app.cli import app
@@ -41,6 +42,7 @@ LIGHT = [
     "4",
     "--actors",
     "1",
+    *FIT_SLICE,
 ]
 
 

@@ -25,6 +25,7 @@ SETTINGS = EvalSettings(
     autoattack_steps=2,
     attacker_images=16,
     pba_steps=8,
+    key_search_budget=8,
     torch_threads=1,
 )
 IMAGES = 24

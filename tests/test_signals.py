@@ -19,7 +19,7 @@ import time
 
 import pexpect
 import pyarrow.parquet as pq
-from conftest import REPO_ROOT
+from conftest import FIT_SLICE, REPO_ROOT
 from test_commands import EVALUATE, LIE_RAY, USER_ENV
 
 STOP_WITHIN = 15  # seconds from the signal to the command's exit
@@ -35,12 +35,9 @@ LIGHT = [
     "1",
     "--square-queries",
     "4",
-    "--pba-steps",
-    "8",
-    "--attacker-images",
-    "32",
     "--actors",
     "1",
+    *FIT_SLICE,
 ]
 
 

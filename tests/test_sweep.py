@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pyarrow.parquet as pq
 import pytest
-from conftest import HEAD_ENV, REPO_ROOT, TRAIN_SLICE, cli_args
+from conftest import FIT_SLICE, HEAD_ENV, REPO_ROOT, TRAIN_SLICE, cli_args
 from PIL import Image
 
 from lie_ray import transforms
@@ -182,6 +182,7 @@ LIGHT_EVAL = [
     "4",
     "--actors",
     "1",
+    *FIT_SLICE,
 ]
 
 

@@ -69,6 +69,17 @@ class Oracle:
     def predict(self, images: torch.Tensor, ids: np.ndarray) -> torch.Tensor:
         return self.logits(images, ids).argmax(1)
 
+    def logits_in_chunks(self, images: torch.Tensor, chunk: int = 256) -> torch.Tensor:
+        """The pipeline's logits on a whole set of the attacker's own images (ids 0..n-1), a
+        chunk at a time so a large set never makes one large batch."""
+        ids = np.arange(len(images))
+        return torch.cat(
+            [
+                self.logits(images[s : s + chunk], ids[s : s + chunk])
+                for s in range(0, len(images), chunk)
+            ]
+        )
+
     def single_key(self, representative_id: int):
         """The pipeline's logits with the key of ``representative_id`` for every row: for
         library attacks, which query subsets of the rows of one key (``key_groups``)."""

@@ -32,7 +32,7 @@ from lie_ray.attacks.views import VIEWS, Oracle, OwnImages
 from lie_ray.evaluation import cascade
 from lie_ray.evaluation.cascade import Row
 from lie_ray.evaluation.settings import EvalSettings
-from lie_ray.models.device import images_to_device
+from lie_ray.models.device import images_to_device, network_device
 from lie_ray.transforms import transform_class
 
 
@@ -170,19 +170,12 @@ class Engine:
         queries) and a quarter held out for judging its fits."""
         if attacker is None or isinstance(attacker, OwnImages):
             return attacker
-        ids = np.arange(len(attacker))
-        answers = [
-            self.oracle.predict(
-                images_to_device(attacker[s : s + 256], self.device), ids[s : s + 256]
-            )
-            for s in range(0, len(attacker), 256)
-        ]
-        return OwnImages.split(attacker, torch.cat(answers).cpu().numpy())
+        answers = self.oracle.logits_in_chunks(images_to_device(attacker, self.device))
+        return OwnImages.split(attacker, answers.argmax(1).cpu().numpy())
 
     @property
     def device(self) -> torch.device:
-        tensor = next(iter(self.defender.model.parameters()), None)
-        return tensor.device if tensor is not None else torch.device("cpu")
+        return network_device(self.defender.model)
 
     def view(self, spec: AttackSpec):
         """What ``spec``'s attacker has, with what its ``prepare`` built from it: given
@@ -208,6 +201,10 @@ class Engine:
         # a view is decided by its tier and, in the leaked tier, its k pairs
         memo = (spec.prepare, spec.tier, spec.leaked_pairs, effort)
         if memo not in self.preparations:
+            # what the same preparation made at another effort, if any, is in view.prepared
+            # when it runs: a 2x run reuses what its doubling leaves alone (the key search)
+            earlier = next((p for m, p in self.preparations.items() if m[:3] == memo[:3]), None)
+            view = dataclasses.replace(view, prepared=earlier)
             self.preparations[memo] = spec.prepare(view, effort)
         return dataclasses.replace(view, prepared=self.preparations[memo])
 

@@ -34,6 +34,14 @@ def prepare_network(
     return model
 
 
+def network_device(network: torch.nn.Module) -> torch.device:
+    """Where ``network`` lives (its first parameter, else buffer; CPU for an empty one)."""
+    tensor = next(iter(network.parameters()), None)
+    if tensor is None:
+        tensor = next(iter(network.buffers()), torch.zeros(0))
+    return tensor.device
+
+
 def to_device(array: np.ndarray, device: torch.device) -> torch.Tensor:
     """A host array on ``device``. Copied first: Ray Data hands over read-only views, which
     torch warns about. On GPUs the copy lands in pinned memory, so the upload is asynchronous."""
