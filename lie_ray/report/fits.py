@@ -97,8 +97,9 @@ def section(fits: dict[str, dict]) -> str:
         "figures only. Scored afterwards with the true key, for this table alone: the "
         "cosine between the stand-in's input gradient and the key holder's, and the share "
         "of the key's entries read off the stand-in (`key read off`) or found by the key "
-        "search (`key found`), which scores candidate keys by the network's accuracy on "
-        "the attacker's images under each. A bypass under "
+        "search (`key found`), which keeps the key under which the network's cross-entropy "
+        "on the attacker's images is lowest (its accuracy there is the table's). A bypass "
+        "under "
         f"{AGREEMENT_TARGET} agreement is named beside the headline.\n\n"
         + markdown_table(header, body)
     )
