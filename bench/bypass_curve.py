@@ -78,32 +78,24 @@ def main() -> None:
 
 
 def fit_curve(network, true, spec, fit, probabilities, judge, answers, args) -> None:
-    stand_in = bypass.stand_in_for(spec).train().requires_grad_(True)
-    optimiser = torch.optim.Adam(stand_in.parameters(), lr=args.lr)
-    schedule = torch.optim.lr_scheduler.CosineAnnealingLR(optimiser, args.steps)
-    generator = torch.Generator().manual_seed(0)
+    """One fit (``bypass.Fitting``, with its rate annealed over ``--steps``), carried on from
+    checkpoint to checkpoint and read at each."""
+    fitting = bypass.Fitting(
+        bypass.stand_in_for(spec), probabilities, lr=args.lr, schedule_steps=args.steps
+    )
     start = time.perf_counter()
-    with bypass.frozen(network):
-        for step in range(1, args.steps + 1):
-            rows = torch.randint(0, len(fit), (bypass.FIT_BATCH,), generator=generator)
-            loss = bypass.fit_loss(network(stand_in(fit[rows])), probabilities[rows])
-            optimiser.zero_grad(set_to_none=True)
-            loss.backward()
-            optimiser.step()
-            schedule.step()
-            if step in CHECKPOINTS or step == args.steps:
-                stand_in.eval()
-                read = stand_in.read_key()
-                share = key_search.key_share(read, true.key_arrays()) if read else float("nan")
-                agreement = bypass.agreement(network, stand_in, judge, answers)
-                cosine = bypass.gradient_cosine(network, stand_in, true, judge[:64], answers[:64])
-                print(
-                    f"  bypass step {step:5d}: fit loss {loss.item():.3f}, held-out agreement "
-                    f"{agreement:.3f}, gradient cosine {cosine:+.3f}, key share {share:.3f} "
-                    f"({time.perf_counter() - start:.0f} s)",
-                    flush=True,
-                )
-                stand_in.train()
+    for step in sorted({*(c for c in CHECKPOINTS if c < args.steps), args.steps}):
+        stand_in = fitting.advance(network, fit, step).stand_in
+        read = stand_in.read_key()
+        share = key_search.key_share(read, true.key_arrays()) if read else float("nan")
+        agreement = bypass.agreement(network, stand_in, judge, answers)
+        cosine = bypass.gradient_cosine(network, stand_in, true, judge[:64], answers[:64])
+        print(
+            f"  bypass step {step:5d}: fit loss {fitting.loss:.3f}, held-out agreement "
+            f"{agreement:.3f}, gradient cosine {cosine:+.3f}, key share {share:.3f} "
+            f"({time.perf_counter() - start:.0f} s)",
+            flush=True,
+        )
 
 
 def near_keys(network, true, judge, answers) -> None:

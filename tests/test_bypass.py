@@ -252,3 +252,30 @@ def test_key_share_counts_equal_entries_over_the_fields_both_hold():
     assert key_share({"perm": np.array([1, 0, 2, 3]), "other": np.zeros(3)}, true) == 0.5
     assert key_share({"perm": np.array([1, 0, 2, 3]), "flip": np.array([1, 0])}, true) == 4 / 6
     assert key_share(true, true) == 1.0
+
+
+def test_a_fit_carried_on_is_the_longer_fit_and_its_branch_leaves_it_be():
+    """``Fitting``: 3 steps and then 4 more are a fresh fit's 7, bit for bit (PBA's 2x run
+    carries its 1x fit on instead of fitting again); carrying a branch on leaves the fit it
+    came from at its 3 steps; going back, or on other images, is refused."""
+    from lie_ray.attacks.bypass import Fitting
+
+    network, transform = linear_network(), keyed("np", 2)
+    own = random_images(96, seed=10)
+    with torch.no_grad():
+        probabilities = F.softmax(network(transform.with_grad(own)), 1)
+    spec = TransformSpec("np", 2)
+    short = Fitting(stand_in_for(spec), probabilities, seed=4, batch_size=32)
+    short.advance(network, own, 3)
+    before = short.stand_in.weight.clone()
+    carried = short.branch().advance(network, own, 7)
+    fresh = fit(network, stand_in_for(spec), own, probabilities, 7, batch_size=32, seed=4)
+    assert torch.equal(carried.stand_in.weight, fresh.weight)
+    assert torch.equal(short.stand_in.weight, before)
+    assert not torch.equal(before, fresh.weight)  # the 4 steps moved it
+    three = fit(network, stand_in_for(spec), own, probabilities, 3, batch_size=32, seed=4)
+    assert torch.equal(before, three.weight)
+    with pytest.raises(ValueError, match="cannot go on"):
+        carried.advance(network, own, 5)
+    with pytest.raises(ValueError, match="cannot go on"):
+        short.advance(network, own[:64], 6)

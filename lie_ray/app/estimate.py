@@ -132,7 +132,8 @@ def every_image_passes(
     """What an evaluation runs whatever the attacks broke: the clean passes over both splits,
     the sanity runs, and what the attacks prepare: the keyless attacks' bypass and key
     search once per scenario (fitted in a task and handed to every actor), anything else in
-    every actor; a 2x run prepares with its own doubled effort."""
+    every actor; a 2x run prepares with its own doubled effort, or, where its preparation
+    carries on from its attack's (``AttackSpec.carries_on``), adds the difference."""
     passes = Passes.of(forward=test_images + train_images)
     for spec, _, _ in sanity_runs(settings):
         passes = passes + attack_passes(spec, settings) * test_images
@@ -140,7 +141,10 @@ def every_image_passes(
         if spec.prepare_cost is not None:
             effort = spec.sanity_settings(settings) if spec.is_sanity else settings
             copies = 1 if spec.tier == "keyless" else settings.actors
-            passes = passes + Passes.of(**spec.prepare_cost(effort)) * copies
+            cost = Passes.of(**spec.prepare_cost(effort))
+            if spec.is_sanity and spec.carries_on:
+                cost = cost + Passes.of(**spec.prepare_cost(settings)) * -1
+            passes = passes + cost * copies
     return passes
 
 

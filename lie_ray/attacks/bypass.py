@@ -32,6 +32,7 @@ search (``attacks.key_search``). No public attack library ships PBA.
 
 from __future__ import annotations
 
+import copy
 import itertools
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -456,6 +457,72 @@ def stand_in_for(spec: TransformSpec, image_size: tuple[int, int] = (32, 32)) ->
 
 
 # ---------------------------------------------------------------- fitting and scoring
+class Fitting:
+    """A stand-in's fit in progress: the stand-in, Adam's state, the targets and where the
+    minibatch draws stand, so that a fit is carried further (``advance``) or branched
+    (``branch``) instead of started again. Adam at a constant rate on minibatches drawn from
+    one seeded generator: n steps and then m more are the n + m steps of a fresh fit, bit for
+    bit (tests/test_bypass.py), so PBA's 2x run carries its 1x fit on and pays only for the
+    steps it adds. ``schedule_steps`` anneals the rate on a cosine over that many steps
+    instead (``bench/bypass_curve.py`` reads one fit at checkpoints)."""
+
+    def __init__(
+        self,
+        stand_in: StandIn,
+        targets: torch.Tensor,
+        lr: float = FIT_LR,
+        seed: int = 0,
+        batch_size: int = FIT_BATCH,
+        schedule_steps: int | None = None,
+    ):
+        self.stand_in = stand_in.requires_grad_(True)
+        self.targets = targets
+        self.batch_size = batch_size
+        self.optimiser = torch.optim.Adam(stand_in.parameters(), lr=lr)
+        self.schedule = (
+            None
+            if schedule_steps is None
+            else torch.optim.lr_scheduler.CosineAnnealingLR(self.optimiser, schedule_steps)
+        )
+        self.draws = torch.Generator().manual_seed(seed).get_state()
+        self.steps = 0
+        self.images = None  # how many images it fits on, fixed by its first step
+        self.loss = float("nan")  # the last step's
+
+    def advance(self, network: torch.nn.Module, images: torch.Tensor, steps: int) -> Fitting:
+        """Fit on until ``steps`` steps in all, on the same ``images`` (float NCHW in [0, 1],
+        the attacker's own) as before; the stand-in is left in eval mode, frozen."""
+        if steps < self.steps or self.images not in (None, len(images)):
+            raise ValueError(
+                f"a fit of {self.steps} steps on {self.images} images cannot go on to "
+                f"{steps} steps on {len(images)}"
+            )
+        self.images = len(images)
+        generator = torch.Generator().set_state(self.draws)
+        targets = self.targets.to(images.device)
+        batch = (min(self.batch_size, len(images)),)
+        self.stand_in.train().requires_grad_(True)
+        loss = None
+        with frozen(network):
+            for _ in range(self.steps, steps):
+                rows = torch.randint(0, len(images), batch, generator=generator).to(images.device)
+                loss = fit_loss(network(self.stand_in(images[rows])), targets[rows])
+                self.optimiser.zero_grad(set_to_none=True)
+                loss.backward()
+                self.optimiser.step()
+                if self.schedule is not None:
+                    self.schedule.step()
+        self.steps, self.draws = steps, generator.get_state()
+        if loss is not None:
+            self.loss = loss.item()
+        self.stand_in.requires_grad_(False).eval()
+        return self
+
+    def branch(self) -> Fitting:
+        """An independent copy to carry on, leaving this fit (and its stand-in) as it is."""
+        return copy.deepcopy(self)
+
+
 def fit(
     network: torch.nn.Module,
     stand_in: StandIn,
@@ -470,20 +537,9 @@ def fit(
     the frozen network through it predicts ``targets``: the pipeline's output probabilities
     (n, classes), fitted by KL divergence, or labels (n,), fitted by cross-entropy (an
     attacker that sees only labels). Adam on random minibatches drawn from ``seed``; returns
-    the stand-in in eval mode with its parameters frozen."""
-    generator = torch.Generator().manual_seed(seed)
-    stand_in = stand_in.to(images.device).train().requires_grad_(True)
-    targets = targets.to(images.device)
-    optimiser = torch.optim.Adam(stand_in.parameters(), lr=lr)
-    batch = (min(batch_size, len(images)),)
-    with frozen(network):
-        for _ in range(steps):
-            rows = torch.randint(0, len(images), batch, generator=generator).to(images.device)
-            loss = fit_loss(network(stand_in(images[rows])), targets[rows])
-            optimiser.zero_grad(set_to_none=True)
-            loss.backward()
-            optimiser.step()
-    return stand_in.requires_grad_(False).eval()
+    the stand-in in eval mode with its parameters frozen (``Fitting`` to carry it on)."""
+    fitting = Fitting(stand_in.to(images.device), targets, lr, seed, batch_size)
+    return fitting.advance(network, images, steps).stand_in
 
 
 def fit_loss(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:

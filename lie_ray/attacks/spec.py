@@ -141,6 +141,10 @@ class AttackSpec:
     # Square's queries): the 2x check runs it so at the headline epsilon on the images the
     # attack met there, and compares (``lie_ray.attacks.catalogue.sanity.doubled_run``).
     doubled: Callable[[EvalSettings], EvalSettings] | None = None
+    # Its preparation at a higher effort carries on from the one at a lower effort rather than
+    # starting anew (the bypass's fits go on from their 1x steps): its 2x run pays, and is
+    # priced, for the difference alone.
+    carries_on: bool = False
     reference: str | None = None  # a 2x sanity run: the evaluation it repeats with twice the effort
 
     REQUIRED_FACTS = ("name", "tier", "run", "cost", "cascade_rank", "label")

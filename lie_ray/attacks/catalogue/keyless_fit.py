@@ -24,7 +24,8 @@ engine (``figures``), for the report, and never reaches a fit.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import functools
+from dataclasses import dataclass, field
 
 import torch
 import torch.nn.functional as F
@@ -43,7 +44,9 @@ BYPASS, SEARCH = "bypass", "key search"
 @dataclass(frozen=True)
 class KeylessFit:
     """The attacker's artefacts: the stand-ins by variant and the chosen one, the key found
-    (None where the key changes from image to image), and the attacker-side figures."""
+    (None where the key changes from image to image), and the attacker-side figures.
+    ``fittings`` (each stand-in's fit in progress, which a 2x run carries on) stay where they
+    were made: what travels to the actors is what the attacks use."""
 
     stand_ins: dict[str, torch.nn.Module]
     chosen: str
@@ -53,38 +56,67 @@ class KeylessFit:
     judged: int
     steps: int
     search_budget: int  # the key search's candidate keys (0 where none was searched)
+    fittings: dict[str, bypass.Fitting] = field(default_factory=dict, compare=False)
 
     @property
     def stand_in(self) -> torch.nn.Module:
         return self.stand_ins[self.chosen]
 
+    def __getstate__(self) -> dict:
+        return {**self.__dict__, "fittings": {}}
+
+    def __setstate__(self, state: dict) -> None:
+        self.__dict__.update(state)
+
 
 def fit_keyless(view, settings) -> KeylessFit:
-    """Once per scenario: the bypass in its variants, the key search, and their figures."""
+    """Once per scenario: the bypass in its variants, the key search, and their figures. A
+    2x run (``view.prepared``: what the same preparation made with fewer steps) carries each
+    of its fits on rather than fitting again, and keeps its key search."""
     torch.manual_seed(settings.attacker_seed)
     device = network_device(view.network)
     own = view.own
     images, labels = (images_to_device(own.fitting[0], device), to_device(own.fitting[1], device))
     judge = images_to_device(own.judging[0], device)
     judge_labels = to_device(own.judging[1], device)
-    probabilities = F.softmax(view.oracle.logits_in_chunks(images), 1)
     answers = view.oracle.logits_in_chunks(judge).argmax(1)
-
-    def fitted(targets, start=None) -> torch.nn.Module:
-        stand_in = bypass.stand_in_for(view.transform).to(device)
-        if start is not None:
-            stand_in.set_key(start)
-        return bypass.fit(
-            view.network, stand_in, images, targets, settings.pba_steps, seed=settings.attacker_seed
-        )
-
-    stand_ins = {PROBABILITIES: fitted(probabilities), LABELS: fitted(labels)}
-    found = None
     earlier = view.prepared if isinstance(view.prepared, KeylessFit) else None
-    if earlier is not None and earlier.search_budget == settings.key_search_budget:
+
+    def judged(stand_in) -> dict[str, float]:
+        """Held-out agreement with the pipeline's answers, and accuracy: one pass for both."""
+        ours = bypass.predictions(view.network, stand_in, judge)
+        return {
+            "agreement": (ours == answers).float().mean().item(),
+            "accuracy": (ours == judge_labels).float().mean().item(),
+        }
+
+    @functools.cache
+    def probabilities() -> torch.Tensor:
+        """The pipeline's answers on the fitting images: asked once, and only by a fit that
+        starts anew (a fit carried on keeps its targets)."""
+        return F.softmax(view.oracle.logits_in_chunks(images), 1)
+
+    def fitted(variant, targets, start=None, carry=True) -> bypass.Fitting:
+        before = earlier.fittings.get(variant) if earlier is not None and carry else None
+        if before is not None and before.steps <= settings.pba_steps:
+            fitting = before.branch()  # the same fit, carried on
+        else:
+            stand_in = bypass.stand_in_for(view.transform).to(device)
+            if start is not None:
+                stand_in.set_key(start)
+            fitting = bypass.Fitting(stand_in, targets(), seed=settings.attacker_seed)
+        return fitting.advance(view.network, images, settings.pba_steps)
+
+    fittings = {
+        PROBABILITIES: fitted(PROBABILITIES, probabilities),
+        LABELS: fitted(LABELS, lambda: labels),
+    }
+    found = None
+    same_search = earlier is not None and earlier.search_budget == settings.key_search_budget
+    if same_search:
         found = earlier.found  # the 2x run doubles the fit, not the search: the same search
     elif view.policy is not None and view.policy.name == "fixed":
-        read = stand_ins[PROBABILITIES].read_key()
+        read = fittings[PROBABILITIES].stand_in.read_key()
         found = key_search.search_key(
             view.network,
             view.transform,
@@ -96,16 +128,13 @@ def fit_keyless(view, settings) -> KeylessFit:
         )
     if found is not None:
         try:
-            stand_ins[FROM_SEARCH] = fitted(probabilities, start=found.transform)
+            fittings[FROM_SEARCH] = fitted(
+                FROM_SEARCH, probabilities, start=found.transform, carry=same_search
+            )
         except LieRayError:
             pass  # a plug-in's key the generic stand-in cannot be set to: the other two
-    figures = {
-        variant: {
-            "agreement": bypass.agreement(view.network, stand_in, judge, answers),
-            "accuracy": bypass.accuracy(view.network, stand_in, judge, judge_labels),
-        }
-        for variant, stand_in in stand_ins.items()
-    }
+    stand_ins = {variant: fitting.stand_in for variant, fitting in fittings.items()}
+    figures = {variant: judged(stand_in) for variant, stand_in in stand_ins.items()}
     chosen = max(figures, key=lambda v: (figures[v]["agreement"], -list(figures).index(v)))
     return KeylessFit(
         stand_ins,
@@ -116,6 +145,7 @@ def fit_keyless(view, settings) -> KeylessFit:
         len(judge),
         settings.pba_steps,
         settings.key_search_budget if found is not None else 0,
+        fittings,
     )
 
 

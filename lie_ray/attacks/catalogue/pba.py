@@ -85,6 +85,7 @@ SPECS = (
         prepare_cost=fit_cost,
         fit_figures=bypass_figures,
         doubled=lambda settings: dataclasses.replace(settings, pba_steps=2 * settings.pba_steps),
+        carries_on=True,
         cascade_rank=30,
         label=NAME,
         colour="gold",

@@ -35,7 +35,6 @@ def doubled_run(spec: AttackSpec) -> AttackSpec:
     headline epsilon on the images ``spec`` met there: the 2x check compares the two. Its own
     name gives it its own random draws (``seeding.salted``)."""
     twice = spec.doubled
-    prepare_cost = spec.prepare_cost
     return dataclasses.replace(
         spec,
         name=f"{spec.name}-2x",
@@ -43,7 +42,8 @@ def doubled_run(spec: AttackSpec) -> AttackSpec:
         role="sanity",
         cascade_rank=0,
         cost=lambda settings, alone=False: spec.cost(twice(settings), alone),
-        prepare_cost=None if prepare_cost is None else lambda s: prepare_cost(twice(s)),
+        # priced at the effort the estimate hands a sanity run: its sanity_settings, doubled
+        prepare_cost=spec.prepare_cost,
         same_run=None,
         box=None,  # compared with the attack it repeats, not by the gradient-masking check
         budget=None,
