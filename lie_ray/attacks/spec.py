@@ -114,7 +114,11 @@ class AttackSpec:
     restarts: bool = True  # pgd_restarts random restarts (False: one run, as the paper)
     leaked_pairs: int = 0  # the leaked tier's k pairs
     # Built once per scenario from the attack's view, before any batch (a stand-in fitted on
-    # the attacker's images, a key recovered from pairs): the view's ``prepared``.
+    # the attacker's images, a key recovered from pairs): the view's ``prepared``. Called as
+    # prepare(view, settings) once per (prepare, tier, k pairs, settings); where the same
+    # preparation already ran at another effort (a 2x run's doubled settings), the view it
+    # gets holds that earlier result in ``prepared``, to reuse what the doubling leaves alone
+    # (the key search) or carry on (``carries_on``); otherwise ``prepared`` is None.
     prepare: Callable[[Any, EvalSettings], Any] | None = None
     prepare_cost: Callable[[EvalSettings], Mapping[str, float]] | None = None  # passes, once
     # What the preparation reached, for the run record: (prepared, the defender, the
