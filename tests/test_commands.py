@@ -1,7 +1,7 @@
 """Every command, and every README example, run the way a user runs it: the installed
 ``lie-ray`` script as a subprocess, on an embedded Ray it starts and stops itself, on a small
 slice of the real CIFAR-10 subset; then what it printed and wrote is checked. One chain, as a
-user would go: keygen, key-info, encrypt, train, evaluate, report, privacy. (``sweep`` runs
+user would go: keygen, key-info, encrypt, train, evaluate, verify, report, privacy. (``sweep`` runs
 end to end in ``test_signals.py``, interrupted and resumed, and under ``ray job submit`` in
 ``test_sweep.py``.)"""
 
@@ -25,7 +25,17 @@ from lie_ray.infra.provenance import record_of
 from lie_ray.keys import generate_key, load_key, save_key
 
 LIE_RAY = str(Path(sys.executable).with_name("lie-ray"))  # the console script pip installed
-COMMANDS = ("keygen", "key-info", "encrypt", "train", "evaluate", "sweep", "privacy", "report")
+COMMANDS = (
+    "keygen",
+    "key-info",
+    "encrypt",
+    "train",
+    "evaluate",
+    "verify",
+    "sweep",
+    "privacy",
+    "report",
+)
 # The user's environment: no RAY_ADDRESS, so every command starts its own embedded Ray.
 USER_ENV = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"} | {"PYTHONUNBUFFERED": "1"}
 TRAIN = [
@@ -119,6 +129,7 @@ def chain(tmp_path_factory, cifar_dir):
         home / "eval",
         *EVALUATE,
     ).stdout
+    printed["verify"] = run("verify", home / "eval", "--key", key).stdout
     (home / "eval" / "report.md").unlink()
     printed["report"] = run("report", "--results", home / "eval").stdout
     printed["privacy"] = run(
@@ -221,6 +232,19 @@ def test_evaluate_rebuilds_the_defender_from_the_record(chain):
     assert record_of(examples.schema) == record
     printed = chain["printed"]["evaluate"]
     assert "wrote" in printed and "Encrypted-DK" in printed
+
+
+def test_verify_recomputes_every_worst_case_of_the_evaluation(chain):
+    """The evaluation's checkpoints lie outside its --out (recorded by absolute path), and
+    Encrypted-DK's key changes every 32 ids: each worst case is counted again from the saved
+    images through the pipeline those ids key."""
+    results = pq.read_table(chain["home"] / "eval" / "results.parquet").to_pylist()
+    worst = [r for r in results if r["evaluation"].startswith("worst-case")]
+    assert {r["scenario"] for r in worst} == {"Plain", "Encrypted-DK"}
+    assert chain["printed"]["verify"] == (
+        f"verified {len(worst)} worst-case figures of 2 scenarios in {chain['home'] / 'eval'}: "
+        "every one agrees with results.parquet\n"
+    )
 
 
 def test_report_rerenders_with_one_provenance_section(chain):

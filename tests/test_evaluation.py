@@ -454,3 +454,41 @@ def test_the_keyless_fits_are_recorded_once_per_scenario_with_their_figures(eval
             assert attacks["key-search"]["evaluations"] <= EVAL_SLICE["key_search_budget"]
     report = (evaluation["out"] / "report.md").read_text()
     assert "## The keyless attacker's fits" in report
+
+
+def test_each_worst_case_keeps_the_image_that_broke_it_as_deployed(learned):
+    """An engine batch on the learned Encrypted model at eps 0.1, the paper's PGD (which the
+    cipher's zero gradient stalls) and the channel attacker's PGD on the ciphertext, which
+    decides the channel worst case: every worst-case row an attack broke carries
+    its image, 8-bit HWC, which classified here (a plain image through the pipeline, a
+    ciphertext through the network alone) draws the row's recorded prediction and lies within
+    25 levels of its plain image (of that image's ciphertext); no other row carries one."""
+    from lie_ray.evaluation.engine import Engine
+
+    defenders, batch = learned
+    defender = defenders["Encrypted"]
+    settings = EvalSettings(
+        epsilons=(0.1,), pgd_steps=5, pgd_restarts=1, attacks=("pgd", "encrypted-input")
+    ).replace(sanity=False, mode="full")
+    part = batch.subset(np.arange(32))
+    columns = Engine(defender, settings).evaluate_batch(part, "test", "Encrypted")
+    worst = np.isin(columns["evaluation"], WORST_CASES)
+    kept = np.array([len(b) > 0 for b in columns["image"]])
+    made = worst & ~np.isin(columns["broken_by"], ["", "clean"])
+    assert (kept == made).all() and kept.any()
+    assert "cipher" in set(columns["space"][kept])  # the channel worst case's ciphertexts
+    plain_levels = np.round(part.images.permute(0, 2, 3, 1).numpy() * 255).astype(np.int16)
+    sent = defender.encrypt(part.images, part.ids)
+    sent_levels = np.round(sent.permute(0, 2, 3, 1).numpy() * 255).astype(np.int16)
+    position = {int(i): k for k, i in enumerate(part.ids)}
+    for row in np.flatnonzero(kept):
+        image = np.frombuffer(columns["image"][row], np.uint8).reshape(32, 32, 3)
+        k = position[int(columns["id"][row])]
+        x = torch.from_numpy(image.copy()).permute(2, 0, 1)[None].float() / 255
+        with torch.no_grad():
+            if columns["space"][row] == "cipher":
+                predicted, origin = defender.model(x).argmax(1), sent_levels[k]
+            else:
+                predicted, origin = defender.predict(x, part.ids[k : k + 1]), plain_levels[k]
+        assert int(predicted) == columns["adv_pred"][row]
+        assert np.abs(image.astype(np.int16) - origin).max() <= 25

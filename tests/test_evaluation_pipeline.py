@@ -16,7 +16,7 @@ import torch
 from ray.data.block import BlockAccessor
 
 from lie_ray.data.cifar import defender_part, held_out, load_split
-from lie_ray.evaluation import pipeline
+from lie_ray.evaluation import pipeline, saved
 from lie_ray.evaluation.actor import EvaluateShard
 from lie_ray.evaluation.run import (
     DIGEST_KEY,
@@ -123,7 +123,8 @@ def each_scenario_alone(runs, cifar_dir) -> pa.Table:
 
 def test_one_pool_gives_each_scenarios_own_results(evaluated, runs, cifar_dir):
     examples = pq.read_table(evaluated["out"] / "examples.parquet")
-    expected = each_scenario_alone(runs, cifar_dir)
+    alone = each_scenario_alone(runs, cifar_dir)
+    expected = saved.without_images(alone)  # they go to OUT/adversarial, compared below
     assert examples.num_rows == expected.num_rows
     for name in expected.column_names:
         got, want = examples[name].to_numpy(), expected[name].to_numpy()
@@ -134,6 +135,11 @@ def test_one_pool_gives_each_scenarios_own_results(evaluated, runs, cifar_dir):
     assert sizes[("Plain", "train")] == sizes[("Encrypted", "train")] == 5438 - 512
     assert sizes[("Encrypted", "bpda")] == 2 * 24 and sizes[("Plain", "pgd")] == 2 * 24
     assert ("Plain", "bpda") not in sizes
+    order = [(name, "ascending") for name in ("evaluation", "epsilon", "id")]
+    for scenario in ("Plain", "Encrypted"):
+        kept = pq.read_table(evaluated["out"] / saved.DIRECTORY / f"{scenario}.parquet")
+        mine = alone.filter(pa.compute.equal(alone["scenario"], scenario))
+        assert kept.sort_by(order).equals(saved.decided_rows(mine).sort_by(order))
 
 
 def test_each_actor_loads_each_scenario_once(evaluated):

@@ -35,6 +35,7 @@ from lie_ray.attacks.views import OwnImages
 from lie_ray.data.arrays import as_uint8_images
 from lie_ray.errors import LieRayError
 from lie_ray.evaluation.engine import Engine
+from lie_ray.evaluation.saved import without_images
 from lie_ray.evaluation.settings import EvalSettings, get_eval_preset
 from lie_ray.evaluation.tables import attack_record, summarise
 from lie_ray.infra import provenance
@@ -180,6 +181,7 @@ def evaluate(
             examples = evaluate_on_ray(request, key, ray, engine.shared_preparations())
         else:
             examples = evaluate_here(request, engine)
+    examples = without_images(examples)  # kept for ``lie-ray verify``'s files, not here
     sanity = registry.sanity_runs(registry.chosen(chosen.attacks))
     shown = {*only, *shown_worst_cases(threat), "test", *(s.name for s in sanity)}
     examples = examples.filter(pa.array([e in shown for e in examples["evaluation"].to_pylist()]))

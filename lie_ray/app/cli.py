@@ -212,6 +212,36 @@ def train(
 
 @app.command()
 @user_errors
+def verify(
+    out: Path = typer.Argument(..., help="The --out folder of 'lie-ray evaluate' or a sweep."),
+    key: str | None = typer.Option(
+        None, "--key", help="The key the scenarios were trained with (OUT/keys/master.json)."
+    ),
+    data: Path | None = typer.Option(
+        None, "--data", help="The CIFAR-10 batches evaluated (default: the recorded directory)."
+    ),
+):
+    """Recompute every worst case from the saved images that decided it (fp32, through the
+    defended pipeline) and compare with results.parquet: exit 0 when every figure agrees, else
+    one line per disagreement and exit 1."""
+    from lie_ray.evaluation.verify import verify as verify_figures
+
+    figures = verify_figures(out, key, data)
+    wrong = [figure for figure in figures if not figure.agrees]
+    for figure in wrong:
+        typer.echo(figure.line())
+    scenarios = len({figure.scenario for figure in figures})
+    if wrong:
+        typer.echo(f"{len(wrong)} of {len(figures)} worst-case figures disagree", err=True)
+        raise typer.Exit(1)
+    typer.echo(
+        f"verified {len(figures)} worst-case figures of {scenarios} scenarios in {out}: "
+        "every one agrees with results.parquet"
+    )
+
+
+@app.command()
+@user_errors
 @takes(
     "runs",
     "out",

@@ -22,6 +22,11 @@ if TYPE_CHECKING:
     from lie_ray.attacks.views import Oracle
 
 
+# Where an adversarial image lives: what the deployed pipeline takes (a plain image), or what
+# its network takes (a ciphertext: the channel attacker's).
+PLAIN, CIPHER = "plain", "cipher"
+
+
 @dataclass
 class Outcome:
     """Per-example predictions on the adversarial images, and the L-inf perturbation applied."""
@@ -36,15 +41,33 @@ class Outcome:
     # An earlier run's outcome handed on (the same attack, ``AttackSpec.same_run``): it cost
     # no passes, so the cost model, which prices what ran, leaves these rows out.
     reused: bool = False
+    # The images the predictions are of, as deployed (whole 8-bit levels as floats in [0, 1],
+    # NCHW), in ``space`` (PLAIN or CIPHER; per example where a worst case unites both): what
+    # ``lie-ray verify`` classifies again. None from an attack that keeps none (a plug-in's).
+    adversarial: torch.Tensor | None = None
+    space: str | np.ndarray = PLAIN
 
     def __post_init__(self):
         # A record of what happened, never part of a graph: an attack that hands back a tensor
         # still attached to autograd must not leak it into the tables.
         self.predictions, self.linf = self.predictions.detach(), self.linf.detach()
+        if self.adversarial is not None:
+            self.adversarial = self.adversarial.detach()
 
     def subset(self, rows: np.ndarray) -> Outcome:
         index = torch.from_numpy(rows).to(self.predictions.device)
-        return Outcome(self.predictions[index], self.linf[index])
+        return Outcome(
+            self.predictions[index],
+            self.linf[index],
+            adversarial=None if self.adversarial is None else self.adversarial[index],
+            space=self.space if isinstance(self.space, str) else self.space[rows],
+        )
+
+    def spaces(self) -> np.ndarray:
+        """``space`` per example."""
+        if isinstance(self.space, str):
+            return np.full(len(self.predictions), self.space, dtype=object)
+        return self.space
 
 
 @dataclass
@@ -88,17 +111,23 @@ def scored(oracle: Oracle, batch: Batch, adversarial: torch.Tensor, eps: float) 
     return Outcome(
         oracle.predict(adversarial, batch.ids),
         (adversarial - batch.images).abs().flatten(1).amax(1),
+        adversarial=adversarial,
     )
 
 
 def worst_of(outcomes: list[Outcome], labels: torch.Tensor) -> Outcome:
-    """Per example, the first outcome that fools the model (else the first one). Callers put
-    the clean outcome first, so an image misclassified already counts with its zero
-    perturbation, whatever the attacks did."""
+    """Per example, the first outcome that fools the model (else the first one), with its
+    adversarial image where every outcome kept one. Callers put the clean outcome first, so
+    an image misclassified already counts with its zero perturbation, whatever the attacks
+    did."""
     predictions, linf = outcomes[0].predictions.clone(), outcomes[0].linf.clone()
+    kept = all(outcome.adversarial is not None for outcome in outcomes)
+    adversarial = outcomes[0].adversarial.clone() if kept else None
     fooled = predictions != labels
     for outcome in outcomes[1:]:
         take = ~fooled & (outcome.predictions != labels)
         predictions[take], linf[take] = outcome.predictions[take], outcome.linf[take]
+        if kept:
+            adversarial[take] = outcome.adversarial[take]
         fooled |= take
-    return Outcome(predictions, linf)
+    return Outcome(predictions, linf, adversarial=adversarial, space=outcomes[0].space)

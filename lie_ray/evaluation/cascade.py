@@ -29,7 +29,7 @@ from typing import NamedTuple
 import numpy as np
 import torch
 
-from lie_ray.attacks.outcome import Outcome
+from lie_ray.attacks.outcome import PLAIN, Outcome
 from lie_ray.attacks.spec import WORST_CASE_NAMES, WORST_CASES, AttackSpec, united_tiers
 
 CLEAN = "clean"
@@ -92,12 +92,16 @@ class Plan:
 
 
 class Union:
-    """One attacker's worst case over the images of a batch, carried across epsilons."""
+    """One attacker's worst case over the images of a batch, carried across epsilons, with
+    the image that decided each: the plain image until an attack breaks it, then that
+    attack's adversarial image (``space`` "" where the attack kept none)."""
 
-    def __init__(self, clean: torch.Tensor, labels: torch.Tensor):
+    def __init__(self, clean: torch.Tensor, labels: torch.Tensor, images: torch.Tensor):
         self.labels = labels
         self.predictions = clean.clone()
         self.linf = torch.zeros(len(clean), device=clean.device)
+        self.images = images.clone()
+        self.space = np.full(len(clean), PLAIN, dtype=object)
         self.broken = (clean != labels).cpu().numpy()
         self.broken_by = np.where(self.broken, CLEAN, "").astype(object)
         self.broken_at = np.where(self.broken, 0.0, np.nan)
@@ -108,9 +112,15 @@ class Union:
         if len(take) == 0:
             return
         index = torch.from_numpy(take).to(self.predictions.device)
-        within = torch.from_numpy(np.searchsorted(covered, take)).to(self.predictions.device)
+        rows = np.searchsorted(covered, take)
+        within = torch.from_numpy(rows).to(self.predictions.device)
         self.predictions[index] = outcome.predictions[within]
         self.linf[index] = outcome.linf[within]
+        if outcome.adversarial is None:
+            self.space[take] = ""
+        else:
+            self.images[index] = outcome.adversarial[within]
+            self.space[take] = outcome.spaces()[rows]
         self.broken[take], self.broken_by[take], self.broken_at[take] = True, name, eps
 
     def outcome(self) -> Outcome:
@@ -119,6 +129,8 @@ class Union:
             self.linf.clone(),
             broken_by=self.broken_by.copy(),
             broken_at=self.broken_at.copy(),
+            adversarial=self.images.clone(),
+            space=self.space.copy(),
         )
 
 
@@ -132,13 +144,15 @@ def run(
     clean: torch.Tensor,
     labels: torch.Tensor,
     attack: Attack,
+    images: torch.Tensor,
 ) -> list[Row]:
     """Every attack at every epsilon, and the worst cases, as ``Row``s: ``covered`` is the
     batch rows an outcome covers (all of them but for cascaded attacks; the outcome is None
     where a cascaded attack found no image left). ``attack(spec, eps, covered, done)`` runs one
-    attack on those rows; ``done`` holds the rows that ran at this epsilon, by name."""
+    attack on those rows; ``done`` holds the rows that ran at this epsilon, by name.
+    ``images``: the batch's plain images, each worst case's image until an attack breaks it."""
     every = np.arange(len(clean))
-    unions = {worst_case: Union(clean, labels) for worst_case in WORST_CASE_NAMES}
+    unions = {worst_case: Union(clean, labels, images) for worst_case in WORST_CASE_NAMES}
     out = []
     for eps in sorted(epsilons):
         if eps == 0:  # no perturbation: every attack's outcome is the clean prediction

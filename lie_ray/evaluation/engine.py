@@ -27,10 +27,10 @@ import torch
 from lie_ray.attacks import registry, seeding
 from lie_ray.attacks.outcome import Batch, Outcome, effective_epsilon
 from lie_ray.attacks.pipeline import Defender
-from lie_ray.attacks.spec import TIERS, WORST_CASES, AttackSpec
+from lie_ray.attacks.spec import TIERS, WORST_CASE_NAMES, WORST_CASES, AttackSpec
 from lie_ray.attacks.views import VIEWS, Oracle, OwnImages
 from lie_ray.evaluation import cascade
-from lie_ray.evaluation.cascade import Row
+from lie_ray.evaluation.cascade import CLEAN, Row
 from lie_ray.evaluation.settings import EvalSettings
 from lie_ray.models.device import images_to_device, network_device
 from lie_ray.transforms import transform_class
@@ -260,6 +260,7 @@ class Engine:
             clean,
             batch.labels,
             attack,
+            batch.images,
         )
         for spec, eps, run_settings in self.sanity:
             covered = self.met(spec, eps, rows, len(batch.ids))
@@ -323,7 +324,17 @@ def to_columns(
     n = len(batch.ids)
     labels, clean_np = batch.labels.cpu().numpy(), clean.cpu().numpy()
     columns = {
-        name: [] for name in ("adv_pred", "linf", "attacked", "reused", "broken_by", "broken_at")
+        name: []
+        for name in (
+            "adv_pred",
+            "linf",
+            "attacked",
+            "reused",
+            "broken_by",
+            "broken_at",
+            "image",
+            "space",
+        )
     }
     for row in rows:
         predictions, linf = clean_np.copy(), np.zeros(n)
@@ -344,6 +355,9 @@ def to_columns(
         columns["reused"].append(attacked & (outcome is not None and outcome.reused))
         columns["broken_by"].append(broken_by)
         columns["broken_at"].append(broken_at)
+        image, space = decided_images(row, n)
+        columns["image"].append(image)
+        columns["space"].append(space)
     predictions = np.concatenate(columns["adv_pred"])
     return {
         "scenario": np.full(n * len(rows), scenario),
@@ -359,4 +373,26 @@ def to_columns(
         "reused": np.concatenate(columns["reused"]),  # attacked, by an earlier run's outcome
         "broken_by": np.concatenate(columns["broken_by"]).astype(str),
         "broken_at": np.concatenate(columns["broken_at"]).astype(np.float64),
+        # a worst case's image made by an attack (``decided_images``), else empty
+        "image": np.concatenate(columns["image"]),
+        "space": np.concatenate(columns["space"]).astype(str),
     }
+
+
+def decided_images(row: Row, n: int) -> tuple[np.ndarray, np.ndarray]:
+    """A worst-case row's images that an attack made (8-bit HWC bytes) and their space, for
+    ``lie-ray verify``; empty for every other row, and where the plain image decided (nothing
+    broke it, or it was misclassified already: the data holds it) or the attack kept none."""
+    image, space = np.full(n, b"", dtype=object), np.full(n, "", dtype=object)
+    outcome = row.outcome
+    if row.evaluation not in WORST_CASE_NAMES or outcome is None or outcome.adversarial is None:
+        return image, space  # an attack's own row, or a composite's (its broken_by: parts)
+    made = np.isin(outcome.broken_by, ("", CLEAN), invert=True) & (outcome.spaces() != "")
+    if made.any():
+        index = torch.from_numpy(np.flatnonzero(made)).to(outcome.adversarial.device)
+        levels = torch.round(outcome.adversarial[index] * 255).to(torch.uint8)
+        pixels = levels.permute(0, 2, 3, 1).cpu().numpy()
+        rows = row.covered[made]
+        image[rows] = [p.tobytes() for p in pixels]
+        space[rows] = outcome.spaces()[made]
+    return image, space

@@ -6,6 +6,8 @@ evaluates the test set (and clean error on the train set) in one Ray Data actor 
 
     OUT/examples.parquet   one row per image per (scenario, evaluation, epsilon)
     OUT/results.parquet    one row per (scenario, evaluation, epsilon): n, error, 95% CI
+    OUT/adversarial/<scenario>.parquet   the images that decided its worst cases
+                           (``lie_ray.evaluation.saved``; ``lie-ray verify`` checks them)
     OUT/gallery.png        plain / encrypted / adversarial / encrypted adversarial images,
                            each captioned true class -> predicted class
     OUT/report.md, OUT/curves.png   (``lie_ray.report``)
@@ -35,6 +37,7 @@ from lie_ray.data.cifar import (
     resolve_data_dir,
 )
 from lie_ray.errors import LieRayError
+from lie_ray.evaluation import saved
 from lie_ray.evaluation.defender import checkpoint_record, load_defender, policy_spec
 from lie_ray.evaluation.pipeline import evaluate_in_pool, prepare_in_tasks
 from lie_ray.evaluation.settings import PAPER_EPSILON, EvalSettings
@@ -92,6 +95,9 @@ def run_evaluation(
         "code": provenance.code(),
         "plain_run_id": plain_run,
         "training": {row["scenario"]: records[row["scenario"]] for row in trained},
+        # the checkpoint each scenario was evaluated from, which ``lie-ray verify`` loads
+        # again: relative to OUT where it lies inside (a sweep's), so the folder can move
+        "checkpoints": {row["scenario"]: within(out, row["checkpoint"]) for row in trained},
     }
     tables, locations, digests, pending = {}, {}, {}, []
     for row in trained:
@@ -125,9 +131,11 @@ def run_evaluation(
             storage.write_table(tables[name], locations[name])
             log.info("evaluated %s (%d of %d)", name, len(tables), len(trained))
     record["fits"] = {name: fits[name] for name in sorted(fits) if fits[name]}
+    record["adversarial"] = saved.write_images(tables, out)  # what ``lie-ray verify`` checks
     # promote: a part kept from an older lie_ray may lack a newer column (``reused``: null)
     examples = pa.concat_tables(
-        (t.replace_schema_metadata(None) for t in tables.values()), promote_options="default"
+        (saved.without_images(t.replace_schema_metadata(None)) for t in tables.values()),
+        promote_options="default",
     ).sort_by(
         [
             ("scenario", "ascending"),
@@ -145,6 +153,14 @@ def run_evaluation(
 
 DIGEST_KEY = b"lie_ray.evaluation"
 FITS_KEY = b"lie_ray.fits"  # a part's fit figures, so that a resumed scenario keeps them
+
+
+def within(out: Path, path: str) -> str:
+    """``path`` relative to ``out`` where it lies inside it, else as it is."""
+    try:
+        return str(Path(path).resolve().relative_to(out))
+    except ValueError:
+        return str(path)
 
 
 def held_out_part(records: list[dict]) -> tuple[int, int | None]:
@@ -226,11 +242,14 @@ def evaluation_digest(record: dict, plain_run: str | None, evaluation: dict) -> 
 
 
 def finished_part(path: str, digest: str) -> bool:
+    """Whether ``path`` holds this evaluation's part, its decided images included (a part an
+    older lie_ray wrote without them is evaluated again)."""
     try:
-        metadata = storage.read_schema(path).metadata or {}
+        schema = storage.read_schema(path)
     except (OSError, pa.ArrowInvalid):
         return False  # unreadable: evaluate again (the file is replaced atomically)
-    return metadata.get(DIGEST_KEY) == digest.encode()
+    metadata = schema.metadata or {}
+    return metadata.get(DIGEST_KEY) == digest.encode() and "image" in schema.names
 
 
 def with_training_columns(results: pa.Table, trained: list[dict]) -> pa.Table:

@@ -15,7 +15,8 @@ Reads from the results directory (through ``lie_ray.infra.tables``, one checked 
     cluster.parquet    optional, the cluster sampled over a sweep
     gallery.png        optional, linked as is
 
-Writes beside them: ``curves.png``, ``cluster.png`` (with the cluster table) and ``report.md``.
+Writes beside them: ``curves.png``, ``cluster.png`` (with the cluster table), ``report.md`` and
+a card per scenario, ``cards/<scenario>.json`` (``cards``).
 The sections, one module each: ``paper`` (Table I, the adaptive table, the headline),
 ``deviations`` (where the run differs from the paper, from its run records), ``sanity``
 (Carlini et al.'s checks),
@@ -28,8 +29,10 @@ import os
 from pathlib import Path
 
 import pyarrow as pa
+import pyarrow.parquet as pq
 
 from lie_ray.infra import atomic
+from lie_ray.infra.provenance import record_of
 from lie_ray.infra.tables import (
     RATE_COLUMNS,
     TRAINING_COLUMNS,
@@ -38,6 +41,7 @@ from lie_ray.infra.tables import (
     read_training,
 )
 from lie_ray.report import fits, sanity
+from lie_ray.report.cards import write_cards
 from lie_ray.report.catalogue import Catalogue
 from lie_ray.report.cluster import cluster_section
 from lie_ray.report.curves import write_curves
@@ -80,13 +84,16 @@ def write_report(results_dir: str | os.PathLike, training_table: pa.Table | None
     images = sanity.PerImage.of_results(directory)  # the per-image rows the checks pair
     fitted = fits.recorded(directory)  # what the keyless attacker's fits reached
     write_curves(rows, scenarios, directory / "curves.png", catalogue)
+    doubts = sanity.doubts(rows, scenarios, epsilon, catalogue, images)
+    record = record_of(pq.read_schema(directory / "results.parquet")) or {}
+    write_cards(directory, rows, record, scenarios, epsilon, doubts, fitted)
     text = render_report(
         rows,
         training,
         scenarios,
         epsilon,
         gallery=(directory / "gallery.png").is_file(),
-        doubts=sanity.doubts(rows, scenarios, epsilon, catalogue, images),
+        doubts=doubts,
         catalogue=catalogue,
         notes=fits.headline_notes(fitted),
     )

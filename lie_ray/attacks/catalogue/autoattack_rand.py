@@ -59,6 +59,7 @@ def autoattack_rand(view, batch, eps, settings):
     fooled = second.predictions != part.labels
     first.predictions[index[fooled]] = second.predictions[fooled]
     first.linf[index[fooled]] = second.linf[fooled]
+    first.adversarial[index[fooled]] = second.adversarial[fooled]
     return first
 
 

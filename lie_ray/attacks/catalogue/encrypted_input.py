@@ -8,7 +8,7 @@ from __future__ import annotations
 import torch
 
 from lie_ray.attacks.catalogue.common import encrypted_pgd
-from lie_ray.attacks.outcome import Outcome, deployed
+from lie_ray.attacks.outcome import CIPHER, Outcome, deployed
 from lie_ray.attacks.pgd_through import pgd_cost
 from lie_ray.attacks.spec import AttackSpec
 
@@ -19,7 +19,8 @@ def encrypted_input(view, batch, eps, settings):
     adversarial = deployed(adversarial.detach(), encrypted, eps)
     with torch.no_grad():
         predictions = view.pipeline.model(adversarial).argmax(1)
-    return Outcome(predictions, (adversarial - encrypted).abs().flatten(1).amax(1))
+    linf = (adversarial - encrypted).abs().flatten(1).amax(1)
+    return Outcome(predictions, linf, adversarial=adversarial, space=CIPHER)
 
 
 SPECS = (
