@@ -129,7 +129,9 @@ def chain(tmp_path_factory, cifar_dir):
         home / "eval",
         *EVALUATE,
     ).stdout
-    printed["verify"] = run("verify", home / "eval", "--key", key).stdout
+    printed["verify"] = run(
+        "verify", home / "eval", "--key", key, "--robustbench", home / "robustbench"
+    ).stdout
     (home / "eval" / "report.md").unlink()
     printed["report"] = run("report", "--results", home / "eval").stdout
     printed["privacy"] = run(
@@ -237,14 +239,18 @@ def test_evaluate_rebuilds_the_defender_from_the_record(chain):
 def test_verify_recomputes_every_worst_case_of_the_evaluation(chain):
     """The evaluation's checkpoints lie outside its --out (recorded by absolute path), and
     Encrypted-DK's key changes every 32 ids: each worst case is counted again from the saved
-    images through the pipeline those ids key."""
+    images through the pipeline those ids key; no model of images alone exists for it, so only
+    Plain's sets are exported for RobustBench."""
     results = pq.read_table(chain["home"] / "eval" / "results.parquet").to_pylist()
     worst = [r for r in results if r["evaluation"].startswith("worst-case")]
     assert {r["scenario"] for r in worst} == {"Plain", "Encrypted-DK"}
-    assert chain["printed"]["verify"] == (
+    assert chain["printed"]["verify"].splitlines()[0] == (
         f"verified {len(worst)} worst-case figures of 2 scenarios in {chain['home'] / 'eval'}: "
-        "every one agrees with results.parquet\n"
+        "every one agrees with results.parquet"
     )
+    # Its RobustBench sets: Plain's alone, Encrypted-DK's key changing with the image's id
+    exported = sorted(p.name for p in (chain["home"] / "robustbench").iterdir())
+    assert exported == ["Plain"]
 
 
 def test_report_rerenders_with_one_provenance_section(chain):

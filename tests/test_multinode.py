@@ -56,6 +56,10 @@ DRIVER_FILES = {
     "cluster.png",
     "logs/sweep.log",
     "timings.json",
+    "adversarial/Plain.parquet",  # the images that decided each worst case
+    "adversarial/Encrypted.parquet",
+    "cards/Plain.json",
+    "cards/Encrypted.json",
 }
 CLUSTER_ENV = {
     **{k: v for k, v in HEAD_ENV.items() if not k.startswith("AWS_")},
@@ -272,6 +276,17 @@ def test_nodes_wrote_to_storage_and_only_the_driver_to_out(bucket, s3_sweep):
     ):
         assert any(k.startswith(expected) for k in objects), (expected, prefixes)
     assert "study/encrypted/manifest.json" in objects
+    # Its worst cases check out from the driver's files and the checkpoints in the bucket.
+    checked = subprocess.run(
+        [sys.executable, "-m", "lie_ray", "verify", str(out), "--key", s3_sweep["key_uri"]],
+        env={**os.environ, **CREDENTIALS},
+        capture_output=True,
+        text=True,
+        timeout=600,
+        cwd=REPO_ROOT,
+    )
+    assert checked.returncode == 0, checked.stdout + checked.stderr
+    assert "every one agrees with results.parquet" in checked.stdout
     assert any(k.startswith("study/encrypted/train/") and k.endswith(".parquet") for k in objects)
     assert any("/checkpoint_" in k and k.endswith("/state.pt") for k in objects)
 

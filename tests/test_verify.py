@@ -254,3 +254,33 @@ def test_verify_agrees_with_the_smoke_sweep(smoke_sweep):
     result = verify(out)
     assert result.returncode == 0, result.stdout + result.stderr
     assert f"verified {figures.num_rows} worst-case figures of 5 scenarios" in result.stdout
+
+
+def test_the_fixed_key_adversarial_sets_in_robustbenchs_layout(evaluated, learned, tmp_path):
+    """``--robustbench DIR``: per scenario, plain-image worst case and epsilon, a tensor of the
+    test set's size that the defended model, classifying it here, gets exactly as wrong as
+    results.parquet says; the channel's ciphertexts are no plain images and stay out."""
+    defenders, _ = learned
+    result = verify(evaluated, "--robustbench", tmp_path / "rb")
+    assert result.returncode == 0, result.stderr
+    results = pq.read_table(evaluated / "results.parquet").to_pylist()
+    test_ids = np.arange(32)
+    written = sorted(p.relative_to(tmp_path / "rb") for p in (tmp_path / "rb").rglob("*.pt"))
+    assert len(written) == 2 * 3 and f"wrote {len(written)} adversarial sets" in result.stdout
+    for path in written:
+        scenario, name = path.parts
+        worst_case, eps = name.removesuffix(".pt").split("_eps")
+        assert worst_case != "worst-case-channel"
+        images = torch.load(tmp_path / "rb" / path)
+        assert images.shape == (32, 3, 32, 32) and images.dtype == torch.float32
+        assert torch.equal(images * 255, torch.round(images * 255))  # whole 8-bit levels
+        about = json.loads((tmp_path / "rb" / path).with_suffix(".json").read_text())
+        predicted = defenders[scenario].predict(images, test_ids).numpy()
+        wrong = int((predicted != np.asarray(about["labels"])).sum())
+        row = next(
+            r
+            for r in results
+            if (r["scenario"], r["evaluation"]) == (scenario, worst_case)
+            and abs(r["epsilon"] - float(eps)) < 1e-6
+        )
+        assert wrong == round(row["error"] * row["n"]) and about["n"] == 32

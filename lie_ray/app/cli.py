@@ -220,10 +220,17 @@ def verify(
     data: Path | None = typer.Option(
         None, "--data", help="The CIFAR-10 batches evaluated (default: the recorded directory)."
     ),
+    robustbench: Path | None = typer.Option(
+        None,
+        "--robustbench",
+        help="Once every figure agrees, write the fixed-key scenarios' adversarial sets here "
+        "as RobustBench takes an outside evaluation (a .pt tensor of the test set's size each).",
+    ),
 ):
     """Recompute every worst case from the saved images that decided it (fp32, through the
     defended pipeline) and compare with results.parquet: exit 0 when every figure agrees, else
     one line per disagreement and exit 1."""
+    from lie_ray.evaluation.verify import export_robustbench
     from lie_ray.evaluation.verify import verify as verify_figures
 
     figures = verify_figures(out, key, data)
@@ -238,6 +245,9 @@ def verify(
         f"verified {len(figures)} worst-case figures of {scenarios} scenarios in {out}: "
         "every one agrees with results.parquet"
     )
+    if robustbench is not None:
+        written = export_robustbench(out, robustbench, data)
+        typer.echo(f"wrote {len(written)} adversarial sets under {robustbench}")
 
 
 @app.command()

@@ -156,7 +156,9 @@ FITS_KEY = b"lie_ray.fits"  # a part's fit figures, so that a resumed scenario k
 
 
 def within(out: Path, path: str) -> str:
-    """``path`` relative to ``out`` where it lies inside it, else as it is."""
+    """``path`` relative to ``out`` where it lies inside it, else as it is (a storage URI)."""
+    if storage.is_uri(path):
+        return str(path)
     try:
         return str(Path(path).resolve().relative_to(out))
     except ValueError:

@@ -14,6 +14,7 @@ bound, as RobustBench's checks of outside evaluations are.
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -24,16 +25,19 @@ import pyarrow.parquet as pq
 import torch
 
 from lie_ray.attacks.outcome import CIPHER, levels
-from lie_ray.attacks.spec import WORST_CASE_NAMES
+from lie_ray.attacks.spec import WORST_CASE_NAMES, WORST_CASES
 from lie_ray.data.cifar import Split, data_record, load_split
 from lie_ray.errors import LieRayError
 from lie_ray.evaluation import saved
 from lie_ray.evaluation.defender import checkpoint_record, load_defender
-from lie_ray.infra import provenance
+from lie_ray.infra import atomic, provenance, storage
+from lie_ray.infra.checkpoints import META_FILE
 from lie_ray.keys import key_location
 from lie_ray.models.device import images_to_device
 
 CHUNK = 512  # images per forward pass
+# the worst cases of attackers who perturb the plain image (not the channel's ciphertexts)
+PLAIN_IMAGE_WORST_CASES = tuple(w.name for w in WORST_CASES if "channel" not in w.tiers)
 
 
 @dataclass(frozen=True)
@@ -135,8 +139,10 @@ def recorded_test_split(record: dict, data_dir: str | Path | None) -> Split:
 def load_recorded_defender(out: Path, record: dict, scenario: str, key_path: str | None):
     """The scenario's defender from the checkpoint the record names (relative to OUT where it
     lay inside), which must still hold the recorded run; in eval mode, fp32, on the CPU."""
-    checkpoint = out / record["checkpoints"][scenario]  # an absolute path stays as it is
-    if not checkpoint.exists():
+    recorded = record["checkpoints"][scenario]
+    # a storage URI as it is; a path relative to OUT, or absolute (the join leaves it be)
+    checkpoint = recorded if storage.is_uri(recorded) else str(out / recorded)
+    if not storage.exists(storage.join(checkpoint, META_FILE)):
         raise LieRayError(f"checkpoint {checkpoint} of {scenario} is missing: restore it")
     held = checkpoint_record(checkpoint).get("run_id")
     wanted = record["training"][scenario]["run_id"]
@@ -150,33 +156,51 @@ def load_recorded_defender(out: Path, record: dict, scenario: str, key_path: str
     return defender
 
 
+@dataclass(frozen=True)
+class Deciding:
+    """One worst case's deciding images at one epsilon: the plain test images with the saved
+    plain-space images in their place, and the saved ciphertexts (the channel attacker's) with
+    the test positions they belong to."""
+
+    images: np.ndarray  # (n, H, W, C) uint8, every test image's plain-space deciding image
+    rows: np.ndarray  # test positions of the saved images, in the file's order
+    made: np.ndarray  # the saved images themselves
+    cipher: np.ndarray  # which of them are ciphertexts
+    predicted: np.ndarray  # the predictions recorded for them
+
+    @classmethod
+    def of(cls, row: dict, decided: pa.Table, test: Split) -> Deciding:
+        mine = decided.filter(
+            pc.and_(
+                pc.equal(decided["evaluation"], row["evaluation"]),
+                pc.less_equal(pc.abs(pc.subtract(decided["epsilon"], row["epsilon"])), 1e-9),
+            )
+        )
+        position = {int(i): p for p, i in enumerate(test.ids)}
+        rows = np.array([position[int(i)] for i in mine["id"].to_pylist()], dtype=np.int64)
+        shape = test.images.shape[1:]
+        made = np.zeros((len(rows), *shape), np.uint8)
+        for k, image in enumerate(mine["image"].to_pylist()):
+            made[k] = np.frombuffer(image, np.uint8).reshape(shape)
+        cipher = np.array([s == CIPHER for s in mine["space"].to_pylist()], dtype=bool)
+        images = test.images.copy()
+        images[rows[~cipher]] = made[~cipher]
+        predicted = np.asarray(mine["adv_pred"].to_pylist(), dtype=np.int64)
+        return cls(images, rows, made, cipher, predicted)
+
+
 def recompute(row: dict, decided: pa.Table, defender, test: Split) -> Figure:
     """One worst case at one epsilon, from the images that decided it."""
     eps = row["epsilon"]
-    mine = decided.filter(
-        pc.and_(
-            pc.equal(decided["evaluation"], row["evaluation"]),
-            pc.less_equal(pc.abs(pc.subtract(decided["epsilon"], eps)), 1e-9),
-        )
-    )
-    position = {int(i): p for p, i in enumerate(test.ids)}
-    rows = np.array([position[int(i)] for i in mine["id"].to_pylist()], dtype=np.int64)
-    shape = test.images.shape[1:]
-    made = np.zeros((len(rows), *shape), np.uint8)
-    for k, image in enumerate(mine["image"].to_pylist()):
-        made[k] = np.frombuffer(image, np.uint8).reshape(shape)
-    cipher = np.array([s == CIPHER for s in mine["space"].to_pylist()], dtype=bool)
-    plain_rows, cipher_rows = rows[~cipher], rows[cipher]
-    images = test.images.copy()
-    images[plain_rows] = made[~cipher]
-    predictions = classify(defender, images, test.ids)
-    outside = int((distance(images, test.images) > levels(eps)).sum())
+    found = Deciding.of(row, decided, test)
+    predictions = classify(defender, found.images, test.ids)
+    outside = int((distance(found.images, test.images) > levels(eps)).sum())
+    cipher_rows = found.rows[found.cipher]
     if len(cipher_rows):
         sent = encrypted(defender, test.images[cipher_rows], test.ids[cipher_rows])
-        outside += int((distance(made[cipher], sent) > levels(eps)).sum())
-        predictions[cipher_rows] = network_predictions(defender, made[cipher])
-    recorded_predictions = np.asarray(mine["adv_pred"].to_pylist(), dtype=np.int64)
-    changed = int((predictions[rows] != recorded_predictions).sum())
+        outside += int((distance(found.made[found.cipher], sent) > levels(eps)).sum())
+        predictions[cipher_rows] = network_predictions(defender, found.made[found.cipher])
+    changed = int((predictions[found.rows] != found.predicted).sum())
     return Figure(
         row["scenario"],
         row["evaluation"],
@@ -187,6 +211,51 @@ def recompute(row: dict, decided: pa.Table, defender, test: Split) -> Figure:
         outside,
         changed,
     )
+
+
+def export_robustbench(
+    out_dir: str | Path, target: str | Path, data_dir: str | Path | None = None
+) -> list[Path]:
+    """The adversarial sets of the scenarios whose forward pass is deterministic without ids
+    (no key, or one fixed key), in the layout RobustBench takes an outside evaluation in: per
+    scenario, worst case of a plain-image attacker and epsilon, a ``.pt`` float tensor of the
+    test set's size (N, 3, H, W) in [0, 1], in the test set's order, beside a JSON of what its
+    "New external evaluation" template asks (robust accuracy, the method). The channel
+    attacker's ciphertexts are no plain images: its worst case is left out. Run after
+    ``verify``: it reads the same files, checked by digest."""
+    out, target = Path(out_dir), Path(target)
+    results, record = read_results(out)
+    test = recorded_test_split(record, data_dir)
+    written = []
+    for scenario, entry in sorted(record["adversarial"].items()):
+        definition = record["training"][scenario]["scenario"]
+        if definition["transform"] and definition["key_policy"] != "fixed":
+            continue  # its key changes with the image's id: no model of images alone
+        decided = read_images(out, entry)
+        for row in results.filter(pc.equal(results["scenario"], scenario)).to_pylist():
+            if row["evaluation"] not in PLAIN_IMAGE_WORST_CASES or row["epsilon"] <= 0:
+                continue
+            found = Deciding.of(row, decided, test)
+            name = f"{row['evaluation']}_eps{row['epsilon']:.4f}"
+            path = target / scenario / f"{name}.pt"
+            path.parent.mkdir(parents=True, exist_ok=True)
+            tensor = torch.from_numpy(found.images).permute(0, 3, 1, 2).float().div(255)
+            with atomic.staged_file(path) as staging:
+                torch.save(tensor.contiguous(), staging)
+            about = {
+                "model": scenario,
+                "leaderboard": "cifar10, Linf (lie_ray's test images, in this order)",
+                "eps": row["epsilon"],
+                "robust_accuracy": 1 - row["error"],
+                "n": row["n"],
+                "labels": test.labels.tolist(),
+                "method": f"lie_ray {row['evaluation']}: per image the first attack of that "
+                "attacker to break it (see the run record's attacks)",
+                "run_id": record["training"][scenario]["run_id"],
+            }
+            atomic.write_bytes(path.with_suffix(".json"), json.dumps(about, indent=1).encode())
+            written.append(path)
+    return written
 
 
 def distance(a: np.ndarray, b: np.ndarray) -> np.ndarray:
