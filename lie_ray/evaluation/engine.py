@@ -17,8 +17,7 @@ runs. Each output row is one (image, evaluation, epsilon).
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Callable, Mapping
-from types import MappingProxyType
+from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
 import numpy as np
@@ -294,24 +293,47 @@ class Engine:
         this epsilon on every one of these rows, within its tier; or the outcome of an earlier
         run that was the same attack (``AttackSpec.same_run``), handed on."""
         view = self.views[spec.name]
-        covering = {
-            name: row.outcome.subset(np.searchsorted(row.covered, covered))
+        held = {
+            name: row
             for name, row in done.items()
             if row.outcome is not None and np.isin(covered, row.covered).all()
         }
         key = self.run_keys.get(spec.name)
         if key is not None:
             first = next((n for n in done if self.run_keys.get(n) == key), None)
-            if first is not None and first in covering:
-                return dataclasses.replace(covering[first], reused=True)
+            if first is not None and first in held:
+                return dataclasses.replace(Covering(held, covered)[first], reused=True)
         within = TIERS.index(spec.tier)
         earlier = {
-            name: outcome
-            for name, outcome in covering.items()
+            name: row
+            for name, row in held.items()
             if TIERS.index(self.by_name[name].tier) <= within
         }
-        view = dataclasses.replace(view, earlier=MappingProxyType(earlier))
+        view = dataclasses.replace(view, earlier=Covering(earlier, covered))
         return spec.run(view, part, effective_epsilon(eps), settings_for(spec, settings))
+
+
+class Covering(Mapping[str, Outcome]):
+    """The earlier runs' outcomes on every one of the ``covered`` rows, by name, each cut to
+    those rows only when first asked for: a cut copies the run's adversarial images, and
+    nearly every attack asks for none (BPDA reads its identity run's), so cutting them all
+    for every attack cost a copy per earlier run per attack."""
+
+    def __init__(self, rows: dict[str, Row], covered: np.ndarray):
+        self.rows, self.covered = rows, covered
+        self.cut: dict[str, Outcome] = {}
+
+    def __getitem__(self, name: str) -> Outcome:
+        if name not in self.cut:
+            row = self.rows[name]
+            self.cut[name] = row.outcome.subset(np.searchsorted(row.covered, self.covered))
+        return self.cut[name]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self.rows)
+
+    def __len__(self) -> int:
+        return len(self.rows)
 
 
 def to_columns(
