@@ -128,7 +128,8 @@ FAMILY_SCENARIOS: dict[str, Scenario] = {
         ),
     ]
 }
-PRESET_SCENARIOS = {"family": FAMILY_SCENARIOS}  # presets whose default is not the paper's five
+# presets whose default is not the paper's five (the board: the family at the study scale)
+PRESET_SCENARIOS = {"family": FAMILY_SCENARIOS, "board": FAMILY_SCENARIOS}
 
 
 def load_scenario_file(path: str | Path) -> dict[str, Scenario]:

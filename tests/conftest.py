@@ -85,6 +85,17 @@ FIT_SLICE = cli_args(
 )
 
 
+def lie_ray(*args, timeout: int = 600) -> subprocess.CompletedProcess:
+    """``python -m lie_ray ARGS`` as a user runs it, from the repository root."""
+    return subprocess.run(
+        [sys.executable, "-m", "lie_ray", *map(str, args)],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        cwd=REPO_ROOT,
+    )
+
+
 def free_port() -> int:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))

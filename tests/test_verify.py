@@ -12,7 +12,6 @@ import dataclasses
 import json
 import shutil
 import subprocess
-import sys
 
 import numpy as np
 import pyarrow as pa
@@ -20,7 +19,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 import pytest
 import torch
-from conftest import REPO_ROOT
+from conftest import lie_ray
 
 from lie_ray.attacks.spec import WORST_CASE_NAMES
 from lie_ray.evaluation import saved
@@ -36,13 +35,7 @@ from lie_ray.training.untrained import write_runs
 
 
 def verify(*args) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [sys.executable, "-m", "lie_ray", "verify", *map(str, args)],
-        capture_output=True,
-        text=True,
-        timeout=600,
-        cwd=REPO_ROOT,
-    )
+    return lie_ray("verify", *args)
 
 
 @pytest.fixture(scope="module")

@@ -489,6 +489,22 @@ def report(
     typer.echo(f"wrote {write_report(results)}")
 
 
+@app.command()
+@user_errors
+def board(
+    runs: list[Path] = typer.Argument(
+        ..., help="Finished runs' --out folders (e.g. of 'lie-ray sweep --preset board')."
+    ),
+    out: Path = typer.Option(Path("board"), "--out", help="Where board.md, .json, .png go."),
+):
+    """Rank the key-based defences of finished runs: board.md, board.json and board.png."""
+    from lie_ray.report.board import write_board
+
+    check_output_dir(out, "--out")
+    written = write_board(runs, out)
+    typer.echo(f"wrote {', '.join(str(p) for p in written)}")
+
+
 def refuse_calibration_without_estimate(given: Given) -> None:
     """train and evaluate keep no prediction beside their run (the sweep does), so a
     calibration without ``--estimate`` would be silently ignored."""

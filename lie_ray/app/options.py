@@ -98,8 +98,8 @@ OPTIONS: dict[str, Option] = {
         str,
         "smoke",
         help="Settings preset: smoke (minutes), study "
-        "(models that learn, about an hour on 2 cores), paper, or family (one "
-        "scenario per transform).",
+        "(models that learn, about an hour on 2 cores), paper, family (one "
+        "scenario per transform), or board (the family at the study scale: 'lie-ray board').",
     ),
     "data": Option(
         "--data",

@@ -169,6 +169,7 @@ EVAL_PRESETS: dict[str, EvalSettings] = {
 
 
 EVAL_PRESETS["family"] = EVAL_PRESETS["smoke"]
+EVAL_PRESETS["board"] = EVAL_PRESETS["study"]
 
 
 def get_eval_preset(name: str) -> EvalSettings:

@@ -45,6 +45,7 @@ PRIVACY_PRESETS = {
 }
 PRIVACY_PRESETS["family"] = PRIVACY_PRESETS["smoke"]  # the family study's privacy phase
 PRIVACY_PRESETS["study"] = PRIVACY_PRESETS["smoke"]
+PRIVACY_PRESETS["board"] = PRIVACY_PRESETS["smoke"]
 
 
 def get_privacy_preset(name: str, block_size: int | None = None) -> PrivacySettings:

@@ -143,8 +143,10 @@ PRESETS: dict[str, TrainSettings] = {
         max_concurrent_trials=2,
     ),
 }
-# The transform family (scenarios.FAMILY_SCENARIOS) at the smoke settings.
+# The transform family (scenarios.FAMILY_SCENARIOS) at the smoke settings, and the board of
+# key-based defences (``lie-ray board``): the family at the study settings.
 PRESETS["family"] = PRESETS["smoke"]
+PRESETS["board"] = PRESETS["study"]
 
 
 def get_preset(name: str) -> TrainSettings:
