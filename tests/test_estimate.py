@@ -410,3 +410,38 @@ def test_estimate_takes_a_calibration_and_only_with_estimate(cifar_dir, tmp_path
     assert "add --estimate, or drop --calibration" in refused.stderr
     assert len(refused.stderr.strip().splitlines()) == 1, refused.stderr
     assert not (tmp_path / "never").exists()
+
+
+def test_expected_walls_add_what_the_run_adds_to_the_bare_prediction(cifar_dir):
+    """With no start-up and no helpers the expected walls are the bare ones (training's
+    schedule of scenarios without adversarial training; the evaluation between its floor and
+    all of it); a start-up of 2 s adds the fixed costs: at least each trial's start-up and
+    epochs along the busiest slot; Ray's helpers stretch the compute."""
+    from lie_ray.app import overheads as fixed
+    from lie_ray.app.estimate import KINDS, PassSeconds, priced
+    from lie_ray.app.overheads import Overheads
+    from lie_ray.evaluation.settings import get_eval_preset
+    from lie_ray.scenarios import PAPER_SCENARIOS
+    from lie_ray.training.settings import get_preset
+
+    seconds = PassSeconds({kind: 1e-3 * (i + 1) for i, kind in enumerate(KINDS)}, 0.0)
+    train, evaluation = get_preset("study"), get_eval_preset("study")
+    scenarios = [s for s in PAPER_SCENARIOS.values() if not s.adversarial]
+    args = (scenarios, train, evaluation, cifar_dir, seconds, 2, "cpu", None)
+    bare = priced(*args, Overheads(0.0, 1.0), True, 7)
+    assert bare.expected_seconds("training") == pytest.approx(bare.phase("training").wall_seconds)
+    low, high = bare.evaluation_range()
+    assert low < bare.expected_seconds("evaluation") < high
+    added = priced(*args, Overheads(2.0, 1.0), True, 7)
+    trials_per_slot = -(-len(scenarios) // 2)
+    fixed_per_trial = 2.0 * (fixed.TRIAL_STARTS + train.epochs * fixed.EPOCH_STARTS)
+    grown = added.expected_seconds("training") - bare.expected_seconds("training")
+    assert grown >= trials_per_slot * fixed_per_trial
+    assert added.expected_seconds("privacy") == pytest.approx(
+        7 * 2.0 * fixed.PRIVACY_STARTS_PER_TRANSFORM
+    )
+    assert added.expected_seconds("evaluation") > bare.expected_seconds("evaluation")
+    stretched = priced(*args, Overheads(0.0, 1.2), True, 7)
+    assert stretched.expected_seconds("training") == pytest.approx(
+        1.2 * bare.expected_seconds("training")
+    )

@@ -403,9 +403,17 @@ def sweep(
         settings, chosen = training_plan(
             given.preset, given.scenarios, given.scenario_file, given.overrides("train")
         )
+        from lie_ray.privacy import targets
+
         evaluation = get_eval_preset(given.preset).replace(**given.overrides("eval"))
         return print_estimate(
-            chosen, settings, evaluation, given.data, calibration=given.calibration
+            chosen,
+            settings,
+            evaluation,
+            given.data,
+            calibration=given.calibration,
+            sweep=True,
+            privacy_transforms=0 if no_privacy else len(targets.names()),
         )
     check_output_dir(out)  # fail before Ray starts
     check_storage(given.storage)
@@ -522,6 +530,8 @@ def print_estimate(
     data_dir,
     network: dict | None = None,
     calibration: Path | None = None,
+    sweep: bool = False,
+    privacy_transforms: int = 0,
 ) -> None:
     """``--estimate``: the cost table (lie_ray.app.estimate), on the device the run would
     use here, scaled by ``--calibration``'s measured ratios when given; nothing is written and
@@ -532,7 +542,16 @@ def print_estimate(
 
     ratios = read_calibration(calibration) if calibration is not None else None
     typer.echo(
-        for_run(scenarios, train, evaluation, check_dataset(data_dir), network, ratios).table()
+        for_run(
+            scenarios,
+            train,
+            evaluation,
+            check_dataset(data_dir),
+            network,
+            ratios,
+            sweep,
+            privacy_transforms,
+        ).table()
     )
 
 

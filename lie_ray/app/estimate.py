@@ -17,12 +17,14 @@ from __future__ import annotations
 import math
 import os
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import torch
 import torch.nn.functional as F
 
+from lie_ray.app import overheads as fixed
 from lie_ray.app.calibration import Calibration, scale_of
+from lie_ray.app.overheads import Overheads
 from lie_ray.attacks import registry
 from lie_ray.attacks.spec import WORST_CASE_NAMES, AttackSpec
 from lie_ray.evaluation.engine import chosen_specs, offered, sanity_runs, settings_for
@@ -137,14 +139,24 @@ def every_image_passes(
     passes = Passes.of(forward=test_images + train_images)
     for spec, _, _ in sanity_runs(settings):
         passes = passes + attack_passes(spec, settings) * test_images
+    return (
+        passes
+        + preparation_passes(specs, settings, keyless=False) * settings.actors
+        + (preparation_passes(specs, settings, keyless=True))
+    )
+
+
+def preparation_passes(specs: list[AttackSpec], settings: EvalSettings, keyless: bool) -> Passes:
+    """What ``specs`` (and their 2x runs) prepare once: the keyless attacks' fits (``keyless``:
+    once per scenario, in a task before the pool) or the others' (in every actor)."""
+    passes = Passes.of()
     for spec in [*specs, *repeated_attacks(settings, specs)]:
-        if spec.prepare_cost is not None:
+        if spec.prepare_cost is not None and (spec.tier == "keyless") == keyless:
             effort = spec.sanity_settings(settings) if spec.is_sanity else settings
-            copies = 1 if spec.tier == "keyless" else settings.actors
             cost = Passes.of(**spec.prepare_cost(effort))
             if spec.is_sanity and spec.carries_on:
                 cost = cost + Passes.of(**spec.prepare_cost(settings)) * -1
-            passes = passes + cost * copies
+            passes = passes + cost
     return passes
 
 
@@ -246,6 +258,18 @@ class Phase:
 
 
 @dataclass(frozen=True)
+class Expected:
+    """A phase's expected wall time, with what the run adds to bare PyTorch
+    (``lie_ray.app.overheads``), and its range (the probe's spread; the evaluation's, from
+    the cascade's floor to every attack on every image)."""
+
+    name: str
+    seconds: float
+    low: float
+    high: float
+
+
+@dataclass(frozen=True)
 class Estimate:
     """What ``--estimate`` prints, and what a sweep keeps beside its measured times
     (``OUT/timings.json``): per phase the image-passes, device-seconds and wall seconds."""
@@ -256,6 +280,8 @@ class Estimate:
     device_type: str
     scenarios: list[str]
     calibration: Calibration | None = None  # None: bare PyTorch's cost alone
+    expected: list[Expected] = field(default_factory=list)
+    overheads: Overheads | None = None
 
     def phase(self, name: str) -> Phase:
         return next(p for p in self.phases if p.name == name)
@@ -294,7 +320,30 @@ class Estimate:
                 f"{duration(p.wall_seconds)} ({duration(p.wall_seconds / (1 + spread))}"
                 f" - {duration(p.wall_seconds * (1 + spread))})"
             )
+        if self.expected:
+            lines.append(self.expected_heading())
+            lines += [
+                f"{e.name:<28}{duration(e.seconds):>14}  ({duration(e.low)} - {duration(e.high)})"
+                for e in self.expected
+            ]
         return "\n".join(lines)
+
+    def expected_heading(self) -> str:
+        if self.overheads is None:
+            return (
+                "expected wall per phase (the calibration's ratios hold what the run adds; "
+                "the evaluation's range: the cascade's floor to every attack on every image)"
+            )
+        return (
+            "expected wall per phase, with what the run adds to bare PyTorch (start-ups at "
+            f"{self.overheads.start:.1f} s each, this machine's probe; the cluster's helper "
+            f"processes stretch compute x{self.overheads.helper_factor:.2f}; the evaluation's "
+            "range: the "
+            "cascade's floor to every attack on every image)"
+        )
+
+    def expected_seconds(self, name: str) -> float:
+        return next(e.seconds for e in self.expected if e.name == name)
 
     def record(self) -> dict:
         return {
@@ -303,6 +352,11 @@ class Estimate:
             "seconds_per_pass": self.seconds.seconds,
             "spread": self.seconds.spread,
             "calibration": self.calibration.record() if self.calibration else None,
+            "overheads": self.overheads.record() if self.overheads else None,
+            "expected": {
+                e.name: {"wall_seconds": e.seconds, "low": e.low, "high": e.high}
+                for e in self.expected
+            },
             "phases": {
                 p.name: {
                     "image_passes": p.passes.total,
@@ -324,10 +378,15 @@ def estimate(
     adaptation_channels: int,
     train_batch: int,
     calibration: Calibration | None = None,
+    sweep: bool = False,
+    privacy_transforms: int = 0,
 ) -> Estimate:
     """Per phase the image-passes, device-hours and wall time on this machine's devices (the
     wall's range from the probe's spread). Training's wall schedules the trials over the
-    slots the run would have; evaluation's divides over its actors."""
+    slots the run would have; evaluation's divides over its actors. Then each phase's expected
+    wall with what the run adds (``lie_ray.app.overheads``, probed here too): ``sweep`` says
+    whether the run is a sweep (which also encrypts the train split first and writes the
+    report), ``privacy_transforms`` how many transforms its privacy phase attacks (0: none)."""
     torch.set_num_threads(1)  # what each CPU worker and actor runs with
     seconds = probe(
         width,
@@ -336,15 +395,19 @@ def estimate(
         evaluation.batch_size if evaluation else train_batch,
         device,
     )
+    devices = devices_here(device)
     return priced(
         scenarios,
         train,
         evaluation,
         data_dir,
         seconds,
-        devices_here(device),
+        devices,
         device.type,
         calibration,
+        None if calibration else Overheads.here(devices, device.type),
+        sweep,
+        privacy_transforms,
     )
 
 
@@ -357,17 +420,26 @@ def priced(
     devices: int,
     device_type: str,
     calibration: Calibration | None = None,
+    overheads: Overheads | None = None,
+    sweep: bool = False,
+    privacy_transforms: int = 0,
 ) -> Estimate:
-    """``estimate`` at given seconds per pass: the counts, the schedule and the calibration,
-    apart from the probe's timing."""
+    """``estimate`` at given seconds per pass (and start-up): the counts, the schedule, the
+    overheads and the calibration, apart from the probes' timing."""
     from lie_ray.data.cifar import load_split
 
     def sizes(split, limit):
         return len(load_split(data_dir, split, limit=limit).labels)
 
+    spread = seconds.spread
     phases: list[Phase] = []
+    expected: list[Expected] = []
+    start = overheads.starts if overheads is not None else (lambda multiple: 0.0)
+    if sweep and overheads is not None:
+        encrypt = start(fixed.ENCRYPTION_STARTS)
+        expected.append(Expected("encryption", encrypt, encrypt / 1.25, encrypt * 1.25))
     if train is not None:
-        n_train, n_test = sizes("train", train.train_limit), sizes("test", train.test_limit)
+        n_train, n_test = defender_images(data_dir, train), sizes("test", train.test_limit)
         per_trial = [training_passes(s, train, n_train, n_test) for s in scenarios]
         costs = [seconds.cost(p) * scale_of(calibration, "training") for p in per_trial]
         slots = min(
@@ -378,6 +450,17 @@ def priced(
         phases.append(
             Phase("training", sum(per_trial, Passes.of()), sum(costs), trials_wall(costs, slots))
         )
+        busy = slots * train.num_workers * train.torch_threads >= devices
+        stretch = overheads.helper_factor if overheads is not None and busy else 1.0
+        trial = start(fixed.TRIAL_STARTS) + train.epochs * start(fixed.EPOCH_STARTS)
+        adversarial = fixed.ADVERSARIAL_STEP - 1 if overheads is not None else 0.0
+        computed = [
+            cost + adversarial * seconds.seconds["attack"] * p.counts["attack"]
+            for cost, p in zip(costs, per_trial)
+        ]
+        wall = trials_wall([c * stretch + trial for c in computed], slots)
+        wall += start(fixed.TRAINING_STARTS)
+        expected.append(Expected("training", wall, wall / (1 + spread), wall * (1 + spread)))
     if evaluation is not None:
         n_test, n_train = sizes("test", evaluation.test_limit), sizes("train", None)
         plain = any(not s.encrypted for s in scenarios)
@@ -386,10 +469,31 @@ def priced(
         named = [("evaluation (full)", 0)]
         if evaluation.mode == "cascade":
             named.append(("evaluation (cascade floor)", 1))
+        scale = scale_of(calibration, "evaluation")
         for name, which in named:
             passes = sum((b[which] for b in bounds), Passes.of())
-            cost = seconds.cost(passes) * scale_of(calibration, "evaluation")
+            cost = seconds.cost(passes) * scale
             phases.append(Phase(name, passes, cost, cost / actors))
+        expected.append(
+            evaluation_expected(
+                scenarios, evaluation, bounds, seconds, devices, actors, scale, overheads, plain
+            )
+        )
+    if privacy_transforms and overheads is not None:
+        privacy = privacy_transforms * start(fixed.PRIVACY_STARTS_PER_TRANSFORM)
+        expected.append(Expected("privacy", privacy, privacy / 1.25, privacy * 1.25))
+    if sweep and overheads is not None:
+        report = start(fixed.REPORT_STARTS)
+        expected.append(Expected("report", report, report / 1.25, report * 1.25))
+    if expected:
+        expected.append(
+            Expected(
+                "total",
+                sum(e.seconds for e in expected),
+                sum(e.low for e in expected),
+                sum(e.high for e in expected),
+            )
+        )
     upper = [p for p in phases if "floor" not in p.name]
 
     def total(chosen, name):
@@ -403,7 +507,65 @@ def priced(
     rows = phases + [total(upper, "total")]
     if any("floor" in p.name for p in phases):
         rows.append(total([p for p in phases if "full" not in p.name], "total (cascade floor)"))
-    return Estimate(rows, seconds, devices, device_type, [s.name for s in scenarios], calibration)
+    return Estimate(
+        rows,
+        seconds,
+        devices,
+        device_type,
+        [s.name for s in scenarios],
+        calibration,
+        expected,
+        overheads,
+    )
+
+
+def defender_images(data_dir, train: TrainSettings) -> int:
+    """The train images a trial trains on: the split less the attacker's held-out part."""
+    from lie_ray.data.cifar import defender_part, load_split
+
+    split = defender_part(load_split(data_dir, "train"), train.attacker_holdout, train.train_limit)
+    return len(split.labels)
+
+
+def evaluation_expected(
+    scenarios: list[Scenario],
+    settings: EvalSettings,
+    bounds: list[tuple[Passes, Passes]],
+    seconds: PassSeconds,
+    devices: int,
+    actors: int,
+    scale: float,
+    overheads: Overheads | None,
+    plain: bool,
+) -> Expected:
+    """The evaluation's expected wall: the keyless fits, one task per scenario side by side
+    before the pool; then the pool's work over its actors (the cascade's expected share of
+    what lies above its floor; its range, the floor to all of it); and its fixed costs."""
+    fits = [
+        seconds.cost(
+            preparation_passes(scenario_attacks(s, settings, plain), settings, keyless=True)
+        )
+        * scale
+        for s in scenarios
+    ]
+    stretch = overheads.helper_factor if overheads is not None and actors >= devices else 1.0
+    task = overheads.starts(fixed.FIT_TASK_STARTS) if overheads is not None else 0.0
+    fit_wall = trials_wall(
+        [fit * stretch + task for fit in fits if fit > 0],
+        max(1, devices // max(1, settings.torch_threads)),
+    )
+    full, floor = (
+        (seconds.cost(sum((b[i] for b in bounds), Passes.of())) * scale - sum(fits))
+        * stretch
+        / actors
+        for i in (0, 1)
+    )
+    share = fixed.CASCADE_SHARE if settings.mode == "cascade" else 1.0
+    lowest = floor if settings.mode == "cascade" else full
+    base = fit_wall + (overheads.starts(fixed.EVALUATION_STARTS) if overheads else 0.0)
+    middle = base + lowest + share * (full - lowest)
+    spread = 1 + seconds.spread
+    return Expected("evaluation", middle, (base + lowest) / spread, (base + full) * spread)
 
 
 def for_run(
@@ -413,6 +575,8 @@ def for_run(
     data_dir,
     network: dict | None = None,
     calibration: Calibration | None = None,
+    sweep: bool = False,
+    privacy_transforms: int = 0,
 ) -> Estimate:
     """The estimate of a run of these settings, on the device it would use here.
     ``network``: the trained network's shape (evaluate), else the training settings'."""
@@ -433,6 +597,8 @@ def for_run(
         network["adaptation_channels"],
         network["batch_size"],
         calibration,
+        sweep,
+        privacy_transforms,
     )
 
 

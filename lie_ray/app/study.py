@@ -170,19 +170,26 @@ def run_sweep(plan: SweepPlan) -> dict[str, pa.Table]:
 def predict(plan: SweepPlan):
     """``--estimate``'s figures for this sweep (a probe of a few seconds, in this driver)."""
     from lie_ray.app.estimate import duration, for_run
+    from lie_ray.privacy import targets
 
     started = time.monotonic()
     predicted = for_run(
-        plan.scenarios, plan.train, plan.evaluation, plan.data, calibration=plan.calibration
+        plan.scenarios,
+        plan.train,
+        plan.evaluation,
+        plan.data,
+        calibration=plan.calibration,
+        sweep=True,
+        privacy_transforms=len(targets.names()) if plan.privacy is not None else 0,
     )
-    low, high = predicted.evaluation_range()
     log.info(
-        "predicted (--estimate, probed here in %.0f s; %s): training %s, evaluation %s to %s",
+        "predicted (--estimate, probed here in %.0f s; %s): %s",
         time.monotonic() - started,
         plan.calibration.describe() if plan.calibration else "uncalibrated",
-        duration(predicted.phase("training").wall_seconds),
-        duration(low),
-        duration(high),
+        ", ".join(
+            f"{e.name} {duration(e.seconds)} ({duration(e.low)} - {duration(e.high)})"
+            for e in predicted.expected
+        ),
     )
     return predicted
 

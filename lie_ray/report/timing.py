@@ -66,20 +66,42 @@ def timing_section(directory: Path) -> str:
         "|---|---|---|---|",
     ]
     for name, said, seconds, against in rows:
-        ratio = seconds / against if against else float("nan")
-        verdict = "agree" if abs(ratio - 1) <= AGREE else "differ"
-        lines.append(f"| {name} | {said} | {minutes(seconds)} | {ratio:.2f} ({verdict}) |")
-    others = sum(v for k, v in measured.items() if k not in ("training", "evaluation"))
-    lines.append(f"| keys, encryption, privacy, report | not modelled | {minutes(others)} | |")
-    lines.append(f"| whole sweep | | {minutes(sum(measured.values()))} | |")
+        lines.append(
+            f"| {name} (bare) | {said} | {minutes(seconds)} | {verdict(seconds, against)} |"
+        )
+    expected = predicted.get("expected") or {}
+    for name, figures in expected.items():
+        seconds = sum(measured.values()) if name == "total" else measured.get(name)
+        if seconds is None:
+            continue
+        said = (
+            f"{minutes(figures['wall_seconds'])} ({minutes(figures['low'])} - "
+            f"{minutes(figures['high'])})"
+        )
+        shown = "whole sweep" if name == "total" else name
+        lines.append(
+            f"| {shown} (expected) | {said} | {minutes(seconds)} | "
+            f"{verdict(seconds, figures['wall_seconds'])} |"
+        )
+    if not expected:
+        others = sum(v for k, v in measured.items() if k not in ("training", "evaluation"))
+        lines.append(f"| keys, encryption, privacy, report | not modelled | {minutes(others)} | |")
+        lines.append(f"| whole sweep | | {minutes(sum(measured.values()))} | |")
     lines.append(
-        "\nThe probe times bare PyTorch in one process; uncalibrated, a ratio above 1 is "
-        "what the run adds on the same cores: Ray's Train workers and helper "
-        "processes, the data pipelines, start-up (`bench/train.py` measures Ray's "
-        "share). `--calibration` with this run's folder folds those ratios into the "
-        "next prediction on this machine.\n"
+        "\nThe `bare` rows are the probe's bare PyTorch in one process; uncalibrated, their "
+        "ratio above 1 is what the run adds on the same cores: Ray's Train workers and "
+        "helper processes, the data pipelines, start-up (`bench/train.py` measures Ray's "
+        "share). The `expected` rows add those (`lie_ray.app.overheads`: start-ups priced "
+        "by this machine's probe, Ray's helpers' share of the cores) and are the prediction "
+        "to hold a first run against. `--calibration` with this run's folder folds the "
+        "measured ratios into the next prediction on this machine.\n"
     )
     return "\n".join(lines)
+
+
+def verdict(seconds: float, against: float) -> str:
+    ratio = seconds / against if against else float("nan")
+    return f"{ratio:.2f} ({'agree' if abs(ratio - 1) <= AGREE else 'differ'})"
 
 
 def minutes(seconds: float) -> str:
