@@ -98,6 +98,7 @@ def card(name: str, transform: str, keyless: float, holder: float, fits: dict) -
     tier = {"0.031373": {"robust_acc": keyless}, "0.100000": {"robust_acc": keyless / 2}}
     return {
         "name": name,
+        "architecture": "ResNet18 (width 8)",
         "clean_acc": "80.00",
         "unreliable": False,
         "lie_ray": {

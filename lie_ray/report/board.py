@@ -44,10 +44,10 @@ TIERS = (  # (worst case, the board's name for its attacker)
 )
 WHOLE_KEY = 1 - 1e-9  # a key share read off the weights at least this is the whole key
 CAVEAT = (
-    "lie_ray's models are far smaller and weaker than the papers' (a width-8 ResNet18 with a "
-    "16-channel adaptation network, trained for 20 epochs on a 5,438-image CIFAR-10 subset, "
-    "against ResNet-18s trained for 200 epochs on all 50,000), so only the ranking and the "
-    "gaps between attacker tiers compare with published figures, not the accuracies."
+    "lie_ray's models are far smaller and weaker than the papers' (each run's network, epochs "
+    "and training images are under Runs; the papers trained ResNet-18s for 200 epochs on all "
+    "50,000 CIFAR-10 training images), so only the ranking and the gaps between attacker "
+    "tiers compare with published figures, not the accuracies."
 )
 FILES = ("board.md", "board.json", "board.png")
 
@@ -78,7 +78,8 @@ def read_run(path: str | Path) -> Run:
         import pyarrow.parquet as pq
 
         table = pq.read_table(folder / "training.parquet")
-        wanted = [c for c in ("scenario", "started_at", "finished_at") if c in table.column_names]
+        columns = ("scenario", "started_at", "finished_at", "epochs", "train_images")
+        wanted = [c for c in columns if c in table.column_names]
         training = {r["scenario"]: r for r in table.select(wanted).to_pylist()}
     timings_path = folder / "timings.json"
     return Run(
@@ -271,16 +272,22 @@ def run_lines(runs: list[Run]) -> list[str]:
         machine = timings.get("machine") or {}
         measured = timings.get("measured_seconds") or {}
         wall = sum(measured.values()) if measured else None
-        predicted = (timings.get("predicted") or {}).get("phases", {}).get("total", {})
+        predicted = (timings.get("predicted") or {}).get("expected", {}).get("total", {})
         text = f"`{run.path}`"
         if timings.get("preset"):
             text += f", preset {timings['preset']}"
+        keyed = [c for c in run.cards if c["lie_ray"]["transform"] != "none"] or run.cards
+        text += f": {keyed[0]['architecture']}"
+        trained = {(r.get("epochs"), r.get("train_images")) for r in run.training.values()}
+        if len(trained) == 1 and None not in next(iter(trained)):
+            epochs, images = next(iter(trained))
+            text += f", {epochs} epochs on {images:,} training images"
         if machine:
             text += f", on {machine.get('cpu', '?')} ({machine.get('cores', '?')} cores)"
         if wall is not None:
             text += f", {wall / 60:.1f} min"
             if predicted.get("wall_seconds"):
-                text += f" (predicted {predicted['wall_seconds'] / 60:.1f} min)"
+                text += f" (--estimate expected {predicted['wall_seconds'] / 60:.1f} min)"
         lines.append(text)
     return lines
 
@@ -296,7 +303,7 @@ def figure(rows: list[dict], path: Path) -> None:
     fig, ax = plt.subplots(figsize=(7, 5), dpi=120)
     eps = EPSILONS[0]
     markers = {"keyless": "o", "leaked": "^", "with key": "x"}
-    for row in rows:
+    for rank, row in enumerate(rows):
         x = row["clean_acc"]
         if x is None:
             continue
@@ -319,7 +326,7 @@ def figure(rows: list[dict], path: Path) -> None:
                 row["defence"],
                 (x, points["keyless"]),
                 textcoords="offset points",
-                xytext=(4, 4),
+                xytext=(4, 4 if rank % 2 == 0 else -11),  # neighbours in rank alternate sides
                 fontsize=8,
             )
     handles, labels = ax.get_legend_handles_labels()
