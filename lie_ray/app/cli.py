@@ -392,7 +392,14 @@ def sweep(
 
     Runs on an embedded Ray, or joins the cluster named by RAY_ADDRESS (as under
     'ray job submit')."""
-    from lie_ray.app.study import SweepRequest, resolve_plan, run_sweep, summary, tensorboard_dir
+    from lie_ray.app.study import (
+        SweepRequest,
+        predict,
+        resolve_plan,
+        run_sweep,
+        summary,
+        tensorboard_dir,
+    )
     from lie_ray.infra.session import ray_session
     from lie_ray.training.capacity import embedded_cpus
 
@@ -434,8 +441,9 @@ def sweep(
             calibration=given.calibration,
         )
     )
+    predicted = predict(plan)  # probed before Ray starts its own processes beside the probe
     with ray_session(num_cpus=embedded_cpus(plan.train)), on_interrupt(out):
-        tables = run_sweep(plan)
+        tables = run_sweep(plan, predicted)
     typer.echo(summary(tables["training"], tables["results"], out.resolve(), tensorboard_dir(plan)))
 
 

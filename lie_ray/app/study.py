@@ -93,8 +93,10 @@ class SweepPlan:
         return storage.join(self.storage or self.out.resolve(), *parts)
 
 
-def run_sweep(plan: SweepPlan) -> dict[str, pa.Table]:
-    """Run every phase in order; return the training and results tables."""
+def run_sweep(plan: SweepPlan, predicted=None) -> dict[str, pa.Table]:
+    """Run every phase in order; return the training and results tables. ``predicted``: the
+    sweep's ``predict(plan)``, made before Ray started (else here, while Ray's own processes
+    may still be starting, and the probes time them too)."""
     from lie_ray.encryption.run import run_encrypt
     from lie_ray.evaluation.run import run_evaluation
     from lie_ray.infra.console import log_to_file
@@ -110,7 +112,8 @@ def run_sweep(plan: SweepPlan) -> dict[str, pa.Table]:
     concurrent_trials(
         plan.train, wants_gpu(plan.train.gpu), len(plan.scenarios), plan.train.max_concurrent_trials
     )
-    predicted = predict(plan)  # the bill, before it is paid: beside the measured times
+    predicted = predicted or predict(plan)  # the bill, before it is paid: beside the measured
+    announce(predicted, plan)
     measured: dict[str, float] = {}
     recorder = ClusterRecorder().start()
     phase = functools.partial(timed_phase, measured=measured)
@@ -169,11 +172,10 @@ def run_sweep(plan: SweepPlan) -> dict[str, pa.Table]:
 
 def predict(plan: SweepPlan):
     """``--estimate``'s figures for this sweep (a probe of a few seconds, in this driver)."""
-    from lie_ray.app.estimate import duration, for_run
+    from lie_ray.app.estimate import for_run
     from lie_ray.privacy import targets
 
-    started = time.monotonic()
-    predicted = for_run(
+    return for_run(
         plan.scenarios,
         plan.train,
         plan.evaluation,
@@ -182,16 +184,20 @@ def predict(plan: SweepPlan):
         sweep=True,
         privacy_transforms=len(targets.names()) if plan.privacy is not None else 0,
     )
+
+
+def announce(predicted, plan: SweepPlan) -> None:
+    """The prediction's line, in the console and the sweep's log."""
+    from lie_ray.app.estimate import duration
+
     log.info(
-        "predicted (--estimate, probed here in %.0f s; %s): %s",
-        time.monotonic() - started,
+        "predicted (--estimate, probed here; %s): %s",
         plan.calibration.describe() if plan.calibration else "uncalibrated",
         ", ".join(
             f"{e.name} {duration(e.seconds)} ({duration(e.low)} - {duration(e.high)})"
             for e in predicted.expected
         ),
     )
-    return predicted
 
 
 def write_timings(plan: SweepPlan, predicted, measured: dict[str, float], out: Path) -> None:
