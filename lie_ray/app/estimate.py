@@ -268,6 +268,11 @@ class Expected:
     low: float
     high: float
 
+    @classmethod
+    def fixed(cls, name: str, seconds: float) -> Expected:
+        """A phase of start-ups alone: no probe's spread, so the 25% the estimate holds to."""
+        return cls(name, seconds, seconds / 1.25, seconds * 1.25)
+
 
 @dataclass(frozen=True)
 class Estimate:
@@ -338,8 +343,7 @@ class Estimate:
             "expected wall per phase, with what the run adds to bare PyTorch (start-ups at "
             f"{self.overheads.start:.1f} s each, this machine's probe; the cluster's helper "
             f"processes stretch compute x{self.overheads.helper_factor:.2f}; the evaluation's "
-            "range: the "
-            "cascade's floor to every attack on every image)"
+            "range: the cascade's floor to every attack on every image)"
         )
 
     def expected_seconds(self, name: str) -> float:
@@ -431,15 +435,16 @@ def priced(
     def sizes(split, limit):
         return len(load_split(data_dir, split, limit=limit).labels)
 
+    whole_train = load_split(data_dir, "train")  # read once: training's part and evaluation's
+
     spread = seconds.spread
     phases: list[Phase] = []
     expected: list[Expected] = []
     start = overheads.starts if overheads is not None else (lambda multiple: 0.0)
     if sweep and overheads is not None:
-        encrypt = start(fixed.ENCRYPTION_STARTS)
-        expected.append(Expected("encryption", encrypt, encrypt / 1.25, encrypt * 1.25))
+        expected.append(Expected.fixed("encryption", start(fixed.ENCRYPTION_STARTS)))
     if train is not None:
-        n_train, n_test = defender_images(data_dir, train), sizes("test", train.test_limit)
+        n_train, n_test = defender_images(whole_train, train), sizes("test", train.test_limit)
         per_trial = [training_passes(s, train, n_train, n_test) for s in scenarios]
         costs = [seconds.cost(p) * scale_of(calibration, "training") for p in per_trial]
         slots = min(
@@ -462,7 +467,7 @@ def priced(
         wall += start(fixed.TRAINING_STARTS)
         expected.append(Expected("training", wall, wall / (1 + spread), wall * (1 + spread)))
     if evaluation is not None:
-        n_test, n_train = sizes("test", evaluation.test_limit), sizes("train", None)
+        n_test, n_train = sizes("test", evaluation.test_limit), len(whole_train.labels)
         plain = any(not s.encrypted for s in scenarios)
         bounds = [evaluation_passes(s, evaluation, n_test, n_train, plain) for s in scenarios]
         actors = max(1, min(evaluation.actors, devices))
@@ -481,10 +486,9 @@ def priced(
         )
     if privacy_transforms and overheads is not None:
         privacy = privacy_transforms * start(fixed.PRIVACY_STARTS_PER_TRANSFORM)
-        expected.append(Expected("privacy", privacy, privacy / 1.25, privacy * 1.25))
+        expected.append(Expected.fixed("privacy", privacy))
     if sweep and overheads is not None:
-        report = start(fixed.REPORT_STARTS)
-        expected.append(Expected("report", report, report / 1.25, report * 1.25))
+        expected.append(Expected.fixed("report", start(fixed.REPORT_STARTS)))
     if expected:
         expected.append(
             Expected(
@@ -519,12 +523,11 @@ def priced(
     )
 
 
-def defender_images(data_dir, train: TrainSettings) -> int:
+def defender_images(whole_train, train: TrainSettings) -> int:
     """The train images a trial trains on: the split less the attacker's held-out part."""
-    from lie_ray.data.cifar import defender_part, load_split
+    from lie_ray.data.cifar import defender_part
 
-    split = defender_part(load_split(data_dir, "train"), train.attacker_holdout, train.train_limit)
-    return len(split.labels)
+    return len(defender_part(whole_train, train.attacker_holdout, train.train_limit).labels)
 
 
 def evaluation_expected(
