@@ -14,13 +14,13 @@ The run record lists each file with its SHA-256 (``record["adversarial"]``), whi
 
 from __future__ import annotations
 
-import hashlib
 from pathlib import Path
 
 import pyarrow as pa
 import pyarrow.compute as pc
 
 from lie_ray.infra.atomic import write_parquet
+from lie_ray.infra.provenance import sha256
 
 DIRECTORY = "adversarial"
 IMAGE_COLUMNS = ("image", "space")  # what the actors hand back beside the example rows
@@ -59,12 +59,3 @@ def write_images(parts: dict[str, pa.Table], out: Path) -> dict[str, dict]:
         write_parquet(rows, out / relative)
         files[name] = {"file": relative, "sha256": sha256(out / relative), "images": rows.num_rows}
     return files
-
-
-def sha256(path: str | Path) -> str:
-    """The file's SHA-256, read now (never a cached one: ``verify`` must see a changed file)."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as stream:
-        for block in iter(lambda: stream.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()

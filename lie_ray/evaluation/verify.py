@@ -28,7 +28,6 @@ from lie_ray.attacks.outcome import CIPHER, levels
 from lie_ray.attacks.spec import WORST_CASE_NAMES, WORST_CASES
 from lie_ray.data.cifar import Split, data_record, load_split
 from lie_ray.errors import LieRayError
-from lie_ray.evaluation import saved
 from lie_ray.evaluation.defender import checkpoint_record, load_defender
 from lie_ray.infra import atomic, provenance, storage
 from lie_ray.infra.checkpoints import META_FILE
@@ -112,7 +111,7 @@ def read_images(out: Path, entry: dict) -> pa.Table:
     path = out / entry["file"]
     if not path.is_file():
         raise LieRayError(f"{path} is missing: restore it, or evaluate again")
-    found = saved.sha256(path)
+    found = provenance.sha256(path)
     if found != entry["sha256"]:
         raise LieRayError(
             f"{path} is not the file the evaluation wrote (SHA-256 {found[:12]}, recorded "
@@ -176,17 +175,22 @@ class Deciding:
                 pc.less_equal(pc.abs(pc.subtract(decided["epsilon"], row["epsilon"])), 1e-9),
             )
         )
-        position = {int(i): p for p, i in enumerate(test.ids)}
-        rows = np.array([position[int(i)] for i in mine["id"].to_pylist()], dtype=np.int64)
-        shape = test.images.shape[1:]
-        made = np.zeros((len(rows), *shape), np.uint8)
-        for k, image in enumerate(mine["image"].to_pylist()):
-            made[k] = np.frombuffer(image, np.uint8).reshape(shape)
+        rows = positions(test.ids, mine["id"].to_numpy())
+        made = np.frombuffer(b"".join(mine["image"].to_pylist()), np.uint8).reshape(
+            len(rows), *test.images.shape[1:]
+        )
         cipher = np.array([s == CIPHER for s in mine["space"].to_pylist()], dtype=bool)
         images = test.images.copy()
         images[rows[~cipher]] = made[~cipher]
         predicted = np.asarray(mine["adv_pred"].to_pylist(), dtype=np.int64)
         return cls(images, rows, made, cipher, predicted)
+
+
+def positions(ids: np.ndarray, wanted: np.ndarray) -> np.ndarray:
+    """Where each of ``wanted`` lies in ``ids`` (every one of them does: a saved image's id is
+    a test image's)."""
+    order = np.argsort(ids, kind="stable")
+    return order[np.searchsorted(ids, wanted, sorter=order)].astype(np.int64)
 
 
 def recompute(row: dict, decided: pa.Table, defender, test: Split) -> Figure:

@@ -118,6 +118,12 @@ def _stamp(path: Path) -> tuple[int, int]:
 @functools.lru_cache(maxsize=256)
 def file_digest(path: str, size: int, mtime_ns: int) -> str:
     """A file's SHA-256, computed once per (path, size, mtime) in a process."""
+    return sha256(path)
+
+
+def sha256(path: str | Path) -> str:
+    """The file's SHA-256, read now: never a cached one (``lie-ray verify`` must see a file
+    changed since, whatever its size and time stamp say)."""
     sha = hashlib.sha256()
     with open(path, "rb") as stream:
         for block in iter(lambda: stream.read(1 << 20), b""):
