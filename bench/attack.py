@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import logging
 import os
 import tempfile
 import threading
@@ -200,11 +201,69 @@ class ActorCpu:
         self.thread.join()
 
 
+class Phases(logging.Handler):
+    """When the evaluation's own log lines came (``lie_ray``'s, at INFO, held here rather than
+    printed): the fits' end and each scenario's end split the wall into the serial fit phase,
+    the actor pool and the driver's tail (saved images, tables, gallery), which is how much of
+    a run more actors cannot shorten."""
+
+    def __init__(self):
+        super().__init__(logging.INFO)
+        self.lines: list[tuple[float, str]] = []
+        self.logger = logging.getLogger("lie_ray")
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.lines.append((time.perf_counter(), record.getMessage()))
+
+    def __enter__(self) -> Phases:
+        self.start = time.perf_counter()
+        self.saved = self.logger.level, self.logger.propagate
+        self.logger.setLevel(logging.INFO)
+        self.logger.propagate = False
+        self.logger.addHandler(self)
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.end = time.perf_counter()
+        self.logger.removeHandler(self)
+        self.logger.setLevel(self.saved[0])
+        self.logger.propagate = self.saved[1]
+
+    def split(self) -> dict[str, float] | None:
+        """Seconds before the fits, of the fits, of the pool and of the driver's tail (what
+        the log lines allow; None where they are not there)."""
+        fitting = next((t for t, m in self.lines if m.startswith("fitting the keyless")), None)
+        evaluated = [t for t, m in self.lines if m.startswith("evaluated ")]
+        if fitting is None or not evaluated:
+            return None
+        fitted = next(t for t, m in self.lines if t > fitting)  # the first fit summary
+        return {
+            "before the fits": fitting - self.start,
+            "fits": fitted - fitting,
+            "pool": evaluated[-1] - fitted,
+            "driver's tail": self.end - evaluated[-1],
+        }
+
+
+def ceiling(parts: dict[int, dict[str, float]], cpu: dict[int, float]) -> str:
+    """What two actors could reach on this machine for this run, from the 1-actor run's
+    parts: everything but the pool is the same work whatever the pool's size, and the pool's
+    work costs ``contention`` more CPU seconds when two actors share the cores (measured in
+    this run: the actors' CPU seconds with 2 over those with 1)."""
+    one = parts[1]
+    serial = one["before the fits"] + one["fits"] + one["driver's tail"]
+    contention = cpu[2] / cpu[1]
+    best = (serial + one["pool"]) / (serial + one["pool"] * contention / 2)
+    return (
+        f"  ceiling: {best:.2f}x (serial parts {serial:.1f} s, the same for any pool; the 1-actor "
+        f"pool {one['pool']:.1f} s; two actors' CPU {contention:.2f}x one's for the same work)"
+    )
+
+
 def ray_scaling(args) -> float:
     """The real evaluation path (``run_evaluation``: every evaluation of three scenarios, test
     and train splits, tables and gallery) with actor pools of 1 and 2, one thread each, on one
     embedded Ray; wall time includes the actors' start-up. Returns the 2-vs-1 speed-up."""
-    import logging
 
     import ray
     import ray.data
@@ -234,7 +293,7 @@ def ray_scaling(args) -> float:
         batch_size=32,
         torch_threads=1,
     )
-    seconds, earlier = {}, {}
+    seconds, earlier, parts, cpu_total = {}, {}, {}, {}
     with tempfile.TemporaryDirectory() as tmp:
         runs, key_path = write_runs(Path(tmp), args.width)
         ray.init(
@@ -249,7 +308,7 @@ def ray_scaling(args) -> float:
         for actors in (1, 2):
             out = Path(tmp, f"out-{actors}")
             driver = time.process_time()
-            with ActorCpu(exclude=set(earlier)) as cpu:
+            with ActorCpu(exclude=set(earlier)) as cpu, Phases() as phases:
                 seconds[actors] = timed(
                     lambda: run_evaluation(
                         runs, data, out, key_path, settings.replace(actors=actors)
@@ -260,8 +319,13 @@ def ray_scaling(args) -> float:
                 f" CPU s: actors {', '.join(f'{c:.1f}' for c in cpu.seconds.values())}, "
                 f"driver {time.process_time() - driver:.1f}"
             )
+            parts[actors], cpu_total[actors] = phases.split(), sum(cpu.seconds.values())
+            if parts[actors]:
+                print("    " + ", ".join(f"{k} {v:.1f} s" for k, v in parts[actors].items()))
             earlier.update(cpu.seconds)
         ray.shutdown()
+    if parts[1] and parts[2]:
+        print(ceiling(parts, cpu_total))
     return seconds[1] / seconds[2]
 
 
