@@ -152,7 +152,8 @@ def load_scenario_file(path: str | Path) -> dict[str, Scenario]:
     fields = {f.name for f in dataclasses.fields(Scenario)}
     if not isinstance(records, list) or not all(isinstance(r, dict) for r in records):
         raise LieRayError(
-            f"scenario file {source}: write each scenario as a [[scenario]] table (see the README)"
+            f"scenario file {source}: write each scenario as a [[scenario]] table "
+            "(see docs/training.md)"
         )
     scenarios = {}
     for record in records:

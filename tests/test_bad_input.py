@@ -397,7 +397,7 @@ def test_train_rejects_bad_settings_before_ray(tmp_path, case):
             ("scenario 'X': unknown transform 'rot13'", "choose one of le, ele"),
         ),
         ("[[scenario]\nname =", ("is not valid TOML", "fix that line")),
-        ("scenario = 3\n", ("[[scenario]] table", "see the README")),
+        ("scenario = 3\n", ("[[scenario]] table", "see docs/training.md")),
     ],
     ids=["eps", "steps", "policy", "retired-policy", "transform", "syntax", "shape"],
 )

@@ -10,10 +10,12 @@ from __future__ import annotations
 import json
 import os
 import re
+import stat
 import subprocess
 import sys
 from pathlib import Path
 
+import doc_blocks
 import numpy as np
 import pyarrow.parquet as pq
 import pytest
@@ -278,21 +280,16 @@ def test_privacy(chain):
     assert re.search(r"^le\s+known-plaintext\s", chain["printed"]["privacy"], re.M)
 
 
-def readme_blocks(language: str) -> list[str]:
-    text = (REPO_ROOT / "README.md").read_text()
-    return re.findall(rf"```{language}\n(.*?)```", text, re.S)
-
-
 def user_key(directory: Path) -> Path:
     """keys/master.json under ``directory``, as 'lie-ray keygen' writes it (mode 0600)."""
     return save_key(generate_key(), directory / "keys" / "master.json")
 
 
-def test_readme_python_examples_run_as_written(cifar_dir, tmp_path, smoke_sweep):
-    """Each ```python block of the README, verbatim, in a fresh interpreter whose working
-    directory holds keys/master.json, with the names the block leaves to the reader bound to
-    real CIFAR images (``y`` their labels, ``x_own`` other images) and ``run_dir`` to a
-    sweep's output."""
+def test_doc_python_examples_run_as_written(cifar_dir, tmp_path, smoke_sweep):
+    """Each ```python block of the README and docs/ marked as run here, verbatim, in a fresh
+    interpreter whose working directory holds keys/master.json, with the names the block
+    leaves to the reader bound to real CIFAR images (``y`` their labels, ``x_own`` other
+    images) and ``run_dir`` to a sweep's output."""
     user_key(tmp_path)
     prelude = (
         "import numpy as np, torch\n"
@@ -306,14 +303,10 @@ def test_readme_python_examples_run_as_written(cifar_dir, tmp_path, smoke_sweep)
         "perm = np.random.default_rng(0).permutation(96)\n"  # LE's 4x4 nibble key
         "flip = np.random.default_rng(1).permutation(48) > 24\n"
     )
-    blocks = readme_blocks("python")
-    assert len(blocks) >= 2
+    blocks = doc_blocks.run_by("tests/test_commands.py::test_doc_python_examples_run_as_written")
+    assert {block.language for block in blocks} == {"python"} and len(blocks) >= 5
     for block in blocks:
-        # The README's Python uses `x` for bytes and for floats; its cipher_with_grad line
-        # takes floats.
-        script = prelude + block.replace(
-            "cipher_with_grad(reference, x,", "cipher_with_grad(reference, x_float,"
-        )
+        script = prelude + block.text
         done = subprocess.run(
             [sys.executable, "-c", script],
             cwd=tmp_path,
@@ -322,22 +315,21 @@ def test_readme_python_examples_run_as_written(cifar_dir, tmp_path, smoke_sweep)
             text=True,
             timeout=300,
         )
-        assert done.returncode == 0, block + done.stderr[-3000:]
+        assert done.returncode == 0, block.where() + "\n" + block.text + done.stderr[-3000:]
     assert load_split(cifar_dir, "test", limit=1).images.dtype == np.uint8
 
 
-def test_readme_quickstart_commands_run_as_written(tmp_path):
+def test_quickstart_commands_run_as_written(tmp_path):
     """The README's Quickstart block, line by line (its encrypt line on a 1,000-image limit,
-    as written), from a directory holding keys/master.json and the data where the README
-    says: ../shared/data beside the checkout."""
-    (block,) = [b for b in readme_blocks("bash") if b.startswith("lie-ray --help")]
+    as written), in a fresh checkout's directory with the data where the README says:
+    ../shared/data beside the checkout. Its key is the one its keygen line makes."""
+    (block,) = doc_blocks.run_by("tests/test_commands.py::test_quickstart_commands_run_as_written")
     work = tmp_path / "checkout"
-    user_key(work)
+    work.mkdir()
     (tmp_path / "shared").symlink_to(REPO_ROOT.parent / "shared")
-    for line in block.strip().splitlines():
-        command = line.split("#")[0].split()
-        assert command[0] == "lie-ray"
-        run(*command[1:], cwd=work)
-    assert load_key(work / "keys" / "m8.json").block_size == 8
+    printed = [run(*line.split("#")[0].split()[1:], cwd=work) for line in block.text.splitlines()]
+    key = load_key(work / "keys" / "master.json")
+    assert stat.S_IMODE((work / "keys" / "master.json").stat().st_mode) == 0o600
+    assert key.fingerprint in printed[2].stdout  # key-info names it by fingerprint
     manifest = json.loads((work / "runs" / "dk" / "manifest.json").read_text())
     assert manifest["rows"] == {"train": 1000, "test": 1000}

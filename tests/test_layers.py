@@ -1,4 +1,4 @@
-"""The dependency rule (README: Layout), checked by import-linter and by grimp's import graph."""
+"""The dependency rule (docs/developing.md: Layout), checked by import-linter and grimp."""
 
 from __future__ import annotations
 

@@ -113,7 +113,7 @@ OPTIONS: dict[str, Option] = {
     "scenario_file": Option(
         "--scenario-file",
         list[Path] | None,
-        help="TOML file of extra scenario records (README: Training); repeat for several.",
+        help="TOML file of extra scenario records (docs/training.md); repeat for several.",
     ),
     "storage": Option(
         "--storage",
@@ -298,7 +298,7 @@ OPTIONS: dict[str, Option] = {
         Path | None,
         help="An earlier sweep's --out "
         "folder on this machine: its measured times scale the estimate's "
-        "bare-PyTorch probe by what the cluster adds (README: --estimate).",
+        "bare-PyTorch probe by what the cluster adds (docs/measurements.md).",
     ),
     "compile": Option(
         "--compile",

@@ -1,6 +1,6 @@
-"""Compatibility name for LE's nibble kernels, now ``lie_ray.transforms.nibble`` (README's
-``from lie_ray.cipher import from_permutation, cipher_with_grad`` keeps working). Nothing in
-the package imports this module: it sits above every layer."""
+"""Compatibility name for LE's nibble kernels, now ``lie_ray.transforms.nibble`` (older
+scripts' ``from lie_ray.cipher import from_permutation, cipher_with_grad`` keeps working).
+Nothing in the package imports this module: it sits above every layer."""
 
 from lie_ray.transforms.nibble import (  # noqa: F401  the lazy torch exports
     BlockCipher,

@@ -123,9 +123,9 @@ PRESETS: dict[str, TrainSettings] = {
         pgd_step_size=0.125,
         max_concurrent_trials=2,
     ),
-    # Models that learn, the whole sweep in about an hour on 2 CPU cores (README: The study
-    # preset): the smoke network and adversarial training, 20 epochs in batches of 64 (on CPUs
-    # a smaller batch costs about the same per image and gives twice the updates), lr 0.05
+    # Models that learn, the whole sweep in about an hour on 2 CPU cores (docs/results.md):
+    # the smoke network and adversarial training, 20 epochs in batches of 64 (on CPUs a
+    # smaller batch costs about the same per image and gives twice the updates), lr 0.05
     # dropped tenfold after 15 epochs.
     "study": TrainSettings(
         epochs=20,

@@ -13,7 +13,7 @@
 
 Adding a transform is one module (a ``Transform`` subclass with its facts as class attributes)
 and one line in ``registry.REGISTRY``; one written outside lie_ray is declared under the
-``lie_ray.transforms`` entry points of its own package, or passed to ``register`` (README:
+``lie_ray.transforms`` entry points of its own package, or passed to ``register`` (docs/api.md:
 Bring your own transform). Nothing here imports torch: Ray Data's encryption actors
 stay light.
 """
