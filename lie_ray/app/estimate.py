@@ -432,10 +432,13 @@ def priced(
     overheads and the calibration, apart from the probes' timing."""
     from lie_ray.data.cifar import load_split
 
-    def sizes(split, limit):
-        return len(load_split(data_dir, split, limit=limit).labels)
+    # Each split read once, for training's part and the evaluation's: a limit keeps the first
+    # rows, as load_split(limit=...) does.
+    whole_train = load_split(data_dir, "train")
+    test_images = len(load_split(data_dir, "test").labels)
 
-    whole_train = load_split(data_dir, "train")  # read once: training's part and evaluation's
+    def test_size(limit: int | None) -> int:
+        return test_images if limit is None else min(limit, test_images)
 
     spread = seconds.spread
     phases: list[Phase] = []
@@ -444,7 +447,7 @@ def priced(
     if sweep and overheads is not None:
         expected.append(Expected.fixed("encryption", start(fixed.ENCRYPTION_STARTS)))
     if train is not None:
-        n_train, n_test = defender_images(whole_train, train), sizes("test", train.test_limit)
+        n_train, n_test = defender_images(whole_train, train), test_size(train.test_limit)
         per_trial = [training_passes(s, train, n_train, n_test) for s in scenarios]
         costs = [seconds.cost(p) * scale_of(calibration, "training") for p in per_trial]
         slots = min(
@@ -467,7 +470,7 @@ def priced(
         wall += start(fixed.TRAINING_STARTS)
         expected.append(Expected("training", wall, wall / (1 + spread), wall * (1 + spread)))
     if evaluation is not None:
-        n_test, n_train = sizes("test", evaluation.test_limit), len(whole_train.labels)
+        n_test, n_train = test_size(evaluation.test_limit), len(whole_train.labels)
         plain = any(not s.encrypted for s in scenarios)
         bounds = [evaluation_passes(s, evaluation, n_test, n_train, plain) for s in scenarios]
         actors = max(1, min(evaluation.actors, devices))
