@@ -32,7 +32,11 @@ TRAINING_STARTS = 1.0  # Tune's start and the results table
 FIT_TASK_STARTS = 5.0  # a keyless fit's task: its process, the checkpoint and the key
 EVALUATION_STARTS = 1.5  # the data, the tables and the gallery, around the pool
 ENCRYPTION_STARTS = 4.0  # the encryption's Ray Data job over the train split
-PRIVACY_STARTS_PER_TRANSFORM = 2.1  # a transform's ITN job, key searches and scoring
+# A transform's ITN job, key searches and scoring: 2.1 from the smoke sweep of an Intel Xeon
+# (0.98 of its measured), which left three runs on AMD EPYC 2-cores at 1.39-1.54x (the smoke
+# sweep and two board runs, 60-63 s of privacy each); 2.6 puts all four within 25%
+# (0.79 there, 1.12-1.24 here).
+PRIVACY_STARTS_PER_TRANSFORM = 2.6
 REPORT_STARTS = 0.3
 # Adversarial training's attack step runs in train mode at the training batch, through the
 # cipher's BPDA: it took twice the probe's attack pass (eval mode, no cipher) per image.
@@ -40,7 +44,8 @@ ADVERSARIAL_STEP = 2.0
 # The share of the work above the cascade's floor that a cascade does: 0.10 in the board's
 # evaluation (eight study-scale models, 2026-12-07: 4,085 device-seconds of work done against
 # a floor of 3,432 and 9,837 for every attack on every image), where cheap attacks break most
-# images and the costly ones meet few. The range stays the floor to all of it.
+# images and the costly ones meet few. A second board run did 0.11 (4,367 device-seconds; floor
+# 3,640; everything 10,273). The range stays the floor to all of it.
 CASCADE_SHARE = 0.10
 
 
