@@ -36,12 +36,24 @@ def board_slice(cifar_dir, tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("board") / "out"
     command = [sys.executable, "-m", "lie_ray", "sweep", "--preset", "board"]
     command += ["--scenarios", "Plain,NP", "--data", str(cifar_dir), "--out", str(out)]
-    command += cli_args(TRAIN_SLICE) + cli_args(EVAL_SLICE)
+    # The board preset's own cascade, on the slice's budgets.
+    command += cli_args(TRAIN_SLICE) + cli_args(
+        {name: value for name, value in EVAL_SLICE.items() if name != "evaluation"}
+    )
     result = subprocess.run(
         command, capture_output=True, text=True, timeout=1200, cwd=REPO_ROOT, env=USER_ENV
     )
     assert result.returncode == 0, (result.stdout + result.stderr)[-5000:]
     return out
+
+
+def test_an_embedded_sweep_keeps_its_ray_sessions_logs_under_out(board_slice):
+    """The quiet console forwards no worker output; a sweep that ran its own Ray copies the
+    session's logs into OUT/logs/ray, the trials' and Train workers' among them."""
+    logs = board_slice / "logs" / "ray"
+    workers = list(logs.glob("worker-*.out")) + list(logs.glob("worker-*.err"))
+    assert workers and (logs / "raylet.out").stat().st_size > 0
+    assert any(":actor_name:RayTrainWorker" in w.read_text(errors="replace") for w in workers)
 
 
 def test_the_board_of_a_sweep_shows_what_its_tables_hold(board_slice, tmp_path):

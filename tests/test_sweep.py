@@ -60,6 +60,23 @@ def test_job_submitted_sweep_writes_every_table_and_the_report(smoke_sweep):
     # than printing its record), while the driver's whole log is kept under OUT.
     assert "Execution plan of Dataset" not in output and "'steps':" not in output
     assert "[6/6] report done in" in (out / "logs" / "sweep.log").read_text()
+    # Nothing of Ray's own on the console: its C++ line about Ray Data's actor arguments, Ray
+    # Data's notices, the raylet's worker-count warnings, Train's lines per report and Tune's
+    # boxes per trial. The driver's share of it is kept in OUT/logs/console.log (so it was
+    # there to be hidden); Tune's table of trials shows once.
+    for noise in (
+        "core_worker.cc",
+        "PYTHON worker processes",
+        "Progress bars disabled",
+        "execution finished in",
+        "Reporting training result",
+        "Moving model to device",
+        "started with configuration",
+    ):
+        assert noise not in output, noise
+    assert "core_worker.cc" in (out / "logs" / "console.log").read_text()
+    assert output.count("Trial name") == 1 and "Encrypted-Adv-DK   TERMINATED" in output
+    assert len(output.splitlines()) < 80, output
 
 
 def test_sweep_keeps_its_predicted_beside_its_measured_times(smoke_sweep):

@@ -19,6 +19,7 @@ import typer
 
 from lie_ray.app.options import EVALUATION, TRAINING, Given, takes
 from lie_ray.errors import LieRayError
+from lie_ray.infra.console import quiet_console
 from lie_ray.infra.interrupt import Interrupted, on_interrupt
 from lie_ray.infra.outputs import check_output_dir, check_output_file, check_storage
 
@@ -57,7 +58,15 @@ def user_errors(command: Callable) -> Callable:
 
 
 @app.callback()
-def main_options(verbose: bool = typer.Option(False, "--verbose", "-v", help="Debug logging.")):
+def main_options(
+    verbose: bool = typer.Option(
+        False,
+        "--verbose",
+        "-v",
+        help="Debug logging, and everything Ray and its workers print, on the console (a sweep "
+        "keeps it under OUT/logs otherwise).",
+    ),
+):
     configure_logging(verbose)
 
 
@@ -202,7 +211,12 @@ def train(
     data = check_dataset(given.data)
     storage = check_uri(given.storage) if given.storage else None
     key_for_scenarios(chosen, key, settings.block_size, settings.key_batch_size)
-    with ray_session(num_cpus=embedded_cpus(settings)), on_interrupt(out):
+    logs = out.resolve() / "logs"  # what the quiet console leaves out (lie_ray.infra.console)
+    with (
+        quiet_console(logs),
+        ray_session(num_cpus=embedded_cpus(settings), keep_logs=logs),
+        on_interrupt(out),
+    ):
         table = run_training(chosen, settings, data, out, key, resume=resume, storage=storage)
     typer.echo(
         format_table(table, ["scenario", "train_error", "test_error", "epochs", "key_fingerprint"])
@@ -317,7 +331,8 @@ def evaluate(
     refuse_calibration_without_estimate(given)
     data = check_dataset(given.data)
     check_keys(key, [trained_record(row) for row in trained])  # each at its own key batch
-    with ray_session(), on_interrupt(out):
+    logs = out.resolve() / "logs"
+    with quiet_console(logs), ray_session(keep_logs=logs), on_interrupt(out):
         results = run_evaluation(
             runs,
             data,
@@ -442,7 +457,12 @@ def sweep(
         )
     )
     predicted = predict(plan)  # probed before Ray starts its own processes beside the probe
-    with ray_session(num_cpus=embedded_cpus(plan.train)), on_interrupt(out):
+    logs = out.resolve() / "logs"  # what the quiet console leaves out (lie_ray.infra.console)
+    with (
+        quiet_console(logs),
+        ray_session(num_cpus=embedded_cpus(plan.train), keep_logs=logs),
+        on_interrupt(out),
+    ):
         tables = run_sweep(plan, predicted)
     typer.echo(summary(tables["training"], tables["results"], out.resolve(), tensorboard_dir(plan)))
 
@@ -476,7 +496,8 @@ def privacy(
 
     check_output_dir(out)  # fail before Ray starts
     loaded, names, settings, data = resolve_privacy(key, given.preset, given.data, transforms)
-    with ray_session(), on_interrupt(out, resumable=False):
+    logs = out.resolve() / "logs"
+    with quiet_console(logs), ray_session(keep_logs=logs), on_interrupt(out, resumable=False):
         table = run_privacy(data, loaded, out, names, settings)
         write_privacy(out)  # privacy.md, from the table the job wrote
     typer.echo(

@@ -16,6 +16,8 @@ write then goes there (``STORAGE/encrypted``, ``STORAGE/train``, ``STORAGE/runs`
     OUT/evaluations/         one Parquet file per evaluated scenario (what --resume reuses)
     OUT/examples.parquet, OUT/results.parquet, OUT/report.md, OUT/*.png
     OUT/logs/sweep.log       the driver's whole log (the console is quiet unless --verbose)
+    OUT/logs/console.log     what else reached the driver's stdout and stderr (Ray's own lines)
+    OUT/logs/ray/            the embedded Ray's session logs: workers', actors', trials' output
 
 On a laptop the sweep starts an embedded Ray and stops it at the end; with ``RAY_ADDRESS`` set,
 or under ``ray job submit``, it joins that cluster. ``--resume`` after an interruption keeps
@@ -245,11 +247,11 @@ def tensorboard_dir(plan: SweepPlan) -> str:
 def timed_phase(
     name: str, recorder: ClusterRecorder | None = None, measured: dict[str, float] | None = None
 ) -> Iterator[None]:
-    """A line when a phase starts and one when it ends, with its wall time (kept in
-    ``measured``); the cluster recorder labels its samples with the phase (and stops if the
-    phase fails)."""
+    """A line when a phase ends, with its wall time (kept in ``measured``), and one in the
+    log when it starts (each phase's own first line says what it starts on the console); the
+    cluster recorder labels its samples with the phase (and stops if the phase fails)."""
     number = PHASES.index(name) + 1
-    log.info("[%d/%d] %s ...", number, len(PHASES), name)
+    log.debug("[%d/%d] %s ...", number, len(PHASES), name)
     started = time.monotonic()
     if recorder is not None:
         recorder.phase = name

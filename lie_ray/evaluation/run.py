@@ -108,13 +108,14 @@ def run_evaluation(
             log.info("%s: already evaluated (%s), not run again", name, locations[name])
             tables[name] = storage.read_table(locations[name])
         else:
-            log.info(
-                "evaluating %s on %d test images at eps %s",
-                name,
-                len(test.labels),
-                ", ".join(f"{e:.4f}" for e in settings.epsilons),
-            )
             pending.append(row)
+    if pending:
+        log.info(
+            "evaluating %s on %d test images at eps %s",
+            ", ".join(row["scenario"] for row in pending),
+            len(test.labels),
+            ", ".join(f"{e:.4f}" for e in settings.epsilons),
+        )
     fits = {name: part_fits(table) for name, table in tables.items()}
     if pending:  # one actor pool for every scenario left; each part is kept once complete
         log.info("fitting the keyless attacks' bypass and key search, once per scenario")

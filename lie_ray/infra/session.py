@@ -17,6 +17,7 @@ import contextlib
 import logging
 import os
 from collections.abc import Iterator
+from pathlib import Path
 
 import ray
 
@@ -38,23 +39,31 @@ LOG_MONITOR_ENV = {"RAY_LOG_MONITOR_MANY_FILES_THRESHOLD": "0", "LOG_NAME_UPDATE
 
 
 @contextlib.contextmanager
-def ray_session(num_cpus: int | None = None) -> Iterator[None]:
-    from lie_ray.infra.console import keep_driver_logging, worker_logging_config
+def ray_session(num_cpus: int | None = None, keep_logs: Path | None = None) -> Iterator[None]:
+    """``keep_logs``: a folder to copy the embedded Ray's session logs into at the end, when
+    the console was quiet (workers' output is not forwarded to the driver then)."""
+    from lie_ray.infra.console import (
+        keep_driver_logging,
+        keep_session_logs,
+        verbose,
+        worker_logging_config,
+    )
 
     if ray.is_initialized():
         yield
         return
     root = logging.getLogger()
     handlers, level = list(root.handlers), root.level
-    quiet = {"logging_config": worker_logging_config()}  # workers log warnings unless verbose
+    # Workers log warnings, and their output stays in their log files, unless verbose.
+    quiet = {"logging_config": worker_logging_config(), "log_to_driver": verbose()}
     # torch before ray.init: a job driver that loads torch only after joining a cluster died
     # at once with "Intel oneMKL FATAL ERROR: Cannot load libtorch_cpu.so" (RAY_NOTES.md).
     import torch  # noqa: F401
 
     if os.environ.get("RAY_ADDRESS"):
         log.info("joining the Ray cluster at %s", os.environ["RAY_ADDRESS"])
-        ray.init(log_to_driver=True, **quiet)
-        dashboard = None
+        ray.init(**quiet)
+        dashboard, keep_logs = None, None  # a cluster's logs stay on its nodes
     else:
         # The dashboard: users watch jobs, actors and Train runs there, and without it Ray
         # Train's placement-group cleaner warns once a second that it cannot query state.
@@ -68,7 +77,6 @@ def ray_session(num_cpus: int | None = None) -> Iterator[None]:
                 address="local",
                 num_cpus=max(num_cpus or 0, DEFAULT_LOCAL_CPUS),
                 include_dashboard=None,
-                log_to_driver=True,
                 **quiet,
             ).dashboard_url
     keep_driver_logging(handlers, level)
@@ -77,6 +85,8 @@ def ray_session(num_cpus: int | None = None) -> Iterator[None]:
     try:
         yield
     finally:
+        if keep_logs is not None and not verbose():
+            keep_session_logs(keep_logs)
         ray.shutdown()
 
 

@@ -150,7 +150,7 @@ def known_plaintext_attack(name, defender, master, pool, plain, encrypted, setti
         ks.append(k)
         exact.append(known_plaintext.equivalent(name, arrays, target))
     k_all = None if None in ks else max(ks)
-    log.info("known-plaintext %s: k per key %s, exact %d/%d", name, ks, sum(exact), len(exact))
+    log.debug("known-plaintext %s: k per key %s, exact %d/%d", name, ks, sum(exact), len(exact))
     pairs = min(k_all or settings.kp_max_k, len(plain) - 1)
     _, arrays = known_plaintext.smallest_k(
         name, plain[:pairs], encrypted[:pairs], defender.block_size

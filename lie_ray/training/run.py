@@ -31,6 +31,7 @@ from lie_ray.infra.storage import join, to_location
 from lie_ray.keys import key_location
 from lie_ray.scenarios import Scenario, key_for_scenarios
 from lie_ray.training.capacity import concurrent_trials
+from lie_ray.training.progress import TrainingProgress
 from lie_ray.training.record import training_record
 from lie_ray.training.settings import TRIAL_DRIVER_CPUS, TrainSettings
 from lie_ray.training.trial import TrialJob, train_scenario
@@ -109,13 +110,14 @@ def run_training(
                 trial_name_creator=_trial_name,
                 trial_dirname_creator=_trial_name,
             ),
-            # verbose 1: Tune's status table and trial events; 2 (--verbose): every result too.
+            # Quiet: Tune prints nothing, TrainingProgress a line per epoch and trial and Tune's
+            # table at the end; --verbose: Tune's status box, every config and result too.
             run_config=tune.RunConfig(
                 name=EXPERIMENT,
                 storage_path=storage,
-                verbose=2 if verbose() else 1,
+                verbose=2 if verbose() else 0,
                 failure_config=tune.FailureConfig(max_failures=1),
-                callbacks=[AnnounceFinishedTrials()],
+                callbacks=[TrainingProgress(settings.epochs, table=not verbose())],
             ),
         )
         storage_io.write_bytes(plan_file, json.dumps(plan(records), sort_keys=True).encode())
@@ -164,21 +166,6 @@ def same_plan(plan_file: str, records: dict[str, dict]) -> bool:
             ", ".join(changed),
         )
     return before == now
-
-
-class AnnounceFinishedTrials(tune.Callback):
-    """One log line per finished scenario: progress a user (or a test) can wait for."""
-
-    def on_trial_complete(self, iteration, trials, trial, **info):
-        result = trial.last_result
-        log.info(
-            "finished training %s: held-out error %.3f after %s epochs (training's own "
-            "test split, n=%s)",
-            trial.config["scenario"],
-            result.get("test_error", float("nan")),
-            result.get("epoch", "?"),
-            result.get("test_images", "?"),
-        )
 
 
 def by_expected_cost(scenarios: list[Scenario]) -> list[Scenario]:

@@ -31,6 +31,7 @@ from lie_ray.infra.console import quiet_trial
 from lie_ray.infra.storage import join, resolve
 from lie_ray.scenarios import Scenario
 from lie_ray.training.pipeline import build_datasets
+from lie_ray.training.progress import ALREADY_TRAINED
 from lie_ray.training.record import run_name
 from lie_ray.training.settings import DATA_CPUS_PER_TRIAL, TrainSettings, data_cpus
 from lie_ray.training.worker import train_func
@@ -78,16 +79,11 @@ def train_scenario(config: dict, job: TrialJob) -> None:
         # Trained to the end already (a sweep resumed, or the same command run again): hand
         # Tune the final checkpoint's metrics instead of starting workers that have nothing
         # to do. Tune's own experiment state may lag by seconds, so this is the safe check.
-        path, metrics = finished
-        print(
-            f"{scenario.name}: already trained for {metrics['epoch']} epochs ({path}): "
-            "not trained again",
-            flush=True,
-        )
-        tune.report({**metrics, CHECKPOINT_PATH_KEY: path})
+        path, metrics = finished  # the driver's TrainingProgress says so on the console
+        tune.report({**metrics, CHECKPOINT_PATH_KEY: path, ALREADY_TRAINED: True})
         return
     key_path = job.key_path if scenario.encrypted else None
-    # Tune's table shows per-epoch progress; per-trial Ray Data bars would interleave unreadably.
+    # The driver prints per-epoch progress; per-trial Ray Data bars would interleave unreadably.
     ray.data.DataContext.get_current().enable_progress_bars = False
     trainer = TorchTrainer(
         train_func,
@@ -116,7 +112,7 @@ def train_scenario(config: dict, job: TrialJob) -> None:
             checkpoint_config=ray.train.CheckpointConfig(num_to_keep=2),
             failure_config=ray.train.FailureConfig(max_failures=job.max_failures),
             # Train's own INFO lines (worker group start-up, checkpoint reports) stay in its
-            # log files unless --verbose; the per-epoch line comes from the worker itself.
+            # log files unless --verbose; the per-epoch line comes from the driver.
             logging_config=ray.train.LoggingConfig(log_level="WARNING" if job.quiet else "INFO"),
             callbacks=[TuneReportCallback()],
         ),

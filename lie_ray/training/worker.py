@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import json
 import os
-import sys
 import tempfile
 import time
 from pathlib import Path
@@ -97,19 +96,6 @@ def train_func(config: dict) -> None:
             transform_meta(scenario, settings),
             config["run_record"],
         )
-        if is_rank_zero():
-            announce(
-                f"{scenario.name}: epoch {epoch + 1}/{settings.epochs} done: train loss "
-                f"{metrics['train_loss']:.3f}, train error {metrics['train_error']:.3f}, "
-                f"test error {metrics['test_error']:.3f}"
-            )
-
-
-def announce(line: str) -> None:
-    """One progress line on the worker's real stdout, which Ray forwards to the driver's
-    console once. (Ray Train patches ``print`` to also feed its own logger, which doubled it.)"""
-    sys.__stdout__.write(line + "\n")
-    sys.__stdout__.flush()
 
 
 def train_epoch(model, optimizer, scenario, encrypt, shard, batch_size, device, epoch):
