@@ -55,6 +55,7 @@ DRIVER_FILES = {
     "cluster.parquet",
     "cluster.png",
     "logs/sweep.log",
+    "logs/console.log",  # the driver's own stdout and stderr beyond lie_ray's lines
     "timings.json",
     "adversarial/Plain.parquet",  # the images that decided each worst case
     "adversarial/Encrypted.parquet",

@@ -118,7 +118,7 @@ def test_ctrl_c_in_a_terminal_stops_the_sweep_then_evaluate_and_resume_completes
     # checkpoint (Ray Train's controller had often not recorded it before the signal), or
     # finds epoch 2 already done where that finished before the signal took hold.
     (signalled,) = re.findall(r"(Plain|Encrypted): epoch 1/2", output)[:1]
-    assert_not_retrained(signalled, training[signalled], resumed.stdout, epochs=2)
+    assert_not_retrained(signalled, training[signalled], resumed.stdout + resumed.stderr, epochs=2)
 
     # 'lie-ray evaluate' in the terminal, Ctrl-C once it attacks, then --resume.
     again = tmp_path / "again"
@@ -158,7 +158,11 @@ def test_ctrl_c_in_a_terminal_stops_the_sweep_then_evaluate_and_resume_completes
 def assert_not_retrained(scenario: str, row: dict, resumed_output: str, epochs: int) -> None:
     """After a signal that followed ``scenario``'s epoch-1 report, --resume trains only what
     is left: from the newest checkpoint (epoch 1, or a later one written before the signal
-    took hold), or nothing at all."""
+    took hold), or nothing at all. ``resumed_output``: all the command printed (its progress
+    lines are log lines, on stderr)."""
+    assert f"{scenario}: epoch {epochs}/{epochs} done" in resumed_output or (
+        f"{scenario}: already trained for {epochs} epochs" in resumed_output
+    ), resumed_output[-3000:]  # the output read is the one that holds the progress lines
     assert f"{scenario}: epoch 1/{epochs} done" not in resumed_output, resumed_output[-3000:]
     assert (
         row["resumed_from_epoch"] >= 1
@@ -235,7 +239,7 @@ def test_sigterm_to_the_process_group_stops_train_and_privacy(cifar_dir, tmp_pat
     assert resumed.returncode == 0, (resumed.stdout + resumed.stderr)[-4000:]
     (row,) = pq.read_table(out / "training.parquet").to_pylist()
     assert row["epochs"] == 3, row
-    assert_not_retrained("Plain", row, resumed.stdout, epochs=3)
+    assert_not_retrained("Plain", row, resumed.stdout + resumed.stderr, epochs=3)
 
     privacy_out = tmp_path / "privacy"
     privacy = [
