@@ -8,6 +8,7 @@ Anything else is a bug and keeps its traceback.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import logging
 import signal
@@ -77,6 +78,23 @@ def configure_logging(verbose: bool = False) -> None:
         format="%(asctime)s %(levelname)s %(message)s",
         force=True,
     )
+
+
+@contextlib.contextmanager
+def quiet_ray_work(out: Path, num_cpus: int | None = None, resumable: bool = True):
+    """A command's Ray work, the same for every command that writes to ``out``: its console
+    quiet (``lie_ray.infra.console``), an embedded Ray's session logs kept in ``OUT/logs/ray``,
+    and a signal ending it in one line. The console is quieted first, so the Ray processes
+    started inside inherit its file."""
+    from lie_ray.infra.session import ray_session
+
+    logs = out.resolve() / "logs"
+    with (
+        quiet_console(logs),
+        ray_session(num_cpus=num_cpus, keep_logs=logs),
+        on_interrupt(out, resumable),
+    ):
+        yield
 
 
 @app.command()
@@ -193,7 +211,6 @@ def train(
 ):
     """Train the scenarios: one Ray Tune trial each, running Ray Train DDP fed by Ray Data."""
     from lie_ray.data.cifar import check_dataset
-    from lie_ray.infra.session import ray_session
     from lie_ray.infra.storage import check_uri
     from lie_ray.scenarios import key_for_scenarios
     from lie_ray.training.capacity import embedded_cpus
@@ -211,12 +228,7 @@ def train(
     data = check_dataset(given.data)
     storage = check_uri(given.storage) if given.storage else None
     key_for_scenarios(chosen, key, settings.block_size, settings.key_batch_size)
-    logs = out.resolve() / "logs"  # what the quiet console leaves out (lie_ray.infra.console)
-    with (
-        quiet_console(logs),
-        ray_session(num_cpus=embedded_cpus(settings), keep_logs=logs),
-        on_interrupt(out),
-    ):
+    with quiet_ray_work(out, num_cpus=embedded_cpus(settings)):
         table = run_training(chosen, settings, data, out, key, resume=resume, storage=storage)
     typer.echo(
         format_table(table, ["scenario", "train_error", "test_error", "epochs", "key_fingerprint"])
@@ -309,7 +321,7 @@ def evaluate(
     from lie_ray.evaluation.run import check_keys, run_evaluation, trained_record
     from lie_ray.evaluation.settings import get_eval_preset
     from lie_ray.evaluation.tables import trained_rows
-    from lie_ray.infra.session import check_gpu_choice, ray_session
+    from lie_ray.infra.session import check_gpu_choice
     from lie_ray.infra.storage import check_uri, join
     from lie_ray.infra.tables import read_training as read_training_table
     from lie_ray.report import write_report
@@ -331,8 +343,7 @@ def evaluate(
     refuse_calibration_without_estimate(given)
     data = check_dataset(given.data)
     check_keys(key, [trained_record(row) for row in trained])  # each at its own key batch
-    logs = out.resolve() / "logs"
-    with quiet_console(logs), ray_session(keep_logs=logs), on_interrupt(out):
+    with quiet_ray_work(out):
         results = run_evaluation(
             runs,
             data,
@@ -415,7 +426,6 @@ def sweep(
         summary,
         tensorboard_dir,
     )
-    from lie_ray.infra.session import ray_session
     from lie_ray.training.capacity import embedded_cpus
 
     if given.estimate:
@@ -457,12 +467,7 @@ def sweep(
         )
     )
     predicted = predict(plan)  # probed before Ray starts its own processes beside the probe
-    logs = out.resolve() / "logs"  # what the quiet console leaves out (lie_ray.infra.console)
-    with (
-        quiet_console(logs),
-        ray_session(num_cpus=embedded_cpus(plan.train), keep_logs=logs),
-        on_interrupt(out),
-    ):
+    with quiet_ray_work(out, num_cpus=embedded_cpus(plan.train)):
         tables = run_sweep(plan, predicted)
     typer.echo(summary(tables["training"], tables["results"], out.resolve(), tensorboard_dir(plan)))
 
@@ -490,14 +495,12 @@ def privacy(
     ciphertext-only FR-basic, the learned ITN inversion (Ray Train) and a key-space audit."""
     import pyarrow.compute as pc
 
-    from lie_ray.infra.session import ray_session
     from lie_ray.privacy.run import resolve_privacy, run_privacy
     from lie_ray.report import write_privacy
 
     check_output_dir(out)  # fail before Ray starts
     loaded, names, settings, data = resolve_privacy(key, given.preset, given.data, transforms)
-    logs = out.resolve() / "logs"
-    with quiet_console(logs), ray_session(keep_logs=logs), on_interrupt(out, resumable=False):
+    with quiet_ray_work(out, resumable=False):
         table = run_privacy(data, loaded, out, names, settings)
         write_privacy(out)  # privacy.md, from the table the job wrote
     typer.echo(

@@ -162,7 +162,7 @@ def _stream_fd(handler: logging.Handler) -> int | None:
         return None
 
 
-def keep_session_logs(log_dir: Path) -> Path | None:
+def keep_session_logs(log_dir: Path) -> None:
     """Copy the embedded Ray session's log files (workers', actors', the raylet's) into
     ``log_dir/ray``: the output a quiet console did not show, kept with the run. Only files;
     a cluster's logs stay on its nodes (``ray logs``)."""
@@ -171,11 +171,10 @@ def keep_session_logs(log_dir: Path) -> Path | None:
     try:
         source = Path(ray._private.worker._global_node.get_session_dir_path()) / "logs"
     except AttributeError:  # not this process's own Ray
-        return None
+        return
     target = log_dir / "ray"
     target.mkdir(parents=True, exist_ok=True)
     for path in source.iterdir():
         if path.is_file():
             with contextlib.suppress(OSError):
                 shutil.copyfile(path, target / path.name)
-    return target
