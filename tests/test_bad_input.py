@@ -442,8 +442,14 @@ def test_evaluate_rejects_bad_settings_before_ray(tmp_path, args, fragments):
         (["--preset", "nope"], ("unknown preset 'nope'",)),
         (["--scenarios", "Nope"], ("unknown scenario 'Nope'",)),
         (["--pgd-eps", "2"], ("eps must lie in (0, 1]", "--pgd-eps")),
+        (
+            ["--privacy-transforms", "le,rot13"],
+            ("unknown transform(s) rot13", "choose from le, ele", "(--privacy-transforms)"),
+        ),
+        (["--privacy-transforms", " , "], ("--privacy-transforms names no transform",)),
+        (["--privacy-transforms", "le", "--no-privacy"], ("drop one of them",)),
     ],
-    ids=["preset", "scenario", "eps"],
+    ids=["preset", "scenario", "eps", "privacy-unknown", "privacy-empty", "privacy-and-none"],
 )
 def test_sweep_rejects_bad_settings_before_ray(tmp_path, args, fragments):
     out = tmp_path / "out"

@@ -384,6 +384,7 @@ def evaluate(
     *TRAINING,
     *EVALUATION,
     "no_privacy",
+    "privacy_transforms",
     "compile",
     "estimate",
     "calibration",
@@ -413,6 +414,11 @@ def sweep(
     no_privacy: bool = typer.Option(
         False, "--no-privacy", help="Skip the privacy attacks phase (see 'lie-ray privacy')."
     ),
+    privacy_transforms: str | None = typer.Option(
+        None,
+        "--privacy-transforms",
+        help="Comma-separated transforms the privacy phase attacks (default: all), e.g. le.",
+    ),
 ):
     """The whole study: key, encryption, the scenarios trained, evaluation, report.
 
@@ -435,9 +441,8 @@ def sweep(
         settings, chosen = training_plan(
             given.preset, given.scenarios, given.scenario_file, given.overrides("train")
         )
-        from lie_ray.privacy import targets
-
         evaluation = get_eval_preset(given.preset).replace(**given.overrides("eval"))
+        attacked = privacy_targets(no_privacy, privacy_transforms)
         return print_estimate(
             chosen,
             settings,
@@ -445,7 +450,7 @@ def sweep(
             given.data,
             calibration=given.calibration,
             sweep=True,
-            privacy_transforms=0 if no_privacy else len(targets.names()),
+            privacy_transforms=len(attacked),
         )
     check_output_dir(out)  # fail before Ray starts
     check_storage(given.storage)
@@ -460,7 +465,7 @@ def sweep(
             resume=resume,
             storage=given.storage,
             download=download,
-            privacy=not no_privacy,
+            privacy=privacy_targets(no_privacy, privacy_transforms),
             train_overrides=given.overrides("train"),
             eval_overrides=given.overrides("eval"),
             calibration=given.calibration,
@@ -543,6 +548,18 @@ def board(
     check_output_dir(out, "--out")
     written = write_board(runs, out)
     typer.echo(f"wrote {', '.join(str(p) for p in written)}")
+
+
+def privacy_targets(no_privacy: bool, given: str | None) -> tuple[str, ...]:
+    """The transforms the sweep's privacy phase attacks (none: --no-privacy), checked now."""
+    from lie_ray.privacy import targets
+
+    if no_privacy and given is not None:
+        raise LieRayError(
+            "--no-privacy skips the phase that --privacy-transforms picks transforms for: "
+            "drop one of them"
+        )
+    return () if no_privacy else tuple(targets.chosen(given, "--privacy-transforms"))
 
 
 def refuse_calibration_without_estimate(given: Given) -> None:

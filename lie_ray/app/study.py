@@ -68,7 +68,7 @@ class SweepRequest:
     resume: bool = False
     storage: str | None = None
     download: bool = False
-    privacy: bool = True  # False: --no-privacy
+    privacy: tuple[str, ...] = ()  # the transforms the privacy phase attacks; (): --no-privacy
     train_overrides: Mapping[str, Any] = field(default_factory=dict)  # TrainSettings.replace
     eval_overrides: Mapping[str, Any] = field(default_factory=dict)  # EvalSettings.replace
     calibration: Path | None = None  # an earlier sweep's --out on this machine
@@ -87,6 +87,7 @@ class SweepPlan:
     resume: bool = False
     storage: str | None = None  # what nodes write (URI or path); default OUT (Ray's in OUT/ray)
     privacy: PrivacySettings | None = None  # None: --no-privacy, the phase is skipped
+    privacy_transforms: tuple[str, ...] = ()  # what the privacy phase attacks
     preset: str = ""  # the name the settings came from, for timings.json
     calibration: Calibration | None = None  # scales the prediction (lie_ray.app.calibration)
 
@@ -158,11 +159,11 @@ def run_sweep(plan: SweepPlan, predicted=None) -> dict[str, pa.Table]:
         )
     if plan.privacy is not None:
         with phase("privacy", recorder):
-            from lie_ray.privacy import targets
             from lie_ray.privacy.run import run_privacy
             from lie_ray.report import write_privacy
 
-            run_privacy(plan.data, key, out, targets.names(), plan.privacy, plan.storage)
+            names = list(plan.privacy_transforms)
+            run_privacy(plan.data, key, out, names, plan.privacy, plan.storage)
             write_privacy(out)  # privacy.md, from the table the job wrote
     recorder.stop()
     atomic.write_parquet(recorder.table(), out / "cluster.parquet")
@@ -175,7 +176,6 @@ def run_sweep(plan: SweepPlan, predicted=None) -> dict[str, pa.Table]:
 def predict(plan: SweepPlan):
     """``--estimate``'s figures for this sweep (a probe of a few seconds, in this driver)."""
     from lie_ray.app.estimate import for_run
-    from lie_ray.privacy import targets
 
     return for_run(
         plan.scenarios,
@@ -184,7 +184,7 @@ def predict(plan: SweepPlan):
         plan.data,
         calibration=plan.calibration,
         sweep=True,
-        privacy_transforms=len(targets.names()) if plan.privacy is not None else 0,
+        privacy_transforms=len(plan.privacy_transforms) if plan.privacy is not None else 0,
     )
 
 
@@ -381,6 +381,7 @@ def resolve_plan(request: SweepRequest) -> SweepPlan:
         resume=request.resume,
         storage=storage,
         privacy=get_privacy_preset(request.preset, train.block_size) if privacy else None,
+        privacy_transforms=tuple(privacy),
         preset=request.preset,
         calibration=calibration,
     )

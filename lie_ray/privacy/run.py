@@ -20,7 +20,6 @@ from pathlib import Path
 import pyarrow as pa
 
 from lie_ray.data.cifar import data_record, load_split
-from lie_ray.errors import LieRayError
 from lie_ray.infra import atomic, provenance
 from lie_ray.infra.storage import join
 from lie_ray.keys import FIXED_LABEL, Key
@@ -99,12 +98,7 @@ def resolve_privacy(
         fix="pass one made by 'lie-ray keygen'",
     )
     settings = get_privacy_preset(preset, key.block_size)
-    names = targets.check_names(
-        [n.strip() for n in transforms.split(",") if n.strip()] if transforms else targets.names()
-    )
-    if not names:
-        raise LieRayError("--transforms names no transform: pass e.g. --transforms le,shuffle")
-    return key, names, settings, check_dataset(data)
+    return key, targets.chosen(transforms), settings, check_dataset(data)
 
 
 def itn_rows(encrypted_sets: dict, attacker_images, plain, settings, storage, found) -> list:

@@ -24,15 +24,24 @@ def names() -> list[str]:
     return transforms.names()
 
 
-def check_names(chosen: list[str]) -> list[str]:
+def check_names(chosen: list[str], option: str = "--transforms") -> list[str]:
     known = names()
     unknown = [n for n in chosen if n not in known]
     if unknown:
         raise LieRayError(
-            f"unknown transform(s) {', '.join(unknown)}: choose from "
-            f"{', '.join(known)} (--transforms)"
+            f"unknown transform(s) {', '.join(unknown)}: choose from {', '.join(known)} ({option})"
         )
     return chosen
+
+
+def chosen(given: str | None, option: str = "--transforms") -> list[str]:
+    """The transforms a comma-separated ``given`` names (None: every one), each checked."""
+    if given is None:
+        return names()
+    picked = check_names([n.strip() for n in given.split(",") if n.strip()], option)
+    if not picked:
+        raise LieRayError(f"{option} names no transform: pass e.g. {option} le,shuffle")
+    return picked
 
 
 def block_size_for(name: str, block_size: int) -> int:
