@@ -23,8 +23,9 @@ SHARED_DATA = REPO_ROOT.parent / "shared" / "data" / "cifar-10-batches-py"
 def ray_cluster():
     """One embedded Ray for the whole session (RAY_NOTES.md: never several on one host).
 
-    8 logical CPUs on 2 cores: a training trial holds 3.25 (driver, 2 DDP workers, Ray Data),
-    and two trials side by side overlap their start-ups. Logical CPUs are scheduling tokens.
+    8 logical CPUs on 2 cores: a training trial holds 2.25 (driver, a Train worker, Ray Data)
+    or 3.25 (two DDP workers), so trials run side by side and overlap their start-ups.
+    Logical CPUs are scheduling tokens.
     ``address="local"`` never attaches to a stray cluster started elsewhere on the machine.
     """
     if not ray.is_initialized():
@@ -46,15 +47,17 @@ def cifar_dir() -> Path:
     return path
 
 
-# A slice of the real data, one epoch, a narrow network and two workers (so DDP runs end to
-# end), and light attacks: exactly the code path of the smoke sweep, in a few minutes.
+# A slice of the real data, one epoch, a narrow network and the smoke preset's one Train worker
+# (a trial's start-up is its processes, and a second DDP worker is one more to start: DDP over
+# two workers runs end to end in test_sweep's worker-killed test and against one process in
+# test_training), and light attacks: exactly the code path of the smoke sweep, in minutes.
 TRAIN_SLICE = {
     "epochs": 1,
     "train_limit": 256,
     "test_limit": 128,
     "width": 4,
     "batch_size": 64,
-    "num_workers": 2,
+    "num_workers": 1,
 }
 EVAL_SLICE = {
     "eval_limit": 24,
@@ -81,11 +84,26 @@ def cli_args(settings: dict) -> list[str]:
     return args
 
 
+# The sweep's privacy phase on two transforms, not seven: the two its tests read (one real
+# image pair recovers either key); every transform's attacks are tested in test_privacy*.py.
+PRIVACY_SLICE = ["--privacy-transforms", "le,shuffle"]
+
 # The keyless attacker's fit budgets of the slice, for commands that take the smoke preset's
 # otherwise (64 images, 25 steps, 25 candidate keys: a minute a test does not need).
 FIT_SLICE = cli_args(
     {name: EVAL_SLICE[name] for name in ("pba_steps", "attacker_images", "key_search_budget")}
 )
+
+
+def light_eval(eval_limit: int = 8, epsilons: str = "0.1") -> list[str]:
+    """Attacks as light as a test of something else can have them (interrupts, resumes,
+    scaling, the commands' chain): each attack at its smallest budget, one actor, on the first
+    ``eval_limit`` test images at ``epsilons``."""
+    light = {"eval_limit": eval_limit, "epsilons": epsilons, "eval_pgd_steps": 2, "eot_keys": 1}
+    return cli_args({**light, "square_queries": 4, "actors": 1}) + FIT_SLICE
+
+
+LIGHT_EVAL = light_eval()
 
 
 def lie_ray(*args, timeout: int = 600) -> subprocess.CompletedProcess:
@@ -109,7 +127,15 @@ RAY_CLI = str(Path(sys.executable).with_name("ray"))
 # Ray >= 2.52 enables token authentication on new clusters. Say so explicitly for the head and
 # every process that talks to it (they share the token in ~/.ray/auth_token): left unset, a
 # client's mode depends on whether an earlier ray.init in its parent happened to set it.
-HEAD_ENV = {**os.environ, "RAY_AUTH_MODE": "token", "PYTHONUNBUFFERED": "1"}
+# A head stopped by SIGTERM first drains (Ray >= 2.5x: for up to 30 s, so Serve replicas can
+# move); a test head serves nothing, and after a job it sat out the whole 30 s at every
+# teardown. 0 stops it at once (RAY_GRACEFUL_SHUTDOWN_DRAIN_TIMEOUT_S, ray/_private/node.py).
+HEAD_ENV = {
+    **os.environ,
+    "RAY_AUTH_MODE": "token",
+    "PYTHONUNBUFFERED": "1",
+    "RAY_GRACEFUL_SHUTDOWN_DRAIN_TIMEOUT_S": "0",
+}
 
 
 def ensure_auth_token() -> None:
@@ -212,6 +238,7 @@ def smoke_sweep(ray_head, tmp_path_factory, cifar_dir):
         str(out),
         *cli_args(TRAIN_SLICE),
         *cli_args(EVAL_SLICE),
+        *PRIVACY_SLICE,
     ]
     result = subprocess.run(
         command, capture_output=True, text=True, timeout=1500, cwd=REPO_ROOT, env=HEAD_ENV
@@ -219,6 +246,23 @@ def smoke_sweep(ray_head, tmp_path_factory, cifar_dir):
     output = result.stdout + result.stderr
     assert result.returncode == 0, output[-5000:]
     return {"out": out, "key_path": out / "keys" / "master.json", "output": output}
+
+
+@pytest.fixture(scope="session")
+def xor_env(tmp_path_factory) -> dict[str, str]:
+    """The user's environment with examples/xor_transform installed (tests/plugins.py)."""
+    import plugins
+
+    return plugins.installed(plugins.XOR_EXAMPLE, tmp_path_factory)
+
+
+@pytest.fixture(scope="session")
+def xor_board(xor_env, cifar_dir, tmp_path_factory) -> Path:
+    """The board preset's sweep of Plain and the XOR plug-in, on its own embedded Ray: the
+    plug-in tests read where its transform went, the board tests what the board shows."""
+    import plugins
+
+    return plugins.board_sweep_of_xor(xor_env, cifar_dir, tmp_path_factory.mktemp("xor-board"))
 
 
 @pytest.fixture(scope="session")

@@ -27,8 +27,8 @@ import pyarrow.parquet as pq
 import pytest
 
 from tests.conftest import (
-    EVAL_SLICE,
     HEAD_ENV,
+    LIGHT_EVAL,
     RAY_CLI,
     REPO_ROOT,
     cli_args,
@@ -211,7 +211,7 @@ def test_the_sweep_scales_a_cluster_from_zero_and_back(autoscaling_head, cifar_d
             "Plain,Encrypted",
             "--no-privacy",
             *cli_args(SLICE),
-            *cli_args(EVAL_SLICE),
+            *LIGHT_EVAL,
         ],
         capture_output=True,
         text=True,

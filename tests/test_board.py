@@ -1,6 +1,6 @@
-"""The board of key-based defences: a slice of ``lie-ray sweep --preset board`` (Plain and one
-transform of the family, the test slice's budgets), then ``lie-ray board`` on its folder as a
-user runs them, its figures checked against the tables the run wrote (results.parquet's worst
+"""The board of key-based defences: ``lie-ray board`` as a user runs it on a slice of ``lie-ray
+sweep --preset board`` (the ``xor_board`` fixture: Plain and a plug-in's XOR scenario, the test
+slice's budgets), its figures checked against the tables the run wrote (results.parquet's worst
 cases, privacy.parquet's reconstructions), not against the cards it reads; then the ranking,
 the whole-key warning, a plug-in transform's row and two runs holding one scenario name, on
 cards made here; and a folder that is no finished run, refused in one line."""
@@ -9,14 +9,12 @@ from __future__ import annotations
 
 import json
 import math
-import os
 import subprocess
-import sys
 from pathlib import Path
 
 import pyarrow.parquet as pq
 import pytest
-from conftest import EVAL_SLICE, REPO_ROOT, TRAIN_SLICE, cli_args, lie_ray
+from conftest import lie_ray
 from PIL import Image
 
 from lie_ray.attacks.spec import WORST_CASE, WORST_CASE_KEYLESS
@@ -27,37 +25,17 @@ def board(*args) -> subprocess.CompletedProcess:
     return lie_ray("board", *args, timeout=300)
 
 
-# The user's environment: no RAY_ADDRESS, so the sweep starts its own embedded Ray.
-USER_ENV = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}
-
-
-@pytest.fixture(scope="module")
-def board_slice(cifar_dir, tmp_path_factory) -> Path:
-    out = tmp_path_factory.mktemp("board") / "out"
-    command = [sys.executable, "-m", "lie_ray", "sweep", "--preset", "board"]
-    command += ["--scenarios", "Plain,NP", "--data", str(cifar_dir), "--out", str(out)]
-    # The board preset's own cascade, on the slice's budgets.
-    command += cli_args(TRAIN_SLICE) + cli_args(
-        {name: value for name, value in EVAL_SLICE.items() if name != "evaluation"}
-    )
-    result = subprocess.run(
-        command, capture_output=True, text=True, timeout=1200, cwd=REPO_ROOT, env=USER_ENV
-    )
-    assert result.returncode == 0, (result.stdout + result.stderr)[-5000:]
-    return out
-
-
-def test_an_embedded_sweep_keeps_its_ray_sessions_logs_under_out(board_slice):
+def test_an_embedded_sweep_keeps_its_ray_sessions_logs_under_out(xor_board):
     """The quiet console forwards no worker output; a sweep that ran its own Ray copies the
     session's logs into OUT/logs/ray, the trials' and Train workers' among them."""
-    logs = board_slice / "logs" / "ray"
+    logs = xor_board / "logs" / "ray"
     workers = list(logs.glob("worker-*.out")) + list(logs.glob("worker-*.err"))
     assert workers and (logs / "raylet.out").stat().st_size > 0
     assert any(":actor_name:RayTrainWorker" in w.read_text(errors="replace") for w in workers)
 
 
-def test_the_board_of_a_sweep_shows_what_its_tables_hold(board_slice, tmp_path):
-    out = board_slice
+def test_the_board_of_a_sweep_shows_what_its_tables_hold(xor_board, tmp_path):
+    out = xor_board
     result = board(out, "--out", tmp_path / "board")
     assert result.returncode == 0, result.stderr[-3000:]
     document = json.loads((tmp_path / "board" / "board.json").read_text())

@@ -19,7 +19,7 @@ import doc_blocks
 import numpy as np
 import pyarrow.parquet as pq
 import pytest
-from conftest import FIT_SLICE, REPO_ROOT
+from conftest import REPO_ROOT, light_eval
 from PIL import Image
 
 from lie_ray.data.cifar import load_split
@@ -56,23 +56,7 @@ TRAIN = [
     "--key-batch-size",
     "32",
 ]
-EVALUATE = [
-    "--preset",
-    "smoke",
-    "--eval-limit",
-    "64",
-    "--epsilons",
-    "0,0.1",
-    "--eval-pgd-steps",
-    "2",
-    "--eot-keys",
-    "1",
-    "--square-queries",
-    "4",
-    "--actors",
-    "1",
-    *FIT_SLICE,
-]
+EVALUATE = ["--preset", "smoke", *light_eval(64, "0,0.1")]
 
 
 def run(*args, cwd: Path = REPO_ROOT, timeout: int = 900) -> subprocess.CompletedProcess:

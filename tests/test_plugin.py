@@ -1,88 +1,23 @@
 """A transform written outside lie_ray (``examples/xor_transform``), installed as users install
 a plug-in (pip, from its own pyproject.toml, into a directory on PYTHONPATH), goes where a
 built-in transform goes: a scenario file, training, every attack, the privacy attacks, the
-report; commands run as subprocesses on the embedded Ray they start, whose workers find it
-through its entry point as the driver does."""
+report; the sweep runs as a subprocess on the embedded Ray it starts, whose workers find the
+plug-in through its entry point as the driver does (the ``xor_board`` sweep, which the board's
+tests read too). An outside attack (``examples/wrong_key_attack``) likewise."""
 
 from __future__ import annotations
 
 import os
-import shutil
 import subprocess
 import sys
 
 import numpy as np
 import pyarrow.parquet as pq
 import pytest
-from conftest import FIT_SLICE, REPO_ROOT
+from conftest import REPO_ROOT
+from plugins import ATTACK_EXAMPLE, XOR_EXAMPLE, XOR_SCENARIO, installed
 
 LIE_RAY = os.path.join(os.path.dirname(sys.executable), "lie-ray")
-EXAMPLE = REPO_ROOT / "examples" / "xor_transform"
-SCENARIO = """[[scenario]]
-name = "XOR"
-encrypted = true
-key_policy = "fixed"
-transform = "xor"
-"""
-TRAIN = [
-    "--preset",
-    "smoke",
-    "--epochs",
-    "1",
-    "--train-limit",
-    "256",
-    "--test-limit",
-    "64",
-    "--width",
-    "4",
-]
-EVALUATE = [
-    "--preset",
-    "smoke",
-    "--eval-limit",
-    "32",
-    "--epsilons",
-    "0,0.1",
-    "--eval-pgd-steps",
-    "2",
-    "--eot-keys",
-    "1",
-    "--square-queries",
-    "4",
-    "--actors",
-    "1",
-    *FIT_SLICE,
-]
-
-
-def installed(example, tmp_path_factory) -> dict[str, str]:
-    """An example plug-in installed by pip from a copy of its folder (the source stays clean)
-    into a directory of its own, and the environment in which Python finds it there."""
-    work = tmp_path_factory.mktemp(example.name)
-    shutil.copytree(example, work / "source")
-    subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "pip",
-            "install",
-            "--quiet",
-            "--no-deps",
-            "--no-build-isolation",
-            "--target",
-            str(work / "site"),
-            str(work / "source"),
-        ],
-        check=True,
-        timeout=600,
-    )
-    path = os.pathsep.join(filter(None, [str(work / "site"), os.environ.get("PYTHONPATH")]))
-    return {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"} | {"PYTHONPATH": path}
-
-
-@pytest.fixture(scope="module")
-def plugin_env(tmp_path_factory):
-    return installed(EXAMPLE, tmp_path_factory)
 
 
 def lie_ray(env, *args, expect: int = 0) -> subprocess.CompletedProcess:
@@ -98,47 +33,12 @@ def lie_ray(env, *args, expect: int = 0) -> subprocess.CompletedProcess:
     return done
 
 
-def test_outside_transform_trains_is_attacked_and_its_key_recovered(
-    plugin_env, tmp_path, cifar_dir
-):
-    (tmp_path / "xor.toml").write_text(SCENARIO)
-    key = tmp_path / "key.json"
-    lie_ray(plugin_env, "keygen", "--out", key)
-    lie_ray(
-        plugin_env,
-        "train",
-        "--data",
-        cifar_dir,
-        "--key",
-        key,
-        "--scenario-file",
-        tmp_path / "xor.toml",
-        "--scenarios",
-        "Plain,XOR",
-        "--out",
-        tmp_path / "runs",
-        *TRAIN,
-    )
-    training = {
-        r["scenario"]: r for r in pq.read_table(tmp_path / "runs" / "training.parquet").to_pylist()
-    }
+def test_outside_transform_trains_is_attacked_and_its_key_recovered(xor_board):
+    training = {r["scenario"]: r for r in pq.read_table(xor_board / "training.parquet").to_pylist()}
     assert training["XOR"]["transform"] == "xor" and training["XOR"]["encrypted"]
     assert training["XOR"]["key_fingerprint"]
 
-    lie_ray(
-        plugin_env,
-        "evaluate",
-        "--data",
-        cifar_dir,
-        "--key",
-        key,
-        "--runs",
-        tmp_path / "runs",
-        "--out",
-        tmp_path / "eval",
-        *EVALUATE,
-    )
-    results = pq.read_table(tmp_path / "eval" / "results.parquet").to_pandas()
+    results = pq.read_table(xor_board / "results.parquet").to_pandas()
     xor = results[(results.scenario == "XOR") & (results.epsilon == 0.1)].set_index("evaluation")
     # Every attack a built-in transform with BPDA gets, the recovered-key ones included (one
     # leaked pair gives XOR's key away: plain XOR cipher).
@@ -155,32 +55,17 @@ def test_outside_transform_trains_is_attacked_and_its_key_recovered(
     ):
         assert name in xor.index, name
     assert (results["transform"][results.scenario == "XOR"] == "xor").all()
-    assert "XOR" in (tmp_path / "eval" / "report.md").read_text()
+    assert "XOR" in (xor_board / "report.md").read_text()
 
-    lie_ray(
-        plugin_env,
-        "privacy",
-        "--preset",
-        "smoke",
-        "--data",
-        cifar_dir,
-        "--key",
-        key,
-        "--out",
-        tmp_path / "privacy",
-        "--transforms",
-        "xor",
-    )
-    rows = {
-        r["attack"]: r for r in pq.read_table(tmp_path / "privacy" / "privacy.parquet").to_pylist()
-    }
+    rows = {r["attack"]: r for r in pq.read_table(xor_board / "privacy.parquet").to_pylist()}
+    assert {r["transform"] for r in rows.values()} == {"xor"}  # --privacy-transforms xor
     assert rows["known-plaintext"]["key_recovered"] is True
     assert rows["known-plaintext"]["ssim"] == pytest.approx(1.0)
     assert rows["key-space"]["transform"] == "xor"
 
 
 def test_without_the_plugin_the_name_is_refused_in_one_line(tmp_path):
-    (tmp_path / "xor.toml").write_text(SCENARIO)
+    (tmp_path / "xor.toml").write_text(XOR_SCENARIO)
     env = {k: v for k, v in os.environ.items() if k not in ("RAY_ADDRESS", "PYTHONPATH")}
     done = lie_ray(
         env, "train", "--scenario-file", tmp_path / "xor.toml", "--out", tmp_path / "runs", expect=2
@@ -196,11 +81,11 @@ def test_the_example_transform_is_exact_and_invertible():
     here block by block, independently), decryption inverts it, and the float path matches."""
     import torch
 
-    sys.path.insert(0, str(EXAMPLE))
+    sys.path.insert(0, str(XOR_EXAMPLE))
     try:
         from lie_ray_xor import BlockXor
     finally:
-        sys.path.remove(str(EXAMPLE))
+        sys.path.remove(str(XOR_EXAMPLE))
     rng = np.random.default_rng(0)
     mask = rng.integers(0, 256, 4 * 4 * 3).astype(np.uint8)
     xor = BlockXor({"mask": mask}, block_size=4)
@@ -219,7 +104,6 @@ def test_the_example_transform_is_exact_and_invertible():
 
 
 # ---------------------------------------------------------------------------- an attack
-ATTACK_EXAMPLE = REPO_ROOT / "examples" / "wrong_key_attack"
 ATTACK_SLICE = [
     "--preset",
     "smoke",

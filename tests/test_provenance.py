@@ -8,7 +8,7 @@ import json
 from pathlib import Path
 
 import pyarrow.parquet as pq
-from conftest import FIT_SLICE
+from conftest import light_eval
 from typer.testing import CliRunner
 
 from lie_ray.app.cli import app
@@ -27,23 +27,7 @@ SLICE = [
     "--width",
     "4",
 ]
-LIGHT = [
-    "--preset",
-    "smoke",
-    "--eval-limit",
-    "16",
-    "--epsilons",
-    "0.1",
-    "--eval-pgd-steps",
-    "2",
-    "--eot-keys",
-    "1",
-    "--square-queries",
-    "4",
-    "--actors",
-    "1",
-    *FIT_SLICE,
-]
+LIGHT = ["--preset", "smoke", *light_eval(16)]
 
 
 def invoke(*args) -> str:

@@ -19,26 +19,11 @@ import time
 
 import pexpect
 import pyarrow.parquet as pq
-from conftest import FIT_SLICE, REPO_ROOT
+from conftest import LIGHT_EVAL, REPO_ROOT
 from test_commands import EVALUATE, LIE_RAY, USER_ENV
 
 STOP_WITHIN = 15  # seconds from the signal to the command's exit
 SLICE = ["--train-limit", "256", "--test-limit", "128", "--width", "4", "--batch-size", "64"]
-LIGHT = [
-    "--eval-limit",
-    "8",
-    "--epsilons",
-    "0.1",
-    "--eval-pgd-steps",
-    "2",
-    "--eot-keys",
-    "1",
-    "--square-queries",
-    "4",
-    "--actors",
-    "1",
-    *FIT_SLICE,
-]
 
 
 def in_terminal(args: list[str]) -> pexpect.spawn:
@@ -89,7 +74,7 @@ def test_ctrl_c_in_a_terminal_stops_the_sweep_then_evaluate_and_resume_completes
         "--epochs",
         "2",
         *SLICE,
-        *LIGHT,
+        *LIGHT_EVAL,
         "--no-privacy",
     ]
     seconds, output, status = ctrl_c_after(in_terminal(sweep), r"(Plain|Encrypted): epoch 1/2")
