@@ -244,7 +244,10 @@ def test_the_sweep_runs_the_privacy_phase_unless_told_not_to(tmp_path, cifar_dir
 
     request = SweepRequest(tmp_path / "out", cifar_dir, "smoke", scenarios="Plain")
     assert resolve_plan(request).privacy == get_privacy_preset("smoke", 4)
-    assert resolve_plan(dataclasses.replace(request, privacy=False)).privacy is None
+    assert resolve_plan(request).privacy_transforms == tuple(targets.names())  # every one
+    picked = resolve_plan(dataclasses.replace(request, privacy=("np", "le")))
+    assert picked.privacy_transforms == ("np", "le")
+    assert resolve_plan(dataclasses.replace(request, privacy=())).privacy is None
     assert PHASES.index("privacy") == PHASES.index("report") - 1
     result = CliRunner().invoke(app, ["sweep", "--help"])
     assert "--no-privacy" in result.output

@@ -68,7 +68,8 @@ class SweepRequest:
     resume: bool = False
     storage: str | None = None
     download: bool = False
-    privacy: tuple[str, ...] = ()  # the transforms the privacy phase attacks; (): --no-privacy
+    # The transforms the privacy phase attacks: None every one, () none (--no-privacy).
+    privacy: tuple[str, ...] | None = None
     train_overrides: Mapping[str, Any] = field(default_factory=dict)  # TrainSettings.replace
     eval_overrides: Mapping[str, Any] = field(default_factory=dict)  # EvalSettings.replace
     calibration: Path | None = None  # an earlier sweep's --out on this machine
@@ -351,11 +352,13 @@ def resolve_plan(request: SweepRequest) -> SweepPlan:
     from lie_ray.evaluation.settings import get_eval_preset
     from lie_ray.infra.storage import check_uri
     from lie_ray.infra.storage import is_uri as storage_is_uri
+    from lie_ray.privacy import targets
     from lie_ray.privacy.settings import get_privacy_preset
     from lie_ray.scenarios import key_for_scenarios
     from lie_ray.training.settings import training_plan
 
-    key, privacy = request.key, request.privacy
+    key = request.key
+    privacy = tuple(targets.names()) if request.privacy is None else request.privacy
     train, chosen = training_plan(
         request.preset, request.scenarios, request.scenario_files, dict(request.train_overrides)
     )
@@ -381,7 +384,7 @@ def resolve_plan(request: SweepRequest) -> SweepPlan:
         resume=request.resume,
         storage=storage,
         privacy=get_privacy_preset(request.preset, train.block_size) if privacy else None,
-        privacy_transforms=tuple(privacy),
+        privacy_transforms=privacy,
         preset=request.preset,
         calibration=calibration,
     )
