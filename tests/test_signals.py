@@ -20,7 +20,7 @@ import time
 import pexpect
 import pyarrow.parquet as pq
 from conftest import LIGHT_EVAL, REPO_ROOT
-from test_commands import EVALUATE, LIE_RAY, USER_ENV
+from test_commands import LIE_RAY, USER_ENV
 
 STOP_WITHIN = 15  # seconds from the signal to the command's exit
 SLICE = ["--train-limit", "256", "--test-limit", "128", "--width", "4", "--batch-size", "64"]
@@ -118,7 +118,9 @@ def test_ctrl_c_in_a_terminal_stops_the_sweep_then_evaluate_and_resume_completes
         str(cifar_dir),
         "--key",
         str(out / "keys" / "master.json"),
-        *EVALUATE,
+        "--preset",
+        "smoke",
+        *LIGHT_EVAL,
     ]
     seconds, output, status = ctrl_c_after(in_terminal(evaluate), r"evaluating Plain")
     print(f"evaluate: Ctrl-C in a pty -> exit {status} after {seconds:.1f} s")
