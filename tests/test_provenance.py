@@ -8,7 +8,7 @@ import json
 from pathlib import Path
 
 import pyarrow.parquet as pq
-from conftest import light_eval
+from conftest import LIGHT_EVAL
 from typer.testing import CliRunner
 
 from lie_ray.app.cli import app
@@ -27,7 +27,7 @@ SLICE = [
     "--width",
     "4",
 ]
-LIGHT = ["--preset", "smoke", *light_eval(16)]
+LIGHT = ["--preset", "smoke", *LIGHT_EVAL]
 
 
 def invoke(*args) -> str:
