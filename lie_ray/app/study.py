@@ -88,7 +88,7 @@ class SweepPlan:
     resume: bool = False
     storage: str | None = None  # what nodes write (URI or path); default OUT (Ray's in OUT/ray)
     privacy: PrivacySettings | None = None  # None: --no-privacy, the phase is skipped
-    privacy_transforms: tuple[str, ...] = ()  # what the privacy phase attacks
+    privacy_transforms: tuple[str, ...] = ()  # what the privacy phase attacks; () iff skipped
     preset: str = ""  # the name the settings came from, for timings.json
     calibration: Calibration | None = None  # scales the prediction (lie_ray.app.calibration)
 
@@ -163,8 +163,8 @@ def run_sweep(plan: SweepPlan, predicted=None) -> dict[str, pa.Table]:
             from lie_ray.privacy.run import run_privacy
             from lie_ray.report import write_privacy
 
-            names = list(plan.privacy_transforms)
-            run_privacy(plan.data, key, out, names, plan.privacy, plan.storage)
+            transforms = list(plan.privacy_transforms)
+            run_privacy(plan.data, key, out, transforms, plan.privacy, plan.storage)
             write_privacy(out)  # privacy.md, from the table the job wrote
     recorder.stop()
     atomic.write_parquet(recorder.table(), out / "cluster.parquet")
@@ -185,7 +185,7 @@ def predict(plan: SweepPlan):
         plan.data,
         calibration=plan.calibration,
         sweep=True,
-        privacy_transforms=len(plan.privacy_transforms) if plan.privacy is not None else 0,
+        privacy_transforms=len(plan.privacy_transforms),  # () when the phase is skipped
     )
 
 
@@ -358,7 +358,7 @@ def resolve_plan(request: SweepRequest) -> SweepPlan:
     from lie_ray.training.settings import training_plan
 
     key = request.key
-    privacy = tuple(targets.names()) if request.privacy is None else request.privacy
+    privacy = tuple(targets.chosen(None)) if request.privacy is None else request.privacy
     train, chosen = training_plan(
         request.preset, request.scenarios, request.scenario_files, dict(request.train_overrides)
     )
